@@ -1,0 +1,5 @@
+"""Entry point for `python -m tinycomp`."""
+
+from tinycomp.cli import main
+
+main()

@@ -1,0 +1,329 @@
+"""Clustering and compression specs: strict dataclasses, YAML parse and dump.
+
+Both parsers reject unknown keys and check types and ranges, reporting the key path
+(`tensors[1].compression[0].lut.index_bitwidth`) of the first problem. The compression spec
+is written in tflite-micro's current format; the tutorial's older form
+(`compression: {lut: {index_bitwidth: 4}}`, no layout) is accepted and upgraded later from
+the model's quantization (see `compress.resolve_layouts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from tinycomp.errors import SpecError
+
+CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
+MIN_BITWIDTH, MAX_BITWIDTH = 1, 7
+
+CLUSTERING_EXAMPLE = """\
+# The TFLM tutorial's recipe: 16 shared weights in conv2d_1 and dense.
+init: kmeans++          # kmeans++ | linear | density | random
+layers:
+  - name: conv2d_1
+    clusters: 16
+    per_channel: false  # true: one set of centroids per output channel (Conv2D)
+  - name: dense
+    clusters: 16
+"""
+
+COMPRESSION_EXAMPLE = """\
+tensors:
+  - subgraph: 0
+    tensor: 7
+    compression:
+      - lut:
+          index_bitwidth: 4
+          per_channel:
+            axis: 0
+  - subgraph: 0
+    tensor: 9
+    compression:
+      - lut:
+          index_bitwidth: 2
+          per_tensor:
+"""
+
+LEGACY_COMPRESSION_EXAMPLE = """\
+tensors:
+  - subgraph: 0
+    tensor: 7
+    compression:
+      lut:
+        index_bitwidth: 4
+"""
+
+
+# ---------------------------------------------------------------- strict reading helpers
+
+class _Node:
+    """A YAML value with its key path, for precise error messages."""
+
+    def __init__(self, value: Any, path: str, source: str):
+        self.value, self.path, self.source = value, path, source
+
+    def fail(self, what: str, hint: str | None = None) -> SpecError:
+        where = f"{self.source}: {self.path}" if self.path else self.source
+        return SpecError(what, where, hint)
+
+    def mapping(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, "_Node"]:
+        if not isinstance(self.value, dict):
+            raise self.fail(f"expected a mapping with keys {', '.join(allowed)}, got {_kind(self.value)}")
+        for key in self.value:
+            if key not in allowed:
+                raise self.child(key).fail(f"unknown key {key!r}", f"allowed keys here: {', '.join(allowed)}")
+        for key in required:
+            if key not in self.value:
+                raise self.fail(f"missing key {key!r}", f"add `{key}:`")
+        return {k: self.child(k) for k in self.value}
+
+    def child(self, key: str | int) -> "_Node":
+        value = self.value[key] if key in (self.value if isinstance(self.value, dict) else range(len(self.value))) else None
+        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else str(key))
+        return _Node(value, path, self.source)
+
+    def items(self) -> list["_Node"]:
+        if not isinstance(self.value, list):
+            raise self.fail(f"expected a list, got {_kind(self.value)}")
+        return [self.child(i) for i in range(len(self.value))]
+
+    def integer(self, low: int | None = None, high: int | None = None) -> int:
+        v = self.value
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.fail(f"expected an integer, got {_kind(v)}")
+        if (low is not None and v < low) or (high is not None and v > high):
+            bounds = f"in {low}–{high}" if high is not None else f">= {low}"
+            raise self.fail(f"{v} is out of range", f"use a value {bounds}")
+        return v
+
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail(f"expected true or false, got {_kind(self.value)}")
+        return self.value
+
+    def string(self, choices: tuple[str, ...] | None = None) -> str:
+        v = self.value
+        if not isinstance(v, str) or not v:
+            raise self.fail(f"expected a non-empty string, got {_kind(v)}")
+        if choices and v not in choices:
+            raise self.fail(f"{v!r} is not a valid choice", f"choose one of {', '.join(choices)}")
+        return v
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, (int, float, str)):
+        return f"{type(value).__name__} {value!r}"
+    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _load_yaml(text: str, source: str) -> _Node:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"YAML syntax error: {problem}", where, "fix the YAML syntax") from e
+    if data is None:
+        raise SpecError("spec is empty", source, "see `tinycomp --help` of the command for an example")
+    return _Node(data, "", source)
+
+
+# ---------------------------------------------------------------- clustering spec
+
+@dataclass(frozen=True)
+class LayerClustering:
+    """How to cluster one layer's kernel."""
+
+    name: str
+    clusters: int
+    init: str = "kmeans++"
+    per_channel: bool = False
+    preserve_sparsity: bool = False
+
+
+@dataclass(frozen=True)
+class ClusteringSpec:
+    """Which layers to cluster and how."""
+
+    layers: tuple[LayerClustering, ...]
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+def parse_clustering_spec(text: str, source: str = "clustering spec") -> ClusteringSpec:
+    """Parse and validate a clustering spec (see CLUSTERING_EXAMPLE)."""
+    top = _load_yaml(text, source).mapping(("init", "per_channel", "preserve_sparsity", "layers"), ("layers",))
+    init = top["init"].string(CLUSTER_INITS) if "init" in top else "kmeans++"
+    per_channel = top["per_channel"].boolean() if "per_channel" in top else False
+    sparsity = top["preserve_sparsity"].boolean() if "preserve_sparsity" in top else False
+    layers = []
+    for node in top["layers"].items():
+        keys = node.mapping(("name", "clusters", "init", "per_channel", "preserve_sparsity"), ("name", "clusters"))
+        layers.append(LayerClustering(
+            name=keys["name"].string(),
+            clusters=keys["clusters"].integer(2, 256),
+            init=keys["init"].string(CLUSTER_INITS) if "init" in keys else init,
+            per_channel=keys["per_channel"].boolean() if "per_channel" in keys else per_channel,
+            preserve_sparsity=keys["preserve_sparsity"].boolean() if "preserve_sparsity" in keys else sparsity,
+        ))
+    if not layers:
+        raise top["layers"].fail("no layers listed", "list at least one layer with name and clusters")
+    _reject_duplicates([layer.name for layer in layers], top["layers"], "layer")
+    return ClusteringSpec(tuple(layers))
+
+
+def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str:
+    """YAML text that `parse_clustering_spec` reads back to an equal spec."""
+    lines = [f"# {line}" for line in (header or "").splitlines()] + ["layers:"]
+    for layer in spec.layers:
+        lines += [f"  - name: {layer.name}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
+                  f"    per_channel: {str(layer.per_channel).lower()}",
+                  f"    preserve_sparsity: {str(layer.preserve_sparsity).lower()}"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_layer_options(values: tuple[str, ...], init: str = "kmeans++") -> ClusteringSpec:
+    """Parse repeated `--layer NAME=CLUSTERS` options into a spec."""
+    layers = []
+    for value in values:
+        name, sep, count = value.partition("=")
+        if not sep or not name or not count.strip().isdigit():
+            raise SpecError(f"cannot read --layer {value!r}", "--layer", "write it as NAME=CLUSTERS, e.g. --layer conv2d_1=16")
+        clusters = int(count)
+        if not 2 <= clusters <= 256:
+            raise SpecError(f"{clusters} clusters is out of range", f"--layer {value}", "use 2–256 clusters")
+        layers.append(LayerClustering(name=name, clusters=clusters, init=init))
+    names = [layer.name for layer in layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(f"layer {dupes[0]!r} is given twice", "--layer", "name each layer once")
+    return ClusteringSpec(tuple(layers))
+
+
+def _reject_duplicates(names: list, node: _Node, what: str) -> None:
+    seen = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise node.child(i).fail(f"{what} {name} is listed twice", f"list each {what} once")
+        seen.add(name)
+
+
+# ---------------------------------------------------------------- compression spec
+
+@dataclass(frozen=True)
+class PerTensor:
+    """One value table for the whole tensor."""
+
+
+@dataclass(frozen=True)
+class PerChannel:
+    """One value table per slice along `axis`."""
+
+    axis: int
+
+
+@dataclass(frozen=True)
+class TensorCompression:
+    """LUT compression of one constant tensor. `layout` None means: derive it from the model."""
+
+    subgraph: int
+    tensor: int
+    index_bitwidth: int
+    layout: PerTensor | PerChannel | None
+    label: str = field(default="", compare=False)
+
+    @property
+    def key_path(self) -> str:
+        return "compression[0].lut"
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """The tensors to LUT-compress; `upgraded` is True when read from the tutorial's older form."""
+
+    tensors: tuple[TensorCompression, ...]
+    upgraded: bool = field(default=False, compare=False)
+
+    def to_tflm(self):
+        """tflite-micro's spec objects (all layouts must be resolved)."""
+        from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
+
+        result = []
+        for t in self.tensors:
+            if t.layout is None:
+                raise SpecError("tensor has no layout", f"tensor {t.tensor}", "resolve layouts against the model first")
+            mode = tflm_spec.PerTensor() if isinstance(t.layout, PerTensor) else tflm_spec.PerChannel(axis=t.layout.axis)
+            method = tflm_spec.LookUpTableCompression(index_bitwidth=t.index_bitwidth, mode=mode)
+            result.append(tflm_spec.Tensor(subgraph=t.subgraph, tensor=t.tensor, compression=[method]))
+        return result
+
+
+def parse_compression_spec(text: str, source: str = "compression spec") -> CompressionSpec:
+    """Parse and validate a compression spec in tflite-micro's format or the tutorial's older form."""
+    top = _load_yaml(text, source).mapping(("tensors",), ("tensors",))
+    tensors, upgraded = [], False
+    for i, node in enumerate(top["tensors"].items()):
+        keys = node.mapping(("subgraph", "tensor", "compression"), ("subgraph", "tensor", "compression"))
+        methods = keys["compression"]
+        if isinstance(methods.value, dict):  # tutorial form: compression: {lut: {...}}
+            upgraded = True
+            method = methods
+        else:
+            items = methods.items()
+            if len(items) != 1:
+                raise methods.fail(f"{len(items)} compression methods given", "give exactly one (lut)")
+            method = items[0]
+        lut_node = method.mapping(("lut", "huffman", "pruning"))
+        if "lut" not in lut_node:
+            other = next(iter(lut_node), None)
+            if other is None:
+                raise method.fail("no compression method given", "give `lut:`")
+            raise lut_node[other].fail(f"{other} compression is not supported by tflite-micro yet", "use lut")
+        bitwidth, layout, was_legacy = _parse_lut(lut_node["lut"])
+        upgraded = upgraded or was_legacy
+        tensors.append(TensorCompression(
+            subgraph=keys["subgraph"].integer(0), tensor=keys["tensor"].integer(0),
+            index_bitwidth=bitwidth, layout=layout))
+    if not tensors:
+        raise top["tensors"].fail("no tensors listed", "list at least one tensor, or run `tinycomp find-tensors`")
+    _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
+    return CompressionSpec(tuple(tensors), upgraded)
+
+
+def _parse_lut(node: _Node) -> tuple[int, PerTensor | PerChannel | None, bool]:
+    keys = node.mapping(("index_bitwidth", "per_tensor", "per_channel"), ("index_bitwidth",))
+    bitwidth = keys["index_bitwidth"].integer(MIN_BITWIDTH, MAX_BITWIDTH)
+    if "per_tensor" in keys and "per_channel" in keys:
+        raise node.fail("per_tensor and per_channel are contradictory", "give exactly one")
+    if "per_tensor" in keys:
+        if keys["per_tensor"].value is not None:
+            raise keys["per_tensor"].fail("per_tensor takes no value", "write `per_tensor:` alone")
+        return bitwidth, PerTensor(), False
+    if "per_channel" in keys:
+        axis = keys["per_channel"].mapping(("axis",), ("axis",))["axis"].integer(0, 14)
+        return bitwidth, PerChannel(axis), False
+    return bitwidth, None, True
+
+
+def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> str:
+    """tflite-micro format YAML; labels become comments so upstream's parser still reads it."""
+    lines = [f"# {line}" for line in (header or "").splitlines()] + ["tensors:"]
+    for t in spec.tensors:
+        if t.label:
+            lines.append(f"  # {t.label}")
+        lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", "    compression:", "      - lut:",
+                  f"          index_bitwidth: {t.index_bitwidth}"]
+        if isinstance(t.layout, PerChannel):
+            lines += ["          per_channel:", f"            axis: {t.layout.axis}"]
+        elif isinstance(t.layout, PerTensor):
+            lines.append("          per_tensor:")
+    return "\n".join(lines) + "\n"
