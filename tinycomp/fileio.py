@@ -122,3 +122,25 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> Path:
 def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 `text` to `target` atomically."""
     return write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def sidecar_path(output: str | os.PathLike, suffix: str) -> Path:
+    """The file written next to an output, e.g. build/model.h5 → build/model.json."""
+    return Path(output).with_suffix(suffix)
+
+
+def write_json_atomic(target: str | os.PathLike, payload: dict) -> Path:
+    """Write `payload` as indented JSON, atomically."""
+    import json
+
+    return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_if_present(path: str | os.PathLike) -> dict | None:
+    """A sidecar's contents, or None when it is absent or unreadable (sidecars are informative)."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None

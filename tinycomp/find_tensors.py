@@ -1,0 +1,226 @@
+"""Find the weight tensors of named layers in a .tflite and choose their LUT compression.
+
+Weights are found through the graph: the filter input (input 1) of CONV_2D,
+DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV operators. A layer name matches a
+whole path component of the weight's or the operator output's tensor name, so `dense` never
+matches `dense_1`. For each tensor the unique values are counted per tensor and per channel,
+and the layout and smallest index bitwidth that fit with the fewest bytes are chosen, measured
+with tflite-micro's own LUT encoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinycomp.errors import ModelError
+from tinycomp.specs import MAX_BITWIDTH, CompressionSpec, PerChannel, PerTensor, TensorCompression
+from tinycomp.tflite_model import schema
+
+WEIGHT_INPUT = 1  # filter/weights input position of all four operators
+
+
+@dataclass
+class WeightTensor:
+    """A constant weight tensor feeding a CONV/FC-like operator."""
+
+    subgraph: int
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    op: str
+    components: frozenset[str]  # path components of the weight's and the op outputs' names
+    tensor: object  # model_editor.Tensor
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.tensor.array
+
+
+@dataclass
+class TensorChoice:
+    """The chosen LUT compression of one weight tensor, with the numbers behind the choice."""
+
+    layer: str
+    weight: WeightTensor
+    unique_total: int
+    unique_per_channel: int
+    layout: PerTensor | PerChannel
+    index_bitwidth: int
+    bytes_before: int
+    bytes_after: int
+
+    def to_spec(self) -> TensorCompression:
+        w = self.weight
+        label = (f"{self.layer}: {w.name}  shape {list(w.shape)}  unique {self.unique_total} "
+                 f"(max {self.unique_per_channel} per channel)")
+        return TensorCompression(w.subgraph, w.index, self.index_bitwidth, self.layout, label=label)
+
+
+class IncompressibleTensor(ModelError):
+    """A weight tensor with too many unique values for a 7-bit LUT."""
+
+
+def weight_ops() -> set[int]:
+    ops = schema().BuiltinOperator
+    return {ops.CONV_2D, ops.DEPTHWISE_CONV_2D, ops.FULLY_CONNECTED, ops.TRANSPOSE_CONV}
+
+
+def name_components(name: str | None) -> set[str]:
+    """`a/dense/MatMul;a/dense/Relu` → {a, dense, MatMul, Relu}: whole components only."""
+    return {part for part in re.split(r"[/;:]", name or "") if part}
+
+
+def weight_tensors(model) -> list[WeightTensor]:
+    """Every constant weight input of a weight operator, in graph order, each tensor once."""
+    found, seen = [], set()
+    ops = weight_ops()
+    for s, subgraph in enumerate(model.subgraphs):
+        for op in subgraph.operators:
+            if op.opcode not in ops or len(op.inputs) <= WEIGHT_INPUT:
+                continue
+            tensor = op.inputs[WEIGHT_INPUT]
+            if tensor is None or tensor.buffer is None or not tensor.buffer.data or (s, tensor.index) in seen:
+                continue
+            seen.add((s, tensor.index))
+            components = name_components(tensor.name)
+            for out in op.outputs:
+                components |= name_components(out.name)
+            found.append(WeightTensor(s, tensor.index, tensor.name or "", tuple(int(d) for d in tensor.shape),
+                                      op.opcode_name, frozenset(components), tensor))
+    return found
+
+
+def match_layer(weights: list[WeightTensor], layer: str, source: str) -> WeightTensor:
+    """The one weight tensor whose names contain `layer` as a whole path component."""
+    matches = [w for w in weights if layer in w.components]
+    if len(matches) > 1:  # prefer the weight's own name over fused op-output names
+        own = [w for w in matches if layer in name_components(w.name)]
+        matches = own if len(own) == 1 else matches
+    if not matches:
+        raise ModelError(f"no weight tensor of layer {layer!r} in the model", source,
+                         f"layers with weights here: {', '.join(layer_names(weights)) or 'none'}")
+    if len(matches) > 1:
+        listed = ", ".join(f"{w.index} ({w.name})" for w in matches)
+        raise ModelError(f"layer name {layer!r} matches several weight tensors: {listed}", source,
+                         "use a more specific layer name")
+    return matches[0]
+
+
+def layer_names(weights: list[WeightTensor]) -> list[str]:
+    """Best-effort layer names of the weights: the component before the op name, e.g. `dense`."""
+    names = []
+    for w in weights:
+        parts = [p for p in re.split(r"[/;:]", w.name) if p]
+        names.append(parts[-2] if len(parts) >= 2 else (parts[0] if parts else f"tensor {w.index}"))
+    return names
+
+
+def bits_for(count: int) -> int:
+    """Smallest index bitwidth that can address `count` values (at least 1)."""
+    return max(1, math.ceil(math.log2(count))) if count > 1 else 1
+
+
+def channel_axes(shape: tuple[int, ...]) -> list[int]:
+    """Axes the TFLM kernels accept for per-channel value tables: 0 and the last."""
+    return sorted({0, len(shape) - 1}) if shape else []
+
+
+def max_unique_along(array: np.ndarray, axis: int) -> int:
+    moved = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+    return max(len(np.unique(row)) for row in moved)
+
+
+def encoded_size(tensor, layout: PerTensor | PerChannel, bitwidth: int) -> int:
+    """Exact bytes of indices + value tables + metadata, from tflite-micro's LUT encoder."""
+    from tflite_micro.tensorflow.lite.micro.compression import lut
+    from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
+
+    mode = tflm_spec.PerTensor() if isinstance(layout, PerTensor) else tflm_spec.PerChannel(axis=layout.axis)
+    method = tflm_spec.LookUpTableCompression(index_bitwidth=bitwidth, mode=mode)
+    with contextlib.redirect_stderr(io.StringIO()):
+        result = lut.LutCompressor().compress(tensor, method)
+    return len(result.encoded_data) + len(result.ancillary_data)
+
+
+def candidate_layouts(array: np.ndarray) -> list[tuple[PerTensor | PerChannel, int]]:
+    """(layout, unique values per table) for per-tensor and each allowed channel axis."""
+    candidates = [(PerTensor(), len(np.unique(array)))]
+    for axis in channel_axes(array.shape):
+        if array.shape[axis] > 1:
+            candidates.append((PerChannel(axis), max_unique_along(array, axis)))
+    return candidates
+
+
+def choose_compression(layer: str, weight: WeightTensor) -> TensorChoice:
+    """Pick the layout and bitwidth that fit the tensor's values in the fewest bytes."""
+    array = weight.array
+    candidates = candidate_layouts(array)
+    unique_total = candidates[0][1]
+    per_channel = min((n for layout, n in candidates if isinstance(layout, PerChannel)), default=unique_total)
+    fitting = [(layout, bits_for(n)) for layout, n in candidates if bits_for(n) <= MAX_BITWIDTH]
+    if not fitting:
+        raise IncompressibleTensor(
+            f"tensor {weight.index} ({weight.name}) has {unique_total} unique values "
+            f"({per_channel} per channel); a LUT holds at most {2 ** MAX_BITWIDTH}",
+            f"layer {layer}", "cluster the layer first (`tinycomp cluster`), or pass --skip-incompressible")
+    sized = [(encoded_size(weight.tensor, layout, bits), layout, bits) for layout, bits in fitting]
+    after, layout, bits = min(sized, key=lambda item: item[0])
+    return TensorChoice(layer, weight, unique_total, per_channel, layout, bits, array.nbytes, after)
+
+
+@dataclass
+class FindResult:
+    """The chosen tensors and the ones skipped, with why."""
+
+    choices: list[TensorChoice]
+    skipped: list[tuple[str, str]]  # (layer or tensor, reason)
+
+    def spec(self) -> CompressionSpec:
+        return CompressionSpec(tuple(choice.to_spec() for choice in self.choices))
+
+
+def find_tensors(model, layers: list[str] | None, source: str = "model",
+                 skip_incompressible: bool = False) -> FindResult:
+    """Choose LUT compression for the named layers' weights, or for every weight when `layers` is None.
+
+    With `layers` None (--all), weights that would not shrink are skipped too.
+    """
+    weights = weight_tensors(model)
+    if not weights:
+        raise ModelError("the model has no CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED or TRANSPOSE_CONV weights",
+                         source, "nothing to compress")
+    if layers is None:
+        targets = list(zip(layer_names(weights), weights))
+    else:
+        targets = [(layer, match_layer(weights, layer, source)) for layer in layers]
+        _reject_shared(targets, source)
+    choices, skipped = [], []
+    for layer, weight in targets:
+        try:
+            choice = choose_compression(layer, weight)
+        except IncompressibleTensor as e:
+            if not (skip_incompressible or layers is None):
+                raise
+            skipped.append((layer, e.what))
+            continue
+        if layers is None and choice.bytes_after >= choice.bytes_before:
+            skipped.append((layer, f"LUT would not shrink it ({choice.bytes_before} → {choice.bytes_after} bytes)"))
+            continue
+        choices.append(choice)
+    return FindResult(choices, skipped)
+
+
+def _reject_shared(targets, source: str) -> None:
+    by_tensor: dict[tuple[int, int], str] = {}
+    for layer, weight in targets:
+        key = (weight.subgraph, weight.index)
+        if key in by_tensor:
+            raise ModelError(f"layers {by_tensor[key]!r} and {layer!r} name the same tensor {weight.index}",
+                             source, "name each layer once")
+        by_tensor[key] = layer

@@ -1,0 +1,90 @@
+"""Rich tables and progress bars for the CLI: presentation only, no computation."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+# Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]Warning:[/yellow] {message}")
+
+
+def info(message: str) -> None:
+    err.print(message)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int) -> Iterator:
+    """A progress bar on stderr; yields `advance(n=1, **fields)`."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err, transient=True,
+                   disable=not err.is_terminal)
+    with bar:
+        task = bar.add_task(description, total=total, status="")
+
+        def advance(n: int = 1, status: str = "") -> None:
+            bar.update(task, advance=n, status=status)
+
+        yield advance
+
+
+def epoch_callback(advance):
+    """Adapter from Keras epoch callbacks to a progress bar."""
+    def on_epoch(epoch: int, epochs: int, logs: dict) -> None:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()) if k in ("loss", "accuracy", "val_accuracy"))
+        advance(1, status=shown)
+        err.print(f"  epoch {epoch + 1}/{epochs}: {shown}")
+    return on_epoch
+
+
+def find_tensors_table(result) -> Table:
+    table = Table(title="Weight tensors chosen for LUT compression")
+    for column in ("layer", "tensor", "name", "shape", "unique (tensor / max per channel)", "layout", "bits",
+                   "bytes before → after"):
+        table.add_column(column, justify="right" if column in ("tensor", "bits") else "left")
+    for c in result.choices:
+        layout = "per_tensor" if type(c.layout).__name__ == "PerTensor" else f"per_channel axis {c.layout.axis}"
+        table.add_row(c.layer, str(c.weight.index), c.weight.name, "×".join(map(str, c.weight.shape)),
+                      f"{c.unique_total} / {c.unique_per_channel}", layout, str(c.index_bitwidth),
+                      f"{c.bytes_before:,} → {c.bytes_after:,}")
+    return table
+
+
+def compress_table(result) -> Table:
+    table = Table(title="LUT-compressed tensors")
+    for column in ("tensor", "name", "layout", "bits", "bytes before", "bytes after"):
+        table.add_column(column, justify="right" if column in ("tensor", "bits", "bytes before", "bytes after") else "left")
+    for t in result.tensors:
+        table.add_row(str(t.tensor), t.name, t.layout, str(t.index_bitwidth), f"{t.bytes_before:,}", f"{t.bytes_after:,}")
+    return table
+
+
+def eval_table(results, dataset_name: str) -> Table:
+    has_budget = any(r.fits is not None for r in results)
+    has_baseline = any(r.ratio_vs_baseline is not None for r in results)
+    table = Table(title=f"Evaluation on {dataset_name} ({results[0].samples:,} test samples)" if results else "Evaluation")
+    columns = ["model", "runs in", "flash bytes", "arena bytes", "accuracy", "ms/inference"]
+    columns += ["× smaller", "Δ accuracy (pp)"] if has_baseline else []
+    columns += ["budget"] if has_budget else []
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "runs in", "budget") else "right")
+    for r in results:
+        row = [r.path, "TFLM" if r.kind == "tflm" else "Keras", f"{r.flash_bytes:,}",
+               f"{r.arena_bytes:,}" if r.arena_bytes is not None else "–", f"{100 * r.accuracy:.2f}%",
+               f"{r.ms_per_inference:.3f}" if r.ms_per_inference is not None else "–"]
+        if has_baseline:
+            row += [f"{r.ratio_vs_baseline:.2f}", f"{r.accuracy_delta_pp:+.2f}"]
+        if has_budget:
+            row.append("[green]FITS[/green]" if r.fits else f"[red]TOO BIG[/red] ({'; '.join(r.budget_notes)})")
+        table.add_row(*row)
+    return table

@@ -1,0 +1,173 @@
+"""Running models in the TFLM interpreter, always in worker processes.
+
+The interpreter is C++; a model that passes validation can still make it crash. Running it in
+child processes (spawned, so they never inherit TensorFlow state) turns a crash into a clean
+`InterpreterError` instead of taking the CLI down. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from tinycomp.errors import InterpreterError
+
+DEFAULT_ARENA_BYTES = 16 * 1024 * 1024
+WORKER_TIMEOUT_S = 600
+
+
+# ---------------------------------------------------------------- inside a worker process
+
+def _interpreter(model_bytes: bytes):
+    from tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=DEFAULT_ARENA_BYTES)
+
+
+def quantize_input(x: np.ndarray, details: dict) -> np.ndarray:
+    """Map float inputs to the model's input type using its scale and zero point."""
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    q = details["quantization_parameters"]
+    scale, zero = float(q["scales"][0]), int(q["zero_points"][0])
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, details: dict) -> np.ndarray:
+    """Map quantized outputs back to float."""
+    if np.dtype(details["dtype"]).kind == "f":
+        return y.astype(np.float32)
+    q = details["quantization_parameters"]
+    return (y.astype(np.float32) - float(q["zero_points"][0])) * float(q["scales"][0])
+
+
+def _arena_bytes(interpreter) -> int | None:
+    """Capture the C++ `print_allocations` report at the file-descriptor level."""
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(capture.fileno(), 1)
+            os.dup2(capture.fileno(), 2)
+            interpreter.print_allocations()
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", "replace")
+    match = re.search(r"Arena allocation total (\d+) bytes", text)
+    return int(match.group(1)) if match else None
+
+
+def _batch_shaped(x: np.ndarray, details: dict) -> np.ndarray:
+    return x.reshape(tuple(int(d) for d in details["shape"]))
+
+
+def run_raw_outputs(model_bytes: bytes, inputs: np.ndarray) -> list[np.ndarray]:
+    """Raw output 0 for each raw input row (already in the model's input type)."""
+    interpreter = _interpreter(model_bytes)
+    details = interpreter.get_input_details(0)
+    outputs = []
+    for x in inputs:
+        interpreter.set_input(_batch_shaped(x, details), 0)
+        interpreter.invoke()
+        outputs.append(np.array(interpreter.get_output(0)))
+    return outputs
+
+
+@dataclass
+class ChunkResult:
+    """Predictions for one slice of the test set, with timing and arena use."""
+
+    predictions: np.ndarray
+    invoke_seconds: float
+    arena_bytes: int | None
+
+
+def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> ChunkResult:
+    """Argmax predictions for float inputs `x`, quantizing and dequantizing as the model needs."""
+    interpreter = _interpreter(model_bytes)
+    in_details = interpreter.get_input_details(0)
+    out_details = interpreter.get_output_details(0)
+    predictions = np.empty(len(x), dtype=np.int64)
+    spent = 0.0
+    for i, sample in enumerate(x):
+        interpreter.set_input(_batch_shaped(quantize_input(sample, in_details), in_details), 0)
+        start = time.perf_counter()
+        interpreter.invoke()
+        spent += time.perf_counter() - start
+        predictions[i] = int(np.argmax(dequantize_output(interpreter.get_output(0), out_details)))
+    arena = _arena_bytes(interpreter) if measure_arena else None
+    return ChunkResult(predictions, spent, arena)
+
+
+def input_details(model_bytes: bytes) -> dict:
+    """Shape, dtype and quantization of input 0."""
+    details = _interpreter(model_bytes).get_input_details(0)
+    return {"shape": [int(d) for d in details["shape"]], "dtype": np.dtype(details["dtype"]).name,
+            "quantization_parameters": {k: [float(v) for v in details["quantization_parameters"][k]]
+                                        for k in ("scales", "zero_points")}}
+
+
+# ---------------------------------------------------------------- in the parent process
+
+def _pool(workers: int) -> futures.ProcessPoolExecutor:
+    return futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_isolated(fn: Callable, *args, source: str = "model"):
+    """Run `fn(*args)` in one child process; a crash or failure becomes an InterpreterError."""
+    return run_parallel(fn, [args], workers=1, source=source)[0]
+
+
+def run_parallel(fn: Callable, arg_list: list[tuple], workers: int, source: str = "model",
+                 on_done: Callable[[int], None] | None = None) -> list:
+    """Run `fn` over `arg_list` in up to `workers` child processes, results in order."""
+    results: list = [None] * len(arg_list)
+    with _pool(max(1, min(workers, len(arg_list)))) as pool:
+        pending = {pool.submit(fn, *args): i for i, args in enumerate(arg_list)}
+        try:
+            for future in futures.as_completed(pending, timeout=WORKER_TIMEOUT_S):
+                results[pending[future]] = _result(future, source)
+                if on_done:
+                    on_done(pending[future])
+        except futures.TimeoutError as e:
+            _kill(pool)
+            raise InterpreterError(f"the TFLM interpreter did not finish in {WORKER_TIMEOUT_S} s", source) from e
+        except BaseException:
+            _kill(pool)
+            raise
+    return results
+
+
+def _result(future: futures.Future, source: str):
+    try:
+        return future.result()
+    except futures.process.BrokenProcessPool as e:
+        raise InterpreterError("the TFLM interpreter crashed on this model", source,
+                               "the .tflite may be corrupt or use operators TFLM lacks") from e
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InterpreterError(f"the TFLM interpreter refused the model: {first}", source,
+                               "check that the model was made by `tinycomp quantize`/`compress`") from e
+
+
+def _kill(pool: futures.ProcessPoolExecutor) -> None:
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
