@@ -1,0 +1,76 @@
+"""Training the tutorial's baseline model on a Dataset, with a per-epoch progress callback."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tinycomp.data import Dataset
+from tinycomp.errors import DataError, UsageError
+from tinycomp.models import build_tutorial_cnn, compile_for_training, evaluate_keras, set_seed
+
+# on_epoch(epoch_index, epochs, logs): epoch_index counts from 0; logs maps metric → float.
+EpochCallback = Callable[[int, int, dict], None]
+
+
+@dataclass
+class TrainResult:
+    """A trained model, its test accuracy, the Keras history and the wall time of the step."""
+
+    model: Any
+    test_accuracy: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validation_split: float = 0.1,
+                seed: int = 0, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Build the tutorial CNN (or MLP for feature vectors), fit it and test it, as the tutorial does."""
+    check_fit_options(epochs, batch_size, validation_split)
+    check_enough_training_data(data, validation_split)
+    start = time.perf_counter()
+    set_seed(seed)
+    model = compile_for_training(build_tutorial_cnn(data.input_shape, data.num_classes))
+    history = fit(model, data, epochs, batch_size, validation_split, on_epoch)
+    accuracy = evaluate_keras(model, data.x_test, data.y_test)
+    return TrainResult(model, accuracy, history, time.perf_counter() - start)
+
+
+def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: float,
+        on_epoch: EpochCallback | None = None) -> dict[str, list[float]]:
+    """model.fit quietly (verbose=0), reporting epochs to `on_epoch`; returns the history as floats."""
+    callbacks = [epoch_callback(on_epoch, epochs)] if on_epoch else []
+    history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
+                        validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def epoch_callback(on_epoch: EpochCallback, epochs: int):
+    """A tf_keras Callback that calls on_epoch(epoch_index, epochs, logs) after every epoch."""
+    import tf_keras
+
+    class _EpochProgress(tf_keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            on_epoch(epoch, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    return _EpochProgress()
+
+
+def check_fit_options(epochs: int, batch_size: int, validation_split: float) -> None:
+    """Reject epochs < 1, batch_size < 1 and a validation split outside [0, 1)."""
+    if not isinstance(epochs, int) or epochs < 1:
+        raise UsageError(f"epochs must be at least 1, got {epochs}", "--epochs", "use e.g. --epochs 3")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}", "--batch-size", "use e.g. --batch-size 128")
+    if not 0 <= validation_split < 1:
+        raise UsageError(f"validation split must be in [0, 1), got {validation_split}", "--validation-split",
+                         "use e.g. 0.1 (10% of the training data), or 0 for none")
+
+
+def check_enough_training_data(data: Dataset, validation_split: float) -> None:
+    """Keras needs at least one training row left after the validation split."""
+    remaining = int(len(data.x_train) * (1 - validation_split))
+    if remaining < 1:
+        raise DataError(f"{len(data.x_train)} training rows leave none for training after a "
+                        f"{validation_split:g} validation split", data.name, "use more data or a smaller split")
