@@ -10,9 +10,10 @@ VENV ?= .venv
 DATASET ?= mnist
 EPOCHS ?= 3
 BUILD ?= build
-TINYCOMP = $(VENV)/bin/tinycomp
-DATA = --dataset $(DATASET)
-STAMP = $(VENV)/.installed-stamp
+TINYCOMP ?= $(VENV)/bin/tinycomp
+DATA ?= --dataset $(DATASET)
+CLUSTERING_SPEC ?= specs/clustering.yaml
+STAMP ?= $(VENV)/.installed-stamp
 
 .PHONY: demo test test-fast install clean
 .DELETE_ON_ERROR:
@@ -45,8 +46,8 @@ $(BUILD)/model.tflite: $(BUILD)/model.h5
 $(BUILD)/model_int8.tflite: $(BUILD)/model.h5
 	$(TINYCOMP) quantize $< -o $@ $(DATA)
 
-$(BUILD)/clustered.h5 $(BUILD)/clustered.yaml &: $(BUILD)/model.h5 specs/clustering.yaml
-	$(TINYCOMP) cluster $< --spec specs/clustering.yaml -o $(BUILD)/clustered.h5 $(DATA)
+$(BUILD)/clustered.h5 $(BUILD)/clustered.yaml &: $(BUILD)/model.h5 $(CLUSTERING_SPEC)
+	$(TINYCOMP) cluster $< --spec $(CLUSTERING_SPEC) -o $(BUILD)/clustered.h5 $(DATA)
 
 $(BUILD)/clustered_int8.tflite: $(BUILD)/clustered.h5
 	$(TINYCOMP) quantize $< -o $@ $(DATA)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, ModelError
-from tinycomp.find_tensors import bits_for, max_unique_along
+from tinycomp.find_tensors import bits_for, max_unique_along, quantization_layout
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite_model import parse_tflite, require_subgraph, require_tensor
 
@@ -57,16 +57,9 @@ def resolve_layouts(spec: CompressionSpec, model) -> CompressionSpec:
     A per-channel quantized tensor gets per_channel on its quantized dimension, as its values
     repeat per channel, not across the tensor; anything else gets per_tensor.
     """
-    resolved = []
-    for t in spec.tensors:
-        if t.layout is None:
-            tensor = model.subgraphs[t.subgraph].tensors[t.tensor]
-            quant = tensor.quantization
-            if quant is not None and quant.axis is not None and len(np.atleast_1d(quant.scales)) > 1:
-                t = replace(t, layout=PerChannel(int(quant.axis)))
-            else:
-                t = replace(t, layout=PerTensor())
-        resolved.append(t)
+    resolved = [t if t.layout is not None else
+                replace(t, layout=quantization_layout(model.subgraphs[t.subgraph].tensors[t.tensor]))
+                for t in spec.tensors]
     return replace(spec, tensors=tuple(resolved))
 
 
@@ -94,6 +87,11 @@ def _check_constant(subgraph, tensor, at: str) -> None:
 
 def _check_fits(tensor, entry: TensorCompression, at: str) -> None:
     array = tensor.array
+    expected = quantization_layout(tensor)
+    if entry.layout != expected:
+        raise ModelError(f"a {_layout_name(entry.layout)} value table on tensor {tensor.index} ({tensor.name}), which is "
+                         f"quantized {_layout_name(expected)}, decodes to wrong outputs in TFLM", at,
+                         f"use {_layout_yaml(expected)}, as `tinycomp find-tensors` writes")
     if isinstance(entry.layout, PerChannel):
         axis = entry.layout.axis
         if array.ndim == 0 or axis not in (0, array.ndim - 1):
@@ -108,6 +106,14 @@ def _check_fits(tensor, entry: TensorCompression, at: str) -> None:
                          f"{entry.index_bitwidth} holds {2 ** entry.index_bitwidth}", at + ".index_bitwidth",
                          f"use index_bitwidth {bits_for(unique)}" + (" or per_channel" if isinstance(entry.layout, PerTensor) else "")
                          if bits_for(unique) <= 7 else "cluster this layer first")
+
+
+def _layout_name(layout) -> str:
+    return f"per-channel (axis {layout.axis})" if isinstance(layout, PerChannel) else "per-tensor"
+
+
+def _layout_yaml(layout) -> str:
+    return f"`per_channel: {{axis: {layout.axis}}}`" if isinstance(layout, PerChannel) else "`per_tensor:`"
 
 
 def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "model",

@@ -148,29 +148,44 @@ def encoded_size(tensor, layout: PerTensor | PerChannel, bitwidth: int) -> int:
     return len(result.encoded_data) + len(result.ancillary_data)
 
 
-def candidate_layouts(array: np.ndarray) -> list[tuple[PerTensor | PerChannel, int]]:
-    """(layout, unique values per table) for per-tensor and each allowed channel axis."""
-    candidates = [(PerTensor(), len(np.unique(array)))]
-    for axis in channel_axes(array.shape):
-        if array.shape[axis] > 1:
-            candidates.append((PerChannel(axis), max_unique_along(array, axis)))
-    return candidates
+def quantization_layout(tensor) -> PerTensor | PerChannel:
+    """The only LUT layout that decodes correctly in TFLM: the one of the tensor's quantization.
+
+    Measured with tflite-micro 0.dev20261023182759: a per_tensor table on a per-channel
+    quantized int8 weight, and a per_channel table on an unquantized float FULLY_CONNECTED
+    weight, both compress without complaint but give wrong TFLM outputs.
+    """
+    quant = tensor.quantization
+    if quant is not None and quant.axis is not None and len(np.atleast_1d(quant.scales)) > 1:
+        return PerChannel(int(quant.axis))
+    return PerTensor()
+
+
+def values_per_table(array: np.ndarray, layout: PerTensor | PerChannel) -> int:
+    """Unique values the largest value table must hold in `layout`."""
+    if isinstance(layout, PerChannel):
+        return max_unique_along(array, layout.axis)
+    return len(np.unique(array))
 
 
 def choose_compression(layer: str, weight: WeightTensor) -> TensorChoice:
-    """Pick the layout and bitwidth that fit the tensor's values in the fewest bytes."""
+    """The tensor's layout (from its quantization) and the smallest bitwidth its values fit."""
     array = weight.array
-    candidates = candidate_layouts(array)
-    unique_total = candidates[0][1]
-    per_channel = min((n for layout, n in candidates if isinstance(layout, PerChannel)), default=unique_total)
-    fitting = [(layout, bits_for(n)) for layout, n in candidates if bits_for(n) <= MAX_BITWIDTH]
-    if not fitting:
+    layout = quantization_layout(weight.tensor)
+    unique_total = len(np.unique(array))
+    channel_axis = layout.axis if isinstance(layout, PerChannel) else 0
+    per_channel = max_unique_along(array, channel_axis) if array.ndim else unique_total
+    if isinstance(layout, PerChannel) and layout.axis not in channel_axes(array.shape):
+        raise IncompressibleTensor(f"tensor {weight.index} ({weight.name}) is quantized per channel on axis "
+                                   f"{layout.axis}; TFLM decodes value tables on axis 0 or the last axis only",
+                                   f"layer {layer}", "pass --skip-incompressible")
+    bits = bits_for(values_per_table(array, layout))
+    if bits > MAX_BITWIDTH:
         raise IncompressibleTensor(
             f"tensor {weight.index} ({weight.name}) has {unique_total} unique values "
             f"({per_channel} per channel); a LUT holds at most {2 ** MAX_BITWIDTH}",
             f"layer {layer}", "cluster the layer first (`tinycomp cluster`), or pass --skip-incompressible")
-    sized = [(encoded_size(weight.tensor, layout, bits), layout, bits) for layout, bits in fitting]
-    after, layout, bits = min(sized, key=lambda item: item[0])
+    after = encoded_size(weight.tensor, layout, bits)
     return TensorChoice(layer, weight, unique_total, per_channel, layout, bits, array.nbytes, after)
 
 

@@ -1,0 +1,177 @@
+"""The real chain on tiny data: sizes shrink, compression is lossless in TFLM, Make is incremental."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ok, run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_sizes_shrink_along_the_chain(pipeline):
+    sizes = {k: pipeline[k].stat().st_size for k in ("model_tflite", "model_int8_tflite", "clustered_int8_tflite",
+                                                      "compressed_tflite")}
+    assert sizes["compressed_tflite"] < sizes["clustered_int8_tflite"] < sizes["model_tflite"]
+    assert sizes["model_int8_tflite"] < sizes["model_tflite"] / 3
+
+
+def test_compressed_outputs_equal_uncompressed_in_tflm(pipeline):
+    from tinycomp.compress import verify_identical
+
+    original = pipeline["clustered_int8_tflite"].read_bytes()
+    compressed = pipeline["compressed_tflite"].read_bytes()
+    assert verify_identical(original, compressed, samples=20, seed=7) == 20
+
+
+def test_compression_spec_names_the_clustered_layers(pipeline):
+    from tinycomp.specs import PerChannel, parse_compression_spec
+
+    text = pipeline["compression_yaml"].read_text()
+    spec = parse_compression_spec(text)
+    assert len(spec.tensors) == 2
+    assert "# conv2d_1: " in text and "# dense: " in text and "dense_1" not in text
+    # 8 clusters, int8 per-channel quantized: at most 8 values per channel → 3 bits per channel
+    assert all(t.index_bitwidth == 3 and isinstance(t.layout, PerChannel) for t in spec.tensors)
+
+
+def test_eval_reports_identical_accuracy_for_compressed_and_int8(pipeline, tmp_path):
+    out = tmp_path / "eval.json"
+    ok(["eval", pipeline["model_tflite"], pipeline["clustered_int8_tflite"], pipeline["compressed_tflite"],
+        pipeline["clustered_h5"], "--baseline", pipeline["model_tflite"], "--data", pipeline["data"],
+        "--json", out, "--jobs", "2"])
+    report = json.loads(out.read_text())
+    by_name = {Path(m["path"]).name: m for m in report["models"]}
+    assert report["dataset"]["test"] == 200
+    compressed, int8 = by_name["compressed.tflite"], by_name["clustered_int8.tflite"]
+    assert compressed["accuracy"] == int8["accuracy"]
+    assert compressed["flash_bytes"] < int8["flash_bytes"]
+    assert compressed["arena_bytes"] > int8["arena_bytes"]  # decoded weights live in the arena
+    assert by_name["model.tflite"]["accuracy"] > 0.8  # the blob task is easy
+    assert abs(compressed["accuracy_delta_pp"]) <= 5.0
+    assert by_name["model.tflite"]["ratio_vs_baseline"] == 1.0
+
+
+def test_eval_budget_gate(pipeline):
+    small = run_cli(["eval", pipeline["compressed_tflite"], "--data", pipeline["data"], "--limit", "10",
+                     "--flash-budget", "1KiB"])
+    assert small.exit_code == 1
+    assert "Error: no model fits the flash/RAM budget" in small.output
+    roomy = run_cli(["eval", pipeline["compressed_tflite"], "--data", pipeline["data"], "--limit", "10",
+                     "--flash-budget", "10MiB", "--ram-budget", "10MiB"])
+    assert roomy.exit_code == 0 and "FITS" in roomy.output
+
+
+def test_tutorial_spec_form_gives_the_same_model(pipeline, tmp_path):
+    from tinycomp.specs import parse_compression_spec
+
+    spec = parse_compression_spec(pipeline["compression_yaml"].read_text())
+    legacy = tmp_path / "legacy.yaml"
+    legacy.write_text("tensors:\n" + "".join(
+        f"  - subgraph: {t.subgraph}\n    tensor: {t.tensor}\n    compression:\n      lut:\n"
+        f"        index_bitwidth: {t.index_bitwidth}\n" for t in spec.tensors))
+    out = tmp_path / "legacy.tflite"
+    result = ok(["compress", pipeline["clustered_int8_tflite"], "--spec", legacy, "-o", out])
+    assert "older spec form" in result.output
+    assert out.read_bytes() == pipeline["compressed_tflite"].read_bytes()
+
+
+def test_find_tensors_matches_whole_layer_names(dense_names_model, tmp_path):
+    from tinycomp.find_tensors import find_tensors
+    from tinycomp.tflite_model import read_tflite
+
+    model = read_tflite(dense_names_model).model
+    chosen = {}
+    for layer in ("dense", "dense_1", "dense_10"):
+        result = find_tensors(model, [layer], skip_incompressible=True)
+        names = [c.weight.name for c in result.choices] + [reason for _, reason in result.skipped]
+        chosen[layer] = names
+    assert any("/dense_1/" in n for n in chosen["dense_1"]) and len(chosen["dense_1"]) == 1
+    assert all("/dense_1/" not in n and "/dense_10/" not in n for n in chosen["dense"])
+    assert all("/dense_10/" in n for n in chosen["dense_10"])
+    # dense_1 was clustered to 4 values: a 2-bit LUT
+    only = find_tensors(model, ["dense_1"]).choices[0]
+    assert only.index_bitwidth == 2 and only.unique_per_channel <= 4
+
+
+def test_find_tensors_unknown_layer_lists_the_real_ones(dense_names_model, tmp_path):
+    out = tmp_path / "spec.yaml"
+    result = run_cli(["find-tensors", dense_names_model, "--layer", "dense_2", "-o", out])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: no weight tensor of layer 'dense_2' in the model ({dense_names_model}) "
+                                     "— layers with weights here: dense, dense_1, dense_10")
+    assert not out.exists()
+
+
+def test_find_tensors_refuses_a_tensor_with_too_many_values_unless_skipped(pipeline, tmp_path):
+    import numpy as np
+
+    from tinycomp.tflite_model import model_editor, parse_tflite
+
+    model = parse_tflite(pipeline["model_int8_tflite"].read_bytes())
+    conv = next(op for op in model.subgraphs[0].operators if op.opcode_name == "CONV_2D" and
+                "conv2d_1" in (op.inputs[1].name or ""))
+    weight = conv.inputs[1]
+    per_channel = int(np.prod(weight.shape[1:]))  # 3*3*16 = 144 weights per output channel
+    assert per_channel > 128
+    values = np.arange(per_channel) - per_channel // 2
+    weight.array = np.tile(values, (weight.shape[0], 1)).reshape(weight.shape).astype(np.int8)
+    edited = tmp_path / "unclusterable.tflite"
+    edited.write_bytes(bytes(model.build()))
+    out = tmp_path / "spec.yaml"
+    result = run_cli(["find-tensors", edited, "--layer", "conv2d_1", "-o", out])
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.startswith(f"Error: tensor {weight.index} ({weight.name}) has 144 unique values "
+                                    "(144 per channel); a LUT holds at most 128 (layer conv2d_1)")
+    skipped = run_cli(["find-tensors", edited, "--layer", "conv2d_1", "--layer", "dense", "--skip-incompressible",
+                       "-o", out])
+    assert skipped.exit_code == 0 and "skipped conv2d_1" in skipped.output and out.exists()
+
+
+def test_compress_refuses_a_layout_that_decodes_wrongly(pipeline, tmp_path):
+    from tinycomp.specs import PerTensor, dump_compression_spec, parse_compression_spec
+    from dataclasses import replace
+
+    spec = parse_compression_spec(pipeline["compression_yaml"].read_text())
+    wrong = replace(spec, tensors=(replace(spec.tensors[0], layout=PerTensor(), index_bitwidth=7),))
+    path = tmp_path / "wrong.yaml"
+    path.write_text(dump_compression_spec(wrong))
+    out = tmp_path / "c.tflite"
+    result = run_cli(["compress", pipeline["clustered_int8_tflite"], "--spec", path, "-o", out])
+    assert result.exit_code == 1 and not out.exists()
+    assert "quantized per-channel (axis 0), decodes to wrong outputs in TFLM" in result.output
+    assert result.output.strip().endswith("— use `per_channel: {axis: 0}`, as `tinycomp find-tensors` writes")
+
+
+@pytest.mark.slow
+def test_make_demo_is_incremental(tmp_path, tiny_npz):
+    """The Makefile on tiny data: builds everything, then does nothing, then redoes only what a spec touches."""
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    build = tmp_path / "build"
+    spec = tmp_path / "clustering.yaml"
+    shutil.copy(REPO / "specs" / "clustering.yaml", spec)
+    make = ["make", "-C", str(REPO), "-j2", f"BUILD={build}", f"TINYCOMP={sys.executable} -m tinycomp", "STAMP=",
+            f"DATA=--data {tiny_npz}", "EPOCHS=1", f"CLUSTERING_SPEC={spec}", "demo"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.run(make, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Evaluation on tiny.npz" in first.stdout
+    outputs = sorted(p.name for p in build.iterdir())
+    assert {"model.h5", "model.tflite", "model_int8.tflite", "clustered.h5", "clustered.yaml", "clustered_int8.tflite",
+            "compression.yaml", "compressed.tflite", "eval.json"} <= set(outputs)
+    again = subprocess.run(make, capture_output=True, text=True, env=env)
+    assert "Nothing to be done" in again.stdout, again.stdout
+    model_mtime = (build / "model.h5").stat().st_mtime_ns
+    time.sleep(1.1)
+    spec.touch()
+    third = subprocess.run(make, capture_output=True, text=True, env=env)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert " cluster " in third.stdout and " train " not in third.stdout and " convert " not in third.stdout
+    assert (build / "model.h5").stat().st_mtime_ns == model_mtime

@@ -1,0 +1,79 @@
+"""Spec parsing: the examples in --help parse, errors name the key path, dumps read back."""
+
+import pytest
+
+from tinycomp.errors import SpecError
+from tinycomp.specs import (CLUSTERING_EXAMPLE, COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, PerChannel, PerTensor,
+                            dump_clustering_spec, dump_compression_spec, parse_clustering_spec,
+                            parse_compression_spec, parse_layer_options)
+
+
+def test_help_examples_parse():
+    spec = parse_compression_spec(COMPRESSION_EXAMPLE)
+    assert [(t.tensor, t.index_bitwidth, t.layout) for t in spec.tensors] == [(7, 4, PerChannel(0)), (9, 2, PerTensor())]
+    assert not spec.upgraded
+    clustering = parse_clustering_spec(CLUSTERING_EXAMPLE)
+    assert [(l.name, l.clusters) for l in clustering.layers] == [("conv2d_1", 16), ("dense", 16)]
+
+
+def test_repo_clustering_spec_is_the_tutorial_recipe():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "specs" / "clustering.yaml").read_text()
+    spec = parse_clustering_spec(text)
+    assert [(l.name, l.clusters, l.init) for l in spec.layers] == [("conv2d_1", 16, "kmeans++"), ("dense", 16, "kmeans++")]
+
+
+def test_tutorial_form_is_accepted_and_marked_for_upgrade():
+    spec = parse_compression_spec(LEGACY_COMPRESSION_EXAMPLE)
+    assert spec.upgraded and spec.tensors[0].layout is None and spec.tensors[0].index_bitwidth == 4
+
+
+def test_dump_is_readable_by_tflite_micro_and_by_us():
+    from tflite_micro import compression
+
+    spec = parse_compression_spec(COMPRESSION_EXAMPLE)
+    text = dump_compression_spec(spec, "header")
+    assert parse_compression_spec(text) == spec
+    upstream = compression.parse_yaml(text)
+    assert [(t.tensor, t.compression[0].index_bitwidth) for t in upstream] == [(7, 4), (9, 2)]
+    clustering = parse_clustering_spec(CLUSTERING_EXAMPLE)
+    assert parse_clustering_spec(dump_clustering_spec(clustering)) == clustering
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tensors:\n  - {subgraph: 0, tensor: 1, compression: [{lut: {index_bitwdith: 4, per_tensor: }}]}",
+     "unknown key 'index_bitwdith' (s.yaml: tensors[0].compression[0].lut.index_bitwdith) — allowed keys here: "
+     "index_bitwidth, per_tensor, per_channel"),
+    ("tensors:\n  - {subgraph: 0, tensor: 1, compression: [{lut: {index_bitwidth: 8, per_tensor: }}]}",
+     "8 is out of range (s.yaml: tensors[0].compression[0].lut.index_bitwidth) — use a value in 1–7"),
+    ("tensors:\n  - {subgraph: 0, tensor: 1, compression: [{lut: {index_bitwidth: true, per_tensor: }}]}",
+     "expected an integer, got a boolean (True) (s.yaml: tensors[0].compression[0].lut.index_bitwidth)"),
+    ("tensors:\n  - {subgraph: 0, tensor: 1, compression: [{lut: {index_bitwidth: 4, per_channel: {axis: 0}, "
+     "per_tensor: }}]}",
+     "per_tensor and per_channel are contradictory (s.yaml: tensors[0].compression[0].lut) — give exactly one"),
+    ("tensors:\n  - {subgraph: 0, tensor: 3, compression: [{huffman: {}}]}",
+     "huffman compression is not supported by tflite-micro yet (s.yaml: tensors[0].compression[0].huffman) — use lut"),
+    ("tensors: []", "no tensors listed (s.yaml: tensors) — list at least one tensor, or run `tinycomp find-tensors`"),
+    ("", "spec is empty (s.yaml) — see `tinycomp --help` of the command for an example"),
+])
+def test_compression_spec_errors_name_the_key_path(text, message):
+    with pytest.raises(SpecError) as e:
+        parse_compression_spec(text, "s.yaml")
+    assert str(e.value) == message
+
+
+def test_clustering_spec_errors():
+    with pytest.raises(SpecError, match=r"1 is out of range \(c.yaml: layers\[0\].clusters\) — use a value in 2–256"):
+        parse_clustering_spec("layers:\n  - name: dense\n    clusters: 1\n", "c.yaml")
+    with pytest.raises(SpecError, match=r"'kmeans' is not a valid choice \(c.yaml: init\)"):
+        parse_clustering_spec("init: kmeans\nlayers:\n  - {name: dense, clusters: 4}\n", "c.yaml")
+    with pytest.raises(SpecError, match=r"layer dense is listed twice \(c.yaml: layers\[1\]\)"):
+        parse_clustering_spec("layers:\n  - {name: dense, clusters: 4}\n  - {name: dense, clusters: 8}\n", "c.yaml")
+
+
+def test_layer_options():
+    spec = parse_layer_options(("conv2d_1=16", "dense=8"))
+    assert [(l.name, l.clusters) for l in spec.layers] == [("conv2d_1", 16), ("dense", 8)]
+    with pytest.raises(SpecError, match="write it as NAME=CLUSTERS"):
+        parse_layer_options(("dense",))
