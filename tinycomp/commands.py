@@ -11,11 +11,13 @@ from pathlib import Path
 
 from tinycomp import render
 from tinycomp.errors import UsageError
+from tinycomp.native_output import import_tensorflow_quietly
 from tinycomp.fileio import (check_h5_file, check_output_path, read_json_if_present, read_text, sidecar_path,
                              write_bytes_atomic, write_json_atomic, write_text_atomic)
 
 
 def _load_model_and_data(model_path, load_data):
+    import_tensorflow_quietly()
     from tinycomp.data import check_fits_model
     from tinycomp.models import load_keras_model
 
@@ -34,6 +36,7 @@ def train(output, epochs, batch_size, validation_split, seed, load_data):
 
     check_output_path(output)
     data = load_data()
+    import_tensorflow_quietly()
     render.info(f"Training the tutorial CNN on {data.name} ({len(data.x_train):,} images, {epochs} epochs)")
     with render.progress("training", epochs) as advance:
         result = train_model(data, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
@@ -90,6 +93,7 @@ def convert(model_path, output):
 
     check_h5_file(model_path)
     check_output_path(output, model_path)
+    import_tensorflow_quietly()
     start = time.perf_counter()
     data = convert_float32(load_keras_model(model_path))
     write_bytes_atomic(output, data)
@@ -112,6 +116,7 @@ def quantize(model_path, output, method, io_type, calibration_samples, seed, loa
     else:
         from tinycomp.models import load_keras_model
 
+        import_tensorflow_quietly()
         model, calibration = load_keras_model(model_path), None
     result = quantize_model(model, method=method, io=io_type, calibration=calibration)
     write_bytes_atomic(output, result)
@@ -194,6 +199,7 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
     with render.progress("evaluating", count * len(paths)) as advance:
         for path in paths:
             if str(path).endswith(".h5"):
+                import_tensorflow_quietly()
                 results[path] = evaluate_keras(path, data, limit)
                 advance(count)
             else:

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from tinycomp.errors import DataError, ModelError, UsageError
+from tinycomp.native_output import captured_fds
 
 METHODS = ("int8", "dynamic", "float16")
 IO_TYPES = ("uint8", "int8", "float32")
@@ -93,7 +94,8 @@ def _representative(samples: np.ndarray) -> Iterator[list[np.ndarray]]:
 
 def _convert(converter) -> bytes:
     try:
-        return bytes(converter.convert())
+        with captured_fds():  # the converter prints MLIR diagnostics from C++
+            return bytes(converter.convert())
     except Exception as e:  # converter errors are long MLIR dumps; keep the line that says why
         raise ModelError(f"TFLite conversion failed: {_reason(e)}", "tf.lite.TFLiteConverter",
                          "check that every layer has a TFLite builtin operator") from e

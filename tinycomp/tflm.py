@@ -11,7 +11,6 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from tinycomp.errors import InterpreterError
+from tinycomp.native_output import captured_fds
 
 DEFAULT_ARENA_BYTES = 16 * 1024 * 1024
 WORKER_TIMEOUT_S = 600
@@ -52,21 +52,10 @@ def dequantize_output(y: np.ndarray, details: dict) -> np.ndarray:
 
 
 def _arena_bytes(interpreter) -> int | None:
-    """Capture the C++ `print_allocations` report at the file-descriptor level."""
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(capture.fileno(), 1)
-            os.dup2(capture.fileno(), 2)
-            interpreter.print_allocations()
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-        capture.seek(0)
-        text = capture.read().decode("utf-8", "replace")
-    match = re.search(r"Arena allocation total (\d+) bytes", text)
+    """Read the arena total from the C++ `print_allocations` report."""
+    with captured_fds() as captured:
+        interpreter.print_allocations()
+    match = re.search(r"Arena allocation total (\d+) bytes", captured())
     return int(match.group(1)) if match else None
 
 
