@@ -8,6 +8,7 @@ here imports TensorFlow.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,7 @@ def parse_tflite(data: bytes, source: str = "model"):
     try:
         model = model_editor().read(bytes(data))
     except Exception as e:  # the generated reader raises whatever a bad offset leads to
-        raise InputFileError(f"malformed .tflite flatbuffer ({type(e).__name__}: {_short(e)})",
-                             source, REMAKE_HINT) from e
+        raise InputFileError(f"malformed .tflite flatbuffer: {_reason(e, len(data))}", source, REMAKE_HINT) from e
     _check_model(model, data, source)
     return model
 
@@ -105,6 +105,13 @@ def _check_tensor(tensor, subgraph: int, source: str) -> None:
         if len(tensor.buffer.data) != expected:
             raise InputFileError(f"tensor data holds {len(tensor.buffer.data)} bytes but its shape "
                                  f"{list(shape)} needs {expected}", where, REMAKE_HINT)
+
+
+def _reason(e: Exception, size: int) -> str:
+    """Why the reader failed, in words; an offset past the end is by far the most common case."""
+    if isinstance(e, (struct.error, IndexError)):
+        return f"an offset points outside its {size:,} bytes, so the file is truncated or corrupt"
+    return f"{type(e).__name__}: {_short(e)}"
 
 
 def _short(e: Exception) -> str:
