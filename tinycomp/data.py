@@ -80,10 +80,17 @@ def load_dataset(name: str = "mnist", npz: str | Path | None = None,
 
 
 def _load_keras_dataset(name: str):
+    import contextlib
+    import io
+
+    from tinycomp.native_output import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import tf_keras
 
     module = getattr(tf_keras.datasets, name)
-    (x_train, y_train), (x_test, y_test) = module.load_data()
+    with contextlib.redirect_stdout(io.StringIO()):  # keras prints "Downloading data from ..." to stdout
+        (x_train, y_train), (x_test, y_test) = module.load_data()
     return x_train, y_train, x_test, y_test
 
 
