@@ -52,7 +52,7 @@ def train(output, epochs, batch_size, validation_split, seed, load_data):
 
 
 def cluster(model_path, output, spec_path, layers, all_layers, init, epochs, batch_size, seed, load_data):
-    from tinycomp.cluster import cluster_all_spec, cluster_model
+    from tinycomp.cluster import cluster_all_spec, cluster_model, validate_spec
     from tinycomp.models import save_keras_model
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec, parse_layer_options
 
@@ -67,6 +67,7 @@ def cluster(model_path, output, spec_path, layers, all_layers, init, epochs, bat
     model, data = _load_model_and_data(model_path, load_data)
     if all_layers:
         spec = cluster_all_spec(model, all_layers, init)
+    validate_spec(model, spec)
     render.info(f"Clustering {', '.join(f'{l.name}→{l.clusters}' for l in spec.layers)}; "
                 f"fine-tuning {epochs} epochs on {data.name}")
     with render.progress("fine-tuning", max(epochs, 1)) as advance:
