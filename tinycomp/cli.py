@@ -234,7 +234,9 @@ def find_tensors(model, output, clustering, layers, all_layers, skip_incompressi
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check TFLM outputs of compressed and original models are identical on random inputs.")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=32, show_default=True)
-def compress(model, output, spec_path, verify, verify_samples):
+@click.option("--strip", "strip_", is_flag=True,
+              help="Also remove what TFLM does not read (names, signatures, metadata), as `tinycomp strip`.")
+def compress(model, output, spec_path, verify, verify_samples, strip_):
     """LUT-compress tensors of a .tflite with tflite_micro.compression.
 
     \b
@@ -243,7 +245,7 @@ def compress(model, output, spec_path, verify, verify_samples):
     """
     from tinycomp import commands
 
-    commands.compress(model, output, spec_path, verify, verify_samples)
+    commands.compress(model, output, spec_path, verify, verify_samples, strip=strip_)
 
 
 # ---------------------------------------------------------------- eval
@@ -267,6 +269,84 @@ def eval_(models, baseline, limit, jobs, json_path, flash_budget, ram_budget, lo
     from tinycomp import commands
 
     commands.evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget, load_data)
+
+
+# ---------------------------------------------------------------- strip / export / report
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path())
+@output_option
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Check TFLM outputs of stripped and original models are identical on random inputs.")
+@click.option("--verify-samples", type=click.IntRange(min=1), default=32, show_default=True)
+def strip(model, output, verify, verify_samples):
+    """Remove what TFLM does not read at run time from a .tflite.
+
+    Drops tensor and subgraph names, signature defs, the description, shape signatures,
+    quantization min/max and metadata TFLM does not look up (min_runtime_version,
+    CONVERSION_METADATA); keeps OfflineMemoryAllocation and everything compressed models'
+    DECODE operators read. Also available as `tinycomp compress --strip`.
+
+    \b
+    Example:
+      tinycomp strip build/compressed.tflite -o build/compressed_stripped.tflite
+    """
+    from tinycomp import commands_extra
+
+    commands_extra.strip(model, output, verify, verify_samples)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="C++ source file to write, e.g. model_data.cc.")
+@click.option("--header", type=click.Path(), help="Header to write  [default: OUTPUT with .h]")
+@click.option("--symbol", default="g_model", show_default=True,
+              help="C name of the array; its length is SYMBOL_len.")
+def export(model, output, header, symbol):
+    """Write a .tflite as a C array to compile into firmware (as the TFLM examples do).
+
+    The .cc holds `alignas(16) const unsigned char SYMBOL[] = {...};` and
+    `const unsigned int SYMBOL_len`; the header declares both.
+
+    \b
+    Example:
+      tinycomp export build/compressed.tflite -o firmware/model_data.cc --symbol g_model
+    """
+    from tinycomp import commands_extra
+
+    commands_extra.export(model, output, header, symbol)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("eval_json", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Directory to write the report to.")
+@click.option("--dataset", type=click.Choice(["mnist", "mnist-sample", "fashion_mnist"]), default=None,
+              help="Test images for predictions.png  [default: the eval JSON's dataset]")
+@click.option("--data", "npz", type=click.Path(dir_okay=True), default=None,
+              help="An .npz with x_train, y_train, x_test, y_test (overrides --dataset).")
+@click.option("--baseline", type=click.Path(), help="Model for the 'base' predictions  [default: the eval's baseline]")
+@click.option("--model", type=click.Path(), help="Model for the 'comp' predictions  [default: the eval's last model]")
+@click.option("--images", type=click.IntRange(min=0, max=64), default=16, show_default=True,
+              help="Images in predictions.png; 0: no predictions.png (no data or TFLM needed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for picking images.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Verdict: accuracy may fall at most this many percentage points below the baseline.")
+def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs, max_drop):
+    """Figures and a markdown summary from `tinycomp eval --json` (for people and CI).
+
+    Writes to OUTPUT/: size_vs_accuracy.png (flash bytes vs accuracy, one point per model),
+    predictions.png (test images with true label and both models' TFLM predictions,
+    mistakes in red) and summary.md (the results table with a verdict per model).
+
+    \b
+    Example:
+      tinycomp eval build/model.tflite build/compressed.tflite --baseline build/model.tflite --json build/eval.json
+      tinycomp report build/eval.json -o build/report
+    """
+    from tinycomp import commands_extra
+
+    commands_extra.report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs, max_drop)
 
 
 def main() -> None:

@@ -158,7 +158,7 @@ def find_tensors(model_path, output, clustering, layers, all_layers, skip_incomp
     render.out.print(f"Wrote {output}: {len(result.choices)} tensors, {before:,} → {after:,} bytes predicted")
 
 
-def compress(model_path, output, spec_path, verify, verify_samples):
+def compress(model_path, output, spec_path, verify, verify_samples, strip=False):
     from tinycomp.compress import compress_model, verify_identical
     from tinycomp.fileio import read_bytes
     from tinycomp.specs import parse_compression_spec
@@ -170,12 +170,22 @@ def compress(model_path, output, spec_path, verify, verify_samples):
         render.warn(f"{spec_path} uses the tutorial's older spec form; layouts are taken from the tensors' "
                     "quantization (write the current form with `tinycomp find-tensors`)")
     result = compress_model(data, spec, str(model_path), spec_path)
+    stripped = None
+    if strip:  # verification below then compares the original with the final, stripped output
+        from tinycomp.strip import strip_model
+
+        stripped = strip_model(result.data, "compressed model")
+        result.data = stripped.data
     if verify:
         with render.progress("verifying in TFLM", 1) as advance:
             result.verified_samples = verify_identical(data, result.data, verify_samples)
             advance()
     write_bytes_atomic(output, result.data)
     render.out.print(render.compress_table(result))
+    if stripped:
+        from tinycomp.commands_extra import strip_summary
+
+        render.out.print(f"Stripped: {strip_summary(stripped)}")
     note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"
             if verify else "not verified (--no-verify)")
     render.out.print(f"Wrote {output}: {result.bytes_before:,} → {len(result.data):,} bytes "

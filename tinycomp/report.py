@@ -1,0 +1,298 @@
+"""A report for people and CI from `tinycomp eval --json`: two figures and a markdown summary.
+
+- `size_vs_accuracy_png`: flash bytes (log scale) against accuracy, one labelled point per model.
+- `predictions_png`: test images with the true label and two models' TFLM predictions, as the
+  TFLM tutorial shows; mistakes are highlighted.
+- `summary_markdown`: the eval results as a markdown table (for CI artifacts and PR comments).
+
+Figures are drawn with matplotlib's Agg canvas straight into PNG bytes (no pyplot, no display,
+no global state); the caller writes them. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import textwrap
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from tinycomp.errors import InputFileError
+from tinycomp.evaluate import ModelResult
+
+EVAL_HINT = "write one with `tinycomp eval MODELS... --json FILE`"
+REQUIRED_KEYS = ("path", "kind", "flash_bytes", "accuracy", "samples")
+MISTAKE = "#d62728"
+AGREE = "#2ca02c"
+
+
+@dataclass
+class EvalReport:
+    """What `tinycomp eval --json` wrote."""
+
+    models: list[ModelResult]
+    baseline: str | None
+    dataset: dict
+    flash_budget: int | None
+    ram_budget: int | None
+    source: str
+
+    @property
+    def dataset_name(self) -> str:
+        return str(self.dataset.get("name", "?"))
+
+    @property
+    def samples(self) -> int:
+        return self.models[0].samples
+
+
+def parse_eval_json(text: str, source: str = "eval JSON") -> EvalReport:
+    """Parse and check an eval JSON; an InputFileError names what is wrong."""
+    try:
+        payload = json.loads(text)
+    except ValueError as e:
+        raise InputFileError(f"not valid JSON: {e}", source, EVAL_HINT) from e
+    if not isinstance(payload, dict) or not isinstance(payload.get("models"), list):
+        raise InputFileError("not an eval JSON: no \"models\" list", source, EVAL_HINT)
+    if not payload["models"]:
+        raise InputFileError("the eval JSON lists no models", source, EVAL_HINT)
+    known = {f.name for f in fields(ModelResult)}
+    models = []
+    for i, entry in enumerate(payload["models"]):
+        missing = [k for k in REQUIRED_KEYS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise InputFileError(f"models[{i}] lacks {', '.join(missing)}", source, EVAL_HINT)
+        try:
+            result = ModelResult(**{k: v for k, v in entry.items() if k in known})
+            result.flash_bytes, result.accuracy = int(result.flash_bytes), float(result.accuracy)
+        except (TypeError, ValueError) as e:
+            raise InputFileError(f"models[{i}] has a malformed value: {e}", source, EVAL_HINT) from e
+        models.append(result)
+    dataset = payload.get("dataset") if isinstance(payload.get("dataset"), dict) else {}
+    return EvalReport(models, payload.get("baseline"), dataset, payload.get("flash_budget"),
+                      payload.get("ram_budget"), source)
+
+
+def display_names(paths: list[str]) -> dict[str, str]:
+    """File names where they are unique, else the paths as given."""
+    names = [os.path.basename(p) for p in paths]
+    return {p: (n if names.count(n) == 1 else p) for p, n in zip(paths, names)}
+
+
+# ---------------------------------------------------------------- figures
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, facecolor="white")
+    return buffer.getvalue()
+
+
+def size_vs_accuracy_png(report: EvalReport) -> bytes:
+    """Flash bytes (log x) against accuracy (%), one labelled point per model."""
+    figure = _figure(8.0, 5.2)
+    ax = figure.add_subplot()
+    names = display_names([m.path for m in report.models])
+    groups: dict[tuple[int, float], list[ModelResult]] = {}
+    for m in report.models:  # models of equal size and accuracy share one point and one label
+        groups.setdefault((m.flash_bytes, round(m.accuracy, 6)), []).append(m)
+    points = []
+    for (flash, accuracy), members in sorted(groups.items()):
+        is_baseline = any(m.path == report.baseline for m in members)
+        keras = all(m.kind == "keras" for m in members)
+        ax.scatter([flash], [100 * accuracy], s=110 if is_baseline else 70, marker="*" if is_baseline else "o",
+                   facecolors="none" if keras else "#1f77b4", edgecolors="#1f77b4", zorder=3)
+        label = "\n".join(names[m.path] + (" (baseline)" if m.path == report.baseline else "") for m in members)
+        points.append((flash, 100 * accuracy, f"{label}\n{flash:,} B · {100 * accuracy:.2f}%"))
+    _set_limits(ax, report)
+    if report.flash_budget:
+        ax.axvline(report.flash_budget, color=MISTAKE, linestyle="--", linewidth=1)
+        ax.annotate(f"flash budget {report.flash_budget:,} B", (report.flash_budget, 0.02),
+                    xycoords=("data", "axes fraction"), xytext=(-4, 0), textcoords="offset points",
+                    rotation=90, ha="right", va="bottom", fontsize=8, color=MISTAKE)
+    ax.set_xlabel("flash bytes (file size, log scale)")
+    ax.set_ylabel("accuracy (%)")
+    kinds = {m.kind for m in report.models}
+    runs_in = "TFLM" if kinds == {"tflm"} else "TFLM (filled) / Keras .h5 (hollow)"
+    ax.set_title(f"Size vs accuracy on {report.dataset_name} ({report.samples:,} test samples, {runs_in})",
+                 fontsize=10.5)
+    ax.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    _place_labels(figure, ax, points)  # after the layout: placement measures the labels on the final axes
+    return _png(figure)
+
+
+def _set_limits(ax, report: EvalReport) -> None:
+    ax.set_xscale("log")
+    flashes = [m.flash_bytes for m in report.models]
+    ax.set_xlim(min(flashes) / 1.6, max(flashes) * 3.0)
+    accuracies = [100 * m.accuracy for m in report.models]
+    span = max(max(accuracies) - min(accuracies), 2.0)
+    ax.set_ylim(min(accuracies) - 0.4 * span, max(accuracies) + 0.6 * span)
+
+
+# Label positions tried in turn (offset in points, alignment); the first that overlaps no other label wins.
+_LABEL_SPOTS = [((8, 7), "left", "bottom"), ((8, -7), "left", "top"), ((-8, 7), "right", "bottom"),
+                ((-8, -7), "right", "top")]
+
+
+def _place_labels(figure, ax, points) -> None:
+    renderer = figure.canvas.get_renderer()
+    placed = []
+    for x, y, text in points:
+        for offset, ha, va in _LABEL_SPOTS:
+            annotation = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=8.5,
+                                     ha=ha, va=va)
+            box = annotation.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) and _inside(box, ax.get_window_extent(renderer)):
+                break
+            annotation.remove()
+        else:
+            annotation = ax.annotate(text, (x, y), xytext=_LABEL_SPOTS[0][0], textcoords="offset points",
+                                     fontsize=8.5, ha="left", va="bottom")
+            box = annotation.get_window_extent(renderer)
+        placed.append(box)
+
+
+def _inside(box, frame) -> bool:
+    return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+
+
+def pick_examples(y: np.ndarray, first: np.ndarray, second: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Up to `count` indices: at most half where a model errs or the two disagree (first), the rest random."""
+    rng = np.random.default_rng(seed)
+    notable = np.flatnonzero((first != y) | (second != y) | (first != second))
+    plain = np.setdiff1d(np.arange(len(y)), notable)
+    take_notable = min(len(notable), max(count // 2, count - len(plain)))
+    chosen_notable = np.sort(rng.choice(notable, size=take_notable, replace=False)) if take_notable else notable[:0]
+    take_plain = min(len(plain), count - take_notable)
+    chosen_plain = np.sort(rng.choice(plain, size=take_plain, replace=False)) if take_plain else plain[:0]
+    return np.concatenate([chosen_notable, chosen_plain]).astype(np.int64)
+
+
+def can_show_images(x: np.ndarray) -> bool:
+    """Rows that are grey (H, W, 1) or colour (H, W, 3) images."""
+    return x.ndim == 4 and x.shape[-1] in (1, 3) and min(x.shape[1:3]) >= 4
+
+
+def predictions_png(images: np.ndarray, y: np.ndarray, first: np.ndarray, second: np.ndarray,
+                    first_name: str, second_name: str, subtitle: str = "") -> bytes:
+    """A grid of images, each with the true label and both models' predictions; mistakes in red."""
+    n = len(images)
+    columns = min(4, max(n, 1))
+    rows = max(1, math.ceil(n / columns))
+    figure = _figure(2.3 * columns, 2.6 * rows + 0.8)
+    for i in range(n):
+        ax = figure.add_subplot(rows, columns, i + 1)
+        image = images[i]
+        if image.shape[-1] == 1:
+            ax.imshow(image[..., 0], cmap="binary", vmin=0.0, vmax=max(1.0, float(image.max())))
+        else:
+            ax.imshow(np.clip(image, 0.0, 1.0))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        wrong = first[i] != y[i] or second[i] != y[i]
+        for spine in ax.spines.values():
+            spine.set_edgecolor(MISTAKE if wrong else "#bbbbbb")
+            spine.set_linewidth(3 if wrong else 1)
+        ax.set_title(f"true {y[i]}", fontsize=10.5, fontweight="bold", pad=17)
+        ax.text(0.47, 1.03, f"base {first[i]}", transform=ax.transAxes, ha="right", va="bottom", fontsize=10,
+                color=MISTAKE if first[i] != y[i] else AGREE)
+        ax.text(0.53, 1.03, f"comp {second[i]}", transform=ax.transAxes, ha="left", va="bottom", fontsize=10,
+                color=MISTAKE if second[i] != y[i] else AGREE)
+    width = 25 * columns  # characters per title line at this font size
+    title = textwrap.fill(f"TFLM predictions — base: {first_name}, comp: {second_name}", width)
+    if subtitle:
+        title += "\n" + textwrap.fill(subtitle, width)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout(h_pad=1.2)
+    return _png(figure)
+
+
+# ---------------------------------------------------------------- TFLM predictions
+
+def predict_tflm(models: list[bytes], x: np.ndarray, jobs: int, sources: list[str]) -> list[np.ndarray]:
+    """Argmax predictions of each model on `x`, in TFLM worker processes."""
+    from tinycomp import tflm
+
+    chunks = np.array_split(np.arange(len(x)), max(1, min(jobs, len(x))))
+    args, owners = [], []
+    for m, model in enumerate(models):
+        for idx in chunks:
+            args.append((model, x[idx], False))
+            owners.append(m)
+    results = tflm.run_parallel(tflm.predict_chunk, args, workers=jobs, source=", ".join(dict.fromkeys(sources)))
+    return [np.concatenate([r.predictions for r, owner in zip(results, owners) if owner == m])
+            for m in range(len(models))]
+
+
+# ---------------------------------------------------------------- markdown
+
+def verdict(result: ModelResult, baseline: str | None, max_drop_pp: float | None) -> str:
+    """FITS / TOO BIG from eval's budgets, and the accuracy drop against --max-drop."""
+    parts = []
+    if result.fits is not None:
+        parts.append("FITS" if result.fits else f"TOO BIG ({'; '.join(result.budget_notes)})")
+    if result.path == baseline:
+        parts.append("baseline")
+    elif max_drop_pp is not None and result.accuracy_delta_pp is not None:
+        parts.append("accuracy OK" if result.accuracy_delta_pp >= -max_drop_pp
+                     else f"ACCURACY DROP > {max_drop_pp:g} pp")
+    return ", ".join(parts) or "–"
+
+
+def summary_markdown(report: EvalReport, figures: list[tuple[str, str]], max_drop_pp: float | None = None,
+                     notes: list[str] | None = None) -> str:
+    """The eval results as a markdown table, with the figures linked below it."""
+    names = display_names([m.path for m in report.models])
+    base = f"; baseline `{os.path.basename(report.baseline)}`" if report.baseline else ""
+    lines = ["# tinycomp report", "",
+             f"Evaluated on **{report.dataset_name}** ({report.samples:,} test samples){base}; "
+             f"from `{os.path.basename(report.source)}`.", ""]
+    budgets = [f"flash ≤ {report.flash_budget:,} B" for _ in [0] if report.flash_budget]
+    budgets += [f"arena ≤ {report.ram_budget:,} B" for _ in [0] if report.ram_budget]
+    if budgets:
+        lines += [f"Budget: {', '.join(budgets)}.", ""]
+    if max_drop_pp is not None and report.baseline:
+        lines += [f"Verdict \"accuracy OK\": at most {max_drop_pp:g} pp (percentage points) below the baseline.", ""]
+    lines += ["| model | runs in | flash bytes | × smaller | arena bytes | accuracy | Δ accuracy (pp) | ms/inference "
+              "| verdict |",
+              "|---|---|--:|--:|--:|--:|--:|--:|---|"]
+    for m in report.models:
+        cells = [f"`{names[m.path]}`", "TFLM" if m.kind == "tflm" else "Keras", f"{m.flash_bytes:,}",
+                 f"{m.ratio_vs_baseline:.2f}" if m.ratio_vs_baseline is not None else "–",
+                 f"{m.arena_bytes:,}" if m.arena_bytes is not None else "–",
+                 f"{100 * m.accuracy:.2f}%",
+                 f"{m.accuracy_delta_pp:+.2f}" if m.accuracy_delta_pp is not None else "–",
+                 f"{m.ms_per_inference:.3f}" if m.ms_per_inference is not None else "–",
+                 verdict(m, report.baseline, max_drop_pp)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines.append("")
+    lines.append("Flash is the file size; arena is the TFLM tensor arena the model allocates (LUT-compressed "
+                 "weights are decoded into it at run time, so compression can trade flash for RAM).")
+    for note in [*(report.dataset.get("notes") or []), *(notes or [])]:
+        lines += ["", f"> Note: {note}"]
+    for title, file_name in figures:
+        lines += ["", f"## {title}", "", f"![{title}]({file_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def resolve_model_path(path: str, eval_json: str) -> str:
+    """A model path from the eval JSON: as written (relative to the current directory) if it exists,
+    else relative to the JSON's directory."""
+    if Path(path).exists() or Path(path).is_absolute():
+        return path
+    beside = Path(eval_json).parent / path
+    return str(beside) if beside.exists() else path

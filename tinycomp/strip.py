@@ -1,0 +1,142 @@
+"""Removing from a .tflite what the TFLM interpreter never reads at run time.
+
+Tensor and subgraph names, signature defs, the model description, shape signatures,
+quantization min/max and metadata entries TFLM does not look up are debugging or converter
+bookkeeping; on a microcontroller they only cost flash. What TFLM reads is kept: every
+buffer a tensor uses (including the encoded weights and ancillary data of LUT-compressed
+tensors, which the TFLM_DECODE operators read), the operator codes and options, and the
+metadata entries the runtime looks up by name (`OfflineMemoryAllocation`, and the older
+`COMPRESSION_METADATA`). `min_runtime_version` and `CONVERSION_METADATA` are written by the
+converter and never read by TFLM.
+
+Tensors keep their order and indices (OfflineMemoryAllocation is indexed by tensor). The
+result is re-aligned with tflite-micro's flatbuffer aligner, as `compression.compress` does:
+TFLM expects buffers aligned to 16 bytes, which the Python flatbuffers builder ignores.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from tinycomp.errors import CompressionFailed
+from tinycomp.tflite_model import model_editor, parse_tflite
+
+# Metadata the TFLM runtime looks up by name (micro_allocator.cc, micro_compression.h).
+TFLM_METADATA = ("OfflineMemoryAllocation", "COMPRESSION_METADATA")
+
+
+@dataclass
+class StripResult:
+    """The stripped flatbuffer and what was removed (item counts, by kind)."""
+
+    data: bytes
+    bytes_before: int
+    bytes_after: int
+    removed: dict[str, int]
+    dropped_metadata: list[str] = field(default_factory=list)
+    verified_samples: int = 0
+
+    @property
+    def bytes_saved(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+
+def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
+    """Strip `model_bytes` of everything TFLM does not read; the result is validated to parse."""
+    editor = model_editor()
+    model = parse_tflite(model_bytes, source)
+    removed: dict[str, int] = {}
+
+    def count(kind: str, n: int) -> None:
+        if n:
+            removed[kind] = removed.get(kind, 0) + n
+
+    tensors = list(editor.iter_tensors(model))
+    referenced = {id(t.buffer) for t in tensors if t.buffer is not None}
+    metadata_buffers = {entry.buffer for entry in model._fb.metadata or []} | set(model._fb.metadataBuffer or [])
+    count("unreferenced buffers", sum(1 for i, b in enumerate(model.buffers)
+                                      if i and i not in metadata_buffers and id(b) not in referenced))
+
+    count("tensor names", _clear(tensors, lambda t: t.name, lambda t: setattr(t, "name", None)))
+    count("shape signatures", _clear(tensors, lambda t: t._fb.shapeSignature is not None,
+                                     lambda t: setattr(t._fb, "shapeSignature", None)))
+    count("quantization min/max", sum(_clear_min_max(t) for t in tensors))
+    count("empty tensor buffers", _clear(tensors, lambda t: t.buffer is not None and not t.buffer.data
+                                         and not t.is_variable, lambda t: setattr(t, "buffer", None)))
+    count("subgraph names", _clear(model.subgraphs, lambda s: s.name, lambda s: setattr(s, "name", None)))
+    # A subgraph's debug metadata is a metadata entry, found by its index.
+    _clear(model.subgraphs, lambda s: s._fb.debugMetadataIndex is not None and s._fb.debugMetadataIndex >= 0,
+           lambda s: setattr(s._fb, "debugMetadataIndex", -1))
+    count("signature defs", len(model._fb.signatureDefs or []))
+    model._fb.signatureDefs = None
+    count("description", 1 if model.description else 0)
+    model.description = None
+
+    dropped = [name for name in model.metadata if name not in TFLM_METADATA]
+    for name in dropped:
+        del model.metadata[name]
+    count("metadata entries", len(dropped))
+    model._fb.metadataBuffer = None  # deprecated list of metadata buffer indices; TFLM does not read it
+
+    # Metadata values live in buffers no tensor references: prune them all, the writer re-adds the kept ones.
+    editor.prune_buffers(model)
+
+    stripped = bytes(align(bytes(model.build())))
+    parse_tflite(stripped, "stripped model")
+    return StripResult(stripped, len(model_bytes), len(stripped), removed, dropped)
+
+
+def _clear(items, present, clear) -> int:
+    n = 0
+    for item in items:
+        if present(item):
+            clear(item)
+            n += 1
+    return n
+
+
+def _clear_min_max(tensor) -> int:
+    q = tensor._fb.quantization
+    if q is None or (_length(q.min) == 0 and _length(q.max) == 0):
+        return 0
+    q.min = q.max = None
+    return 1
+
+
+def _length(values) -> int:
+    return 0 if values is None else len(values)
+
+
+def align(model_bytes: bytes) -> bytes:
+    """Re-pack through tflite-micro's C++ aligner (buffers aligned to 16 bytes, as TFLM expects)."""
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+    fd_in, path_in = tempfile.mkstemp(suffix=".tflite")
+    fd_out, path_out = tempfile.mkstemp(suffix=".tflite")
+    try:
+        with os.fdopen(fd_in, "wb") as f:
+            f.write(model_bytes)
+        os.close(fd_out)
+        tflite_flatbuffer_align_wrapper.align_tflite_model(path_in, path_out)
+        with open(path_out, "rb") as f:
+            return f.read()
+    finally:
+        for path in (path_in, path_out):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def verify_stripped(original: bytes, stripped: bytes, samples: int = 32) -> int:
+    """TFLM outputs of both models on the same random inputs must be identical."""
+    from tinycomp.compress import verify_identical
+
+    try:
+        return verify_identical(original, stripped, samples)
+    except CompressionFailed as e:
+        raise CompressionFailed(e.what.replace("compressed model", "stripped model"), e.where,
+                                "report this: stripping should not change outputs; use the unstripped model") from e
