@@ -9,6 +9,7 @@ the model's quantization (see `compress.resolve_layouts`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,11 +182,28 @@ def parse_clustering_spec(text: str, source: str = "clustering spec") -> Cluster
     return ClusteringSpec(tuple(layers))
 
 
+# What YAML allows in a stream, minus the BOM; line breaks are split off before this is applied.
+_NOT_IN_COMMENT = re.compile("[^\t\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+
+
+def _comments(text: str | None, indent: str = "") -> list[str]:
+    """`text` as YAML comment lines: one per line, characters YAML forbids replaced by '?'."""
+    return [f"{indent}# {_NOT_IN_COMMENT.sub('?', line)}" for line in (text or "").splitlines()]
+
+
+def _yaml_string(text: str) -> str:
+    """`text` as a YAML scalar that reads back as the same string: plain when safe, else double-quoted."""
+    if _PLAIN.fullmatch(text) and yaml.safe_load(text) == text:
+        return text
+    return yaml.safe_dump(text, default_style='"', allow_unicode=True, width=2 ** 31).rstrip("\n")
+
+
 def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str:
     """YAML text that `parse_clustering_spec` reads back to an equal spec."""
-    lines = [f"# {line}" for line in (header or "").splitlines()] + ["layers:"]
+    lines = _comments(header) + ["layers:"]
     for layer in spec.layers:
-        lines += [f"  - name: {layer.name}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
+        lines += [f"  - name: {_yaml_string(layer.name)}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
                   f"    per_channel: {str(layer.per_channel).lower()}",
                   f"    preserve_sparsity: {str(layer.preserve_sparsity).lower()}"]
     return "\n".join(lines) + "\n"
@@ -316,10 +334,9 @@ def _parse_lut(node: _Node) -> tuple[int, PerTensor | PerChannel | None, bool]:
 
 def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> str:
     """tflite-micro format YAML; labels become comments so upstream's parser still reads it."""
-    lines = [f"# {line}" for line in (header or "").splitlines()] + ["tensors:"]
+    lines = _comments(header) + ["tensors:"]
     for t in spec.tensors:
-        if t.label:
-            lines.append(f"  # {t.label}")
+        lines += _comments(t.label, "  ")
         lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", "    compression:", "      - lut:",
                   f"          index_bitwidth: {t.index_bitwidth}"]
         if isinstance(t.layout, PerChannel):

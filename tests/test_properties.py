@@ -1,0 +1,159 @@
+"""Property tests (hypothesis): spec YAML round trips, and LUT compression is lossless in TFLM.
+
+LUT round trip: one-layer int8 models (Dense, Conv2D, DepthwiseConv2D) are quantized once; each
+example overwrites the weight tensor through tflite-micro's model_editor with random int8 values
+holding at most 2^b unique values per value table (per tensor, or per channel along the
+quantized axis: axis 0 for Dense/Conv2D, the last axis for DepthwiseConv2D), compresses it with
+`compress_model` at index bitwidth b (1–7) and requires TFLM outputs identical to the
+uncompressed model via `verify_identical`. Per-tensor layouts are exercised on weights whose
+quantization was edited to a single scale, since TFLM decodes a table in the layout of the
+tensor's quantization. DepthwiseConv2D always stays per-channel: TFLM refuses per-tensor
+quantized int8 depthwise weights ("failed to allocate tensors") even without compression.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinycomp.specs import (CLUSTER_INITS, ClusteringSpec, CompressionSpec, LayerClustering, PerChannel, PerTensor,
+                            TensorCompression, dump_clustering_spec, dump_compression_spec, parse_clustering_spec,
+                            parse_compression_spec)
+
+# ---------------------------------------------------------------- spec round trips
+
+# Keras accepts any name matching TensorFlow's scope rule; YAML-special words ("true", "null",
+# "1e3", "on") and numbers are valid layer names too.
+layer_names = st.one_of(
+    st.from_regex(r"[A-Za-z0-9.][A-Za-z0-9_.\-/]{0,20}", fullmatch=True),
+    st.sampled_from(["true", "false", "null", "on", "off", "yes", "no", "1", "1e3", "0x10", ".5", "~", "dense",
+                     "conv2d_1", "model/dense"]),
+)
+free_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@st.composite
+def clustering_specs(draw):
+    names = draw(st.lists(layer_names, min_size=1, max_size=6, unique=True))
+    layers = tuple(LayerClustering(name=name, clusters=draw(st.integers(2, 256)),
+                                   init=draw(st.sampled_from(CLUSTER_INITS)), per_channel=draw(st.booleans()),
+                                   preserve_sparsity=draw(st.booleans()))
+                   for name in names)
+    return ClusteringSpec(layers)
+
+
+@st.composite
+def compression_specs(draw):
+    keys = draw(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 500)), min_size=1, max_size=6, unique=True))
+    layouts = st.one_of(st.builds(PerTensor), st.builds(PerChannel, st.integers(0, 3)))
+    return CompressionSpec(tuple(TensorCompression(subgraph, tensor, draw(st.integers(1, 7)), draw(layouts),
+                                                   label=draw(free_text))
+                                 for subgraph, tensor in keys))
+
+
+@settings(max_examples=100, deadline=None)
+@given(clustering_specs(), free_text)
+def test_clustering_spec_round_trip(spec, header):
+    text = dump_clustering_spec(spec, header)
+    assert parse_clustering_spec(text, "dumped") == spec
+
+
+@settings(max_examples=100, deadline=None)
+@given(compression_specs(), free_text)
+def test_compression_spec_round_trip(spec, header):
+    text = dump_compression_spec(spec, header)
+    parsed = parse_compression_spec(text, "dumped")
+    assert parsed == spec
+    assert not parsed.upgraded
+
+
+@settings(max_examples=50, deadline=None)
+@given(compression_specs())
+def test_dumped_compression_spec_parses_with_tflite_micro(spec):
+    """tinycomp's YAML is tflite-micro's format: its own parser reads the same tensors back."""
+    from tflite_micro import compression
+
+    parsed = compression.parse_yaml(dump_compression_spec(spec))
+    assert [(t.subgraph, t.tensor) for t in parsed] == [(t.subgraph, t.tensor) for t in spec.tensors]
+    assert [t.compression[0].index_bitwidth for t in parsed] == [t.index_bitwidth for t in spec.tensors]
+
+
+# ---------------------------------------------------------------- LUT round trip in TFLM
+
+KINDS = ("dense", "conv", "depthwise")
+
+
+@pytest.fixture(scope="module")
+def base_models() -> dict[str, bytes]:
+    """One tiny int8 model per weight operator, quantized once (per-channel weights, as the converter makes)."""
+    import tf_keras
+
+    from tinycomp.convert import quantize
+
+    layers = tf_keras.layers
+    builds = {
+        "dense": ((12,), [layers.Dense(6, name="dense")]),
+        "conv": ((6, 6, 3), [layers.Conv2D(5, 3, name="conv")]),
+        "depthwise": ((6, 6, 4), [layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise")]),
+    }
+    models = {}
+    for kind, (shape, body) in builds.items():
+        tf_keras.utils.set_random_seed(0)
+        model = tf_keras.Sequential([layers.Input(shape=shape), *body])
+        calibration = np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32)
+        models[kind] = quantize(model, method="int8", io="int8", calibration=calibration)
+    return models
+
+
+def weight_of(model):
+    for op in model.subgraphs[0].operators:
+        if op.opcode_name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+            return op.inputs[1]
+    raise AssertionError("no weight operator")
+
+
+def lut_values(rng: np.random.Generator, shape: tuple, bits: int, axis: int | None) -> np.ndarray:
+    """Random int8 weights with at most 2**bits unique values per tensor (axis None) or per slice along `axis`."""
+    def table_draw(size):
+        count = int(rng.integers(1, 2 ** bits + 1))
+        table = rng.choice(np.arange(-127, 128), size=count, replace=False)
+        return table[rng.integers(0, count, size=size)]
+
+    if axis is None:
+        return table_draw(shape).astype(np.int8)
+    moved = np.stack([table_draw(tuple(np.delete(shape, axis))) for _ in range(shape[axis])])
+    return np.moveaxis(moved, 0, axis).astype(np.int8)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(KINDS), per_channel=st.booleans(), bits=st.integers(1, 7),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_lut_compression_is_lossless_in_tflm(base_models, kind, per_channel, bits, seed):
+    from tinycomp.compress import compress_model, verify_identical
+    from tinycomp.tflite_model import model_editor, parse_tflite
+
+    editor = model_editor()
+    model = editor.read(base_models[kind])
+    weight = weight_of(model)
+    quant = weight.quantization
+    assert len(np.atleast_1d(quant.scales)) > 1
+    axis = int(quant.axis)
+    assert axis == (weight.array.ndim - 1 if kind == "depthwise" else 0)
+    per_channel = per_channel or kind == "depthwise"  # TFLM's DEPTHWISE_CONV_2D requires per-channel int8 weights
+    rng = np.random.default_rng(seed)
+    values = lut_values(rng, tuple(weight.array.shape), bits, axis if per_channel else None)
+    weight.array = values
+    if not per_channel:  # one scale: the layout TFLM decodes per tensor
+        weight.quantization = editor.Quantization(scales=float(np.atleast_1d(quant.scales)[0]), zero_points=0)
+    original = bytes(model.build())
+    assert np.array_equal(weight_of(parse_tflite(original)).array, values)
+
+    layout = PerChannel(axis) if per_channel else PerTensor()
+    spec = CompressionSpec((TensorCompression(0, weight.index, bits, layout),))
+    result = compress_model(original, spec, kind, "property spec")
+    assert len(result.data) != len(original) or result.data != original
+    assert verify_identical(original, result.data, samples=4, seed=seed % 1000) == 4
