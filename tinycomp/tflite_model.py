@@ -93,9 +93,9 @@ def _check_model(model, data: bytes, source: str) -> None:
 
 def _check_tensor(tensor, subgraph: int, source: str) -> None:
     where = f"{source}: subgraph {subgraph}, tensor {tensor.index}"
-    shape = tensor.shape
+    shape = [int(d) for d in tensor.shape]
     if any(d < -1 for d in shape) or len(shape) > 8:
-        raise InputFileError(f"tensor has an invalid shape {list(shape)}", where, REMAKE_HINT)
+        raise InputFileError(f"tensor has an invalid shape {shape}", where, REMAKE_HINT)
     try:
         itemsize = np.dtype(tensor.numpy_dtype).itemsize
     except Exception as e:
@@ -104,7 +104,7 @@ def _check_tensor(tensor, subgraph: int, source: str) -> None:
         expected = math.prod(max(d, 0) for d in shape) * itemsize
         if len(tensor.buffer.data) != expected:
             raise InputFileError(f"tensor data holds {len(tensor.buffer.data)} bytes but its shape "
-                                 f"{list(shape)} needs {expected}", where, REMAKE_HINT)
+                                 f"{shape} needs {expected}", where, REMAKE_HINT)
 
 
 def _reason(e: Exception, size: int) -> str:
