@@ -349,6 +349,70 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
     commands_extra.report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs, max_drop)
 
 
+# ---------------------------------------------------------------- plan / bench-summary
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path())
+@output_option
+@click.option("--max-accuracy-drop", "max_drop", type=click.FloatRange(min=0), metavar="PP",
+              help="Fewest bytes with the predicted accuracy drop vs MODEL at most PP percentage points.")
+@click.option("--target-bytes", metavar="SIZE",
+              help="Instead: the smallest predicted accuracy drop in at most SIZE bytes (e.g. 39141, 38KiB).")
+@click.option("--clusters", default="2,4,8,16,32,64", show_default=True,
+              help="Cluster counts to measure per layer (bits = log2 of the count).")
+@click.option("--layer", "layers", multiple=True, help="Plan only this layer; repeatable (default: all clusterable).")
+@click.option("--per-channel-conv/--per-tensor-conv", default=True, show_default=True,
+              help="Cluster Conv2D kernels per output channel.")
+@click.option("--epochs", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Fine-tuning epochs per candidate; give `cluster --epochs` at least as many.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
+@click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
+              help="Count the accuracy fine-tuning alone gains against the layers' drops.")
+@seed_option
+@data_options
+def plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
+         validation_split, credit_fine_tuning, seed, load_data):
+    """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
+
+    Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
+    accuracy drop on held-out training rows; measures each layer's compressed bytes exactly with
+    tflite-micro; then picks the counts with the fewest bytes within the accuracy budget (or the
+    smallest drop within --target-bytes). Writes the spec for `cluster` (OUTPUT) and the
+    sensitivity table with the predictions (OUTPUT with .json).
+
+    \b
+    Example:
+      tinycomp plan build/model.h5 --max-accuracy-drop 0.5 -o build/plan.yaml --dataset mnist-sample
+      tinycomp cluster build/model.h5 --spec build/plan.yaml --epochs 2 -o build/planned.h5 --dataset mnist-sample
+    """
+    from tinycomp import commands
+
+    commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
+                  validation_split, credit_fine_tuning, seed, load_data)
+
+
+@cli.command("bench-summary", context_settings=CONTEXT)
+@click.argument("bench_json", type=click.Path())
+@click.option("--json", "json_path", type=click.Path(), help="Also write the summary with byte breakdowns as JSON.")
+def bench_summary(bench_json, json_path):
+    """Bytes vs the ideal bound, and where each compressed model's bytes go, from `eval --json`.
+
+    The ideal bound of the weights is Σ weights × bits / 8 + value tables (raw bytes for
+    uncompressed weights); the rest of a file is biases, quantization parameters, names and
+    flatbuffer structure, listed per part.
+
+    \b
+    Example:
+      tinycomp eval build/model.tflite build/planned.tflite --baseline build/model.tflite --json build/bench.json
+      tinycomp bench-summary build/bench.json
+    """
+    from tinycomp import commands
+
+    commands.bench_summary(bench_json, json_path)
+
+
 def main() -> None:
     cli(prog_name="tinycomp")
 

@@ -225,3 +225,148 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
                                       "flash_budget": flash, "ram_budget": ram,
                                       "models": [r.to_json() for r in shown]})
     require_one_fits(shown)
+
+
+# ---------------------------------------------------------------- plan / bench-summary
+
+def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
+         validation_split, credit_fine_tuning, seed, load_data):
+    from tinycomp.evaluate import parse_size
+    from tinycomp.plan import check_counts, choose_plan, plan_bytes_exact, plan_spec, sensitivity
+    from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
+
+    if (max_drop is None) == (target_bytes is None):
+        raise UsageError("give exactly one of --max-accuracy-drop and --target-bytes", "plan",
+                         "e.g. --max-accuracy-drop 0.5, or --target-bytes 39141")
+    target = parse_size(target_bytes, "--target-bytes")
+    try:
+        counts = check_counts(int(c) for c in str(clusters).split(",") if c.strip())
+    except ValueError:
+        raise UsageError(f"cannot read --clusters {clusters!r}", "--clusters", "write e.g. 2,4,8,16") from None
+    check_output_path(output, model_path)
+    model, data = _load_model_and_data(model_path, load_data)
+    render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts {', '.join(map(str, counts))}, "
+                f"{epochs} fine-tuning epochs each, validated on the last {validation_split:g} of {data.name}'s "
+                "training rows")
+    with render.progress("sensitivity", 1) as advance:
+        def on_step(done, total, what):
+            render.err.print(f"  [{done}/{total}] {what}")
+            advance(0, status=what)
+        table, int8, infos = sensitivity(model, data, list(layers) or None, counts, per_channel_conv, epochs,
+                                         batch_size, validation_split, seed, on_step=on_step)
+        advance()
+    chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
+    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen)
+    spec = plan_spec(table, chosen)
+    budget = (f"accuracy drop ≤ {max_drop:g} pp" if max_drop is not None else f"≤ {target:,} bytes")
+    header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget}, seed {seed})\n"
+              f"predicted {chosen.exact_bytes:,} bytes after cluster → quantize → find-tensors → compress, "
+              f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split\n"
+              f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(epochs, 1)}")
+    text = dump_clustering_spec(spec, header)
+    parse_clustering_spec(text, str(output))  # what `cluster` will read
+    write_text_atomic(output, text)
+    write_json_atomic(sidecar_path(output, ".json"), {
+        "step": "plan", "source": str(model_path), "dataset": data.describe(), "seed": seed,
+        "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
+        "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
+        "max_accuracy_drop": max_drop, "target_bytes": target,
+        "sensitivity": table.to_json(), "plan": chosen.to_json()})
+    render.out.print(_plan_table(table, chosen))
+    noise = 100 * (table.control_accuracy * (1 - table.control_accuracy) / max(table.validation_samples, 1)) ** 0.5
+    render.out.print(
+        f"Validation: {table.validation_samples:,} held-out training rows (one run's accuracy is ±{noise:.1f} pp). "
+        f"Given model {100 * table.reference_accuracy:.2f}%, fine-tuned unclustered {100 * table.control_accuracy:.2f}% "
+        f"({table.fine_tune_gain_pp:+.2f} pp{', credited' if credit_fine_tuning and table.fine_tune_gain_pp > 0 else ''}).")
+    render.out.print(
+        f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
+        f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
+        f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other bytes; "
+        f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
+        f"{chosen.credit_pp:.2f}).")
+    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
+                     f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({table.seconds:.0f} s)")
+
+
+def _plan_table(table, chosen):
+    from rich.table import Table
+
+    t = Table(title="Per-layer sensitivity (one layer clustered at a time; Δ vs the fine-tuned unclustered model)")
+    for column in ("layer", "clusters", "bits", "val accuracy", "measured Δ pp", "counted Δ pp", "bytes",
+                   "ideal bytes", "plan"):
+        t.add_column(column, justify="left" if column in ("layer", "plan") else "right")
+    for layer in table.layers:
+        for o in sorted(layer.options, key=lambda o: o.clusters or 10 ** 9):
+            mark = "◀" if chosen.choices.get(layer.name) is o else ""
+            t.add_row(f"{layer.name} ({layer.kind}{', per channel' if layer.per_channel else ''})"
+                      if o is layer.options[0] else "", str(o.clusters) if o.clusters else "none", str(o.bits),
+                      f"{100 * o.accuracy:.2f}%" if o.accuracy is not None else "–",
+                      f"{o.measured_pp:+.2f}" if o.measured_pp is not None else "–",
+                      f"{o.drop_pp:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
+    return t
+
+
+def bench_summary(bench_json, json_path):
+    import json as _json
+
+    from tinycomp.breakdown import byte_breakdown
+    from tinycomp.errors import InputFileError
+    from tinycomp.tflite_model import read_tflite
+
+    try:
+        bench = _json.loads(read_text(bench_json, "eval JSON"))
+        models, baseline = bench["models"], bench.get("baseline")
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputFileError(f"not a `tinycomp eval --json` file: {e}", str(bench_json),
+                             "write it with tinycomp eval ... --json FILE") from None
+    if json_path:
+        check_output_path(json_path, bench_json)
+    base = next((m for m in models if m["path"] == baseline), None)
+    rows = []
+    for m in models:
+        if not str(m["path"]).endswith(".tflite"):
+            continue
+        f = read_tflite(m["path"])
+        b = byte_breakdown(f.model, len(f.data))
+        rows.append((m, b))
+    render.out.print(_bench_table(rows, base))
+    for m, b in rows:
+        if any(w.compressed for w in b.weights):
+            render.out.print(_breakdown_table(m["path"], b))
+    if json_path:
+        write_json_atomic(json_path, {"source": str(bench_json), "baseline": baseline,
+                                      "models": [{**m, "breakdown": b.to_json()} for m, b in rows]})
+
+
+def _bench_table(rows, base):
+    from rich.table import Table
+
+    t = Table(title="Bytes, accuracy and the ideal bound" + (f" (vs {base['path']})" if base else ""))
+    for column in ("model", "bytes", "× smaller", "TFLM accuracy", "Δ pp", "arena bytes", "weights' ideal bound",
+                   "bytes / ideal", "non-weight bytes"):
+        t.add_column(column, justify="left" if column == "model" else "right")
+    for m, b in rows:
+        ratio = base["flash_bytes"] / m["flash_bytes"] if base else None
+        delta = 100 * (m["accuracy"] - base["accuracy"]) if base else None
+        t.add_row(m["path"], f"{m['flash_bytes']:,}", f"{ratio:.2f}" if ratio else "–", f"{100 * m['accuracy']:.2f}%",
+                  f"{delta:+.2f}" if delta is not None else "–",
+                  f"{m['arena_bytes']:,}" if m.get("arena_bytes") is not None else "–",
+                  f"{b.ideal_bytes:,}", f"{b.file_bytes / b.ideal_bytes:.3f}", f"{b.non_weight_bytes:,}")
+    return t
+
+
+def _breakdown_table(path, b):
+    from rich.table import Table
+
+    t = Table(title=f"Where the {b.file_bytes:,} bytes of {path} go")
+    for column in ("part", "shape", "bits", "indices / raw", "value tables", "LUT header", "bytes", "ideal"):
+        t.add_column(column, justify="left" if column in ("part", "shape") else "right")
+    for w in b.weights:
+        t.add_row(f"{w.layer} weights", "×".join(map(str, w.shape)), str(w.bits), f"{w.index_bytes:,}",
+                  f"{w.table_bytes:,}", f"{w.header_bytes:,}", f"{w.stored_bytes:,}", f"{w.ideal_bytes:,}")
+    for label, value in (("biases and other constants", b.other_constants),
+                         ("quantization scales + zero points", b.quantization), ("tensor names", b.names),
+                         ("operators, tensor tables, metadata, alignment", b.structure)):
+        t.add_row(label, "", "", "", "", "", f"{value:,}", "")
+    t.add_row("total", "", "", "", "", "", f"{b.file_bytes:,}", f"{b.ideal_bytes:,}")
+    return t

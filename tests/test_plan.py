@@ -1,0 +1,158 @@
+"""`tinycomp plan`: the budgeted choice (pure), the spec it writes, reproducibility, bench-summary."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from conftest import ok, run_cli
+from tinycomp.plan import (LayerSensitivity, NothingFits, Option, SensitivityTable, choose_plan, counted_drops,
+                           plan_spec)
+
+
+def _layer(name, weights, rows, per_channel=False):
+    """rows: (clusters, bytes, measured drop pp); the unclustered option costs `weights` bytes."""
+    options = [Option(None, 8, weights, weights)]
+    options += [Option(c, c.bit_length() - 1, b, b, measured_pp=d) for c, b, d in rows]
+    counted_drops(options)
+    return LayerSensitivity(name, "Dense", weights, 1, per_channel, options)
+
+
+def _table(control=0.90, reference=0.90):
+    return SensitivityTable([
+        _layer("a", 1000, [(2, 150, 2.0), (4, 280, 0.6), (16, 520, 0.1)]),
+        _layer("b", 5000, [(2, 700, 1.5), (4, 1300, 0.3), (16, 2600, 0.0)]),
+        _layer("c", 200, [(2, 120, 0.4), (4, 150, 0.2)]),
+    ], int8_bytes=1000 + 5000 + 200 + 3000, reference_accuracy=reference, control_accuracy=control)
+
+
+def _brute_force(table, fits, key):
+    combos = itertools.product(*[layer.options for layer in table.layers])
+    scored = [(table.fixed_bytes + sum(o.bytes for o in combo), sum(o.drop_pp for o in combo)) for combo in combos
+              if any(o.clusters for o in combo)]
+    return min((s for s in scored if fits(s)), key=key)
+
+
+def test_counted_drops_are_monotone_and_never_negative():
+    options = [Option(None, 8, 10, 10)] + [Option(c, 1, 1, 1, measured_pp=d)
+                                           for c, d in ((2, 1.0), (4, -0.5), (8, 0.3), (16, -0.2))]
+    counted_drops(options)
+    drops = [o.drop_pp for o in options[1:]]  # 2, 4, 8, 16 clusters
+    assert drops == sorted(drops, reverse=True) and min(drops) >= 0
+    assert drops[0] == 1.0 and options[0].drop_pp == 0.0
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.35, 0.5, 1.0, 2.5, 10.0])
+def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
+    table = _table()
+    plan = choose_plan(table, max_drop_pp=budget)
+    assert plan.predicted_drop_pp <= budget + 1e-9
+    assert plan.predicted_bytes == table.fixed_bytes + sum(o.bytes for o in plan.choices.values())
+    best = _brute_force(table, lambda s: s[1] <= budget + 1e-9, key=lambda s: (s[0], s[1]))
+    assert plan.predicted_bytes == best[0]
+
+
+def test_fine_tuning_gain_is_credited_unless_disabled():
+    table = _table(control=0.91, reference=0.90)  # fine-tuning alone gains 1 pp
+    credited = choose_plan(table, max_drop_pp=0.5)
+    strict = choose_plan(table, max_drop_pp=0.5, credit_fine_tuning=False)
+    assert credited.sum_drop_pp <= 1.5 + 1e-9 and strict.sum_drop_pp <= 0.5 + 1e-9
+    assert credited.predicted_bytes < strict.predicted_bytes
+    losing = _table(control=0.89, reference=0.90)  # a loss always counts
+    assert choose_plan(losing, max_drop_pp=1.5, credit_fine_tuning=False).sum_drop_pp <= 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("target", [4000, 4500, 6000, 9000])
+def test_target_bytes_minimises_the_drop(target):
+    table = _table()
+    plan = choose_plan(table, target_bytes=target)
+    assert plan.predicted_bytes <= target
+    best = _brute_force(table, lambda s: s[0] <= target, key=lambda s: (s[1], s[0]))
+    assert plan.sum_drop_pp == pytest.approx(best[1])
+
+
+def test_nothing_fits_is_a_clean_error():
+    table = _table()
+    with pytest.raises(NothingFits, match="smallest predicted is 3,970 bytes"):
+        choose_plan(table, target_bytes=3000)
+    steep = SensitivityTable([_layer("a", 1000, [(2, 100, 3.0), (4, 200, 2.0)])], int8_bytes=2000,
+                             reference_accuracy=0.9, control_accuracy=0.9)
+    with pytest.raises(NothingFits, match="no layer can be clustered"):
+        choose_plan(steep, max_drop_pp=1.0)
+    with pytest.raises(Exception, match="exactly one"):
+        choose_plan(table, max_drop_pp=1.0, target_bytes=5000)
+
+
+def test_plan_spec_keeps_per_channel_for_conv():
+    table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
+                              _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
+    spec = plan_spec(table, choose_plan(table, max_drop_pp=0.0))
+    assert {(l.name, l.clusters, l.per_channel) for l in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
+
+
+# ---------------------------------------------------------------- through the CLI, on the tiny pipeline model
+
+@pytest.fixture(scope="module")
+def planned(pipeline, tmp_path_factory):
+    d = tmp_path_factory.mktemp("plan")
+    args = ["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--clusters", "2,4", "--epochs", "0",
+            "--seed", "3", "--data", pipeline["data"]]
+    first = ok([*args, "-o", d / "plan.yaml"])
+    ok([*args, "-o", d / "again.yaml"])
+    return d, first
+
+
+def test_plan_writes_a_spec_cluster_consumes(planned, pipeline):
+    from tinycomp.specs import parse_clustering_spec
+
+    d, result = planned
+    spec = parse_clustering_spec((d / "plan.yaml").read_text(), "plan.yaml")
+    assert spec.layers and all(l.clusters in (2, 4) for l in spec.layers)
+    assert "Per-layer sensitivity" in result.output and "predicted" in result.output
+    sidecar = json.loads((d / "plan.json").read_text())
+    assert sidecar["plan"]["exact_bytes"] > 0 and sidecar["sensitivity"]["layers"]
+    ok(["cluster", pipeline["model_h5"], "--spec", d / "plan.yaml", "-o", d / "planned.h5", "--epochs", "1",
+        "--data", pipeline["data"]])
+    clustered = parse_clustering_spec((d / "planned.yaml").read_text(), "planned.yaml")
+    assert clustered == spec
+
+
+def test_plan_is_reproducible_with_seed(planned):
+    d, _ = planned
+    assert (d / "plan.yaml").read_text().replace("again", "plan") == (d / "again.yaml").read_text().replace("again", "plan")
+    a, b = (json.loads((d / name).read_text()) for name in ("plan.json", "again.json"))
+    strip_time = lambda p: {**p["sensitivity"], "seconds": 0}  # noqa: E731
+    assert strip_time(a) == strip_time(b) and a["plan"] == b["plan"]
+
+
+def test_plan_target_bytes_too_small_is_one_error_line(pipeline, tmp_path):
+    result = run_cli(["plan", pipeline["model_h5"], "--target-bytes", "100", "--clusters", "2", "--epochs", "0",
+                      "--layer", "dense", "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error: no plan fits in 100 bytes")
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_plan_needs_exactly_one_budget(pipeline, tmp_path):
+    result = run_cli(["plan", pipeline["model_h5"], "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 2 and "exactly one of --max-accuracy-drop and --target-bytes" in result.output
+
+
+def test_bench_summary_reports_the_ideal_bound(pipeline, tmp_path):
+    from tinycomp.breakdown import byte_breakdown
+    from tinycomp.tflite_model import read_tflite
+
+    f = read_tflite(pipeline["compressed_tflite"])
+    b = byte_breakdown(f.model, len(f.data))
+    compressed = [w for w in b.weights if w.compressed]
+    assert compressed and all(w.stored_bytes >= w.ideal_bytes for w in b.weights)
+    assert b.weight_bytes + b.other_constants + b.quantization + b.names + b.structure == len(f.data)
+    bench = tmp_path / "bench.json"
+    ok(["eval", pipeline["model_tflite"], pipeline["compressed_tflite"], "--baseline", pipeline["model_tflite"],
+        "--limit", "10", "--jobs", "1", "--json", bench, "--data", pipeline["data"]])
+    result = ok(["bench-summary", bench, "--json", tmp_path / "summary.json"])
+    assert "bytes / ideal" in result.output and "quantization scales" in result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["models"][1]["breakdown"]["ideal_bytes"] == b.ideal_bytes
