@@ -139,7 +139,7 @@ def train(output, epochs, batch_size, validation_split, seed, load_data):
               help="Cluster every layer with weights to this many clusters.")
 @click.option("--init", type=click.Choice(CLUSTER_INITS), default="kmeans++", show_default=True,
               help="Centroid initialisation for --layer/--all.")
-@click.option("--epochs", type=click.IntRange(min=0), default=2, show_default=True, help="Fine-tuning epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Fine-tuning epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @seed_option
 @data_options

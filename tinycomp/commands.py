@@ -146,6 +146,10 @@ def find_tensors(model_path, output, clustering, layers, all_layers, skip_incomp
     result = find(model.model, names, str(model_path), skip_incompressible)
     for layer, reason in result.skipped:
         render.warn(f"skipped {layer}: {reason}")
+    for choice in result.choices:
+        if choice.bytes_after >= choice.bytes_before:
+            render.warn(f"{choice.layer}: LUT compression makes tensor {choice.weight.index} larger "
+                        f"({choice.bytes_before:,} → {choice.bytes_after:,} bytes); was the layer clustered?")
     if not result.choices:
         from tinycomp.errors import ModelError
 
