@@ -84,7 +84,7 @@ $(BUILD)/planned.h5 $(BUILD)/planned.yaml &: $(BUILD)/model.h5 $(BUILD)/plan.yam
 	$(TINYCOMP) cluster $< --spec $(BUILD)/plan.yaml --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $(BUILD)/planned.h5 $(DATA)
 
 $(BUILD)/planned_int8.tflite: $(BUILD)/planned.h5
-	$(TINYCOMP) quantize $< -o $@ $(DATA)
+	$(TINYCOMP) quantize $< -o $@ --per-tensor-dense $(DATA)
 
 $(BUILD)/planned_compression.yaml: $(BUILD)/planned_int8.tflite $(BUILD)/planned.yaml
 	$(TINYCOMP) find-tensors $< --clustering $(BUILD)/planned.yaml -o $@

@@ -175,3 +175,21 @@ def test_make_demo_is_incremental(tmp_path, tiny_npz):
     assert third.returncode == 0, third.stdout + third.stderr
     assert " cluster " in third.stdout and " train " not in third.stdout and " convert " not in third.stdout
     assert (build / "model.h5").stat().st_mtime_ns == model_mtime
+
+
+def test_per_tensor_dense_quantization_gives_smaller_lossless_luts(pipeline, tmp_path):
+    from tinycomp.find_tensors import find_tensors
+    from tinycomp.specs import PerChannel, PerTensor
+    from tinycomp.tflite_model import read_tflite
+
+    int8, spec, out = tmp_path / "pt_int8.tflite", tmp_path / "pt.yaml", tmp_path / "pt.tflite"
+    ok(["quantize", pipeline["clustered_h5"], "-o", int8, "--per-tensor-dense", "--calibration-samples", "20",
+        "--data", pipeline["data"]])
+    ok(["find-tensors", int8, "--clustering", pipeline["clustered_yaml"], "-o", spec])
+    choices = find_tensors(read_tflite(int8).model, ["conv2d_1", "dense"]).choices
+    layouts = {c.layer: (c.layout, c.index_bitwidth) for c in choices}
+    assert layouts["dense"] == (PerTensor(), 3)  # 8 clusters → exactly 8 int8 values in the whole tensor
+    assert isinstance(layouts["conv2d_1"][0], PerChannel)
+    result = ok(["compress", int8, "--spec", spec, "-o", out])  # verification in TFLM is on by default
+    assert "TFLM outputs identical" in result.output
+    assert out.stat().st_size < pipeline["compressed_tflite"].stat().st_size

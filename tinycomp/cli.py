@@ -185,9 +185,12 @@ def convert(model, output):
               help="Input/output type for --method int8.")
 @click.option("--calibration-samples", type=int, default=100, show_default=True,
               help="Training images used to calibrate int8 ranges.")
+@click.option("--per-tensor-dense", is_flag=True,
+              help="int8: one weight scale per Dense layer instead of per output channel (smaller LUTs and "
+                   "quantization tables for clustered Dense layers).")
 @seed_option
 @data_options
-def quantize(model, output, method, io_type, calibration_samples, seed, load_data):
+def quantize(model, output, method, io_type, calibration_samples, per_tensor_dense, seed, load_data):
     """Post-training quantization of a Keras .h5 to .tflite.
 
     \b
@@ -196,7 +199,7 @@ def quantize(model, output, method, io_type, calibration_samples, seed, load_dat
     """
     from tinycomp import commands
 
-    commands.quantize(model, output, method, io_type, calibration_samples, seed, load_data)
+    commands.quantize(model, output, method, io_type, calibration_samples, per_tensor_dense, seed, load_data)
 
 
 # ---------------------------------------------------------------- find-tensors / compress

@@ -101,7 +101,7 @@ def convert(model_path, output):
     render.out.print(f"Wrote {output}: float32, {len(data):,} bytes ({time.perf_counter() - start:.1f} s)")
 
 
-def quantize(model_path, output, method, io_type, calibration_samples, seed, load_data):
+def quantize(model_path, output, method, io_type, calibration_samples, per_tensor_dense, seed, load_data):
     from tinycomp.convert import quantize as quantize_model
     from tinycomp.data import calibration_samples as pick_calibration
 
@@ -119,9 +119,12 @@ def quantize(model_path, output, method, io_type, calibration_samples, seed, loa
 
         import_tensorflow_quietly()
         model, calibration = load_keras_model(model_path), None
-    result = quantize_model(model, method=method, io=io_type, calibration=calibration)
+    result = quantize_model(model, method=method, io=io_type, calibration=calibration,
+                            per_tensor_dense=per_tensor_dense)
     write_bytes_atomic(output, result)
     detail = f"{method}, {io_type} I/O, {len(calibration)} calibration samples" if method == "int8" else method
+    if per_tensor_dense and method == "int8":
+        detail += ", per-tensor Dense weights"
     render.out.print(f"Wrote {output}: {detail}, {len(result):,} bytes ({time.perf_counter() - start:.1f} s)")
 
 

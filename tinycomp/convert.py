@@ -25,13 +25,19 @@ def convert_float32(model) -> bytes:
     return _convert(_converter(model))
 
 
-def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.ndarray | None = None) -> bytes:
+def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.ndarray | None = None,
+             per_tensor_dense: bool = False) -> bytes:
     """Quantized TFLite model.
 
     int8: full-integer (TFLITE_BUILTINS_INT8) calibrated on `calibration` (rows shaped like the
     model input), with input/output tensors of type `io`. dynamic: int8 weights, float
     activations, no calibration. float16: float16 weights. `io` only applies to int8; dynamic
     and float16 models always take and return float32.
+
+    `per_tensor_dense` quantizes FULLY_CONNECTED weights with one scale per tensor instead of
+    one per output channel: a dense layer clustered to k values then holds exactly k int8
+    values, so its LUT needs one small table, and the per-channel scales (12 bytes per
+    channel, repeated by the DECODE output) disappear from the file.
     """
     import tensorflow as tf
 
@@ -47,6 +53,8 @@ def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.nda
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, io)
         converter.inference_output_type = getattr(tf, io)
+        # The converter's only switch for this; it exists since TF 2.13.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor_dense
     elif method == "float16":
         converter.target_spec.supported_types = [tf.float16]
     return _convert(converter)
