@@ -109,13 +109,6 @@ class SensitivityTable:
         payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
         return payload
 
-    @classmethod
-    def from_json(cls, payload: dict) -> "SensitivityTable":
-        layers = [LayerSensitivity(**{**l, "options": [Option(**o) for o in l["options"]]}) for l in payload["layers"]]
-        keys = ("int8_bytes", "decode_overhead", "reference_accuracy", "control_accuracy", "validation_samples",
-                "epochs", "seed", "seconds")
-        return cls(layers, **{k: payload[k] for k in keys if k in payload})
-
 
 @dataclass
 class Plan:

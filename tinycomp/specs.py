@@ -259,10 +259,6 @@ class TensorCompression:
     layout: PerTensor | PerChannel | None
     label: str = field(default="", compare=False)
 
-    @property
-    def key_path(self) -> str:
-        return "compression[0].lut"
-
 
 @dataclass(frozen=True)
 class CompressionSpec:

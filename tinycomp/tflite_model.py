@@ -119,16 +119,6 @@ def _short(e: Exception) -> str:
     return text[:120]
 
 
-def op_name(op) -> str:
-    """Display name of an operator, e.g. FULLY_CONNECTED."""
-    return op.opcode_name
-
-
-def tensor_kind(tensor) -> str:
-    """Human-readable dtype of a tensor, e.g. int8."""
-    return np.dtype(tensor.numpy_dtype).name
-
-
 def require_subgraph(model, index: int, where: str):
     """The subgraph at `index` or a ModelError saying how many there are."""
     if not 0 <= index < len(model.subgraphs):
