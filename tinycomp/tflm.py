@@ -153,9 +153,14 @@ def _result(future: futures.Future, source: str):
 
 
 def _kill(pool: futures.ProcessPoolExecutor) -> None:
+    """Stop the workers now and wait for the pool's manager thread to notice.
+
+    Not waiting leaves that thread running into interpreter exit, where concurrent.futures'
+    exit hook then prints a traceback about a closed pipe (seen in the fuzz test).
+    """
     for process in list(getattr(pool, "_processes", {}).values()):
         process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_jobs() -> int:
