@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tinycomp.find_tensors import WEIGHT_INPUT, layer_names, weight_ops
+from tinycomp.find_tensors import WEIGHT_INPUT, layer_name, weight_ops
 
 DECODE_OP = "TFLM_DECODE"
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header at the start of every ancillary tensor
@@ -104,7 +104,7 @@ def byte_breakdown(model, file_bytes: int) -> ByteBreakdown:
                 continue
             counted.add((s, tensor.index))
             weights.append((tensor, decoded.get(tensor.index), op.opcode_name))
-        names = layer_names([_Named(t.name or "") for t, _, _ in weights])
+        names = [layer_name(t.name or "", t.index) for t, _, _ in weights]
         seen_ops: dict[str, int] = {}
         for (tensor, source, op_name), layer in zip(weights, names):
             seen_ops[op_name] = seen_ops.get(op_name, 0) + 1
@@ -121,12 +121,6 @@ def byte_breakdown(model, file_bytes: int) -> ByteBreakdown:
             if (s, tensor.index) not in counted:
                 result.other_constants += len(_data(tensor))
     return result
-
-
-class _Named:
-    def __init__(self, name: str):
-        self.name = name
-        self.index = 0
 
 
 def _weight_bytes(layer: str, tensor, source) -> WeightBytes:

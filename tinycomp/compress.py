@@ -156,13 +156,14 @@ def random_inputs(model_bytes: bytes, count: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=(count, *shape)).astype(dtype)
 
 
-def verify_identical(original: bytes, compressed: bytes, samples: int = 32, seed: int = 0) -> int:
+def verify_identical(original: bytes, compressed: bytes, samples: int = 32, seed: int = 0,
+                     what: str = "compressed model", hint: str = "report this: LUT compression should be lossless") -> int:
     """Run both models in TFLM on the same random inputs; raise unless every output is identical."""
     inputs = random_inputs(original, samples, seed)
     expected, actual = tflm.run_parallel(tflm.run_raw_outputs, [(original, inputs), (compressed, inputs)],
                                          workers=2, source="verification")
     for i, (a, b) in enumerate(zip(expected, actual)):
         if a.shape != b.shape or not np.array_equal(a, b):
-            raise CompressionFailed(f"compressed model output differs from the original on random input {i}",
-                                    "verification", "report this: LUT compression should be lossless")
+            raise CompressionFailed(f"{what} output differs from the original on random input {i}",
+                                    "verification", hint)
     return samples

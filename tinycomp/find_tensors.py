@@ -112,13 +112,14 @@ def match_layer(weights: list[WeightTensor], layer: str, source: str) -> WeightT
     return matches[0]
 
 
+def layer_name(tensor_name: str, index: int) -> str:
+    """Best-effort layer name of a weight: the component before the op name, e.g. `dense`."""
+    parts = [p for p in re.split(r"[/;:]", tensor_name) if p]
+    return parts[-2] if len(parts) >= 2 else (parts[0] if parts else f"tensor {index}")
+
+
 def layer_names(weights: list[WeightTensor]) -> list[str]:
-    """Best-effort layer names of the weights: the component before the op name, e.g. `dense`."""
-    names = []
-    for w in weights:
-        parts = [p for p in re.split(r"[/;:]", w.name) if p]
-        names.append(parts[-2] if len(parts) >= 2 else (parts[0] if parts else f"tensor {w.index}"))
-    return names
+    return [layer_name(w.name, w.index) for w in weights]
 
 
 def bits_for(count: int) -> int:

@@ -17,11 +17,8 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 
-from tinycomp.errors import CompressionFailed
 from tinycomp.tflite_model import model_editor, parse_tflite
 
 # Metadata the TFLM runtime looks up by name (micro_allocator.cc, micro_compression.h).
@@ -111,32 +108,19 @@ def _length(values) -> int:
 
 
 def align(model_bytes: bytes) -> bytes:
-    """Re-pack through tflite-micro's C++ aligner (buffers aligned to 16 bytes, as TFLM expects)."""
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+    """Re-pack through tflite-micro's C++ aligner (buffers aligned to 16 bytes, as TFLM expects).
 
-    fd_in, path_in = tempfile.mkstemp(suffix=".tflite")
-    fd_out, path_out = tempfile.mkstemp(suffix=".tflite")
-    try:
-        with os.fdopen(fd_in, "wb") as f:
-            f.write(model_bytes)
-        os.close(fd_out)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(path_in, path_out)
-        with open(path_out, "rb") as f:
-            return f.read()
-    finally:
-        for path in (path_in, path_out):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+    The same step `compression.compress` ends with; its helper is private, but the tflite-micro
+    version is pinned.
+    """
+    from tflite_micro.tensorflow.lite.micro.compression.compress import _apply_flatbuffer_alignment
+
+    return bytes(_apply_flatbuffer_alignment(bytearray(model_bytes)))
 
 
 def verify_stripped(original: bytes, stripped: bytes, samples: int = 32) -> int:
     """TFLM outputs of both models on the same random inputs must be identical."""
     from tinycomp.compress import verify_identical
 
-    try:
-        return verify_identical(original, stripped, samples)
-    except CompressionFailed as e:
-        raise CompressionFailed(e.what.replace("compressed model", "stripped model"), e.where,
-                                "report this: stripping should not change outputs; use the unstripped model") from e
+    return verify_identical(original, stripped, samples, what="stripped model",
+                            hint="report this: stripping should not change outputs; use the unstripped model")
