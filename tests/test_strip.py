@@ -38,8 +38,41 @@ def test_strip_removes_names_signatures_and_unread_metadata(pipeline):
         assert [op.opcode_name for op in stripped.subgraphs[0].operators] == \
                [op.opcode_name for op in before.subgraphs[0].operators]
         assert _decode_ops(stripped) == _decode_ops(before)
+        _assert_quantization_stripped(stripped)
         assert verify_stripped(data, result.data, samples=8) == 8
         assert strip_model(result.data).data == result.data  # stripping twice changes nothing
+
+
+def _assert_quantization_stripped(model):
+    """Zero points are one value per tensor; DECODE's encoded inputs carry no quantization."""
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            q = t.quantization
+            if q is not None and not isinstance(q.zero_points, int):
+                assert len(q.zero_points) == 1, (t.index, q.zero_points)
+        for op in sg.operators:
+            if op.custom_code == "TFLM_DECODE":
+                assert all(t.quantization is None and t._fb.quantization is None for t in op.inputs)
+
+
+def test_strip_reduces_per_channel_zero_points_and_encoded_quantization(pipeline):
+    from tinycomp.strip import strip_model
+    from tinycomp.tflite_model import parse_tflite
+
+    data = pipeline["compressed_tflite"].read_bytes()
+    before = parse_tflite(data)
+    encoded = [t for sg in before.subgraphs for op in sg.operators if op.custom_code == "TFLM_DECODE"
+               for t in op.inputs if t._fb.quantization is not None]
+    per_channel = [t for sg in before.subgraphs for t in sg.tensors if t not in encoded
+                   and t.quantization is not None and len(t.quantization.scales) > 1]
+    assert per_channel and encoded  # what tflite-micro's writer leaves behind
+    result = strip_model(data)
+    assert result.removed["repeated zero points"] == len(per_channel)
+    assert result.removed["quantization of LUT-encoded tensors"] == len(encoded)
+    after = parse_tflite(result.data)
+    # scales stay per channel: only the zero points, all 0 for int8 weights, shrink
+    assert [len(t.quantization.scales) for t in per_channel] == \
+           [len(after.subgraphs[0].tensors[t.index].quantization.scales) for t in per_channel]
 
 
 def test_strip_keeps_metadata_tflm_reads(pipeline):

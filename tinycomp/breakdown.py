@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tinycomp.find_tensors import WEIGHT_INPUT, layer_name, weight_ops
+from tinycomp.tflite_model import DECODE_OP
 
-DECODE_OP = "TFLM_DECODE"
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header at the start of every ancillary tensor
 QUANT_BYTES_PER_CHANNEL = 12  # a float32 scale and an int64 zero point
 

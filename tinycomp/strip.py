@@ -2,7 +2,14 @@
 
 Tensor and subgraph names, signature defs, the model description, shape signatures,
 quantization min/max and metadata entries TFLM does not look up are debugging or converter
-bookkeeping; on a microcontroller they only cost flash. What TFLM reads is kept: every
+bookkeeping; on a microcontroller they only cost flash. Two quantization savings are TFLM-specific:
+- a per-channel zero-point array whose values are all equal (always so for int8 weights and
+  biases, all 0) is reduced to its first value; TFLM's allocator broadcasts a shorter array
+  ("as a space-saving optimization", micro_allocator.cc), saving 8 bytes per channel. tf.lite's
+  interpreter rejects such a model, so a stripped model is for TFLM only.
+- the LUT-encoded inputs of TFLM_DECODE operators keep the original tensor's quantization in
+  tflite-micro 0.dev20261023182759 (its writer does not clear it), although they now hold packed
+  uint8 indices; DECODE reads the value tables and its output tensor's quantization, never these. What TFLM reads is kept: every
 buffer a tensor uses (including the encoded weights and ancillary data of LUT-compressed
 tensors, which the TFLM_DECODE operators read), the operator codes and options, and the
 metadata entries the runtime looks up by name (`OfflineMemoryAllocation`, and the older
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinycomp.tflite_model import model_editor, parse_tflite
+from tinycomp.tflite_model import DECODE_OP, model_editor, parse_tflite
 
 # Metadata the TFLM runtime looks up by name (micro_allocator.cc, micro_compression.h).
 TFLM_METADATA = ("OfflineMemoryAllocation", "COMPRESSION_METADATA")
@@ -61,6 +68,8 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
     count("shape signatures", _clear(tensors, lambda t: t._fb.shapeSignature is not None,
                                      lambda t: setattr(t._fb, "shapeSignature", None)))
     count("quantization min/max", sum(_clear_min_max(t) for t in tensors))
+    count("quantization of LUT-encoded tensors", _clear_encoded_quantization(model))
+    count("repeated zero points", sum(_reduce_zero_points(t) for t in tensors))
     count("empty tensor buffers", _clear(tensors, lambda t: t.buffer is not None and not t.buffer.data
                                          and not t.is_variable, lambda t: setattr(t, "buffer", None)))
     count("subgraph names", _clear(model.subgraphs, lambda s: s.name, lambda s: setattr(s, "name", None)))
@@ -101,6 +110,36 @@ def _clear_min_max(tensor) -> int:
         return 0
     q.min = q.max = None
     return 1
+
+
+def _reduce_zero_points(tensor) -> int:
+    q = tensor.quantization
+    zero_points = None if q is None or isinstance(q.zero_points, int) else list(q.zero_points)
+    if not zero_points or len(zero_points) < 2 or len(set(zero_points)) != 1:
+        return 0
+    q.zero_points = zero_points[:1]
+    return 1
+
+
+def _clear_encoded_quantization(model) -> int:
+    """Drop the quantization of constant tensors only TFLM_DECODE operators read."""
+    n = 0
+    for subgraph in model.subgraphs:
+        consumers: dict[int, set[str]] = {}
+        for op in subgraph.operators:
+            for t in op.inputs:
+                if t is not None:
+                    consumers.setdefault(id(t), set()).add(op.opcode_name)
+        for t in subgraph.tensors:
+            if consumers.get(id(t)) == {DECODE_OP} and t.buffer is not None and _has_quantization(t):
+                t.quantization = None
+                t._fb.quantization = None
+                n += 1
+    return n
+
+
+def _has_quantization(tensor) -> bool:
+    return tensor.quantization is not None or tensor._fb.quantization is not None
 
 
 def _length(values) -> int:
