@@ -21,7 +21,7 @@ from tinycomp.find_tensors import WEIGHT_INPUT, layer_name, weight_ops
 from tinycomp.tflite_model import DECODE_OP
 
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header at the start of every ancillary tensor
-QUANT_BYTES_PER_CHANNEL = 12  # a float32 scale and an int64 zero point
+SCALE_BYTES, ZERO_POINT_BYTES = 4, 8  # float32 scales, int64 zero points
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ByteBreakdown:
     file_bytes: int
     weights: list[WeightBytes] = field(default_factory=list)
     other_constants: int = 0  # biases and any other constant buffers
-    quantization: int = 0  # scales and zero points (12 bytes per channel)
+    quantization: int = 0  # scales (4 bytes each) and zero points (8 bytes each)
     names: int = 0  # tensor names
 
     @property
@@ -117,7 +117,8 @@ def byte_breakdown(model, file_bytes: int) -> ByteBreakdown:
             result.names += len(tensor.name or "")
             quant = tensor.quantization
             if quant is not None and quant.scales is not None:
-                result.quantization += QUANT_BYTES_PER_CHANNEL * len(np.atleast_1d(quant.scales))
+                result.quantization += (SCALE_BYTES * len(np.atleast_1d(quant.scales))
+                                        + ZERO_POINT_BYTES * len(np.atleast_1d(quant.zero_points)))
             if (s, tensor.index) not in counted:
                 result.other_constants += len(_data(tensor))
     return result

@@ -373,10 +373,14 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
               show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
 @click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
+@click.option("--per-tensor-dense", is_flag=True,
+              help="Measure bytes as `quantize --per-tensor-dense` will quantize (give it there too).")
+@click.option("--strip", "strip_", is_flag=True,
+              help="Measure bytes as `compress --strip` will write them (give it there too).")
 @seed_option
 @data_options
 def plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-         validation_split, credit_fine_tuning, seed, load_data):
+         validation_split, credit_fine_tuning, per_tensor_dense, strip_, seed, load_data):
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -386,14 +390,18 @@ def plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_co
     sensitivity table with the predictions (OUTPUT with .json).
 
     \b
-    Example:
-      tinycomp plan build/model.h5 --max-accuracy-drop 0.5 -o build/plan.yaml --dataset mnist-sample
-      tinycomp cluster build/model.h5 --spec build/plan.yaml --epochs 2 -o build/planned.h5 --dataset mnist-sample
+    Example (the byte predictions match the chain when --per-tensor-dense and --strip are
+    given to plan as to quantize and compress; `make bench` runs this chain):
+      tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
+      tinycomp cluster build/model.h5 --spec build/plan.yaml --epochs 2 -o build/planned.h5
+      tinycomp quantize build/planned.h5 --per-tensor-dense -o build/planned_int8.tflite
+      tinycomp find-tensors build/planned_int8.tflite --clustering build/planned.yaml -o build/planned_spec.yaml
+      tinycomp compress build/planned_int8.tflite --spec build/planned_spec.yaml --strip -o build/planned.tflite
     """
     from tinycomp import commands
 
     commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-                  validation_split, credit_fine_tuning, seed, load_data)
+                  validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_)
 
 
 @cli.command("bench-summary", context_settings=CONTEXT)

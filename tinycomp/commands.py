@@ -237,7 +237,7 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
 # ---------------------------------------------------------------- plan / bench-summary
 
 def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-         validation_split, credit_fine_tuning, seed, load_data):
+         validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False):
     from tinycomp.evaluate import parse_size
     from tinycomp.plan import check_counts, choose_plan, plan_bytes_exact, plan_spec, sensitivity
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
@@ -260,14 +260,17 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
             render.err.print(f"  [{done}/{total}] {what}")
             advance(0, status=what)
         table, int8, infos = sensitivity(model, data, list(layers) or None, counts, per_channel_conv, epochs,
-                                         batch_size, validation_split, seed, on_step=on_step)
+                                         batch_size, validation_split, seed, on_step=on_step,
+                                         per_tensor_dense=per_tensor_dense, strip=strip)
         advance()
     chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
-    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen)
+    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
     spec = plan_spec(table, chosen)
     budget = (f"accuracy drop ≤ {max_drop:g} pp" if max_drop is not None else f"≤ {target:,} bytes")
+    chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
+             f"compress{' --strip' if strip else ''}")
     header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget}, seed {seed})\n"
-              f"predicted {chosen.exact_bytes:,} bytes after cluster → quantize → find-tensors → compress, "
+              f"predicted {chosen.exact_bytes:,} bytes after {chain}, "
               f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split\n"
               f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(epochs, 1)}")
     text = dump_clustering_spec(spec, header)
@@ -277,6 +280,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         "step": "plan", "source": str(model_path), "dataset": data.describe(), "seed": seed,
         "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
         "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
+        "per_tensor_dense": per_tensor_dense, "strip": strip,
         "max_accuracy_drop": max_drop, "target_bytes": target,
         "sensitivity": table.to_json(), "plan": chosen.to_json()})
     render.out.print(_plan_table(table, chosen))

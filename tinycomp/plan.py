@@ -85,7 +85,7 @@ class SensitivityTable:
     """Every layer's options plus the numbers all of them share."""
 
     layers: list[LayerSensitivity]
-    int8_bytes: int  # the unclustered int8 .tflite
+    int8_bytes: int  # the unclustered int8 .tflite (stripped, when planned for `compress --strip`)
     decode_overhead: int = 0  # bytes paid once when any tensor is compressed (DECODE operator code, alignment)
     reference_accuracy: float = 0.0  # given model on the validation split
     control_accuracy: float = 0.0  # given model fine-tuned like the candidates, unclustered
@@ -228,19 +228,27 @@ def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> Cl
 
 # ---------------------------------------------------------------- byte costs (tflite-micro, no TensorFlow)
 
-def _synthetic(array: np.ndarray, layout, bits: int) -> np.ndarray:
-    """`array` with exactly min(2^bits, slice size) distinct values in every value-table slice."""
+def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
+    """`array` refilled with exactly min(2^bits, slice size) distinct values in every value-table slice.
+
+    Values and their order are random (seeded per tensor): identical fills of two tensors would
+    share one buffer after tflite-micro's deduplication, which real weights never do.
+    """
+    rng = np.random.default_rng(seed)
     values = 2 ** bits
+    moved = np.moveaxis(np.empty_like(array), layout.axis, 0) if isinstance(layout, PerChannel) else array.reshape(1, -1).copy()
+    per = moved[0].size
+    for channel in moved:
+        table = rng.choice(np.arange(-128, 128), size=min(values, per), replace=False)
+        indices = np.concatenate([np.arange(len(table)), rng.integers(0, len(table), per - len(table))])
+        channel[...] = table[rng.permutation(indices)].reshape(channel.shape)
     if isinstance(layout, PerChannel):
-        moved = np.moveaxis(np.empty_like(array), layout.axis, 0)
-        per = moved[0].size
-        moved[...] = (np.arange(per) % values - values // 2).reshape(moved.shape[1:]).astype(array.dtype)
-        return np.ascontiguousarray(np.moveaxis(moved, 0, layout.axis))
-    return (np.arange(array.size) % values - values // 2).reshape(array.shape).astype(array.dtype)
+        return np.ascontiguousarray(np.moveaxis(moved, 0, layout.axis)).astype(array.dtype)
+    return moved.reshape(array.shape).astype(array.dtype)
 
 
-def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple]) -> int:
-    """Size of the int8 model with the given tensors refilled and LUT-compressed."""
+def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> int:
+    """Size of the int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
     from tflite_micro import compression
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
     from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
@@ -249,12 +257,19 @@ def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple]) -> 
     specs = []
     for (s, t), (layout, bits) in fills.items():
         tensor = model.subgraphs[s].tensors[t]
-        tensor.array = _synthetic(tensor.array, layout, bits)
+        tensor.array = _synthetic(tensor.array, layout, bits, seed=1000 * s + t)
         mode = tflm_spec.PerChannel(axis=layout.axis) if isinstance(layout, PerChannel) else tflm_spec.PerTensor()
         specs.append(tflm_spec.Tensor(s, t, [tflm_spec.LookUpTableCompression(index_bitwidth=bits, mode=mode)]))
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        return len(compression.compress(bytes(model.build()), specs))
+        compressed = bytes(compression.compress(bytes(model.build()), specs)) if specs else int8_bytes
+    return _final_size(compressed, strip)
+
+
+def _final_size(model_bytes: bytes, strip: bool) -> int:
+    from tinycomp.strip import strip_model
+
+    return len(strip_model(model_bytes).data) if strip else len(model_bytes)
 
 
 @dataclass
@@ -290,19 +305,21 @@ def ideal_bytes(weights: int, channels: int, bits: int, values: int | None = Non
     return math.ceil(weights * bits / 8) + channels * (values if values is not None else 2 ** bits)
 
 
-def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict[str, list[int]]) -> tuple[dict, int]:
+def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict[str, list[int]],
+                     strip: bool = False) -> tuple[dict, int]:
     """({layer: {bits: bytes the layer costs in the compressed file}}, once-only DECODE overhead).
 
     Each cost is the int8 file's size change when only that layer is compressed, plus its int8
     weight bytes; the part every single-layer measurement pays once (the DECODE operator code and
-    alignment) is measured from one two-layer compression and reported separately.
+    alignment) is measured from one two-layer compression and reported separately. With `strip`
+    every size is that of the stripped file (`compress --strip`).
     """
-    base = len(int8_bytes)
+    base = _final_size(int8_bytes, strip)
     costs: dict[str, dict[int, int]] = {}
     for name, info in infos.items():
         costs[name] = {}
         for b in bits.get(name, []):
-            size = _compressed_size(int8_bytes, {(info.subgraph, info.tensor): (info.layout, b)})
+            size = _compressed_size(int8_bytes, {(info.subgraph, info.tensor): (info.layout, b)}, strip)
             costs[name][b] = info.bytes + size - base
     overhead = 0
     measured = [(name, min(c)) for name, c in costs.items() if c]
@@ -310,7 +327,7 @@ def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict
         (a, ba), (b, bb) = measured[:2]
         ia, ib = infos[a], infos[b]
         pair = _compressed_size(int8_bytes, {(ia.subgraph, ia.tensor): (ia.layout, ba),
-                                             (ib.subgraph, ib.tensor): (ib.layout, bb)})
+                                             (ib.subgraph, ib.tensor): (ib.layout, bb)}, strip)
         overhead = max(0, (costs[a][ba] - ia.bytes) + (costs[b][bb] - ib.bytes) - (pair - base))
     elif measured:  # one layer: cannot separate the shared part; leave it in the layer's cost
         overhead = 0
@@ -320,11 +337,11 @@ def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict
     return costs, overhead
 
 
-def plan_bytes_exact(int8_bytes: bytes, infos: dict[str, WeightInfo], plan: Plan) -> int:
+def plan_bytes_exact(int8_bytes: bytes, infos: dict[str, WeightInfo], plan: Plan, strip: bool = False) -> int:
     """The plan's size measured by compressing all its layers at once (synthetic values)."""
     fills = {(infos[name].subgraph, infos[name].tensor): (infos[name].layout, o.bits)
              for name, o in plan.clustered().items()}
-    return _compressed_size(int8_bytes, fills) if fills else len(int8_bytes)
+    return _compressed_size(int8_bytes, fills, strip)
 
 
 # ---------------------------------------------------------------- sensitivity (TensorFlow)
@@ -412,9 +429,13 @@ def _run(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, epochs: int
 def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEFAULT_CLUSTER_COUNTS,
                 per_channel_conv: bool = True, epochs: int = 1, batch_size: int = 128,
                 validation_split: float = DEFAULT_VALIDATION_SPLIT, seed: int = 0, calibration_count: int = 100,
-                init: str = "kmeans++", on_step: StepCallback | None = None) -> tuple[SensitivityTable, bytes, dict]:
+                init: str = "kmeans++", on_step: StepCallback | None = None, per_tensor_dense: bool = False,
+                strip: bool = False) -> tuple[SensitivityTable, bytes, dict]:
     """Measure every eligible layer at every usable cluster count; returns the table, the int8
     model bytes the costs were measured on, and the layers' WeightInfo.
+
+    `per_tensor_dense` and `strip` make the byte costs those of `quantize --per-tensor-dense` and
+    `compress --strip`: pass what the real chain will use.
 
     Each candidate clusters one layer of `model` (left unchanged), fine-tunes `epochs` on the
     training rows before the validation split, strips the wrappers and measures the validation
@@ -432,10 +453,12 @@ def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEF
     fit_data, x_val, y_val = split_validation(data, validation_split)
     start = time.perf_counter()
 
-    int8 = quantize(model, method="int8", io="uint8", calibration=calibration_samples(data, calibration_count, seed))
+    int8 = quantize(model, method="int8", io="uint8", calibration=calibration_samples(data, calibration_count, seed),
+                    per_tensor_dense=per_tensor_dense)
     infos = weight_info(int8, names)
     usable = {n: _usable_counts(model, n, counts, per_channel_conv) for n in names}
-    costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs}) for n, cs in usable.items()})
+    costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs}) for n, cs in usable.items()},
+                                       strip)
 
     total = 1 + sum(len(cs) for cs in usable.values())
     done = 0
@@ -461,6 +484,6 @@ def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEF
         counted_drops(options)
         table_layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
                                              per_channel, options))
-    table = SensitivityTable(table_layers, len(int8), overhead, reference, control, len(x_val), epochs, seed,
+    table = SensitivityTable(table_layers, _final_size(int8, strip), overhead, reference, control, len(x_val), epochs, seed,
                              time.perf_counter() - start)
     return table, int8, infos
