@@ -503,3 +503,25 @@ def test_debug_traceback_on_the_command_line(tmp_path):
     assert plain.stderr.strip().endswith(f"Error: .tflite model not found ({missing}) — check the path")
     assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
     assert "InputFileError: .tflite model not found" in debug.stderr
+
+
+def test_tflm_refusal_is_one_line_with_tflm_reason(pipeline, tmp_path):
+    """What TFLM's C++ prints about a model it refuses goes into the Error line, not above it."""
+    import subprocess
+    import sys
+
+    from tinycomp.tflite_model import model_editor
+
+    editor = model_editor()
+    model = editor.read(pipeline["model_int8_tflite"].read_bytes())
+    softmax = next(op for op in model.subgraphs[0].operators if op.opcode_name == "SOFTMAX")
+    softmax.inputs[0]._fb.type = 7  # INT16: the FULLY_CONNECTED before it no longer matches
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(model.build()))
+    run = subprocess.run([sys.executable, "-m", "tinycomp", "eval", bad, "--limit", "4", "--jobs", "1",
+                          "--data", pipeline["data"]], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert re.fullmatch(r"Error: the TFLM interpreter refused the model: .*fully_connected\.cc:\d+ "
+                        r"input->type != output->type \(INT8 != INT16\).* \(.*bad\.tflite\) — .*", lines[0]), lines[0]

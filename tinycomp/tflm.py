@@ -22,6 +22,7 @@ from tinycomp.native_output import captured_fds
 
 DEFAULT_ARENA_BYTES = 16 * 1024 * 1024
 WORKER_TIMEOUT_S = 600
+MAX_NATIVE_CHARS = 400
 
 
 # ---------------------------------------------------------------- inside a worker process
@@ -109,6 +110,24 @@ def input_details(model_bytes: bytes) -> dict:
                                         for k in ("scales", "zero_points")}}
 
 
+class NativeRefusal(RuntimeError):
+    """A TFLM failure with what the C++ side printed about it."""
+
+
+def call_capturing_native_output(fn: Callable, *args):
+    """Run `fn(*args)` with TFLM's C++ output captured (it would land above our `Error:` line);
+    a failure is raised again with that output in its message, where it explains the failure."""
+    failure = None
+    with captured_fds() as captured:
+        try:
+            return fn(*args)
+        except (RuntimeError, ValueError) as e:
+            failure = e
+    native = "; ".join(line.strip() for line in captured().splitlines() if line.strip())
+    first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    raise NativeRefusal(f"{first}: {native[:MAX_NATIVE_CHARS]}" if native else first) from None
+
+
 # ---------------------------------------------------------------- in the parent process
 
 def _pool(workers: int) -> futures.ProcessPoolExecutor:
@@ -125,7 +144,7 @@ def run_parallel(fn: Callable, arg_list: list[tuple], workers: int, source: str 
     """Run `fn` over `arg_list` in up to `workers` child processes, results in order."""
     results: list = [None] * len(arg_list)
     with _pool(max(1, min(workers, len(arg_list)))) as pool:
-        pending = {pool.submit(fn, *args): i for i, args in enumerate(arg_list)}
+        pending = {pool.submit(call_capturing_native_output, fn, *args): i for i, args in enumerate(arg_list)}
         try:
             for future in futures.as_completed(pending, timeout=WORKER_TIMEOUT_S):
                 results[pending[future]] = _result(future, source)
