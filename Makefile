@@ -80,11 +80,15 @@ PLAN_SEED ?= 0
 bench: $(BUILD)/bench.json
 	$(TINYCOMP) bench-summary $< --json $(BUILD)/bench_summary.json
 
-# $(1): file name suffix, $(2): the plan's budget
-define PLANNED_CHAIN
-$(BUILD)/plan$(1).yaml: $(BUILD)/model.h5
-	$(TINYCOMP) plan $$< $(2) --per-tensor-dense --strip --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $$@ $(DATA)
+$(BUILD)/plan.yaml: $(BUILD)/model.h5
+	$(TINYCOMP) plan $< $(PLAN_BUDGET) --per-tensor-dense --strip --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $@ $(DATA)
 
+# The second plan re-chooses from the first one's sensitivity table (plan.json) instead of measuring again.
+$(BUILD)/plan_12x.yaml: $(BUILD)/model.h5 $(BUILD)/plan.yaml
+	$(TINYCOMP) plan $< $(PLAN_12X_BUDGET) --per-tensor-dense --strip --sensitivity $(BUILD)/plan.json -o $@ $(DATA)
+
+# $(1): file name suffix of the plan
+define PLANNED_CHAIN
 $(BUILD)/planned$(1).h5 $(BUILD)/planned$(1).yaml &: $(BUILD)/model.h5 $(BUILD)/plan$(1).yaml
 	$(TINYCOMP) cluster $$< --spec $(BUILD)/plan$(1).yaml --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $(BUILD)/planned$(1).h5 $(DATA)
 
@@ -98,8 +102,8 @@ $(BUILD)/planned$(1).tflite: $(BUILD)/planned$(1)_int8.tflite $(BUILD)/planned$(
 	$(TINYCOMP) compress $$< --spec $(BUILD)/planned$(1)_compression.yaml --strip -o $$@
 endef
 
-$(eval $(call PLANNED_CHAIN,,$(PLAN_BUDGET)))
-$(eval $(call PLANNED_CHAIN,_12x,$(PLAN_12X_BUDGET)))
+$(eval $(call PLANNED_CHAIN,))
+$(eval $(call PLANNED_CHAIN,_12x))
 
 $(BUILD)/bench.json: $(BUILD)/model.tflite $(BUILD)/compressed.tflite $(BUILD)/planned.tflite $(BUILD)/planned_12x.tflite
 	$(TINYCOMP) eval $^ --baseline $(BUILD)/model.tflite $(DATA) --json $@

@@ -144,6 +144,55 @@ def test_plan_predicts_the_bytes_of_the_per_tensor_dense_stripped_chain(pipeline
     assert actual <= predicted <= actual + 64, (predicted, actual)
 
 
+def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
+    d, _ = planned
+    data = ["--data", pipeline["data"]]
+    ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--sensitivity", d / "plan.json",
+        "-o", tmp_path / "same.yaml", *data])
+    a, b = (json.loads(p.read_text()) for p in (d / "plan.json", tmp_path / "same.json"))
+    assert a["plan"] == b["plan"] and a["sensitivity"] == b["sensitivity"]  # same table, same choice
+    largest = max(l["weights"] for l in a["sensitivity"]["layers"])
+    ok(["plan", pipeline["model_h5"], "--target-bytes", str(a["plan"]["exact_bytes"] + largest),
+        "--sensitivity", d / "plan.json", "-o", tmp_path / "bigger.yaml", *data])
+    assert json.loads((tmp_path / "bigger.json").read_text())["plan"]["objective"] == "min-drop"
+
+
+@pytest.mark.parametrize("extra, code, error", [
+    (["--strip"], 2, "Error: the table's byte costs were measured without --strip (*plan.json) — drop --strip, "
+                     "or measure a new table"),
+    (["--epochs", "1"], 2, "Error: --epochs has no effect with --sensitivity: the table was measured already "
+                           "(--sensitivity) — drop the option, or measure a new table without --sensitivity"),
+    (["--layer", "dense"], 2, "Error: --layer has no effect with --sensitivity: the table was measured already "
+                              "(--sensitivity) — drop the option, or measure a new table without --sensitivity"),
+])
+def test_plan_sensitivity_mismatch_is_one_error_line(planned, pipeline, tmp_path, extra, code, error):
+    import fnmatch
+
+    d, _ = planned
+    result = run_cli(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--sensitivity", d / "plan.json",
+                      *extra, "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == code
+    assert fnmatch.fnmatch(result.output.strip().splitlines()[-1], error), result.output
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_plan_sensitivity_of_another_model_or_no_table(planned, pipeline, tmp_path):
+    d, _ = planned
+    result = run_cli(["plan", pipeline["clustered_h5"], "--max-accuracy-drop", "5", "--sensitivity",
+                      d / "plan.json", "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: the sensitivity table was measured on another model than {pipeline['clustered_h5']} "
+        f"({d / 'plan.json'}) — measure again: run plan without --sensitivity")
+    (tmp_path / "not_plan.json").write_text('{"step": "cluster"}')
+    result = run_cli(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--sensitivity",
+                      tmp_path / "not_plan.json", "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: not a sensitivity table written by `tinycomp plan` ({tmp_path / 'not_plan.json'}) — give the "
+        ".json that `plan -o PLAN.yaml` wrote next to PLAN.yaml")
+
+
 def test_plan_target_bytes_too_small_is_one_error_line(pipeline, tmp_path):
     result = run_cli(["plan", pipeline["model_h5"], "--target-bytes", "100", "--clusters", "2", "--epochs", "0",
                       "--layer", "dense", "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])

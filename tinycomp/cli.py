@@ -377,10 +377,14 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
               help="Measure bytes as `quantize --per-tensor-dense` will quantize (give it there too).")
 @click.option("--strip", "strip_", is_flag=True,
               help="Measure bytes as `compress --strip` will write them (give it there too).")
+@click.option("--sensitivity", "sensitivity_path", type=click.Path(), metavar="PLAN_JSON",
+              help="Reuse the sensitivity table an earlier plan wrote (its OUTPUT .json) instead of measuring "
+                   "again: a new budget in seconds. Same model, data, --per-tensor-dense and --strip.")
 @seed_option
 @data_options
-def plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-         validation_split, credit_fine_tuning, per_tensor_dense, strip_, seed, load_data):
+@click.pass_context
+def plan(ctx, model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
+         validation_split, credit_fine_tuning, per_tensor_dense, strip_, sensitivity_path, seed, load_data):
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -397,11 +401,18 @@ def plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_co
       tinycomp quantize build/planned.h5 --per-tensor-dense -o build/planned_int8.tflite
       tinycomp find-tensors build/planned_int8.tflite --clustering build/planned.yaml -o build/planned_spec.yaml
       tinycomp compress build/planned_int8.tflite --spec build/planned_spec.yaml --strip -o build/planned.tflite
+      tinycomp plan build/model.h5 --target-bytes 38KiB --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_38k.yaml
     """
     from tinycomp import commands
 
+    measurement = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
+                   and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-                  validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_)
+                  validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_, sensitivity_path,
+                  measurement)
+
+
+MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")
 
 
 @cli.command("bench-summary", context_settings=CONTEXT)

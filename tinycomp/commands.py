@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from tinycomp import render
-from tinycomp.errors import UsageError
+from tinycomp.errors import DataError, InputFileError, ModelError, UsageError
 from tinycomp.native_output import import_tensorflow_quietly
-from tinycomp.fileio import (check_h5_file, check_output_path, read_json_if_present, read_text, sidecar_path,
-                             write_bytes_atomic, write_json_atomic, write_text_atomic)
+from tinycomp.fileio import (check_h5_file, check_input_file, check_output_path, read_bytes, read_json_if_present,
+                             read_text, sidecar_path, write_bytes_atomic, write_json_atomic, write_text_atomic)
 
 
 def _load_model_and_data(model_path, load_data):
@@ -237,32 +237,40 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
 # ---------------------------------------------------------------- plan / bench-summary
 
 def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-         validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False):
+         validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
+         sensitivity_path=None, measurement_options=()):
     from tinycomp.evaluate import parse_size
-    from tinycomp.plan import check_counts, choose_plan, plan_bytes_exact, plan_spec, sensitivity
+    from tinycomp.plan import check_counts, choose_plan, int8_for_costs, plan_bytes_exact, plan_spec, sensitivity
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
 
     if (max_drop is None) == (target_bytes is None):
         raise UsageError("give exactly one of --max-accuracy-drop and --target-bytes", "plan",
                          "e.g. --max-accuracy-drop 0.5, or --target-bytes 39141")
+    if sensitivity_path and measurement_options:
+        raise UsageError(f"{measurement_options[0]} has no effect with --sensitivity: the table was measured already",
+                         "--sensitivity", "drop the option, or measure a new table without --sensitivity")
     target = parse_size(target_bytes, "--target-bytes")
     try:
         counts = check_counts(int(c) for c in str(clusters).split(",") if c.strip())
     except ValueError:
         raise UsageError(f"cannot read --clusters {clusters!r}", "--clusters", "write e.g. 2,4,8,16") from None
-    check_output_path(output, model_path)
+    check_output_path(output, model_path, sensitivity_path)
+    started = time.perf_counter()
+    recorded = _recorded_sensitivity(sensitivity_path, per_tensor_dense, strip) if sensitivity_path else None
     model, data = _load_model_and_data(model_path, load_data)
-    render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts {', '.join(map(str, counts))}, "
-                f"{epochs} fine-tuning epochs each, validated on the last {validation_split:g} of {data.name}'s "
-                "training rows")
-    with render.progress("sensitivity", 1) as advance:
-        def on_step(done, total, what):
-            render.err.print(f"  [{done}/{total}] {what}")
-            advance(0, status=what)
-        table, int8, infos = sensitivity(model, data, list(layers) or None, counts, per_channel_conv, epochs,
-                                         batch_size, validation_split, seed, on_step=on_step,
-                                         per_tensor_dense=per_tensor_dense, strip=strip)
-        advance()
+    if recorded:
+        table, settings = recorded
+        _check_same_source(settings, sensitivity_path, model_path, data)
+        counts, per_channel_conv, epochs, validation_split, seed = (
+            tuple(settings["clusters"]), settings["per_channel_conv"], table.epochs, settings["validation_split"],
+            table.seed)
+        render.info(f"Sensitivity of {model_path} from {sensitivity_path} (measured in {table.seconds:.0f} s); "
+                    "choosing under the new budget")
+        int8, infos = int8_for_costs(model, data, [layer.name for layer in table.layers], seed,
+                                     per_tensor_dense=per_tensor_dense)
+    else:
+        table, int8, infos = _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs,
+                                                  batch_size, validation_split, seed, per_tensor_dense, strip)
     chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
     spec = plan_spec(table, chosen)
@@ -277,7 +285,8 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
     parse_clustering_spec(text, str(output))  # what `cluster` will read
     write_text_atomic(output, text)
     write_json_atomic(sidecar_path(output, ".json"), {
-        "step": "plan", "source": str(model_path), "dataset": data.describe(), "seed": seed,
+        "step": "plan", "source": str(model_path), "source_sha256": _sha256(model_path), "dataset": data.describe(),
+        "seed": seed,
         "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
         "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
         "per_tensor_dense": per_tensor_dense, "strip": strip,
@@ -296,7 +305,62 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
         f"{chosen.credit_pp:.2f}).")
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
-                     f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({table.seconds:.0f} s)")
+                     f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
+
+
+def _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs, batch_size,
+                         validation_split, seed, per_tensor_dense, strip):
+    from tinycomp.plan import sensitivity
+
+    render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts {', '.join(map(str, counts))}, "
+                f"{epochs} fine-tuning epochs each, validated on the last {validation_split:g} of {data.name}'s "
+                "training rows")
+    with render.progress("sensitivity", 1) as advance:
+        def on_step(done, total, what):
+            render.err.print(f"  [{done}/{total}] {what}")
+            advance(0, status=what)
+        measured = sensitivity(model, data, list(layers) or None, counts, per_channel_conv, epochs, batch_size,
+                               validation_split, seed, on_step=on_step, per_tensor_dense=per_tensor_dense,
+                               strip=strip)
+        advance()
+    return measured
+
+
+def _recorded_sensitivity(path, per_tensor_dense: bool, strip: bool):
+    """(SensitivityTable, the sidecar's settings) from an earlier `plan`'s OUTPUT.json."""
+    from tinycomp.plan import SensitivityTable
+
+    payload = read_json_if_present(check_input_file(path, "sensitivity table"))
+    try:
+        if payload.get("step") != "plan":
+            raise ValueError("not written by plan")
+        table = SensitivityTable.from_json(payload["sensitivity"])
+        settings = {k: payload[k] for k in ("source_sha256", "dataset", "clusters", "per_channel_conv",
+                                             "validation_split", "per_tensor_dense", "strip")}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise InputFileError("not a sensitivity table written by `tinycomp plan`", str(path),
+                             "give the .json that `plan -o PLAN.yaml` wrote next to PLAN.yaml") from None
+    for flag, wanted, recorded in (("--per-tensor-dense", per_tensor_dense, settings["per_tensor_dense"]),
+                                   ("--strip", strip, settings["strip"])):
+        if wanted != recorded:
+            raise UsageError(f"the table's byte costs were measured {'with' if recorded else 'without'} {flag}",
+                             str(path), f"{'add' if recorded else 'drop'} {flag}, or measure a new table")
+    return table, settings
+
+
+def _check_same_source(settings: dict, path, model_path, data) -> None:
+    if settings["source_sha256"] != _sha256(model_path):
+        raise ModelError(f"the sensitivity table was measured on another model than {model_path}", str(path),
+                         "measure again: run plan without --sensitivity")
+    if settings["dataset"] != data.describe():
+        raise DataError(f"the sensitivity table was measured on other data ({settings['dataset'].get('name')})",
+                        str(path), "give the same --dataset/--data as when it was measured")
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(read_bytes(path, "model")).hexdigest()
 
 
 def _plan_table(table, chosen):
@@ -321,7 +385,6 @@ def bench_summary(bench_json, json_path):
     import json as _json
 
     from tinycomp.breakdown import byte_breakdown
-    from tinycomp.errors import InputFileError
     from tinycomp.tflite_model import read_tflite
 
     try:

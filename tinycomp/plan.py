@@ -109,6 +109,18 @@ class SensitivityTable:
         payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
         return payload
 
+    @classmethod
+    def from_json(cls, payload: dict) -> "SensitivityTable":
+        """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
+        fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
+        layers = [LayerSensitivity(**{**layer, "options": [Option(**o) for o in layer["options"]]})
+                  for layer in payload["layers"]]
+        if not layers:
+            raise ValueError("no layers")
+        for layer in layers:
+            layer.option(None)  # every layer needs its unclustered option (KeyError otherwise)
+        return cls(layers=layers, **fields)
+
 
 @dataclass
 class Plan:
@@ -426,6 +438,18 @@ def _run(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, epochs: int
     return evaluate_keras(candidate, x_val, y_val)
 
 
+def int8_for_costs(model, data, names: list[str], seed: int, calibration_count: int = 100,
+                   per_tensor_dense: bool = False) -> tuple[bytes, dict[str, WeightInfo]]:
+    """The int8 model byte costs are measured on (as `quantize` makes it, byte-identical for the
+    same model, data and seed) and the named layers' weight tensors in it."""
+    from tinycomp.convert import quantize
+    from tinycomp.data import calibration_samples
+
+    int8 = quantize(model, method="int8", io="uint8", calibration=calibration_samples(data, calibration_count, seed),
+                    per_tensor_dense=per_tensor_dense)
+    return int8, weight_info(int8, names)
+
+
 def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEFAULT_CLUSTER_COUNTS,
                 per_channel_conv: bool = True, epochs: int = 1, batch_size: int = 128,
                 validation_split: float = DEFAULT_VALIDATION_SPLIT, seed: int = 0, calibration_count: int = 100,
@@ -441,8 +465,7 @@ def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEF
     training rows before the validation split, strips the wrappers and measures the validation
     accuracy. The same seed is set before every run, so the table is reproducible.
     """
-    from tinycomp.convert import quantize
-    from tinycomp.data import calibration_samples, check_fits_model
+    from tinycomp.data import check_fits_model
     from tinycomp.models import evaluate_keras
 
     counts = check_counts(cluster_counts)
@@ -453,9 +476,7 @@ def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEF
     fit_data, x_val, y_val = split_validation(data, validation_split)
     start = time.perf_counter()
 
-    int8 = quantize(model, method="int8", io="uint8", calibration=calibration_samples(data, calibration_count, seed),
-                    per_tensor_dense=per_tensor_dense)
-    infos = weight_info(int8, names)
+    int8, infos = int8_for_costs(model, data, names, seed, calibration_count, per_tensor_dense)
     usable = {n: _usable_counts(model, n, counts, per_channel_conv) for n in names}
     costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs}) for n, cs in usable.items()},
                                        strip)
