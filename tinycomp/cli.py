@@ -393,9 +393,12 @@ def plan(ctx, model, output, max_drop, target_bytes, clusters, layers, per_chann
     smallest drop within --target-bytes). Writes the spec for `cluster` (OUTPUT) and the
     sensitivity table with the predictions (OUTPUT with .json).
 
+    The byte predictions match the real chain when --per-tensor-dense and --strip are given to
+    plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
+    from an earlier plan's table under another budget without measuring again.
+
     \b
-    Example (the byte predictions match the chain when --per-tensor-dense and --strip are
-    given to plan as to quantize and compress; `make bench` runs this chain):
+    Example:
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
       tinycomp cluster build/model.h5 --spec build/plan.yaml --epochs 2 -o build/planned.h5
       tinycomp quantize build/planned.h5 --per-tensor-dense -o build/planned_int8.tflite
