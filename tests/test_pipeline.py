@@ -112,7 +112,7 @@ def test_find_tensors_unknown_layer_lists_the_real_ones(dense_names_model, tmp_p
 def test_find_tensors_refuses_a_tensor_with_too_many_values_unless_skipped(pipeline, tmp_path):
     import numpy as np
 
-    from tinycomp.tflite_model import model_editor, parse_tflite
+    from tinycomp.tflite_model import parse_tflite
 
     model = parse_tflite(pipeline["model_int8_tflite"].read_bytes())
     conv = next(op for op in model.subgraphs[0].operators if op.opcode_name == "CONV_2D" and

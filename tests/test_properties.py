@@ -13,7 +13,6 @@ quantized int8 depthwise weights ("failed to allocate tensors") even without com
 
 from __future__ import annotations
 
-import string
 
 import numpy as np
 import pytest

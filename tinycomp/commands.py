@@ -240,7 +240,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
          validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
          sensitivity_path=None, measurement_options=()):
     from tinycomp.evaluate import parse_size
-    from tinycomp.plan import check_counts, choose_plan, int8_for_costs, plan_bytes_exact, plan_spec, sensitivity
+    from tinycomp.plan import check_counts, choose_plan, int8_for_costs, plan_bytes_exact, plan_spec
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
 
     if (max_drop is None) == (target_bytes is None):

@@ -28,7 +28,7 @@ import io
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -248,7 +248,10 @@ def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     values = 2 ** bits
-    moved = np.moveaxis(np.empty_like(array), layout.axis, 0) if isinstance(layout, PerChannel) else array.reshape(1, -1).copy()
+    if isinstance(layout, PerChannel):  # one value table per slice along the channel axis
+        moved = np.moveaxis(np.empty_like(array), layout.axis, 0)
+    else:
+        moved = array.reshape(1, -1).copy()
     per = moved[0].size
     for channel in moved:
         table = rng.choice(np.arange(-128, 128), size=min(values, per), replace=False)
