@@ -9,10 +9,10 @@ bookkeeping; on a microcontroller they only cost flash. Two quantization savings
   interpreter rejects such a model, so a stripped model is for TFLM only.
 - the LUT-encoded inputs of TFLM_DECODE operators keep the original tensor's quantization in
   tflite-micro 0.dev20261023182759 (its writer does not clear it), although they now hold packed
-  uint8 indices; DECODE reads the value tables and its output tensor's quantization, never these. What TFLM reads is kept: every
-buffer a tensor uses (including the encoded weights and ancillary data of LUT-compressed
-tensors, which the TFLM_DECODE operators read), the operator codes and options, and the
-metadata entries the runtime looks up by name (`OfflineMemoryAllocation`, and the older
+  uint8 indices; DECODE reads the value tables and its output tensor's quantization, never these.
+What TFLM reads is kept: every buffer a tensor uses (including the encoded weights and
+ancillary data of LUT-compressed tensors, which the TFLM_DECODE operators read), the operator
+codes and options, and the metadata entries the runtime looks up by name (`OfflineMemoryAllocation`, and the older
 `COMPRESSION_METADATA`). `min_runtime_version` and `CONVERSION_METADATA` are written by the
 converter and never read by TFLM.
 

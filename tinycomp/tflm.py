@@ -124,8 +124,13 @@ def call_capturing_native_output(fn: Callable, *args):
         except (RuntimeError, ValueError) as e:
             failure = e
     native = "; ".join(line.strip() for line in captured().splitlines() if line.strip())
-    first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    first = _first_line(failure)
     raise NativeRefusal(f"{first}: {native[:MAX_NATIVE_CHARS]}" if native else first) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------- in the parent process
@@ -166,8 +171,7 @@ def _result(future: futures.Future, source: str):
         raise InterpreterError("the TFLM interpreter crashed on this model", source,
                                "the .tflite may be corrupt or use operators TFLM lacks") from e
     except (RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InterpreterError(f"the TFLM interpreter refused the model: {first}", source,
+        raise InterpreterError(f"the TFLM interpreter refused the model: {_first_line(e)}", source,
                                "check that the model was made by `tinycomp quantize`/`compress`") from e
 
 
