@@ -68,10 +68,10 @@ clean:
 #   make bench     on the same data: the tutorial recipe, and two plans through the real chain
 #                  (cluster → quantize --per-tensor-dense → find-tensors → compress --strip):
 #                  planned      fewest bytes within PLAN_BUDGET (0.5 pp accuracy drop)
-#                  planned_12x  smallest accuracy drop within PLAN_12X_BUDGET (12× smaller than float32)
+#                  planned_12x  smallest accuracy drop within PLAN_12X_BUDGET (12× smaller than model.tflite)
 # The plans' candidates fine-tune PLAN_EPOCHS epochs; `cluster` then fine-tunes the plan as many.
 PLAN_BUDGET ?= --max-accuracy-drop 0.5
-PLAN_12X_BUDGET ?= --target-bytes 39141
+PLAN_12X_BUDGET ?= --target-ratio 12
 PLAN_EPOCHS ?= 2
 PLAN_SEED ?= 0
 

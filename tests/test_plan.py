@@ -203,7 +203,35 @@ def test_plan_target_bytes_too_small_is_one_error_line(pipeline, tmp_path):
 
 def test_plan_needs_exactly_one_budget(pipeline, tmp_path):
     result = run_cli(["plan", pipeline["model_h5"], "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
-    assert result.exit_code == 2 and "exactly one of --max-accuracy-drop and --target-bytes" in result.output
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: give exactly one of --max-accuracy-drop, --target-bytes and --target-ratio (plan) — "
+        "e.g. --max-accuracy-drop 0.5, --target-bytes 38KiB or --target-ratio 12")
+
+
+def test_plan_target_ratio_budgets_against_the_float32_file_convert_writes(planned, pipeline, tmp_path):
+    d, _ = planned
+    float32_bytes = pipeline["model_tflite"].stat().st_size
+    ratio = 2.5
+    ok(["plan", pipeline["model_h5"], "--target-ratio", str(ratio), "--sensitivity", d / "plan.json",
+        "-o", tmp_path / "ratio.yaml", "--data", pipeline["data"]])
+    sidecar = json.loads((tmp_path / "ratio.json").read_text())
+    assert sidecar["float32_bytes"] == float32_bytes
+    assert sidecar["target_bytes"] == int(float32_bytes // ratio)
+    assert sidecar["plan"]["objective"] == "min-drop" and sidecar["plan"]["exact_bytes"] <= sidecar["target_bytes"]
+
+
+def test_plan_target_ratio_out_of_reach_is_one_error_line(planned, pipeline, tmp_path):
+    d, _ = planned
+    float32_bytes = pipeline["model_tflite"].stat().st_size
+    result = run_cli(["plan", pipeline["model_h5"], "--target-ratio", "1000", "--sensitivity", d / "plan.json",
+                      "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith(f"Error: no plan fits in {float32_bytes // 1000:,} bytes (1000× smaller than float32's "
+                           f"{float32_bytes:,}): the smallest predicted is "), line
+    assert line.endswith(" bytes (--target-ratio) — lower the ratio or add smaller cluster counts (--clusters 2,4,...)")
+    assert not (tmp_path / "p.yaml").exists()
 
 
 def test_bench_summary_reports_the_ideal_bound(pipeline, tmp_path):

@@ -361,6 +361,9 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
               help="Fewest bytes with the predicted accuracy drop vs MODEL at most PP percentage points.")
 @click.option("--target-bytes", metavar="SIZE",
               help="Instead: the smallest predicted accuracy drop in at most SIZE bytes (e.g. 39141, 38KiB).")
+@click.option("--target-ratio", type=click.FloatRange(min=1), metavar="R",
+              help="Instead: the smallest predicted accuracy drop at least R times smaller than MODEL as a "
+                   "float32 .tflite (the file `convert` writes), e.g. 12.")
 @click.option("--clusters", default="2,4,8,16,32,64", show_default=True,
               help="Cluster counts to measure per layer (bits = log2 of the count).")
 @click.option("--layer", "layers", multiple=True, help="Plan only this layer; repeatable (default: all clusterable).")
@@ -383,15 +386,15 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
 @seed_option
 @data_options
 @click.pass_context
-def plan(ctx, model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-         validation_split, credit_fine_tuning, per_tensor_dense, strip_, sensitivity_path, seed, load_data):
+def plan(ctx, model, output, max_drop, target_bytes, target_ratio, clusters, layers, per_channel_conv, epochs,
+         batch_size, validation_split, credit_fine_tuning, per_tensor_dense, strip_, sensitivity_path, seed, load_data):
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
     accuracy drop on held-out training rows; measures each layer's compressed bytes exactly with
     tflite-micro; then picks the counts with the fewest bytes within the accuracy budget (or the
-    smallest drop within --target-bytes). Writes the spec for `cluster` (OUTPUT) and the
-    sensitivity table with the predictions (OUTPUT with .json).
+    smallest drop within --target-bytes or --target-ratio). Writes the spec for `cluster`
+    (OUTPUT) and the sensitivity table with the predictions (OUTPUT with .json).
 
     The byte predictions match the real chain when --per-tensor-dense and --strip are given to
     plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
@@ -404,7 +407,7 @@ def plan(ctx, model, output, max_drop, target_bytes, clusters, layers, per_chann
       tinycomp quantize build/planned.h5 --per-tensor-dense -o build/planned_int8.tflite
       tinycomp find-tensors build/planned_int8.tflite --clustering build/planned.yaml -o build/planned_spec.yaml
       tinycomp compress build/planned_int8.tflite --spec build/planned_spec.yaml --strip -o build/planned.tflite
-      tinycomp plan build/model.h5 --target-bytes 38KiB --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_38k.yaml
+      tinycomp plan build/model.h5 --target-ratio 12 --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_12x.yaml
     """
     from tinycomp import commands
 
@@ -412,7 +415,7 @@ def plan(ctx, model, output, max_drop, target_bytes, clusters, layers, per_chann
                    and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
                   validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_, sensitivity_path,
-                  measurement)
+                  measurement, target_ratio)
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -238,14 +239,14 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
 
 def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
          validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
-         sensitivity_path=None, measurement_options=()):
+         sensitivity_path=None, measurement_options=(), target_ratio=None):
     from tinycomp.evaluate import parse_size
-    from tinycomp.plan import check_counts, choose_plan, int8_for_costs, plan_bytes_exact, plan_spec
+    from tinycomp.plan import NothingFits, check_counts, choose_plan, int8_for_costs, plan_bytes_exact, plan_spec
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
 
-    if (max_drop is None) == (target_bytes is None):
-        raise UsageError("give exactly one of --max-accuracy-drop and --target-bytes", "plan",
-                         "e.g. --max-accuracy-drop 0.5, or --target-bytes 39141")
+    if [max_drop, target_bytes, target_ratio].count(None) != 2:
+        raise UsageError("give exactly one of --max-accuracy-drop, --target-bytes and --target-ratio", "plan",
+                         "e.g. --max-accuracy-drop 0.5, --target-bytes 38KiB or --target-ratio 12")
     if sensitivity_path and measurement_options:
         raise UsageError(f"{measurement_options[0]} has no effect with --sensitivity: the table was measured already",
                          "--sensitivity", "drop the option, or measure a new table without --sensitivity")
@@ -271,10 +272,22 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
     else:
         table, int8, infos = _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs,
                                                   batch_size, validation_split, seed, per_tensor_dense, strip)
-    chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
+    float32_bytes = None
+    if target_ratio is not None:
+        float32_bytes, target = _ratio_target(model, model_path, target_ratio)
+    try:
+        chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
+    except NothingFits as error:
+        if target_ratio is None:
+            raise
+        what = error.what.replace(f"in {target:,} bytes",
+                                  f"in {target:,} bytes ({target_ratio:g}× smaller than float32's {float32_bytes:,})")
+        raise NothingFits(what, "--target-ratio", "lower the ratio or add smaller cluster counts (--clusters 2,4,...)") from None
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
     spec = plan_spec(table, chosen)
     budget = (f"accuracy drop ≤ {max_drop:g} pp" if max_drop is not None else f"≤ {target:,} bytes")
+    if target_ratio is not None:
+        budget += f", {target_ratio:g}× smaller than float32's {float32_bytes:,}"
     chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
              f"compress{' --strip' if strip else ''}")
     header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget}, seed {seed})\n"
@@ -290,7 +303,8 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
         "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
         "per_tensor_dense": per_tensor_dense, "strip": strip,
-        "max_accuracy_drop": max_drop, "target_bytes": target,
+        "max_accuracy_drop": max_drop, "target_bytes": target, "target_ratio": target_ratio,
+        "float32_bytes": float32_bytes,
         "sensitivity": table.to_json(), "plan": chosen.to_json()})
     render.out.print(_plan_table(table, chosen))
     noise = 100 * (table.control_accuracy * (1 - table.control_accuracy) / max(table.validation_samples, 1)) ** 0.5
@@ -306,6 +320,17 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         f"{chosen.credit_pp:.2f}).")
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
                      f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
+
+
+def _ratio_target(model, model_path, ratio: float) -> tuple[int, int]:
+    """(bytes of MODEL as the float32 .tflite `convert` writes, the byte budget ratio× smaller)."""
+    from tinycomp.convert import convert_float32
+
+    float32_bytes = len(convert_float32(model))
+    target = math.floor(float32_bytes / ratio)
+    render.info(f"--target-ratio {ratio:g}: {model_path} is {float32_bytes:,} bytes as float32 .tflite, "
+                f"so the budget is {target:,} bytes")
+    return float32_bytes, target
 
 
 def _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs, batch_size,
