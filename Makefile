@@ -69,9 +69,11 @@ clean:
 #                  (cluster → quantize --per-tensor-dense → find-tensors → compress --strip):
 #                  planned      fewest bytes within PLAN_BUDGET (0.5 pp accuracy drop)
 #                  planned_12x  smallest accuracy drop within PLAN_12X_BUDGET (12× smaller than model.tflite)
+#                  planned_ram  fewest bytes within PLAN_RAM_BUDGET (0.5 pp, and a TFLM arena of at most 100 KiB)
 # The plans' candidates fine-tune PLAN_EPOCHS epochs; `cluster` then fine-tunes the plan as many.
 PLAN_BUDGET ?= --max-accuracy-drop 0.5
 PLAN_12X_BUDGET ?= --target-ratio 12
+PLAN_RAM_BUDGET ?= --max-accuracy-drop 0.5 --ram-budget 100KiB
 PLAN_EPOCHS ?= 2
 PLAN_SEED ?= 0
 
@@ -83,9 +85,12 @@ bench: $(BUILD)/bench.json
 $(BUILD)/plan.yaml: $(BUILD)/model.h5
 	$(TINYCOMP) plan $< $(PLAN_BUDGET) --per-tensor-dense --strip --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $@ $(DATA)
 
-# The second plan re-chooses from the first one's sensitivity table (plan.json) instead of measuring again.
+# The other plans re-choose from the first one's sensitivity table (plan.json) instead of measuring again.
 $(BUILD)/plan_12x.yaml: $(BUILD)/model.h5 $(BUILD)/plan.yaml
 	$(TINYCOMP) plan $< $(PLAN_12X_BUDGET) --per-tensor-dense --strip --sensitivity $(BUILD)/plan.json -o $@ $(DATA)
+
+$(BUILD)/plan_ram.yaml: $(BUILD)/model.h5 $(BUILD)/plan.yaml
+	$(TINYCOMP) plan $< $(PLAN_RAM_BUDGET) --per-tensor-dense --strip --sensitivity $(BUILD)/plan.json -o $@ $(DATA)
 
 # $(1): file name suffix of the plan
 define PLANNED_CHAIN
@@ -104,6 +109,8 @@ endef
 
 $(eval $(call PLANNED_CHAIN,))
 $(eval $(call PLANNED_CHAIN,_12x))
+$(eval $(call PLANNED_CHAIN,_ram))
 
-$(BUILD)/bench.json: $(BUILD)/model.tflite $(BUILD)/compressed.tflite $(BUILD)/planned.tflite $(BUILD)/planned_12x.tflite
+$(BUILD)/bench.json: $(BUILD)/model.tflite $(BUILD)/compressed.tflite $(BUILD)/planned.tflite $(BUILD)/planned_12x.tflite \
+                     $(BUILD)/planned_ram.tflite
 	$(TINYCOMP) eval $^ --baseline $(BUILD)/model.tflite $(DATA) --json $@

@@ -177,6 +177,26 @@ def test_make_demo_is_incremental(tmp_path, tiny_npz):
     assert (build / "model.h5").stat().st_mtime_ns == model_mtime
 
 
+def test_make_bench_chains_every_plan(tmp_path):
+    """A dry run of `make bench`: each plan goes through the real chain and every model is evaluated."""
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    build = tmp_path / "build"
+    dry = subprocess.run(["make", "-C", str(REPO), "-n", f"BUILD={build}", "TINYCOMP=tinycomp", "STAMP=", "bench"],
+                         capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    lines = dry.stdout.splitlines()
+    plans = [line for line in lines if line.startswith("tinycomp plan ")]
+    assert [("--sensitivity" in line, "--target-ratio 12" in line, "--ram-budget 100KiB" in line) for line in plans] \
+        == [(False, False, False), (True, True, False), (True, False, True)]
+    for suffix in ("", "_12x", "_ram"):
+        assert f"tinycomp compress {build}/planned{suffix}_int8.tflite --spec {build}/planned{suffix}_compression.yaml " \
+               f"--strip -o {build}/planned{suffix}.tflite" in dry.stdout
+    [evaluation] = [line for line in lines if line.startswith("tinycomp eval ")]
+    assert evaluation.startswith(f"tinycomp eval {build}/model.tflite {build}/compressed.tflite {build}/planned.tflite "
+                                 f"{build}/planned_12x.tflite {build}/planned_ram.tflite --baseline")
+
+
 def test_per_tensor_dense_quantization_gives_smaller_lossless_luts(pipeline, tmp_path):
     from tinycomp.find_tensors import find_tensors
     from tinycomp.specs import PerChannel, PerTensor

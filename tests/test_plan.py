@@ -8,8 +8,8 @@ import json
 import pytest
 
 from conftest import ok, run_cli
-from tinycomp.plan import (LayerSensitivity, NothingFits, Option, SensitivityTable, choose_plan, counted_drops,
-                           plan_spec)
+from tinycomp.plan import (LayerSensitivity, NothingFits, Option, SensitivityTable, choose_plan,
+                           choose_plan_within_ram, counted_drops, plan_spec)
 
 
 def _layer(name, weights, rows, per_channel=False):
@@ -85,6 +85,43 @@ def test_nothing_fits_is_a_clean_error():
         choose_plan(table, max_drop_pp=1.0, target_bytes=5000)
 
 
+DECODED = {"a": 1000, "b": 5000, "c": 200}  # bytes each layer's decoded weights take in the arena
+
+
+def _arenas(combine, calls):
+    """A fake arena measurement: 1,000 bytes of activations plus the decoded layers, combined."""
+    def arenas_of(sets):
+        calls.append(list(sets))
+        return [1000 + combine([DECODED[n] for n in s] or [0]) for s in sets]
+    return arenas_of
+
+
+def test_ram_budget_never_compresses_a_layer_whose_decoding_alone_does_not_fit():
+    table, calls = _table(), []
+    plan = choose_plan_within_ram(table, 3000, _arenas(max, calls), max_drop_pp=10.0)
+    assert "b" not in plan.clustered() and plan.uncompressed_for_ram == ["b"]
+    assert plan.arena_bytes == 1000 + max(DECODED[n] for n in plan.clustered()) <= 3000
+    unconstrained = choose_plan(table, max_drop_pp=10.0)
+    assert "b" in unconstrained.clustered() and plan.predicted_bytes > unconstrained.predicted_bytes
+    assert len(calls[0]) == 4  # nothing compressed and each layer alone, measured in one batch
+
+
+def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits():
+    plan = choose_plan_within_ram(_table(), 2100, _arenas(sum, []), max_drop_pp=10.0)
+    assert plan.uncompressed_for_ram == ["a", "b"] and list(plan.clustered()) == ["c"]
+    assert plan.arena_bytes == 1200
+
+
+@pytest.mark.parametrize("budget, error", [
+    (900, "the model needs 1,000 arena bytes with no layer compressed, more than the RAM budget of 900"),
+    (1100, "no layer can be compressed within the RAM budget of 1,100 bytes: decoding even c needs 1,200 arena bytes"),
+])
+def test_ram_budget_out_of_reach_is_a_clean_error(budget, error):
+    with pytest.raises(NothingFits) as caught:
+        choose_plan_within_ram(_table(), budget, _arenas(max, []), max_drop_pp=10.0)
+    assert caught.value.what == error and caught.value.where == "--ram-budget"
+
+
 def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
@@ -142,6 +179,9 @@ def test_plan_predicts_the_bytes_of_the_per_tensor_dense_stripped_chain(pipeline
     predicted = sidecar["plan"]["exact_bytes"]
     # Synthetic fills have 2^bits values per table; real int8 values may merge a few, never add any.
     assert actual <= predicted <= actual + 64, (predicted, actual)
+    ok(["eval", tmp_path / "out.tflite", "--limit", "4", "--json", tmp_path / "eval.json", *data])
+    [evaluated] = json.loads((tmp_path / "eval.json").read_text())["models"]
+    assert evaluated["arena_bytes"] == sidecar["plan"]["arena_bytes"] > 0
 
 
 def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
@@ -219,6 +259,23 @@ def test_plan_target_ratio_budgets_against_the_float32_file_convert_writes(plann
     assert sidecar["float32_bytes"] == float32_bytes
     assert sidecar["target_bytes"] == int(float32_bytes // ratio)
     assert sidecar["plan"]["objective"] == "min-drop" and sidecar["plan"]["exact_bytes"] <= sidecar["target_bytes"]
+
+
+def test_plan_ram_budget_through_the_cli(planned, pipeline, tmp_path):
+    d, _ = planned
+    unconstrained = json.loads((d / "plan.json").read_text())["plan"]
+    ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--ram-budget", str(unconstrained["arena_bytes"]),
+        "--sensitivity", d / "plan.json", "-o", tmp_path / "same.yaml", "--data", pipeline["data"]])
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert same["ram_budget"] == unconstrained["arena_bytes"] and same["plan"]["uncompressed_for_ram"] == []
+    assert same["plan"]["choices"] == unconstrained["choices"]
+    result = run_cli(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--ram-budget", "1KiB",
+                      "--sensitivity", d / "plan.json", "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 1 and not (tmp_path / "p.yaml").exists()
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: the model needs ") and line.endswith(
+        " arena bytes with no layer compressed, more than the RAM budget of 1,024 (--ram-budget) — raise the RAM "
+        "budget or make the model's activations smaller")
 
 
 def test_plan_target_ratio_out_of_reach_is_one_error_line(planned, pipeline, tmp_path):

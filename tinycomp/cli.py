@@ -364,6 +364,9 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
 @click.option("--target-ratio", type=click.FloatRange(min=1), metavar="R",
               help="Instead: the smallest predicted accuracy drop at least R times smaller than MODEL as a "
                    "float32 .tflite (the file `convert` writes), e.g. 12.")
+@click.option("--ram-budget", metavar="SIZE",
+              help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): layers whose decoded "
+                   "weights do not fit stay uncompressed.")
 @click.option("--clusters", default="2,4,8,16,32,64", show_default=True,
               help="Cluster counts to measure per layer (bits = log2 of the count).")
 @click.option("--layer", "layers", multiple=True, help="Plan only this layer; repeatable (default: all clusterable).")
@@ -386,8 +389,8 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
 @seed_option
 @data_options
 @click.pass_context
-def plan(ctx, model, output, max_drop, target_bytes, target_ratio, clusters, layers, per_channel_conv, epochs,
-         batch_size, validation_split, credit_fine_tuning, per_tensor_dense, strip_, sensitivity_path, seed, load_data):
+def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, clusters, layers, per_channel_conv,
+         epochs, batch_size, validation_split, credit_fine_tuning, per_tensor_dense, strip_, sensitivity_path, seed, load_data):
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -395,6 +398,9 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, clusters, lay
     tflite-micro; then picks the counts with the fewest bytes within the accuracy budget (or the
     smallest drop within --target-bytes or --target-ratio). Writes the spec for `cluster`
     (OUTPUT) and the sensitivity table with the predictions (OUTPUT with .json).
+
+    LUT decoding costs RAM: the planned file's TFLM arena is measured and printed, and
+    --ram-budget leaves uncompressed the layers whose decoded weights would not fit.
 
     The byte predictions match the real chain when --per-tensor-dense and --strip are given to
     plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
@@ -408,6 +414,7 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, clusters, lay
       tinycomp find-tensors build/planned_int8.tflite --clustering build/planned.yaml -o build/planned_spec.yaml
       tinycomp compress build/planned_int8.tflite --spec build/planned_spec.yaml --strip -o build/planned.tflite
       tinycomp plan build/model.h5 --target-ratio 12 --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_12x.yaml
+      tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --ram-budget 64KiB --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_64k_ram.yaml
     """
     from tinycomp import commands
 
@@ -415,7 +422,7 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, clusters, lay
                    and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
                   validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_, sensitivity_path,
-                  measurement, target_ratio)
+                  measurement, target_ratio, ram_budget)
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")

@@ -239,9 +239,10 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
 
 def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
          validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
-         sensitivity_path=None, measurement_options=(), target_ratio=None):
+         sensitivity_path=None, measurement_options=(), target_ratio=None, ram_budget=None):
     from tinycomp.evaluate import parse_size
-    from tinycomp.plan import NothingFits, check_counts, choose_plan, int8_for_costs, plan_bytes_exact, plan_spec
+    from tinycomp.plan import (NothingFits, arena_measurer, check_counts, choose_plan, choose_plan_within_ram,
+                               int8_for_costs, plan_bytes_exact, plan_spec)
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
 
     if [max_drop, target_bytes, target_ratio].count(None) != 2:
@@ -251,6 +252,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         raise UsageError(f"{measurement_options[0]} has no effect with --sensitivity: the table was measured already",
                          "--sensitivity", "drop the option, or measure a new table without --sensitivity")
     target = parse_size(target_bytes, "--target-bytes")
+    ram = parse_size(ram_budget, "--ram-budget")
     try:
         counts = check_counts(int(c) for c in str(clusters).split(",") if c.strip())
     except ValueError:
@@ -275,23 +277,33 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
     float32_bytes = None
     if target_ratio is not None:
         float32_bytes, target = _ratio_target(model, model_path, target_ratio)
+    arenas_of = arena_measurer(int8, infos, table, strip)
     try:
-        chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
+        if ram is None:
+            chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
+        else:
+            chosen = choose_plan_within_ram(table, ram, arenas_of, max_drop, target, credit_fine_tuning)
     except NothingFits as error:
         if target_ratio is None:
             raise
         what = error.what.replace(f"in {target:,} bytes",
                                   f"in {target:,} bytes ({target_ratio:g}× smaller than float32's {float32_bytes:,})")
-        raise NothingFits(what, "--target-ratio", "lower the ratio or add smaller cluster counts (--clusters 2,4,...)") from None
+        raise NothingFits(what, "--target-ratio",
+                          "lower the ratio or add smaller cluster counts (--clusters 2,4,...)"
+                          + (", or raise --ram-budget" if ram is not None else "")) from None
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
+    if chosen.arena_bytes is None:
+        [chosen.arena_bytes] = arenas_of([frozenset(chosen.clustered())])
     spec = plan_spec(table, chosen)
     budget = (f"accuracy drop ≤ {max_drop:g} pp" if max_drop is not None else f"≤ {target:,} bytes")
     if target_ratio is not None:
         budget += f", {target_ratio:g}× smaller than float32's {float32_bytes:,}"
+    if ram is not None:
+        budget += f", arena ≤ {ram:,} bytes"
     chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
              f"compress{' --strip' if strip else ''}")
     header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget}, seed {seed})\n"
-              f"predicted {chosen.exact_bytes:,} bytes after {chain}, "
+              f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
               f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split\n"
               f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(epochs, 1)}")
     text = dump_clustering_spec(spec, header)
@@ -303,7 +315,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
         "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
         "per_tensor_dense": per_tensor_dense, "strip": strip,
-        "max_accuracy_drop": max_drop, "target_bytes": target, "target_ratio": target_ratio,
+        "max_accuracy_drop": max_drop, "target_bytes": target, "target_ratio": target_ratio, "ram_budget": ram,
         "float32_bytes": float32_bytes,
         "sensitivity": table.to_json(), "plan": chosen.to_json()})
     render.out.print(_plan_table(table, chosen))
@@ -318,6 +330,10 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other bytes; "
         f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
         f"{chosen.credit_pp:.2f}).")
+    kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
+            if chosen.uncompressed_for_ram else "")
+    render.out.print(f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT "
+                     f"weights live there while their layer runs){kept}.")
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
                      f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
 

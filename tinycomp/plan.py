@@ -28,12 +28,12 @@ import io
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
-from tinycomp.errors import ModelError, TinycompError, UsageError
+from tinycomp.errors import InterpreterError, ModelError, TinycompError, UsageError
 from tinycomp.find_tensors import bits_for, match_layer, quantization_layout, weight_tensors
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering, PerChannel
 
@@ -135,6 +135,8 @@ class Plan:
     objective: str
     budget: float | int
     exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
+    arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
+    uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet --ram-budget
 
     def clustered(self) -> dict[str, Option]:
         return {name: o for name, o in self.choices.items() if o.clusters is not None}
@@ -228,6 +230,56 @@ def choose_plan(table: SensitivityTable, max_drop_pp: float | None = None, targe
                 sum(o.ideal_bytes for o in choices.values()), objective, budget)
 
 
+# Arena bytes of the plan's file for each given set of compressed layers (in the order given).
+ArenasOf = Callable[[list[frozenset]], list[int]]
+
+
+def choose_plan_within_ram(table: SensitivityTable, ram_budget: int, arenas_of: ArenasOf,
+                           max_drop_pp: float | None = None, target_bytes: int | None = None,
+                           credit_fine_tuning: bool = True) -> Plan:
+    """`choose_plan`, keeping the plan's measured TFLM arena within ram_budget bytes.
+
+    LUT decoding puts a compressed layer's decoded int8 weights in the arena while its consumer
+    runs, so the arena depends on which layers are compressed, not on their bitwidths. A layer
+    whose decoding alone exceeds the budget is never compressed. If the chosen plan's arena still
+    does, the compressed layer with the largest single-layer arena is left uncompressed too and
+    the choice is made again: greedy (decoded tensors of different layers can share arena), but
+    the arena of the returned plan is always measured.
+    """
+    names = [layer.name for layer in table.layers if len(layer.options) > 1]
+    uncompressed, *single = arenas_of([frozenset()] + [frozenset([n]) for n in names])
+    if uncompressed > ram_budget:
+        raise NothingFits(f"the model needs {uncompressed:,} arena bytes with no layer compressed, more than "
+                          f"the RAM budget of {ram_budget:,}", "--ram-budget",
+                          "raise the RAM budget or make the model's activations smaller")
+    alone = dict(zip(names, single))
+    kept = {n for n in names if alone[n] > ram_budget}
+    while True:
+        if len(kept) == len(names):
+            least = min(names, key=alone.get)
+            raise NothingFits(f"no layer can be compressed within the RAM budget of {ram_budget:,} bytes: "
+                              f"decoding even {least} needs {alone[least]:,} arena bytes", "--ram-budget",
+                              "raise the RAM budget (LUT decoding costs arena), or quantize without compressing")
+        try:
+            plan = choose_plan(_uncompressed(table, kept), max_drop_pp, target_bytes, credit_fine_tuning)
+        except NothingFits as error:
+            if not kept:
+                raise
+            raise NothingFits(f"{error.what}, with {', '.join(sorted(kept))} left uncompressed to keep the arena "
+                              f"within {ram_budget:,} bytes", error.where, f"{error.hint}, or raise --ram-budget") from None
+        [arena] = arenas_of([frozenset(plan.clustered())])
+        if arena <= ram_budget:
+            plan.arena_bytes, plan.uncompressed_for_ram = arena, sorted(kept)
+            return plan
+        kept.add(max(plan.clustered(), key=alone.get))
+
+
+def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
+    """The table with only the unclustered option left for the named layers."""
+    return replace(table, layers=[replace(layer, options=[layer.option(None)]) if layer.name in names else layer
+                                  for layer in table.layers])
+
+
 def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> ClusteringSpec:
     """The clustering spec `cluster` consumes: one entry per clustered layer."""
     per_channel = {layer.name: layer.per_channel for layer in table.layers}
@@ -264,6 +316,11 @@ def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
 
 def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> int:
     """Size of the int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
+    return len(_compressed_model(int8_bytes, fills, strip))
+
+
+def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> bytes:
+    """The int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
     from tflite_micro import compression
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
     from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
@@ -278,13 +335,17 @@ def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], str
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         compressed = bytes(compression.compress(bytes(model.build()), specs)) if specs else int8_bytes
-    return _final_size(compressed, strip)
+    return _final(compressed, strip)
+
+
+def _final(model_bytes: bytes, strip: bool) -> bytes:
+    from tinycomp.strip import strip_model
+
+    return strip_model(model_bytes).data if strip else model_bytes
 
 
 def _final_size(model_bytes: bytes, strip: bool) -> int:
-    from tinycomp.strip import strip_model
-
-    return len(strip_model(model_bytes).data) if strip else len(model_bytes)
+    return len(_final(model_bytes, strip))
 
 
 @dataclass
@@ -357,6 +418,35 @@ def plan_bytes_exact(int8_bytes: bytes, infos: dict[str, WeightInfo], plan: Plan
     fills = {(infos[name].subgraph, infos[name].tensor): (infos[name].layout, o.bits)
              for name, o in plan.clustered().items()}
     return _compressed_size(int8_bytes, fills, strip)
+
+
+def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: SensitivityTable,
+                   strip: bool = False) -> ArenasOf:
+    """ArenasOf for this model: each set of layers is LUT-compressed with synthetic values (at its
+    smallest measured bitwidth: the decoded tensors, not the indices, take arena) and its arena
+    measured in TFLM worker processes; results are cached per set."""
+    from tinycomp.tflm import arena_of, default_jobs, run_parallel
+
+    bits = {layer.name: min(o.bits for o in layer.options if o.clusters is not None)
+            for layer in table.layers if len(layer.options) > 1}
+    cache: dict[frozenset, int] = {}
+
+    def model_for(names: frozenset) -> bytes:
+        fills = {(infos[n].subgraph, infos[n].tensor): (infos[n].layout, bits[n]) for n in names}
+        return _compressed_model(int8_bytes, fills, strip)
+
+    def arenas_of(sets: list[frozenset]) -> list[int]:
+        missing = [s for s in dict.fromkeys(sets) if s not in cache]
+        if missing:
+            measured = run_parallel(arena_of, [(model_for(s),) for s in missing], default_jobs(),
+                                    source="the plan's synthetic model")
+            if None in measured:
+                raise InterpreterError("TFLM did not report its arena size", "the plan's synthetic model",
+                                       "plan without --ram-budget")
+            cache.update(zip(missing, measured))
+        return [cache[s] for s in sets]
+
+    return arenas_of
 
 
 # ---------------------------------------------------------------- sensitivity (TensorFlow)

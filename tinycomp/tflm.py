@@ -102,6 +102,15 @@ def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> Chu
     return ChunkResult(predictions, spent, arena)
 
 
+def arena_of(model_bytes: bytes) -> int | None:
+    """The arena bytes TFLM allocates for the model (after one invoke on a zero input)."""
+    interpreter = _interpreter(model_bytes)
+    details = interpreter.get_input_details(0)
+    interpreter.set_input(np.zeros(tuple(int(d) for d in details["shape"]), dtype=details["dtype"]), 0)
+    interpreter.invoke()
+    return _arena_bytes(interpreter)
+
+
 def input_details(model_bytes: bytes) -> dict:
     """Shape, dtype and quantization of input 0."""
     details = _interpreter(model_bytes).get_input_details(0)
