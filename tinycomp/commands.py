@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tinycomp import render
@@ -241,8 +242,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
          validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
          sensitivity_path=None, measurement_options=(), target_ratio=None, ram_budget=None):
     from tinycomp.evaluate import parse_size
-    from tinycomp.plan import (NothingFits, arena_measurer, check_counts, choose_plan, choose_plan_within_ram,
-                               int8_for_costs, plan_bytes_exact, plan_spec)
+    from tinycomp.plan import check_counts, int8_for_costs, plan_spec
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
 
     if [max_drop, target_bytes, target_ratio].count(None) != 2:
@@ -251,8 +251,8 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
     if sensitivity_path and measurement_options:
         raise UsageError(f"{measurement_options[0]} has no effect with --sensitivity: the table was measured already",
                          "--sensitivity", "drop the option, or measure a new table without --sensitivity")
-    target = parse_size(target_bytes, "--target-bytes")
-    ram = parse_size(ram_budget, "--ram-budget")
+    budget = PlanBudget(max_drop, parse_size(target_bytes, "--target-bytes"), target_ratio,
+                        parse_size(ram_budget, "--ram-budget"), credit_fine_tuning)
     try:
         counts = check_counts(int(c) for c in str(clusters).split(",") if c.strip())
     except ValueError:
@@ -274,39 +274,16 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
     else:
         table, int8, infos = _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs,
                                                   batch_size, validation_split, seed, per_tensor_dense, strip)
-    float32_bytes = None
     if target_ratio is not None:
-        float32_bytes, target = _ratio_target(model, model_path, target_ratio)
-    arenas_of = arena_measurer(int8, infos, table, strip)
-    try:
-        if ram is None:
-            chosen = choose_plan(table, max_drop, target, credit_fine_tuning)
-        else:
-            chosen = choose_plan_within_ram(table, ram, arenas_of, max_drop, target, credit_fine_tuning)
-    except NothingFits as error:
-        if target_ratio is None:
-            raise
-        what = error.what.replace(f"in {target:,} bytes",
-                                  f"in {target:,} bytes ({target_ratio:g}× smaller than float32's {float32_bytes:,})")
-        raise NothingFits(what, "--target-ratio",
-                          "lower the ratio or add smaller cluster counts (--clusters 2,4,...)"
-                          + (", or raise --ram-budget" if ram is not None else "")) from None
-    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
-    if chosen.arena_bytes is None:
-        [chosen.arena_bytes] = arenas_of([frozenset(chosen.clustered())])
-    spec = plan_spec(table, chosen)
-    budget = (f"accuracy drop ≤ {max_drop:g} pp" if max_drop is not None else f"≤ {target:,} bytes")
-    if target_ratio is not None:
-        budget += f", {target_ratio:g}× smaller than float32's {float32_bytes:,}"
-    if ram is not None:
-        budget += f", arena ≤ {ram:,} bytes"
+        budget.float32_bytes, budget.target_bytes = _ratio_target(model, model_path, target_ratio)
+    chosen = _choose_plan(table, int8, infos, strip, budget)
     chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
              f"compress{' --strip' if strip else ''}")
-    header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget}, seed {seed})\n"
+    header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget.describe()}, seed {seed})\n"
               f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
               f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split\n"
               f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(epochs, 1)}")
-    text = dump_clustering_spec(spec, header)
+    text = dump_clustering_spec(plan_spec(table, chosen), header)
     parse_clustering_spec(text, str(output))  # what `cluster` will read
     write_text_atomic(output, text)
     write_json_atomic(sidecar_path(output, ".json"), {
@@ -315,9 +292,62 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
         "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
         "per_tensor_dense": per_tensor_dense, "strip": strip,
-        "max_accuracy_drop": max_drop, "target_bytes": target, "target_ratio": target_ratio, "ram_budget": ram,
-        "float32_bytes": float32_bytes,
+        "max_accuracy_drop": max_drop, "target_bytes": budget.target_bytes, "target_ratio": target_ratio,
+        "ram_budget": budget.ram_bytes, "float32_bytes": budget.float32_bytes,
         "sensitivity": table.to_json(), "plan": chosen.to_json()})
+    _print_plan(table, chosen, credit_fine_tuning)
+    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
+                     f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
+
+
+@dataclass
+class PlanBudget:
+    """What `plan` was asked to meet: one objective's budget, and optionally the arena."""
+
+    max_drop_pp: float | None
+    target_bytes: int | None
+    target_ratio: float | None
+    ram_bytes: int | None
+    credit_fine_tuning: bool
+    float32_bytes: int | None = None  # with target_ratio: the model as float32 .tflite
+
+    def describe(self) -> str:
+        text = (f"accuracy drop ≤ {self.max_drop_pp:g} pp" if self.max_drop_pp is not None
+                else f"≤ {self.target_bytes:,} bytes")
+        if self.target_ratio is not None:
+            text += f", {self.target_ratio:g}× smaller than float32's {self.float32_bytes:,}"
+        if self.ram_bytes is not None:
+            text += f", arena ≤ {self.ram_bytes:,} bytes"
+        return text
+
+
+def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget):
+    """The plan within `budget`, with its exact bytes and arena measured on a synthetic file."""
+    from tinycomp.plan import NothingFits, arena_measurer, choose_plan, choose_plan_within_ram, plan_bytes_exact
+
+    arenas_of = arena_measurer(int8, infos, table, strip)
+    try:
+        if budget.ram_bytes is None:
+            chosen = choose_plan(table, budget.max_drop_pp, budget.target_bytes, budget.credit_fine_tuning)
+        else:
+            chosen = choose_plan_within_ram(table, budget.ram_bytes, arenas_of, budget.max_drop_pp,
+                                            budget.target_bytes, budget.credit_fine_tuning)
+    except NothingFits as error:
+        if budget.target_ratio is None:
+            raise
+        target, ratio = budget.target_bytes, budget.target_ratio
+        what = error.what.replace(f"in {target:,} bytes",
+                                  f"in {target:,} bytes ({ratio:g}× smaller than float32's {budget.float32_bytes:,})")
+        raise NothingFits(what, "--target-ratio",
+                          "lower the ratio or add smaller cluster counts (--clusters 2,4,...)"
+                          + (", or raise --ram-budget" if budget.ram_bytes is not None else "")) from None
+    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
+    if chosen.arena_bytes is None:
+        [chosen.arena_bytes] = arenas_of([frozenset(chosen.clustered())])
+    return chosen
+
+
+def _print_plan(table, chosen, credit_fine_tuning: bool) -> None:
     render.out.print(_plan_table(table, chosen))
     noise = 100 * (table.control_accuracy * (1 - table.control_accuracy) / max(table.validation_samples, 1)) ** 0.5
     render.out.print(
@@ -334,8 +364,6 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
             if chosen.uncompressed_for_ram else "")
     render.out.print(f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT "
                      f"weights live there while their layer runs){kept}.")
-    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
-                     f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
 
 
 def _ratio_target(model, model_path, ratio: float) -> tuple[int, int]:
