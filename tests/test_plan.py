@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import ok, run_cli
-from tinycomp.plan import (LayerSensitivity, NothingFits, Option, SensitivityTable, choose_plan,
+from tinycomp.plan import (LayerSensitivity, NothingFits, Option, SensitivityTable, checked_plan, choose_plan,
                            choose_plan_within_ram, counted_drops, plan_spec)
 
 
@@ -122,6 +122,43 @@ def test_ram_budget_out_of_reach_is_a_clean_error(budget, error):
     assert caught.value.what == error and caught.value.where == "--ram-budget"
 
 
+def _checked(budget, penalty_pp, noise_pp=0.0, attempts=3):
+    """checked_plan on the test table, where clustering the chosen layers together costs penalty_pp more."""
+    table = _table()
+    return checked_plan(lambda b: choose_plan(table, max_drop_pp=b) if b is not None else
+                        choose_plan(table, target_bytes=6000),
+                        lambda plan: plan.predicted_drop_pp + penalty_pp, budget, noise_pp, attempts)
+
+
+def test_a_plan_whose_drops_add_up_is_measured_once():
+    plan, tried = _checked(1.0, 0.0)
+    assert tried == [plan] and plan.checked_drop_pp == plan.predicted_drop_pp
+
+
+def test_a_plan_over_budget_when_measured_is_chosen_again_under_a_lower_budget():
+    first = choose_plan(_table(), max_drop_pp=2.5)
+    plan, tried = _checked(2.5, 1.0)
+    assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop_pp > 2.5
+    assert len(tried) == 2 and plan is tried[1]
+    assert plan.predicted_drop_pp <= 1.5 + 1e-9 and plan.checked_drop_pp <= 2.5 + 1e-9
+    assert plan.predicted_bytes > first.predicted_bytes
+
+
+def test_an_excess_within_the_noise_keeps_the_plan():
+    plan, tried = _checked(2.5, 0.3, noise_pp=0.5)
+    assert tried == [plan]
+
+
+def test_no_plan_within_budget_returns_the_least_harmful_tried():
+    plan, tried = _checked(2.5, 50.0, attempts=3)
+    assert 1 <= len(tried) <= 3 and plan.checked_drop_pp == min(p.checked_drop_pp for p in tried) > 2.5
+
+
+def test_a_size_budget_is_measured_but_not_re_chosen():
+    plan, tried = _checked(None, 5.0)
+    assert tried == [plan] and plan.objective == "min-drop" and plan.checked_drop_pp == plan.predicted_drop_pp + 5.0
+
+
 def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
@@ -150,6 +187,7 @@ def test_plan_writes_a_spec_cluster_consumes(planned, pipeline):
     assert "Per-layer sensitivity" in result.output and "predicted" in result.output
     sidecar = json.loads((d / "plan.json").read_text())
     assert sidecar["plan"]["exact_bytes"] > 0 and sidecar["sensitivity"]["layers"]
+    assert sidecar["plan"]["checked_drop_pp"] is not None  # measured with all planned layers clustered
     ok(["cluster", pipeline["model_h5"], "--spec", d / "plan.yaml", "-o", d / "planned.h5", "--epochs", "1",
         "--data", pipeline["data"]])
     clustered = parse_clustering_spec((d / "planned.yaml").read_text(), "planned.yaml")
@@ -192,9 +230,10 @@ def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
     a, b = (json.loads(p.read_text()) for p in (d / "plan.json", tmp_path / "same.json"))
     assert a["plan"] == b["plan"] and a["sensitivity"] == b["sensitivity"]  # same table, same choice
     largest = max(l["weights"] for l in a["sensitivity"]["layers"])
-    ok(["plan", pipeline["model_h5"], "--target-bytes", str(a["plan"]["exact_bytes"] + largest),
+    ok(["plan", pipeline["model_h5"], "--target-bytes", str(a["plan"]["exact_bytes"] + largest), "--no-check",
         "--sensitivity", d / "plan.json", "-o", tmp_path / "bigger.yaml", *data])
-    assert json.loads((tmp_path / "bigger.json").read_text())["plan"]["objective"] == "min-drop"
+    bigger = json.loads((tmp_path / "bigger.json").read_text())["plan"]
+    assert bigger["objective"] == "min-drop" and bigger["checked_drop_pp"] is None
 
 
 @pytest.mark.parametrize("extra, code, error", [

@@ -379,6 +379,9 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
               show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
 @click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Cluster the chosen layers together, fine-tune and measure the drop (per-layer drops need not "
+                   "add up); with --max-accuracy-drop, choose again if it is over budget by more than the noise.")
 @click.option("--per-tensor-dense", is_flag=True,
               help="Measure bytes as `quantize --per-tensor-dense` will quantize (give it there too).")
 @click.option("--strip", "strip_", is_flag=True,
@@ -390,7 +393,8 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
 @data_options
 @click.pass_context
 def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, clusters, layers, per_channel_conv,
-         epochs, batch_size, validation_split, credit_fine_tuning, per_tensor_dense, strip_, sensitivity_path, seed, load_data):
+         epochs, batch_size, validation_split, credit_fine_tuning, check, per_tensor_dense, strip_, sensitivity_path,
+         seed, load_data):
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -422,7 +426,7 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, c
                    and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
                   validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_, sensitivity_path,
-                  measurement, target_ratio, ram_budget)
+                  measurement, target_ratio, ram_budget, check)
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")

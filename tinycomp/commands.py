@@ -240,7 +240,7 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
 
 def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
          validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
-         sensitivity_path=None, measurement_options=(), target_ratio=None, ram_budget=None):
+         sensitivity_path=None, measurement_options=(), target_ratio=None, ram_budget=None, check=True):
     from tinycomp.evaluate import parse_size
     from tinycomp.plan import check_counts, int8_for_costs, plan_spec
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
@@ -276,12 +276,15 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
                                                   batch_size, validation_split, seed, per_tensor_dense, strip)
     if target_ratio is not None:
         budget.float32_bytes, budget.target_bytes = _ratio_target(model, model_path, target_ratio)
-    chosen = _choose_plan(table, int8, infos, strip, budget)
+    chosen = _choose_plan(table, int8, infos, strip, budget,
+                          (model, data, batch_size, validation_split) if check else None)
     chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
              f"compress{' --strip' if strip else ''}")
     header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget.describe()}, seed {seed})\n"
               f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
-              f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split\n"
+              f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split"
+              + (f" (measured with all layers clustered: {chosen.checked_drop_pp:+.2f} pp)"
+                 if chosen.checked_drop_pp is not None else "") + "\n"
               f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(epochs, 1)}")
     text = dump_clustering_spec(plan_spec(table, chosen), header)
     parse_clustering_spec(text, str(output))  # what `cluster` will read
@@ -321,17 +324,30 @@ class PlanBudget:
         return text
 
 
-def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget):
-    """The plan within `budget`, with its exact bytes and arena measured on a synthetic file."""
-    from tinycomp.plan import NothingFits, arena_measurer, choose_plan, choose_plan_within_ram, plan_bytes_exact
+def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget, check=None):
+    """The plan within `budget`, with its exact bytes and arena measured on a synthetic file;
+    `check` (model, data, batch size, validation split) measures its drop with all layers
+    clustered at once and chooses again if that exceeds the accuracy budget."""
+    from tinycomp.plan import (NothingFits, arena_measurer, checked_plan, choose_plan, choose_plan_within_ram,
+                               plan_bytes_exact, validation_noise_pp)
 
     arenas_of = arena_measurer(int8, infos, table, strip)
-    try:
+
+    def choose(max_drop_pp):
         if budget.ram_bytes is None:
-            chosen = choose_plan(table, budget.max_drop_pp, budget.target_bytes, budget.credit_fine_tuning)
+            return choose_plan(table, max_drop_pp, budget.target_bytes, budget.credit_fine_tuning)
+        return choose_plan_within_ram(table, budget.ram_bytes, arenas_of, max_drop_pp, budget.target_bytes,
+                                      budget.credit_fine_tuning)
+
+    try:
+        if check is None:
+            chosen = choose(budget.max_drop_pp)
         else:
-            chosen = choose_plan_within_ram(table, budget.ram_bytes, arenas_of, budget.max_drop_pp,
-                                            budget.target_bytes, budget.credit_fine_tuning)
+            chosen, _ = checked_plan(choose, lambda p: _joint_drop(table, p, *check), budget.max_drop_pp,
+                                     validation_noise_pp(table))
+            if budget.max_drop_pp is not None and chosen.checked_drop_pp > budget.max_drop_pp:
+                render.warn(f"the plan's measured drop {chosen.checked_drop_pp:+.2f} pp is over the budget of "
+                            f"{budget.max_drop_pp:g} pp (validation noise ±{validation_noise_pp(table):.2f} pp)")
     except NothingFits as error:
         if budget.target_ratio is None:
             raise
@@ -347,6 +363,18 @@ def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget):
     return chosen
 
 
+def _joint_drop(table, plan, model, data, batch_size, validation_split) -> float:
+    from tinycomp.plan import joint_drop_pp
+
+    layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
+    with render.progress("checking the plan", 1) as advance:
+        drop = joint_drop_pp(model, data, table, plan, batch_size, validation_split)
+        advance()
+    render.info(f"Checked {layers} clustered together ({table.epochs} fine-tuning epochs): drop {drop:+.2f} pp, "
+                f"predicted {plan.predicted_drop_pp:+.2f} pp")
+    return drop
+
+
 def _print_plan(table, chosen, credit_fine_tuning: bool) -> None:
     render.out.print(_plan_table(table, chosen))
     noise = 100 * (table.control_accuracy * (1 - table.control_accuracy) / max(table.validation_samples, 1)) ** 0.5
@@ -359,7 +387,9 @@ def _print_plan(table, chosen, credit_fine_tuning: bool) -> None:
         f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
         f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other bytes; "
         f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
-        f"{chosen.credit_pp:.2f}).")
+        f"{chosen.credit_pp:.2f})"
+        + (f", measured with all its layers clustered at once {chosen.checked_drop_pp:+.2f} pp"
+           if chosen.checked_drop_pp is not None else "") + ".")
     kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
             if chosen.uncompressed_for_ram else "")
     render.out.print(f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT "

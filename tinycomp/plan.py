@@ -136,6 +136,7 @@ class Plan:
     budget: float | int
     exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
+    checked_drop_pp: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
     uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet --ram-budget
 
     def clustered(self) -> dict[str, Option]:
@@ -272,6 +273,36 @@ def choose_plan_within_ram(table: SensitivityTable, ram_budget: int, arenas_of: 
             plan.arena_bytes, plan.uncompressed_for_ram = arena, sorted(kept)
             return plan
         kept.add(max(plan.clustered(), key=alone.get))
+
+
+def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callable[[Plan], float],
+                 max_drop_pp: float | None, noise_pp: float = 0.0, attempts: int = 3) -> tuple[Plan, list[Plan]]:
+    """The plan `choose(budget)` makes, checked by measuring its drop with all its layers clustered
+    at once (`measure_drop_pp`), since per-layer drops need not add up.
+
+    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise_pp` (the
+    noise of one validation measurement) is chosen again under the budget lowered by the
+    prediction's shortfall, up to `attempts` plans. Returns the plan to use (the smallest whose
+    measured drop is within budget + noise, else the least harmful) and every plan tried.
+    """
+    plan = choose(max_drop_pp)
+    plan.checked_drop_pp = measure_drop_pp(plan)
+    tried = [plan]
+    if max_drop_pp is None:
+        return plan, tried
+    budget = max_drop_pp
+    while plan.checked_drop_pp > max_drop_pp + noise_pp and len(tried) < attempts:
+        budget -= plan.checked_drop_pp - plan.predicted_drop_pp  # below the last prediction: another plan
+        try:
+            plan = choose(budget)
+        except NothingFits:
+            break
+        plan.checked_drop_pp = measure_drop_pp(plan)
+        tried.append(plan)
+    within = [p for p in tried if p.checked_drop_pp <= max_drop_pp + noise_pp]
+    if within:
+        return min(within, key=lambda p: (p.predicted_bytes, p.checked_drop_pp)), tried
+    return min(tried, key=lambda p: p.checked_drop_pp), tried
 
 
 def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
@@ -529,6 +560,21 @@ def _run(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, epochs: int
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)
     return evaluate_keras(candidate, x_val, y_val)
+
+
+def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, batch_size: int, validation_split: float,
+                  init: str = "kmeans++") -> float:
+    """The plan's accuracy drop vs the given model with all its layers clustered at once and
+    fine-tuned as each candidate was (same epochs, seed and validation split)."""
+    fit_data, x_val, y_val = split_validation(data, validation_split)
+    accuracy = _run(model, plan_spec(table, plan, init), fit_data, x_val, y_val, table.epochs, batch_size, table.seed)
+    return 100.0 * (table.reference_accuracy - accuracy)
+
+
+def validation_noise_pp(table: SensitivityTable) -> float:
+    """The standard error of one validation accuracy, in percentage points."""
+    p = table.control_accuracy
+    return 100.0 * (p * (1 - p) / max(table.validation_samples, 1)) ** 0.5
 
 
 def int8_for_costs(model, data, names: list[str], seed: int, calibration_count: int = 100,
