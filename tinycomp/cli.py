@@ -403,8 +403,11 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, c
     smallest drop within --target-bytes or --target-ratio). Writes the spec for `cluster`
     (OUTPUT) and the sensitivity table with the predictions (OUTPUT with .json).
 
-    LUT decoding costs RAM: the planned file's TFLM arena is measured and printed, and
-    --ram-budget leaves uncompressed the layers whose decoded weights would not fit.
+    Per-layer drops need not add up, so the choice is checked before it is written: its
+    layers are clustered together, fine-tuned and measured, and a choice over the accuracy
+    budget is made again (--no-check skips this). LUT decoding costs RAM: the planned file's
+    TFLM arena is measured and printed, and --ram-budget leaves uncompressed the layers whose
+    decoded weights would not fit.
 
     The byte predictions match the real chain when --per-tensor-dense and --strip are given to
     plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
