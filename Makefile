@@ -79,8 +79,12 @@ PLAN_SEED ?= 0
 
 .PHONY: bench
 
-bench: $(BUILD)/bench.json
+bench: $(BUILD)/bench.json $(BUILD)/bench_report/summary.md
 	$(TINYCOMP) bench-summary $< --json $(BUILD)/bench_summary.json
+
+# Plot of bytes vs accuracy, test images with float32 / plan (b) predictions, and a markdown summary for CI.
+$(BUILD)/bench_report/summary.md: $(BUILD)/bench.json
+	$(TINYCOMP) report $< --model $(BUILD)/planned.tflite -o $(BUILD)/bench_report $(DATA)
 
 $(BUILD)/plan.yaml: $(BUILD)/model.h5
 	$(TINYCOMP) plan $< $(PLAN_BUDGET) --per-tensor-dense --strip --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $@ $(DATA)

@@ -192,6 +192,7 @@ def test_make_bench_chains_every_plan(tmp_path):
     for suffix in ("", "_12x", "_ram"):
         assert f"tinycomp compress {build}/planned{suffix}_int8.tflite --spec {build}/planned{suffix}_compression.yaml " \
                f"--strip -o {build}/planned{suffix}.tflite" in dry.stdout
+    assert f"tinycomp report {build}/bench.json --model {build}/planned.tflite -o {build}/bench_report" in dry.stdout
     [evaluation] = [line for line in lines if line.startswith("tinycomp eval ")]
     assert evaluation.startswith(f"tinycomp eval {build}/model.tflite {build}/compressed.tflite {build}/planned.tflite "
                                  f"{build}/planned_12x.tflite {build}/planned_ram.tflite --baseline")
