@@ -14,8 +14,11 @@ costs or saves in the real file: packed indices, value tables, and the DECODE op
 output tensor (which repeats the per-channel quantization parameters).
 
 `choose_plan` is a multiple-choice knapsack solved exactly by merging per-layer Pareto fronts
-(bytes, drop). It assumes per-layer drops add up, which holds roughly for small drops; the plan
-is therefore checked by the real chain (cluster → quantize → find-tensors → compress → eval).
+(bytes, drop). It assumes per-layer drops add up, which holds roughly for small drops, so
+`checked_plan` measures the chosen layers clustered together and chooses again when that is over
+the accuracy budget; the final word is the real chain's (cluster → quantize → find-tensors →
+compress → eval in TFLM). `choose_plan_within_ram` adds the TFLM arena, measured on synthetic
+files: LUT decoding puts decoded weights in the arena.
 Measured drops are smoothed before the choice: fewer clusters never count as better than more
 (an isotonic fit, which averages the noise of single runs), and a drop below zero (clustering
 measured as helping) counts as zero.
