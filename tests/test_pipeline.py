@@ -53,9 +53,24 @@ def test_eval_reports_identical_accuracy_for_compressed_and_int8(pipeline, tmp_p
     assert compressed["accuracy"] == int8["accuracy"]
     assert compressed["flash_bytes"] < int8["flash_bytes"]
     assert compressed["arena_bytes"] > int8["arena_bytes"]  # decoded weights live in the arena
+    # ... unless TFLM decodes them into its alternate decompression memory, which must hold the largest
+    assert int8["alt_decompression_bytes"] is None and int8["arena_bytes_with_alt_decompression"] is None
+    assert compressed["alt_decompression_bytes"] >= max(_decoded_bytes(pipeline))
+    assert compressed["arena_bytes_with_alt_decompression"] < compressed["arena_bytes"]
     assert by_name["model.tflite"]["accuracy"] > 0.8  # the blob task is easy
     assert abs(compressed["accuracy_delta_pp"]) <= 5.0
     assert by_name["model.tflite"]["ratio_vs_baseline"] == 1.0
+
+
+def _decoded_bytes(pipeline) -> list[int]:
+    """The int8 bytes of each tensor the pipeline's compression spec compresses."""
+    import yaml
+
+    from tinycomp.tflite_model import read_tflite
+
+    model = read_tflite(pipeline["clustered_int8_tflite"]).model
+    spec = yaml.safe_load(pipeline["compression_yaml"].read_text())
+    return [len(model.subgraphs[t["subgraph"]].tensors[t["tensor"]].buffer.data) for t in spec["tensors"]]
 
 
 def test_eval_budget_gate(pipeline):

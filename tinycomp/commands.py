@@ -229,6 +229,12 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
         compare_to_baseline(shown, results[baseline])
     apply_budgets(shown, flash, ram)
     render.out.print(render.eval_table(shown, data.name))
+    for r in shown:
+        if r.alt_decompression_bytes is not None:
+            render.out.print(f"{r.path}: decoding LUT weights costs {r.arena_bytes - r.arena_bytes_with_alt_decompression:,}"
+                             f" of its {r.arena_bytes:,} arena bytes. TFLM can decode into an alternate decompression "
+                             f"memory instead (e.g. another RAM bank): with {r.alt_decompression_bytes:,} bytes there, "
+                             f"the arena is {r.arena_bytes_with_alt_decompression:,}.")
     if json_path:
         write_json_atomic(json_path, {"dataset": data.describe(), "baseline": baseline,
                                       "flash_budget": flash, "ram_budget": ram,

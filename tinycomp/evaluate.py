@@ -32,6 +32,9 @@ class ModelResult:
     accuracy: float
     samples: int
     arena_bytes: int | None = None
+    # With the decoded LUT weights in TFLM's alternate decompression memory of this size, the arena is:
+    alt_decompression_bytes: int | None = None
+    arena_bytes_with_alt_decompression: int | None = None
     ms_per_inference: float | None = None
     ratio_vs_baseline: float | None = None
     accuracy_delta_pp: float | None = None
@@ -80,8 +83,11 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
                                 on_done=(lambda i: on_progress(len(chunks[i]))) if on_progress else None)
     predictions = np.concatenate([r.predictions for r in results])
     invoke_seconds = sum(r.invoke_seconds for r in results)
+    alt, arena_with_alt = results[0].decode_memory or (None, None)
     return ModelResult(path, "tflm", len(model.data), float(np.mean(predictions == y)), len(y),
-                       arena_bytes=results[0].arena_bytes, ms_per_inference=1000 * invoke_seconds / len(y))
+                       arena_bytes=results[0].arena_bytes, alt_decompression_bytes=alt,
+                       arena_bytes_with_alt_decompression=arena_with_alt,
+                       ms_per_inference=1000 * invoke_seconds / len(y))
 
 
 def evaluate_keras(path: str, data: Dataset, limit: int | None = None) -> ModelResult:

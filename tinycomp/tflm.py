@@ -27,10 +27,11 @@ MAX_NATIVE_CHARS = 400
 
 # ---------------------------------------------------------------- inside a worker process
 
-def _interpreter(model_bytes: bytes):
+def _interpreter(model_bytes: bytes, alt_decompression_bytes: int = 0):
     from tflite_micro import runtime
 
-    return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=DEFAULT_ARENA_BYTES)
+    return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=DEFAULT_ARENA_BYTES,
+                                          alt_decompression_memory_size=alt_decompression_bytes)
 
 
 def quantize_input(x: np.ndarray, details: dict) -> np.ndarray:
@@ -83,6 +84,7 @@ class ChunkResult:
     predictions: np.ndarray
     invoke_seconds: float
     arena_bytes: int | None
+    decode_memory: tuple[int, int] | None = None  # see decode_memory
 
 
 def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> ChunkResult:
@@ -98,17 +100,41 @@ def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> Chu
         interpreter.invoke()
         spent += time.perf_counter() - start
         predictions[i] = int(np.argmax(dequantize_output(interpreter.get_output(0), out_details)))
-    arena = _arena_bytes(interpreter) if measure_arena else None
-    return ChunkResult(predictions, spent, arena)
+    if not measure_arena:
+        return ChunkResult(predictions, spent, None)
+    arena = _arena_bytes(interpreter)
+    return ChunkResult(predictions, spent, arena, decode_memory(model_bytes, arena) if arena else None)
 
 
-def arena_of(model_bytes: bytes) -> int | None:
-    """The arena bytes TFLM allocates for the model (after one invoke on a zero input)."""
-    interpreter = _interpreter(model_bytes)
+def arena_of(model_bytes: bytes, alt_decompression_bytes: int = 0) -> int | None:
+    """The arena bytes TFLM allocates for the model (after one invoke on a zero input), given an
+    alternate decompression memory of that many bytes outside the arena."""
+    interpreter = _interpreter(model_bytes, alt_decompression_bytes)
     details = interpreter.get_input_details(0)
     interpreter.set_input(np.zeros(tuple(int(d) for d in details["shape"]), dtype=details["dtype"]), 0)
     interpreter.invoke()
     return _arena_bytes(interpreter)
+
+
+def decode_memory(model_bytes: bytes, arena: int) -> tuple[int, int] | None:
+    """(the smallest alternate decompression memory that takes every decoded LUT tensor out of
+    the arena, the arena then), or None when no decoded tensor is in the arena.
+
+    TFLM can decode into a region outside the arena (the interpreter's alternate decompression
+    memory, e.g. another RAM bank). Its size is found by bisection: the arena shrinks until it
+    holds no decoded tensor, never below that.
+    """
+    smallest = arena_of(model_bytes, arena)
+    if smallest is None or smallest >= arena:
+        return None
+    low, high = 0, arena
+    while low < high:
+        middle = (low + high) // 2
+        if arena_of(model_bytes, middle) == smallest:
+            high = middle
+        else:
+            low = middle + 1
+    return low, smallest
 
 
 def input_details(model_bytes: bytes) -> dict:
