@@ -32,14 +32,14 @@ class ModelResult:
     accuracy: float
     samples: int
     arena_bytes: int | None = None
-    # With the decoded LUT weights in TFLM's alternate decompression memory of this size, the arena is:
-    alt_decompression_bytes: int | None = None
-    arena_bytes_with_alt_decompression: int | None = None
     ms_per_inference: float | None = None
     ratio_vs_baseline: float | None = None
     accuracy_delta_pp: float | None = None
     fits: bool | None = None
     budget_notes: list[str] = field(default_factory=list)
+    # With the decoded LUT weights in TFLM's alternate decompression memory of this size, the arena is:
+    alt_decompression_bytes: int | None = None
+    arena_bytes_with_alt_decompression: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
