@@ -188,6 +188,8 @@ def test_plan_writes_a_spec_cluster_consumes(planned, pipeline):
     sidecar = json.loads((d / "plan.json").read_text())
     assert sidecar["plan"]["exact_bytes"] > 0 and sidecar["sensitivity"]["layers"]
     assert sidecar["plan"]["checked_drop_pp"] is not None  # measured with all planned layers clustered
+    chosen = {n: o["clusters"] for n, o in sidecar["plan"]["choices"].items() if o["clusters"] is not None}
+    assert chosen in [c["clusters"] for c in sidecar["checked"]]  # every plan the check tried is recorded
     ok(["cluster", pipeline["model_h5"], "--spec", d / "plan.yaml", "-o", d / "planned.h5", "--epochs", "1",
         "--data", pipeline["data"]])
     clustered = parse_clustering_spec((d / "planned.yaml").read_text(), "planned.yaml")

@@ -231,10 +231,11 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
     render.out.print(render.eval_table(shown, data.name))
     for r in shown:
         if r.alt_decompression_bytes is not None:
-            render.out.print(f"{r.path}: decoding LUT weights costs {r.arena_bytes - r.arena_bytes_with_alt_decompression:,}"
-                             f" of its {r.arena_bytes:,} arena bytes. TFLM can decode into an alternate decompression "
-                             f"memory instead (e.g. another RAM bank): with {r.alt_decompression_bytes:,} bytes there, "
-                             f"the arena is {r.arena_bytes_with_alt_decompression:,}.")
+            decoding = r.arena_bytes - r.arena_bytes_with_alt_decompression
+            render.out.print(f"{r.path}: decoding LUT weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. "
+                             "TFLM can decode into an alternate decompression memory instead (e.g. another RAM bank): "
+                             f"with {r.alt_decompression_bytes:,} bytes there, the arena is "
+                             f"{r.arena_bytes_with_alt_decompression:,}.")
     if json_path:
         write_json_atomic(json_path, {"dataset": data.describe(), "baseline": baseline,
                                       "flash_budget": flash, "ram_budget": ram,
@@ -282,8 +283,8 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
                                                   batch_size, validation_split, seed, per_tensor_dense, strip)
     if target_ratio is not None:
         budget.float32_bytes, budget.target_bytes = _ratio_target(model, model_path, target_ratio)
-    chosen = _choose_plan(table, int8, infos, strip, budget,
-                          (model, data, batch_size, validation_split) if check else None)
+    chosen, tried = _choose_plan(table, int8, infos, strip, budget,
+                                 (model, data, batch_size, validation_split) if check else None)
     chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
              f"compress{' --strip' if strip else ''}")
     header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget.describe()}, seed {seed})\n"
@@ -303,7 +304,9 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         "per_tensor_dense": per_tensor_dense, "strip": strip,
         "max_accuracy_drop": max_drop, "target_bytes": budget.target_bytes, "target_ratio": target_ratio,
         "ram_budget": budget.ram_bytes, "float32_bytes": budget.float32_bytes,
-        "sensitivity": table.to_json(), "plan": chosen.to_json()})
+        "sensitivity": table.to_json(), "plan": chosen.to_json(),
+        "checked": [{"clusters": {n: o.clusters for n, o in p.clustered().items()},
+                     "predicted_drop_pp": p.predicted_drop_pp, "checked_drop_pp": p.checked_drop_pp} for p in tried]})
     _print_plan(table, chosen, credit_fine_tuning)
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
                      f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
@@ -331,9 +334,9 @@ class PlanBudget:
 
 
 def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget, check=None):
-    """The plan within `budget`, with its exact bytes and arena measured on a synthetic file;
-    `check` (model, data, batch size, validation split) measures its drop with all layers
-    clustered at once and chooses again if that exceeds the accuracy budget."""
+    """(the plan within `budget`, with its exact bytes and arena measured on a synthetic file, the
+    plans checked); `check` (model, data, batch size, validation split) measures a plan's drop with
+    all its layers clustered at once and chooses again if that exceeds the accuracy budget."""
     from tinycomp.plan import (NothingFits, arena_measurer, checked_plan, choose_plan, choose_plan_within_ram,
                                plan_bytes_exact, validation_noise_pp)
 
@@ -347,9 +350,9 @@ def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget, check=None
 
     try:
         if check is None:
-            chosen = choose(budget.max_drop_pp)
+            chosen, tried = choose(budget.max_drop_pp), []
         else:
-            chosen, _ = checked_plan(choose, lambda p: _joint_drop(table, p, *check), budget.max_drop_pp,
+            chosen, tried = checked_plan(choose, lambda p: _joint_drop(table, p, *check), budget.max_drop_pp,
                                      validation_noise_pp(table))
             if budget.max_drop_pp is not None and chosen.checked_drop_pp > budget.max_drop_pp:
                 render.warn(f"the plan's measured drop {chosen.checked_drop_pp:+.2f} pp is over the budget of "
@@ -366,7 +369,7 @@ def _choose_plan(table, int8, infos, strip: bool, budget: PlanBudget, check=None
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, strip)
     if chosen.arena_bytes is None:
         [chosen.arena_bytes] = arenas_of([frozenset(chosen.clustered())])
-    return chosen
+    return chosen, tried
 
 
 def _joint_drop(table, plan, model, data, batch_size, validation_split) -> float:
@@ -382,8 +385,10 @@ def _joint_drop(table, plan, model, data, batch_size, validation_split) -> float
 
 
 def _print_plan(table, chosen, credit_fine_tuning: bool) -> None:
+    from tinycomp.plan import validation_noise_pp
+
     render.out.print(_plan_table(table, chosen))
-    noise = 100 * (table.control_accuracy * (1 - table.control_accuracy) / max(table.validation_samples, 1)) ** 0.5
+    noise = validation_noise_pp(table)
     render.out.print(
         f"Validation: {table.validation_samples:,} held-out training rows (one run's accuracy is ±{noise:.1f} pp). "
         f"Given model {100 * table.reference_accuracy:.2f}%, fine-tuned unclustered {100 * table.control_accuracy:.2f}% "
