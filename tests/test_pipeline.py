@@ -229,3 +229,21 @@ def test_per_tensor_dense_quantization_gives_smaller_lossless_luts(pipeline, tmp
     result = ok(["compress", int8, "--spec", spec, "-o", out])  # verification in TFLM is on by default
     assert "TFLM outputs identical" in result.output
     assert out.stat().st_size < pipeline["compressed_tflite"].stat().st_size
+
+
+def test_compressing_a_tensor_that_does_not_pay_warns(pipeline, tmp_path):
+    """RESHAPE's 2-value shape input compresses (TFLM decodes it correctly) but grows: say so."""
+    from tinycomp.tflite_model import read_tflite
+
+    graph = read_tflite(pipeline["clustered_int8_tflite"]).model.subgraphs[0]
+    [reshape] = [op for op in graph.operators if op.opcode_name == "RESHAPE"]
+    index = graph.tensors.index(reshape.inputs[1])
+    spec = tmp_path / "shape.yaml"
+    spec.write_text(f"tensors:\n  - subgraph: 0\n    tensor: {index}\n    compression:\n"
+                    "      - lut:\n          index_bitwidth: 1\n          per_tensor:\n")
+    result = run_cli(["compress", pipeline["clustered_int8_tflite"], "--spec", spec, "-o", tmp_path / "out.tflite",
+                      "--verify-samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert (f"Warning: tensor {index} (arith.constant) takes 25 bytes compressed against 8 uncompressed: its value "
+            f"table and LUT header cost more than the indices save; leave it out of {spec}") in result.output
+    assert " bytes larger); TFLM outputs identical" in result.output

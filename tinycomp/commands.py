@@ -191,14 +191,20 @@ def compress(model_path, output, spec_path, verify, verify_samples, strip=False)
             advance()
     write_bytes_atomic(output, result.data)
     render.out.print(render.compress_table(result))
+    for t in result.tensors:
+        if t.bytes_after >= t.bytes_before:
+            render.warn(f"tensor {t.tensor} ({t.name}) takes {t.bytes_after:,} bytes compressed against "
+                        f"{t.bytes_before:,} uncompressed: its value table and LUT header cost more than the "
+                        f"indices save; leave it out of {spec_path}")
     if stripped:
         from tinycomp.commands_extra import strip_summary
 
         render.out.print(f"Stripped: {strip_summary(stripped)}")
     note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"
             if verify else "not verified (--no-verify)")
-    render.out.print(f"Wrote {output}: {result.bytes_before:,} → {len(result.data):,} bytes "
-                     f"({result.bytes_before / len(result.data):.2f}× smaller); {note}")
+    change = (f"{result.bytes_before / len(result.data):.2f}× smaller" if len(result.data) < result.bytes_before
+              else f"{len(result.data) - result.bytes_before:,} bytes larger")
+    render.out.print(f"Wrote {output}: {result.bytes_before:,} → {len(result.data):,} bytes ({change}); {note}")
 
 
 # ---------------------------------------------------------------- eval
