@@ -204,14 +204,15 @@ def test_plan_is_reproducible_with_seed(planned):
     assert strip_time(a) == strip_time(b) and a["plan"] == b["plan"]
 
 
-def test_plan_predicts_the_bytes_of_the_per_tensor_dense_stripped_chain(pipeline, tmp_path):
+@pytest.mark.parametrize("io", ["uint8", "int8"])
+def test_plan_predicts_the_bytes_of_the_per_tensor_dense_stripped_chain(pipeline, tmp_path, io):
     data = ["--data", pipeline["data"]]
     ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "100", "--clusters", "2,4", "--epochs", "0",
-        "--per-tensor-dense", "--strip", "-o", tmp_path / "plan.yaml", *data])
+        "--per-tensor-dense", "--strip", "--io", io, "-o", tmp_path / "plan.yaml", *data])
     sidecar = json.loads((tmp_path / "plan.json").read_text())
-    assert sidecar["per_tensor_dense"] and sidecar["strip"]
+    assert sidecar["per_tensor_dense"] and sidecar["strip"] and sidecar["io"] == io
     ok(["cluster", pipeline["model_h5"], "--spec", tmp_path / "plan.yaml", "-o", tmp_path / "c.h5", "--epochs", "1", *data])
-    ok(["quantize", tmp_path / "c.h5", "--per-tensor-dense", "-o", tmp_path / "c.tflite", *data])
+    ok(["quantize", tmp_path / "c.h5", "--per-tensor-dense", "--io", io, "-o", tmp_path / "c.tflite", *data])
     ok(["find-tensors", tmp_path / "c.tflite", "--clustering", tmp_path / "c.yaml", "-o", tmp_path / "spec.yaml"])
     ok(["compress", tmp_path / "c.tflite", "--spec", tmp_path / "spec.yaml", "--strip", "-o", tmp_path / "out.tflite",
         "--verify-samples", "2"])
@@ -245,6 +246,8 @@ def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
                            "(--sensitivity) — drop the option, or measure a new table without --sensitivity"),
     (["--layer", "dense"], 2, "Error: --layer has no effect with --sensitivity: the table was measured already "
                               "(--sensitivity) — drop the option, or measure a new table without --sensitivity"),
+    (["--io", "int8"], 2, "Error: the table's byte costs were measured with --io uint8 (*plan.json) — give --io uint8, "
+                          "or measure a new table"),
 ])
 def test_plan_sensitivity_mismatch_is_one_error_line(planned, pipeline, tmp_path, extra, code, error):
     import fnmatch

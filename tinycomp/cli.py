@@ -384,6 +384,8 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
                    "add up); with --max-accuracy-drop, choose again if it is over budget by more than the noise.")
 @click.option("--per-tensor-dense", is_flag=True,
               help="Measure bytes as `quantize --per-tensor-dense` will quantize (give it there too).")
+@click.option("--io", "io_type", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
+              help="Measure bytes as `quantize --io` will make the input/output (give it there too).")
 @click.option("--strip", "strip_", is_flag=True,
               help="Measure bytes as `compress --strip` will write them (give it there too).")
 @click.option("--sensitivity", "sensitivity_path", type=click.Path(), metavar="PLAN_JSON",
@@ -393,8 +395,8 @@ def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs,
 @data_options
 @click.pass_context
 def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, clusters, layers, per_channel_conv,
-         epochs, batch_size, validation_split, credit_fine_tuning, check, per_tensor_dense, strip_, sensitivity_path,
-         seed, load_data):
+         epochs, batch_size, validation_split, credit_fine_tuning, check, per_tensor_dense, io_type, strip_,
+         sensitivity_path, seed, load_data):
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -409,8 +411,8 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, c
     TFLM arena is measured and printed, and --ram-budget leaves uncompressed the layers whose
     decoded weights would not fit.
 
-    The byte predictions match the real chain when --per-tensor-dense and --strip are given to
-    plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
+    The byte predictions match the real chain when --per-tensor-dense, --io and --strip are given
+    to plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
     from an earlier plan's table under another budget without measuring again.
 
     \b
@@ -429,7 +431,7 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, c
                    and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
                   validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_, sensitivity_path,
-                  measurement, target_ratio, ram_budget, check)
+                  measurement, target_ratio, ram_budget, check, io_type)
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")

@@ -253,7 +253,8 @@ def evaluate(models, baseline, limit, jobs, json_path, flash_budget, ram_budget,
 
 def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
          validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense=False, strip=False,
-         sensitivity_path=None, measurement_options=(), target_ratio=None, ram_budget=None, check=True):
+         sensitivity_path=None, measurement_options=(), target_ratio=None, ram_budget=None, check=True,
+         io="uint8"):
     from tinycomp.evaluate import parse_size
     from tinycomp.plan import check_counts, int8_for_costs, plan_spec
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
@@ -272,7 +273,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         raise UsageError(f"cannot read --clusters {clusters!r}", "--clusters", "write e.g. 2,4,8,16") from None
     check_output_path(output, model_path, sensitivity_path)
     started = time.perf_counter()
-    recorded = _recorded_sensitivity(sensitivity_path, per_tensor_dense, strip) if sensitivity_path else None
+    recorded = _recorded_sensitivity(sensitivity_path, per_tensor_dense, strip, io) if sensitivity_path else None
     model, data = _load_model_and_data(model_path, load_data)
     if recorded:
         table, settings = recorded
@@ -283,15 +284,16 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         render.info(f"Sensitivity of {model_path} from {sensitivity_path} (measured in {table.seconds:.0f} s); "
                     "choosing under the new budget")
         int8, infos = int8_for_costs(model, data, [layer.name for layer in table.layers], seed,
-                                     per_tensor_dense=per_tensor_dense)
+                                     per_tensor_dense=per_tensor_dense, io=io)
     else:
         table, int8, infos = _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs,
-                                                  batch_size, validation_split, seed, per_tensor_dense, strip)
+                                                  batch_size, validation_split, seed, per_tensor_dense, strip, io)
     if target_ratio is not None:
         budget.float32_bytes, budget.target_bytes = _ratio_target(model, model_path, target_ratio)
     chosen, tried = _choose_plan(table, int8, infos, strip, budget,
                                  (model, data, batch_size, validation_split) if check else None)
-    chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''} → find-tensors → "
+    chain = (f"cluster → quantize{' --per-tensor-dense' if per_tensor_dense else ''}"
+             f"{f' --io {io}' if io != 'uint8' else ''} → find-tensors → "
              f"compress{' --strip' if strip else ''}")
     header = (f"Clustering plan for {model_path}, written by tinycomp plan ({budget.describe()}, seed {seed})\n"
               f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
@@ -307,7 +309,7 @@ def plan(model_path, output, max_drop, target_bytes, clusters, layers, per_chann
         "seed": seed,
         "clusters": list(counts), "per_channel_conv": per_channel_conv, "epochs": epochs,
         "validation_split": validation_split, "credit_fine_tuning": credit_fine_tuning,
-        "per_tensor_dense": per_tensor_dense, "strip": strip,
+        "per_tensor_dense": per_tensor_dense, "io": io, "strip": strip,
         "max_accuracy_drop": max_drop, "target_bytes": budget.target_bytes, "target_ratio": target_ratio,
         "ram_budget": budget.ram_bytes, "float32_bytes": budget.float32_bytes,
         "sensitivity": table.to_json(), "plan": chosen.to_json(),
@@ -425,7 +427,7 @@ def _ratio_target(model, model_path, ratio: float) -> tuple[int, int]:
 
 
 def _measure_sensitivity(model, data, model_path, layers, counts, per_channel_conv, epochs, batch_size,
-                         validation_split, seed, per_tensor_dense, strip):
+                         validation_split, seed, per_tensor_dense, strip, io):
     from tinycomp.plan import sensitivity
 
     render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts {', '.join(map(str, counts))}, "
@@ -436,13 +438,13 @@ def _measure_sensitivity(model, data, model_path, layers, counts, per_channel_co
             render.err.print(f"  [{done}/{total}] {what}")
             advance(0, status=what)
         measured = sensitivity(model, data, list(layers) or None, counts, per_channel_conv, epochs, batch_size,
-                               validation_split, seed, on_step=on_step, per_tensor_dense=per_tensor_dense,
+                               validation_split, seed, on_step=on_step, per_tensor_dense=per_tensor_dense, io=io,
                                strip=strip)
         advance()
     return measured
 
 
-def _recorded_sensitivity(path, per_tensor_dense: bool, strip: bool):
+def _recorded_sensitivity(path, per_tensor_dense: bool, strip: bool, io: str = "uint8"):
     """(SensitivityTable, the sidecar's settings) from an earlier `plan`'s OUTPUT.json."""
     from tinycomp.plan import SensitivityTable
 
@@ -453,6 +455,7 @@ def _recorded_sensitivity(path, per_tensor_dense: bool, strip: bool):
         table = SensitivityTable.from_json(payload["sensitivity"])
         settings = {k: payload[k] for k in ("source_sha256", "dataset", "clusters", "per_channel_conv",
                                              "validation_split", "per_tensor_dense", "strip")}
+        settings["io"] = payload.get("io", "uint8")  # tables from before plan had --io
     except (AttributeError, KeyError, TypeError, ValueError):
         raise InputFileError("not a sensitivity table written by `tinycomp plan`", str(path),
                              "give the .json that `plan -o PLAN.yaml` wrote next to PLAN.yaml") from None
@@ -461,6 +464,9 @@ def _recorded_sensitivity(path, per_tensor_dense: bool, strip: bool):
         if wanted != recorded:
             raise UsageError(f"the table's byte costs were measured {'with' if recorded else 'without'} {flag}",
                              str(path), f"{'add' if recorded else 'drop'} {flag}, or measure a new table")
+    if io != settings["io"]:
+        raise UsageError(f"the table's byte costs were measured with --io {settings['io']}", str(path),
+                         f"give --io {settings['io']}, or measure a new table")
     return table, settings
 
 

@@ -581,13 +581,13 @@ def validation_noise_pp(table: SensitivityTable) -> float:
 
 
 def int8_for_costs(model, data, names: list[str], seed: int, calibration_count: int = 100,
-                   per_tensor_dense: bool = False) -> tuple[bytes, dict[str, WeightInfo]]:
+                   per_tensor_dense: bool = False, io: str = "uint8") -> tuple[bytes, dict[str, WeightInfo]]:
     """The int8 model byte costs are measured on (as `quantize` makes it, byte-identical for the
     same model, data and seed) and the named layers' weight tensors in it."""
     from tinycomp.convert import quantize
     from tinycomp.data import calibration_samples
 
-    int8 = quantize(model, method="int8", io="uint8", calibration=calibration_samples(data, calibration_count, seed),
+    int8 = quantize(model, method="int8", io=io, calibration=calibration_samples(data, calibration_count, seed),
                     per_tensor_dense=per_tensor_dense)
     return int8, weight_info(int8, names)
 
@@ -596,12 +596,12 @@ def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEF
                 per_channel_conv: bool = True, epochs: int = 1, batch_size: int = 128,
                 validation_split: float = DEFAULT_VALIDATION_SPLIT, seed: int = 0, calibration_count: int = 100,
                 init: str = "kmeans++", on_step: StepCallback | None = None, per_tensor_dense: bool = False,
-                strip: bool = False) -> tuple[SensitivityTable, bytes, dict]:
+                strip: bool = False, io: str = "uint8") -> tuple[SensitivityTable, bytes, dict]:
     """Measure every eligible layer at every usable cluster count; returns the table, the int8
     model bytes the costs were measured on, and the layers' WeightInfo.
 
-    `per_tensor_dense` and `strip` make the byte costs those of `quantize --per-tensor-dense` and
-    `compress --strip`: pass what the real chain will use.
+    `per_tensor_dense`, `io` and `strip` make the byte costs those of `quantize --per-tensor-dense
+    --io IO` and `compress --strip`: pass what the real chain will use.
 
     Each candidate clusters one layer of `model` (left unchanged), fine-tunes `epochs` on the
     training rows before the validation split, strips the wrappers and measures the validation
@@ -618,7 +618,7 @@ def sensitivity(model, data, layers: list[str] | None = None, cluster_counts=DEF
     fit_data, x_val, y_val = split_validation(data, validation_split)
     start = time.perf_counter()
 
-    int8, infos = int8_for_costs(model, data, names, seed, calibration_count, per_tensor_dense)
+    int8, infos = int8_for_costs(model, data, names, seed, calibration_count, per_tensor_dense, io)
     usable = {n: _usable_counts(model, n, counts, per_channel_conv) for n in names}
     costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs}) for n, cs in usable.items()},
                                        strip)
