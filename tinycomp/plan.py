@@ -251,6 +251,8 @@ def choose_plan_within_ram(table: SensitivityTable, ram_budget: int, arenas_of: 
     the arena of the returned plan is always measured.
     """
     names = [layer.name for layer in table.layers if len(layer.options) > 1]
+    if not names:
+        raise NothingFits("no layer to plan", "plan", "the model has no clusterable layer")
     uncompressed, *single = arenas_of([frozenset()] + [frozenset([n]) for n in names])
     if uncompressed > ram_budget:
         raise NothingFits(f"the model needs {uncompressed:,} arena bytes with no layer compressed, more than "
