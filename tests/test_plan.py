@@ -350,4 +350,8 @@ def test_bench_summary_reports_the_ideal_bound(pipeline, tmp_path):
     result = ok(["bench-summary", bench, "--json", tmp_path / "summary.json"])
     assert "bytes / ideal" in result.output and "quantization scales" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["models"][1]["breakdown"]["ideal_bytes"] == b.ideal_bytes
+    breakdown = summary["models"][1]["breakdown"]
+    assert breakdown["ideal_bytes"] == b.ideal_bytes
+    # the second reading of the bound counts biases and other constants as stored
+    assert breakdown["ideal_with_constants"] == b.ideal_bytes + b.other_constants > b.ideal_bytes
+    assert breakdown["bytes_per_ideal"] > breakdown["bytes_per_ideal_with_constants"] >= 1.0

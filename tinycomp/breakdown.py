@@ -63,6 +63,12 @@ class ByteBreakdown:
         return sum(w.ideal_bytes for w in self.weights)
 
     @property
+    def ideal_with_constants(self) -> int:
+        """The bound with biases and other constants counted as stored (for readings of "weights"
+        that include them, as Keras' get_weights does)."""
+        return self.ideal_bytes + self.other_constants
+
+    @property
     def structure(self) -> int:
         """Operators, tensor tables, metadata, flatbuffer offsets and alignment."""
         return self.file_bytes - self.weight_bytes - self.other_constants - self.quantization - self.names
@@ -76,7 +82,9 @@ class ByteBreakdown:
         for w, row in zip(self.weights, payload["weights"]):
             row["stored_bytes"] = w.stored_bytes
         payload.update(weight_bytes=self.weight_bytes, ideal_bytes=self.ideal_bytes, structure=self.structure,
-                       non_weight_bytes=self.non_weight_bytes)
+                       non_weight_bytes=self.non_weight_bytes, ideal_with_constants=self.ideal_with_constants,
+                       bytes_per_ideal=self.file_bytes / self.ideal_bytes,
+                       bytes_per_ideal_with_constants=self.file_bytes / self.ideal_with_constants)
         return payload
 
 
