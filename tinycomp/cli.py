@@ -425,13 +425,13 @@ def plan(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, c
       tinycomp plan build/model.h5 --target-ratio 12 --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_12x.yaml
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --ram-budget 64KiB --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_64k_ram.yaml
     """
-    from tinycomp import commands
+    from tinycomp import commands_plan
 
     measurement = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
                    and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
-    commands.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-                  validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_, sensitivity_path,
-                  measurement, target_ratio, ram_budget, check, io_type)
+    commands_plan.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
+                       validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_,
+                       sensitivity_path, measurement, target_ratio, ram_budget, check, io_type)
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")
@@ -452,9 +452,9 @@ def bench_summary(bench_json, json_path):
       tinycomp eval build/model.tflite build/planned.tflite --baseline build/model.tflite --json build/bench.json
       tinycomp bench-summary build/bench.json
     """
-    from tinycomp import commands
+    from tinycomp import commands_plan
 
-    commands.bench_summary(bench_json, json_path)
+    commands_plan.bench_summary(bench_json, json_path)
 
 
 def main() -> None:
