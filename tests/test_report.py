@@ -96,3 +96,15 @@ def test_summary_markdown_verdicts():
     assert "| `base.tflite` | TFLM | 1,000 | 1.00 | 500 | 90.00% | +0.00 | 1.000 | FITS, baseline |" in text
     assert "ACCURACY DROP > 1 pp" in text and "TOO BIG (flash 5,000 > 2,000)" in text
     assert "Budget: flash ≤ 2,000 B." in text
+
+
+def test_summary_markdown_lists_the_alternate_decompression_memory():
+    from tinycomp.evaluate import ModelResult
+    from tinycomp.report import EvalReport, summary_markdown
+
+    models = [ModelResult("a/int8.tflite", "tflm", 1000, 0.9, 100, 500),
+              ModelResult("a/lut.tflite", "tflm", 400, 0.9, 100, 9000, alt_decompression_bytes=8192,
+                          arena_bytes_with_alt_decompression=600)]
+    text = summary_markdown(EvalReport(models, None, {"name": "digits"}, None, None, "eval.json"), [])
+    assert "- `lut.tflite`: 8,192 bytes there, a 600-byte arena" in text
+    assert "int8.tflite`:" not in text

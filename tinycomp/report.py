@@ -282,6 +282,11 @@ def summary_markdown(report: EvalReport, figures: list[tuple[str, str]], max_dro
     lines.append("")
     lines.append("Flash is the file size; arena is the TFLM tensor arena the model allocates (LUT-compressed "
                  "weights are decoded into it at run time, so compression can trade flash for RAM).")
+    alternate = [m for m in report.models if m.alt_decompression_bytes is not None]
+    if alternate:
+        lines += ["", "With the decoded weights in TFLM's alternate decompression memory (outside the arena):", ""]
+        lines += [f"- `{names[m.path]}`: {m.alt_decompression_bytes:,} bytes there, "
+                  f"a {m.arena_bytes_with_alt_decompression:,}-byte arena" for m in alternate]
     for note in [*(report.dataset.get("notes") or []), *(notes or [])]:
         lines += ["", f"> Note: {note}"]
     for title, file_name in figures:
