@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from tinycomp import render
-from tinycomp.commands import _load_model_and_data
+from tinycomp.commands.common import load_model_and_data as _load_model_and_data
 from tinycomp.errors import DataError, InputFileError, ModelError, UsageError
 from tinycomp.fileio import (check_input_file, check_output_path, read_bytes, read_json_if_present, read_text,
                              sidecar_path, write_json_atomic, write_text_atomic)

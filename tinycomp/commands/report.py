@@ -1,65 +1,49 @@
-"""The file edge of `strip`, `export` and `report` (as commands.py is for the pipeline steps).
-
-Read inputs, call the library (`strip`, `export`, `report`), write outputs atomically, report.
-"""
+"""`tinycomp report`: figures and a markdown summary from `tinycomp eval --json`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import click
+
 from tinycomp import render
-from tinycomp.errors import DataError, OutputFileError, UsageError
-from tinycomp.fileio import check_output_path, read_text, write_bytes_atomic, write_text_atomic
+from tinycomp.commands.common import CONTEXT, DATASET_CHOICES
+from tinycomp.errors import DataError, OutputFileError
+from tinycomp.fileio import read_text, write_bytes_atomic, write_text_atomic
 
 
-# ---------------------------------------------------------------- strip
+@click.command("report", context_settings=CONTEXT)
+@click.argument("eval_json", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Directory to write the report to.")
+@click.option("--dataset", type=click.Choice(DATASET_CHOICES), default=None,
+              help="Test images for predictions.png  [default: the eval JSON's dataset]")
+@click.option("--data", "npz", type=click.Path(dir_okay=True), default=None,
+              help="An .npz with x_train, y_train, x_test, y_test (overrides --dataset).")
+@click.option("--baseline", type=click.Path(), help="Model for the 'base' predictions  [default: the eval's baseline]")
+@click.option("--model", type=click.Path(), help="Model for the 'comp' predictions  [default: the eval's last model]")
+@click.option("--images", type=click.IntRange(min=0, max=64), default=16, show_default=True,
+              help="Images in predictions.png; 0: no predictions.png (no data or TFLM needed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for picking images.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Verdict: accuracy may fall at most this many percentage points below the baseline.")
+def command(eval_json: str, output: str, dataset: str | None, npz: str | None, baseline: str | None,
+            model: str | None, images: int, seed: int, jobs: int | None, max_drop: float) -> None:
+    """Figures and a markdown summary from `tinycomp eval --json` (for people and CI).
 
-def strip_summary(result) -> str:
-    removed = ", ".join(f"{kind} ({n})" for kind, n in result.removed.items()) or "nothing"
-    return (f"{result.bytes_before:,} → {result.bytes_after:,} bytes ({result.bytes_saved:,} saved); "
-            f"removed {removed}")
+    Writes to OUTPUT/: size_vs_accuracy.png (flash bytes vs accuracy, one point per model),
+    predictions.png (test images with true label and both models' TFLM predictions,
+    mistakes in red) and summary.md (the results table with a verdict per model).
 
+    \b
+    Example:
+      tinycomp eval build/model.tflite build/compressed.tflite --baseline build/model.tflite --json build/eval.json
+      tinycomp report build/eval.json -o build/report
+    """
+    run(eval_json=eval_json, output=output, dataset=dataset, npz=npz, baseline=baseline, model=model, images=images,
+        seed=seed, jobs=jobs, max_drop=max_drop)
 
-def strip(model_path, output, verify, verify_samples):
-    from tinycomp.strip import strip_model, verify_stripped
-    from tinycomp.tflite_model import read_tflite
-
-    check_output_path(output, model_path)
-    model = read_tflite(model_path)
-    result = strip_model(model.data, str(model_path))
-    if verify:
-        with render.progress("verifying in TFLM", 1) as advance:
-            result.verified_samples = verify_stripped(model.data, result.data, verify_samples)
-            advance()
-    write_bytes_atomic(output, result.data)
-    note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"
-            if verify else "not verified (--no-verify)")
-    render.out.print(f"Wrote {output}: {strip_summary(result)}; {note}")
-
-
-# ---------------------------------------------------------------- export
-
-def export(model_path, output, header, symbol):
-    from tinycomp.export import check_symbol, to_c_source
-    from tinycomp.tflite_model import read_tflite
-
-    check_symbol(symbol)
-    header = Path(header) if header else Path(output).with_suffix(".h")
-    if Path(output).suffix.lower() in (".h", ".hpp") or Path(output).suffix == "":
-        raise UsageError("the output is the C++ source file", str(output), "give e.g. -o model_data.cc")
-    check_output_path(output, model_path)
-    check_output_path(header, model_path, output)
-    model = read_tflite(model_path)
-    include = os.path.relpath(header, Path(output).parent or Path(".")).replace(os.sep, "/")
-    cc_text, h_text = to_c_source(model.data, symbol, include, os.path.basename(model_path))
-    write_text_atomic(header, h_text)
-    write_text_atomic(output, cc_text)
-    render.out.print(f"Wrote {output} and {header}: {symbol}[{len(model.data):,}] (16-byte aligned) and "
-                     f"{symbol}_len")
-
-
-# ---------------------------------------------------------------- report
 
 def _report_dir(output) -> Path:
     out = Path(output)
@@ -98,7 +82,8 @@ def _pick_models(report, baseline, model):
     return first, second
 
 
-def report(eval_json, output, dataset, npz, baseline, model, images, seed, jobs, max_drop):
+def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, baseline: str | None,
+        model: str | None, images: int, seed: int, jobs: int | None, max_drop: float) -> None:
     import numpy as np
 
     from tinycomp import report as rep

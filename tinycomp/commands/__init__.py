@@ -1,0 +1,7 @@
+"""The file edge: one module per subcommand.
+
+Each module declares its click command (`command`) and an edge function (`run`, keyword-only)
+that reads the inputs, calls the library, writes outputs atomically and renders the result.
+Heavy imports (TensorFlow, tflite-micro) stay inside function bodies so `--help` is fast.
+`tinycomp.cli` registers the commands; `common` holds the helpers they share.
+"""

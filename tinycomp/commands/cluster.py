@@ -1,0 +1,77 @@
+"""`tinycomp cluster`: cluster chosen layers with TFMOT, fine-tune, strip the wrappers, save."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from tinycomp.commands.common import (CONTEXT, data_options, exactly_one_of, load_model_and_data, output_option,
+                                      seed_option, verbatim)
+from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
+
+
+@click.command("cluster", context_settings=CONTEXT, epilog=verbatim("Clustering spec example:", CLUSTERING_EXAMPLE))
+@click.argument("model", type=click.Path())
+@output_option
+@click.option("--spec", "spec_path", type=click.Path(), help="Clustering spec YAML (see below).")
+@click.option("--layer", "layers", multiple=True, metavar="NAME=CLUSTERS", help="Cluster one layer; repeatable.")
+@click.option("--all", "all_layers", type=click.IntRange(min=2), metavar="CLUSTERS",
+              help="Cluster every layer with weights to this many clusters.")
+@click.option("--init", type=click.Choice(CLUSTER_INITS), default="kmeans++", show_default=True,
+              help="Centroid initialisation for --layer/--all.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Fine-tuning epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@seed_option
+@data_options
+def command(model: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
+            init: str, epochs: int, batch_size: int, seed: int, load_data: Callable) -> None:
+    """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save .h5.
+
+    Writes the effective clustering spec next to the output (OUTPUT with .yaml) for
+    `find-tensors --clustering`, and metrics (OUTPUT with .json).
+
+    \b
+    Examples:
+      tinycomp cluster build/model.h5 --spec specs/clustering.yaml -o build/clustered.h5
+      tinycomp cluster build/model.h5 --layer conv2d_1=16 --layer dense=16 -o build/clustered.h5
+    """
+    exactly_one_of({"--spec": spec_path, "--layer": layers, "--all": all_layers}, what="choose the layers with",
+                   where="cluster", hint="e.g. --spec specs/clustering.yaml")
+    run(model_path=model, output=output, spec_path=spec_path, layers=layers, all_layers=all_layers, init=init,
+        epochs=epochs, batch_size=batch_size, seed=seed, load_data=load_data)
+
+
+def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
+        init: str, epochs: int, batch_size: int, seed: int, load_data: Callable) -> None:
+    from tinycomp import render
+    from tinycomp.cluster import cluster_all_spec, cluster_model, validate_spec
+    from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
+    from tinycomp.models import save_keras_model
+    from tinycomp.specs import dump_clustering_spec, parse_clustering_spec, parse_layer_options
+
+    spec = parse_clustering_spec(read_text(spec_path, "clustering spec"), spec_path) if spec_path else None
+    if layers:
+        spec = parse_layer_options(layers, init)
+    check_output_path(output, model_path)
+    model, data = load_model_and_data(model_path, load_data)
+    if all_layers:
+        spec = cluster_all_spec(model, all_layers, init)
+    assert spec is not None  # exactly one of the three was given
+    validate_spec(model, spec)
+    render.info(f"Clustering {', '.join(f'{entry.name}→{entry.clusters}' for entry in spec.layers)}; "
+                f"fine-tuning {epochs} epochs on {data.name}")
+    with render.progress("fine-tuning", max(epochs, 1)) as advance:
+        result = cluster_model(model, spec, data, epochs=epochs, batch_size=batch_size, seed=seed,
+                               on_epoch=render.epoch_callback(advance))
+    save_keras_model(result.model, output)
+    write_text_atomic(sidecar_path(output, ".yaml"),
+                      dump_clustering_spec(spec, f"Effective clustering of {output} (from {model_path})"))
+    write_json_atomic(sidecar_path(output, ".json"), {
+        "step": "cluster", "source": str(model_path), "dataset": data.describe(),
+        "test_accuracy": result.test_accuracy, "unique_values": result.unique_values,
+        "epochs": epochs, "seed": seed, "seconds": result.seconds})
+    for name, count in result.unique_values.items():
+        render.out.print(f"  {name}: {count} unique kernel values")
+    render.out.print(f"Wrote {output} and {sidecar_path(output, '.yaml')}: test accuracy "
+                     f"{100 * result.test_accuracy:.2f}% on {data.name}, {result.seconds:.1f} s")

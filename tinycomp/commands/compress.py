@@ -1,0 +1,70 @@
+"""`tinycomp compress`: LUT compression with tflite_micro.compression, verified in TFLM."""
+
+from __future__ import annotations
+
+import click
+
+from tinycomp.commands.common import CONTEXT, output_option, strip_summary, verbatim
+from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE
+
+
+@click.command("compress", context_settings=CONTEXT,
+               epilog=verbatim("Spec format (tflite-micro's current one):", COMPRESSION_EXAMPLE)
+               + "\n\n" + verbatim("The tutorial's older form is accepted; each tensor's layout is then taken "
+                                   "from its quantization:", LEGACY_COMPRESSION_EXAMPLE))
+@click.argument("model", type=click.Path())
+@output_option
+@click.option("--spec", "spec_path", required=True, type=click.Path(), help="Compression spec YAML.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Check TFLM outputs of compressed and original models are identical on random inputs.")
+@click.option("--verify-samples", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--strip", "strip_", is_flag=True,
+              help="Also remove what TFLM does not read (names, signatures, metadata), as `tinycomp strip`.")
+def command(model: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip_: bool) -> None:
+    """LUT-compress tensors of a .tflite with tflite_micro.compression.
+
+    \b
+    Example:
+      tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml -o build/compressed.tflite
+    """
+    run(model_path=model, output=output, spec_path=spec_path, verify=verify, verify_samples=verify_samples,
+        strip=strip_)
+
+
+def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip: bool) -> None:
+    from tinycomp import render
+    from tinycomp.compress import compress_model, verify_identical
+    from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
+    from tinycomp.specs import parse_compression_spec
+
+    spec = parse_compression_spec(read_text(spec_path, "compression spec"), spec_path)
+    check_output_path(output, model_path, spec_path)
+    data = read_bytes(model_path, ".tflite model")
+    if spec.upgraded:
+        render.warn(f"{spec_path} uses the tutorial's older spec form; layouts are taken from the tensors' "
+                    "quantization (write the current form with `tinycomp find-tensors`)")
+    result = compress_model(data, spec, str(model_path), spec_path)
+    stripped = None
+    if strip:  # verification below then compares the original with the final, stripped output
+        from tinycomp.strip import strip_model
+
+        stripped = strip_model(result.data, "compressed model")
+        result.data = stripped.data
+    if verify:
+        with render.progress("verifying in TFLM", 1) as advance:
+            result.verified_samples = verify_identical(data, result.data, verify_samples)
+            advance()
+    write_bytes_atomic(output, result.data)
+    render.out.print(render.compress_table(result))
+    for t in result.tensors:
+        if t.bytes_after >= t.bytes_before:
+            render.warn(f"tensor {t.tensor} ({t.name}) takes {t.bytes_after:,} bytes compressed against "
+                        f"{t.bytes_before:,} uncompressed: its value table and LUT header cost more than the "
+                        f"indices save; leave it out of {spec_path}")
+    if stripped:
+        render.out.print(f"Stripped: {strip_summary(stripped)}")
+    note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"
+            if verify else "not verified (--no-verify)")
+    change = (f"{result.bytes_before / len(result.data):.2f}× smaller" if len(result.data) < result.bytes_before
+              else f"{len(result.data) - result.bytes_before:,} bytes larger")
+    render.out.print(f"Wrote {output}: {result.bytes_before:,} → {len(result.data):,} bytes ({change}); {note}")

@@ -1,0 +1,56 @@
+"""`tinycomp train`: train the tutorial CNN and save it, with a metrics sidecar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_option
+
+
+@click.command("train", context_settings=CONTEXT)
+@output_option
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--validation-split", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True)
+@seed_option
+@data_options
+def command(output: str, epochs: int, batch_size: int, validation_split: float, seed: int,
+            load_data: Callable) -> None:
+    """Train the tutorial CNN and save it as .h5.
+
+    Writes metrics and the dataset actually used next to the model (OUTPUT with .json).
+
+    \b
+    Example:
+      tinycomp train -o build/model.h5 --dataset mnist-sample --epochs 3
+    """
+    run(output=output, epochs=epochs, batch_size=batch_size, validation_split=validation_split, seed=seed,
+        load_data=load_data)
+
+
+def run(*, output: str, epochs: int, batch_size: int, validation_split: float, seed: int,
+        load_data: Callable) -> None:
+    from tinycomp import render
+    from tinycomp.fileio import check_output_path, sidecar_path, write_json_atomic
+    from tinycomp.models import save_keras_model
+    from tinycomp.native_output import import_tensorflow_quietly
+    from tinycomp.train import train_model
+
+    check_output_path(output)
+    data = load_data()
+    import_tensorflow_quietly()
+    render.info(f"Training the tutorial CNN on {data.name} ({len(data.x_train):,} images, {epochs} epochs)")
+    with render.progress("training", epochs) as advance:
+        result = train_model(data, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                             seed=seed, on_epoch=render.epoch_callback(advance))
+    save_keras_model(result.model, output)
+    write_json_atomic(sidecar_path(output, ".json"), {
+        "step": "train", "dataset": data.describe(), "test_accuracy": result.test_accuracy,
+        "epochs": epochs, "batch_size": batch_size, "validation_split": validation_split, "seed": seed,
+        "seconds": result.seconds, "history": result.history})
+    render.out.print(f"Wrote {output} ({Path(output).stat().st_size:,} bytes): test accuracy "
+                     f"{100 * result.test_accuracy:.2f}% on {data.name} ({len(data.x_test):,} images), "
+                     f"{result.seconds:.1f} s")
