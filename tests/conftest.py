@@ -48,7 +48,7 @@ def run_cli(args: list[str]):
 
     from tinycomp.cli import cli
 
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="tinycomp", catch_exceptions=False)
 
 
 def ok(args: list[str]):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -319,8 +319,8 @@ CASES = [
          r"y_train=\.\.\., x_test=\.\.\., y_test=\.\.\.\)"),
     Case("quantize-zero-calibration-samples",
          lambda c: (["quantize", _h5(c), "-o", _out(c), "--calibration-samples", "0"], _out(c)),
-         r"int8 quantization needs at least 1 calibration sample \(--calibration-samples\) — "
-         r"use e\.g\. --calibration-samples 100", 2),
+         r"Invalid value for '--calibration-samples': 0 is not in the range x>=1 \(tinycomp quantize\) — "
+         r"see 'tinycomp quantize --help'", 2),
     Case("eval-npz-input-shape-mismatch",
          lambda c: _eval(c, _int8(c), npz=c.npz(x_train=np.zeros((600, 28, 28), np.uint8),
                                                  x_test=np.zeros((200, 28, 28), np.uint8))),
@@ -328,10 +328,11 @@ CASES = [
          r"use the dataset the model was trained on"),
     Case("eval-limit-zero",
          lambda c: _eval(c, _int8(c), "--limit", "0"),
-         r"--limit must be at least 1 \(--limit\)", 2),
+         r"Invalid value for '--limit': 0 is not in the range x>=1 \(tinycomp eval\) — see 'tinycomp eval --help'", 2),
     Case("eval-bad-flash-budget",
          lambda c: _eval(c, _int8(c), "--flash-budget", "lots"),
-         r"cannot read size 'lots' \(--flash-budget\) — write e\.g\. 65536, 64KiB, 100KB or 1MiB", 2),
+         r"Invalid value for '--flash-budget': cannot read size 'lots': write e\.g\. 65536, 64KiB, 100KB or 1MiB "
+         r"\(tinycomp eval\) — see 'tinycomp eval --help'", 2),
     # ------------------------------------------------ outputs
     Case("convert-output-directory-missing",
          lambda c: (["convert", _h5(c), "-o", c.tmp / "no" / "such" / "dir" / "m.tflite"],

@@ -150,8 +150,9 @@ def test_find_tensors_refuses_a_tensor_with_too_many_values_unless_skipped(pipel
 
 
 def test_compress_refuses_a_layout_that_decodes_wrongly(pipeline, tmp_path):
-    from tinycomp.specs import PerTensor, dump_compression_spec, parse_compression_spec
     from dataclasses import replace
+
+    from tinycomp.specs import PerTensor, dump_compression_spec, parse_compression_spec
 
     spec = parse_compression_spec(pipeline["compression_yaml"].read_text())
     wrong = replace(spec, tensors=(replace(spec.tensors[0], layout=PerTensor(), index_bitwidth=7),))

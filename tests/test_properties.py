@@ -13,15 +13,24 @@ quantized int8 depthwise weights ("failed to allocate tensors") even without com
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinycomp.specs import (CLUSTER_INITS, ClusteringSpec, CompressionSpec, LayerClustering, PerChannel, PerTensor,
-                            TensorCompression, dump_clustering_spec, dump_compression_spec, parse_clustering_spec,
-                            parse_compression_spec)
+from tinycomp.specs import (
+    CLUSTER_INITS,
+    ClusteringSpec,
+    CompressionSpec,
+    LayerClustering,
+    PerChannel,
+    PerTensor,
+    TensorCompression,
+    dump_clustering_spec,
+    dump_compression_spec,
+    parse_clustering_spec,
+    parse_compression_spec,
+)
 
 # ---------------------------------------------------------------- spec round trips
 

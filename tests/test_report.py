@@ -86,12 +86,13 @@ def test_pick_examples_shows_mistakes_first():
 
 def test_summary_markdown_verdicts():
     from tinycomp.evaluate import ModelResult
-    from tinycomp.report import EvalReport, summary_markdown
+    from tinycomp.records import EvalRecord
+    from tinycomp.report import summary_markdown
 
     models = [ModelResult("a/base.tflite", "tflm", 1000, 0.9, 100, 500, 1.0, 1.0, 0.0, True),
               ModelResult("a/small.tflite", "tflm", 400, 0.85, 100, 900, 1.0, 2.5, -5.0, True),
               ModelResult("b/big.tflite", "tflm", 5000, 0.9, 100, 500, 1.0, 0.2, 0.0, False, ["flash 5,000 > 2,000"])]
-    text = summary_markdown(EvalReport(models, "a/base.tflite", {"name": "digits"}, 2000, None, "eval.json"),
+    text = summary_markdown(EvalRecord(models, "a/base.tflite", {"name": "digits"}, 2000, None, "eval.json"),
                             [], max_drop_pp=1.0)
     assert "| `base.tflite` | TFLM | 1,000 | 1.00 | 500 | 90.00% | +0.00 | 1.000 | FITS, baseline |" in text
     assert "ACCURACY DROP > 1 pp" in text and "TOO BIG (flash 5,000 > 2,000)" in text
@@ -100,11 +101,12 @@ def test_summary_markdown_verdicts():
 
 def test_summary_markdown_lists_the_alternate_decompression_memory():
     from tinycomp.evaluate import ModelResult
-    from tinycomp.report import EvalReport, summary_markdown
+    from tinycomp.records import EvalRecord
+    from tinycomp.report import summary_markdown
 
     models = [ModelResult("a/int8.tflite", "tflm", 1000, 0.9, 100, 500),
               ModelResult("a/lut.tflite", "tflm", 400, 0.9, 100, 9000, alt_decompression_bytes=8192,
                           arena_bytes_with_alt_decompression=600)]
-    text = summary_markdown(EvalReport(models, None, {"name": "digits"}, None, None, "eval.json"), [])
+    text = summary_markdown(EvalRecord(models, None, {"name": "digits"}, None, None, "eval.json"), [])
     assert "- `lut.tflite`: 8,192 bytes there, a 600-byte arena" in text
     assert "int8.tflite`:" not in text

@@ -3,9 +3,18 @@
 import pytest
 
 from tinycomp.errors import SpecError
-from tinycomp.specs import (CLUSTERING_EXAMPLE, COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, PerChannel, PerTensor,
-                            dump_clustering_spec, dump_compression_spec, parse_clustering_spec,
-                            parse_compression_spec, parse_layer_options)
+from tinycomp.specs import (
+    CLUSTERING_EXAMPLE,
+    COMPRESSION_EXAMPLE,
+    LEGACY_COMPRESSION_EXAMPLE,
+    PerChannel,
+    PerTensor,
+    dump_clustering_spec,
+    dump_compression_spec,
+    parse_clustering_spec,
+    parse_compression_spec,
+    parse_layer_options,
+)
 
 
 def test_help_examples_parse():
@@ -13,7 +22,7 @@ def test_help_examples_parse():
     assert [(t.tensor, t.index_bitwidth, t.layout) for t in spec.tensors] == [(7, 4, PerChannel(0)), (9, 2, PerTensor())]
     assert not spec.upgraded
     clustering = parse_clustering_spec(CLUSTERING_EXAMPLE)
-    assert [(l.name, l.clusters) for l in clustering.layers] == [("conv2d_1", 16), ("dense", 16)]
+    assert [(layer.name, layer.clusters) for layer in clustering.layers] == [("conv2d_1", 16), ("dense", 16)]
 
 
 def test_repo_clustering_spec_is_the_tutorial_recipe():
@@ -21,7 +30,7 @@ def test_repo_clustering_spec_is_the_tutorial_recipe():
 
     text = (Path(__file__).parent.parent / "specs" / "clustering.yaml").read_text()
     spec = parse_clustering_spec(text)
-    assert [(l.name, l.clusters, l.init) for l in spec.layers] == [("conv2d_1", 16, "kmeans++"), ("dense", 16, "kmeans++")]
+    assert [(layer.name, layer.clusters, layer.init) for layer in spec.layers] == [("conv2d_1", 16, "kmeans++"), ("dense", 16, "kmeans++")]
 
 
 def test_tutorial_form_is_accepted_and_marked_for_upgrade():
@@ -74,6 +83,6 @@ def test_clustering_spec_errors():
 
 def test_layer_options():
     spec = parse_layer_options(("conv2d_1=16", "dense=8"))
-    assert [(l.name, l.clusters) for l in spec.layers] == [("conv2d_1", 16), ("dense", 8)]
+    assert [(layer.name, layer.clusters) for layer in spec.layers] == [("conv2d_1", 16), ("dense", 8)]
     with pytest.raises(SpecError, match="write it as NAME=CLUSTERS"):
         parse_layer_options(("dense",))

@@ -123,7 +123,7 @@ def test_strip_export_report_do_not_import_tensorflow(pipeline):
     code = ("import sys\n"
             "from tinycomp.strip import strip_model\n"
             "from tinycomp.export import to_c_source\n"
-            "import tinycomp.report, tinycomp.commands_extra\n"
+            "import tinycomp.report, tinycomp.commands.strip, tinycomp.commands.export, tinycomp.commands.report\n"
             f"data = open({str(pipeline['compressed_tflite'])!r}, 'rb').read()\n"
             "to_c_source(strip_model(data).data)\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")

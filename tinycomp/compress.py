@@ -140,6 +140,7 @@ def _tensor_report(model, entry: TensorCompression) -> TensorReport:
     from tinycomp.find_tensors import encoded_size
 
     tensor = model.subgraphs[entry.subgraph].tensors[entry.tensor]
+    assert entry.layout is not None, "resolve_layouts runs before compression"
     layout = "per_tensor" if isinstance(entry.layout, PerTensor) else f"per_channel (axis {entry.layout.axis})"
     return TensorReport(entry.subgraph, entry.tensor, tensor.name or "", layout, entry.index_bitwidth,
                         len(tensor.buffer.data), encoded_size(tensor, entry.layout, entry.index_bitwidth))

@@ -15,6 +15,7 @@ import io
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class WeightTensor:
     shape: tuple[int, ...]
     op: str
     components: frozenset[str]  # path components of the weight's and the op outputs' names
-    tensor: object  # model_editor.Tensor
+    tensor: Any  # model_editor.Tensor
 
     @property
     def array(self) -> np.ndarray:

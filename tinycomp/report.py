@@ -12,69 +12,17 @@ no global state); the caller writes them. Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import textwrap
-from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
-from tinycomp.errors import InputFileError
 from tinycomp.evaluate import ModelResult
+from tinycomp.records import EvalRecord
 
-EVAL_HINT = "write one with `tinycomp eval MODELS... --json FILE`"
-REQUIRED_KEYS = ("path", "kind", "flash_bytes", "accuracy", "samples")
 MISTAKE = "#d62728"
 AGREE = "#2ca02c"
-
-
-@dataclass
-class EvalReport:
-    """What `tinycomp eval --json` wrote."""
-
-    models: list[ModelResult]
-    baseline: str | None
-    dataset: dict
-    flash_budget: int | None
-    ram_budget: int | None
-    source: str
-
-    @property
-    def dataset_name(self) -> str:
-        return str(self.dataset.get("name", "?"))
-
-    @property
-    def samples(self) -> int:
-        return self.models[0].samples
-
-
-def parse_eval_json(text: str, source: str = "eval JSON") -> EvalReport:
-    """Parse and check an eval JSON; an InputFileError names what is wrong."""
-    try:
-        payload = json.loads(text)
-    except ValueError as e:
-        raise InputFileError(f"not valid JSON: {e}", source, EVAL_HINT) from e
-    if not isinstance(payload, dict) or not isinstance(payload.get("models"), list):
-        raise InputFileError("not an eval JSON: no \"models\" list", source, EVAL_HINT)
-    if not payload["models"]:
-        raise InputFileError("the eval JSON lists no models", source, EVAL_HINT)
-    known = {f.name for f in fields(ModelResult)}
-    models = []
-    for i, entry in enumerate(payload["models"]):
-        missing = [k for k in REQUIRED_KEYS if not isinstance(entry, dict) or k not in entry]
-        if missing:
-            raise InputFileError(f"models[{i}] lacks {', '.join(missing)}", source, EVAL_HINT)
-        try:
-            result = ModelResult(**{k: v for k, v in entry.items() if k in known})
-            result.flash_bytes, result.accuracy = int(result.flash_bytes), float(result.accuracy)
-        except (TypeError, ValueError) as e:
-            raise InputFileError(f"models[{i}] has a malformed value: {e}", source, EVAL_HINT) from e
-        models.append(result)
-    dataset = payload.get("dataset") if isinstance(payload.get("dataset"), dict) else {}
-    return EvalReport(models, payload.get("baseline"), dataset, payload.get("flash_budget"),
-                      payload.get("ram_budget"), source)
 
 
 def display_names(paths: list[str]) -> dict[str, str]:
@@ -100,7 +48,7 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def size_vs_accuracy_png(report: EvalReport) -> bytes:
+def size_vs_accuracy_png(report: EvalRecord) -> bytes:
     """Flash bytes (log x) against accuracy (%), one labelled point per model."""
     figure = _figure(8.0, 5.2)
     ax = figure.add_subplot()
@@ -134,7 +82,7 @@ def size_vs_accuracy_png(report: EvalReport) -> bytes:
     return _png(figure)
 
 
-def _set_limits(ax, report: EvalReport) -> None:
+def _set_limits(ax, report: EvalRecord) -> None:
     ax.set_xscale("log")
     flashes = [m.flash_bytes for m in report.models]
     ax.set_xlim(min(flashes) / 1.6, max(flashes) * 3.0)
@@ -150,7 +98,7 @@ _LABEL_SPOTS = [((8, 7), "left", "bottom"), ((8, -7), "left", "top"), ((-8, 7), 
 
 def _place_labels(figure, ax, points) -> None:
     renderer = figure.canvas.get_renderer()
-    placed = []
+    placed: list = []
     for x, y, text in points:
         for offset, ha, va in _LABEL_SPOTS:
             annotation = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=8.5,
@@ -253,7 +201,7 @@ def verdict(result: ModelResult, baseline: str | None, max_drop_pp: float | None
     return ", ".join(parts) or "–"
 
 
-def summary_markdown(report: EvalReport, figures: list[tuple[str, str]], max_drop_pp: float | None = None,
+def summary_markdown(report: EvalRecord, figures: list[tuple[str, str]], max_drop_pp: float | None = None,
                      notes: list[str] | None = None) -> str:
     """The eval results as a markdown table, with the figures linked below it."""
     names = display_names([m.path for m in report.models])
@@ -293,11 +241,3 @@ def summary_markdown(report: EvalReport, figures: list[tuple[str, str]], max_dro
         lines += ["", f"## {title}", "", f"![{title}]({file_name})"]
     return "\n".join(lines) + "\n"
 
-
-def resolve_model_path(path: str, eval_json: str) -> str:
-    """A model path from the eval JSON: as written (relative to the current directory) if it exists,
-    else relative to the JSON's directory."""
-    if Path(path).exists() or Path(path).is_absolute():
-        return path
-    beside = Path(eval_json).parent / path
-    return str(beside) if beside.exists() else path

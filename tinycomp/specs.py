@@ -70,7 +70,7 @@ class _Node:
         where = f"{self.source}: {self.path}" if self.path else self.source
         return SpecError(what, where, hint)
 
-    def mapping(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, "_Node"]:
+    def mapping(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, _Node]:
         if not isinstance(self.value, dict):
             raise self.fail(f"expected a mapping with keys {', '.join(allowed)}, got {_kind(self.value)}")
         for key in self.value:
@@ -81,12 +81,12 @@ class _Node:
                 raise self.fail(f"missing key {key!r}", f"add `{key}:`")
         return {k: self.child(k) for k in self.value}
 
-    def child(self, key: str | int) -> "_Node":
+    def child(self, key: str | int) -> _Node:
         value = self.value[key] if key in (self.value if isinstance(self.value, dict) else range(len(self.value))) else None
         path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else str(key))
         return _Node(value, path, self.source)
 
-    def items(self) -> list["_Node"]:
+    def items(self) -> list[_Node]:
         if not isinstance(self.value, list):
             raise self.fail(f"expected a list, got {_kind(self.value)}")
         return [self.child(i) for i in range(len(self.value))]
@@ -121,7 +121,8 @@ def _kind(value: Any) -> str:
         return f"a boolean ({value})"
     if isinstance(value, (int, float, str)):
         return f"{type(value).__name__} {value!r}"
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _load_yaml(text: str, source: str) -> _Node:
@@ -285,7 +286,7 @@ def parse_compression_spec(text: str, source: str = "compression spec") -> Compr
     """Parse and validate a compression spec in tflite-micro's format or the tutorial's older form."""
     top = _load_yaml(text, source).mapping(("tensors",), ("tensors",))
     tensors, upgraded = [], False
-    for i, node in enumerate(top["tensors"].items()):
+    for node in top["tensors"].items():
         keys = node.mapping(("subgraph", "tensor", "compression"), ("subgraph", "tensor", "compression"))
         methods = keys["compression"]
         if isinstance(methods.value, dict):  # tutorial form: compression: {lut: {...}}

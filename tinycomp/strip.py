@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinycomp.tflite_model import DECODE_OP, model_editor, parse_tflite
+from tinycomp.tflm_private import apply_flatbuffer_alignment, raw
 
 # Metadata the TFLM runtime looks up by name (micro_allocator.cc, micro_compression.h).
 TFLM_METADATA = ("OfflineMemoryAllocation", "COMPRESSION_METADATA")
@@ -60,13 +61,13 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
 
     tensors = list(editor.iter_tensors(model))
     referenced = {id(t.buffer) for t in tensors if t.buffer is not None}
-    metadata_buffers = {entry.buffer for entry in model._fb.metadata or []} | set(model._fb.metadataBuffer or [])
+    metadata_buffers = {entry.buffer for entry in raw(model).metadata or []} | set(raw(model).metadataBuffer or [])
     count("unreferenced buffers", sum(1 for i, b in enumerate(model.buffers)
                                       if i and i not in metadata_buffers and id(b) not in referenced))
 
     count("tensor names", _clear(tensors, lambda t: t.name, lambda t: setattr(t, "name", None)))
-    count("shape signatures", _clear(tensors, lambda t: t._fb.shapeSignature is not None,
-                                     lambda t: setattr(t._fb, "shapeSignature", None)))
+    count("shape signatures", _clear(tensors, lambda t: raw(t).shapeSignature is not None,
+                                     lambda t: setattr(raw(t), "shapeSignature", None)))
     count("quantization min/max", sum(_clear_min_max(t) for t in tensors))
     count("quantization of LUT-encoded tensors", _clear_encoded_quantization(model))
     count("repeated zero points", sum(_reduce_zero_points(t) for t in tensors))
@@ -74,10 +75,10 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
                                          and not t.is_variable, lambda t: setattr(t, "buffer", None)))
     count("subgraph names", _clear(model.subgraphs, lambda s: s.name, lambda s: setattr(s, "name", None)))
     # A subgraph's debug metadata is a metadata entry, found by its index.
-    _clear(model.subgraphs, lambda s: s._fb.debugMetadataIndex is not None and s._fb.debugMetadataIndex >= 0,
-           lambda s: setattr(s._fb, "debugMetadataIndex", -1))
-    count("signature defs", len(model._fb.signatureDefs or []))
-    model._fb.signatureDefs = None
+    _clear(model.subgraphs, lambda s: raw(s).debugMetadataIndex is not None and raw(s).debugMetadataIndex >= 0,
+           lambda s: setattr(raw(s), "debugMetadataIndex", -1))
+    count("signature defs", len(raw(model).signatureDefs or []))
+    raw(model).signatureDefs = None
     count("description", 1 if model.description else 0)
     model.description = None
 
@@ -85,7 +86,7 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
     for name in dropped:
         del model.metadata[name]
     count("metadata entries", len(dropped))
-    model._fb.metadataBuffer = None  # deprecated list of metadata buffer indices; TFLM does not read it
+    raw(model).metadataBuffer = None  # deprecated list of metadata buffer indices; TFLM does not read it
 
     # Metadata values live in buffers no tensor references: prune them all, the writer re-adds the kept ones.
     editor.prune_buffers(model)
@@ -105,7 +106,7 @@ def _clear(items, present, clear) -> int:
 
 
 def _clear_min_max(tensor) -> int:
-    q = tensor._fb.quantization
+    q = raw(tensor).quantization
     if q is None or (_length(q.min) == 0 and _length(q.max) == 0):
         return 0
     q.min = q.max = None
@@ -133,13 +134,13 @@ def _clear_encoded_quantization(model) -> int:
         for t in subgraph.tensors:
             if consumers.get(id(t)) == {DECODE_OP} and t.buffer is not None and _has_quantization(t):
                 t.quantization = None
-                t._fb.quantization = None
+                raw(t).quantization = None
                 n += 1
     return n
 
 
 def _has_quantization(tensor) -> bool:
-    return tensor.quantization is not None or tensor._fb.quantization is not None
+    return tensor.quantization is not None or raw(tensor).quantization is not None
 
 
 def _length(values) -> int:
@@ -152,9 +153,7 @@ def align(model_bytes: bytes) -> bytes:
     The same step `compression.compress` ends with; its helper is private, but the tflite-micro
     version is pinned.
     """
-    from tflite_micro.tensorflow.lite.micro.compression.compress import _apply_flatbuffer_alignment
-
-    return bytes(_apply_flatbuffer_alignment(bytearray(model_bytes)))
+    return apply_flatbuffer_alignment(model_bytes)
 
 
 def verify_stripped(original: bytes, stripped: bytes, samples: int = 32) -> int:

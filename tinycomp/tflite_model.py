@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from tinycomp.errors import InputFileError, ModelError
 from tinycomp.fileio import HDF5_MAGIC, TFLITE_IDENTIFIER, read_bytes
+from tinycomp.tflm_private import raw
 
 DECODE_OP = "TFLM_DECODE"  # the custom operator tflite-micro's compression inserts
 REMAKE_HINT = "re-create it with `tinycomp convert` or `tinycomp quantize`"
@@ -25,7 +27,7 @@ class TfliteFile:
     """A validated .tflite: its bytes, the parsed model and where it came from."""
 
     data: bytes
-    model: object  # tflite_micro model_editor.Model
+    model: Any  # tflite_micro model_editor.Model
     source: str
 
 
@@ -72,7 +74,7 @@ def _check_header(data: bytes, source: str) -> None:
 
 
 def _check_model(model, data: bytes, source: str) -> None:
-    fb = model._fb
+    fb = raw(model)
     if fb.version != 3:
         raise InputFileError(f"unsupported .tflite schema version {fb.version}", source, REMAKE_HINT)
     if not model.subgraphs:

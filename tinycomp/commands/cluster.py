@@ -6,8 +6,15 @@ from collections.abc import Callable
 
 import click
 
-from tinycomp.commands.common import (CONTEXT, data_options, exactly_one_of, load_model_and_data, output_option,
-                                      seed_option, verbatim)
+from tinycomp.commands.common import (
+    CONTEXT,
+    data_options,
+    exactly_one_of,
+    load_model_and_data,
+    output_option,
+    seed_option,
+    verbatim,
+)
 from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 
 

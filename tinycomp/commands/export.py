@@ -43,7 +43,7 @@ def run(*, model_path: str, output: str, header: str | None, symbol: str) -> Non
     check_output_path(output, model_path)
     check_output_path(header_path, model_path, output)
     model = read_tflite(model_path)
-    include = os.path.relpath(header_path, Path(output).parent or Path(".")).replace(os.sep, "/")
+    include = os.path.relpath(str(header_path), str(Path(output).parent)).replace(os.sep, "/")
     cc_text, h_text = to_c_source(model.data, symbol, include, os.path.basename(model_path))
     write_text_atomic(header_path, h_text)
     write_text_atomic(output, cc_text)

@@ -11,6 +11,7 @@ from tinycomp import render
 from tinycomp.commands.common import CONTEXT, DATASET_CHOICES
 from tinycomp.errors import DataError, OutputFileError
 from tinycomp.fileio import read_text, write_bytes_atomic, write_text_atomic
+from tinycomp.records import EvalRecord
 
 
 @click.command("report", context_settings=CONTEXT)
@@ -91,7 +92,7 @@ def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, ba
     from tinycomp.data import check_fits_model
     from tinycomp.tflite_model import read_tflite
 
-    parsed = rep.parse_eval_json(read_text(eval_json, "eval JSON"), str(eval_json))
+    parsed = EvalRecord.from_json(read_text(eval_json, "eval JSON"), str(eval_json))
     out = _report_dir(output)
     figures, notes = [("Size vs accuracy", "size_vs_accuracy.png")], []
     write_bytes_atomic(out / "size_vs_accuracy.png", rep.size_vs_accuracy_png(parsed))
@@ -100,7 +101,7 @@ def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, ba
     if images and (first is None or second is None):
         render.warn("predictions.png needs two TFLM models (the eval JSON has fewer); give --baseline and --model")
     elif images:
-        paths = [rep.resolve_model_path(p, eval_json) for p in (first, second)]
+        paths = [_resolve_model_path(p, eval_json) for p in (first, second)]
         models = [read_tflite(p) for p in paths]
         data = _report_dataset(dataset, npz, parsed)
         for m in models:
@@ -143,3 +144,12 @@ def _check_accuracy(parsed, paths, predicted, y, dataset_name) -> list[str]:
             render.warn(note)
             notes.append(note)
     return notes
+
+
+def _resolve_model_path(path: str, eval_json: str) -> str:
+    """A model path from the eval JSON: as written (relative to the current directory) if it exists,
+    else relative to the JSON's directory."""
+    if Path(path).exists() or Path(path).is_absolute():
+        return path
+    beside = Path(eval_json).parent / path
+    return str(beside) if beside.exists() else path
