@@ -1,6 +1,7 @@
 # tinycomp: the TFLM MNIST compression tutorial as a Make pipeline.
 #   make demo    install into .venv (once), run the whole pipeline, print the results table
 #   make test    install into .venv (once), run the test suite
+#   make test-fast / make lint   the quick tier of the tests (no training) / ruff and mypy
 #   make clean   remove build/
 # Every target is a real file under build/: a second `make demo` does nothing, editing
 # specs/clustering.yaml re-runs only what depends on it, and `make -j2` works.
@@ -15,7 +16,7 @@ DATA ?= --dataset $(DATASET)
 CLUSTERING_SPEC ?= specs/clustering.yaml
 STAMP ?= $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast lint docs install clean
 .DELETE_ON_ERROR:
 
 demo: $(BUILD)/eval.json
@@ -31,8 +32,18 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
+# No training, no conversion, no subprocess fuzzing: a minute at most.
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -m 'not slow'
+
+# ruff (pyflakes, pycodestyle errors, isort, bugbear, pyupgrade) and mypy on the library; see pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tinycomp tests
+	$(VENV)/bin/mypy
+
+# README.md's command reference, regenerated from every command's --help (a test checks it is current).
+docs: $(STAMP)
+	$(VENV)/bin/python -m tinycomp.cli_reference README.md
 
 $(BUILD):
 	mkdir -p $@

@@ -18,6 +18,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 IMAGE = 16
 CLASSES = 4
 
+# Fixtures that train, cluster or convert models: a test that uses one is `slow`, so `make test-fast`
+# (pytest -m 'not slow') trains nothing. Fixtures built on these are listed too.
+MODEL_FIXTURES = {"pipeline", "dense_names_model", "tensor_indices", "transpose_tflite", "planned", "base_models",
+                  "eval_json"}
+SLOW_MODULES = {"test_fuzz"}  # subprocess fuzzing
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 def make_blob_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable images: a bright 5×5 blob in one of four quadrants (the label), plus noise."""

@@ -84,8 +84,9 @@ def test_train_is_reproducible_with_seed(pipeline, tmp_path):
         paths[run].parent.mkdir()
         ok(args(paths[run], seed))
     a, b, c = (h5_weights(paths[r]) for r in "abc")
-    assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same seed, different weights"
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c)), "the seed has no effect"
+    assert len(a) == len(b) == len(c) > 0
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), "same seed, different weights"
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True)), "the seed has no effect"
 
 
 def test_cluster_is_reproducible_with_seed(pipeline, tmp_path):
@@ -97,6 +98,7 @@ def test_cluster_is_reproducible_with_seed(pipeline, tmp_path):
             "--data", pipeline["data"]])
         outs.append(out)
     a, b = (h5_weights(p) for p in outs)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same seed, different clustered weights"
+    assert len(a) == len(b) > 0
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), "same seed, different clustered weights"
     assert (outs[0].with_suffix(".yaml").read_text().splitlines()[1:]
             == outs[1].with_suffix(".yaml").read_text().splitlines()[1:])

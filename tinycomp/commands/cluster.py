@@ -55,6 +55,7 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     from tinycomp.cluster import cluster_all_spec, cluster_model, validate_spec
     from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
     from tinycomp.models import save_keras_model
+    from tinycomp.records import ClusterRecord
     from tinycomp.specs import dump_clustering_spec, parse_clustering_spec, parse_layer_options
 
     spec = parse_clustering_spec(read_text(spec_path, "clustering spec"), spec_path) if spec_path else None
@@ -74,10 +75,9 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     save_keras_model(result.model, output)
     write_text_atomic(sidecar_path(output, ".yaml"),
                       dump_clustering_spec(spec, f"Effective clustering of {output} (from {model_path})"))
-    write_json_atomic(sidecar_path(output, ".json"), {
-        "step": "cluster", "source": str(model_path), "dataset": data.describe(),
-        "test_accuracy": result.test_accuracy, "unique_values": result.unique_values,
-        "epochs": epochs, "seed": seed, "seconds": result.seconds})
+    record = ClusterRecord(source=str(model_path), dataset=data.describe(), test_accuracy=result.test_accuracy,
+                           unique_values=result.unique_values, epochs=epochs, seed=seed, seconds=result.seconds)
+    write_json_atomic(sidecar_path(output, ".json"), record.to_json())
     for name, count in result.unique_values.items():
         render.out.print(f"  {name}: {count} unique kernel values")
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.yaml')}: test accuracy "

@@ -39,6 +39,7 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
     from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_keras, evaluate_tflite, require_one_fits
     from tinycomp.fileio import check_output_path, write_json_atomic
     from tinycomp.native_output import import_tensorflow_quietly
+    from tinycomp.records import EvalRecord
 
     if json_path:
         check_output_path(json_path, *models)
@@ -69,7 +70,7 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
                              f"with {r.alt_decompression_bytes:,} bytes there, the arena is "
                              f"{r.arena_bytes_with_alt_decompression:,}.")
     if json_path:  # written before require_one_fits, so a failed budget still leaves the results for CI
-        write_json_atomic(json_path, {"dataset": data.describe(), "baseline": baseline,
-                                      "flash_budget": flash_budget, "ram_budget": ram_budget,
-                                      "models": [r.to_json() for r in shown]})
+        record = EvalRecord(models=shown, baseline=baseline, dataset=data.describe(), flash_budget=flash_budget,
+                            ram_budget=ram_budget)
+        write_json_atomic(json_path, record.to_json())
     require_one_fits(shown)

@@ -37,6 +37,7 @@ def run(*, output: str, epochs: int, batch_size: int, validation_split: float, s
     from tinycomp.fileio import check_output_path, sidecar_path, write_json_atomic
     from tinycomp.models import save_keras_model
     from tinycomp.native_output import import_tensorflow_quietly
+    from tinycomp.records import TrainRecord
     from tinycomp.train import train_model
 
     check_output_path(output)
@@ -47,10 +48,10 @@ def run(*, output: str, epochs: int, batch_size: int, validation_split: float, s
         result = train_model(data, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                              seed=seed, on_epoch=render.epoch_callback(advance))
     save_keras_model(result.model, output)
-    write_json_atomic(sidecar_path(output, ".json"), {
-        "step": "train", "dataset": data.describe(), "test_accuracy": result.test_accuracy,
-        "epochs": epochs, "batch_size": batch_size, "validation_split": validation_split, "seed": seed,
-        "seconds": result.seconds, "history": result.history})
+    record = TrainRecord(dataset=data.describe(), test_accuracy=result.test_accuracy, epochs=epochs,
+                         batch_size=batch_size, validation_split=validation_split, seed=seed, seconds=result.seconds,
+                         history=result.history)
+    write_json_atomic(sidecar_path(output, ".json"), record.to_json())
     render.out.print(f"Wrote {output} ({Path(output).stat().st_size:,} bytes): test accuracy "
                      f"{100 * result.test_accuracy:.2f}% on {data.name} ({len(data.x_test):,} images), "
                      f"{result.seconds:.1f} s")
