@@ -28,11 +28,12 @@ def test_to_c_source_round_trips():
 
 @pytest.mark.parametrize("symbol", ["9model", "g-model", "", "int", "__model", "_Model", "g_"])
 def test_bad_symbols(symbol):
-    from tinycomp.errors import UsageError
+    from tinycomp.errors import InvalidValue
     from tinycomp.export import check_symbol
 
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidValue) as error:
         check_symbol(symbol)
+    assert error.value.field == "symbol" and error.value.exit_code == 2
 
 
 def test_export_cli_compiles(pipeline, tmp_path):

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 from tinycomp import __version__  # noqa: E402
 from tinycomp.commands.common import CONTEXT  # noqa: E402
-from tinycomp.errors import TinycompError  # noqa: E402
+from tinycomp.errors import InvalidValue, TinycompError  # noqa: E402
 
 # The order of `tinycomp --help`: the tutorial's pipeline first, then the tools beyond it.
 COMMAND_MODULES = ("train", "cluster", "convert", "quantize", "find_tensors", "compress", "evaluate",
@@ -47,6 +47,12 @@ class TinycompGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except InvalidValue as e:
+            if _debug(ctx):
+                raise
+            e.where = _option_for(ctx, e.field) or e.where
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
         except TinycompError as e:
             if _debug(ctx):
                 raise
@@ -73,6 +79,17 @@ def _usage_message(error: click.ClickException) -> str:
     if context is None:
         return message
     return f"{message} ({context.command_path}) — see '{context.command_path} --help'"
+
+
+def _option_for(ctx: click.Context, field: str) -> str | None:
+    """The option of the invoked subcommand that sets the library parameter `field`, e.g. --symbol."""
+    command = ctx.command
+    if isinstance(command, click.Group) and ctx.invoked_subcommand:
+        command = command.commands.get(ctx.invoked_subcommand, command)
+    for param in command.params:
+        if param.name == field and isinstance(param, click.Option):
+            return max(param.opts, key=len)
+    return None
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from tinycomp.errors import UsageError
+from tinycomp.errors import InvalidValue
 
 BYTES_PER_LINE = 12
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -27,16 +27,16 @@ _Static_assert _Thread_local
 """.split())
 
 
-def check_symbol(symbol: str, option: str = "--symbol") -> str:
-    """`symbol` if it can name a C/C++ variable; a UsageError saying why not otherwise."""
+def check_symbol(symbol: str) -> str:
+    """`symbol` if it can name a C/C++ variable; an InvalidValue (field "symbol") saying why not otherwise."""
     hint = "use letters, digits and underscores, not starting with a digit, e.g. g_model"
     if not IDENTIFIER.match(symbol or ""):
-        raise UsageError(f"{symbol!r} is not a C identifier", option, hint)
+        raise InvalidValue(f"{symbol!r} is not a C identifier", "symbol", hint)
     if symbol in KEYWORDS:
-        raise UsageError(f"{symbol!r} is a C/C++ keyword", option, "choose another name, e.g. g_model")
+        raise InvalidValue(f"{symbol!r} is a C/C++ keyword", "symbol", "choose another name, e.g. g_model")
     if any(re.match(r"_[A-Z_]|.*__", name) for name in (symbol, f"{symbol}_len")):
-        raise UsageError(f"{symbol!r} is reserved for the compiler (leading underscore + capital, or a double "
-                         "underscore)", option, "choose another name, e.g. g_model")
+        raise InvalidValue(f"{symbol!r} is reserved for the compiler (leading underscore + capital, or a double "
+                         "underscore)", "symbol", "choose another name, e.g. g_model")
     return symbol
 
 
