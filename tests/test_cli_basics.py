@@ -6,7 +6,6 @@ import sys
 import pytest
 
 from conftest import run_cli
-
 from tinycomp.cli import COMMAND_MODULES, cli
 
 COMMANDS = list(cli.commands)
