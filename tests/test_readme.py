@@ -21,3 +21,42 @@ def test_every_command_is_in_the_readme_reference():
     text = README.read_text("utf-8")
     for name in cli.commands:
         assert f"### `tinycomp {name}`" in text
+
+
+def _options_of(command_name: str) -> set[str]:
+    from tinycomp.cli import cli
+
+    command = cli if command_name == "" else cli.commands[command_name]
+    options = {"--help", "-h"}
+    for param in command.params:
+        options.update(getattr(param, "opts", ()))
+        options.update(getattr(param, "secondary_opts", ()))
+    return options
+
+
+def _invocations(text: str, prefix: str) -> list[tuple[str, list[str]]]:
+    """(command, option tokens) for every `PREFIX <command> ...` in `text` (up to a backtick or line end)."""
+    import re
+
+    from tinycomp.cli import cli
+
+    found = []
+    for line in text.splitlines():
+        for match in re.finditer(re.escape(prefix) + r"((?:--debug )?)([a-z][a-z-]*)([^`\n]*)", line):
+            name = match.group(2)
+            if name in cli.commands:
+                tokens = re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", match.group(3))
+                found.append((name, [t.split("=")[0] for t in tokens]))
+    return found
+
+
+def test_every_option_the_readme_and_makefile_pass_exists():
+    """Each `tinycomp CMD --opt` in README.md and `$(TINYCOMP) CMD --opt` in the Makefile names a real option."""
+    readme = README.read_text("utf-8")
+    readme = readme[:readme.index(START)] + readme[readme.index(END):]
+    makefile = (README.parent / "Makefile").read_text("utf-8")
+    invocations = _invocations(readme, "tinycomp ") + _invocations(makefile, "$(TINYCOMP) ")
+    assert len(invocations) > 20
+    unknown = [(name, token) for name, tokens in invocations for token in tokens
+               if token not in _options_of(name)]
+    assert not unknown, f"options the docs pass that do not exist: {unknown}"
