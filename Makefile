@@ -2,6 +2,9 @@
 #   make demo    install into .venv (once), run the whole pipeline, print the results table
 #   make test    install into .venv (once), run the test suite
 #   make test-fast / make lint   the quick tier of the tests (no training) / ruff and mypy
+#   make MODEL=path/to/model.h5 DATA="--data my.npz" compressed
+#                your model through plan → cluster → quantize → find-tensors → compress --strip →
+#                eval → report → export, gated on FLASH_BUDGET, RAM_BUDGET and ACCURACY_DROP
 #   make clean   remove build/
 # Every target is a real file under build/: a second `make demo` does nothing, editing
 # specs/clustering.yaml re-runs only what depends on it, and `make -j2` works.
@@ -16,7 +19,7 @@ DATA ?= --dataset $(DATASET)
 CLUSTERING_SPEC ?= specs/clustering.yaml
 STAMP ?= $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint docs install clean
+.PHONY: demo test test-fast lint docs install clean compressed
 .DELETE_ON_ERROR:
 
 demo: $(BUILD)/eval.json
@@ -129,3 +132,35 @@ $(eval $(call PLANNED_CHAIN,_ram))
 $(BUILD)/bench.json: $(BUILD)/model.tflite $(BUILD)/compressed.tflite $(BUILD)/planned.tflite $(BUILD)/planned_12x.tflite \
                      $(BUILD)/planned_ram.tflite
 	$(TINYCOMP) eval $^ --baseline $(BUILD)/model.tflite $(DATA) --json $@
+
+# ---------------------------------------------------------------- make compressed: your model, no training
+#   make MODEL=path/to/model.h5 DATA="--data my.npz" FLASH_BUDGET=64KiB RAM_BUDGET=100KiB ACCURACY_DROP=0.5 compressed
+# runs plan → cluster → quantize --per-tensor-dense → find-tensors → compress --strip → eval → report
+# → export on MODEL and writes $(BUILD)/NAME.* for models/NAME.h5 (NAME.compressed.tflite,
+# NAME.compressed.cc/.h, NAME.eval.json, NAME.report/, ...). It fails, after writing them, when the
+# compressed model is over the flash or RAM budget (TFLM arena; empty: no budget) or its test accuracy
+# is more than ACCURACY_DROP percentage points below the float32 model's. The rules are the ones users
+# include in their own Makefiles (tinycomp/make/tinycomp.mk, `tinycomp makefile` prints its path);
+# any of its TINYCOMP_* variables can be given here too, e.g. TINYCOMP_PLAN_OPTIONS="--epochs 1".
+MODEL ?=
+FLASH_BUDGET ?=
+RAM_BUDGET ?=
+ACCURACY_DROP ?= 0.5
+MODEL_NAME = $(basename $(notdir $(MODEL)))
+
+TINYCOMP_MODELS = $(patsubst %/,%,$(dir $(MODEL)))
+TINYCOMP_NAMES = $(MODEL_NAME)
+TINYCOMP_BUILD = $(BUILD)
+TINYCOMP_DATA = $(DATA)
+TINYCOMP_FLASH_BUDGET = $(FLASH_BUDGET)
+TINYCOMP_RAM_BUDGET = $(RAM_BUDGET)
+TINYCOMP_ACCURACY_DROP = $(ACCURACY_DROP)
+TINYCOMP_DEPS = $(STAMP)
+include tinycomp/make/tinycomp.mk
+
+ifeq ($(MODEL),)
+compressed:
+	@echo 'Error: give the model, e.g. make MODEL=models/kws.h5 DATA="--data data/kws.npz" compressed' >&2; exit 2
+else
+compressed: $(BUILD)/$(MODEL_NAME).budgets.ok
+endif
