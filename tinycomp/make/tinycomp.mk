@@ -105,7 +105,8 @@ if failed:
     sys.exit('Error: ' + model + ' fails its budget: ' + ', '.join(failed) + ' (' + size + '; ' + eval_json + ')')
 fits = {True: 'fits the flash/RAM budget', None: 'no flash/RAM budget'}[m.get('fits')]
 accuracy = 'accuracy %+.2f pp vs the baseline' % delta if delta is not None else 'no baseline'
-print(model + ': ' + fits + ', ' + accuracy + (' (at most %s pp below allowed)' % drop if drop else '') + '; ' + size)
+allowed = ' (budget: at most %s pp below)' % drop if drop else ' (no accuracy budget)'
+print(model + ': ' + fits + ', ' + accuracy + allowed + '; ' + size)
 endef
 export TINYCOMP_GATE_PY
 
@@ -172,9 +173,11 @@ $(TINYCOMP_BUILD)/%.report/summary.md: $(TINYCOMP_BUILD)/%.eval.json $(tinycomp_
 	  $(TINYCOMP_REPORT_OPTIONS) $(TINYCOMP_DATA)
 
 # The gate, last: after every artifact of the model is written, fail if a budget fails (the
-# eval JSON's FITS / TOO BIG, and the accuracy drop); on success write what was checked.
+# eval JSON's FITS / TOO BIG, and the accuracy drop); on success write what was checked. A failed
+# gate leaves no NAME.budgets.ok (not even an earlier one).
 $(TINYCOMP_BUILD)/%.budgets.ok: $(TINYCOMP_BUILD)/%.eval.json $(TINYCOMP_BUILD)/%.report/summary.md \
                                 $(TINYCOMP_BUILD)/%.compressed.cc
+	@rm -f $@
 	$(TINYCOMP_PYTHON) -c "$$TINYCOMP_GATE_PY" $< $(TINYCOMP_BUILD)/$*.compressed.tflite '$(TINYCOMP_ACCURACY_DROP)' > $@.tmp \
 	  && mv $@.tmp $@ && cat $@ || { rm -f $@.tmp; exit 1; }
 
