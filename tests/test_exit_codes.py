@@ -25,6 +25,9 @@ def test_eval_that_fails_otherwise_writes_no_json(dense_names_model, tmp_path):
 
 
 def test_usage_errors_exit_2(dense_names_model, tiny_npz, tmp_path):
-    assert run_cli(["eval"]).exit_code == 2  # click: a missing argument
-    bad_size = run_cli(["eval", dense_names_model, "--data", tiny_npz, "--flash-budget", "lots"])
-    assert bad_size.exit_code == 2 and "Error: cannot read size 'lots' (--flash-budget)" in bad_size.output
+    for args in (["eval"], ["eval", dense_names_model, "--bogus"],  # click: a missing argument, an unknown option
+                 ["eval", dense_names_model, "--data", tiny_npz, "--flash-budget", "lots"],
+                 ["cluster", dense_names_model, "-o", tmp_path / "c.h5"]):  # needs one of --spec, --layer, --all
+        result = run_cli(args)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output

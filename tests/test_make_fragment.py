@@ -1,6 +1,5 @@
 """The Make fragment users include (tinycomp/make/tinycomp.mk), `tinycomp makefile`, and `make compressed`."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,15 +20,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not in
 
 
 def makefile_command():
-    """tinycomp.commands.makefile.command; by file path until the commands/ package of issue 11 lands."""
-    try:
-        from tinycomp.commands.makefile import command
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("tinycomp_makefile_command",
-                                                      REPO / "tinycomp" / "commands" / "makefile.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        command = module.command
+    from tinycomp.commands.makefile import command
+
     return command
 
 
@@ -43,8 +35,8 @@ def test_makefile_command_prints_the_installed_fragment():
     assert helped.exit_code == 0 and "include $(shell tinycomp makefile)" in helped.output
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py does not register tinycomp.commands.makefile yet (issue 11 merge); "
-                                       "remove this marker when it does")
+@pytest.mark.xfail(strict=True, reason="cli.py's COMMAND_MODULES lacks \"makefile\" until the merge; "
+                                       "remove this marker then")
 def test_makefile_command_is_registered():
     from tinycomp.cli import cli
 
@@ -52,11 +44,11 @@ def test_makefile_command_is_registered():
 
 
 def test_makefile_command_imports_nothing_heavy():
-    code = ("import sys, importlib.util; s = importlib.util.spec_from_file_location('m', sys.argv[1]); "
-            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+    code = ("import sys, tinycomp.commands.makefile; "
             "print(sorted(x for x in ('tensorflow', 'tf_keras', 'numpy', 'tflite_micro') if x in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO / "tinycomp" / "commands" / "makefile.py")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+                         ).stdout
     assert out.strip() == "[]"
 
 

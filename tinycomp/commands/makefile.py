@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from tinycomp.commands.common import CONTEXT
+
 FRAGMENT = Path(__file__).resolve().parent.parent / "make" / "tinycomp.mk"
 
 
@@ -37,5 +39,4 @@ def makefile() -> None:
     click.echo(str(FRAGMENT))
 
 
-command = click.command("makefile", context_settings={"help_option_names": ["-h", "--help"],
-                                                      "max_content_width": 100})(makefile)
+command = click.command("makefile", context_settings=CONTEXT)(makefile)
