@@ -35,8 +35,6 @@ def test_makefile_command_prints_the_installed_fragment():
     assert helped.exit_code == 0 and "include $(shell tinycomp makefile)" in helped.output
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py's COMMAND_MODULES lacks \"makefile\" until the merge; "
-                                       "remove this marker then")
 def test_makefile_command_is_registered():
     from tinycomp.cli import cli
 
