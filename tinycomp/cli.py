@@ -23,7 +23,7 @@ from tinycomp.errors import InvalidValue, TinycompError  # noqa: E402
 
 # The order of `tinycomp --help`: the tutorial's pipeline first, then the tools beyond it.
 COMMAND_MODULES = ("train", "cluster", "convert", "quantize", "find_tensors", "compress", "evaluate",
-                   "strip", "export", "report", "plan", "bench_summary", "makefile")
+                   "strip", "export", "report", "plan", "bench_summary", "gate", "makefile")
 
 
 class TinycompGroup(click.Group):

@@ -37,8 +37,6 @@
 
 # The tinycomp command, e.g. `.venv/bin/tinycomp` or `python -m tinycomp`.
 TINYCOMP ?= tinycomp
-# Any Python 3 (only the standard library is used): runs the budget gate on the eval JSON.
-TINYCOMP_PYTHON ?= python3
 # Where the models are (NAME.h5) and where everything is written.
 TINYCOMP_MODELS ?= models
 TINYCOMP_BUILD ?= build
@@ -83,32 +81,6 @@ tinycomp_data := $(call tinycomp_data_file,$(TINYCOMP_DATA))
 tinycomp_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite plan.yaml plan.json planned.h5 \
                      planned.yaml int8.tflite compression.yaml compressed.tflite compressed.cc compressed.h \
                      eval.json report/summary.md budgets.ok))
-
-# The gate: fails when the compressed model in the eval JSON ($1) is marked TOO BIG by eval's
-# --flash-budget/--ram-budget, or when its accuracy is more than TINYCOMP_ACCURACY_DROP percentage
-# points below the baseline's (the verdict `report --max-drop` writes). Reads only eval's JSON.
-define TINYCOMP_GATE_PY
-import json, sys
-eval_json, model, drop = sys.argv[1:4]
-entries = [m for m in json.load(open(eval_json))['models'] if m['path'] == model]
-if not entries:
-    sys.exit('Error: ' + model + ' is not in ' + eval_json + ' - remove ' + eval_json + ' and run make again')
-m = entries[0]
-failed = []
-if m.get('fits') is False:
-    failed.append('TOO BIG (' + '; '.join(m.get('budget_notes') or []) + ')')
-delta = m.get('accuracy_delta_pp')
-if drop and delta is not None and delta < -float(drop):
-    failed.append('accuracy %+.2f pp vs the baseline, more than %s pp below it' % (delta, drop))
-size = 'flash %s bytes, TFLM arena %s bytes' % (format(m['flash_bytes'], ','), format(m.get('arena_bytes') or 0, ','))
-if failed:
-    sys.exit('Error: ' + model + ' fails its budget: ' + ', '.join(failed) + ' (' + size + '; ' + eval_json + ')')
-fits = {True: 'fits the flash/RAM budget', None: 'no flash/RAM budget'}[m.get('fits')]
-accuracy = 'accuracy %+.2f pp vs the baseline' % delta if delta is not None else 'no baseline'
-allowed = ' (budget: at most %s pp below)' % drop if drop else ' (no accuracy budget)'
-print(model + ': ' + fits + ', ' + accuracy + allowed + '; ' + size)
-endef
-export TINYCOMP_GATE_PY
 
 tinycomp_default_goal := $(.DEFAULT_GOAL)
 
@@ -172,13 +144,15 @@ $(TINYCOMP_BUILD)/%.report/summary.md: $(TINYCOMP_BUILD)/%.eval.json $(tinycomp_
 	$(TINYCOMP) report $< -o $(TINYCOMP_BUILD)/$*.report $(if $(TINYCOMP_ACCURACY_DROP),--max-drop $(TINYCOMP_ACCURACY_DROP)) \
 	  $(TINYCOMP_REPORT_OPTIONS) $(TINYCOMP_DATA)
 
-# The gate, last: after every artifact of the model is written, fail if a budget fails (the
-# eval JSON's FITS / TOO BIG, and the accuracy drop); on success write what was checked. A failed
-# gate leaves no NAME.budgets.ok (not even an earlier one).
+# The gate, last: after every artifact of the model is written, `tinycomp gate` fails if the
+# compressed model is TOO BIG for eval's flash/RAM budgets or its accuracy is more than
+# TINYCOMP_ACCURACY_DROP points below the float32 model's; on success it writes what was checked. A
+# failed gate leaves no NAME.budgets.ok (not even an earlier one).
 $(TINYCOMP_BUILD)/%.budgets.ok: $(TINYCOMP_BUILD)/%.eval.json $(TINYCOMP_BUILD)/%.report/summary.md \
-                                $(TINYCOMP_BUILD)/%.compressed.cc
+                                $(TINYCOMP_BUILD)/%.compressed.cc | $(TINYCOMP_DEPS)
 	@rm -f $@
-	$(TINYCOMP_PYTHON) -c "$$TINYCOMP_GATE_PY" $< $(TINYCOMP_BUILD)/$*.compressed.tflite '$(TINYCOMP_ACCURACY_DROP)' > $@.tmp \
+	$(TINYCOMP) gate $< --model $(TINYCOMP_BUILD)/$*.compressed.tflite \
+	  $(if $(TINYCOMP_ACCURACY_DROP),--max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)) > $@.tmp \
 	  && mv $@.tmp $@ && cat $@ || { rm -f $@.tmp; exit 1; }
 
 # Every model in TINYCOMP_NAMES: all artifacts, then the gates (`make -k tinycomp-all` builds the

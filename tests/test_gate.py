@@ -1,0 +1,72 @@
+"""`tinycomp gate`: CI's budget check on an eval JSON (flash/RAM from eval, accuracy, agreement)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from tinycomp.evaluate import ModelResult
+from tinycomp.gate import GateLimits, gate
+from tinycomp.records import EvalRecord
+
+
+def _record(fits=True, delta=-0.4, budget_notes=()) -> EvalRecord:
+    base = ModelResult("base.tflite", "tflm", 9000, 0.9, 100, arena_bytes=900, fits=False,
+                       budget_notes=["flash 9,000 > 4,096"])
+    model = ModelResult("m.tflite", "tflm", 3000, 0.9 + delta / 100, 100, arena_bytes=2000, accuracy_delta_pp=delta,
+                        fits=fits, budget_notes=list(budget_notes))
+    return EvalRecord(models=[base, model], baseline="base.tflite", dataset={"name": "d"}, flash_budget=4096,
+                      ram_budget=4096, source="eval.json")
+
+
+def test_a_model_within_every_budget_passes_and_says_what_was_checked():
+    [verdict] = gate(_record(), None, GateLimits(max_accuracy_drop_pp=0.5))
+    assert verdict.path == "m.tflite" and verdict.passed
+    assert verdict.checked == ["flash 3,000 ≤ 4,096 B, arena 2,000 ≤ 4,096 B", "accuracy -0.40 pp ≥ −0.5 pp"]
+
+
+def test_exactly_at_the_accuracy_budget_passes():
+    assert gate(_record(delta=-0.5), None, GateLimits(max_accuracy_drop_pp=0.5))[0].passed
+
+
+@pytest.mark.parametrize("fits, delta, failure", [
+    (False, 0.0, "TOO BIG (arena 5,000 > 4,096)"),
+    (True, -0.6, "accuracy -0.60 pp vs the baseline, more than 0.5 pp below it"),
+])
+def test_a_model_over_a_budget_fails(fits, delta, failure):
+    [verdict] = gate(_record(fits, delta, ["arena 5,000 > 4,096"] if not fits else []), None,
+                     GateLimits(max_accuracy_drop_pp=0.5))
+    assert verdict.failures == [failure]
+
+
+def test_gate_cli_exits_1_with_one_error_line_and_writes_nothing(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(_record(delta=-1.2).to_json()))
+    before = sorted(tmp_path.iterdir())
+    result = run_cli(["gate", path, "--max-accuracy-drop", "0.5"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: m.tflite fails its budget: accuracy -1.20 pp vs the baseline, more than 0.5 pp below it ({path}) — "
+        "see the eval JSON and report; shrink the model or relax the budget"]
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_gate_cli_passes(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(_record().to_json()))
+    result = run_cli(["gate", path, "--model", "m.tflite", "--max-accuracy-drop", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "PASS m.tflite: flash 3,000 ≤ 4,096 B, arena 2,000 ≤ 4,096 B; accuracy -0.40 pp ≥ −0.5 pp"]
+
+
+def test_gate_on_a_model_eval_did_not_measure_is_a_usage_error(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(_record().to_json()))
+    result = run_cli(["gate", path, "--model", "other.tflite"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "Error: other.tflite is not in the eval record (it has base.tflite, m.tflite) (--model) — "
+        "name a model that eval measured"]
