@@ -8,7 +8,8 @@ import json
 import pytest
 
 from conftest import ok, run_cli
-from tinycomp.plan import (LayerSensitivity, NothingFits, Option, SensitivityTable, checked_plan, choose_plan,
+from tinycomp.errors import InvalidValue
+from tinycomp.plan import (Budget, LayerSensitivity, NothingFits, Option, SensitivityTable, checked_plan, choose_plan,
                            choose_plan_within_ram, counted_drops, plan_spec)
 
 
@@ -47,7 +48,7 @@ def test_counted_drops_are_monotone_and_never_negative():
 @pytest.mark.parametrize("budget", [0.0, 0.35, 0.5, 1.0, 2.5, 10.0])
 def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
     table = _table()
-    plan = choose_plan(table, max_drop_pp=budget)
+    plan = choose_plan(table, Budget(max_drop_pp=budget))
     assert plan.predicted_drop_pp <= budget + 1e-9
     assert plan.predicted_bytes == table.fixed_bytes + sum(o.bytes for o in plan.choices.values())
     best = _brute_force(table, lambda s: s[1] <= budget + 1e-9, key=lambda s: (s[0], s[1]))
@@ -56,18 +57,18 @@ def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
 
 def test_fine_tuning_gain_is_credited_unless_disabled():
     table = _table(control=0.91, reference=0.90)  # fine-tuning alone gains 1 pp
-    credited = choose_plan(table, max_drop_pp=0.5)
-    strict = choose_plan(table, max_drop_pp=0.5, credit_fine_tuning=False)
+    credited = choose_plan(table, Budget(max_drop_pp=0.5))
+    strict = choose_plan(table, Budget(max_drop_pp=0.5, credit_fine_tuning=False))
     assert credited.sum_drop_pp <= 1.5 + 1e-9 and strict.sum_drop_pp <= 0.5 + 1e-9
     assert credited.predicted_bytes < strict.predicted_bytes
     losing = _table(control=0.89, reference=0.90)  # a loss always counts
-    assert choose_plan(losing, max_drop_pp=1.5, credit_fine_tuning=False).sum_drop_pp <= 0.5 + 1e-9
+    assert choose_plan(losing, Budget(max_drop_pp=1.5, credit_fine_tuning=False)).sum_drop_pp <= 0.5 + 1e-9
 
 
 @pytest.mark.parametrize("target", [4000, 4500, 6000, 9000])
 def test_target_bytes_minimises_the_drop(target):
     table = _table()
-    plan = choose_plan(table, target_bytes=target)
+    plan = choose_plan(table, Budget(target_bytes=target))
     assert plan.predicted_bytes <= target
     best = _brute_force(table, lambda s: s[0] <= target, key=lambda s: (s[1], s[0]))
     assert plan.sum_drop_pp == pytest.approx(best[1])
@@ -76,13 +77,14 @@ def test_target_bytes_minimises_the_drop(target):
 def test_nothing_fits_is_a_clean_error():
     table = _table()
     with pytest.raises(NothingFits, match="smallest predicted is 3,970 bytes"):
-        choose_plan(table, target_bytes=3000)
+        choose_plan(table, Budget(target_bytes=3000))
     steep = SensitivityTable([_layer("a", 1000, [(2, 100, 3.0), (4, 200, 2.0)])], int8_bytes=2000,
                              reference_accuracy=0.9, control_accuracy=0.9)
     with pytest.raises(NothingFits, match="no layer can be clustered"):
-        choose_plan(steep, max_drop_pp=1.0)
-    with pytest.raises(Exception, match="exactly one"):
-        choose_plan(table, max_drop_pp=1.0, target_bytes=5000)
+        choose_plan(steep, Budget(max_drop_pp=1.0))
+    with pytest.raises(InvalidValue, match="exactly one budget") as caught:
+        Budget(max_drop_pp=1.0, target_bytes=5000)
+    assert caught.value.field == "budget"
 
 
 DECODED = {"a": 1000, "b": 5000, "c": 200}  # bytes each layer's decoded weights take in the arena
@@ -98,16 +100,16 @@ def _arenas(combine, calls):
 
 def test_ram_budget_never_compresses_a_layer_whose_decoding_alone_does_not_fit():
     table, calls = _table(), []
-    plan = choose_plan_within_ram(table, 3000, _arenas(max, calls), max_drop_pp=10.0)
+    plan = choose_plan_within_ram(table, Budget(max_drop_pp=10.0, ram_bytes=3000), _arenas(max, calls))
     assert "b" not in plan.clustered() and plan.uncompressed_for_ram == ["b"]
     assert plan.arena_bytes == 1000 + max(DECODED[n] for n in plan.clustered()) <= 3000
-    unconstrained = choose_plan(table, max_drop_pp=10.0)
+    unconstrained = choose_plan(table, Budget(max_drop_pp=10.0))
     assert "b" in unconstrained.clustered() and plan.predicted_bytes > unconstrained.predicted_bytes
     assert len(calls[0]) == 4  # nothing compressed and each layer alone, measured in one batch
 
 
 def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits():
-    plan = choose_plan_within_ram(_table(), 2100, _arenas(sum, []), max_drop_pp=10.0)
+    plan = choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=2100), _arenas(sum, []))
     assert plan.uncompressed_for_ram == ["a", "b"] and list(plan.clustered()) == ["c"]
     assert plan.arena_bytes == 1200
 
@@ -118,15 +120,15 @@ def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits
 ])
 def test_ram_budget_out_of_reach_is_a_clean_error(budget, error):
     with pytest.raises(NothingFits) as caught:
-        choose_plan_within_ram(_table(), budget, _arenas(max, []), max_drop_pp=10.0)
-    assert caught.value.what == error and caught.value.where == "--ram-budget"
+        choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=budget), _arenas(max, []))
+    assert caught.value.what == error and caught.value.field == "ram_bytes" and caught.value.where is None
 
 
 def _checked(budget, penalty_pp, noise_pp=0.0, attempts=3):
     """checked_plan on the test table, where clustering the chosen layers together costs penalty_pp more."""
     table = _table()
-    return checked_plan(lambda b: choose_plan(table, max_drop_pp=b) if b is not None else
-                        choose_plan(table, target_bytes=6000),
+    return checked_plan(lambda b: choose_plan(table, Budget(max_drop_pp=b)) if b is not None else
+                        choose_plan(table, Budget(target_bytes=6000)),
                         lambda plan: plan.predicted_drop_pp + penalty_pp, budget, noise_pp, attempts)
 
 
@@ -136,7 +138,7 @@ def test_a_plan_whose_drops_add_up_is_measured_once():
 
 
 def test_a_plan_over_budget_when_measured_is_chosen_again_under_a_lower_budget():
-    first = choose_plan(_table(), max_drop_pp=2.5)
+    first = choose_plan(_table(), Budget(max_drop_pp=2.5))
     plan, tried = _checked(2.5, 1.0)
     assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop_pp > 2.5
     assert len(tried) == 2 and plan is tried[1]
@@ -162,7 +164,7 @@ def test_a_size_budget_is_measured_but_not_re_chosen():
 def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
-    spec = plan_spec(table, choose_plan(table, max_drop_pp=0.0))
+    spec = plan_spec(table, choose_plan(table, Budget(max_drop_pp=0.0)))
     assert {(l.name, l.clusters, l.per_channel) for l in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
 
 
@@ -240,14 +242,14 @@ def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
 
 
 @pytest.mark.parametrize("extra, code, error", [
-    (["--strip"], 2, "Error: the table's byte costs were measured without --strip (*plan.json) — drop --strip, "
-                     "or measure a new table"),
+    (["--strip"], 2, "Error: the table's byte costs were measured with strip off (--strip) — plan with the "
+                     "byte-cost settings of the table, or measure a new table"),
     (["--epochs", "1"], 2, "Error: --epochs has no effect with --sensitivity: the table was measured already "
                            "(--sensitivity) — drop the option, or measure a new table without --sensitivity"),
     (["--layer", "dense"], 2, "Error: --layer has no effect with --sensitivity: the table was measured already "
                               "(--sensitivity) — drop the option, or measure a new table without --sensitivity"),
-    (["--io", "int8"], 2, "Error: the table's byte costs were measured with --io uint8 (*plan.json) — give --io uint8, "
-                          "or measure a new table"),
+    (["--io", "int8"], 2, "Error: the table's byte costs were measured with io uint8 (--io) — plan with the "
+                          "byte-cost settings of the table, or measure a new table"),
 ])
 def test_plan_sensitivity_mismatch_is_one_error_line(planned, pipeline, tmp_path, extra, code, error):
     import fnmatch
@@ -289,7 +291,7 @@ def test_plan_needs_exactly_one_budget(pipeline, tmp_path):
     result = run_cli(["plan", pipeline["model_h5"], "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
-        "Error: give exactly one of --max-accuracy-drop, --target-bytes and --target-ratio (plan) — "
+        "Error: give exactly one of --max-accuracy-drop, --target-bytes or --target-ratio (plan) — "
         "e.g. --max-accuracy-drop 0.5, --target-bytes 38KiB or --target-ratio 12")
 
 
@@ -331,7 +333,7 @@ def test_plan_target_ratio_out_of_reach_is_one_error_line(planned, pipeline, tmp
     line = result.output.strip().splitlines()[-1]
     assert line.startswith(f"Error: no plan fits in {float32_bytes // 1000:,} bytes (1000× smaller than float32's "
                            f"{float32_bytes:,}): the smallest predicted is "), line
-    assert line.endswith(" bytes (--target-ratio) — lower the ratio or add smaller cluster counts (--clusters 2,4,...)")
+    assert line.endswith(" bytes (--target-ratio) — lower the ratio or add smaller cluster counts (e.g. 2,4,...)")
     assert not (tmp_path / "p.yaml").exists()
 
 

@@ -75,3 +75,31 @@ class InterpreterError(TinycompError):
 
 class BudgetExceeded(TinycompError):
     """No evaluated model fits the flash/RAM budget."""
+
+
+class FieldError(TinycompError):
+    """An error about one named value of a request (`field`, e.g. "validation_split").
+
+    The library names the field, never a command-line option; the CLI maps the field to its option
+    and renders it as the `where` with `located`.
+    """
+
+    def __init__(self, what: str, field: str | None, hint: str | None = None, where: str | None = None):
+        super().__init__(what, where, hint)
+        self.field = field
+
+    def located(self, where: str | None) -> FieldError:
+        """The same error with `where` set (e.g. to the option the field came from)."""
+        located = type(self)(self.what, self.field, self.hint, where)
+        located.__cause__ = self.__cause__
+        return located
+
+
+class InvalidValue(FieldError):
+    """A value the library does not accept (out of range, unreadable); exit code 2 like a usage error."""
+
+    exit_code = 2
+
+
+class NothingFits(FieldError):
+    """No choice meets the budget; `field` names the budget that cannot be met."""

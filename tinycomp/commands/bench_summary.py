@@ -10,7 +10,7 @@ from tinycomp.commands.common import CONTEXT
 @click.command("bench-summary", context_settings=CONTEXT)
 @click.argument("bench_json", type=click.Path())
 @click.option("--json", "json_path", type=click.Path(), help="Also write the summary with byte breakdowns as JSON.")
-def command(bench_json, json_path):
+def command(bench_json: str, json_path: str | None) -> None:
     """Bytes vs the ideal bound, and where each compressed model's bytes go, from `eval --json`.
 
     The ideal bound of the weights is Σ weights × bits / 8 + value tables (raw bytes for
@@ -22,6 +22,74 @@ def command(bench_json, json_path):
       tinycomp eval build/model.tflite build/planned.tflite --baseline build/model.tflite --json build/bench.json
       tinycomp bench-summary build/bench.json
     """
-    from tinycomp import commands_plan
+    run(bench_json=bench_json, json_path=json_path)
 
-    commands_plan.bench_summary(bench_json, json_path)
+
+def run(*, bench_json: str, json_path: str | None) -> None:
+    """Read `eval --json`, break each .tflite's bytes down, print the tables and (with json_path) write them."""
+    import json as _json
+
+    from tinycomp import render
+    from tinycomp.breakdown import byte_breakdown
+    from tinycomp.errors import InputFileError
+    from tinycomp.fileio import check_output_path, read_text, write_json_atomic
+    from tinycomp.tflite_model import read_tflite
+
+    try:
+        bench = _json.loads(read_text(bench_json, "eval JSON"))
+        models, baseline = bench["models"], bench.get("baseline")
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputFileError(f"not a `tinycomp eval --json` file: {e}", str(bench_json),
+                             "write it with tinycomp eval ... --json FILE") from None
+    if json_path:
+        check_output_path(json_path, bench_json)
+    base = next((m for m in models if m["path"] == baseline), None)
+    rows = []
+    for m in models:
+        if not str(m["path"]).endswith(".tflite"):
+            continue
+        f = read_tflite(m["path"])
+        b = byte_breakdown(f.model, len(f.data))
+        rows.append((m, b))
+    render.out.print(bench_table(rows, base))
+    for m, b in rows:
+        if any(w.compressed for w in b.weights):
+            render.out.print(breakdown_table(m["path"], b))
+    if json_path:
+        write_json_atomic(json_path, {"source": str(bench_json), "baseline": baseline,
+                                      "models": [{**m, "breakdown": b.to_json()} for m, b in rows]})
+
+
+def bench_table(rows: list, base: dict | None):
+    from rich.table import Table
+
+    t = Table(title="Bytes, accuracy and the ideal bound" + (f" (vs {base['path']})" if base else ""))
+    for column in ("model", "bytes", "× smaller", "TFLM accuracy", "Δ pp", "arena bytes", "ideal bound",
+                   "bytes / ideal", "… + biases", "non-weight bytes"):
+        t.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
+    for m, b in rows:
+        ratio = base["flash_bytes"] / m["flash_bytes"] if base else None
+        delta = 100 * (m["accuracy"] - base["accuracy"]) if base else None
+        t.add_row(m["path"], f"{m['flash_bytes']:,}", f"{ratio:.2f}" if ratio else "–", f"{100 * m['accuracy']:.2f}%",
+                  f"{delta:+.2f}" if delta is not None else "–",
+                  f"{m['arena_bytes']:,}" if m.get("arena_bytes") is not None else "–",
+                  f"{b.ideal_bytes:,}", f"{b.file_bytes / b.ideal_bytes:.3f}",
+                  f"{b.file_bytes / b.ideal_with_constants:.3f}", f"{b.non_weight_bytes:,}")
+    return t
+
+
+def breakdown_table(path: str, b):
+    from rich.table import Table
+
+    t = Table(title=f"Where the {b.file_bytes:,} bytes of {path} go")
+    for column in ("part", "shape", "bits", "indices / raw", "value tables", "LUT header", "bytes", "ideal"):
+        t.add_column(column, justify="left" if column in ("part", "shape") else "right")
+    for w in b.weights:
+        t.add_row(f"{w.layer} weights", "×".join(map(str, w.shape)), str(w.bits), f"{w.index_bytes:,}",
+                  f"{w.table_bytes:,}", f"{w.header_bytes:,}", f"{w.stored_bytes:,}", f"{w.ideal_bytes:,}")
+    for label, value in (("biases and other constants", b.other_constants),
+                         ("quantization scales + zero points", b.quantization), ("tensor names", b.names),
+                         ("operators, tensor tables, metadata, alignment", b.structure)):
+        t.add_row(label, "", "", "", "", "", f"{value:,}", "")
+    t.add_row("total", "", "", "", "", "", f"{b.file_bytes:,}", f"{b.ideal_bytes:,}")
+    return t

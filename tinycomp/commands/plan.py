@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_option
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from tinycomp import render
+from tinycomp.commands.common import (CONTEXT, SIZE, data_options, exactly_one_of, load_model_and_data, output_option,
+                                      seed_option)
+from tinycomp.errors import DataError, FieldError, ModelError, UsageError
+from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, PlanOutcome, PlanRecord, PlanRequest
 
 
 @click.command("plan", context_settings=CONTEXT)
@@ -12,12 +21,12 @@ from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_
 @output_option
 @click.option("--max-accuracy-drop", "max_drop", type=click.FloatRange(min=0), metavar="PP",
               help="Fewest bytes with the predicted accuracy drop vs MODEL at most PP percentage points.")
-@click.option("--target-bytes", metavar="SIZE",
+@click.option("--target-bytes", type=SIZE,
               help="Instead: the smallest predicted accuracy drop in at most SIZE bytes (e.g. 39141, 38KiB).")
 @click.option("--target-ratio", type=click.FloatRange(min=1), metavar="R",
               help="Instead: the smallest predicted accuracy drop at least R times smaller than MODEL as a "
                    "float32 .tflite (the file `convert` writes), e.g. 12.")
-@click.option("--ram-budget", metavar="SIZE",
+@click.option("--ram-budget", type=SIZE,
               help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): layers whose decoded "
                    "weights do not fit stay uncompressed.")
 @click.option("--clusters", default="2,4,8,16,32,64", show_default=True,
@@ -47,9 +56,11 @@ from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_
 @seed_option
 @data_options
 @click.pass_context
-def command(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget, clusters, layers, per_channel_conv,
-         epochs, batch_size, validation_split, credit_fine_tuning, check, per_tensor_dense, io_type, strip_,
-         sensitivity_path, seed, load_data):
+def command(ctx: click.Context, model: str, output: str, max_drop: float | None, target_bytes: int | None,
+            target_ratio: float | None, ram_budget: int | None, clusters: str, layers: tuple[str, ...],
+            per_channel_conv: bool, epochs: int, batch_size: int, validation_split: float, credit_fine_tuning: bool,
+            check: bool, per_tensor_dense: bool, io_type: str, strip_: bool, sensitivity_path: str | None, seed: int,
+            load_data: Callable) -> None:
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -78,13 +89,210 @@ def command(ctx, model, output, max_drop, target_bytes, target_ratio, ram_budget
       tinycomp plan build/model.h5 --target-ratio 12 --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_12x.yaml
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --ram-budget 64KiB --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_64k_ram.yaml
     """
-    from tinycomp import commands_plan
-
-    measurement = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
-                   and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
-    commands_plan.plan(model, output, max_drop, target_bytes, clusters, layers, per_channel_conv, epochs, batch_size,
-                       validation_split, credit_fine_tuning, seed, load_data, per_tensor_dense, strip_,
-                       sensitivity_path, measurement, target_ratio, ram_budget, check, io_type)
+    exactly_one_of({"--max-accuracy-drop": max_drop, "--target-bytes": target_bytes, "--target-ratio": target_ratio},
+                   what="give", where="plan", hint="e.g. --max-accuracy-drop 0.5, --target-bytes 38KiB or --target-ratio 12")
+    given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if sensitivity_path and given:
+        raise UsageError(f"{given[0]} has no effect with --sensitivity: the table was measured already",
+                         "--sensitivity", "drop the option, or measure a new table without --sensitivity")
+    with options_named():
+        request = PlanRequest(
+            budget=Budget(max_drop_pp=max_drop, target_bytes=target_bytes, target_ratio=target_ratio,
+                          ram_bytes=ram_budget, credit_fine_tuning=credit_fine_tuning),
+            measurement=Measurement(cluster_counts=parse_counts(clusters), layers=layers,
+                                    per_channel_conv=per_channel_conv, epochs=epochs, batch_size=batch_size,
+                                    validation_split=validation_split),
+            costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io_type, strip=strip_), check=check, seed=seed)
+        run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path, load_data=load_data)
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")
+
+# The request's fields (InvalidValue.field, NothingFits.field) and the options they come from.
+OPTION_OF_FIELD = {
+    "max_drop_pp": "--max-accuracy-drop", "target_bytes": "--target-bytes", "target_ratio": "--target-ratio",
+    "ram_bytes": "--ram-budget", "budget": "plan", "cluster_counts": "--clusters", "layers": "--layer",
+    "epochs": "--epochs", "batch_size": "--batch-size", "validation_split": "--validation-split",
+    "per_tensor_dense": "--per-tensor-dense", "strip": "--strip", "io": "--io",
+}
+
+
+@contextlib.contextmanager
+def options_named() -> Iterator[None]:
+    """Re-raise the library's field errors with the option the field came from as their `where`."""
+    try:
+        yield
+    except FieldError as error:
+        option = OPTION_OF_FIELD.get(error.field or "", "plan")
+        raise error.located(f"{option}, {error.where}" if error.where else option) from None
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """'2,4,8' → (2, 4, 8); UsageError when unreadable (the range is checked by Measurement)."""
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise UsageError(f"cannot read --clusters {text!r}", "--clusters", "write e.g. 2,4,8,16") from None
+
+
+def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path: str | None,
+        load_data: Callable) -> None:
+    """Read the model, data and any recorded table; make the plan; write the spec and its record; render."""
+    from tinycomp.fileio import check_output_path, sidecar_path, write_json_atomic, write_text_atomic
+    from tinycomp.plan import make_plan, plan_spec
+    from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
+
+    check_output_path(output, model_path, sensitivity_path)
+    started = time.perf_counter()
+    record = read_record(sensitivity_path) if sensitivity_path else None
+    model, data = load_model_and_data(model_path, load_data)
+    sha256 = file_sha256(model_path)
+    if record:
+        check_same_source(record, sensitivity_path=sensitivity_path, model_path=model_path, sha256=sha256, data=data)
+        request = replace(request, measurement=record.measurement(batch_size=request.measurement.batch_size),
+                          seed=record.seed)
+        render.info(f"Sensitivity of {model_path} from {sensitivity_path} (measured in {record.sensitivity.seconds:.0f} "
+                    "s); choosing under the new budget")
+        outcome = make_plan(model, data, request, recorded=record.sensitivity, recorded_costs=record.costs,
+                            progress=RenderedProgress(model_path))
+    else:
+        announce_measurement(model_path, request, data.name)
+        with render.progress("sensitivity", 1) as advance:
+            outcome = make_plan(model, data, request, progress=RenderedProgress(model_path, advance))
+            advance()
+    if outcome.over_budget:
+        render.warn(f"the plan's measured drop {outcome.plan.checked_drop_pp:+.2f} pp is over the budget of "
+                    f"{outcome.budget.max_drop_pp:g} pp (validation noise ±{outcome.noise_pp:.2f} pp)")
+    chosen, epochs = outcome.plan, request.measurement.epochs
+    text = dump_clustering_spec(plan_spec(outcome.table, chosen), spec_header(model_path, output, request, outcome))
+    parse_clustering_spec(text, str(output))  # what `cluster` will read
+    write_text_atomic(output, text)
+    write_json_atomic(sidecar_path(output, ".json"),
+                      plan_record(model_path=model_path, sha256=sha256, data=data, request=request,
+                                  outcome=outcome).to_json())
+    print_plan(outcome, credit_fine_tuning=request.budget.credit_fine_tuning)
+    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
+                     f"--spec {output} --epochs {max(epochs, 1)} -o ...  ({time.perf_counter() - started:.0f} s)")
+
+
+def announce_measurement(model_path: str, request: PlanRequest, data_name: str) -> None:
+    m = request.measurement
+    render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts "
+                f"{', '.join(map(str, m.cluster_counts))}, {m.epochs} fine-tuning epochs each, validated on the last "
+                f"{m.validation_split:g} of {data_name}'s training rows")
+
+
+class RenderedProgress:
+    """PlanProgress on stderr: one line per measured candidate and per check."""
+
+    def __init__(self, model_path: str, advance: Callable | None = None):
+        self.model_path = model_path
+        self.advance = advance
+
+    def measured(self, done: int, total: int, what: str) -> None:
+        render.err.print(f"  [{done}/{total}] {what}")
+        if self.advance:
+            self.advance(0, status=what)
+
+    def budget_resolved(self, budget: Budget) -> None:
+        render.info(f"--target-ratio {budget.target_ratio:g}: {self.model_path} is {budget.float32_bytes:,} bytes as "
+                    f"float32 .tflite, so the budget is {budget.target_bytes:,} bytes")
+
+    def checked(self, plan: Plan, drop_pp: float, epochs: int) -> None:
+        layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
+        render.info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop_pp:+.2f} pp, "
+                    f"predicted {plan.predicted_drop_pp:+.2f} pp")
+
+
+def spec_header(model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
+    """The comment at the top of the written spec: budget, prediction, the chain and the next command."""
+    costs, chosen = request.costs, outcome.plan
+    chain = (f"cluster → quantize{' --per-tensor-dense' if costs.per_tensor_dense else ''}"
+             f"{f' --io {costs.io}' if costs.io != 'uint8' else ''} → find-tensors → "
+             f"compress{' --strip' if costs.strip else ''}")
+    checked = (f" (measured with all layers clustered: {chosen.checked_drop_pp:+.2f} pp)"
+               if chosen.checked_drop_pp is not None else "")
+    return (f"Clustering plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
+            f"seed {request.seed})\n"
+            f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
+            f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split{checked}\n"
+            f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(request.measurement.epochs, 1)}")
+
+
+def plan_record(*, model_path: str, sha256: str, data, request: PlanRequest, outcome: PlanOutcome) -> PlanRecord:
+    """The sidecar: what the plan was made from, the table and the choice."""
+    m, costs, budget = request.measurement, request.costs, outcome.budget
+    return PlanRecord(
+        source=str(model_path), source_sha256=sha256, dataset=data.describe(), seed=request.seed,
+        clusters=list(m.cluster_counts), per_channel_conv=m.per_channel_conv, epochs=m.epochs,
+        validation_split=m.validation_split, credit_fine_tuning=budget.credit_fine_tuning,
+        per_tensor_dense=costs.per_tensor_dense, io=costs.io, strip=costs.strip,
+        max_accuracy_drop=budget.max_drop_pp, target_bytes=budget.target_bytes, target_ratio=budget.target_ratio,
+        ram_budget=budget.ram_bytes, float32_bytes=budget.float32_bytes, sensitivity=outcome.table,
+        plan=outcome.plan, checked=[CheckedPlan.of(p) for p in outcome.tried])
+
+
+def read_record(path: str) -> PlanRecord:
+    """The PlanRecord an earlier `plan` wrote (its OUTPUT.json)."""
+    from tinycomp.fileio import check_input_file, read_json_if_present
+
+    return PlanRecord.from_json(read_json_if_present(check_input_file(path, "sensitivity table")), str(path))
+
+
+def check_same_source(record: PlanRecord, *, sensitivity_path: str, model_path: str, sha256: str, data) -> None:
+    if record.source_sha256 != sha256:
+        raise ModelError(f"the sensitivity table was measured on another model than {model_path}",
+                         str(sensitivity_path), "measure again: run plan without --sensitivity")
+    if record.dataset != data.describe():
+        raise DataError(f"the sensitivity table was measured on other data ({record.dataset.get('name')})",
+                        str(sensitivity_path), "give the same --dataset/--data as when it was measured")
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    from tinycomp.fileio import read_bytes
+
+    return hashlib.sha256(read_bytes(path, "model")).hexdigest()
+
+
+def print_plan(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> None:
+    table, chosen = outcome.table, outcome.plan
+    render.out.print(sensitivity_table(outcome))
+    render.out.print(
+        f"Validation: {table.validation_samples:,} held-out training rows (one run's accuracy is ±{outcome.noise_pp:.1f} "
+        f"pp). Given model {100 * table.reference_accuracy:.2f}%, fine-tuned unclustered "
+        f"{100 * table.control_accuracy:.2f}% ({table.fine_tune_gain_pp:+.2f} pp"
+        f"{', credited' if credit_fine_tuning and table.fine_tune_gain_pp > 0 else ''}).")
+    render.out.print(
+        f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
+        f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
+        f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other bytes; "
+        f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
+        f"{chosen.credit_pp:.2f})"
+        + (f", measured with all its layers clustered at once {chosen.checked_drop_pp:+.2f} pp"
+           if chosen.checked_drop_pp is not None else "") + ".")
+    kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
+            if chosen.uncompressed_for_ram else "")
+    render.out.print(f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT "
+                     f"weights live there while their layer runs){kept}.")
+
+
+def sensitivity_table(outcome: PlanOutcome):
+    from rich.table import Table
+
+    chosen = outcome.plan
+    t = Table(title="Per-layer sensitivity (one layer clustered at a time; Δ vs the fine-tuned unclustered model)")
+    for column in ("layer", "clusters", "bits", "val accuracy", "measured Δ pp", "counted Δ pp", "bytes",
+                   "ideal bytes", "plan"):
+        t.add_column(column, justify="left" if column in ("layer", "plan") else "right")
+    for layer in outcome.table.layers:
+        for o in sorted(layer.options, key=lambda o: o.clusters or 10 ** 9):
+            mark = "◀" if chosen.choices.get(layer.name) is o else ""
+            t.add_row(f"{layer.name} ({layer.kind}{', per channel' if layer.per_channel else ''})"
+                      if o is layer.options[0] else "", str(o.clusters) if o.clusters else "none", str(o.bits),
+                      f"{100 * o.accuracy:.2f}%" if o.accuracy is not None else "–",
+                      f"{o.measured_pp:+.2f}" if o.measured_pp is not None else "–",
+                      f"{o.drop_pp:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
+    return t

@@ -1,0 +1,381 @@
+"""The budgeted choice of a plan: pure (numpy at most; no TensorFlow, no tflite-micro).
+
+A `SensitivityTable` holds every layer's options (a cluster count with its measured accuracy drop
+and its exact byte cost). `choose_plan` is a multiple-choice knapsack solved exactly by merging
+per-layer Pareto fronts (bytes, drop). It assumes per-layer drops add up, which holds roughly for
+small drops, so `checked_plan` measures the chosen layers clustered together and chooses again when
+that is over the accuracy budget. `choose_plan_within_ram` adds the TFLM arena (LUT decoding puts
+decoded weights in the arena), measured by a callable the caller provides.
+
+Measured drops are smoothed before the choice: fewer clusters never count as better than more (an
+isotonic fit, which averages the noise of single runs), and a drop below zero (clustering measured
+as helping) counts as zero.
+
+Errors name the budget's field (`max_drop_pp`, `target_bytes`, `target_ratio`, `ram_bytes`), never a
+command-line option.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+from tinycomp.errors import InvalidValue, NothingFits
+from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
+
+DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
+
+# Arena bytes of the plan's file for each given set of compressed layers (in the order given).
+ArenasOf = Callable[[list[frozenset]], list[int]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a plan must meet: exactly one objective (an accuracy drop, bytes, or a ratio to the
+    float32 file, which becomes bytes once `float32_bytes` is known), and optionally the arena."""
+
+    max_drop_pp: float | None = None
+    target_bytes: int | None = None
+    target_ratio: float | None = None
+    ram_bytes: int | None = None
+    credit_fine_tuning: bool = True
+    float32_bytes: int | None = None  # with target_ratio: the model as float32 .tflite (see `resolved`)
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("max_drop_pp", "target_bytes", "target_ratio") if getattr(self, name) is not None]
+        if len(given) != 1 and not (set(given) == {"target_bytes", "target_ratio"} and self.float32_bytes):
+            raise InvalidValue("give exactly one budget: an accuracy drop, a byte target or a size ratio",
+                               "budget", "e.g. an accuracy drop of 0.5 pp")
+        # max_drop_pp may be negative: the check re-chooses below a prediction that credits fine-tuning
+        for name, low in (("target_bytes", 0), ("target_ratio", 1.0), ("ram_bytes", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise InvalidValue(f"{name} must be at least {low:g}, got {value:g}", name)
+
+    @property
+    def field(self) -> str:
+        """The field of the objective: max_drop_pp, target_ratio or target_bytes."""
+        if self.max_drop_pp is not None:
+            return "max_drop_pp"
+        return "target_ratio" if self.target_ratio is not None else "target_bytes"
+
+    def resolved(self, float32_bytes: int) -> Budget:
+        """With a target ratio: the same budget with the byte target it means for a float32 file of that size."""
+        if self.target_ratio is None:
+            return self
+        return replace(self, float32_bytes=float32_bytes, target_bytes=math.floor(float32_bytes / self.target_ratio))
+
+    def bytes_text(self) -> str:
+        """'39,141 bytes', with the ratio it came from: '39,141 bytes (12× smaller than float32's 469,692)'."""
+        text = f"{self.target_bytes:,} bytes"
+        if self.target_ratio is not None:
+            text += f" ({self.target_ratio:g}× smaller than float32's {self.float32_bytes:,})"
+        return text
+
+    def describe(self) -> str:
+        text = (f"accuracy drop ≤ {self.max_drop_pp:g} pp" if self.max_drop_pp is not None
+                else f"≤ {self.target_bytes:,} bytes")
+        if self.target_ratio is not None:
+            text += f", {self.target_ratio:g}× smaller than float32's {self.float32_bytes:,}"
+        if self.ram_bytes is not None:
+            text += f", arena ≤ {self.ram_bytes:,} bytes"
+        return text
+
+
+@dataclass
+class Option:
+    """One choice for one layer: a cluster count (None: leave the layer unclustered)."""
+
+    clusters: int | None
+    bits: int  # index bitwidth; 8 for an unclustered int8 tensor
+    bytes: int  # what the layer costs in the compressed .tflite (indices, tables, DECODE op and tensors)
+    ideal_bytes: int  # numel × bits / 8 + value tables (numel for unclustered)
+    drop_pp: float = 0.0  # counted accuracy drop (conservative, see module docstring)
+    measured_pp: float | None = None  # measured drop vs the fine-tuned control
+    accuracy: float | None = None  # validation accuracy of the one-layer-clustered model
+
+
+@dataclass
+class LayerSensitivity:
+    """A layer's options, with what the plan needs to know about its weights."""
+
+    name: str
+    kind: str
+    weights: int
+    channels: int
+    per_channel: bool  # clustered per output channel (Conv2D)
+    options: list[Option]
+
+    def option(self, clusters: int | None) -> Option:
+        for o in self.options:
+            if o.clusters == clusters:
+                return o
+        raise KeyError(clusters)
+
+
+@dataclass
+class SensitivityTable:
+    """Every layer's options plus the numbers all of them share."""
+
+    layers: list[LayerSensitivity]
+    int8_bytes: int  # the unclustered int8 .tflite (stripped, when planned for `compress --strip`)
+    decode_overhead: int = 0  # bytes paid once when any tensor is compressed (DECODE operator code, alignment)
+    reference_accuracy: float = 0.0  # given model on the validation split
+    control_accuracy: float = 0.0  # given model fine-tuned like the candidates, unclustered
+    validation_samples: int = 0
+    epochs: int = 0
+    seed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fixed_bytes(self) -> int:
+        """Bytes of the int8 file that no choice changes (biases, quantization, operators, other weights)."""
+        return self.int8_bytes - sum(layer.option(None).bytes for layer in self.layers)
+
+    @property
+    def fine_tune_gain_pp(self) -> float:
+        return 100.0 * (self.control_accuracy - self.reference_accuracy)
+
+    def to_json(self) -> dict:
+        payload = asdict(self)
+        payload["fixed_bytes"] = self.fixed_bytes
+        payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
+        return payload
+
+    @classmethod
+    def from_json(cls, payload: dict) -> SensitivityTable:
+        """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
+        fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
+        layers = [LayerSensitivity(**{**layer, "options": [Option(**o) for o in layer["options"]]})
+                  for layer in payload["layers"]]
+        if not layers:
+            raise ValueError("no layers")
+        for layer in layers:
+            layer.option(None)  # every layer needs its unclustered option (KeyError otherwise)
+        return cls(layers=layers, **fields)
+
+
+@dataclass
+class Plan:
+    """The chosen option per layer and what it predicts."""
+
+    choices: dict[str, Option]
+    predicted_bytes: int
+    predicted_drop_pp: float  # vs the given model: Σ counted drops − credited fine-tuning gain
+    sum_drop_pp: float  # Σ counted per-layer drops
+    credit_pp: float  # fine-tuning gain counted against the drops
+    ideal_bytes: int  # Σ ideal bytes of the eligible layers
+    objective: str
+    budget: float | int
+    exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
+    arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
+    checked_drop_pp: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
+    uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet the RAM budget
+
+    def clustered(self) -> dict[str, Option]:
+        return {name: o for name, o in self.choices.items() if o.clusters is not None}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Plan:
+        """The plan `to_json` wrote; KeyError/TypeError/ValueError if malformed."""
+        choices = {name: Option(**o) for name, o in payload["choices"].items()}
+        return cls(**{**payload, "choices": choices})
+
+
+
+def counted_drops(options: list[Option]) -> None:
+    """Set each option's drop_pp from measured_pp: the isotonic (pool-adjacent-violators) fit that
+    never has fewer clusters doing better than more, then clipped at 0.
+
+    Single measurements are noisy (±1 pp on 800 validation images); pooling violators averages
+    that noise instead of letting one unlucky run at a high count raise every lower count.
+    """
+    clustered = sorted((o for o in options if o.clusters is not None), key=lambda o: -o.clusters)
+    blocks: list[list] = []  # [mean, size]; means must not decrease from many clusters to few
+    for o in clustered:
+        blocks.append([o.measured_pp if o.measured_pp is not None else 0.0, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m2, n2), (m1, n1) = blocks.pop(), blocks.pop()
+            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+    fitted = [mean for mean, size in blocks for _ in range(size)]
+    for o, value in zip(clustered, fitted):
+        o.drop_pp = max(0.0, value)
+    for o in options:
+        if o.clusters is None:
+            o.drop_pp = 0.0
+
+
+def _pareto(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tuple]]:
+    """Keep the (bytes, drop, choice) points no other point beats on both bytes and drop."""
+    points.sort(key=lambda p: (p[0], p[1]))
+    front, best = [], math.inf
+    for p in points:
+        if p[1] < best - 1e-12:
+            front.append(p)
+            best = p[1]
+    return front
+
+
+def pareto_front(table: SensitivityTable) -> list[tuple[int, float, tuple]]:
+    """All Pareto-optimal (layer bytes, Σ drop, option per layer) combinations, merged layer by layer."""
+    front = [(0, 0.0, ())]
+    for layer in table.layers:
+        merged = [(b + o.bytes, d + o.drop_pp, choice + (o,)) for b, d, choice in front for o in layer.options]
+        front = _pareto(merged)
+    return front
+
+
+
+
+def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
+    """Fewest predicted bytes with the predicted drop ≤ budget.max_drop_pp, or (with a byte target)
+    the smallest predicted drop with predicted bytes ≤ budget.target_bytes.
+
+    The predicted drop is against the given model: Σ per-layer drops (each measured against the
+    fine-tuned control) minus the control's gain over the given model, since `cluster`
+    fine-tunes too. A gain is credited only with budget.credit_fine_tuning; a loss always counts.
+    """
+    if budget.max_drop_pp is None and budget.target_bytes is None:
+        raise InvalidValue("a target ratio needs the float32 size resolved before choosing", "target_ratio",
+                           "call Budget.resolved(float32_bytes) first")
+    if not table.layers:
+        raise NothingFits("no layer to plan", None, "the model has no clusterable layer")
+    gain = table.fine_tune_gain_pp
+    credit = gain if budget.credit_fine_tuning else min(gain, 0.0)
+    fixed = table.fixed_bytes + table.decode_overhead
+    front = [p for p in pareto_front(table) if any(o.clusters is not None for o in p[2])]
+    if budget.max_drop_pp is not None:
+        max_drop_pp = budget.max_drop_pp
+        fits = [p for p in front if p[1] - credit <= max_drop_pp + 1e-9]
+        if not fits:
+            cheapest = min(front, key=lambda p: p[1]) if front else None
+            least = f"{cheapest[1] - credit:+.2f} pp" if cheapest else "n/a"
+            raise NothingFits(f"no layer can be clustered within an accuracy drop of {max_drop_pp:g} pp "
+                              f"(the least harmful single choice predicts {least})", "max_drop_pp",
+                              "allow a larger drop, add larger cluster counts, or fine-tune longer")
+        best = min(fits, key=lambda p: (p[0], p[1]))
+        objective, value = "min-bytes", max_drop_pp
+    else:
+        target_bytes = budget.target_bytes
+        fits = [p for p in front if p[0] + fixed <= target_bytes]
+        if not fits:
+            smallest = min(p[0] for p in front) + fixed if front else table.int8_bytes
+            raise NothingFits(f"no plan fits in {budget.bytes_text()}: the smallest predicted is {smallest:,} bytes",
+                              budget.field, f"{'lower the ratio' if budget.target_ratio else 'raise the target'} "
+                              "or add smaller cluster counts (e.g. 2,4,...)")
+        best = min(fits, key=lambda p: (p[1], p[0]))
+        objective, value = "min-drop", target_bytes
+    choices = {layer.name: option for layer, option in zip(table.layers, best[2])}
+    return Plan(choices, best[0] + fixed, best[1] - credit, best[1], credit,
+                sum(o.ideal_bytes for o in choices.values()), objective, value)
+
+
+def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: ArenasOf) -> Plan:
+    """`choose_plan`, keeping the plan's measured TFLM arena within budget.ram_bytes.
+
+    LUT decoding puts a compressed layer's decoded int8 weights in the arena while its consumer
+    runs, so the arena depends on which layers are compressed, not on their bitwidths. A layer
+    whose decoding alone exceeds the budget is never compressed. If the chosen plan's arena still
+    does, the compressed layer with the largest single-layer arena is left uncompressed too and
+    the choice is made again: greedy (decoded tensors of different layers can share arena), but
+    the arena of the returned plan is always measured.
+    """
+    ram_budget = budget.ram_bytes
+    if ram_budget is None:
+        raise InvalidValue("choosing within RAM needs a RAM budget", "ram_bytes")
+    names = [layer.name for layer in table.layers if len(layer.options) > 1]
+    if not names:
+        raise NothingFits("no layer to plan", None, "the model has no clusterable layer")
+    uncompressed, *single = arenas_of([frozenset()] + [frozenset([n]) for n in names])
+    if uncompressed > ram_budget:
+        raise NothingFits(f"the model needs {uncompressed:,} arena bytes with no layer compressed, more than "
+                          f"the RAM budget of {ram_budget:,}", "ram_bytes",
+                          "raise the RAM budget or make the model's activations smaller")
+    alone = dict(zip(names, single))
+    kept = {n for n in names if alone[n] > ram_budget}
+    while True:
+        if len(kept) == len(names):
+            least = min(names, key=alone.__getitem__)
+            raise NothingFits(f"no layer can be compressed within the RAM budget of {ram_budget:,} bytes: "
+                              f"decoding even {least} needs {alone[least]:,} arena bytes", "ram_bytes",
+                              "raise the RAM budget (LUT decoding costs arena), or quantize without compressing")
+        try:
+            plan = choose_plan(_uncompressed(table, kept), budget)
+        except NothingFits as error:
+            if not kept:
+                raise
+            raise NothingFits(f"{error.what}, with {', '.join(sorted(kept))} left uncompressed to keep the arena "
+                              f"within {ram_budget:,} bytes", error.field,
+                              f"{error.hint}, or raise the RAM budget") from None
+        [arena] = arenas_of([frozenset(plan.clustered())])
+        if arena <= ram_budget:
+            plan.arena_bytes, plan.uncompressed_for_ram = arena, sorted(kept)
+            return plan
+        kept.add(max(plan.clustered(), key=alone.__getitem__))
+
+
+def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callable[[Plan], float],
+                 max_drop_pp: float | None, noise_pp: float = 0.0, attempts: int = 3) -> tuple[Plan, list[Plan]]:
+    """The plan `choose(budget)` makes, checked by measuring its drop with all its layers clustered
+    at once (`measure_drop_pp`), since per-layer drops need not add up.
+
+    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise_pp` (the
+    noise of one validation measurement) is chosen again under the budget lowered by the
+    prediction's shortfall, up to `attempts` plans. Returns the plan to use (the smallest whose
+    measured drop is within budget + noise, else the least harmful) and every plan tried.
+    """
+    plan = choose(max_drop_pp)
+    plan.checked_drop_pp = measure_drop_pp(plan)
+    tried = [plan]
+    if max_drop_pp is None:
+        return plan, tried
+    budget = max_drop_pp
+    while plan.checked_drop_pp > max_drop_pp + noise_pp and len(tried) < attempts:
+        budget -= plan.checked_drop_pp - plan.predicted_drop_pp  # below the last prediction: another plan
+        try:
+            plan = choose(budget)
+        except NothingFits:
+            break
+        plan.checked_drop_pp = measure_drop_pp(plan)
+        tried.append(plan)
+    within = [p for p in tried if p.checked_drop_pp <= max_drop_pp + noise_pp]
+    if within:
+        return min(within, key=lambda p: (p.predicted_bytes, p.checked_drop_pp)), tried
+    return min(tried, key=lambda p: p.checked_drop_pp), tried
+
+
+def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
+    """The table with only the unclustered option left for the named layers."""
+    return replace(table, layers=[replace(layer, options=[layer.option(None)]) if layer.name in names else layer
+                                  for layer in table.layers])
+
+
+def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> ClusteringSpec:
+    """The clustering spec `cluster` consumes: one entry per clustered layer."""
+    per_channel = {layer.name: layer.per_channel for layer in table.layers}
+    layers = tuple(LayerClustering(name=name, clusters=o.clusters, init=init, per_channel=per_channel[name])
+                   for name, o in plan.clustered().items())
+    if not layers:
+        raise NothingFits("the plan clusters no layer", None, "allow a larger accuracy drop or byte target")
+    return ClusteringSpec(layers)
+
+
+
+def validation_noise_pp(table: SensitivityTable) -> float:
+    """The standard error of one validation accuracy, in percentage points."""
+    p = table.control_accuracy
+    return 100.0 * (p * (1 - p) / max(table.validation_samples, 1)) ** 0.5
+
+
+def check_counts(counts) -> tuple[int, ...]:
+    """The cluster counts sorted and deduplicated; InvalidValue("cluster_counts") outside 2–2^MAX_BITWIDTH."""
+    counts = tuple(sorted({int(c) for c in counts}))
+    bad = [c for c in counts if not 2 <= c <= 2 ** MAX_BITWIDTH]
+    if not counts or bad:
+        raise InvalidValue(f"cluster counts must be 2–{2 ** MAX_BITWIDTH}" + (f", got {bad[0]}" if bad else ""),
+                           "cluster_counts", "e.g. 2,4,8,16,32,64")
+    return counts

@@ -1,0 +1,183 @@
+"""Exact byte costs and arenas of plans, measured with tflite-micro (no TensorFlow import).
+
+Byte costs are measured, not estimated: the model is quantized to int8 once (by the caller), and
+for each layer and index bitwidth its weight tensor is filled with synthetic values (2^bits per
+value table) and LUT-compressed with tflite-micro. The difference to the int8 file is what
+compressing that layer costs or saves in the real file: packed indices, value tables, and the
+DECODE operator with its output tensor (which repeats the per-channel quantization parameters).
+The arena of a set of compressed layers is measured in TFLM worker processes on such files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinycomp.errors import InterpreterError
+from tinycomp.find_tensors import match_layer, quantization_layout, weight_tensors
+from tinycomp.plan.choose import ArenasOf, Plan, SensitivityTable
+from tinycomp.specs import PerChannel
+
+LUT_HEADER_BYTES = 16  # tflite-micro's DCM header in every ancillary (value table) tensor
+
+
+def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
+    """`array` refilled with exactly min(2^bits, slice size) distinct values in every value-table slice.
+
+    Values and their order are random (seeded per tensor): identical fills of two tensors would
+    share one buffer after tflite-micro's deduplication, which real weights never do.
+    """
+    rng = np.random.default_rng(seed)
+    values = 2 ** bits
+    if isinstance(layout, PerChannel):  # one value table per slice along the channel axis
+        moved = np.moveaxis(np.empty_like(array), layout.axis, 0)
+    else:
+        moved = array.reshape(1, -1).copy()
+    per = moved[0].size
+    for channel in moved:
+        table = rng.choice(np.arange(-128, 128), size=min(values, per), replace=False)
+        indices = np.concatenate([np.arange(len(table)), rng.integers(0, len(table), per - len(table))])
+        channel[...] = table[rng.permutation(indices)].reshape(channel.shape)
+    if isinstance(layout, PerChannel):
+        return np.ascontiguousarray(np.moveaxis(moved, 0, layout.axis)).astype(array.dtype)
+    return moved.reshape(array.shape).astype(array.dtype)
+
+
+def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> int:
+    """Size of the int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
+    return len(_compressed_model(int8_bytes, fills, strip))
+
+
+def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> bytes:
+    """The int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
+    from tflite_micro import compression
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+    from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
+
+    model = model_editor.read(int8_bytes)
+    specs = []
+    for (s, t), (layout, bits) in fills.items():
+        tensor = model.subgraphs[s].tensors[t]
+        tensor.array = _synthetic(tensor.array, layout, bits, seed=1000 * s + t)
+        mode = tflm_spec.PerChannel(axis=layout.axis) if isinstance(layout, PerChannel) else tflm_spec.PerTensor()
+        specs.append(tflm_spec.Tensor(s, t, [tflm_spec.LookUpTableCompression(index_bitwidth=bits, mode=mode)]))
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        compressed = bytes(compression.compress(bytes(model.build()), specs)) if specs else int8_bytes
+    return _final(compressed, strip)
+
+
+def _final(model_bytes: bytes, strip: bool) -> bytes:
+    from tinycomp.strip import strip_model
+
+    return strip_model(model_bytes).data if strip else model_bytes
+
+
+def final_size(model_bytes: bytes, strip: bool) -> int:
+    return len(_final(model_bytes, strip))
+
+
+@dataclass
+class WeightInfo:
+    """A layer's int8 weight tensor in the .tflite."""
+
+    layer: str
+    subgraph: int
+    tensor: int
+    weights: int
+    bytes: int
+    channels: int
+    layout: object  # PerTensor | PerChannel
+
+
+def weight_info(int8_bytes: bytes, layers: list[str], source: str = "int8 model") -> dict[str, WeightInfo]:
+    """The int8 weight tensor of each named layer."""
+    from tinycomp.tflite_model import parse_tflite
+
+    weights = weight_tensors(parse_tflite(int8_bytes, source))
+    found = {}
+    for name in layers:
+        w = match_layer(weights, name, source)
+        layout = quantization_layout(w.tensor)
+        channels = int(w.array.shape[layout.axis]) if isinstance(layout, PerChannel) else 1
+        found[name] = WeightInfo(name, w.subgraph, w.index, int(w.array.size), len(w.tensor.buffer.data),
+                                 channels, layout)
+    return found
+
+
+def ideal_bytes(weights: int, channels: int, bits: int, values: int | None = None) -> int:
+    """Packed indices plus value tables (int8 values) of a LUT tensor: the bound no encoder beats."""
+    return math.ceil(weights * bits / 8) + channels * (values if values is not None else 2 ** bits)
+
+
+def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict[str, list[int]],
+                     strip: bool = False) -> tuple[dict, int]:
+    """({layer: {bits: bytes the layer costs in the compressed file}}, once-only DECODE overhead).
+
+    Each cost is the int8 file's size change when only that layer is compressed, plus its int8
+    weight bytes; the part every single-layer measurement pays once (the DECODE operator code and
+    alignment) is measured from one two-layer compression and reported separately. With `strip`
+    every size is that of the stripped file (`compress --strip`).
+    """
+    base = final_size(int8_bytes, strip)
+    costs: dict[str, dict[int, int]] = {}
+    for name, info in infos.items():
+        costs[name] = {}
+        for b in bits.get(name, []):
+            size = _compressed_size(int8_bytes, {(info.subgraph, info.tensor): (info.layout, b)}, strip)
+            costs[name][b] = info.bytes + size - base
+    overhead = 0
+    measured = [(name, min(c)) for name, c in costs.items() if c]
+    if len(measured) >= 2:
+        (a, ba), (b, bb) = measured[:2]
+        ia, ib = infos[a], infos[b]
+        pair = _compressed_size(int8_bytes, {(ia.subgraph, ia.tensor): (ia.layout, ba),
+                                             (ib.subgraph, ib.tensor): (ib.layout, bb)}, strip)
+        overhead = max(0, (costs[a][ba] - ia.bytes) + (costs[b][bb] - ib.bytes) - (pair - base))
+    elif measured:  # one layer: cannot separate the shared part; leave it in the layer's cost
+        overhead = 0
+    for name, c in costs.items():
+        for b in c:
+            c[b] -= overhead
+    return costs, overhead
+
+
+def plan_bytes_exact(int8_bytes: bytes, infos: dict[str, WeightInfo], plan: Plan, strip: bool = False) -> int:
+    """The plan's size measured by compressing all its layers at once (synthetic values)."""
+    fills = {(infos[name].subgraph, infos[name].tensor): (infos[name].layout, o.bits)
+             for name, o in plan.clustered().items()}
+    return _compressed_size(int8_bytes, fills, strip)
+
+
+def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: SensitivityTable,
+                   strip: bool = False) -> ArenasOf:
+    """ArenasOf for this model: each set of layers is LUT-compressed with synthetic values (at its
+    smallest measured bitwidth: the decoded tensors, not the indices, take arena) and its arena
+    measured in TFLM worker processes; results are cached per set."""
+    from tinycomp.tflm import arena_of, default_jobs, run_parallel
+
+    bits = {layer.name: min(o.bits for o in layer.options if o.clusters is not None)
+            for layer in table.layers if len(layer.options) > 1}
+    cache: dict[frozenset, int] = {}
+
+    def model_for(names: frozenset) -> bytes:
+        fills = {(infos[n].subgraph, infos[n].tensor): (infos[n].layout, bits[n]) for n in names}
+        return _compressed_model(int8_bytes, fills, strip)
+
+    def arenas_of(sets: list[frozenset]) -> list[int]:
+        missing = [s for s in dict.fromkeys(sets) if s not in cache]
+        if missing:
+            measured = run_parallel(arena_of, [(model_for(s),) for s in missing], default_jobs(),
+                                    source="the plan's synthetic model")
+            if None in measured:
+                raise InterpreterError("TFLM did not report its arena size", "the plan's synthetic model",
+                                       "plan without a RAM budget")
+            cache.update(zip(missing, measured))
+        return [cache[s] for s in sets]
+
+    return arenas_of

@@ -1,0 +1,110 @@
+"""`make_plan`: one request in, one outcome out. Measures the sensitivity table (or reuses a recorded
+one), resolves a size ratio against the float32 file, chooses within the budget (and the RAM
+budget), checks the choice with all its layers clustered at once, and measures the chosen plan's
+exact bytes and arena on a synthetic file. The CLI and Python callers use the same function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol
+
+from tinycomp.errors import InvalidValue
+from tinycomp.plan.choose import (Budget, Plan, SensitivityTable, checked_plan, choose_plan, choose_plan_within_ram,
+                                  validation_noise_pp)
+from tinycomp.plan.request import ByteCosts, PlanOutcome, PlanRequest
+
+
+class PlanProgress(Protocol):
+    """What `make_plan` reports while it works (the CLI renders it; the default says nothing)."""
+
+    def measured(self, done: int, total: int, what: str) -> None: ...
+
+    def budget_resolved(self, budget: Budget) -> None: ...
+
+    def checked(self, plan: Plan, drop_pp: float, epochs: int) -> None: ...
+
+
+class Silent:
+    """A PlanProgress that reports nothing."""
+
+    def measured(self, done: int, total: int, what: str) -> None:
+        pass
+
+    def budget_resolved(self, budget: Budget) -> None:
+        pass
+
+    def checked(self, plan: Plan, drop_pp: float, epochs: int) -> None:
+        pass
+
+
+def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable | None = None,
+              recorded_costs: ByteCosts | None = None, progress: PlanProgress | None = None) -> PlanOutcome:
+    """Plan `model` on `data` as `request` asks.
+
+    With `recorded` (a table an earlier plan measured; `recorded_costs` the byte-cost settings it
+    was measured with), nothing is measured again: the request's measurement must be the one the
+    table was made with (the CLI takes it from the record), and its byte costs must match.
+    """
+    from tinycomp.plan.costs import arena_measurer, plan_bytes_exact
+    from tinycomp.plan.sensitivity import int8_for_costs, sensitivity
+
+    progress = progress or Silent()
+    if recorded is not None:
+        _check_same_costs(recorded_costs, request.costs)
+        table = recorded
+        int8, infos = int8_for_costs(model, data, [layer.name for layer in table.layers], seed=table.seed,
+                                     costs=request.costs)
+    else:
+        table, int8, infos = sensitivity(model, data, measurement=request.measurement, costs=request.costs,
+                                         seed=request.seed, on_step=progress.measured)
+    budget = request.budget
+    if budget.target_ratio is not None:
+        budget = budget.resolved(_float32_bytes(model))
+        progress.budget_resolved(budget)
+    arenas_of = arena_measurer(int8, infos, table, request.costs.strip)
+
+    def choose(max_drop_pp: float | None) -> Plan:
+        within = budget if max_drop_pp is None else replace(budget, max_drop_pp=max_drop_pp)
+        if within.ram_bytes is None:
+            return choose_plan(table, within)
+        return choose_plan_within_ram(table, within, arenas_of)
+
+    noise = validation_noise_pp(table)
+    if request.check:
+        chosen, tried = checked_plan(choose, lambda plan: _checked_drop(model, data, table, plan, request, progress),
+                                     budget.max_drop_pp, noise)
+    else:
+        chosen, tried = choose(budget.max_drop_pp), []
+    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, request.costs.strip)
+    if chosen.arena_bytes is None:
+        [chosen.arena_bytes] = arenas_of([frozenset(chosen.clustered())])
+    return PlanOutcome(chosen, tried, table, budget, noise)
+
+
+def _checked_drop(model, data, table: SensitivityTable, plan: Plan, request: PlanRequest,
+                  progress: PlanProgress) -> float:
+    from tinycomp.plan.sensitivity import joint_drop_pp
+
+    drop = joint_drop_pp(model, data, table, plan, measurement=request.measurement)
+    progress.checked(plan, drop, table.epochs)
+    return drop
+
+
+def _check_same_costs(recorded: ByteCosts | None, wanted: ByteCosts) -> None:
+    """InvalidValue naming the first byte-cost field the recorded table was measured with differently."""
+    if recorded is None:
+        return
+    for name in ("per_tensor_dense", "strip", "io"):
+        was, now = getattr(recorded, name), getattr(wanted, name)
+        if was != now:
+            shown = ("on" if was else "off") if isinstance(was, bool) else str(was)
+            raise InvalidValue(f"the table's byte costs were measured with {name} {shown}", name,
+                               "plan with the byte-cost settings of the table, or measure a new table")
+
+
+def _float32_bytes(model) -> int:
+    """Bytes of `model` as the float32 .tflite `convert` writes."""
+    from tinycomp.convert import convert_float32
+
+    return len(convert_float32(model))
