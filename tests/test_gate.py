@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from tinycomp.evaluate import ModelResult
 from tinycomp.gate import GateLimits, gate
 from tinycomp.records import EvalRecord

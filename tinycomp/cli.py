@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 from tinycomp import __version__  # noqa: E402
 from tinycomp.commands.common import CONTEXT  # noqa: E402
-from tinycomp.errors import InvalidValue, TinycompError  # noqa: E402
+from tinycomp.errors import FieldError, TinycompError  # noqa: E402
 
 # The order of `tinycomp --help`: the tutorial's pipeline first, then the tools beyond it.
 COMMAND_MODULES = ("train", "cluster", "convert", "quantize", "find_tensors", "compress", "evaluate",
@@ -47,10 +47,10 @@ class TinycompGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except InvalidValue as e:
+        except FieldError as e:  # the library names a parameter; show the option that sets it
             if _debug(ctx):
                 raise
-            e.where = _option_for(ctx, e.field) or e.where
+            e.where = (_option_for(ctx, e.field) if e.field else None) or e.where
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
         except TinycompError as e:

@@ -34,17 +34,6 @@ class UsageError(TinycompError):
     exit_code = 2
 
 
-class InvalidValue(TinycompError):
-    """A parameter value the library cannot use. `field` names the parameter as the library calls
-    it (e.g. "symbol"); the CLI shows the option that sets it instead (e.g. --symbol)."""
-
-    exit_code = 2
-
-    def __init__(self, what: str, field: str, hint: str | None = None):
-        super().__init__(what, field, hint)
-        self.field = field
-
-
 class InputFileError(TinycompError):
     """A file that is missing, unreadable, empty or of the wrong kind."""
 
