@@ -280,6 +280,23 @@ def evaluate_keras(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -
     return float(np.mean(np.argmax(probabilities, axis=-1) == np.asarray(y).ravel()))
 
 
+def predict_outputs(model, data, which: str = "test", *, limit: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """The model's float outputs on the first `limit` rows of a Dataset split, batch by batch
+    (memory-mapped data is never read whole)."""
+    x, _ = data.split(which)
+    rows = np.arange(len(x) if limit is None else min(limit, len(x)))
+    if len(rows) == 0:
+        raise DataError("no samples to evaluate on", f"{data.name} ({which})")
+    outputs = [np.asarray(model(xb, training=False)) for xb, _ in data.iter_batches(which, batch_size, rows=rows)]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def score_keras(model, data, task, *, limit: int | None = None) -> dict[str, float]:
+    """The task's metrics ({'accuracy': ...} or {'mse': ..., 'snr_db': ...}) on the test split."""
+    outputs = predict_outputs(model, data, limit=limit)
+    return task.score(outputs, np.asarray(data.y_test[:len(outputs)]))
+
+
 def kernel_of(layer):
     """The layer's kernel variable, or None for layers without one (pooling, flatten...)."""
     for attribute in KERNEL_ATTRIBUTES:
