@@ -20,8 +20,9 @@ import numpy as np
 from tinycomp import fileio
 from tinycomp.errors import DataError, InputFileError, ModelError, OutputFileError
 
-# The kernel attribute of each layer type that carries one; first match wins.
-KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel")
+# The kernel attribute of each layer type that carries one; first match wins. SeparableConv
+# layers have a depthwise and a pointwise kernel; TFMOT clusters the pointwise one.
+KERNEL_ATTRIBUTES = ("kernel", "pointwise_kernel", "depthwise_kernel")
 MIN_CNN_SIDE = 12  # 5x5 conv, pool 2, 3x3 conv, pool 2 leaves at least 1x1
 
 
@@ -244,6 +245,7 @@ def _loss_from_saved(saved_loss) -> LossChoice | None:
 def output_activation(model) -> str:
     """Name of the activation that produces the model output ('linear' when there is none)."""
     layer = model.layers[-1]
+    layer = getattr(layer, "layer", layer)  # a TFMOT wrapper (ClusterWeights) holds the real layer
     if type(layer).__name__ == "Softmax":
         return "softmax"
     activation = getattr(layer, "activation", None)
