@@ -33,6 +33,11 @@ CODE_CLASSES = frozenset({"Lambda"})  # built-in, but they carry Python bytecode
 SUPPORTED = ("supported: Functional and Sequential tf_keras models with one input and one output "
              "(Conv1D/Conv2D, DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, Add/Concatenate, pooling...)")
 TRUST_HINT = "re-run with --trust-model if you trust this file"
+LOAD_HINTS = {
+    "h5": "give an .h5 written by `tinycomp train` or `cluster`, or by tf_keras model.save",
+    "keras": "give a .keras file written by tinycomp or by tf_keras model.save('model.keras')",
+    "savedmodel": "give a SavedModel directory written by tf_keras model.save(dir)",
+}
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,7 @@ def read_saved_config(path: str | Path, fmt: str) -> SavedModelConfig:
     except (InputFileError, ModelError):
         raise
     except Exception as e:  # h5py, zip, JSON and protobuf errors all mean "cannot read the architecture"
-        raise InputFileError(f"cannot read the model architecture: {_first_line(e)}", str(p),
-                             "give a model saved by tf_keras model.save()") from e
+        raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p), LOAD_HINTS[fmt]) from e
     if not isinstance(config, dict) or "class_name" not in config:
         raise InputFileError("the file has no model architecture (weights only?)", str(p),
                              "save the whole model with model.save(), not model.save_weights()")

@@ -97,9 +97,9 @@ def _deserialize(p: Path, fmt: str, trust: bool):
             warnings.simplefilter("ignore")
             return tf_keras.models.load_model(str(p), compile=False, **kwargs)
     except Exception as e:  # h5py, Keras and deserialization errors all mean the same to the user
-        raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p),
-                             "give a model written by tinycomp or by tf_keras model.save "
-                             "(.h5, .keras or a SavedModel directory)") from e
+        from tinycomp.model_config import LOAD_HINTS
+
+        raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p), LOAD_HINTS[fmt]) from e
 
 
 def check_supported(model, where: str) -> None:
