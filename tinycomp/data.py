@@ -297,8 +297,7 @@ def _load_npz(path: Path):
             if missing or len(has_y) == 1:
                 absent = missing + [k for k in ("y_train", "y_test") if k not in f.files and has_y]
                 raise DataError(f"dataset is missing {', '.join(absent)}", str(path),
-                                f"an .npz needs the arrays {', '.join(NPZ_KEYS)} (y_train and y_test may both be "
-                                "left out for data without labels)")
+                                f"an .npz needs the arrays {', '.join(NPZ_KEYS)}")
             arrays = [np.asarray(f[k]) if k in f.files else None for k in NPZ_KEYS]
     except DataError:
         raise
@@ -318,6 +317,9 @@ def _check_arrays(path: Path, x_train, y_train, x_test, y_test) -> None:
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"x_train rows have shape {x_train.shape[1:]} but x_test rows {x_test.shape[1:]}", where)
     if y_train is not None and y_train.shape[1:] != y_test.shape[1:]:
+        for key, x, y, other in (("train", x_train, y_train, y_test), ("test", x_test, y_test, y_train)):
+            if _is_labels(other):  # the other split has class labels: this one should too
+                raise DataError(f"y_{key} has shape {y.shape}; expected ({len(x)},), one label per x_{key} row", where)
         raise DataError(f"y_train rows have shape {y_train.shape[1:]} but y_test rows {y_test.shape[1:]}", where)
     if _is_labels(y_train) and _is_labels(y_test) and y_test.max() > y_train.max():
         raise DataError(f"y_test has label {int(y_test.max())}, which never occurs in y_train", where,
