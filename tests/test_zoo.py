@@ -224,3 +224,13 @@ def test_quantize_methods_are_all_evaluated(tmp_path):
         if result.runs_in == "TFLite":
             assert result.arena_bytes is None and "will not run on a microcontroller" in result.notes[0]
     assert runs_in == {"int16x8": "TFLM", "dynamic": "TFLite", "float16": "TFLite"}
+
+
+def test_cluster_all_says_what_it_leaves_out(zoo):
+    from tinycomp.cluster import cluster_all_spec, left_out_layers
+    from tinycomp.models import load_keras_model
+
+    model = load_keras_model(zoo["mobilenet"][0])
+    left = dict(left_out_layers(model, 4))
+    assert left == {"dw": "TFMOT does not cluster DepthwiseConv2D layers"}
+    assert "dw" not in cluster_all_spec(model, 4).layer_names()

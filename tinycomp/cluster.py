@@ -139,7 +139,7 @@ def cluster_all_spec(model, clusters: int, init: str = "kmeans++") -> Clustering
     """A spec clustering every clusterable kernel to `clusters` values (for `--all`).
 
     Layers with no more kernel weights than `clusters`, and DepthwiseConv2D (which TFMOT does
-    not cluster), are left out; compare with `models.weight_layers` to report them.
+    not cluster), are left out; `left_out_layers` lists them with the reason.
     """
     names = [name for name in clusterable_layers(model)
              if int(np.prod(kernel_of(model.get_layer(name)).shape)) > clusters]
@@ -147,6 +147,21 @@ def cluster_all_spec(model, clusters: int, init: str = "kmeans++") -> Clustering
         raise ModelError(f"no layer has more than {clusters} kernel weights to cluster", "--all",
                          "use fewer clusters")
     return ClusteringSpec(tuple(LayerClustering(name=name, clusters=clusters, init=init) for name in names))
+
+
+def left_out_layers(model, clusters: int) -> list[tuple[str, str]]:
+    """(layer name, why) for every layer with weights that `cluster_all_spec(model, clusters)` leaves out."""
+    left = []
+    for layer in model.layers:
+        kernel = kernel_of(layer)
+        if kernel is None:
+            continue
+        kind = type(layer).__name__
+        if kind in UNCLUSTERABLE_TYPES:
+            left.append((layer.name, f"TFMOT does not cluster {kind} layers"))
+        elif int(np.prod(kernel.shape)) <= clusters:
+            left.append((layer.name, f"{int(np.prod(kernel.shape))} kernel weights, not more than {clusters} clusters"))
+    return left
 
 
 def wrap_layers(model, spec: ClusteringSpec):

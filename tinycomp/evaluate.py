@@ -101,12 +101,11 @@ def file_size(path: str | Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def _task_for(data: Dataset, output_shape: tuple, task: str | None, where: str):
-    """The task object, after checking the data's inputs and targets against the model."""
+def _task_for(data: Dataset, output_shape: tuple, task: str | None):
+    """The task object: `task` if given, else chosen from the data's targets and the output shape."""
     from tinycomp.metrics import choose_task
 
-    chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
-    return chosen
+    return choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
 
 
 def _scored(result: ModelResult, task, outputs: np.ndarray, y) -> ModelResult:
@@ -128,7 +127,7 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
     input_shape = tuple(int(d) for d in subgraph.inputs[0].shape[1:])
     output_shape = tuple(int(d) for d in subgraph.outputs[0].shape[1:])
     data = data.fit_to(input_shape)
-    chosen = _task_for(data, output_shape, task, path)
+    chosen = _task_for(data, output_shape, task)
     check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, path, task=chosen.name,
                      output_shape=output_shape)
     x, y = test_subset(data, limit)
@@ -167,7 +166,7 @@ def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: 
     model = load_keras_model(path, trust=trust)
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     data = data.fit_to(input_shape)
-    chosen = _task_for(data, output_shape, task, path)
+    chosen = _task_for(data, output_shape, task)
     check_fits_model(data, input_shape, int(output_shape[-1]), path, task=chosen.name, output_shape=output_shape)
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1", "--limit")
