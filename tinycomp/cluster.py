@@ -15,7 +15,7 @@ import numpy as np
 
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import ModelError, SpecError
-from tinycomp.models import compile_for_training, evaluate_keras, kernel_of, set_seed
+from tinycomp.models import compile_for_training, kernel_of, set_seed
 from tinycomp.specs import ClusteringSpec, LayerClustering
 from tinycomp.train import EpochCallback, check_enough_training_data, check_fit_options, fit
 
@@ -38,36 +38,51 @@ class ClusterResult:
     """The stripped (plain tf_keras) model, its test accuracy and unique kernel values per layer."""
 
     model: Any
-    test_accuracy: float
+    test_accuracy: float | None  # None for the regress task: see test_metrics
     unique_values: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     history: dict[str, list[float]] = field(default_factory=dict)
+    task: str = "classify"
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the task's metrics on the test split
+    loss: dict = field(default_factory=dict)  # LossChoice.describe(): loss, from_logits and why
 
 
 def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, batch_size: int = 128,
                   seed: int = 0, on_epoch: EpochCallback | None = None,
-                  learning_rate: float = FINE_TUNE_LEARNING_RATE) -> ClusterResult:
+                  learning_rate: float = FINE_TUNE_LEARNING_RATE, *, task: str | None = None) -> ClusterResult:
     """Cluster the spec's layers of `model`, fine-tune on `data`, strip the wrappers.
 
     `model` itself is not changed. The fine-tuning learning rate defaults to Adam's 1e-3, which
     the TFLM tutorial uses; TFMOT's guide uses 1e-5 for a model trained to convergence on full
     MNIST, which barely moves the centroids of a briefly trained model.
+
+    `task` ('classify' | 'regress', default from the data: see metrics.choose_task) picks the
+    metric and, unless the model was saved with a compile config, the fine-tuning loss
+    (models.choose_loss). Data without labels is reconstructed (y = x).
     """
     import tensorflow_model_optimization as tfmot
 
+    from tinycomp.metrics import choose_task
+    from tinycomp.models import score_keras
+
     check_fit_options(epochs, batch_size, VALIDATION_SPLIT)
     validate_spec(model, spec)
-    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output")
+    data = data.fit_to(tuple(model.input_shape[1:]))
+    output_shape = tuple(model.output_shape[1:])
+    chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
+    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
+                     task=chosen.name, output_shape=output_shape)
     check_enough_training_data(data, VALIDATION_SPLIT)
     start = time.perf_counter()
     set_seed(seed)
     clustered = wrap_layers(model, spec)
-    compile_for_training(clustered, learning_rate)
+    loss = compile_for_training(clustered, learning_rate, task=chosen.name, saved_from=model)
     history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch)
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
-    accuracy = evaluate_keras(stripped, data.x_test, data.y_test)
+    metrics = score_keras(stripped, data, chosen)
     unique = {name: count_unique_kernel_values(stripped, name) for name in spec.layer_names()}
-    return ClusterResult(stripped, accuracy, unique, time.perf_counter() - start, history)
+    return ClusterResult(stripped, metrics.get("accuracy"), unique, time.perf_counter() - start, history,
+                         chosen.name, metrics, loss.describe())
 
 
 def validate_spec(model, spec: ClusteringSpec) -> None:
@@ -124,7 +139,7 @@ def cluster_all_spec(model, clusters: int, init: str = "kmeans++") -> Clustering
     """A spec clustering every clusterable kernel to `clusters` values (for `--all`).
 
     Layers with no more kernel weights than `clusters`, and DepthwiseConv2D (which TFMOT does
-    not cluster), are left out; compare with `models.weight_layers` to report them.
+    not cluster), are left out; `left_out_layers` lists them with the reason.
     """
     names = [name for name in clusterable_layers(model)
              if int(np.prod(kernel_of(model.get_layer(name)).shape)) > clusters]
@@ -132,6 +147,21 @@ def cluster_all_spec(model, clusters: int, init: str = "kmeans++") -> Clustering
         raise ModelError(f"no layer has more than {clusters} kernel weights to cluster", "--all",
                          "use fewer clusters")
     return ClusteringSpec(tuple(LayerClustering(name=name, clusters=clusters, init=init) for name in names))
+
+
+def left_out_layers(model, clusters: int) -> list[tuple[str, str]]:
+    """(layer name, why) for every layer with weights that `cluster_all_spec(model, clusters)` leaves out."""
+    left = []
+    for layer in model.layers:
+        kernel = kernel_of(layer)
+        if kernel is None:
+            continue
+        kind = type(layer).__name__
+        if kind in UNCLUSTERABLE_TYPES:
+            left.append((layer.name, f"TFMOT does not cluster {kind} layers"))
+        elif int(np.prod(kernel.shape)) <= clusters:
+            left.append((layer.name, f"{int(np.prod(kernel.shape))} kernel weights, not more than {clusters} clusters"))
+    return left
 
 
 def wrap_layers(model, spec: ClusteringSpec):

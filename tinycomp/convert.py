@@ -16,7 +16,7 @@ import numpy as np
 from tinycomp.errors import DataError, ModelError, UsageError
 from tinycomp.native_output import captured_fds
 
-METHODS = ("int8", "dynamic", "float16")
+METHODS = ("int8", "int16x8", "dynamic", "float16")
 IO_TYPES = ("uint8", "int8", "float32")
 
 
@@ -30,7 +30,9 @@ def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.nda
     """Quantized TFLite model.
 
     int8: full-integer (TFLITE_BUILTINS_INT8) calibrated on `calibration` (rows shaped like the
-    model input), with input/output tensors of type `io`. dynamic: int8 weights, float
+    model input), with input/output tensors of type `io`. int16x8: 16-bit activations and 8-bit
+    weights (EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8), calibrated the same
+    way, float32 input/output; TFLM runs it. dynamic: int8 weights, float
     activations, no calibration. float16: float16 weights. `io` only applies to int8; dynamic
     and float16 models always take and return float32.
 
@@ -55,6 +57,11 @@ def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.nda
         converter.inference_output_type = getattr(tf, io)
         # The converter's only switch for this; it exists since TF 2.13.
         converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor_dense
+    elif method == "int16x8":
+        samples = _check_calibration(model, calibration)
+        converter.representative_dataset = lambda: _representative(samples)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif method == "float16":
         converter.target_spec.supported_types = [tf.float16]
     return _convert(converter)
@@ -89,6 +96,9 @@ def _check_calibration(model, calibration: np.ndarray | None) -> np.ndarray:
                         "pass representative inputs (e.g. 100 training images), or use --method dynamic")
     samples = np.asarray(calibration, dtype=np.float32)
     expected = tuple(batch1_input_shape(model)[1:])
+    if samples.shape[1:] != expected and int(np.prod(samples.shape[1:])) == int(np.prod(expected)) and (
+            samples.shape[1:] == expected + (1,) or samples.shape[1:] + (1,) == expected):
+        samples = samples.reshape((len(samples), *expected))  # only a trailing channel axis of 1 differs
     if samples.shape[1:] != expected:
         raise DataError(f"calibration rows have shape {samples.shape[1:]} but the model expects {expected}",
                         "calibration", "use the dataset the model was trained on")

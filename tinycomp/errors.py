@@ -50,6 +50,10 @@ class ModelError(TinycompError):
     """A model that does not have what the step needs (layer, tensor, shape)."""
 
 
+class UnsafeModelError(ModelError):
+    """A model file whose loading would run code stored in it (Lambda layers, custom classes)."""
+
+
 class DataError(TinycompError):
     """A dataset that is missing, malformed or does not fit the model."""
 

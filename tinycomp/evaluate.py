@@ -1,14 +1,22 @@
-"""Accuracy, flash, RAM and latency of models: .tflite in the TFLM interpreter, .h5 in Keras.
+"""The task's metric, flash, RAM and latency of models: .tflite in the TFLM interpreter (or the
+TFLite interpreter for files TFLM cannot run), Keras models (.h5, .keras, SavedModel) in Keras.
 
 The test set is split across worker processes (TFLM's reference kernels take about 1 ms per
-MNIST image). Flash is the file size; RAM is the TFLM arena the model allocates, which grows
-when LUT-compressed weights are decoded at run time.
+MNIST image). Flash is the file size; gzip_bytes is the gzip-compressed size, the figure TFMOT's
+clustering guide publishes; RAM is the TFLM arena the model allocates, which grows when
+LUT-compressed weights are decoded at run time.
+
+Every result keeps the model's float outputs on the test rows in memory (`ModelResult.outputs`,
+never written to JSON), so `compare_to_baseline` can measure agreement with the baseline: top-1
+agreement for classifiers and output SNR for every task. The metric follows the task
+(`metrics.choose_task`): accuracy for classify, MSE and SNR for regress.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +24,7 @@ import numpy as np
 
 from tinycomp import tflm
 from tinycomp.data import Dataset, check_fits_model
-from tinycomp.errors import BudgetExceeded, UsageError
+from tinycomp.errors import BudgetExceeded, DataError, UsageError
 from tinycomp.tflite_model import read_tflite
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2, "MIB": 1024**2}
@@ -24,12 +32,12 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "
 
 @dataclass
 class ModelResult:
-    """What `eval` measured for one model."""
+    """What `eval` measured for one model. New fields go at the end, so older JSON stays readable."""
 
     path: str
-    kind: str  # tflm | keras
+    kind: str  # tflm | tflite | keras
     flash_bytes: int
-    accuracy: float
+    accuracy: float | None  # top-1 accuracy for the classify task; None for regress
     samples: int
     arena_bytes: int | None = None
     ms_per_inference: float | None = None
@@ -40,9 +48,22 @@ class ModelResult:
     # With the decoded LUT weights in TFLM's alternate decompression memory of this size, the arena is:
     alt_decompression_bytes: int | None = None
     arena_bytes_with_alt_decompression: int | None = None
+    task: str = "classify"  # classify | regress
+    mse: float | None = None  # regress: mean squared error against the targets
+    snr_db: float | None = None  # regress: output SNR in dB against the targets
+    agreement_top1: float | None = None  # classify: share of rows with the baseline's top-1 class
+    agreement_snr_db: float | None = None  # output SNR in dB against the baseline's outputs
+    gzip_bytes: int | None = None  # gzip -9 of the file (TFMOT's published figure)
+    runs_in: str | None = None  # TFLM | TFLite | Keras
+    notes: list[str] = field(default_factory=list)
+    outputs: np.ndarray | None = field(default=None, repr=False, compare=False)  # in memory only
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "outputs"}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, list) else value
 
 
 def parse_size(text: str | None, option: str) -> int | None:
@@ -68,49 +89,131 @@ def test_subset(data: Dataset, limit: int | None) -> tuple[np.ndarray, np.ndarra
     return data.x_test[:n], data.y_test[:n]
 
 
+def gzip_size(path: str | Path) -> int:
+    """Bytes of the file gzip-compressed at level 9 (a directory: the sum over its files)."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    return sum(len(gzip.compress(f.read_bytes(), 9, mtime=0)) for f in files)
+
+
+def file_size(path: str | Path) -> int:
+    p = Path(path)
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+
+
+def _task_for(data: Dataset, output_shape: tuple, task: str | None):
+    """The task object: `task` if given, else chosen from the data's targets and the output shape."""
+    from tinycomp.metrics import choose_task
+
+    return choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
+
+
+def _scored(result: ModelResult, task, outputs: np.ndarray, y) -> ModelResult:
+    scores = task.score(outputs, np.asarray(y))
+    result.task, result.outputs = task.name, outputs
+    result.accuracy = scores.get("accuracy")
+    result.mse, result.snr_db = scores.get("mse"), scores.get("snr_db")
+    return result
+
+
 def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: int = 1,
-                    on_progress: Callable[[int], None] | None = None) -> ModelResult:
-    """Accuracy in TFLM over the test set, split into `jobs` processes; arena from the first chunk."""
+                    on_progress: Callable[[int], None] | None = None, *, task: str | None = None) -> ModelResult:
+    """The task's metric in TFLM over the test set, split into `jobs` processes; arena from the
+    first chunk. Files TFLM cannot run (dynamic-range, float16) run in the TFLite interpreter."""
+    from tinycomp import tflite_runtime
+
     model = read_tflite(path)
-    details = tflm.run_isolated(tflm.input_details, model.data, source=path)
-    input_shape = tuple(details["shape"][1:])
-    outputs = model.model.subgraphs[0].outputs[0].shape
-    check_fits_model(data, input_shape, int(outputs[-1]), path)
+    subgraph = model.model.subgraphs[0]
+    input_shape = tuple(int(d) for d in subgraph.inputs[0].shape[1:])
+    output_shape = tuple(int(d) for d in subgraph.outputs[0].shape[1:])
+    data = data.fit_to(input_shape)
+    chosen = _task_for(data, output_shape, task)
+    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, path, task=chosen.name,
+                     output_shape=output_shape)
     x, y = test_subset(data, limit)
+    why = tflite_runtime.why_not_tflm(model.model)
+    if why:
+        outputs, seconds = tflite_runtime.predict(model.data, x)
+        if on_progress:
+            on_progress(len(x))
+        result = ModelResult(path, "tflite", len(model.data), None, len(y), ms_per_inference=1000 * seconds / len(y),
+                             gzip_bytes=gzip_size(path), runs_in="TFLite",
+                             notes=[tflite_runtime.NOT_ON_MCU_NOTE.format(why=why)])
+        return _scored(result, chosen, outputs, y)
+    tflm.run_isolated(tflm.input_details, model.data, source=path)  # a refusal becomes one clear error
     chunks = np.array_split(np.arange(len(x)), max(1, min(jobs, len(x))))
     args = [(model.data, x[idx], i == 0) for i, idx in enumerate(chunks)]
     results = tflm.run_parallel(tflm.predict_chunk, args, workers=jobs, source=path,
                                 on_done=(lambda i: on_progress(len(chunks[i]))) if on_progress else None)
-    predictions = np.concatenate([r.predictions for r in results])
+    outputs = np.concatenate([r.outputs for r in results])
     invoke_seconds = sum(r.invoke_seconds for r in results)
     alt, arena_with_alt = results[0].decode_memory or (None, None)
-    return ModelResult(path, "tflm", len(model.data), float(np.mean(predictions == y)), len(y),
-                       arena_bytes=results[0].arena_bytes, alt_decompression_bytes=alt,
-                       arena_bytes_with_alt_decompression=arena_with_alt,
-                       ms_per_inference=1000 * invoke_seconds / len(y))
+    result = ModelResult(path, "tflm", len(model.data), None, len(y),
+                         arena_bytes=results[0].arena_bytes, alt_decompression_bytes=alt,
+                         arena_bytes_with_alt_decompression=arena_with_alt,
+                         ms_per_inference=1000 * invoke_seconds / len(y), gzip_bytes=gzip_size(path), runs_in="TFLM")
+    return _scored(result, chosen, outputs, y)
 
 
-def evaluate_keras(path: str, data: Dataset, limit: int | None = None) -> ModelResult:
-    """Accuracy of a Keras .h5 model (for comparison; it does not run on a microcontroller)."""
+def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: str | None = None,
+                   trust: bool = False) -> ModelResult:
+    """The task's metric of a Keras model (.h5, .keras, SavedModel; for comparison: it does not
+    run on a microcontroller). `trust` allows models whose loading runs code (see models.load_keras_model)."""
     import time
 
-    from tinycomp.models import load_keras_model
+    from tinycomp.models import load_keras_model, predict_outputs
 
-    model = load_keras_model(path)
-    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), path)
-    x, y = test_subset(data, limit)
+    model = load_keras_model(path, trust=trust)
+    input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    data = data.fit_to(input_shape)
+    chosen = _task_for(data, output_shape, task)
+    check_fits_model(data, input_shape, int(output_shape[-1]), path, task=chosen.name, output_shape=output_shape)
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1", "--limit")
     start = time.perf_counter()
-    predictions = np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
+    outputs = predict_outputs(model, data, limit=limit)
     seconds = time.perf_counter() - start
-    return ModelResult(path, "keras", Path(path).stat().st_size, float(np.mean(predictions == y)), len(y),
-                       ms_per_inference=1000 * seconds / len(y))
+    y = data.y_test[:len(outputs)]
+    result = ModelResult(path, "keras", file_size(path), None, len(outputs),
+                         ms_per_inference=1000 * seconds / len(outputs), gzip_bytes=gzip_size(path), runs_in="Keras")
+    return _scored(result, chosen, outputs.reshape(len(outputs), -1), y)
+
+
+def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int = 1,
+                   on_progress: Callable[[int], None] | None = None, *, task: str | None = None,
+                   trust: bool = False) -> ModelResult:
+    """evaluate_tflite for .tflite flatbuffers, evaluate_keras for Keras models (by content, not name)."""
+    from tinycomp.fileio import TFLITE_IDENTIFIER
+
+    p = Path(path)
+    if p.is_file():
+        with p.open("rb") as f:
+            head = f.read(8)
+        if head[4:8] == TFLITE_IDENTIFIER:
+            return evaluate_tflite(str(path), data, limit, jobs, on_progress, task=task)
+    result = evaluate_keras(str(path), data, limit, task=task, trust=trust)
+    if on_progress:
+        on_progress(result.samples)
+    return result
 
 
 def compare_to_baseline(results: list[ModelResult], baseline: ModelResult) -> None:
-    """Fill in size ratio and accuracy delta (percentage points) against `baseline`."""
+    """Fill in size ratio, accuracy delta (percentage points, classifiers) and agreement with the
+    baseline's outputs on the same test rows (top-1 agreement for classifiers, output SNR for all)."""
+    from tinycomp.metrics import get_task
+
     for r in results:
         r.ratio_vs_baseline = baseline.flash_bytes / r.flash_bytes if r.flash_bytes else math.inf
-        r.accuracy_delta_pp = 100.0 * (r.accuracy - baseline.accuracy)
+        if r.accuracy is not None and baseline.accuracy is not None:
+            r.accuracy_delta_pp = 100.0 * (r.accuracy - baseline.accuracy)
+        if r.outputs is None or baseline.outputs is None:
+            continue
+        if r.outputs.shape != baseline.outputs.shape:
+            raise DataError(f"outputs of shape {r.outputs.shape} cannot be compared with the baseline's "
+                            f"{baseline.outputs.shape}", r.path, "compare models of the same task on the same rows")
+        agreement = get_task(r.task).agreement(r.outputs, baseline.outputs)
+        r.agreement_top1 = agreement.get("agreement_top1")
+        r.agreement_snr_db = agreement.get("agreement_snr_db")
 
 
 def apply_budgets(results: list[ModelResult], flash: int | None, ram: int | None) -> None:
@@ -121,6 +224,8 @@ def apply_budgets(results: list[ModelResult], flash: int | None, ram: int | None
         notes = []
         if flash is not None and r.flash_bytes > flash:
             notes.append(f"flash {r.flash_bytes:,} > {flash:,}")
+        if r.runs_in == "TFLite":
+            notes.append("does not run in TFLM")
         if ram is not None:
             if r.arena_bytes is None:
                 notes.append("RAM unknown (not a TFLM model)")

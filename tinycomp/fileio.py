@@ -17,6 +17,10 @@ from tinycomp.errors import InputFileError, OutputFileError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TFLITE_IDENTIFIER = b"TFL3"
+ZIP_MAGIC = b"PK\x03\x04"
+KERAS_FORMATS = ("h5", "keras", "savedmodel")
+KERAS_FORMATS_HINT = ("give a Keras model: an .h5 file, a .keras file (tf_keras 'keras v3' format) or a "
+                      "SavedModel directory written by tf_keras model.save(dir)")
 
 
 def check_input_file(path: str | os.PathLike, kind: str = "file") -> Path:
@@ -62,6 +66,57 @@ def check_h5_file(path: str | os.PathLike) -> Path:
             raise InputFileError("this is a .tflite flatbuffer, not a Keras .h5 model", str(p), hint)
         raise InputFileError("not a Keras .h5 (HDF5) file", str(p), hint)
     return p
+
+
+def check_keras_model_path(path: str | os.PathLike) -> Path:
+    """Check that `path` is a Keras model in one of KERAS_FORMATS, by content, not by name.
+
+    .h5 (HDF5 magic), .keras (a zip holding config.json) or a SavedModel directory with
+    saved_model.pb. A .tflite flatbuffer gets its own message.
+    """
+    keras_model_format(path)
+    return Path(path)
+
+
+def keras_model_format(path: str | os.PathLike) -> str:
+    """'h5', 'keras' or 'savedmodel' for a Keras model at `path`; InputFileError otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        return _check_saved_model_dir(p)
+    p = check_input_file(p, "Keras model")
+    with p.open("rb") as f:
+        head = f.read(8)
+    if head == HDF5_MAGIC:
+        return "h5"
+    if head[:4] == ZIP_MAGIC:
+        return _check_keras_zip(p)
+    if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
+        raise InputFileError("this is a .tflite flatbuffer, not a Keras model", str(p), KERAS_FORMATS_HINT)
+    raise InputFileError("not a Keras model (neither .h5, .keras nor a SavedModel directory)", str(p),
+                         KERAS_FORMATS_HINT)
+
+
+def _check_saved_model_dir(p: Path) -> str:
+    if not (p / "saved_model.pb").is_file():
+        raise InputFileError("directory is not a SavedModel (no saved_model.pb)", str(p), KERAS_FORMATS_HINT)
+    if not (p / "keras_metadata.pb").is_file():
+        raise InputFileError("SavedModel was not written by Keras (no keras_metadata.pb)", str(p),
+                             "save it with tf_keras model.save(dir), or give an .h5 or .keras file")
+    return "savedmodel"
+
+
+def _check_keras_zip(p: Path) -> str:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputFileError(f"not a readable .keras (zip) file: {e}", str(p), KERAS_FORMATS_HINT) from e
+    if "config.json" not in names:
+        hint = "an .npz holds data, not a model" if any(n.endswith(".npy") for n in names) else KERAS_FORMATS_HINT
+        raise InputFileError("zip file has no config.json, so it is not a .keras model", str(p), hint)
+    return "keras"
 
 
 def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:

@@ -103,6 +103,10 @@ def match_layer(weights: list[WeightTensor], layer: str, source: str) -> WeightT
     if len(matches) > 1:  # prefer the weight's own name over fused op-output names
         own = [w for w in matches if layer in name_components(w.name)]
         matches = own if len(own) == 1 else matches
+    if len(matches) > 1 and any(w.op == "DEPTHWISE_CONV_2D" for w in matches):
+        # a SeparableConv: its pointwise CONV_2D weight is the one TFMOT clusters
+        pointwise = [w for w in matches if w.op != "DEPTHWISE_CONV_2D"]
+        matches = pointwise if len(pointwise) == 1 else matches
     if not matches:
         raise ModelError(f"no weight tensor of layer {layer!r} in the model", source,
                          f"layers with weights here: {', '.join(layer_names(weights)) or 'none'}")

@@ -1,4 +1,4 @@
-"""Keras models: the tutorial's CNN, .h5 load/save, compile, evaluate and seeding.
+"""Keras models: the tutorial's CNN, safe .h5/.keras/SavedModel load, save, compile, evaluate, seeding.
 
 Everything is tf_keras (Keras 2), the Keras that TFMOT's clustering works with. TensorFlow is
 imported inside the functions so that `import tinycomp.models` stays fast (the CLI's `--help`
@@ -11,14 +11,18 @@ import contextlib
 import logging
 import os
 import warnings
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tinycomp import fileio
 from tinycomp.errors import DataError, InputFileError, ModelError, OutputFileError
 
-# The kernel attribute of each layer type that carries one; first match wins.
-KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel")
+# The kernel attribute of each layer type that carries one; first match wins. SeparableConv
+# layers have a depthwise and a pointwise kernel; TFMOT clusters the pointwise one.
+KERNEL_ATTRIBUTES = ("kernel", "pointwise_kernel", "depthwise_kernel")
 MIN_CNN_SIDE = 12  # 5x5 conv, pool 2, 3x3 conv, pool 2 leaves at least 1x1
 
 
@@ -61,25 +65,90 @@ def build_tutorial_cnn(input_shape: tuple = (28, 28, 1), num_classes: int = 10):
     ], name="sequential")
 
 
-def load_keras_model(path: str | os.PathLike):
-    """Load a Keras .h5 model, also one saved with TFMOT cluster wrappers (not compiled)."""
-    p = fileio.check_h5_file(path)
+def load_keras_model(path: str | os.PathLike, *, trust: bool = False):
+    """Load a Keras model (not compiled): .h5, .keras or a SavedModel directory saved by tf_keras,
+    also one saved with TFMOT cluster wrappers.
+
+    The architecture is read as data first (`model_config`): subclassed, multi-input and
+    multi-output models are refused, and unless `trust` is True so are models whose loading would
+    run code (Lambda layers, custom classes): `UnsafeModelError` names the layer. The saved
+    training configuration (loss) is remembered for `compile_for_training`.
+    """
+    from tinycomp import model_config
+
+    fmt = fileio.keras_model_format(path)
+    saved = model_config.read_saved_config(path, fmt)
+    model_config.check_structure(saved)
+    if not trust:
+        model_config.check_safe(saved)
+    model = _deserialize(Path(path), fmt, trust)
+    check_supported(model, str(path))
+    _SAVED.set(model, saved)
+    return model
+
+
+def _deserialize(p: Path, fmt: str, trust: bool):
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
+    kwargs = {"safe_mode": not trust} if fmt == "keras" else {}
     try:
-        with tfmot.clustering.keras.cluster_scope():
-            return tf_keras.models.load_model(p, compile=False)
+        with tfmot.clustering.keras.cluster_scope(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tf_keras.models.load_model(str(p), compile=False, **kwargs)
     except Exception as e:  # h5py, Keras and deserialization errors all mean the same to the user
-        raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p),
-                             "give an .h5 written by `tinycomp train` or `cluster`, or by tf_keras model.save") from e
+        from tinycomp.model_config import LOAD_HINTS
+
+        raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p), LOAD_HINTS[fmt]) from e
+
+
+def check_supported(model, where: str) -> None:
+    """One ModelError for subclassed, multi-input and multi-output models."""
+    import tf_keras
+
+    from tinycomp.model_config import SUPPORTED
+
+    functional = isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
+    if not functional:
+        raise ModelError(f"subclassed model {type(model).__name__!r} is not supported", where, SUPPORTED)
+    for what, tensors in (("inputs", model.inputs), ("outputs", model.outputs)):
+        if len(tensors or []) != 1:
+            raise ModelError(f"the model has {len(tensors or [])} {what}", where, SUPPORTED)
+
+
+class _SavedConfigs:
+    """The saved config of each loaded model, without keeping models alive or touching them
+    (Keras tracks attributes set on a model)."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple[weakref.ref, object]] = {}
+
+    def set(self, model, saved) -> None:
+        key = id(model)
+        self._by_id[key] = (weakref.ref(model, lambda _ref: self._by_id.pop(key, None)), saved)
+
+    def get(self, model):
+        entry = self._by_id.get(id(model))
+        return entry[1] if entry and entry[0]() is model else None
+
+
+_SAVED = _SavedConfigs()
+
+
+def saved_config(model):
+    """The `model_config.SavedModelConfig` a model was loaded with, or None (built in memory)."""
+    return _SAVED.get(model)
 
 
 def save_keras_model(model, path: str | os.PathLike) -> None:
-    """Write `model` as .h5 atomically (a temporary file renamed over `path`)."""
+    """Write `model` atomically: the .keras format when `path` ends in .keras, else .h5."""
+    keras_format = str(path).endswith(".keras")
     try:
         with fileio.atomic_path(path) as tmp, _quiet_h5_save():
-            model.save(str(tmp), save_format="h5", include_optimizer=False)
+            if keras_format:  # the temporary name keeps the .keras suffix, which tf_keras requires
+                model.save(str(tmp), save_format="keras")
+            else:
+                model.save(str(tmp), save_format="h5", include_optimizer=False)
     except OSError as e:
         raise OutputFileError(f"cannot write Keras model: {e.strerror or e}", str(path)) from e
 
@@ -99,13 +168,110 @@ def _quiet_h5_save():
         tf_logger.setLevel(level)
 
 
-def compile_for_training(model, learning_rate: float | None = None):
-    """Compile with Adam, sparse categorical cross-entropy and accuracy, as the tutorial does."""
+DEFAULT_LEARNING_RATE = 1e-3  # Adam's default, as the TFLM tutorial fine-tunes
+
+
+@dataclass(frozen=True)
+class LossChoice:
+    """The training loss, whether it takes logits, and why it was chosen (for sidecars and logs)."""
+
+    name: str  # a tf_keras.losses name, e.g. sparse_categorical_crossentropy, mean_squared_error
+    from_logits: bool | None  # None for losses without the option
+    reason: str
+
+    def describe(self) -> dict:
+        return {"loss": self.name, "from_logits": self.from_logits, "reason": self.reason}
+
+    def build(self):
+        import tf_keras
+
+        if self.from_logits is None:
+            return tf_keras.losses.get(self.name)
+        return getattr(tf_keras.losses, _LOSS_CLASSES[self.name])(from_logits=self.from_logits)
+
+
+# Loss function names → their class, for losses that take from_logits.
+_LOSS_CLASSES = {
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+}
+_CLASS_NAMES = {v: k for k, v in _LOSS_CLASSES.items()}
+_REGRESSION_LOSSES = {"MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
+                      "Huber": "huber", "LogCosh": "log_cosh", "MeanSquaredLogarithmicError": "mean_squared_logarithmic_error"}
+_NAME_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+
+
+def choose_loss(model, *, task: str = "classify", saved_loss=None) -> LossChoice:
+    """The loss for fine-tuning: the model's saved compile config when it has a built-in loss;
+    otherwise from the task and the output activation (softmax → sparse CE on probabilities,
+    linear output on a classifier → sparse CE from logits, sigmoid with one unit → binary CE,
+    regress → MSE)."""
+    from_saved = _loss_from_saved(saved_loss)
+    if from_saved is not None:
+        return from_saved
+    note = f" (saved loss {saved_loss!r} is not a built-in loss)" if saved_loss else ""
+    if task == "regress":
+        return LossChoice("mean_squared_error", None, "regress task" + note)
+    activation = output_activation(model)
+    units = int(model.output_shape[-1])
+    if activation == "sigmoid" and units == 1:
+        return LossChoice("binary_crossentropy", False, "one sigmoid output" + note)
+    if activation in ("softmax", "sigmoid"):
+        return LossChoice("sparse_categorical_crossentropy", False, f"{activation} output" + note)
+    return LossChoice("sparse_categorical_crossentropy", True, f"{activation} output on a classifier: logits" + note)
+
+
+def _loss_from_saved(saved_loss) -> LossChoice | None:
+    if isinstance(saved_loss, str):
+        name = _NAME_ALIASES.get(saved_loss, saved_loss)
+        if name in _LOSS_CLASSES:
+            return LossChoice(name, False, "saved compile config")
+        if name in _REGRESSION_LOSSES.values():
+            return LossChoice(name, None, "saved compile config")
+        return None
+    if isinstance(saved_loss, dict):
+        class_name = saved_loss.get("class_name")
+        config = saved_loss.get("config") if isinstance(saved_loss.get("config"), dict) else {}
+        if class_name in _CLASS_NAMES:
+            return LossChoice(_CLASS_NAMES[class_name], bool(config.get("from_logits", False)), "saved compile config")
+        if class_name in _REGRESSION_LOSSES:
+            return LossChoice(_REGRESSION_LOSSES[class_name], None, "saved compile config")
+        if class_name == "function" and isinstance(saved_loss.get("config"), str):  # .keras format, a loss function
+            return _loss_from_saved(saved_loss["config"])
+    return None
+
+
+def output_activation(model) -> str:
+    """Name of the activation that produces the model output ('linear' when there is none)."""
+    layer = model.layers[-1]
+    layer = getattr(layer, "layer", layer)  # a TFMOT wrapper (ClusterWeights) holds the real layer
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None and type(layer).__name__ == "Activation":
+        activation = layer.activation
+    name = getattr(activation, "__name__", None) or (activation if isinstance(activation, str) else "linear")
+    return str(name)
+
+
+def compile_for_training(model, learning_rate: float | None = None, *, task: str = "classify",
+                         loss: LossChoice | None = None, saved_from=None) -> LossChoice:
+    """Compile with Adam(`learning_rate`, default 1e-3) and the loss of `choose_loss`.
+
+    `loss` overrides the choice; else the saved compile config of `saved_from` (a loaded model;
+    default `model`) is used when present. Classifiers also get the accuracy metric. Returns the
+    loss used, so callers can record it.
+    """
     import tf_keras
 
-    optimizer = tf_keras.optimizers.Adam() if learning_rate is None else tf_keras.optimizers.Adam(learning_rate)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    if loss is None:
+        saved = saved_config(saved_from if saved_from is not None else model)
+        loss = choose_loss(model, task=task, saved_loss=saved.saved_loss if saved else None)
+    rate = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+    metrics = ["accuracy"] if task == "classify" else []
+    model.compile(optimizer=tf_keras.optimizers.Adam(rate), loss=loss.build(), metrics=metrics)
+    return loss
 
 
 def evaluate_keras(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
@@ -114,6 +280,23 @@ def evaluate_keras(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -
         raise DataError("no samples to evaluate on", "x_test")
     probabilities = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(probabilities, axis=-1) == np.asarray(y).ravel()))
+
+
+def predict_outputs(model, data, which: str = "test", *, limit: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """The model's float outputs on the first `limit` rows of a Dataset split, batch by batch
+    (memory-mapped data is never read whole)."""
+    x, _ = data.split(which)
+    rows = np.arange(len(x) if limit is None else min(limit, len(x)))
+    if len(rows) == 0:
+        raise DataError("no samples to evaluate on", f"{data.name} ({which})")
+    outputs = [np.asarray(model(xb, training=False)) for xb, _ in data.iter_batches(which, batch_size, rows=rows)]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def score_keras(model, data, task, *, limit: int | None = None) -> dict[str, float]:
+    """The task's metrics ({'accuracy': ...} or {'mse': ..., 'snr_db': ...}) on the test split."""
+    outputs = predict_outputs(model, data, limit=limit)
+    return task.score(outputs, np.asarray(data.y_test[:len(outputs)]))
 
 
 def kernel_of(layer):

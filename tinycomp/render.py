@@ -70,21 +70,54 @@ def compress_table(result) -> Table:
 
 
 def eval_table(results, dataset_name: str) -> Table:
+    """One row per model; the metric columns are those of the models' tasks (accuracy for
+    classifiers, MSE and SNR for regression/reconstruction), never accuracy for a regressor."""
     has_budget = any(r.fits is not None for r in results)
     has_baseline = any(r.ratio_vs_baseline is not None for r in results)
+    tasks = {getattr(r, "task", "classify") for r in results}
+    has_gzip = any(getattr(r, "gzip_bytes", None) is not None for r in results)
     table = Table(title=f"Evaluation on {dataset_name} ({results[0].samples:,} test samples)" if results else "Evaluation")
-    columns = ["model", "runs in", "flash bytes", "arena bytes", "accuracy", "ms/inference"]
-    columns += ["× smaller", "Δ accuracy (pp)"] if has_baseline else []
+    columns = ["model", "runs in", "flash bytes"] + (["gzip bytes"] if has_gzip else []) + ["arena bytes"]
+    columns += ["accuracy"] if "classify" in tasks else []
+    columns += ["MSE", "SNR dB"] if "regress" in tasks else []
+    columns += ["ms/inference"]
+    if has_baseline:
+        columns += ["× smaller"]
+        columns += ["Δ accuracy (pp)", "top-1 agreement"] if "classify" in tasks else []
+        columns += ["SNR vs baseline dB"]
     columns += ["budget"] if has_budget else []
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "runs in", "budget") else "right")
     for r in results:
-        row = [r.path, "TFLM" if r.kind == "tflm" else "Keras", f"{r.flash_bytes:,}",
-               f"{r.arena_bytes:,}" if r.arena_bytes is not None else "–", f"{100 * r.accuracy:.2f}%",
-               f"{r.ms_per_inference:.3f}" if r.ms_per_inference is not None else "–"]
-        if has_baseline:
-            row += [f"{r.ratio_vs_baseline:.2f}", f"{r.accuracy_delta_pp:+.2f}"]
-        if has_budget:
-            row.append("[green]FITS[/green]" if r.fits else f"[red]TOO BIG[/red] ({'; '.join(r.budget_notes)})")
+        cells = _eval_cells(r)
+        row = [cells.get(column, "–") for column in columns]
         table.add_row(*row)
     return table
+
+
+def _eval_cells(r) -> dict[str, str]:
+    dash = "–"
+    runs_in = getattr(r, "runs_in", None) or ("TFLM" if r.kind == "tflm" else "Keras")
+    cells = {
+        "model": r.path, "runs in": runs_in, "flash bytes": f"{r.flash_bytes:,}",
+        "gzip bytes": _num(getattr(r, "gzip_bytes", None), "{:,}"),
+        "arena bytes": _num(r.arena_bytes, "{:,}"),
+        "accuracy": _num(r.accuracy, "{:.2%}") if getattr(r, "task", "classify") == "classify" else dash,
+        "MSE": _num(getattr(r, "mse", None), "{:.4g}"), "SNR dB": _num(getattr(r, "snr_db", None), "{:.1f}"),
+        "ms/inference": _num(r.ms_per_inference, "{:.3f}"),
+        "× smaller": _num(r.ratio_vs_baseline, "{:.2f}"), "Δ accuracy (pp)": _num(r.accuracy_delta_pp, "{:+.2f}"),
+        "top-1 agreement": _num(getattr(r, "agreement_top1", None), "{:.2%}"),
+        "SNR vs baseline dB": _num(getattr(r, "agreement_snr_db", None), "{:.1f}"),
+    }
+    if r.fits is not None:
+        cells["budget"] = "[green]FITS[/green]" if r.fits else f"[red]TOO BIG[/red] ({'; '.join(r.budget_notes)})"
+    return cells
+
+
+def _num(value, fmt: str) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def eval_notes(results) -> list[str]:
+    """One line per model note (e.g. "float16 model: ... will not run on a microcontroller")."""
+    return [f"{r.path}: {note}" for r in results for note in getattr(r, "notes", [])]

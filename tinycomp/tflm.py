@@ -85,25 +85,28 @@ class ChunkResult:
     invoke_seconds: float
     arena_bytes: int | None
     decode_memory: tuple[int, int] | None = None  # see decode_memory
+    outputs: np.ndarray | None = None  # dequantized output rows (flattened), for task metrics and agreement
 
 
 def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> ChunkResult:
-    """Argmax predictions for float inputs `x`, quantizing and dequantizing as the model needs."""
+    """Float outputs and argmax predictions for float inputs `x`, quantizing and dequantizing as the model needs."""
     interpreter = _interpreter(model_bytes)
     in_details = interpreter.get_input_details(0)
     out_details = interpreter.get_output_details(0)
-    predictions = np.empty(len(x), dtype=np.int64)
+    outputs = []
     spent = 0.0
-    for i, sample in enumerate(x):
-        interpreter.set_input(_batch_shaped(quantize_input(sample, in_details), in_details), 0)
+    for sample in x:
+        interpreter.set_input(_batch_shaped(quantize_input(np.asarray(sample), in_details), in_details), 0)
         start = time.perf_counter()
         interpreter.invoke()
         spent += time.perf_counter() - start
-        predictions[i] = int(np.argmax(dequantize_output(interpreter.get_output(0), out_details)))
+        outputs.append(dequantize_output(np.array(interpreter.get_output(0)), out_details).ravel())
+    outputs = np.stack(outputs) if outputs else np.zeros((0, 0), np.float32)
+    predictions = np.argmax(outputs, axis=-1).astype(np.int64) if len(outputs) else np.zeros(0, np.int64)
     if not measure_arena:
-        return ChunkResult(predictions, spent, None)
+        return ChunkResult(predictions, spent, None, outputs=outputs)
     arena = _arena_bytes(interpreter)
-    return ChunkResult(predictions, spent, arena, decode_memory(model_bytes, arena) if arena else None)
+    return ChunkResult(predictions, spent, arena, decode_memory(model_bytes, arena) if arena else None, outputs)
 
 
 def arena_of(model_bytes: bytes, alt_decompression_bytes: int = 0) -> int | None:

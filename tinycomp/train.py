@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from tinycomp.data import Dataset
 from tinycomp.errors import DataError, UsageError
 from tinycomp.models import build_tutorial_cnn, compile_for_training, evaluate_keras, set_seed
@@ -31,7 +33,8 @@ def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validatio
     check_enough_training_data(data, validation_split)
     start = time.perf_counter()
     set_seed(seed)
-    model = compile_for_training(build_tutorial_cnn(data.input_shape, data.num_classes))
+    model = build_tutorial_cnn(data.input_shape, data.num_classes)
+    compile_for_training(model)
     history = fit(model, data, epochs, batch_size, validation_split, on_epoch)
     accuracy = evaluate_keras(model, data.x_test, data.y_test)
     return TrainResult(model, accuracy, history, time.perf_counter() - start)
@@ -41,9 +44,22 @@ def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: fl
         on_epoch: EpochCallback | None = None) -> dict[str, list[float]]:
     """model.fit quietly (verbose=0), reporting epochs to `on_epoch`; returns the history as floats."""
     callbacks = [epoch_callback(on_epoch, epochs)] if on_epoch else []
-    history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                        validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
+    if data.streamed:
+        history = _fit_streamed(model, data, epochs, batch_size, validation_split, callbacks)
+    else:
+        history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
+                            validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
     return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def _fit_streamed(model, data: Dataset, epochs: int, batch_size: int, validation_split: float, callbacks):
+    """Fit on batches read from disk (memory-mapped data): the last `validation_split` of the
+    rows validate, as Keras's validation_split does; training rows are reshuffled every epoch."""
+    rows = len(data.x_train)
+    cut = rows - int(rows * validation_split)
+    train = data.to_tf_dataset("train", batch_size, rows=np.arange(cut), shuffle=True)
+    validation = data.to_tf_dataset("train", batch_size, rows=np.arange(cut, rows)) if cut < rows else None
+    return model.fit(train, epochs=epochs, validation_data=validation, verbose=0, callbacks=callbacks)
 
 
 def epoch_callback(on_epoch: EpochCallback, epochs: int):

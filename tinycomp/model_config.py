@@ -1,0 +1,188 @@
+"""Reading a Keras model's saved architecture without deserializing it, and refusing unsafe ones.
+
+Loading a Keras model can run code: a Lambda layer stores its Python function's bytecode, and
+`tf_keras.models.load_model` runs it (for .h5 even with `safe_mode=True`). So before anything is
+deserialized, the architecture JSON is read as plain data:
+
+- .h5: the `model_config` attribute of the HDF5 root (and `training_config` for the loss);
+- .keras (tf_keras "keras v3" zip): `config.json` (with its `compile_config`);
+- SavedModel directory written by tf_keras: the root node's JSON metadata in `keras_metadata.pb`.
+
+Every layer class is checked against the built-in tf_keras layers, TFMOT's clustering wrappers and
+tinycomp's own layers; Lambda layers and unknown classes are refused with `UnsafeModelError`
+naming the layer. Subclassed, multi-input and multi-output models are refused with one
+`ModelError` saying what is supported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tinycomp.errors import InputFileError, ModelError, UnsafeModelError
+
+MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
+# TFMOT's clustering wrappers: tinycomp loads models saved mid-clustering inside cluster_scope().
+TFMOT_CLASSES = frozenset({"ClusterWeights", "ClusterWeightsMHA", "ClusterWeightsRNN"})
+# Built-in layers that tf_keras adds for raw TF ops in Functional models: the op is stored by its
+# TF API name (e.g. "math.add") and looked up, not stored as code.
+TF_OP_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod", "InstanceProperty"})
+CODE_CLASSES = frozenset({"Lambda"})  # built-in, but they carry Python bytecode
+SUPPORTED = ("supported: Functional and Sequential tf_keras models with one input and one output "
+             "(Conv1D/Conv2D, DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, Add/Concatenate, pooling...)")
+TRUST_HINT = "re-run with --trust-model if you trust this file"
+LOAD_HINTS = {
+    "h5": "give an .h5 written by `tinycomp train` or `cluster`, or by tf_keras model.save",
+    "keras": "give a .keras file written by tinycomp or by tf_keras model.save('model.keras')",
+    "savedmodel": "give a SavedModel directory written by tf_keras model.save(dir)",
+}
+
+
+@dataclass(frozen=True)
+class SavedModelConfig:
+    """The saved architecture and training configuration, read as data (nothing deserialized)."""
+
+    path: Path
+    format: str  # h5 | keras | savedmodel
+    config: dict  # {"class_name": ..., "config": {...}} of the model
+    training_config: dict | None  # {"loss": ...} as saved by model.compile, or None
+
+    @property
+    def saved_loss(self):
+        """The saved loss (a name or a {"class_name", "config"} dict), or None."""
+        return (self.training_config or {}).get("loss")
+
+
+def read_saved_config(path: str | Path, fmt: str) -> SavedModelConfig:
+    """The model's architecture and training config from the file, without running any of it."""
+    p = Path(path)
+    readers = {"h5": _read_h5, "keras": _read_keras_zip, "savedmodel": _read_saved_model}
+    try:
+        config, training = readers[fmt](p)
+    except (InputFileError, ModelError):
+        raise
+    except Exception as e:  # h5py, zip, JSON and protobuf errors all mean "cannot read the architecture"
+        raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p), LOAD_HINTS[fmt]) from e
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise InputFileError("the file has no model architecture (weights only?)", str(p),
+                             "save the whole model with model.save(), not model.save_weights()")
+    return SavedModelConfig(p, fmt, config, training if isinstance(training, dict) else None)
+
+
+def _read_h5(p: Path) -> tuple[dict | None, dict | None]:
+    import h5py
+
+    with h5py.File(p, "r") as f:
+        return _json_attr(f.attrs.get("model_config")), _json_attr(f.attrs.get("training_config"))
+
+
+def _json_attr(value) -> dict | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return json.loads(value)
+
+
+def _read_keras_zip(p: Path) -> tuple[dict, dict | None]:
+    import zipfile
+
+    with zipfile.ZipFile(p) as z:
+        config = json.loads(z.read("config.json"))
+    compile_config = config.get("compile_config") if isinstance(config, dict) else None
+    return config, compile_config
+
+
+def _read_saved_model(p: Path) -> tuple[dict, dict | None]:
+    from tf_keras.protobuf import saved_metadata_pb2  # a protobuf message definition; parsing runs no model code
+
+    metadata = saved_metadata_pb2.SavedMetadata()
+    metadata.ParseFromString((p / "keras_metadata.pb").read_bytes())
+    roots = [node for node in metadata.nodes if node.node_path == "root"]
+    if not roots:
+        raise InputFileError("keras_metadata.pb has no root model", str(p), "save the model with tf_keras model.save(dir)")
+    root = json.loads(roots[0].metadata)
+    if "config" not in root or not root.get("is_graph_network", True):
+        raise ModelError(f"subclassed model {root.get('class_name', '?')!r} cannot be read", str(p), SUPPORTED)
+    return {"class_name": root.get("class_name"), "config": root["config"]}, root.get("training_config")
+
+
+def check_structure(saved: SavedModelConfig) -> None:
+    """Refuse subclassed, multi-input and multi-output models (from the saved config)."""
+    where = str(saved.path)
+    root = saved.config
+    if root.get("class_name") not in MODEL_CLASSES:
+        raise ModelError(f"subclassed model {root.get('class_name')!r} is not supported", where, SUPPORTED)
+    config = root.get("config") or {}
+    if not isinstance(config.get("layers"), list):
+        raise ModelError(f"model {root.get('class_name')!r} has no layer list (subclassed?)", where, SUPPORTED)
+    for key, what in (("input_layers", "inputs"), ("output_layers", "outputs")):
+        count = _count_endpoints(config.get(key))
+        if count > 1:
+            raise ModelError(f"the model has {count} {what}", where, SUPPORTED)
+
+
+def _count_endpoints(endpoints) -> int:
+    """input_layers/output_layers is [name, node, tensor] for one endpoint or a list of those."""
+    if not endpoints:
+        return 0
+    if isinstance(endpoints[0], str):
+        return 1
+    return len(endpoints)
+
+
+def check_safe(saved: SavedModelConfig) -> None:
+    """Raise UnsafeModelError for the first layer whose loading would run code from the file."""
+    allowed = allowed_classes()
+    for name, class_name, layer in iter_layers(saved.config):
+        if class_name in CODE_CLASSES:
+            raise UnsafeModelError(f"model has a {class_name} layer {name!r} whose Python code would run on load",
+                                   str(saved.path), TRUST_HINT)
+        registered = layer.get("registered_name")
+        if class_name not in allowed or registered not in (None, class_name):
+            shown = registered or class_name
+            raise UnsafeModelError(f"model has a custom layer {name!r} of class {shown!r}, which is not a built-in "
+                                   "tf_keras layer; loading it would run code from outside tf_keras",
+                                   str(saved.path), TRUST_HINT)
+
+
+def iter_layers(model_config: dict) -> Iterator[tuple[str, str, dict]]:
+    """(layer name, class name, layer dict) for every layer, nested models and wrapped layers included."""
+    config = model_config.get("config") or {}
+    for layer in config.get("layers", []) if isinstance(config, dict) else []:
+        if not isinstance(layer, dict):
+            continue
+        class_name = str(layer.get("class_name"))
+        layer_config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        name = str(layer.get("name") or layer_config.get("name") or "?")
+        yield name, class_name, layer
+        if class_name in MODEL_CLASSES:
+            yield from iter_layers(layer)
+        inner = layer_config.get("layer")
+        if isinstance(inner, dict) and "class_name" in inner:  # ClusterWeights, TimeDistributed, Bidirectional
+            inner_name = str((inner.get("config") or {}).get("name") or "?")
+            yield inner_name, str(inner["class_name"]), inner
+            if inner["class_name"] in MODEL_CLASSES:
+                yield from iter_layers(inner)
+
+
+_ALLOWED: frozenset[str] | None = None
+
+
+def allowed_classes() -> frozenset[str]:
+    """Class names that deserialize without running code from the file."""
+    global _ALLOWED
+    if _ALLOWED is None:
+        import tf_keras
+
+        builtin = {name for name, obj in vars(tf_keras.layers).items()
+                   if isinstance(obj, type) and issubclass(obj, tf_keras.layers.Layer)}
+        _ALLOWED = frozenset((builtin - CODE_CLASSES) | MODEL_CLASSES | TFMOT_CLASSES | TF_OP_CLASSES | {"InputLayer"})
+    return _ALLOWED
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
