@@ -183,9 +183,18 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
 
 def announce_measurement(model_path: str, request: PlanRequest, data_name: str) -> None:
     m = request.measurement
+    how = ("zero-shot, then fine-tuning only the candidates that can be chosen, "
+           if m.estimate == "fast" else "")
     render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts "
-                f"{', '.join(map(str, m.cluster_counts))}, {m.epochs} fine-tuning epochs each, validated on the last "
-                f"{m.validation_split:g} of {data_name}'s training rows")
+                f"{', '.join(map(str, m.cluster_counts))}, {how}{m.epochs} fine-tuning epochs each, validated on the "
+                f"last {m.validation_split:g} of {data_name}'s training rows; TensorFlow devices: {devices()}")
+
+
+def devices() -> str:
+    """TensorFlow's devices (a GPU, when present, is used without any option)."""
+    import tensorflow as tf
+
+    return ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
 
 
 class RenderedProgress:
