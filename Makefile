@@ -90,6 +90,8 @@ PLAN_12X_BUDGET ?= --target-ratio 12
 PLAN_RAM_BUDGET ?= --max-accuracy-drop 0.5 --ram-budget 100KiB
 PLAN_EPOCHS ?= 2
 PLAN_SEED ?= 0
+# `plan --estimate`: fast (zero-shot, fine-tune only the candidates that can be chosen) or fine-tune (every candidate)
+PLAN_ESTIMATE ?= fast
 
 .PHONY: bench
 
@@ -101,7 +103,8 @@ $(BUILD)/bench_report/summary.md: $(BUILD)/bench.json
 	$(TINYCOMP) report $< --model $(BUILD)/planned.tflite -o $(BUILD)/bench_report $(DATA)
 
 $(BUILD)/plan.yaml: $(BUILD)/model.h5
-	$(TINYCOMP) plan $< $(PLAN_BUDGET) --per-tensor-dense --strip --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $@ $(DATA)
+	$(TINYCOMP) plan $< $(PLAN_BUDGET) --per-tensor-dense --strip --epochs $(PLAN_EPOCHS) --estimate $(PLAN_ESTIMATE) \
+		--seed $(PLAN_SEED) -o $@ $(DATA)
 
 # The other plans re-choose from the first one's sensitivity table (plan.json) instead of measuring again.
 $(BUILD)/plan_12x.yaml: $(BUILD)/model.h5 $(BUILD)/plan.yaml

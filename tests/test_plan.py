@@ -357,3 +357,123 @@ def test_bench_summary_reports_the_ideal_bound(pipeline, tmp_path):
     # the second reading of the bound counts biases and other constants as stored
     assert breakdown["ideal_with_constants"] == b.ideal_bytes + b.other_constants > b.ideal_bytes
     assert breakdown["bytes_per_ideal"] > breakdown["bytes_per_ideal_with_constants"] >= 1.0
+
+
+# ---------------------------------------------------------------- the record, the request, the layering
+
+def _record(**changes):
+    from tinycomp.plan import CheckedPlan, PlanRecord
+
+    table = _table()
+    plan = choose_plan(table, Budget(max_drop_pp=1.0))
+    plan.checked_drop_pp = 0.8
+    fields = dict(source="m.h5", source_sha256="ab" * 32, dataset={"name": "tiny"}, seed=3, clusters=[2, 4, 16],
+                  per_channel_conv=True, epochs=1, validation_split=0.2, credit_fine_tuning=True,
+                  per_tensor_dense=True, io="int8", strip=True, max_accuracy_drop=1.0, target_bytes=None,
+                  target_ratio=None, ram_budget=None, float32_bytes=None, sensitivity=table, plan=plan,
+                  checked=[CheckedPlan.of(plan)])
+    return PlanRecord(**{**fields, **changes})
+
+
+def test_plan_record_round_trips_through_json():
+    from tinycomp.plan import PlanRecord
+
+    record = _record()
+    payload = json.loads(json.dumps(record.to_json()))
+    assert payload["schema_version"] == 1 and payload["step"] == "plan"
+    again = PlanRecord.from_json(payload, "p.json")
+    assert again.to_json() == payload
+    assert again.plan.choices["a"] == record.plan.choices["a"] and again.costs == record.costs
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda p: {**p, "schema_version": 2}, "plan record schema version 2; this tinycomp reads version 1"),
+    (lambda p: {**p, "step": "cluster"}, "not a sensitivity table written by `tinycomp plan`"),
+    (lambda p: {k: v for k, v in p.items() if k != "sensitivity"}, "not a sensitivity table written by `tinycomp plan`"),
+    (lambda p: [p], "not a sensitivity table written by `tinycomp plan`"),
+])
+def test_a_newer_or_foreign_record_is_a_clear_input_error(change, error):
+    from tinycomp.errors import InputFileError
+    from tinycomp.plan import PlanRecord
+
+    with pytest.raises(InputFileError) as caught:
+        PlanRecord.from_json(change(_record().to_json()), "p.json")
+    assert caught.value.what == error and caught.value.where == "p.json"
+
+
+def test_a_record_from_before_schema_version_reads_as_version_1():
+    from tinycomp.plan import PlanRecord
+
+    payload = _record().to_json()
+    del payload["schema_version"], payload["io"]  # the oldest sidecars had neither
+    assert PlanRecord.from_json(payload, "old.json").io == "uint8"
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"epochs": -1}, "epochs"), ({"validation_split": 1.0}, "validation_split"), ({"cluster_counts": (1, 4)}, "cluster_counts"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_measurement_errors_name_the_field_not_an_option(kwargs, field):
+    from tinycomp.plan import Measurement
+
+    with pytest.raises(InvalidValue) as caught:
+        Measurement(**kwargs)
+    assert caught.value.field == field and "--" not in str(caught.value) and caught.value.exit_code == 2
+
+
+def test_the_cli_maps_a_field_error_to_its_option(pipeline, tmp_path):
+    result = run_cli(["plan", pipeline["model_h5"], "--max-accuracy-drop", "1", "--clusters", "1,4",
+                      "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == "Error: cluster counts must be 2–128, got 1 (--clusters) — e.g. 2,4,8,16,32,64"
+
+
+def test_the_choice_and_the_record_import_neither_tensorflow_nor_tflite_micro():
+    import subprocess
+    import sys
+
+    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.record; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'tflite_micro')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------- the fast estimate
+
+def _fast(zero_drops, tuned_drops, noise_pp=0.5, limit_pp=2.0):
+    """fast_drops with fake measurements (reference = control = 0.9); returns (drops, counts fine-tuned)."""
+    from tinycomp.plan.sensitivity import fast_drops
+
+    tuned = []
+
+    def run(c):
+        tuned.append(c)
+        return 0.9 - tuned_drops[c] / 100
+
+    drops = fast_drops(sorted(zero_drops), run=run, zero_shot=lambda c: 0.9 - zero_drops[c] / 100, reference=0.9,
+                       control=0.9, noise_pp=noise_pp, limit_pp=limit_pp, report=lambda c, d: None)
+    return drops, tuned
+
+
+def test_fast_estimate_fine_tunes_only_what_zero_shot_cannot_settle():
+    drops, tuned = _fast({2: 9.0, 4: 3.0, 8: 0.4, 16: 0.1}, {2: 1.5, 4: 0.6, 8: 0.2, 16: 0.0})
+    assert tuned == [4, 2]  # 8 and 16 are within the noise zero-shot
+    assert drops[16].fine_tuned is False and drops[16].drop_pp == pytest.approx(0.1)
+    assert drops[2].fine_tuned and drops[2].drop_pp == pytest.approx(1.5)
+
+
+def test_fast_estimate_stops_below_a_count_too_harmful_to_choose():
+    drops, tuned = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0})
+    assert tuned == [8]  # 8 fine-tuned is over the limit: 4 and 2 keep their (larger) zero-shot drops
+    assert drops[4].drop_pp == pytest.approx(12.0) and not drops[4].fine_tuned
+    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, limit_pp=None)
+    assert unlimited == [8, 4, 2]
+
+
+def test_plan_with_the_fast_estimate_through_the_cli(pipeline, tmp_path):
+    ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--clusters", "2,4", "--epochs", "1",
+        "--estimate", "fast", "--seed", "3", "-o", tmp_path / "fast.yaml", "--data", pipeline["data"]])
+    sidecar = json.loads((tmp_path / "fast.json").read_text())
+    options = [o for layer in sidecar["sensitivity"]["layers"] for o in layer["options"] if o["clusters"]]
+    assert options and all(isinstance(o["fine_tuned"], bool) for o in options)
+    assert sidecar["plan"]["checked_drop_pp"] is not None

@@ -36,6 +36,9 @@ from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, Pla
               help="Cluster Conv2D kernels per output channel.")
 @click.option("--epochs", type=click.IntRange(min=0), default=2, show_default=True,
               help="Fine-tuning epochs per candidate; give `cluster --epochs` at least as many.")
+@click.option("--estimate", type=click.Choice(["fine-tune", "fast"]), default="fine-tune", show_default=True,
+              help="fast: cluster every candidate without fine-tuning (zero-shot), then fine-tune only the ones "
+                   "that can still be chosen; fine-tune: fine-tune every candidate.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
@@ -58,7 +61,7 @@ from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, Pla
 @click.pass_context
 def command(ctx: click.Context, model: str, output: str, max_drop: float | None, target_bytes: int | None,
             target_ratio: float | None, ram_budget: int | None, clusters: str, layers: tuple[str, ...],
-            per_channel_conv: bool, epochs: int, batch_size: int, validation_split: float, credit_fine_tuning: bool,
+            per_channel_conv: bool, epochs: int, estimate: str, batch_size: int, validation_split: float, credit_fine_tuning: bool,
             check: bool, per_tensor_dense: bool, io_type: str, strip_: bool, sensitivity_path: str | None, seed: int,
             load_data: Callable) -> None:
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
@@ -101,19 +104,21 @@ def command(ctx: click.Context, model: str, output: str, max_drop: float | None,
             budget=Budget(max_drop_pp=max_drop, target_bytes=target_bytes, target_ratio=target_ratio,
                           ram_bytes=ram_budget, credit_fine_tuning=credit_fine_tuning),
             measurement=Measurement(cluster_counts=parse_counts(clusters), layers=layers,
-                                    per_channel_conv=per_channel_conv, epochs=epochs, batch_size=batch_size,
+                                    per_channel_conv=per_channel_conv, epochs=epochs, estimate=estimate,
+                                    batch_size=batch_size,
                                     validation_split=validation_split),
             costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io_type, strip=strip_), check=check, seed=seed)
         run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path, load_data=load_data)
 
 
-MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "batch_size", "validation_split", "seed")
+MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "estimate", "batch_size", "validation_split",
+                       "seed")
 
 # The request's fields (InvalidValue.field, NothingFits.field) and the options they come from.
 OPTION_OF_FIELD = {
     "max_drop_pp": "--max-accuracy-drop", "target_bytes": "--target-bytes", "target_ratio": "--target-ratio",
     "ram_bytes": "--ram-budget", "budget": "plan", "cluster_counts": "--clusters", "layers": "--layer",
-    "epochs": "--epochs", "batch_size": "--batch-size", "validation_split": "--validation-split",
+    "epochs": "--epochs", "estimate": "--estimate", "batch_size": "--batch-size", "validation_split": "--validation-split",
     "per_tensor_dense": "--per-tensor-dense", "strip": "--strip", "io": "--io",
 }
 
@@ -178,9 +183,18 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
 
 def announce_measurement(model_path: str, request: PlanRequest, data_name: str) -> None:
     m = request.measurement
+    how = ("zero-shot, then fine-tuning only the candidates that can be chosen, "
+           if m.estimate == "fast" else "")
     render.info(f"Sensitivity of {model_path}: one layer at a time, cluster counts "
-                f"{', '.join(map(str, m.cluster_counts))}, {m.epochs} fine-tuning epochs each, validated on the last "
-                f"{m.validation_split:g} of {data_name}'s training rows")
+                f"{', '.join(map(str, m.cluster_counts))}, {how}{m.epochs} fine-tuning epochs each, validated on the "
+                f"last {m.validation_split:g} of {data_name}'s training rows; TensorFlow devices: {devices()}")
+
+
+def devices() -> str:
+    """TensorFlow's devices (a GPU, when present, is used without any option)."""
+    import tensorflow as tf
+
+    return ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
 
 
 class RenderedProgress:

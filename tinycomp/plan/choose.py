@@ -94,6 +94,12 @@ class Option:
     drop_pp: float = 0.0  # counted accuracy drop (conservative, see module docstring)
     measured_pp: float | None = None  # measured drop vs the fine-tuned control
     accuracy: float | None = None  # validation accuracy of the one-layer-clustered model
+    fine_tuned: bool | None = None  # the fast estimate: False when measured zero-shot (None: every option fine-tuned)
+
+
+def _option_json(option: dict) -> dict:
+    """An option's JSON: `fine_tuned` only in tables of the fast estimate, so other tables keep their keys."""
+    return {k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)}
 
 
 @dataclass
@@ -139,6 +145,8 @@ class SensitivityTable:
 
     def to_json(self) -> dict:
         payload = asdict(self)
+        for layer in payload["layers"]:
+            layer["options"] = [_option_json(o) for o in layer["options"]]
         payload["fixed_bytes"] = self.fixed_bytes
         payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
         return payload
@@ -177,7 +185,9 @@ class Plan:
         return {name: o for name, o in self.choices.items() if o.clusters is not None}
 
     def to_json(self) -> dict:
-        return asdict(self)
+        payload = asdict(self)
+        payload["choices"] = {name: _option_json(o) for name, o in payload["choices"].items()}
+        return payload
 
     @classmethod
     def from_json(cls, payload: dict) -> Plan:

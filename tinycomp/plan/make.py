@@ -57,7 +57,8 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
                                      costs=request.costs)
     else:
         table, int8, infos = sensitivity(model, data, measurement=request.measurement, costs=request.costs,
-                                         seed=request.seed, on_step=progress.measured)
+                                         seed=request.seed, max_drop_pp=request.budget.max_drop_pp,
+                                         on_step=progress.measured)
     budget = request.budget
     if budget.target_ratio is not None:
         budget = budget.resolved(_float32_bytes(model))

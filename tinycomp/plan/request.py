@@ -14,6 +14,7 @@ from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, Sensitivi
 
 DEFAULT_VALIDATION_SPLIT = 0.2
 IO_TYPES = ("uint8", "int8", "float32")
+ESTIMATES = ("fine-tune", "fast")
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,11 @@ class Measurement:
     batch_size: int = 128
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     init: str = "kmeans++"
+    estimate: str = "fine-tune"  # "fast": zero-shot for every candidate, fine-tune only those that can be chosen
 
     def __post_init__(self) -> None:
+        if self.estimate not in ESTIMATES:
+            raise InvalidValue(f"estimate must be one of {', '.join(ESTIMATES)}, got {self.estimate!r}", "estimate")
         object.__setattr__(self, "cluster_counts", check_counts(self.cluster_counts))
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.epochs < 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -116,12 +117,14 @@ def int8_for_costs(model, data, names: list[str], *, seed: int, costs: ByteCosts
 
 
 def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed: int,
-                on_step: StepCallback | None = None) -> tuple[SensitivityTable, bytes, dict[str, WeightInfo]]:
+                max_drop_pp: float | None = None, on_step: StepCallback | None = None) -> tuple[SensitivityTable, bytes, dict[str, WeightInfo]]:
     """Measure every eligible layer at every usable cluster count; returns the table, the int8
     model bytes the costs were measured on, and the layers' WeightInfo.
 
     `costs` makes the byte costs those of `quantize --per-tensor-dense --io IO` and `compress
-    --strip`: pass what the real chain will use.
+    --strip`: pass what the real chain will use. With `measurement.estimate == "fast"` (see
+    `fast_drops`), `max_drop_pp` (the accuracy budget, if any) stops fine-tuning a layer's smaller
+    counts once one is too harmful to be chosen.
     """
     from tinycomp.data import check_fits_model
     from tinycomp.models import evaluate_keras
@@ -141,30 +144,121 @@ def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed
         return fine_tuned_accuracy(model, spec, fit_data, x_val, y_val, epochs=epochs,
                                    batch_size=measurement.batch_size, seed=seed)
 
+    def zero_shot(spec: ClusteringSpec) -> float:
+        return fine_tuned_accuracy(model, spec, fit_data, x_val, y_val, epochs=0,
+                                   batch_size=measurement.batch_size, seed=seed)
+
     total = 1 + sum(len(cs) for cs in usable.values())
-    done = 0
     reference = evaluate_keras(model, x_val, y_val)
     control = run(None) if epochs > 0 else reference
-    done += 1
-    if on_step:
-        on_step(done, total, f"control (fine-tuned, unclustered): {100 * control:.2f}%")
+    steps = Steps(total, on_step)
+    steps.done(f"control (fine-tuned, unclustered): {100 * control:.2f}%")
+    measure = fine_tuned_drops if measurement.estimate == "fine-tune" else fast_drops
+    limit = _fine_tune_limit(max_drop_pp, reference, control, len(x_val))
     table_layers = []
     for name in names:
         info = infos[name]
         per_channel = per_channel_conv and is_conv2d(model, name)
+
+        def spec_of(c: int, name: str = name, per_channel: bool = per_channel) -> ClusteringSpec:
+            return ClusteringSpec((LayerClustering(name=name, clusters=c, init=measurement.init,
+                                                   per_channel=per_channel),))
+
+        drops = measure(usable[name], run=lambda c, spec_of=spec_of: run(spec_of(c)),
+                        zero_shot=lambda c, spec_of=spec_of: zero_shot(spec_of(c)), reference=reference,
+                        control=control, noise_pp=limit.noise_pp, limit_pp=limit.pp,
+                        report=lambda c, d, name=name: steps.done(f"{name} → {c} clusters: {d.describe()}"))
         options = [Option(None, 8 * info.bytes // max(info.weights, 1), info.bytes, info.bytes)]
         for c in usable[name]:
-            accuracy = run(ClusteringSpec((LayerClustering(name=name, clusters=c, init=measurement.init,
-                                                           per_channel=per_channel),)))
             b = bits_for(c)
             options.append(Option(c, b, byte_costs[name][b], ideal_bytes(info.weights, info.channels, b, c),
-                                  measured_pp=100.0 * (control - accuracy), accuracy=accuracy))
-            done += 1
-            if on_step:
-                on_step(done, total, f"{name} → {c} clusters: {100 * accuracy:.2f}%")
+                                  measured_pp=drops[c].drop_pp, accuracy=drops[c].accuracy,
+                                  fine_tuned=drops[c].fine_tuned if measurement.estimate == "fast" else None))
         counted_drops(options)
         table_layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
                                              per_channel, options))
     table = SensitivityTable(table_layers, final_size(int8, costs.strip), overhead, reference, control, len(x_val),
                              epochs, seed, time.perf_counter() - start)
     return table, int8, infos
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One candidate's measured drop (pp) and accuracy; fine_tuned False for a zero-shot estimate."""
+
+    drop_pp: float
+    accuracy: float
+    fine_tuned: bool
+
+    def describe(self) -> str:
+        return f"{100 * self.accuracy:.2f}%" + ("" if self.fine_tuned else " (zero-shot)")
+
+
+@dataclass(frozen=True)
+class FineTuneLimit:
+    """The noise of one validation accuracy and the drop above which a candidate cannot be chosen."""
+
+    noise_pp: float
+    pp: float | None  # None: no accuracy budget, no limit
+
+
+def _fine_tune_limit(max_drop_pp: float | None, reference: float, control: float, samples: int) -> FineTuneLimit:
+    """A candidate whose fine-tuned drop (vs the control) exceeds the budget plus the most fine-tuning
+    can credit plus one noise cannot be part of any plan within the budget (other layers' counted
+    drops are ≥ 0)."""
+    noise = 100.0 * (control * (1 - control) / max(samples, 1)) ** 0.5
+    if max_drop_pp is None:
+        return FineTuneLimit(noise, None)
+    return FineTuneLimit(noise, max_drop_pp + max(0.0, 100.0 * (control - reference)) + noise)
+
+
+DropOf = Callable[[int], float]
+
+
+def fine_tuned_drops(counts: list[int], *, run: DropOf, zero_shot: DropOf, reference: float, control: float,
+                     noise_pp: float, limit_pp: float | None, report: Callable) -> dict[int, Drop]:
+    """Every count fine-tuned (the reference method): drop vs the fine-tuned control."""
+    drops = {}
+    for c in counts:
+        accuracy = run(c)
+        drops[c] = Drop(100.0 * (control - accuracy), accuracy, True)
+        report(c, drops[c])
+    return drops
+
+
+def fast_drops(counts: list[int], *, run: DropOf, zero_shot: DropOf, reference: float, control: float,
+               noise_pp: float, limit_pp: float | None, report: Callable) -> dict[int, Drop]:
+    """Zero-shot first, fine-tune only where it can change the choice.
+
+    Every count is clustered without fine-tuning and measured against the given model (cheap: no
+    training). Going from many clusters to few, a count whose zero-shot drop is within the noise
+    of one validation accuracy keeps it (fine-tuning could not show it better); the others are
+    fine-tuned as in `fine_tuned_drops`, until one's fine-tuned drop exceeds `limit_pp`: fewer
+    clusters are then assumed no better (the isotonic assumption the choice makes anyway) and keep
+    their zero-shot drops, which overstate the fine-tuned ones, so the error is on the safe side.
+    """
+    zero = {c: zero_shot(c) for c in counts}
+    drops: dict[int, Drop] = {}
+    hopeless = False
+    for c in sorted(counts, reverse=True):
+        estimate = Drop(100.0 * (reference - zero[c]), zero[c], False)
+        if hopeless or estimate.drop_pp <= noise_pp:
+            drops[c] = estimate
+        else:
+            accuracy = run(c)
+            drops[c] = Drop(100.0 * (control - accuracy), accuracy, True)
+            hopeless = limit_pp is not None and drops[c].drop_pp > limit_pp
+        report(c, drops[c])
+    return {c: drops[c] for c in counts}
+
+
+class Steps:
+    """Counts measured candidates for the progress callback."""
+
+    def __init__(self, total: int, on_step: StepCallback | None):
+        self.total, self.count, self.on_step = total, 0, on_step
+
+    def done(self, what: str) -> None:
+        self.count += 1
+        if self.on_step:
+            self.on_step(self.count, self.total, what)
