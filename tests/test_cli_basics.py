@@ -38,7 +38,7 @@ def test_help_of_every_command_does_not_import_tensorflow():
     (["eval", "m.tflite", "--jobs", "0"],
      "Error: Invalid value for '--jobs': 0 is not in the range x>=1 (tinycomp eval) — see 'tinycomp eval --help'"),
     (["quantize", "m.h5", "-o", "x.tflite", "--method", "int4"],
-     "Error: Invalid value for '--method': 'int4' is not one of 'int8', 'dynamic', 'float16' (tinycomp quantize) — "
+     "Error: Invalid value for '--method': 'int4' is not one of 'int8', 'int16x8', 'dynamic', 'float16' (tinycomp quantize) — "
      "see 'tinycomp quantize --help'"),
 ])
 def test_usage_errors_are_one_error_line_with_exit_code_2(args, line):

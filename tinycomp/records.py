@@ -12,7 +12,7 @@ a file from a newer or unknown schema, or of another kind, is an `InputFileError
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from tinycomp.errors import InputFileError
@@ -112,7 +112,8 @@ def _from_sidecar(cls: type, text: str, source: str, step: str, hint: str) -> An
     payload = load_payload(text, source, hint)
     check_header(payload, step=step, source=source, hint=hint)
     names = [f.name for f in fields(cls)]
-    missing = [n for n in names if n not in payload and n != "schema_version"]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [n for n in required if n not in payload]
     if missing:
         raise InputFileError(f"the {step} record lacks {', '.join(missing)}", source, hint)
     return cls(**{n: payload[n] for n in names if n in payload})
@@ -147,11 +148,16 @@ class ClusterRecord:
 
     source: str
     dataset: dict[str, Any]
-    test_accuracy: float
+    test_accuracy: float | None  # None for the regress task: see test_metrics
     unique_values: dict[str, int]
     epochs: int
     seed: int
     seconds: float
+    task: str = "classify"
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)  # the fine-tuning loss and why it was chosen
+    learning_rate: float | None = None
+    batch_size: int | None = None
     step: str = "cluster"
     schema_version: int = SCHEMA_VERSION
 

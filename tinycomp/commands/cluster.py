@@ -13,9 +13,13 @@ from tinycomp.commands.common import (
     load_model_and_data,
     output_option,
     seed_option,
+    task_option,
+    trust_option,
     verbatim,
 )
 from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
+
+DEFAULT_LEARNING_RATE = 1e-3  # Adam's default, as the TFLM tutorial fine-tunes
 
 
 @click.command("cluster", context_settings=CONTEXT, epilog=verbatim("Clustering spec example:", CLUSTERING_EXAMPLE))
@@ -24,35 +28,47 @@ from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 @click.option("--spec", "spec_path", type=click.Path(), help="Clustering spec YAML (see below).")
 @click.option("--layer", "layers", multiple=True, metavar="NAME=CLUSTERS", help="Cluster one layer; repeatable.")
 @click.option("--all", "all_layers", type=click.IntRange(min=2), metavar="CLUSTERS",
-              help="Cluster every layer with weights to this many clusters.")
+              help="Cluster every layer with weights to this many clusters (the layers left out are listed).")
 @click.option("--init", type=click.Choice(CLUSTER_INITS), default="kmeans++", show_default=True,
               help="Centroid initialisation for --layer/--all.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Fine-tuning epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Fine-tuning batch size.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LEARNING_RATE,
+              show_default=True, help="Adam's learning rate for fine-tuning (TFMOT's guide uses 1e-5 for a model "
+                                      "trained to convergence).")
+@task_option
+@trust_option
 @seed_option
 @data_options
 def command(model: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-            init: str, epochs: int, batch_size: int, seed: int, load_data: Callable) -> None:
-    """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save .h5.
+            init: str, epochs: int, batch_size: int, learning_rate: float, task: str | None, trust: bool, seed: int,
+            load_data: Callable) -> None:
+    """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save (.h5, or .keras by -o's name).
 
-    Writes the effective clustering spec next to the output (OUTPUT with .yaml) for
-    `find-tensors --clustering`, and metrics (OUTPUT with .json).
+    The model may be .h5, .keras or a SavedModel directory. Fine-tuning uses the loss the model was
+    compiled with when it was saved (else: sparse cross-entropy for classifiers, from logits when
+    the output has no softmax; MSE for regression). Writes the effective clustering spec next to
+    the output (OUTPUT with .yaml) for `find-tensors --clustering`, and metrics (OUTPUT with .json).
 
     \b
     Examples:
       tinycomp cluster build/model.h5 --spec specs/clustering.yaml -o build/clustered.h5
       tinycomp cluster build/model.h5 --layer conv2d_1=16 --layer dense=16 -o build/clustered.h5
+      tinycomp cluster models/ae.keras --all 16 --data ae.npz --learning-rate 1e-4 -o build/ae16.keras
     """
     exactly_one_of({"--spec": spec_path, "--layer": layers, "--all": all_layers}, what="choose the layers with",
                    where="cluster", hint="e.g. --spec specs/clustering.yaml")
     run(model_path=model, output=output, spec_path=spec_path, layers=layers, all_layers=all_layers, init=init,
-        epochs=epochs, batch_size=batch_size, seed=seed, load_data=load_data)
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, task=task, trust=trust, seed=seed,
+        load_data=load_data)
 
 
 def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-        init: str, epochs: int, batch_size: int, seed: int, load_data: Callable) -> None:
+        init: str, epochs: int, batch_size: int, seed: int, load_data: Callable,
+        learning_rate: float = DEFAULT_LEARNING_RATE, task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render
-    from tinycomp.cluster import cluster_all_spec, cluster_model, validate_spec
+    from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
     from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
     from tinycomp.models import save_keras_model
     from tinycomp.records import ClusterRecord
@@ -62,23 +78,29 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     if layers:
         spec = parse_layer_options(layers, init)
     check_output_path(output, model_path)
-    model, data = load_model_and_data(model_path, load_data)
+    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task)
     if all_layers:
         spec = cluster_all_spec(model, all_layers, init)
+        left_out = left_out_layers(model, all_layers)
+        if left_out:
+            render.warn(f"--all {all_layers} leaves out {len(left_out)} layers with weights: "
+                        + "; ".join(f"{name} ({why})" for name, why in left_out))
     assert spec is not None  # exactly one of the three was given
     validate_spec(model, spec)
     render.info(f"Clustering {', '.join(f'{entry.name}→{entry.clusters}' for entry in spec.layers)}; "
                 f"fine-tuning {epochs} epochs on {data.name}")
     with render.progress("fine-tuning", max(epochs, 1)) as advance:
         result = cluster_model(model, spec, data, epochs=epochs, batch_size=batch_size, seed=seed,
-                               on_epoch=render.epoch_callback(advance))
+                               on_epoch=render.epoch_callback(advance), learning_rate=learning_rate, task=task)
     save_keras_model(result.model, output)
     write_text_atomic(sidecar_path(output, ".yaml"),
                       dump_clustering_spec(spec, f"Effective clustering of {output} (from {model_path})"))
     record = ClusterRecord(source=str(model_path), dataset=data.describe(), test_accuracy=result.test_accuracy,
-                           unique_values=result.unique_values, epochs=epochs, seed=seed, seconds=result.seconds)
+                           unique_values=result.unique_values, epochs=epochs, seed=seed, seconds=result.seconds,
+                           task=result.task, test_metrics=result.test_metrics, loss=result.loss,
+                           learning_rate=learning_rate, batch_size=batch_size)
     write_json_atomic(sidecar_path(output, ".json"), record.to_json())
     for name, count in result.unique_values.items():
         render.out.print(f"  {name}: {count} unique kernel values")
-    render.out.print(f"Wrote {output} and {sidecar_path(output, '.yaml')}: test accuracy "
-                     f"{100 * result.test_accuracy:.2f}% on {data.name}, {result.seconds:.1f} s")
+    render.out.print(f"Wrote {output} and {sidecar_path(output, '.yaml')}: {render.task_metrics(result.test_metrics)} "
+                     f"on {data.name}, {result.seconds:.1f} s")

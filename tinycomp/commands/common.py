@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -65,19 +66,86 @@ def exactly_one_of(given: dict[str, object], *, what: str, where: str, hint: str
 
 
 def data_options(fn: Callable) -> Callable:
-    """--dataset / --data; the command receives `load_data`, a function that loads them."""
+    """--dataset / --data / --targets / --input-scale / --input-offset / --image-size.
+
+    The command receives `load_data`, a function of no arguments that loads and preprocesses them
+    (explicitly: the preprocessing is recorded in the data's description, so in every sidecar).
+    """
     @click.option("--dataset", type=click.Choice(DATASET_CHOICES), default="mnist", show_default=True,
                   help="mnist: full MNIST if cached or online, else the bundled 5,000-digit sample (with a warning).")
-    @click.option("--data", "npz", type=click.Path(dir_okay=True), default=None,
-                  help="An .npz with x_train, y_train, x_test, y_test (overrides --dataset).")
+    @click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None, metavar="PATH",
+                  help="Your data (overrides --dataset): an .npz with x_train, y_train, x_test, y_test (y optional: "
+                       "without labels the targets are the inputs); an .npy of inputs (with --targets); or a "
+                       "directory of images in one subfolder per class.")
+    @click.option("--targets", "targets_path", type=click.Path(), default=None, metavar="FILE.npy",
+                  help="With --data X.npy: the labels (integers) or regression targets, one row per input row.")
+    @click.option("--input-scale", type=float, default=None, metavar="S",
+                  help="Inputs become x * S + OFFSET  [default: 1/255 for uint8 data, else 1: used as given]")
+    @click.option("--input-offset", type=float, default=None, metavar="OFFSET",
+                  help="Added after --input-scale  [default: 0]")
+    @click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="HxW",
+                  help="With an image directory: resize every image to H×W  [default: all images must be one size]")
     @functools.wraps(fn)
-    def wrapper(*args: Any, dataset: str, npz: str | None, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, dataset: str, data_path: str | None, targets_path: str | None,
+                input_scale: float | None, input_offset: float | None, image_size: tuple[int, int] | None,
+                **kwargs: Any) -> Any:
+        loader = data_loader(dataset=dataset, data_path=data_path, targets_path=targets_path,
+                             input_scale=input_scale, input_offset=input_offset, image_size=image_size)
+        return fn(*args, load_data=loader, **kwargs)
+    return wrapper
+
+
+def data_loader(*, dataset: str, data_path: str | None, targets_path: str | None = None,
+                input_scale: float | None = None, input_offset: float | None = None,
+                image_size: tuple[int, int] | None = None) -> Callable[[], Any]:
+    """A function that loads the data the options name; --data picks its kind by what the path is."""
+    if targets_path and not (data_path and data_path.lower().endswith(".npy")):
+        raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
+
+    def load() -> Any:
         from tinycomp import render
         from tinycomp.data import load_dataset
 
-        loader = functools.partial(load_dataset, dataset, npz, warn=render.warn)
-        return fn(*args, load_data=loader, **kwargs)
-    return wrapper
+        source: dict[str, Any] = {}
+        if data_path and Path(data_path).is_dir():
+            source["images"] = data_path
+        elif data_path and data_path.lower().endswith(".npy"):
+            source.update(npy_x=data_path, npy_y=targets_path)
+        elif data_path:
+            source["npz"] = data_path
+        return load_dataset(dataset, warn=render.warn, input_scale=input_scale, input_offset=input_offset,
+                            image_size=image_size, **source)
+    return load
+
+
+class ImageSizeType(click.ParamType):
+    """HxW, e.g. 96x96."""
+
+    name = "HxW"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).lower().replace("×", "x").split("x")
+        if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            return int(parts[0]), int(parts[1])
+        self.fail(f"cannot read image size {value!r}: write HEIGHTxWIDTH, e.g. 96x96", param, ctx)
+
+
+IMAGE_SIZE = ImageSizeType()
+
+
+def task_option(fn: Callable) -> Callable:
+    return click.option("--task", type=click.Choice(("classify", "regress")), default=None,
+                        help="What the model does: classify (top-1 accuracy) or regress (MSE and SNR; also "
+                             "reconstruction)  [default: regress when the data has no labels or y has the "
+                             "output's shape, else classify]")(fn)
+
+
+def trust_option(fn: Callable) -> Callable:
+    return click.option("--trust-model", "trust", is_flag=True,
+                        help="Load models whose loading runs Python code (Lambda layers, custom objects). "
+                             "Refused by default: only for files you trust.")(fn)
 
 
 def output_option(fn: Callable) -> Callable:
@@ -88,19 +156,37 @@ def seed_option(fn: Callable) -> Callable:
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(fn)
 
 
-def load_model_and_data(model_path: str, load_data: Callable) -> tuple[Any, Any]:
-    """The Keras model at `model_path` and the data, checked to fit each other."""
+def load_model_and_data(model_path: str, load_data: Callable, *, trust: bool = False,
+                        task: str | None = None) -> tuple[Any, Any]:
+    """The Keras model at `model_path` (.h5, .keras or a SavedModel directory) and the data, checked
+    to fit each other for the task (`task`, or chosen from the data and the model's output)."""
     from tinycomp.data import check_fits_model
-    from tinycomp.fileio import check_h5_file
+    from tinycomp.fileio import check_keras_model_path
+    from tinycomp.metrics import choose_task
     from tinycomp.models import load_keras_model
     from tinycomp.native_output import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    check_h5_file(model_path)
+    check_keras_model_path(model_path)
     data = load_data()
-    model = load_keras_model(model_path)
-    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), str(model_path))
+    model = load_keras_model(model_path, trust=trust)
+    input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    data = data.fit_to(input_shape)
+    chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
+    check_fits_model(data, input_shape, int(output_shape[-1]), str(model_path), task=chosen.name,
+                     output_shape=output_shape)
     return model, data
+
+
+def load_model(model_path: str, *, trust: bool = False) -> Any:
+    """The Keras model at `model_path` (.h5, .keras or a SavedModel directory), loaded safely unless trusted."""
+    from tinycomp.fileio import check_keras_model_path
+    from tinycomp.models import load_keras_model
+    from tinycomp.native_output import import_tensorflow_quietly
+
+    check_keras_model_path(model_path)
+    import_tensorflow_quietly()
+    return load_keras_model(model_path, trust=trust)
 
 
 def strip_summary(result: Any) -> str:

@@ -1,4 +1,4 @@
-"""`tinycomp eval`: accuracy, flash, RAM and latency of models, with budgets for CI.
+"""`tinycomp eval`: the task's metric, agreement with a baseline, flash, RAM and latency, with budgets.
 
 With --json, the results are written before a failed budget exits 1, so CI keeps them.
 """
@@ -9,34 +9,45 @@ from collections.abc import Callable
 
 import click
 
-from tinycomp.commands.common import CONTEXT, SIZE, data_options
+from tinycomp.commands.common import CONTEXT, SIZE, data_options, task_option, trust_option
 
 
 @click.command("eval", context_settings=CONTEXT)
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@click.option("--baseline", type=click.Path(), help="Model to compare size and accuracy against.")
+@click.option("--baseline", type=click.Path(),
+              help="Model to compare against: size ratio, Δ accuracy, top-1 agreement and output SNR.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N test samples.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("--json", "json_path", type=click.Path(), help="Also write the results as JSON (for CI).")
 @click.option("--flash-budget", type=SIZE, help="e.g. 64KiB: mark models FITS / TOO BIG; exit 1 if none fits.")
 @click.option("--ram-budget", type=SIZE, help="e.g. 100KiB of TFLM arena.")
+@task_option
+@trust_option
 @data_options
 def command(models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
-            json_path: str | None, flash_budget: int | None, ram_budget: int | None, load_data: Callable) -> None:
-    """Accuracy, flash, RAM and latency: .tflite in the TFLM interpreter, .h5 in Keras.
+            json_path: str | None, flash_budget: int | None, ram_budget: int | None, task: str | None, trust: bool,
+            load_data: Callable) -> None:
+    """Metric, agreement, flash, RAM and latency of .tflite files (in TFLM) and Keras models.
+
+    The metric follows the task: top-1 accuracy for classifiers, MSE and output SNR for
+    regression and reconstruction. With --baseline every model also gets its agreement with
+    the baseline: top-1 agreement (classifiers) and output SNR in dB (all). Files TFLM cannot
+    run (dynamic-range, float16) are evaluated with the TFLite interpreter, marked "TFLite".
+    Sizes are the file's bytes and its gzip -9 bytes (the figure TFMOT's guide publishes).
 
     \b
     Example:
       tinycomp eval build/model.tflite build/compressed.tflite --baseline build/model.tflite --json build/eval.json
     """
     run(models=models, baseline=baseline, limit=limit, jobs=jobs, json_path=json_path, flash_budget=flash_budget,
-        ram_budget=ram_budget, load_data=load_data)
+        ram_budget=ram_budget, load_data=load_data, task=task, trust=trust)
 
 
 def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
-        json_path: str | None, flash_budget: int | None, ram_budget: int | None, load_data: Callable) -> None:
+        json_path: str | None, flash_budget: int | None, ram_budget: int | None, load_data: Callable,
+        task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render, tflm
-    from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_keras, evaluate_tflite, require_one_fits
+    from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_model, require_one_fits
     from tinycomp.fileio import check_output_path, write_json_atomic
     from tinycomp.native_output import import_tensorflow_quietly
     from tinycomp.records import EvalRecord
@@ -50,17 +61,16 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
     count = len(data.x_test) if limit is None else min(limit, len(data.x_test))
     with render.progress("evaluating", count * len(paths)) as advance:
         for path in paths:
-            if str(path).endswith(".h5"):
+            if not _is_tflite(path):
                 import_tensorflow_quietly()
-                results[path] = evaluate_keras(path, data, limit)
-                advance(count)
-            else:
-                results[path] = evaluate_tflite(path, data, limit, jobs, on_progress=advance)
+            results[path] = evaluate_model(path, data, limit, jobs, on_progress=advance, task=task, trust=trust)
     shown = [results[p] for p in models]
     if baseline:
         compare_to_baseline(shown, results[baseline])
     apply_budgets(shown, flash_budget, ram_budget)
     render.out.print(render.eval_table(shown, data.name))
+    for line in render.eval_notes(shown):
+        render.out.print(line)
     for r in shown:
         if r.alt_decompression_bytes is not None and r.arena_bytes is not None \
                 and r.arena_bytes_with_alt_decompression is not None:
@@ -74,3 +84,15 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
                             ram_budget=ram_budget)
         write_json_atomic(json_path, record.to_json())
     require_one_fits(shown)
+
+
+def _is_tflite(path: str) -> bool:
+    from pathlib import Path
+
+    from tinycomp.fileio import TFLITE_IDENTIFIER
+
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with p.open("rb") as f:
+        return f.read(8)[4:8] == TFLITE_IDENTIFIER

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import click
-
 import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import click
+
 from tinycomp import render
-from tinycomp.commands.common import (CONTEXT, SIZE, data_options, exactly_one_of, load_model_and_data, output_option,
-                                      seed_option)
+from tinycomp.commands.common import (
+    CONTEXT,
+    SIZE,
+    data_options,
+    exactly_one_of,
+    load_model_and_data,
+    output_option,
+    seed_option,
+)
 from tinycomp.errors import DataError, FieldError, ModelError, UsageError
 from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, PlanOutcome, PlanRecord, PlanRequest
 

@@ -42,6 +42,11 @@ def run(*, output: str, epochs: int, batch_size: int, validation_split: float, s
 
     check_output_path(output)
     data = load_data()
+    if not data.has_class_labels:
+        from tinycomp.errors import DataError
+
+        raise DataError("train builds the tutorial's image classifier, and this data has no class labels", data.name,
+                        "train your own model in Keras, then start from `tinycomp cluster` or `plan`")
     import_tensorflow_quietly()
     render.info(f"Training the tutorial CNN on {data.name} ({len(data.x_train):,} images, {epochs} epochs)")
     with render.progress("training", epochs) as advance:
