@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import gzip
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from tinycomp import tflm
 from tinycomp.data import Dataset, check_fits_model
-from tinycomp.errors import BudgetExceeded, DataError, UsageError
+from tinycomp.errors import BudgetExceeded, DataError, InvalidValue
 from tinycomp.tflite_model import read_tflite
 
-SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2, "MIB": 1024**2}
+EVAL_CHUNK_ROWS = 2048  # rows per TFLM work item: bounds the memory a streamed test set takes
 
 
 @dataclass
@@ -66,27 +66,9 @@ def _plain(value):
     return list(value) if isinstance(value, list) else value
 
 
-def parse_size(text: str | None, option: str) -> int | None:
-    """'64KiB' → 65536, '100KB' → 100000, '2048' → 2048."""
-    if text is None:
-        return None
-    cleaned = text.strip().upper().replace(" ", "")
-    number = cleaned.rstrip("KMIB")
-    unit = cleaned[len(number):]
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in SIZE_UNITS or value < 0:
-        raise UsageError(f"cannot read size {text!r}", option, "write e.g. 65536, 64KiB, 100KB or 1MiB")
-    return int(value * SIZE_UNITS[unit])
-
-
-def test_subset(data: Dataset, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    if limit is not None and limit < 1:
-        raise UsageError("--limit must be at least 1", "--limit")
-    n = len(data.x_test) if limit is None else min(limit, len(data.x_test))
-    return data.x_test[:n], data.y_test[:n]
+def _rows(data: Dataset, limit: int | None) -> int:
+    """How many test rows to evaluate: all, or the first `limit`."""
+    return len(data.x_test) if limit is None else min(limit, len(data.x_test))
 
 
 def gzip_size(path: str | Path) -> int:
@@ -130,9 +112,11 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
     chosen = _task_for(data, output_shape, task)
     check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, path, task=chosen.name,
                      output_shape=output_shape)
-    x, y = test_subset(data, limit)
+    n = _rows(data, limit)
+    y = data.y_test[:n]
     why = tflite_runtime.why_not_tflm(model.model)
     if why:
+        x = np.asarray(data.x_test[:n])
         outputs, seconds = tflite_runtime.predict(model.data, x)
         if on_progress:
             on_progress(len(x))
@@ -141,9 +125,10 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
                              notes=[tflite_runtime.NOT_ON_MCU_NOTE.format(why=why)])
         return _scored(result, chosen, outputs, y)
     tflm.run_isolated(tflm.input_details, model.data, source=path)  # a refusal becomes one clear error
-    chunks = np.array_split(np.arange(len(x)), max(1, min(jobs, len(x))))
-    args = [(model.data, x[idx], i == 0) for i, idx in enumerate(chunks)]
-    results = tflm.run_parallel(tflm.predict_chunk, args, workers=jobs, source=path,
+    chunks = _chunks(n, jobs)
+    args = ((model.data, np.asarray(data.x_test[idx[0]:idx[-1] + 1]), i == 0)  # each chunk read when submitted
+            for i, idx in enumerate(chunks))
+    results = tflm.run_parallel(tflm.predict_chunk, args, workers=min(jobs, len(chunks)), source=path,
                                 on_done=(lambda i: on_progress(len(chunks[i]))) if on_progress else None)
     outputs = np.concatenate([r.outputs for r in results])
     invoke_seconds = sum(r.invoke_seconds for r in results)
@@ -153,6 +138,13 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
                          arena_bytes_with_alt_decompression=arena_with_alt,
                          ms_per_inference=1000 * invoke_seconds / len(y), gzip_bytes=gzip_size(path), runs_in="TFLM")
     return _scored(result, chosen, outputs, y)
+
+
+def _chunks(rows: int, jobs: int) -> list[np.ndarray]:
+    """Row ranges for the TFLM workers: at least one per job, none over EVAL_CHUNK_ROWS rows, so a
+    memory-mapped test set is read a chunk at a time."""
+    count = max(1, min(jobs, rows), -(-rows // EVAL_CHUNK_ROWS))
+    return [idx for idx in np.array_split(np.arange(rows), count) if len(idx)]
 
 
 def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: str | None = None,
@@ -169,7 +161,7 @@ def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: 
     chosen = _task_for(data, output_shape, task)
     check_fits_model(data, input_shape, int(output_shape[-1]), path, task=chosen.name, output_shape=output_shape)
     if limit is not None and limit < 1:
-        raise UsageError("--limit must be at least 1", "--limit")
+        raise InvalidValue(f"limit must be at least 1, got {limit}", "limit")
     start = time.perf_counter()
     outputs = predict_outputs(model, data, limit=limit)
     seconds = time.perf_counter() - start

@@ -8,12 +8,14 @@ child processes (spawned, so they never inherit TensorFlow state) turns a crash 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import itertools
 import multiprocessing
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -182,24 +184,42 @@ def run_isolated(fn: Callable, *args, source: str = "model"):
     return run_parallel(fn, [args], workers=1, source=source)[0]
 
 
-def run_parallel(fn: Callable, arg_list: list[tuple], workers: int, source: str = "model",
+def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: str = "model",
                  on_done: Callable[[int], None] | None = None) -> list:
-    """Run `fn` over `arg_list` in up to `workers` child processes, results in order."""
-    results: list = [None] * len(arg_list)
-    with _pool(max(1, min(workers, len(arg_list)))) as pool:
-        pending = {pool.submit(call_capturing_native_output, fn, *args): i for i, args in enumerate(arg_list)}
+    """Run `fn` over `arg_list` in up to `workers` child processes, results in order.
+
+    The arguments are taken from `arg_list` as workers free up (at most two per worker in
+    flight), so a lazy iterable of data chunks is never all in memory at once.
+    """
+    tasks = iter(enumerate(arg_list))
+    results: dict[int, Any] = {}
+    with _pool(max(1, workers)) as pool:
+        pending: dict[futures.Future, int] = {}
+
+        def submit_next() -> None:
+            for i, args in itertools.islice(tasks, 1):
+                pending[pool.submit(call_capturing_native_output, fn, *args)] = i
+
         try:
-            for future in futures.as_completed(pending, timeout=WORKER_TIMEOUT_S):
-                results[pending[future]] = _result(future, source)
-                if on_done:
-                    on_done(pending[future])
+            for _ in range(2 * max(1, workers)):
+                submit_next()
+            while pending:
+                done, _ = futures.wait(pending, timeout=WORKER_TIMEOUT_S, return_when=futures.FIRST_COMPLETED)
+                if not done:
+                    raise futures.TimeoutError()
+                for future in done:
+                    i = pending.pop(future)
+                    results[i] = _result(future, source)
+                    if on_done:
+                        on_done(i)
+                    submit_next()
         except futures.TimeoutError as e:
             _kill(pool)
             raise InterpreterError(f"the TFLM interpreter did not finish in {WORKER_TIMEOUT_S} s", source) from e
         except BaseException:
             _kill(pool)
             raise
-    return results
+    return [results[i] for i in range(len(results))]
 
 
 def _result(future: futures.Future, source: str):
