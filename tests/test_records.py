@@ -131,3 +131,18 @@ def test_eval_json_from_before_tasks_reads_as_classifiers():
     assert (compressed.accuracy, compressed.mse, compressed.agreement_snr_db, compressed.gzip_bytes) == \
         (0.948, None, None, None)
     assert compressed.arena_bytes_with_alt_decompression == 6224
+
+
+def test_a_cluster_record_of_a_regression_model_and_one_from_before_tasks():
+    cluster = ClusterRecord(source="ae.h5", dataset={"name": "d"}, test_accuracy=None, unique_values={"enc": 4},
+                            epochs=1, seed=0, seconds=2.0, task="regress", test_metrics={"mse": 0.1, "snr_db": 9.5})
+    assert ClusterRecord.from_json(json.dumps(cluster.to_json())) == cluster
+    old = cluster.to_json()
+    for key in ("task", "test_metrics", "schema_version"):
+        del old[key]
+    old["test_accuracy"] = 0.9
+    again = ClusterRecord.from_json(json.dumps(old))
+    assert (again.task, again.test_metrics, again.test_accuracy) == ("classify", {}, 0.9)
+    del old["seed"]
+    with pytest.raises(InputFileError, match=r"^the cluster record lacks seed \(cluster record\)"):
+        ClusterRecord.from_json(json.dumps(old))

@@ -12,7 +12,7 @@ a file from a newer or unknown schema, or of another kind, is an `InputFileError
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from tinycomp.errors import InputFileError
@@ -152,7 +152,8 @@ def _from_sidecar(cls: type, text: str, source: str, step: str, hint: str) -> An
     payload = load_payload(text, source, hint)
     check_header(payload, step=step, source=source, hint=hint)
     names = [f.name for f in fields(cls)]
-    missing = [n for n in names if n not in payload and n != "schema_version"]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [n for n in required if n not in payload]
     if missing:
         raise InputFileError(f"the {step} record lacks {', '.join(missing)}", source, hint)
     return cls(**{n: payload[n] for n in names if n in payload})
@@ -187,13 +188,15 @@ class ClusterRecord:
 
     source: str
     dataset: dict[str, Any]
-    test_accuracy: float
+    test_accuracy: float | None  # None for a regression model: see test_metrics
     unique_values: dict[str, int]
     epochs: int
     seed: int
     seconds: float
     step: str = "cluster"
     schema_version: int = SCHEMA_VERSION
+    task: str = "classify"  # classify | regress (sidecars from before tasks: classify)
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the task's metrics on the test set
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
