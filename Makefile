@@ -142,13 +142,15 @@ $(BUILD)/bench.json: $(BUILD)/model.tflite $(BUILD)/compressed.tflite $(BUILD)/p
 # → export on MODEL and writes $(BUILD)/NAME.* for models/NAME.h5 (NAME.compressed.tflite,
 # NAME.compressed.cc/.h, NAME.eval.json, NAME.report/, ...). It fails, after writing them, when the
 # compressed model is over the flash or RAM budget (TFLM arena; empty: no budget) or its test accuracy
-# is more than ACCURACY_DROP percentage points below the float32 model's. The rules are the ones users
+# is more than ACCURACY_DROP percentage points below the float32 model's (for a regression model:
+# ACCURACY_DROP= MIN_SNR=30, its output SNR against the float32 model's in dB). The rules are the ones users
 # include in their own Makefiles (tinycomp/make/tinycomp.mk, `tinycomp makefile` prints its path);
 # any of its TINYCOMP_* variables can be given here too, e.g. TINYCOMP_PLAN_OPTIONS="--epochs 1".
 MODEL ?=
 FLASH_BUDGET ?=
 RAM_BUDGET ?=
 ACCURACY_DROP ?= 0.5
+MIN_SNR ?=
 MODEL_NAME = $(basename $(notdir $(MODEL)))
 
 TINYCOMP_MODELS = $(patsubst %/,%,$(dir $(MODEL)))
@@ -158,6 +160,7 @@ TINYCOMP_DATA = $(DATA)
 TINYCOMP_FLASH_BUDGET = $(FLASH_BUDGET)
 TINYCOMP_RAM_BUDGET = $(RAM_BUDGET)
 TINYCOMP_ACCURACY_DROP = $(ACCURACY_DROP)
+TINYCOMP_MIN_SNR = $(MIN_SNR)
 TINYCOMP_DEPS = $(STAMP)
 include tinycomp/make/tinycomp.mk
 

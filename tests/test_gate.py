@@ -70,3 +70,60 @@ def test_gate_on_a_model_eval_did_not_measure_is_a_usage_error(tmp_path):
     assert result.output.splitlines() == [
         "Error: other.tflite is not in the eval record (it has base.tflite, m.tflite) (--model) — "
         "name a model that eval measured"]
+
+
+def _regress_record(snr=31.5) -> EvalRecord:
+    base = ModelResult("ae.h5", "keras", 9000, None, 50, task="regress", mse=0.01, snr_db=20.0,
+                       agreement_snr_db=200.0, runs_in="Keras")
+    model = ModelResult("ae_int8.tflite", "tflm", 3000, None, 50, arena_bytes=2048, task="regress", mse=0.02,
+                        snr_db=17.0, agreement_snr_db=snr, runs_in="TFLM")
+    return EvalRecord(models=[base, model], baseline="ae.h5", dataset={"name": "ae.npz"}, flash_budget=None,
+                      ram_budget=None, source="eval.json")
+
+
+def _write(tmp_path, record: EvalRecord):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(record.to_json()))
+    return path
+
+
+def test_gate_cli_passes_a_regression_model_on_its_output_snr(tmp_path):
+    path = _write(tmp_path, _regress_record())
+    result = run_cli(["gate", path, "--min-agreement-snr", "30"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["PASS ae_int8.tflite: output SNR 31.5 dB ≥ 30 dB"]
+
+
+def test_gate_cli_fails_a_regression_model_below_its_output_snr(tmp_path):
+    path = _write(tmp_path, _regress_record(snr=24.25))
+    result = run_cli(["gate", path, "--min-agreement-snr", "30"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: ae_int8.tflite fails its budget: output SNR 24.2 dB against the baseline, below 30 dB ({path}) — "
+        "see the eval JSON and report; shrink the model or relax the budget"]
+
+
+def test_gate_cli_max_accuracy_drop_on_a_regression_model_names_it(tmp_path):
+    path = _write(tmp_path, _regress_record())
+    result = run_cli(["gate", path, "--max-accuracy-drop", "0.5", "--min-agreement-snr", "30"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "Error: ae_int8.tflite is a regression model (task regress): it has no accuracy to compare with the "
+        "baseline's (--max-accuracy-drop) — gate regression models on their output SNR against the baseline "
+        "(--min-agreement-snr DB)"]
+
+
+def test_min_agreement_snr_applies_to_classifiers_too():
+    record = _record()
+    record.models[1].agreement_snr_db = 12.0
+    [verdict] = gate(record, None, GateLimits(max_accuracy_drop_pp=0.5, min_agreement_snr_db=20.0))
+    assert verdict.failures == ["output SNR 12.0 dB against the baseline, below 20 dB"]
+
+
+def test_gate_cli_agreement_on_eval_json_without_it_says_so(tmp_path):
+    path = _write(tmp_path, _record())  # no agreement_snr_db, as eval JSON written before tinycomp measured it
+    result = run_cli(["gate", path, "--min-agreement-snr", "30"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: m.tflite has no output SNR against a baseline ({path}) — run eval with --baseline (eval JSON from "
+        "before tinycomp measured agreement has none), or drop --min-agreement-snr"]

@@ -65,3 +65,84 @@ def test_a_record_missing_a_field_names_it():
     payload["models"][0].pop("accuracy")
     with pytest.raises(InputFileError, match=r"^models\[0\] lacks accuracy \(e.json\)"):
         EvalRecord.from_json(json.dumps(payload), "e.json")
+
+
+def _regress_record() -> EvalRecord:
+    models = [ModelResult("ae.h5", "keras", 9000, None, 50, task="regress", mse=0.01, snr_db=20.0,
+                          agreement_snr_db=200.0, runs_in="Keras"),
+              ModelResult("ae_int8.tflite", "tflm", 3000, None, 50, arena_bytes=2048, task="regress", mse=0.02,
+                          snr_db=17.0, agreement_snr_db=31.5, gzip_bytes=2500, runs_in="TFLM")]
+    return EvalRecord(models=models, baseline="ae.h5", dataset={"name": "ae.npz"}, flash_budget=None, ram_budget=None)
+
+
+def test_a_regression_eval_json_round_trips_with_accuracy_null():
+    text = json.dumps(_regress_record().to_json())
+    assert json.loads(text)["models"][1]["accuracy"] is None
+    again = EvalRecord.from_json(text, "eval.json")
+    assert again.to_json() == _regress_record().to_json()
+    assert [(m.task, m.accuracy, m.snr_db) for m in again.models] == [("regress", None, 20.0), ("regress", None, 17.0)]
+    assert again.tasks == {"regress"}
+
+
+def test_a_classifier_with_accuracy_null_is_refused():
+    payload = _eval_record().to_json()
+    payload["models"][0]["accuracy"] = None
+    with pytest.raises(InputFileError) as error:
+        EvalRecord.from_json(json.dumps(payload), "e.json")
+    assert str(error.value) == ('models[0] is a classifier with accuracy null (e.json) — a classifier\'s result needs '
+                                'a number; a regression result carries "task": "regress"')
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("task", "detect", "models[1].task is 'detect', not one of classify, regress"),
+    ("snr_db", "high", "models[1].snr_db is 'high', not a number"),
+    ("flash_bytes", None, "models[1].flash_bytes is null, not a number"),
+    ("accuracy", True, "models[1].accuracy is True, not a number"),
+])
+def test_a_malformed_task_or_metric_names_the_key(key, value, message):
+    payload = _eval_record().to_json()
+    payload["models"][1][key] = value
+    with pytest.raises(InputFileError) as error:
+        EvalRecord.from_json(json.dumps(payload), "e.json")
+    assert str(error.value) == f"{message} (e.json) — write one with `tinycomp eval MODELS... --json FILE`"
+
+
+def test_a_regression_result_may_lack_the_accuracy_key():
+    payload = _regress_record().to_json()
+    del payload["models"][0]["accuracy"]
+    assert EvalRecord.from_json(json.dumps(payload)).models[0].accuracy is None
+
+
+OLD_EVAL_JSON = """{"dataset": {"name": "mnist-sample"}, "baseline": "model.tflite", "flash_budget": null,
+ "ram_budget": null, "models": [
+  {"path": "model.tflite", "kind": "tflm", "flash_bytes": 469692, "accuracy": 0.921, "samples": 1000,
+   "arena_bytes": 49024, "ms_per_inference": 1.1, "ratio_vs_baseline": 1.0, "accuracy_delta_pp": 0.0,
+   "fits": null, "budget_notes": []},
+  {"path": "compressed.tflite", "kind": "tflm", "flash_bytes": 79296, "accuracy": 0.948, "samples": 1000,
+   "arena_bytes": 108624, "ms_per_inference": 1.2, "ratio_vs_baseline": 5.92, "accuracy_delta_pp": 2.7,
+   "fits": null, "budget_notes": [], "alt_decompression_bytes": 102400, "arena_bytes_with_alt_decompression": 6224}]}
+"""
+
+
+def test_eval_json_from_before_tasks_reads_as_classifiers():
+    record = EvalRecord.from_json(OLD_EVAL_JSON, "old.json")
+    assert record.schema_version == 1 and record.tasks == {"classify"}
+    compressed = record.models[1]
+    assert (compressed.accuracy, compressed.mse, compressed.agreement_snr_db, compressed.gzip_bytes) == \
+        (0.948, None, None, None)
+    assert compressed.arena_bytes_with_alt_decompression == 6224
+
+
+def test_a_cluster_record_of_a_regression_model_and_one_from_before_tasks():
+    cluster = ClusterRecord(source="ae.h5", dataset={"name": "d"}, test_accuracy=None, unique_values={"enc": 4},
+                            epochs=1, seed=0, seconds=2.0, task="regress", test_metrics={"mse": 0.1, "snr_db": 9.5})
+    assert ClusterRecord.from_json(json.dumps(cluster.to_json())) == cluster
+    old = cluster.to_json()
+    for key in ("task", "test_metrics", "schema_version"):
+        del old[key]
+    old["test_accuracy"] = 0.9
+    again = ClusterRecord.from_json(json.dumps(old))
+    assert (again.task, again.test_metrics, again.test_accuracy) == ("classify", {}, 0.9)
+    del old["seed"]
+    with pytest.raises(InputFileError, match=r"^the cluster record lacks seed \(cluster record\)"):
+        ClusterRecord.from_json(json.dumps(old))

@@ -197,10 +197,22 @@ def choose_compression(layer: str, weight: WeightTensor) -> TensorChoice:
 
 @dataclass
 class FindResult:
-    """The chosen tensors and the ones skipped, with why."""
+    """The chosen tensors and the ones skipped, with why.
+
+    `choices` includes tensors that LUT compression would not shrink (`growing`); the caller
+    decides whether to keep them (`without_growing`).
+    """
 
     choices: list[TensorChoice]
     skipped: list[tuple[str, str]]  # (layer or tensor, reason)
+
+    @property
+    def growing(self) -> list[TensorChoice]:
+        """Choices whose LUT encoding (indices, value tables, metadata) is not smaller than the raw tensor."""
+        return [c for c in self.choices if c.bytes_after >= c.bytes_before]
+
+    def without_growing(self) -> FindResult:
+        return FindResult([c for c in self.choices if c.bytes_after < c.bytes_before], list(self.skipped))
 
     def spec(self) -> CompressionSpec:
         return CompressionSpec(tuple(choice.to_spec() for choice in self.choices))
@@ -210,7 +222,8 @@ def find_tensors(model, layers: list[str] | None, source: str = "model",
                  skip_incompressible: bool = False) -> FindResult:
     """Choose LUT compression for the named layers' weights, or for every weight when `layers` is None.
 
-    With `layers` None (--all), weights that would not shrink are skipped too.
+    With `layers` None, weights with too many values for a LUT are skipped. Weights that LUT
+    compression would not shrink are chosen like the others and listed by `FindResult.growing`.
     """
     weights = weight_tensors(model)
     if not weights:
@@ -229,9 +242,6 @@ def find_tensors(model, layers: list[str] | None, source: str = "model",
             if not (skip_incompressible or layers is None):
                 raise
             skipped.append((layer, e.what))
-            continue
-        if layers is None and choice.bytes_after >= choice.bytes_before:
-            skipped.append((layer, f"LUT would not shrink it ({choice.bytes_before} → {choice.bytes_after} bytes)"))
             continue
         choices.append(choice)
     return FindResult(choices, skipped)

@@ -1,7 +1,9 @@
 """Budget gates on an eval record, for CI: does each chosen model fit flash, RAM and accuracy?
 
 Pure: takes the `EvalRecord` that `eval --json` wrote and the limits, returns one verdict per
-model. The edge prints them and exits 1 when one fails.
+model. The edge prints them and exits 1 when one fails. An accuracy limit applies to classifiers
+only (a regression model has no accuracy: asking for one is an `InvalidValue` naming the model);
+the output-SNR limit applies to every task.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def _check_size(verdict: Verdict, result: Any, record: Any) -> None:
 
 
 def _check_accuracy(verdict: Verdict, result: Any, max_drop_pp: float, source: str) -> None:
+    if result.task != "classify":
+        raise InvalidValue(f"{result.path} is a regression model (task {result.task}): it has no accuracy to "
+                           "compare with the baseline's", "max_accuracy_drop",
+                           "gate regression models on their output SNR against the baseline (--min-agreement-snr DB)")
     delta = result.accuracy_delta_pp
     if delta is None:
         raise TinycompError(f"{result.path} has no accuracy against a baseline", source,
@@ -78,7 +84,8 @@ def _check_agreement(verdict: Verdict, result: Any, min_snr_db: float, source: s
     snr = getattr(result, "agreement_snr_db", None)
     if snr is None:
         raise TinycompError(f"{result.path} has no output SNR against a baseline", source,
-                            "run eval with --baseline, or drop --min-agreement-snr")
+                            "run eval with --baseline (eval JSON from before tinycomp measured agreement has none), "
+                            "or drop --min-agreement-snr")
     if snr < min_snr_db:
         verdict.failures.append(f"output SNR {snr:.1f} dB against the baseline, below {min_snr_db:g} dB")
     else:

@@ -4,7 +4,7 @@ Every record carries `schema_version` and the `step` that wrote it. A reader acc
 by this version and by earlier tinycomp versions that had no `schema_version` (read as version 1);
 a file from a newer or unknown schema, or of another kind, is an `InputFileError` that says so.
 
-- `EvalRecord`: `tinycomp eval --json` (read by `report` and `bench-summary`).
+- `EvalRecord`: `tinycomp eval --json` (read by `report` and `gate`).
 - `TrainRecord`, `ClusterRecord`: the sidecars `train` and `cluster` write next to their model.
 - The plan sidecar's record lives with the planner (`tinycomp.plan`), built on `check_header`.
 """
@@ -78,9 +78,18 @@ class EvalRecord:
                 "flash_budget": self.flash_budget, "ram_budget": self.ram_budget,
                 "models": [m.to_json() for m in self.models]}
 
+    @property
+    def tasks(self) -> set[str]:
+        """The tasks of the models: {"classify"}, {"regress"} or both."""
+        return {m.task for m in self.models}
+
     @classmethod
     def from_json(cls, text: str, source: str = "eval JSON") -> EvalRecord:
-        """Parse and check an eval JSON; an InputFileError names what is wrong and where."""
+        """Parse and check an eval JSON; an InputFileError names what is wrong and where.
+
+        Regression results (`"task": "regress"`) have `accuracy: null`; JSON from before tasks
+        existed has no `task` and reads as classifiers.
+        """
         from tinycomp.evaluate import ModelResult
 
         payload = load_payload(text, source, EVAL_HINT)
@@ -89,21 +98,52 @@ class EvalRecord:
             raise InputFileError("not an eval JSON: no \"models\" list", source, EVAL_HINT)
         if not payload["models"]:
             raise InputFileError("the eval JSON lists no models", source, EVAL_HINT)
-        known = {f.name for f in fields(ModelResult)}
+        known = {f.name for f in fields(ModelResult)} - {"outputs"}  # outputs are never in JSON
         models = []
         for i, entry in enumerate(payload["models"]):
-            missing = [k for k in EVAL_REQUIRED_KEYS if not isinstance(entry, dict) or k not in entry]
-            if missing:
-                raise InputFileError(f"models[{i}] lacks {', '.join(missing)}", source, EVAL_HINT)
-            try:
-                result = ModelResult(**{k: v for k, v in entry.items() if k in known})
-                result.flash_bytes, result.accuracy = int(result.flash_bytes), float(result.accuracy)
-            except (TypeError, ValueError) as e:
-                raise InputFileError(f"models[{i}] has a malformed value: {e}", source, EVAL_HINT) from e
-            models.append(result)
+            if not isinstance(entry, dict):
+                raise InputFileError(f"models[{i}] is not a JSON object", source, EVAL_HINT)
+            models.append(_model_result(entry, i, known, source))
         dataset = payload["dataset"] if isinstance(payload.get("dataset"), dict) else {}
         return cls(models, payload.get("baseline"), dataset, payload.get("flash_budget"), payload.get("ram_budget"),
                    source, int(payload.get("schema_version", 1)))
+
+
+EVAL_TASKS = ("classify", "regress")
+EVAL_OPTIONAL_NUMBERS = ("arena_bytes", "ms_per_inference", "ratio_vs_baseline", "accuracy_delta_pp",
+                         "alt_decompression_bytes", "arena_bytes_with_alt_decompression", "mse", "snr_db",
+                         "agreement_top1", "agreement_snr_db", "gzip_bytes")
+
+
+def _model_result(entry: dict[str, Any], i: int, known: set[str], source: str) -> Any:
+    """One `models[i]` entry as a ModelResult; an entry without `task` (written before tinycomp had
+    tasks) is a classifier. A classifier needs a numeric accuracy; a regressor's accuracy is null."""
+    from tinycomp.evaluate import ModelResult
+
+    task = entry.get("task", "classify")
+    if task not in EVAL_TASKS:
+        raise InputFileError(f"models[{i}].task is {task!r}, not one of {', '.join(EVAL_TASKS)}", source, EVAL_HINT)
+    required = EVAL_REQUIRED_KEYS if task == "classify" else tuple(k for k in EVAL_REQUIRED_KEYS if k != "accuracy")
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise InputFileError(f"models[{i}] lacks {', '.join(missing)}", source, EVAL_HINT)
+    if task == "classify" and entry["accuracy"] is None:
+        raise InputFileError(f"models[{i}] is a classifier with accuracy null", source,
+                             "a classifier's result needs a number; a regression result carries \"task\": \"regress\"")
+    for key in ("flash_bytes", "samples", "accuracy", *EVAL_OPTIONAL_NUMBERS):
+        value = entry.get(key)
+        if value is None and key in ("flash_bytes", "samples"):
+            raise InputFileError(f"models[{i}].{key} is null, not a number", source, EVAL_HINT)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputFileError(f"models[{i}].{key} is {value!r}, not a number", source, EVAL_HINT)
+    entry = {"accuracy": None, **entry}
+    try:
+        result = ModelResult(**{k: v for k, v in entry.items() if k in known})
+    except TypeError as e:
+        raise InputFileError(f"models[{i}] has a malformed value: {e}", source, EVAL_HINT) from e
+    result.task, result.flash_bytes, result.samples = task, int(result.flash_bytes), int(result.samples)
+    result.accuracy = None if result.accuracy is None else float(result.accuracy)
+    return result
 
 
 # ---------------------------------------------------------------- train / cluster sidecars
@@ -148,13 +188,13 @@ class ClusterRecord:
 
     source: str
     dataset: dict[str, Any]
-    test_accuracy: float | None  # None for the regress task: see test_metrics
+    test_accuracy: float | None  # None for a regression model: see test_metrics
     unique_values: dict[str, int]
     epochs: int
     seed: int
     seconds: float
-    task: str = "classify"
-    test_metrics: dict[str, float] = field(default_factory=dict)
+    task: str = "classify"  # classify | regress (sidecars from before tasks: classify)
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the task's metrics on the test set
     loss: dict[str, Any] = field(default_factory=dict)  # the fine-tuning loss and why it was chosen
     learning_rate: float | None = None
     batch_size: int | None = None

@@ -1,9 +1,13 @@
 """A report for people and CI from `tinycomp eval --json`: two figures and a markdown summary.
 
-- `size_vs_accuracy_png`: flash bytes (log scale) against accuracy, one labelled point per model.
+- `size_vs_accuracy_png`: flash bytes (log scale) against the task's metric, one labelled point per
+  model: top-1 accuracy for classifiers, output SNR against the targets for regression models
+  (`plot_metric`). The file keeps its name for both.
 - `predictions_png`: test images with the true label and two models' TFLM predictions, as the
-  TFLM tutorial shows; mistakes are highlighted.
-- `summary_markdown`: the eval results as a markdown table (for CI artifacts and PR comments).
+  TFLM tutorial shows; mistakes are highlighted (classifiers only).
+- `summary_markdown`: the eval results as a markdown table (for CI artifacts and PR comments), with
+  the metric columns of the models' tasks and a verdict per model: the accuracy drop for
+  classifiers, the output SNR against the baseline for every task.
 
 Figures are drawn with matplotlib's Agg canvas straight into PNG bytes (no pyplot, no display,
 no global state); the caller writes them. Nothing here imports TensorFlow.
@@ -15,6 +19,7 @@ import io
 import math
 import os
 import textwrap
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,33 +53,69 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class PlotMetric:
+    """The metric on the y axis of size_vs_accuracy.png: a ModelResult attribute and how to show it."""
+
+    attr: str
+    name: str  # in titles: "accuracy", "output SNR"
+    axis_label: str
+    scale: float  # shown value = stored value × scale
+    fmt: str  # of a shown value, e.g. "{:.2f}%"
+    min_span: float  # smallest y range, in shown units
+
+    def value(self, result: ModelResult) -> float | None:
+        stored = getattr(result, self.attr, None)
+        return None if stored is None else self.scale * float(stored)
+
+
+PLOT_METRICS = {
+    "classify": PlotMetric("accuracy", "accuracy", "top-1 accuracy (%)", 100.0, "{:.2f}%", 2.0),
+    "regress": PlotMetric("snr_db", "output SNR", "output SNR against the test targets (dB)", 1.0, "{:.1f} dB", 2.0),
+}
+
+
+def plot_metric(report: EvalRecord) -> PlotMetric:
+    """The metric of the baseline's task (else the first model's): accuracy, or SNR for regression."""
+    by_path = {m.path: m for m in report.models}
+    reference = by_path.get(report.baseline or "", report.models[0])
+    return PLOT_METRICS[reference.task]
+
+
+def plotted(report: EvalRecord) -> list[ModelResult]:
+    """The models that have the plotted metric (in a record of mixed tasks, those of the metric's task)."""
+    metric = plot_metric(report)
+    return [m for m in report.models if metric.value(m) is not None]
+
+
 def size_vs_accuracy_png(report: EvalRecord) -> bytes:
-    """Flash bytes (log x) against accuracy (%), one labelled point per model."""
+    """Flash bytes (log x) against the task's metric (`plot_metric`), one labelled point per model."""
+    metric, models = plot_metric(report), plotted(report)
     figure = _figure(8.0, 5.2)
     ax = figure.add_subplot()
     names = display_names([m.path for m in report.models])
     groups: dict[tuple[int, float], list[ModelResult]] = {}
-    for m in report.models:  # models of equal size and accuracy share one point and one label
-        groups.setdefault((m.flash_bytes, round(m.accuracy, 6)), []).append(m)
+    for m in models:  # models of equal size and metric share one point and one label
+        groups.setdefault((m.flash_bytes, round(metric.value(m) or 0.0, 6)), []).append(m)
     points = []
-    for (flash, accuracy), members in sorted(groups.items()):
+    for (flash, shown), members in sorted(groups.items()):
         is_baseline = any(m.path == report.baseline for m in members)
         keras = all(m.kind == "keras" for m in members)
-        ax.scatter([flash], [100 * accuracy], s=110 if is_baseline else 70, marker="*" if is_baseline else "o",
+        ax.scatter([flash], [shown], s=110 if is_baseline else 70, marker="*" if is_baseline else "o",
                    facecolors="none" if keras else "#1f77b4", edgecolors="#1f77b4", zorder=3)
         label = "\n".join(names[m.path] + (" (baseline)" if m.path == report.baseline else "") for m in members)
-        points.append((flash, 100 * accuracy, f"{label}\n{flash:,} B · {100 * accuracy:.2f}%"))
-    _set_limits(ax, report)
+        points.append((flash, shown, f"{label}\n{flash:,} B · {metric.fmt.format(shown)}"))
+    _set_limits(ax, models, metric)
     if report.flash_budget:
         ax.axvline(report.flash_budget, color=MISTAKE, linestyle="--", linewidth=1)
         ax.annotate(f"flash budget {report.flash_budget:,} B", (report.flash_budget, 0.02),
                     xycoords=("data", "axes fraction"), xytext=(-4, 0), textcoords="offset points",
                     rotation=90, ha="right", va="bottom", fontsize=8, color=MISTAKE)
     ax.set_xlabel("flash bytes (file size, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    kinds = {m.kind for m in report.models}
-    runs_in = "TFLM" if kinds == {"tflm"} else "TFLM (filled) / Keras .h5 (hollow)"
-    ax.set_title(f"Size vs accuracy on {report.dataset_name} ({report.samples:,} test samples, {runs_in})",
+    ax.set_ylabel(metric.axis_label)
+    kinds = {m.kind for m in models}
+    runs_in = "TFLM" if kinds == {"tflm"} else "TFLM/TFLite (filled) / Keras (hollow)"
+    ax.set_title(f"Size vs {metric.name} on {report.dataset_name} ({report.samples:,} test samples, {runs_in})",
                  fontsize=10.5)
     ax.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
@@ -82,13 +123,13 @@ def size_vs_accuracy_png(report: EvalRecord) -> bytes:
     return _png(figure)
 
 
-def _set_limits(ax, report: EvalRecord) -> None:
+def _set_limits(ax, models: list[ModelResult], metric: PlotMetric) -> None:
     ax.set_xscale("log")
-    flashes = [m.flash_bytes for m in report.models]
+    flashes = [m.flash_bytes for m in models]
     ax.set_xlim(min(flashes) / 1.6, max(flashes) * 3.0)
-    accuracies = [100 * m.accuracy for m in report.models]
-    span = max(max(accuracies) - min(accuracies), 2.0)
-    ax.set_ylim(min(accuracies) - 0.4 * span, max(accuracies) + 0.6 * span)
+    values = [metric.value(m) or 0.0 for m in models]
+    span = max(max(values) - min(values), metric.min_span)
+    ax.set_ylim(min(values) - 0.4 * span, max(values) + 0.6 * span)
 
 
 # Label positions tried in turn (offset in points, alignment); the first that overlaps no other label wins.
@@ -188,22 +229,87 @@ def predict_tflm(models: list[bytes], x: np.ndarray, jobs: int, sources: list[st
 
 # ---------------------------------------------------------------- markdown
 
-def verdict(result: ModelResult, baseline: str | None, max_drop_pp: float | None) -> str:
-    """FITS / TOO BIG from eval's budgets, and the accuracy drop against --max-drop."""
+RUNS_IN = {"tflm": "TFLM", "tflite": "TFLite", "keras": "Keras"}
+
+
+def runs_in(result: ModelResult) -> str:
+    """Where eval ran the model (older eval JSON has no `runs_in`: from its kind)."""
+    return result.runs_in or RUNS_IN.get(result.kind, result.kind)
+
+
+def verdict(result: ModelResult, baseline: str | None, max_drop_pp: float | None,
+            min_snr_db: float | None = None) -> str:
+    """FITS / TOO BIG from eval's budgets; against the baseline: the accuracy drop (classifiers,
+    `max_drop_pp`) and the output SNR (every task, `min_snr_db`)."""
     parts = []
     if result.fits is not None:
         parts.append("FITS" if result.fits else f"TOO BIG ({'; '.join(result.budget_notes)})")
     if result.path == baseline:
-        parts.append("baseline")
-    elif max_drop_pp is not None and result.accuracy_delta_pp is not None:
+        return ", ".join([*parts, "baseline"])
+    if result.task == "classify" and max_drop_pp is not None and result.accuracy_delta_pp is not None:
         parts.append("accuracy OK" if result.accuracy_delta_pp >= -max_drop_pp
                      else f"ACCURACY DROP > {max_drop_pp:g} pp")
+    if min_snr_db is not None and result.agreement_snr_db is not None:
+        parts.append("SNR OK" if result.agreement_snr_db >= min_snr_db else f"SNR < {min_snr_db:g} dB")
     return ", ".join(parts) or "–"
 
 
+def _columns(report: EvalRecord) -> list[str]:
+    """The summary's columns: the metrics of the models' tasks, agreement when there is a baseline."""
+    tasks, baseline = report.tasks, report.baseline is not None
+    columns = ["model", "runs in", "flash bytes"]
+    columns += ["gzip bytes"] if any(m.gzip_bytes is not None for m in report.models) else []
+    columns += ["× smaller", "arena bytes"]
+    if "classify" in tasks:
+        columns += ["accuracy", "Δ accuracy (pp)"] + (["top-1 agreement"] if baseline else [])
+    if "regress" in tasks:
+        columns += ["MSE", "SNR vs targets (dB)"]
+    columns += ["SNR vs baseline (dB)"] if baseline else []
+    return columns + ["ms/inference", "verdict"]
+
+
+def _cells(m: ModelResult, name: str, verdict_text: str) -> dict[str, str]:
+    def shown(value, fmt: str) -> str:
+        return "–" if value is None else fmt.format(value)
+
+    return {
+        "model": f"`{name}`", "runs in": runs_in(m), "flash bytes": f"{m.flash_bytes:,}",
+        "gzip bytes": shown(m.gzip_bytes, "{:,}"), "× smaller": shown(m.ratio_vs_baseline, "{:.2f}"),
+        "arena bytes": shown(m.arena_bytes, "{:,}"),
+        "accuracy": shown(m.accuracy if m.task == "classify" else None, "{:.2%}"),
+        "Δ accuracy (pp)": shown(m.accuracy_delta_pp, "{:+.2f}"),
+        "top-1 agreement": shown(m.agreement_top1, "{:.2%}"),
+        "MSE": shown(m.mse, "{:.4g}"), "SNR vs targets (dB)": shown(m.snr_db, "{:.1f}"),
+        "SNR vs baseline (dB)": shown(m.agreement_snr_db, "{:.1f}"),
+        "ms/inference": shown(m.ms_per_inference, "{:.3f}"), "verdict": verdict_text,
+    }
+
+
+def _verdict_legend(report: EvalRecord, max_drop_pp: float | None, min_snr_db: float | None) -> list[str]:
+    if not report.baseline:
+        return []
+    lines = []
+    if "classify" in report.tasks and max_drop_pp is not None:
+        lines.append(f"Verdict \"accuracy OK\": at most {max_drop_pp:g} pp (percentage points) below the baseline.")
+    if min_snr_db is not None:
+        lines.append(f"Verdict \"SNR OK\": output SNR against the baseline's outputs of at least {min_snr_db:g} dB.")
+    elif "regress" in report.tasks:
+        lines.append("Regression models get no output verdict: no minimum SNR against the baseline was given.")
+    return [" ".join(lines), ""] if lines else []
+
+
+def _metric_legend(report: EvalRecord) -> str:
+    parts = []
+    if "regress" in report.tasks:
+        parts.append("SNR vs targets is 10·log10(Σtarget² / Σ(target − output)²) on the test set")
+    if report.baseline:
+        parts.append("SNR vs baseline is the same measure against the baseline's outputs (200 dB: identical)")
+    return ("; ".join(parts) + ".") if parts else ""
+
+
 def summary_markdown(report: EvalRecord, figures: list[tuple[str, str]], max_drop_pp: float | None = None,
-                     notes: list[str] | None = None) -> str:
-    """The eval results as a markdown table, with the figures linked below it."""
+                     notes: list[str] | None = None, *, min_snr_db: float | None = None) -> str:
+    """The eval results as a markdown table with the task's metrics, the figures linked below it."""
     names = display_names([m.path for m in report.models])
     base = f"; baseline `{os.path.basename(report.baseline)}`" if report.baseline else ""
     lines = ["# tinycomp report", "",
@@ -213,31 +319,26 @@ def summary_markdown(report: EvalRecord, figures: list[tuple[str, str]], max_dro
     budgets += [f"arena ≤ {report.ram_budget:,} B" for _ in [0] if report.ram_budget]
     if budgets:
         lines += [f"Budget: {', '.join(budgets)}.", ""]
-    if max_drop_pp is not None and report.baseline:
-        lines += [f"Verdict \"accuracy OK\": at most {max_drop_pp:g} pp (percentage points) below the baseline.", ""]
-    lines += ["| model | runs in | flash bytes | × smaller | arena bytes | accuracy | Δ accuracy (pp) | ms/inference "
-              "| verdict |",
-              "|---|---|--:|--:|--:|--:|--:|--:|---|"]
+    lines += _verdict_legend(report, max_drop_pp, min_snr_db)
+    columns = _columns(report)
+    lines += ["| " + " | ".join(columns) + " |",
+              "|" + "|".join("---" if c in ("model", "runs in", "verdict") else "--:" for c in columns) + "|"]
     for m in report.models:
-        cells = [f"`{names[m.path]}`", "TFLM" if m.kind == "tflm" else "Keras", f"{m.flash_bytes:,}",
-                 f"{m.ratio_vs_baseline:.2f}" if m.ratio_vs_baseline is not None else "–",
-                 f"{m.arena_bytes:,}" if m.arena_bytes is not None else "–",
-                 f"{100 * m.accuracy:.2f}%",
-                 f"{m.accuracy_delta_pp:+.2f}" if m.accuracy_delta_pp is not None else "–",
-                 f"{m.ms_per_inference:.3f}" if m.ms_per_inference is not None else "–",
-                 verdict(m, report.baseline, max_drop_pp)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        cells = _cells(m, names[m.path], verdict(m, report.baseline, max_drop_pp, min_snr_db))
+        lines.append("| " + " | ".join(cells[c].replace("|", "\\|") for c in columns) + " |")
     lines.append("")
     lines.append("Flash is the file size; arena is the TFLM tensor arena the model allocates (LUT-compressed "
                  "weights are decoded into it at run time, so compression can trade flash for RAM).")
+    if _metric_legend(report):
+        lines.append(_metric_legend(report))
     alternate = [m for m in report.models if m.alt_decompression_bytes is not None]
     if alternate:
         lines += ["", "With the decoded weights in TFLM's alternate decompression memory (outside the arena):", ""]
         lines += [f"- `{names[m.path]}`: {m.alt_decompression_bytes:,} bytes there, "
                   f"a {m.arena_bytes_with_alt_decompression:,}-byte arena" for m in alternate]
-    for note in [*(report.dataset.get("notes") or []), *(notes or [])]:
+    model_notes = [f"`{names[m.path]}`: {note}" for m in report.models for note in m.notes]
+    for note in [*(report.dataset.get("notes") or []), *model_notes, *(notes or [])]:
         lines += ["", f"> Note: {note}"]
     for title, file_name in figures:
         lines += ["", f"## {title}", "", f"![{title}]({file_name})"]
     return "\n".join(lines) + "\n"
-

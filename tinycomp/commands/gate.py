@@ -12,7 +12,8 @@ from tinycomp.commands.common import CONTEXT
 @click.option("--model", "models", multiple=True, type=click.Path(),
               help="A model in the eval JSON to check; repeatable  [default: every model but the baseline]")
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), metavar="PP",
-              help="Classifiers: top-1 accuracy at most PP percentage points below the eval's --baseline.")
+              help="Classifiers: top-1 accuracy at most PP percentage points below the eval's --baseline "
+                   "(an error for a regression model, which has no accuracy).")
 @click.option("--min-agreement-snr", type=float, metavar="DB",
               help="Any task: output SNR against the baseline's outputs of at least DB decibels.")
 def command(eval_json: str, models: tuple[str, ...], max_accuracy_drop: float | None,
@@ -22,6 +23,7 @@ def command(eval_json: str, models: tuple[str, ...], max_accuracy_drop: float | 
     Flash and RAM are the budgets eval was given (--flash-budget, --ram-budget: a model marked
     TOO BIG fails); accuracy and agreement are checked against the eval's --baseline. Prints one
     line per model and writes nothing, so it can run after the JSON, report and artifacts exist.
+    Regression models (MSE/SNR, e.g. an autoencoder) are gated with --min-agreement-snr.
 
     \b
     Example:
@@ -29,6 +31,7 @@ def command(eval_json: str, models: tuple[str, ...], max_accuracy_drop: float | 
         --flash-budget 64KiB --ram-budget 100KiB --json build/eval.json || test -f build/eval.json
       tinycomp report build/eval.json -o build/report
       tinycomp gate build/eval.json --model build/compressed.tflite --max-accuracy-drop 0.5
+      tinycomp gate build/ae.eval.json --min-agreement-snr 30
     """
     run(eval_json=eval_json, models=list(models), max_accuracy_drop=max_accuracy_drop,
         min_agreement_snr=min_agreement_snr)

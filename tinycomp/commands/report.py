@@ -1,4 +1,8 @@
-"""`tinycomp report`: figures and a markdown summary from `tinycomp eval --json`."""
+"""`tinycomp report`: figures and a markdown summary from `tinycomp eval --json`.
+
+The metric follows the models' task: accuracy and its drop for classifiers, MSE and output SNR for
+regression models; predictions.png (class predictions on test images) only for classifiers.
+"""
 
 from __future__ import annotations
 
@@ -28,22 +32,30 @@ from tinycomp.records import EvalRecord
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for picking images.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Verdict: accuracy may fall at most this many percentage points below the baseline.")
+              help="Verdict for classifiers: accuracy may fall at most this many percentage points below the "
+                   "baseline.")
+@click.option("--min-snr", type=float, default=None, metavar="DB",
+              help="Verdict for every task (the one for regression models): output SNR against the baseline's "
+                   "outputs of at least DB decibels  [default: no SNR verdict]")
 def command(eval_json: str, output: str, dataset: str | None, npz: str | None, baseline: str | None,
-            model: str | None, images: int, seed: int, jobs: int | None, max_drop: float) -> None:
+            model: str | None, images: int, seed: int, jobs: int | None, max_drop: float,
+            min_snr: float | None) -> None:
     """Figures and a markdown summary from `tinycomp eval --json` (for people and CI).
 
-    Writes to OUTPUT/: size_vs_accuracy.png (flash bytes vs accuracy, one point per model),
-    predictions.png (test images with true label and both models' TFLM predictions,
-    mistakes in red) and summary.md (the results table with a verdict per model).
+    Writes to OUTPUT/: size_vs_accuracy.png (flash bytes vs the task's metric, one point per
+    model: accuracy for classifiers, output SNR in dB for regression models), predictions.png
+    (classifiers with image inputs: test images with true label and both models' TFLM
+    predictions, mistakes in red) and summary.md (the results table with the task's metrics and
+    a verdict per model).
 
     \b
     Example:
       tinycomp eval build/model.tflite build/compressed.tflite --baseline build/model.tflite --json build/eval.json
       tinycomp report build/eval.json -o build/report
+      tinycomp report build/ae.eval.json -o build/ae.report --min-snr 30
     """
     run(eval_json=eval_json, output=output, dataset=dataset, npz=npz, baseline=baseline, model=model, images=images,
-        seed=seed, jobs=jobs, max_drop=max_drop)
+        seed=seed, jobs=jobs, max_drop=max_drop, min_snr=min_snr)
 
 
 def _report_dir(output) -> Path:
@@ -84,7 +96,60 @@ def _pick_models(report, baseline, model):
 
 
 def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, baseline: str | None,
-        model: str | None, images: int, seed: int, jobs: int | None, max_drop: float) -> None:
+        model: str | None, images: int, seed: int, jobs: int | None, max_drop: float,
+        min_snr: float | None = None) -> None:
+    from tinycomp import report as rep
+
+    parsed = EvalRecord.from_json(read_text(eval_json, "eval JSON"), str(eval_json))
+    out = _report_dir(output)
+    figures, notes = [], []
+    metric, shown = rep.plot_metric(parsed), rep.plotted(parsed)
+    if shown:
+        write_bytes_atomic(out / "size_vs_accuracy.png", rep.size_vs_accuracy_png(parsed))
+        figures.append((f"Size vs {metric.name}", "size_vs_accuracy.png"))
+    else:
+        notes.append(f"no model in the eval JSON has its {metric.name}: no size_vs_accuracy.png")
+    left_out = [m.path for m in parsed.models if all(m is not plotted for plotted in shown)]
+    if shown and left_out:
+        notes.append(f"size_vs_accuracy.png plots {metric.name}, so it leaves out the models of another task: "
+                     f"{', '.join(left_out)}")
+    if images:
+        notes += _predictions(parsed, out, figures, eval_json=eval_json, dataset=dataset, npz=npz,
+                              baseline=baseline, model=model, images=images, seed=seed, jobs=jobs)
+    write_text_atomic(out / "summary.md", rep.summary_markdown(parsed, figures, max_drop, notes, min_snr_db=min_snr))
+    written = ", ".join(name for _, name in figures)
+    render.out.print(f"Wrote {out}/: summary.md, {written} ({len(parsed.models)} models from {eval_json})")
+
+
+def _predictions(parsed, out: Path, figures: list, *, eval_json: str, dataset: str | None, npz: str | None,
+                 baseline: str | None, model: str | None, images: int, seed: int, jobs: int | None) -> list[str]:
+    """Draw predictions.png for two classifiers with image inputs; otherwise say why not. Returns notes."""
+    first, second = _pick_models(parsed, baseline, model)
+    if first is None or second is None:
+        render.warn("predictions.png needs two TFLM models (the eval JSON has fewer); give --baseline and --model")
+        return []
+    regressors = [p for p in (first, second) if _task_of(parsed, p) == "regress"]
+    if regressors:
+        named = [os.path.basename(p) for p in dict.fromkeys(regressors)]
+        what = "is a regression model" if len(named) == 1 else "are regression models"
+        note = (f"predictions.png shows class predictions, so it is drawn for classifiers only; "
+                f"{' and '.join(named)} {what} (task regress): no predictions.png")
+        render.info(note)
+        return [note]
+    return _draw_predictions(parsed, out, figures, (first, second), eval_json=eval_json, dataset=dataset, npz=npz,
+                             images=images, seed=seed, jobs=jobs)
+
+
+def _task_of(parsed, path: str) -> str:
+    """The task eval recorded for `path`; for a model not in the eval JSON, the record's only task."""
+    recorded = {m.path: m.task for m in parsed.models}
+    if path in recorded:
+        return recorded[path]
+    return "regress" if "regress" in parsed.tasks else "classify"
+
+
+def _draw_predictions(parsed, out: Path, figures: list, pair: tuple[str, str], *, eval_json: str,
+                      dataset: str | None, npz: str | None, images: int, seed: int, jobs: int | None) -> list[str]:
     import numpy as np
 
     from tinycomp import report as rep
@@ -92,43 +157,32 @@ def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, ba
     from tinycomp.data import check_fits_model
     from tinycomp.tflite_model import read_tflite
 
-    parsed = EvalRecord.from_json(read_text(eval_json, "eval JSON"), str(eval_json))
-    out = _report_dir(output)
-    figures, notes = [("Size vs accuracy", "size_vs_accuracy.png")], []
-    write_bytes_atomic(out / "size_vs_accuracy.png", rep.size_vs_accuracy_png(parsed))
-
-    first, second = _pick_models(parsed, baseline, model)
-    if images and (first is None or second is None):
-        render.warn("predictions.png needs two TFLM models (the eval JSON has fewer); give --baseline and --model")
-    elif images:
-        paths = [_resolve_model_path(p, eval_json) for p in (first, second)]
-        models = [read_tflite(p) for p in paths]
-        data = _report_dataset(dataset, npz, parsed)
-        for m in models:
-            check_fits_model(data, tuple(m.model.subgraphs[0].inputs[0].shape[1:]),
-                             int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source)
-        if not rep.can_show_images(data.x_test):
-            render.warn(f"the rows of {data.name} are not images {data.input_shape}; predictions.png skipped")
-        else:
-            n = min(parsed.samples, len(data.x_test))
-            x, y = data.x_test[:n], data.y_test[:n]
-            with render.progress("predicting in TFLM", 1) as advance:
-                predicted = rep.predict_tflm([m.data for m in models], x, jobs or tflm.default_jobs(), paths)
-                advance()
-            notes += _check_accuracy(parsed, (first, second), predicted, y, data.name)
-            chosen = rep.pick_examples(y, predicted[0], predicted[1], images, seed)
-            notable = int(np.sum((predicted[0][chosen] != y[chosen]) | (predicted[1][chosen] != y[chosen])
-                                 | (predicted[0][chosen] != predicted[1][chosen])))
-            subtitle = (f"{len(chosen)} of the first {n:,} {data.name} test images: {notable} where a model errs or "
-                        f"they disagree (shown first, red frame = a mistake), {len(chosen) - notable} at random")
-            names = rep.display_names([first, second]) if first != second else {first: os.path.basename(first)}
-            write_bytes_atomic(out / "predictions.png", rep.predictions_png(
-                x[chosen], y[chosen], predicted[0][chosen], predicted[1][chosen], names[first], names[second],
-                subtitle))
-            figures.append(("TFLM predictions", "predictions.png"))
-    write_text_atomic(out / "summary.md", rep.summary_markdown(parsed, figures, max_drop, notes))
-    written = ", ".join(name for _, name in figures)
-    render.out.print(f"Wrote {out}/: summary.md, {written} ({len(parsed.models)} models from {eval_json})")
+    first, second = pair
+    paths = [_resolve_model_path(p, eval_json) for p in pair]
+    models = [read_tflite(p) for p in paths]
+    data = _report_dataset(dataset, npz, parsed)
+    for m in models:
+        check_fits_model(data, tuple(m.model.subgraphs[0].inputs[0].shape[1:]),
+                         int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task="classify")
+    if not rep.can_show_images(data.x_test):
+        render.warn(f"the rows of {data.name} are not images {data.input_shape}; predictions.png skipped")
+        return []
+    n = min(parsed.samples, len(data.x_test))
+    x, y = data.x_test[:n], data.y_test[:n]
+    with render.progress("predicting in TFLM", 1) as advance:
+        predicted = rep.predict_tflm([m.data for m in models], x, jobs or tflm.default_jobs(), paths)
+        advance()
+    notes = _check_accuracy(parsed, pair, predicted, y, data.name)
+    chosen = rep.pick_examples(y, predicted[0], predicted[1], images, seed)
+    notable = int(np.sum((predicted[0][chosen] != y[chosen]) | (predicted[1][chosen] != y[chosen])
+                         | (predicted[0][chosen] != predicted[1][chosen])))
+    subtitle = (f"{len(chosen)} of the first {n:,} {data.name} test images: {notable} where a model errs or "
+                f"they disagree (shown first, red frame = a mistake), {len(chosen) - notable} at random")
+    names = rep.display_names([first, second]) if first != second else {first: os.path.basename(first)}
+    write_bytes_atomic(out / "predictions.png", rep.predictions_png(
+        x[chosen], y[chosen], predicted[0][chosen], predicted[1][chosen], names[first], names[second], subtitle))
+    figures.append(("TFLM predictions", "predictions.png"))
+    return notes
 
 
 def _check_accuracy(parsed, paths, predicted, y, dataset_name) -> list[str]:
@@ -136,7 +190,7 @@ def _check_accuracy(parsed, paths, predicted, y, dataset_name) -> list[str]:
     import numpy as np
 
     notes = []
-    recorded = {m.path: m.accuracy for m in parsed.models}
+    recorded = {m.path: m.accuracy for m in parsed.models if m.accuracy is not None}
     for path, p in zip(paths, predicted):
         if path in recorded and abs(float(np.mean(p == y)) - recorded[path]) > 1e-9:
             note = (f"{os.path.basename(path)} scores {100 * float(np.mean(p == y)):.2f}% on these {dataset_name} "

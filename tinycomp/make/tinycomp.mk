@@ -9,7 +9,7 @@
 #
 #   all: build/kws.compressed.cc               # or: all: tinycomp-all
 #
-# For every models/NAME.h5 it builds, under build/ (file names start with the model's name):
+# For every models/NAME.h5 (or NAME.keras) it builds, under build/ (file names start with the model's name):
 #
 #   NAME.float.tflite        convert: the float32 model, the baseline for size and accuracy
 #   NAME.plan.yaml, .json    plan: a cluster count per layer within the budgets (and its sensitivity table)
@@ -37,12 +37,12 @@
 
 # The tinycomp command, e.g. `.venv/bin/tinycomp` or `python -m tinycomp`.
 TINYCOMP ?= tinycomp
-# Where the models are (NAME.h5) and where everything is written.
+# Where the models are (NAME.h5, NAME.keras) and where everything is written.
 TINYCOMP_MODELS ?= models
 TINYCOMP_BUILD ?= build
-# Model file extensions with rules. (tinycomp reads Keras .h5 today; a format it learns to load can
-# be added here, e.g. `h5 keras`.)
-TINYCOMP_MODEL_EXTS ?= h5
+# Model file extensions with rules: Keras .h5 and .keras files. (A SavedModel is a directory, whose
+# time stamp Make cannot trust: convert it once with `tinycomp cluster`/`convert`, or save it as .keras.)
+TINYCOMP_MODEL_EXTS ?= h5 keras
 # The models `tinycomp-all` builds: every model in TINYCOMP_MODELS.
 TINYCOMP_NAMES ?= $(sort $(basename $(notdir $(foreach tinycomp_ext,$(TINYCOMP_MODEL_EXTS),\
                     $(wildcard $(TINYCOMP_MODELS)/*.$(tinycomp_ext))))))
@@ -55,6 +55,10 @@ TINYCOMP_DATA ?= --dataset mnist
 TINYCOMP_FLASH_BUDGET ?=
 TINYCOMP_RAM_BUDGET ?=
 TINYCOMP_ACCURACY_DROP ?= 0.5
+# Any task, and the gate for regression/reconstruction models: the compressed model's output SNR
+# against the float32 model's, at least this many dB (empty: not checked). For a regression model,
+# set TINYCOMP_ACCURACY_DROP empty (it has no accuracy) and use this instead.
+TINYCOMP_MIN_SNR ?=
 # What plan optimises: by default the fewest bytes within the accuracy drop (and, with a RAM budget,
 # an arena within it). E.g. `--target-bytes 64KiB` instead: the smallest drop within 64 KiB.
 TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINYCOMP_RAM_BUDGET), --ram-budget $(TINYCOMP_RAM_BUDGET))
@@ -142,6 +146,7 @@ $(TINYCOMP_BUILD)/%.eval.json: $(TINYCOMP_BUILD)/%.float.tflite $(TINYCOMP_BUILD
 # Figures and summary.md (a verdict per model, for people and CI job summaries).
 $(TINYCOMP_BUILD)/%.report/summary.md: $(TINYCOMP_BUILD)/%.eval.json $(tinycomp_data) | $(TINYCOMP_DEPS)
 	$(TINYCOMP) report $< -o $(TINYCOMP_BUILD)/$*.report $(if $(TINYCOMP_ACCURACY_DROP),--max-drop $(TINYCOMP_ACCURACY_DROP)) \
+	  $(if $(TINYCOMP_MIN_SNR),--min-snr $(TINYCOMP_MIN_SNR)) \
 	  $(TINYCOMP_REPORT_OPTIONS) $(TINYCOMP_DATA)
 
 # The gate, last: after every artifact of the model is written, `tinycomp gate` fails if the
@@ -152,7 +157,8 @@ $(TINYCOMP_BUILD)/%.budgets.ok: $(TINYCOMP_BUILD)/%.eval.json $(TINYCOMP_BUILD)/
                                 $(TINYCOMP_BUILD)/%.compressed.cc | $(TINYCOMP_DEPS)
 	@rm -f $@
 	$(TINYCOMP) gate $< --model $(TINYCOMP_BUILD)/$*.compressed.tflite \
-	  $(if $(TINYCOMP_ACCURACY_DROP),--max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)) > $@.tmp \
+	  $(if $(TINYCOMP_ACCURACY_DROP),--max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)) \
+	  $(if $(TINYCOMP_MIN_SNR),--min-agreement-snr $(TINYCOMP_MIN_SNR)) > $@.tmp \
 	  && mv $@.tmp $@ && cat $@ || { rm -f $@.tmp; exit 1; }
 
 # Every model in TINYCOMP_NAMES: all artifacts, then the gates (`make -k tinycomp-all` builds the
