@@ -9,7 +9,7 @@ byte-identical .tflite bytes on every run.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -18,9 +18,10 @@ the rows indexed, and `iter_batches` / `to_tf_dataset` stream them in batches.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -108,10 +109,10 @@ class Dataset:
     """
 
     name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: Any  # np.ndarray, or a MappedArray read in batches
+    y_train: Any
+    x_test: Any
+    y_test: Any
     notes: list[str] = field(default_factory=list)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     labels: bool = True
@@ -150,7 +151,7 @@ class Dataset:
             "preprocessing": self.preprocessing.describe(),
         }
 
-    def fit_to(self, input_shape: tuple) -> "Dataset":
+    def fit_to(self, input_shape: tuple) -> Dataset:
         """This data with a trailing axis of size 1 added or dropped when that is all that differs
         from the model's input shape (H×W images vs H×W×1, (T, C) features vs (T, C, 1))."""
         want, have = tuple(int(d) for d in input_shape), self.input_shape
@@ -162,7 +163,7 @@ class Dataset:
             return self._map(lambda a: _reshape_rows(a, want))
         return self
 
-    def _map(self, fn) -> "Dataset":
+    def _map(self, fn) -> Dataset:
         x_train, x_test = fn(self.x_train), fn(self.x_test)
         y_train, y_test = (self.y_train, self.y_test) if self.labels else (x_train, x_test)
         return Dataset(self.name, x_train, y_train, x_test, y_test, list(self.notes), self.preprocessing, self.labels)
@@ -277,13 +278,14 @@ def _load_mnist_sample():
     x = x.reshape(-1, 28, 28).astype(np.uint8)
     y = y.astype(np.int64)
     rng = np.random.default_rng(0)
-    train_idx, test_idx = [], []
+    train_rows: list[int] = []
+    test_rows: list[int] = []
     for label in range(10):
         idx = rng.permutation(np.flatnonzero(y == label))
-        test_idx.extend(idx[:SAMPLE_TEST_PER_CLASS])
-        train_idx.extend(idx[SAMPLE_TEST_PER_CLASS:])
-    train_idx = rng.permutation(np.array(train_idx))
-    test_idx = np.sort(np.array(test_idx))
+        test_rows.extend(idx[:SAMPLE_TEST_PER_CLASS])
+        train_rows.extend(idx[SAMPLE_TEST_PER_CLASS:])
+    train_idx = rng.permutation(np.array(train_rows))
+    test_idx = np.sort(np.array(test_rows))
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
 
 
@@ -357,7 +359,7 @@ def _load_npy(x_path: Path, y_path: Path | None, *, scale=None, offset=None) -> 
     """x (and y) from .npy files, memory-mapped; the same rows serve calibration and evaluation."""
     x = _open_npy(x_path, "x")
     _check_x(x, "x", str(x_path), check_values=False)  # not read whole here: values are checked per batch
-    targets = None
+    targets: Any = None
     if y_path is not None:
         y = _open_npy(y_path, "y")
         if len(y) != len(x):
@@ -366,7 +368,7 @@ def _load_npy(x_path: Path, y_path: Path | None, *, scale=None, offset=None) -> 
             raise DataError(f"y has dtype {y.dtype}; expected integer labels or numeric targets", str(y_path))
         targets = (_targets(np.asarray(y)) if y.ndim <= 2 and np.issubdtype(y.dtype, np.integer)
                    else MappedArray(y, Preprocessing(1.0, 0.0, "targets as given"), False))
-        if _is_labels(targets) and len(targets) and targets.min() < 0:
+        if isinstance(targets, np.ndarray) and _is_labels(targets) and len(targets) and targets.min() < 0:
             raise DataError(f"y has a negative label ({int(targets.min())})", str(y_path), "labels must be 0..N-1")
     preprocessing = choose_preprocessing(x.dtype, scale, offset)
     channel = x.ndim == 3  # H×W images get a channel axis, as in the tutorial (Dataset.fit_to drops it again)
@@ -401,7 +403,10 @@ def _load_image_dir(root: Path, image_size: tuple[int, int] | None):
     mode = _image_mode(files[classes[0]][0])
     size = image_size
     every = round(1 / IMAGE_TEST_FRACTION)
-    x_train, y_train, x_test, y_test = [], [], [], []
+    x_train: list[np.ndarray] = []
+    y_train: list[int] = []
+    x_test: list[np.ndarray] = []
+    y_test: list[int] = []
     for label, c in enumerate(classes):
         for i, f in enumerate(files[c]):
             image = _read_image(f, mode, size)
@@ -484,8 +489,9 @@ def check_fits_model(data: Dataset, input_shape: tuple, num_outputs: int, where:
         raise DataError(f"the data has no class labels (targets of shape {tuple(data.y_test.shape[1:])})", where,
                         "give integer labels 0..N-1, or use the regress task")
     if task == "classify":
-        if data.num_classes > max(int(num_outputs), 2):
-            raise DataError(f"the data has labels up to {data.num_classes - 1} but the model has {num_outputs} outputs",
+        classes = data.num_classes or 0
+        if classes > max(int(num_outputs), 2):
+            raise DataError(f"the data has labels up to {classes - 1} but the model has {num_outputs} outputs",
                             where, "use the dataset the model was trained on")
         return
     from tinycomp.metrics import get_task

@@ -17,9 +17,9 @@ naming the layer. Subclassed, multi-input and multi-output models are refused wi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tinycomp.errors import InputFileError, ModelError, UnsafeModelError
 
@@ -155,7 +155,7 @@ def iter_layers(model_config: dict) -> Iterator[tuple[str, str, dict]]:
         if not isinstance(layer, dict):
             continue
         class_name = str(layer.get("class_name"))
-        layer_config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        layer_config: dict = layer["config"] if isinstance(layer.get("config"), dict) else {}
         name = str(layer.get("name") or layer_config.get("name") or "?")
         yield name, class_name, layer
         if class_name in MODEL_CLASSES:

@@ -77,7 +77,7 @@ def load_keras_model(path: str | os.PathLike, *, trust: bool = False):
     from tinycomp import model_config
 
     fmt = fileio.keras_model_format(path)
-    saved = model_config.read_saved_config(path, fmt)
+    saved = model_config.read_saved_config(Path(path), fmt)
     model_config.check_structure(saved)
     if not trust:
         model_config.check_safe(saved)
@@ -232,7 +232,7 @@ def _loss_from_saved(saved_loss) -> LossChoice | None:
         return None
     if isinstance(saved_loss, dict):
         class_name = saved_loss.get("class_name")
-        config = saved_loss.get("config") if isinstance(saved_loss.get("config"), dict) else {}
+        config: dict = saved_loss["config"] if isinstance(saved_loss.get("config"), dict) else {}
         if class_name in _CLASS_NAMES:
             return LossChoice(_CLASS_NAMES[class_name], bool(config.get("from_logits", False)), "saved compile config")
         if class_name in _REGRESSION_LOSSES:

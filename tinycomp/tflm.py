@@ -95,15 +95,15 @@ def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> Chu
     interpreter = _interpreter(model_bytes)
     in_details = interpreter.get_input_details(0)
     out_details = interpreter.get_output_details(0)
-    outputs = []
+    rows: list[np.ndarray] = []
     spent = 0.0
     for sample in x:
         interpreter.set_input(_batch_shaped(quantize_input(np.asarray(sample), in_details), in_details), 0)
         start = time.perf_counter()
         interpreter.invoke()
         spent += time.perf_counter() - start
-        outputs.append(dequantize_output(np.array(interpreter.get_output(0)), out_details).ravel())
-    outputs = np.stack(outputs) if outputs else np.zeros((0, 0), np.float32)
+        rows.append(dequantize_output(np.array(interpreter.get_output(0)), out_details).ravel())
+    outputs = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
     predictions = np.argmax(outputs, axis=-1).astype(np.int64) if len(outputs) else np.zeros(0, np.int64)
     if not measure_arena:
         return ChunkResult(predictions, spent, None, outputs=outputs)

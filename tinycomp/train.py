@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,9 @@ def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validatio
     check_enough_training_data(data, validation_split)
     start = time.perf_counter()
     set_seed(seed)
+    if data.num_classes is None:
+        raise DataError("training the tutorial's classifier needs integer class labels", data.name,
+                        "give y_train and y_test as labels 0..N-1")
     model = build_tutorial_cnn(data.input_shape, data.num_classes)
     compile_for_training(model)
     history = fit(model, data, epochs, batch_size, validation_split, on_epoch)
