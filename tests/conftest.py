@@ -21,13 +21,15 @@ CLASSES = 4
 # Fixtures that train, cluster or convert models: a test that uses one is `slow`, so `make test-fast`
 # (pytest -m 'not slow') trains nothing. Fixtures built on these are listed too.
 MODEL_FIXTURES = {"pipeline", "dense_names_model", "tensor_indices", "transpose_tflite", "planned", "base_models",
-                  "eval_json"}
+                  "eval_json", "zoo"}
+FINE_TUNING_TESTS = {"test_streamed_data_is_never_read_whole", "test_quantize_methods_are_all_evaluated"}
 SLOW_MODULES = {"test_fuzz"}  # subprocess fuzzing
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in SLOW_MODULES:
+        if (MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in SLOW_MODULES
+                or item.originalname in FINE_TUNING_TESTS):
             item.add_marker(pytest.mark.slow)
 
 
