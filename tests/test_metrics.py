@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinycomp.errors import DataError, UsageError
+from tinycomp.errors import DataError, InvalidValue
 from tinycomp.metrics import SNR_CAP_DB, choose_task, get_task, mse, snr_db, top1_accuracy, top1_agreement
 
 
@@ -15,7 +15,7 @@ def test_task_choice():
     assert choose_task(np.array([0, 1, 2]), (3,)).name == "classify"
     assert choose_task(np.array([0.5, 1.5]), (1,)).name == "regress"  # float targets
     assert choose_task(np.array([0, 1, 2]), (3,), "regress").name == "regress"  # explicit override
-    with pytest.raises(UsageError, match="unknown task 'segment'"):
+    with pytest.raises(InvalidValue, match="unknown task 'segment'"):
         get_task("segment")
 
 

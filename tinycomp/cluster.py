@@ -144,7 +144,7 @@ def cluster_all_spec(model, clusters: int, init: str = "kmeans++") -> Clustering
     names = [name for name in clusterable_layers(model)
              if int(np.prod(kernel_of(model.get_layer(name)).shape)) > clusters]
     if not names:
-        raise ModelError(f"no layer has more than {clusters} kernel weights to cluster", "--all",
+        raise ModelError(f"no layer has more than {clusters} kernel weights to cluster", "model",
                          "use fewer clusters")
     return ClusteringSpec(tuple(LayerClustering(name=name, clusters=clusters, init=init) for name in names))
 

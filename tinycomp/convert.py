@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from tinycomp.errors import DataError, ModelError, UsageError
+from tinycomp.errors import DataError, InvalidValue, ModelError
 from tinycomp.native_output import captured_fds
 
 METHODS = ("int8", "int16x8", "dynamic", "float16")
@@ -44,9 +44,9 @@ def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.nda
     import tensorflow as tf
 
     if method not in METHODS:
-        raise UsageError(f"unknown quantization method {method!r}", "--method", f"choose one of {', '.join(METHODS)}")
+        raise InvalidValue(f"unknown quantization method {method!r}", "method", f"choose one of {', '.join(METHODS)}")
     if io not in IO_TYPES:
-        raise UsageError(f"unknown input/output type {io!r}", "--io", f"choose one of {', '.join(IO_TYPES)}")
+        raise InvalidValue(f"unknown input/output type {io!r}", "io", f"choose one of {', '.join(IO_TYPES)}")
     converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if method == "int8":

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.errors import DataError
+from tinycomp.errors import DataError, InvalidValue
 from tinycomp.fileio import check_input_file
 
 DATASETS = ("mnist", "mnist-sample", "fashion_mnist")
@@ -227,7 +227,7 @@ def load_dataset(name: str = "mnist", npz: str | Path | None = None,
     warn = warn or (lambda message: None)
     explicit = {"scale": input_scale, "offset": input_offset}
     if sum(source is not None for source in (npz, npy_x, images)) > 1:
-        raise DataError("give one data source", "--data", "an .npz, .npy files or an image directory, not several")
+        raise InvalidValue("give one data source", "data", "an .npz, .npy files or an image directory, not several")
     if npy_y is not None and npy_x is None:
         raise DataError("y given without x", str(npy_y), "give the inputs as an .npy too")
     if npz is not None:
@@ -252,7 +252,7 @@ def load_dataset(name: str = "mnist", npz: str | Path | None = None,
             data.notes.append(message)
             return data
         return _preprocess(name, *raw, **explicit)
-    raise DataError(f"unknown dataset {name!r}", "--dataset", f"choose one of {', '.join(DATASETS)}")
+    raise InvalidValue(f"unknown dataset {name!r}", "dataset", f"choose one of {', '.join(DATASETS)}")
 
 
 def _load_keras_dataset(name: str):
@@ -502,7 +502,7 @@ def check_fits_model(data: Dataset, input_shape: tuple, num_outputs: int, where:
 def calibration_samples(data: Dataset, count: int, seed: int = 0) -> np.ndarray:
     """A fixed random subset of the training inputs for int8 calibration (read row by row when memory-mapped)."""
     if count < 1:
-        raise DataError("calibration needs at least 1 sample", "--calibration-samples", "use e.g. 100")
+        raise InvalidValue(f"calibration needs at least 1 sample, got {count}", "calibration_samples", "use e.g. 100")
     rng = np.random.default_rng(seed)
     count = min(count, len(data.x_train))
     chosen = rng.choice(len(data.x_train), size=count, replace=False)

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tinycomp.errors import DataError, UsageError
+from tinycomp.errors import DataError, InvalidValue
 
 SNR_CAP_DB = 200.0  # float32 round-off alone stays below ~140 dB; 200 means "identical"
 
@@ -139,7 +139,7 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise UsageError(f"unknown task {name!r}", "--task", f"choose one of {', '.join(TASKS)}") from None
+        raise InvalidValue(f"unknown task {name!r}", "task", f"choose one of {', '.join(TASKS)}") from None
 
 
 def choose_task(y: np.ndarray | None, output_shape: tuple, override: str | None = None) -> Task:

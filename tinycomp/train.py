@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tinycomp.data import Dataset
-from tinycomp.errors import DataError, UsageError
+from tinycomp.errors import DataError, InvalidValue
 from tinycomp.models import build_tutorial_cnn, compile_for_training, evaluate_keras, set_seed
 
 # on_epoch(epoch_index, epochs, logs): epoch_index counts from 0; logs maps metric → float.
@@ -80,12 +80,12 @@ def epoch_callback(on_epoch: EpochCallback, epochs: int):
 def check_fit_options(epochs: int, batch_size: int, validation_split: float) -> None:
     """Reject epochs < 1, batch_size < 1 and a validation split outside [0, 1)."""
     if not isinstance(epochs, int) or epochs < 1:
-        raise UsageError(f"epochs must be at least 1, got {epochs}", "--epochs", "use e.g. --epochs 3")
+        raise InvalidValue(f"epochs must be at least 1, got {epochs}", "epochs", "e.g. 3")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, got {batch_size}", "--batch-size", "use e.g. --batch-size 128")
+        raise InvalidValue(f"batch size must be at least 1, got {batch_size}", "batch_size", "e.g. 128")
     if not 0 <= validation_split < 1:
-        raise UsageError(f"validation split must be in [0, 1), got {validation_split}", "--validation-split",
-                         "use e.g. 0.1 (10% of the training data), or 0 for none")
+        raise InvalidValue(f"validation split must be in [0, 1), got {validation_split}", "validation_split",
+                           "use e.g. 0.1 (10% of the training data), or 0 for none")
 
 
 def check_enough_training_data(data: Dataset, validation_split: float) -> None:
