@@ -179,3 +179,40 @@ def test_bad_input_is_one_error_line_and_writes_nothing(models, tmp_path):
     for args, code, pattern in cases:
         _one_error_line(run_cli(args), code, pattern)
     assert _snapshot(out) == []
+
+
+def test_plan_works_on_a_resnet_with_batchnorm_and_residual_adds(tmp_path):
+    """plan → cluster on a small ResNet-8-style model (BatchNorm, residual Add, 1×1 shortcuts)."""
+    import tf_keras
+    from tf_keras import layers
+
+    def block(x, filters, stride):
+        y = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(filters, 3, strides=stride, padding="same")(x)))
+        y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same")(y))
+        if stride != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides=stride)(x)
+        return layers.ReLU()(layers.Add()([x, y]))
+
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((16, 16, 3))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inputs)))
+    x = block(block(x, 8, 1), 16, 2)
+    model = tf_keras.Model(inputs, layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling2D()(x)))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 600)
+    images = rng.integers(0, 60, (600, 16, 16, 3)).astype(np.uint8)
+    for i, label in enumerate(y):
+        row, col = divmod(int(label), 2)
+        images[i, row * 8:row * 8 + 6, col * 8:col * 8 + 6, :] = 255
+    np.savez(tmp_path / "d.npz", x_train=images[:500], y_train=y[:500], x_test=images[500:], y_test=y[500:])
+    model.fit(images[:500] / 255.0, y[:500], epochs=8, verbose=0)
+    model.save(tmp_path / "resnet.h5")
+    data = ["--data", tmp_path / "d.npz"]
+    planned = ok(["plan", tmp_path / "resnet.h5", "--max-accuracy-drop", "2", "--clusters", "4", "--epochs", "0",
+                  "--no-check", "-o", tmp_path / "plan.yaml", *data])
+    assert "Plan:" in planned.output
+    spec = (tmp_path / "plan.yaml").read_text()
+    assert "clusters:" in spec
+    ok(["cluster", tmp_path / "resnet.h5", "--spec", tmp_path / "plan.yaml", "--epochs", "1",
+        "-o", tmp_path / "planned.h5", *data])
