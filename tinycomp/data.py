@@ -46,7 +46,10 @@ class Preprocessing:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x).astype(np.float32)
-        if self.scale != 1.0:
+        divisor = round(1.0 / self.scale) if self.scale else 0
+        if self.scale != 1.0 and divisor and abs(1.0 / self.scale - divisor) < 1e-6:
+            x /= np.float32(divisor)  # x / 255 exactly as the tutorial computes it (x * (1/255) can differ by an ulp)
+        elif self.scale != 1.0:
             x *= np.float32(self.scale)
         if self.offset != 0.0:
             x += np.float32(self.offset)

@@ -185,7 +185,7 @@ class LossChoice:
     def build(self):
         import tf_keras
 
-        if self.from_logits is None:
+        if not self.from_logits:  # the plain function, as compile("sparse_categorical_crossentropy") uses
             return tf_keras.losses.get(self.name)
         return getattr(tf_keras.losses, _LOSS_CLASSES[self.name])(from_logits=self.from_logits)
 
