@@ -9,8 +9,18 @@ import pytest
 
 from conftest import ok, run_cli
 from tinycomp.errors import InvalidValue
-from tinycomp.plan import (Budget, LayerSensitivity, NothingFits, Option, SensitivityTable, checked_plan, choose_plan,
-                           choose_plan_within_ram, counted_drops, plan_spec)
+from tinycomp.plan import (
+    Budget,
+    LayerSensitivity,
+    NothingFits,
+    Option,
+    SensitivityTable,
+    checked_plan,
+    choose_plan,
+    choose_plan_within_ram,
+    counted_drops,
+    plan_spec,
+)
 
 
 def _layer(name, weights, rows, per_channel=False):
@@ -165,7 +175,7 @@ def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
     spec = plan_spec(table, choose_plan(table, Budget(max_drop_pp=0.0)))
-    assert {(l.name, l.clusters, l.per_channel) for l in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
+    assert {(layer.name, layer.clusters, layer.per_channel) for layer in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
 
 
 # ---------------------------------------------------------------- through the CLI, on the tiny pipeline model
@@ -185,7 +195,7 @@ def test_plan_writes_a_spec_cluster_consumes(planned, pipeline):
 
     d, result = planned
     spec = parse_clustering_spec((d / "plan.yaml").read_text(), "plan.yaml")
-    assert spec.layers and all(l.clusters in (2, 4) for l in spec.layers)
+    assert spec.layers and all(layer.clusters in (2, 4) for layer in spec.layers)
     assert "Per-layer sensitivity" in result.output and "predicted" in result.output
     sidecar = json.loads((d / "plan.json").read_text())
     assert sidecar["plan"]["exact_bytes"] > 0 and sidecar["sensitivity"]["layers"]
@@ -234,7 +244,7 @@ def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
         "-o", tmp_path / "same.yaml", *data])
     a, b = (json.loads(p.read_text()) for p in (d / "plan.json", tmp_path / "same.json"))
     assert a["plan"] == b["plan"] and a["sensitivity"] == b["sensitivity"]  # same table, same choice
-    largest = max(l["weights"] for l in a["sensitivity"]["layers"])
+    largest = max(layer["weights"] for layer in a["sensitivity"]["layers"])
     ok(["plan", pipeline["model_h5"], "--target-bytes", str(a["plan"]["exact_bytes"] + largest), "--no-check",
         "--sensitivity", d / "plan.json", "-o", tmp_path / "bigger.yaml", *data])
     bigger = json.loads((tmp_path / "bigger.json").read_text())["plan"]
@@ -432,7 +442,7 @@ def test_the_choice_and_the_record_import_neither_tensorflow_nor_tflite_micro():
     import subprocess
     import sys
 
-    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.record; "
+    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.record, tinycomp.plan.candidates; "
             "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'tflite_micro')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

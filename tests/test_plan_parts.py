@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ok, run_cli
 from tinycomp.errors import InputFileError, InvalidValue
-from tinycomp.plan.candidates import (CandidateResult, PartialTable, Shard, candidates_of, merge_parts)
+from tinycomp.plan.candidates import CandidateResult, PartialTable, Shard, candidates_of, merge_parts
 
 USABLE = {"conv": [2, 4, 8], "dense": [2, 4]}
 

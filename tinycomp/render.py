@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -34,7 +34,9 @@ def progress(description: str, total: int) -> Iterator:
         task = bar.add_task(description, total=total, status="")
 
         def advance(n: int = 1, status: str = "", total: int | None = None) -> None:
-            bar.update(task, advance=n, status=status, **({"total": total} if total is not None else {}))
+            if total is not None:
+                bar.update(task, total=total)
+            bar.update(task, advance=n, status=status)
 
         yield advance
 

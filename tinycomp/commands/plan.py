@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import click
-
 import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+import click
+
 from tinycomp import render
-from tinycomp.commands.common import (CONTEXT, SIZE, data_options, exactly_one_of, load_model_and_data, output_option,
-                                      seed_option)
+from tinycomp.commands.common import (
+    CONTEXT,
+    SIZE,
+    data_options,
+    exactly_one_of,
+    load_model_and_data,
+    output_option,
+    seed_option,
+)
 from tinycomp.errors import DataError, FieldError, InputFileError, ModelError, UsageError
 from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, PlanOutcome, PlanRecord, PlanRequest
-from tinycomp.plan.candidates import (CONTROL, NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable,
-                                      Shard)
+from tinycomp.plan.candidates import CONTROL, NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
 
 
 @click.command("plan", context_settings=CONTEXT)
@@ -225,7 +231,7 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     parts = [(path, read_part(path)) for path in how.parts]
     model, data = load_model_and_data(model_path, load_data)
     sha256 = file_sha256(model_path)
-    if record:
+    if record and sensitivity_path:
         check_same_source(record, sensitivity_path=sensitivity_path, model_path=model_path, sha256=sha256, data=data)
         request = replace(request, measurement=record.measurement(batch_size=request.measurement.batch_size),
                           seed=record.seed)

@@ -12,9 +12,23 @@ Importing this package imports neither TensorFlow nor tflite-micro (`make_plan` 
 """
 
 from tinycomp.errors import NothingFits
-from tinycomp.plan.choose import (DEFAULT_CLUSTER_COUNTS, ArenasOf, Budget, LayerSensitivity, Option, Plan,
-                                  SensitivityTable, check_counts, checked_plan, choose_plan, choose_plan_within_ram,
-                                  counted_drops, pareto_front, plan_spec, validation_noise_pp)
+from tinycomp.plan.choose import (
+                                  DEFAULT_CLUSTER_COUNTS,
+                                  ArenasOf,
+                                  Budget,
+                                  LayerSensitivity,
+                                  Option,
+                                  Plan,
+                                  SensitivityTable,
+                                  check_counts,
+                                  checked_plan,
+                                  choose_plan,
+                                  choose_plan_within_ram,
+                                  counted_drops,
+                                  pareto_front,
+                                  plan_spec,
+                                  validation_noise_pp,
+)
 from tinycomp.plan.make import PlanProgress, make_plan
 from tinycomp.plan.record import SCHEMA_VERSION, CheckedPlan, PlanRecord
 from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest

@@ -131,12 +131,14 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
     drops: dict[int, Drop] = {}
     hopeless = False
     for c in sorted(counts, reverse=True):
-        r = results[c]
-        if estimate == "fine-tune" or (r.fine_tuned is not None and not hopeless):
-            drops[c] = Drop(100.0 * (control - r.fine_tuned), r.fine_tuned, True)
+        tuned, zero = results[c].fine_tuned, results[c].zero_shot
+        if tuned is not None and (estimate == "fine-tune" or not hopeless):
+            drops[c] = Drop(100.0 * (control - tuned), tuned, True)
             hopeless = limit_pp is not None and drops[c].drop_pp > limit_pp
+        elif zero is not None and estimate == "fast":
+            drops[c] = Drop(100.0 * (reference - zero), zero, False)
         else:
-            drops[c] = Drop(100.0 * (reference - r.zero_shot), r.zero_shot, False)
+            raise ValueError(f"{results[c].key} lacks the measurement the {estimate} estimate needs")
     return {c: drops[c] for c in counts}
 
 
@@ -146,13 +148,13 @@ def still_needed(candidate: Candidate, result: CandidateResult | None, *, estima
 
     `hopeless` (known only when measuring a layer's counts in order) skips a fine-tune whose result
     `assemble_drops` would discard anyway."""
-    have_zero = result is not None and result.zero_shot is not None
+    zero = result.zero_shot if result else None
     have_tuned = result is not None and result.fine_tuned is not None
     if candidate.layer is None or estimate == "fine-tune":
         return False, not have_tuned
-    if not have_zero:
+    if zero is None:
         return True, not hopeless  # decided after the zero-shot measurement
-    wanted = not hopeless and needs_fine_tune(result.zero_shot, reference=reference, noise_pp=noise_pp)
+    wanted = not hopeless and needs_fine_tune(zero, reference=reference, noise_pp=noise_pp)
     return False, wanted and not have_tuned
 
 
@@ -234,9 +236,9 @@ def merge_parts(parts: Iterable[tuple[str, PartialTable]], *, candidates: list[C
                                      "give each shard's part once")
             seen[result.key] = source
             results[result.key] = result
-    missing = [c.key for c in candidates if c.key not in results]
-    if missing:
-        raise InputFileError(f"no part measured {missing[0]!r} ({len(missing)} candidate(s) missing)", first_source,
+    absent = [c.key for c in candidates if c.key not in results]
+    if absent:
+        raise InputFileError(f"no part measured {absent[0]!r} ({len(absent)} candidate(s) missing)", first_source,
                              f"give all {first.shard.count} shards' parts")
     extra = [k for k in results if k not in {c.key for c in candidates}]
     if extra:

@@ -141,7 +141,7 @@ def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict
         overhead = max(0, (costs[a][ba] - ia.bytes) + (costs[b][bb] - ib.bytes) - (pair - base))
     elif measured:  # one layer: cannot separate the shared part; leave it in the layer's cost
         overhead = 0
-    for name, c in costs.items():
+    for c in costs.values():
         for b in c:
             c[b] -= overhead
     return costs, overhead

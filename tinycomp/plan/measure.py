@@ -64,7 +64,7 @@ class Measurer:
         self.noise_pp = binomial_noise_pp(reference, len(rows.y_val))
 
     def spec_of(self, candidate: Candidate) -> ClusteringSpec | None:
-        if candidate.layer is None:
+        if candidate.layer is None or candidate.clusters is None:
             return None
         from tinycomp.plan.sensitivity import is_conv2d
 
@@ -73,9 +73,8 @@ class Measurer:
                                                init=self.measurement.init, per_channel=per_channel),))
 
     def accuracy(self, candidate: Candidate, *, epochs: int) -> float:
-        from tinycomp.plan.sensitivity import fine_tuned_accuracy
-
         from tinycomp.data import Dataset
+        from tinycomp.plan.sensitivity import fine_tuned_accuracy
 
         r = self.rows
         fit_data = Dataset("candidate rows", r.x_fit, r.y_fit, r.x_val, r.y_val)
@@ -88,12 +87,13 @@ class Measurer:
         """What `still_needed` says is missing for `candidate`, added to `previous`."""
         start = time.perf_counter()
         result = previous or CandidateResult(candidate.key)
-        needed = dict(estimate=self.measurement.estimate, reference=self.reference, noise_pp=self.noise_pp,
-                      hopeless=hopeless)
-        zero, _ = still_needed(candidate, result, **needed)
-        if zero:
+        def needed(result: CandidateResult) -> tuple[bool, bool]:
+            return still_needed(candidate, result, estimate=self.measurement.estimate, reference=self.reference,
+                                noise_pp=self.noise_pp, hopeless=hopeless)
+
+        if needed(result)[0]:
             result = replace(result, zero_shot=self.accuracy(candidate, epochs=0))
-        _, tune = still_needed(candidate, result, **needed)
+        tune = needed(result)[1]
         if tune:
             result = replace(result, fine_tuned=self.accuracy(candidate, epochs=self.measurement.epochs))
         return replace(result, seconds=result.seconds + time.perf_counter() - start)

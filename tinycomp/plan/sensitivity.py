@@ -24,14 +24,31 @@ import numpy as np
 
 from tinycomp.errors import DataError, ModelError
 from tinycomp.find_tensors import bits_for
-from tinycomp.plan.candidates import (CONTROL, Candidate, CandidateResult, PartialTable, Shard, assemble_drops,
-                                      candidates_of, fine_tune_limit_pp, merge_parts, still_needed)
+from tinycomp.plan.candidates import (
+    CONTROL,
+    Candidate,
+    CandidateResult,
+    PartialTable,
+    Shard,
+    assemble_drops,
+    candidates_of,
+    fine_tune_limit_pp,
+    merge_parts,
+    still_needed,
+)
 from tinycomp.plan.choose import LayerSensitivity, Option, Plan, SensitivityTable, counted_drops, plan_spec
 from tinycomp.plan.costs import WeightInfo, final_size, ideal_bytes, layer_byte_costs, weight_info
-from tinycomp.plan.measure import (Measurer, ResultCallback, Rows, accuracy_of, measure_in_order,
-                                   measure_in_processes, seeded_rows)
+from tinycomp.plan.measure import (
+    Measurer,
+    ResultCallback,
+    Rows,
+    accuracy_of,
+    measure_in_order,
+    measure_in_processes,
+    seeded_rows,
+)
 from tinycomp.plan.request import ByteCosts, Measurement
-from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec
+from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 
 def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
@@ -217,7 +234,8 @@ class HopelessLayers:
 
     def __call__(self, candidate: Candidate) -> bool:
         control = self.results.get(CONTROL)
-        if self.estimate != "fast" or candidate.layer is None or control is None or control.fine_tuned is None:
+        if (self.estimate != "fast" or candidate.layer is None or candidate.clusters is None or control is None
+                or control.fine_tuned is None):
             return False
         limit = fine_tune_limit_pp(self.max_drop_pp, reference=self.reference, control=control.fine_tuned,
                                    noise_pp=self.noise_pp)
@@ -238,6 +256,8 @@ def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult
     m = prepared.measurer
     measurement, reference = m.measurement, m.reference
     control = results[CONTROL].fine_tuned
+    if control is None:
+        raise ValueError("the control was not measured")
     limit = fine_tune_limit_pp(max_drop_pp, reference=reference, control=control, noise_pp=m.noise_pp)
     byte_costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs})
                                                           for n, cs in prepared.usable.items()}, costs.strip)
