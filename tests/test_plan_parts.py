@@ -141,3 +141,25 @@ def test_merge_and_sensitivity_exclude_each_other(tmp_path):
     assert result.output.strip().splitlines()[-1] == ("Error: --merge and --sensitivity exclude each other "
                                                       "(--sensitivity) — measure a shard, merge shards, or re-choose "
                                                       "from a table, one at a time")
+
+
+@pytest.mark.slow
+def test_plan_fine_tunes_with_the_task_loss_and_refuses_regression(tmp_path):
+    import numpy as np
+    import tf_keras
+
+    from tinycomp.data import Dataset
+    from tinycomp.models import save_keras_model
+    from tinycomp.plan.sensitivity import training_loss
+
+    x = np.random.default_rng(0).random((40, 8), dtype=np.float32)
+    logits = tf_keras.Sequential([tf_keras.layers.Input((8,)), tf_keras.layers.Dense(3, name="out")])
+    labels = Dataset("d", x, np.arange(40) % 3, x, np.arange(40) % 3)
+    assert training_loss(logits, labels).describe()["from_logits"] is True  # a linear output on a classifier
+    np.savez(tmp_path / "regress.npz", x_train=x, y_train=x[:, :3], x_test=x, y_test=x[:, :3])
+    save_keras_model(logits, tmp_path / "regress.h5")
+    result = run_cli(["plan", tmp_path / "regress.h5", "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml",
+                      "--data", tmp_path / "regress.npz"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith(
+        "Error: plan measures drops in top-1 accuracy, and this is a regress task (targets of shape (3,)) (regress.npz)")
