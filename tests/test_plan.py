@@ -527,3 +527,11 @@ def test_plan_with_the_fast_estimate_through_the_cli(pipeline, tmp_path):
     options = [o for layer in sidecar["sensitivity"]["layers"] for o in layer["options"] if o["clusters"]]
     assert options and all(isinstance(o["fine_tuned"], bool) for o in options)
     assert sidecar["plan"]["checked_drop_pp"] is not None
+    from tinycomp.plan.request import FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS
+
+    assert (sidecar["estimate"], sidecar["fine_tune_rows"], sidecar["validation_rows"]) == (
+        "fast", FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS)
+    ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--sensitivity", tmp_path / "fast.json",
+        "-o", tmp_path / "again.yaml", "--data", pipeline["data"]])
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["estimate"] == "fast" and again["sensitivity"] == sidecar["sensitivity"]

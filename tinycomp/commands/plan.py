@@ -471,7 +471,8 @@ def plan_record(*, model_path: str, sha256: str, data, request: PlanRequest, out
         per_tensor_dense=costs.per_tensor_dense, io=costs.io, strip=costs.strip,
         max_accuracy_drop=budget.max_drop_pp, target_bytes=budget.target_bytes, target_ratio=budget.target_ratio,
         ram_budget=budget.ram_bytes, float32_bytes=budget.float32_bytes, sensitivity=outcome.table,
-        plan=outcome.plan, checked=[CheckedPlan.of(p) for p in outcome.tried])
+        plan=outcome.plan, checked=[CheckedPlan.of(p) for p in outcome.tried], estimate=m.estimate,
+        fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0)
 
 
 def read_record(path: str) -> PlanRecord:
