@@ -372,7 +372,7 @@ def request_of_parts(parts: list[tuple[str, PartialTable]], *, request: PlanRequ
         measurement = Measurement.from_json(first.measurement)
     except (KeyError, TypeError, ValueError, FieldError):
         raise InputFileError(NOT_A_PART, source, PART_HINT) from None
-    return replace(request, measurement=replace(measurement, batch_size=measurement.batch_size), seed=first.seed)
+    return replace(request, measurement=measurement, seed=first.seed)
 
 
 def same_data(recorded: dict, now: dict) -> bool:
