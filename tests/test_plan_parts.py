@@ -163,3 +163,24 @@ def test_plan_fine_tunes_with_the_task_loss_and_refuses_regression(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith(
         "Error: plan measures drops in top-1 accuracy, and this is a regress task (targets of shape (3,)) (regress.npz)")
+
+
+def test_make_plan_sharded_measures_every_shard_then_merges(tmp_path):
+    """A dry run of `make plan-sharded SHARDS=3`: one `plan --shard I/3` per part, then one merge of all parts."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    build = tmp_path / "build"
+    repo = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-C", str(repo), "-n", f"BUILD={build}", "TINYCOMP=tinycomp", "STAMP=",
+                          "SHARDS=3", "plan-sharded"], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    plans = [line for line in dry.stdout.splitlines() if line.startswith("tinycomp plan ")]
+    parts = [f"{build}/plan_part_{i}_of_3.json" for i in (1, 2, 3)]
+    assert [line.split(" --shard ")[1].split()[0] for line in plans[:3]] == ["1/3", "2/3", "3/3"]
+    assert all(f"-o {part}" in line for part, line in zip(parts, plans[:3], strict=True))
+    assert len(plans) == 4 and f"--merge {' '.join(parts)} --max-accuracy-drop 0.5" in plans[3]
+    assert f"-o {build}/plan_sharded.yaml" in plans[3]
