@@ -110,6 +110,13 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     to plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
     from an earlier plan's table under another budget without measuring again.
 
+    --estimate fast measures every candidate zero-shot and fine-tunes only those it cannot settle,
+    on subsets of the rows (--fine-tune-rows, --validation-rows); the check uses every row. --jobs N
+    measures in N processes; --shard I/N measures a part of the candidates (e.g. one CI job each) and
+    --merge chooses from all parts. The table is written after every candidate to
+    OUTPUT.partial.json, and --resume measures only what it lacks. TensorFlow uses a GPU when one is
+    present; the devices are printed.
+
     \b
     Example:
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
@@ -119,6 +126,10 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
       tinycomp compress build/planned_int8.tflite --spec build/planned_spec.yaml --strip -o build/planned.tflite
       tinycomp plan build/model.h5 --target-ratio 12 --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_12x.yaml
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --ram-budget 64KiB --sensitivity build/plan.json --per-tensor-dense --strip -o build/plan_64k_ram.yaml
+      tinycomp plan build/model.h5 --estimate fast --jobs 2 --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
+      tinycomp plan build/model.h5 --estimate fast --shard 1/2 -o build/part1.json   (and 2/2, e.g. on another machine)
+      tinycomp plan build/model.h5 --merge build/part1.json build/part2.json --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
+      tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --resume -o build/plan.yaml   (after an interruption)
     """
     check_modes(parts=parts, merge=merge, shard_text=shard_text, sensitivity_path=sensitivity_path, resume=resume)
     if not shard_text:
