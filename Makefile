@@ -170,3 +170,22 @@ compressed:
 else
 compressed: $(BUILD)/$(MODEL_NAME).budgets.ok
 endif
+
+# ---------------------------------------------------------------- make plan-sharded: plan (b)'s table in shards
+#   make plan-sharded SHARDS=4 -j4   measures the SHARDS parts of `plan`'s candidates as separate processes
+#                                    (`plan --shard I/N`, each part a partial table), then merges them
+#                                    (`plan --merge`) into $(BUILD)/plan_sharded.yaml under PLAN_BUDGET: the plan
+#                                    `make bench` makes as $(BUILD)/plan.yaml, from the same seed.
+# The same commands run as a CI matrix, one job per shard (docs/plan.md shows a GitHub Actions workflow).
+SHARDS ?= 4
+PLAN_MEASUREMENT = --epochs $(PLAN_EPOCHS) --estimate $(PLAN_ESTIMATE) --seed $(PLAN_SEED)
+PLAN_PARTS = $(foreach i,$(shell seq 1 $(SHARDS)),$(BUILD)/plan_part_$(i)_of_$(SHARDS).json)
+
+.PHONY: plan-sharded
+plan-sharded: $(BUILD)/plan_sharded.yaml
+
+$(BUILD)/plan_part_%_of_$(SHARDS).json: $(BUILD)/model.h5
+	$(TINYCOMP) plan $< --shard $*/$(SHARDS) $(PLAN_MEASUREMENT) -o $@ $(DATA)
+
+$(BUILD)/plan_sharded.yaml: $(BUILD)/model.h5 $(PLAN_PARTS)
+	$(TINYCOMP) plan $< --merge $(PLAN_PARTS) $(PLAN_BUDGET) --per-tensor-dense --strip -o $@ $(DATA)

@@ -9,8 +9,18 @@ import pytest
 
 from conftest import ok, run_cli
 from tinycomp.errors import InvalidValue
-from tinycomp.plan import (Budget, LayerSensitivity, NothingFits, Option, SensitivityTable, checked_plan, choose_plan,
-                           choose_plan_within_ram, counted_drops, plan_spec)
+from tinycomp.plan import (
+    Budget,
+    LayerSensitivity,
+    NothingFits,
+    Option,
+    SensitivityTable,
+    checked_plan,
+    choose_plan,
+    choose_plan_within_ram,
+    counted_drops,
+    plan_spec,
+)
 
 
 def _layer(name, weights, rows, per_channel=False):
@@ -165,7 +175,7 @@ def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
     spec = plan_spec(table, choose_plan(table, Budget(max_drop_pp=0.0)))
-    assert {(l.name, l.clusters, l.per_channel) for l in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
+    assert {(layer.name, layer.clusters, layer.per_channel) for layer in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
 
 
 # ---------------------------------------------------------------- through the CLI, on the tiny pipeline model
@@ -185,7 +195,7 @@ def test_plan_writes_a_spec_cluster_consumes(planned, pipeline):
 
     d, result = planned
     spec = parse_clustering_spec((d / "plan.yaml").read_text(), "plan.yaml")
-    assert spec.layers and all(l.clusters in (2, 4) for l in spec.layers)
+    assert spec.layers and all(layer.clusters in (2, 4) for layer in spec.layers)
     assert "Per-layer sensitivity" in result.output and "predicted" in result.output
     sidecar = json.loads((d / "plan.json").read_text())
     assert sidecar["plan"]["exact_bytes"] > 0 and sidecar["sensitivity"]["layers"]
@@ -234,7 +244,7 @@ def test_plan_reuses_a_sensitivity_table(planned, pipeline, tmp_path):
         "-o", tmp_path / "same.yaml", *data])
     a, b = (json.loads(p.read_text()) for p in (d / "plan.json", tmp_path / "same.json"))
     assert a["plan"] == b["plan"] and a["sensitivity"] == b["sensitivity"]  # same table, same choice
-    largest = max(l["weights"] for l in a["sensitivity"]["layers"])
+    largest = max(layer["weights"] for layer in a["sensitivity"]["layers"])
     ok(["plan", pipeline["model_h5"], "--target-bytes", str(a["plan"]["exact_bytes"] + largest), "--no-check",
         "--sensitivity", d / "plan.json", "-o", tmp_path / "bigger.yaml", *data])
     bigger = json.loads((tmp_path / "bigger.json").read_text())["plan"]
@@ -432,7 +442,7 @@ def test_the_choice_and_the_record_import_neither_tensorflow_nor_tflite_micro():
     import subprocess
     import sys
 
-    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.record; "
+    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.record, tinycomp.plan.candidates; "
             "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'tflite_micro')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -440,19 +450,49 @@ def test_the_choice_and_the_record_import_neither_tensorflow_nor_tflite_micro():
 
 # ---------------------------------------------------------------- the fast estimate
 
-def _fast(zero_drops, tuned_drops, noise_pp=0.5, limit_pp=2.0):
-    """fast_drops with fake measurements (reference = control = 0.9); returns (drops, counts fine-tuned)."""
-    from tinycomp.plan.sensitivity import fast_drops
+class _FakeMeasurer:
+    """A Measurer whose accuracies come from tables of drops (reference = control = 0.9, noise 0.5 pp)."""
 
-    tuned = []
+    def __new__(cls, zero_drops, tuned_drops, estimate="fast"):
+        import numpy as np
 
-    def run(c):
-        tuned.append(c)
-        return 0.9 - tuned_drops[c] / 100
+        from tinycomp.plan import Measurement
+        from tinycomp.plan.measure import Measurer, Rows
 
-    drops = fast_drops(sorted(zero_drops), run=run, zero_shot=lambda c: 0.9 - zero_drops[c] / 100, reference=0.9,
-                       control=0.9, noise_pp=noise_pp, limit_pp=limit_pp, report=lambda c, d: None)
-    return drops, tuned
+        class Fake(Measurer):
+            def accuracy(self, candidate, *, epochs):
+                if candidate.layer is None:
+                    return 0.9
+                if epochs:
+                    self.tuned.append((candidate.layer, candidate.clusters))
+                return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.clusters] / 100
+
+        rows = Rows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
+        fake = Fake(None, rows, loss=None, measurement=Measurement(estimate=estimate), seed=0, reference=0.9)
+        fake.tuned = []
+        return fake
+
+
+def _fast(zero_drops, tuned_drops, max_drop_pp=1.5, jobs_order=None):
+    """The fast estimate of one layer 'a' with fake measurements; returns (drops, counts fine-tuned).
+    `jobs_order` measures the candidates in that order with no budget, as worker processes do."""
+    from tinycomp.plan.candidates import assemble_drops, candidates_of, fine_tune_limit_pp
+    from tinycomp.plan.sensitivity import Prepared, measure_candidates
+
+    fake = _FakeMeasurer(zero_drops, tuned_drops)
+    counts = sorted(zero_drops)
+    candidates = candidates_of({"a": counts})
+    prepared = Prepared(["a"], {"a": counts}, candidates, fake)
+    if jobs_order is None:
+        results = measure_candidates(prepared, todo=candidates, done={}, max_drop_pp=max_drop_pp)
+    else:
+        results = {}
+        for i in jobs_order:
+            results = measure_candidates(prepared, todo=[candidates[i]], done=results)
+    limit = fine_tune_limit_pp(max_drop_pp, reference=0.9, control=0.9, noise_pp=fake.noise_pp)
+    drops = assemble_drops(counts, {c: results[f"a/{c}"] for c in counts}, estimate="fast", reference=0.9,
+                           control=0.9, limit_pp=limit)
+    return drops, [c for _, c in fake.tuned]
 
 
 def test_fast_estimate_fine_tunes_only_what_zero_shot_cannot_settle():
@@ -466,8 +506,18 @@ def test_fast_estimate_stops_below_a_count_too_harmful_to_choose():
     drops, tuned = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0})
     assert tuned == [8]  # 8 fine-tuned is over the limit: 4 and 2 keep their (larger) zero-shot drops
     assert drops[4].drop_pp == pytest.approx(12.0) and not drops[4].fine_tuned
-    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, limit_pp=None)
+    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, max_drop_pp=None)
     assert unlimited == [8, 4, 2]
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 4, 0, 3, 1]])
+def test_fast_estimate_is_the_same_in_any_order_without_skipping(order):
+    """Workers and shards measure every fine-tune zero-shot asks for, in any order; the drops assembled
+    are those of the sequential run, which skipped the fine-tunes it would discard."""
+    zero, tuned = {2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}
+    sequential, _ = _fast(zero, tuned)
+    any_order, fine_tuned = _fast(zero, tuned, jobs_order=order)
+    assert any_order == sequential and sorted(fine_tuned) == [2, 4, 8]
 
 
 def test_plan_with_the_fast_estimate_through_the_cli(pipeline, tmp_path):
@@ -477,3 +527,11 @@ def test_plan_with_the_fast_estimate_through_the_cli(pipeline, tmp_path):
     options = [o for layer in sidecar["sensitivity"]["layers"] for o in layer["options"] if o["clusters"]]
     assert options and all(isinstance(o["fine_tuned"], bool) for o in options)
     assert sidecar["plan"]["checked_drop_pp"] is not None
+    from tinycomp.plan.request import FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS
+
+    assert (sidecar["estimate"], sidecar["fine_tune_rows"], sidecar["validation_rows"]) == (
+        "fast", FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS)
+    ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "5", "--sensitivity", tmp_path / "fast.json",
+        "-o", tmp_path / "again.yaml", "--data", pipeline["data"]])
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["estimate"] == "fast" and again["sensitivity"] == sidecar["sensitivity"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
@@ -25,14 +25,17 @@ def info(message: str) -> None:
 
 @contextlib.contextmanager
 def progress(description: str, total: int) -> Iterator:
-    """A progress bar on stderr; yields `advance(n=1, **fields)`."""
+    """A progress bar with elapsed time and ETA on stderr; yields `advance(n=1, status="", total=None)`
+    (`total` changes the bar's total, for work whose size is known only once it starts)."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err, transient=True,
-                   disable=not err.is_terminal)
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                   console=err, transient=True, disable=not err.is_terminal)
     with bar:
         task = bar.add_task(description, total=total, status="")
 
-        def advance(n: int = 1, status: str = "") -> None:
+        def advance(n: int = 1, status: str = "", total: int | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
             bar.update(task, advance=n, status=status)
 
         yield advance

@@ -204,7 +204,7 @@ def counted_drops(options: list[Option]) -> None:
     Single measurements are noisy (±1 pp on 800 validation images); pooling violators averages
     that noise instead of letting one unlucky run at a high count raise every lower count.
     """
-    clustered = sorted((o for o in options if o.clusters is not None), key=lambda o: -o.clusters)
+    clustered = sorted((o for o in options if o.clusters is not None), key=lambda o: -(o.clusters or 0))
     blocks: list[list] = []  # [mean, size]; means must not decrease from many clusters to few
     for o in clustered:
         blocks.append([o.measured_pp if o.measured_pp is not None else 0.0, 1])
@@ -271,6 +271,7 @@ def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
         objective, value = "min-bytes", max_drop_pp
     else:
         target_bytes = budget.target_bytes
+        assert target_bytes is not None, "a budget has a drop or a byte target"
         fits = [p for p in front if p[0] + fixed <= target_bytes]
         if not fits:
             smallest = min(p[0] for p in front) + fixed if front else table.int8_bytes
@@ -352,10 +353,16 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callab
             break
         plan.checked_drop_pp = measure_drop_pp(plan)
         tried.append(plan)
-    within = [p for p in tried if p.checked_drop_pp <= max_drop_pp + noise_pp]
+    within = [p for p in tried if _checked(p) <= max_drop_pp + noise_pp]
     if within:
-        return min(within, key=lambda p: (p.predicted_bytes, p.checked_drop_pp)), tried
-    return min(tried, key=lambda p: p.checked_drop_pp), tried
+        return min(within, key=lambda p: (p.predicted_bytes, _checked(p))), tried
+    return min(tried, key=_checked), tried
+
+
+def _checked(plan: Plan) -> float:
+    """The plan's measured drop (every plan `checked_plan` tried was measured)."""
+    assert plan.checked_drop_pp is not None
+    return plan.checked_drop_pp
 
 
 def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
@@ -367,8 +374,8 @@ def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
 def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> ClusteringSpec:
     """The clustering spec `cluster` consumes: one entry per clustered layer."""
     per_channel = {layer.name: layer.per_channel for layer in table.layers}
-    layers = tuple(LayerClustering(name=name, clusters=o.clusters, init=init, per_channel=per_channel[name])
-                   for name, o in plan.clustered().items())
+    layers = tuple(LayerClustering(name=name, clusters=o.clusters or 0, init=init, per_channel=per_channel[name])
+                   for name, o in plan.clustered().items())  # clustered(): every count is set
     if not layers:
         raise NothingFits("the plan clusters no layer", None, "allow a larger accuracy drop or byte target")
     return ClusteringSpec(layers)

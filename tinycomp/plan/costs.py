@@ -134,14 +134,15 @@ def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict
     overhead = 0
     measured = [(name, min(c)) for name, c in costs.items() if c]
     if len(measured) >= 2:
-        (a, ba), (b, bb) = measured[:2]
-        ia, ib = infos[a], infos[b]
-        pair = _compressed_size(int8_bytes, {(ia.subgraph, ia.tensor): (ia.layout, ba),
-                                             (ib.subgraph, ib.tensor): (ib.layout, bb)}, strip)
-        overhead = max(0, (costs[a][ba] - ia.bytes) + (costs[b][bb] - ib.bytes) - (pair - base))
+        (first, first_bits), (second, second_bits) = measured[:2]
+        ia, ib = infos[first], infos[second]
+        pair = _compressed_size(int8_bytes, {(ia.subgraph, ia.tensor): (ia.layout, first_bits),
+                                             (ib.subgraph, ib.tensor): (ib.layout, second_bits)}, strip)
+        overhead = max(0, (costs[first][first_bits] - ia.bytes) + (costs[second][second_bits] - ib.bytes)
+                       - (pair - base))
     elif measured:  # one layer: cannot separate the shared part; leave it in the layer's cost
         overhead = 0
-    for name, c in costs.items():
+    for c in costs.values():
         for b in c:
             c[b] -= overhead
     return costs, overhead

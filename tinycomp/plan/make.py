@@ -10,15 +10,17 @@ from dataclasses import replace
 from typing import Protocol
 
 from tinycomp.errors import InvalidValue
-from tinycomp.plan.choose import (Budget, Plan, SensitivityTable, checked_plan, choose_plan, choose_plan_within_ram,
-                                  validation_noise_pp)
+from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, binomial_noise_pp
+from tinycomp.plan.choose import Budget, Plan, SensitivityTable, checked_plan, choose_plan, choose_plan_within_ram
 from tinycomp.plan.request import ByteCosts, PlanOutcome, PlanRequest
 
 
 class PlanProgress(Protocol):
     """What `make_plan` reports while it works (the CLI renders it; the default says nothing)."""
 
-    def measured(self, done: int, total: int, what: str) -> None: ...
+    def started(self, candidates: list[Candidate]) -> None: ...
+
+    def measured(self, result: CandidateResult) -> None: ...
 
     def budget_resolved(self, budget: Budget) -> None: ...
 
@@ -28,7 +30,10 @@ class PlanProgress(Protocol):
 class Silent:
     """A PlanProgress that reports nothing."""
 
-    def measured(self, done: int, total: int, what: str) -> None:
+    def started(self, candidates: list[Candidate]) -> None:
+        pass
+
+    def measured(self, result: CandidateResult) -> None:
         pass
 
     def budget_resolved(self, budget: Budget) -> None:
@@ -39,15 +44,19 @@ class Silent:
 
 
 def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable | None = None,
-              recorded_costs: ByteCosts | None = None, progress: PlanProgress | None = None) -> PlanOutcome:
-    """Plan `model` on `data` as `request` asks.
+              recorded_costs: ByteCosts | None = None, progress: PlanProgress | None = None, jobs: int = 1,
+              done: dict[str, CandidateResult] | None = None,
+              parts: list[tuple[str, PartialTable]] | None = None) -> PlanOutcome:
+    """Plan `model` on `data` as `request` asks, measuring candidates in `jobs` processes.
 
     With `recorded` (a table an earlier plan measured; `recorded_costs` the byte-cost settings it
     was measured with), nothing is measured again: the request's measurement must be the one the
-    table was made with (the CLI takes it from the record), and its byte costs must match.
+    table was made with (the CLI takes it from the record), and its byte costs must match. `done`
+    holds results measured before (a resumed run: only what they lack is measured); `parts` are
+    every shard's partial table (nothing is measured; they must cover every candidate once).
     """
     from tinycomp.plan.costs import arena_measurer, plan_bytes_exact
-    from tinycomp.plan.sensitivity import int8_for_costs, sensitivity
+    from tinycomp.plan.sensitivity import int8_for_costs, sensitivity, validation_rows
 
     progress = progress or Silent()
     if recorded is not None:
@@ -57,8 +66,9 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
                                      costs=request.costs)
     else:
         table, int8, infos = sensitivity(model, data, measurement=request.measurement, costs=request.costs,
-                                         seed=request.seed, max_drop_pp=request.budget.max_drop_pp,
-                                         on_step=progress.measured)
+                                         seed=request.seed, max_drop_pp=request.budget.max_drop_pp, jobs=jobs,
+                                         done=done, parts=parts, on_start=progress.started,
+                                         on_result=progress.measured)
     budget = request.budget
     if budget.target_ratio is not None:
         budget = budget.resolved(_float32_bytes(model))
@@ -71,7 +81,7 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
             return choose_plan(table, within)
         return choose_plan_within_ram(table, within, arenas_of)
 
-    noise = validation_noise_pp(table)
+    noise = binomial_noise_pp(table.control_accuracy, validation_rows(data, request.measurement.validation_split))
     if request.check:
         chosen, tried = checked_plan(choose, lambda plan: _checked_drop(model, data, table, plan, request, progress),
                                      budget.max_drop_pp, noise)

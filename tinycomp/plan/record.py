@@ -28,7 +28,7 @@ class CheckedPlan:
 
     @classmethod
     def of(cls, plan: Plan) -> CheckedPlan:
-        return cls({n: o.clusters for n, o in plan.clustered().items()}, plan.predicted_drop_pp,
+        return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop_pp,
                    plan.checked_drop_pp)
 
 
@@ -56,6 +56,9 @@ class PlanRecord:
     sensitivity: SensitivityTable
     plan: Plan
     checked: list[CheckedPlan] = field(default_factory=list)
+    estimate: str = "fine-tune"  # records from before the fast estimate measured every candidate fine-tuned
+    fine_tune_rows: int = 0  # 0: every fit row
+    validation_rows: int = 0  # 0: every validation row
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -67,7 +70,8 @@ class PlanRecord:
         """The measurement the table was made with (the batch size is not recorded: the check uses `batch_size`)."""
         return Measurement(cluster_counts=tuple(self.clusters), per_channel_conv=self.per_channel_conv,
                            epochs=self.sensitivity.epochs, validation_split=self.validation_split,
-                           batch_size=batch_size)
+                           batch_size=batch_size, estimate=self.estimate, fine_tune_rows=self.fine_tune_rows,
+                           validation_rows=self.validation_rows)
 
     def to_json(self) -> dict:
         return {"step": "plan", "schema_version": self.schema_version, "source": self.source,
@@ -77,7 +81,9 @@ class PlanRecord:
                 "per_tensor_dense": self.per_tensor_dense, "io": self.io, "strip": self.strip,
                 "max_accuracy_drop": self.max_accuracy_drop, "target_bytes": self.target_bytes,
                 "target_ratio": self.target_ratio, "ram_budget": self.ram_budget,
-                "float32_bytes": self.float32_bytes, "sensitivity": self.sensitivity.to_json(),
+                "float32_bytes": self.float32_bytes, "estimate": self.estimate,
+                "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
+                "sensitivity": self.sensitivity.to_json(),
                 "plan": self.plan.to_json(),
                 "checked": [{"clusters": c.clusters, "predicted_drop_pp": c.predicted_drop_pp,
                              "checked_drop_pp": c.checked_drop_pp} for c in self.checked]}
@@ -93,6 +99,7 @@ class PlanRecord:
                                  f"{SCHEMA_VERSION}", source, "use the tinycomp that wrote it, or measure a new table")
         try:
             return cls(**{**{k: payload[k] for k in _SCALAR_KEYS}, "io": payload.get("io", "uint8"),
+                          **{k: payload[k] for k in _LATER_KEYS if k in payload},
                           "sensitivity": SensitivityTable.from_json(payload["sensitivity"]),
                           "plan": Plan.from_json(payload["plan"]),
                           "checked": [CheckedPlan(**c) for c in payload.get("checked", [])]})
@@ -100,6 +107,7 @@ class PlanRecord:
             raise InputFileError(NOT_A_RECORD, source, RECORD_HINT) from None
 
 
+_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows")  # absent from older records: the defaults hold
 _SCALAR_KEYS = ("source", "source_sha256", "dataset", "seed", "clusters", "per_channel_conv", "epochs",
                 "validation_split", "credit_fine_tuning", "per_tensor_dense", "strip", "max_accuracy_drop",
                 "target_bytes", "target_ratio", "ram_budget", "float32_bytes")

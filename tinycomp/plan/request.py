@@ -15,6 +15,12 @@ from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, Sensitivi
 DEFAULT_VALIDATION_SPLIT = 0.2
 IO_TYPES = ("uint8", "int8", "float32")
 ESTIMATES = ("fine-tune", "fast")
+# The fast estimate's candidates fine-tune on at most this many of the fit rows (each epoch) and are
+# measured on at most this many validation rows; the chosen plan's check uses every row. 4,096 rows
+# are more than the whole fit split of mnist-sample (3,200), on which the fast estimate was validated;
+# 2,048 validation rows measure a 97% accuracy to ±0.38 pp (800 rows on mnist-sample: ±0.9 pp).
+FAST_FINE_TUNE_ROWS = 4096
+FAST_VALIDATION_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,20 @@ class Measurement:
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     init: str = "kmeans++"
     estimate: str = "fine-tune"  # "fast": zero-shot for every candidate, fine-tune only those that can be chosen
+    # Rows per candidate: 0 = all; None = the estimate's default (fast: FAST_*_ROWS; fine-tune: all).
+    fine_tune_rows: int | None = None
+    validation_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.estimate not in ESTIMATES:
             raise InvalidValue(f"estimate must be one of {', '.join(ESTIMATES)}, got {self.estimate!r}", "estimate")
+        fast = self.estimate == "fast"
+        for name, default in (("fine_tune_rows", FAST_FINE_TUNE_ROWS), ("validation_rows", FAST_VALIDATION_ROWS)):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default if fast else 0)
+            elif value < 0:
+                raise InvalidValue(f"{name.replace('_', ' ')} must be 0 (all) or more, got {value}", name, "e.g. 8192")
         object.__setattr__(self, "cluster_counts", check_counts(self.cluster_counts))
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.epochs < 0:
@@ -42,6 +58,23 @@ class Measurement:
         if not 0 < self.validation_split < 1:
             raise InvalidValue(f"validation split must be in (0, 1), got {self.validation_split}", "validation_split",
                                "e.g. 0.2")
+
+
+    def rows(self, name: str) -> int | None:
+        """fine_tune_rows or validation_rows as a row limit (None: every row)."""
+        value = getattr(self, name)
+        return value or None
+
+    def to_json(self) -> dict:
+        """The fields as JSON values (what partial tables record and compare)."""
+        return {"cluster_counts": list(self.cluster_counts), "layers": list(self.layers),
+                "per_channel_conv": self.per_channel_conv, "epochs": self.epochs, "batch_size": self.batch_size,
+                "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate,
+                "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Measurement:
+        return cls(**{**payload, "cluster_counts": tuple(payload["cluster_counts"]), "layers": tuple(payload["layers"])})
 
 
 @dataclass(frozen=True)

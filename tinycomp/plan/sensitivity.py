@@ -5,7 +5,13 @@ default) at one cluster count, fine-tunes briefly, strips the wrappers and measu
 validation split held out from the *training* data (the test set stays for the final measurement).
 The reference is the given model on that split; a "control" run fine-tunes the unclustered model
 the same way, so each layer's drop is the cost of clustering alone and the effect of fine-tuning is
-one separate number. The same seed is set before every run, so the table is reproducible.
+one separate number. The same seed is set before every run, so the table is reproducible, and
+does not depend on the order candidates are measured in or on the process that measures them.
+
+The fast estimate (`Measurement.estimate == "fast"`) measures every candidate zero-shot and
+fine-tunes only those whose zero-shot drop is beyond the noise, on a seeded subset of the fit rows,
+measured on a seeded subset of the validation rows; the chosen plan's check (`joint_drop_pp`)
+fine-tunes on every fit row and measures on the whole validation split, as `cluster` will.
 """
 
 from __future__ import annotations
@@ -18,13 +24,31 @@ import numpy as np
 
 from tinycomp.errors import DataError, ModelError
 from tinycomp.find_tensors import bits_for
+from tinycomp.plan.candidates import (
+    CONTROL,
+    Candidate,
+    CandidateResult,
+    PartialTable,
+    Shard,
+    assemble_drops,
+    candidates_of,
+    fine_tune_limit_pp,
+    merge_parts,
+    still_needed,
+)
 from tinycomp.plan.choose import LayerSensitivity, Option, Plan, SensitivityTable, counted_drops, plan_spec
 from tinycomp.plan.costs import WeightInfo, final_size, ideal_bytes, layer_byte_costs, weight_info
+from tinycomp.plan.measure import (
+    Measurer,
+    ResultCallback,
+    Rows,
+    accuracy_of,
+    measure_in_order,
+    measure_in_processes,
+    seeded_rows,
+)
 from tinycomp.plan.request import ByteCosts, Measurement
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
-
-# on_step(done, total, what) after each measured candidate
-StepCallback = Callable[[int, int, str], None]
 
 
 def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
@@ -71,37 +95,65 @@ def split_validation(data, validation_split: float):
     return fit_data, data.x_train[n - held:], data.y_train[n - held:]
 
 
-def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, *, epochs: int, batch_size: int,
-                        seed: int) -> float:
-    """Validation accuracy of `model` with `spec`'s layers clustered (None: unclustered), fine-tuned."""
+def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, *, epochs: int,
+                        batch_size: int, seed: int, loss) -> float:
+    """Validation accuracy of `model` with `spec`'s layers clustered (None: unclustered), fine-tuned
+    for `epochs` (0: measured zero-shot) with the task's `loss` (a models.LossChoice)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     from tinycomp.cluster import FINE_TUNE_LEARNING_RATE, wrap_layers
-    from tinycomp.models import compile_for_training, evaluate_keras, set_seed
+    from tinycomp.models import compile_for_training, set_seed
+    from tinycomp.plan.measure import accuracy_of
     from tinycomp.train import fit
 
     set_seed(seed)
     if spec is None:
+        if epochs == 0:
+            return accuracy_of(model, x_val, y_val)
         candidate = tf_keras.models.clone_model(model)
         candidate.set_weights(model.get_weights())
     else:
         candidate = wrap_layers(model, spec)
     if epochs > 0:
-        compile_for_training(candidate, FINE_TUNE_LEARNING_RATE)
+        compile_for_training(candidate, FINE_TUNE_LEARNING_RATE, task="classify", loss=loss)
         fit(candidate, fit_data, epochs, batch_size, 0.0)
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)
-    return evaluate_keras(candidate, x_val, y_val)
+    return accuracy_of(candidate, x_val, y_val)
+
+
+def training_loss(model, data):
+    """The loss `cluster` fine-tunes `model` with (its saved compile config, else from its output);
+    a DataError for a task other than classification, whose drop plan cannot measure yet."""
+    from tinycomp.metrics import choose_task
+    from tinycomp.models import choose_loss, saved_config
+
+    output_shape = tuple(model.output_shape[1:])
+    task = choose_task(data.y_test[:1] if data.labels else None, output_shape)
+    if task.name != "classify":
+        raise DataError(f"plan measures drops in top-1 accuracy, and this is a {task.name} task (targets of shape "
+                        f"{tuple(data.y_test.shape[1:])})", data.name,
+                        "plan a classifier; for a regression model choose cluster counts with `cluster` and compare "
+                        "MSE and SNR with `eval`")
+    saved = saved_config(model)
+    return choose_loss(model, task=task.name, saved_loss=saved.saved_loss if saved else None)
 
 
 def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
     """The plan's accuracy drop vs the given model with all its layers clustered at once and
-    fine-tuned as each candidate was (same epochs, seed and validation split)."""
+    fine-tuned for the table's epochs on every fit row, measured on the whole validation split."""
     fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
-    accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val,
-                                   epochs=table.epochs, batch_size=measurement.batch_size, seed=table.seed)
-    return 100.0 * (table.reference_accuracy - accuracy)
+    reference = accuracy_of(model, x_val, y_val)
+    accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val, epochs=table.epochs,
+                                   batch_size=measurement.batch_size, seed=table.seed,
+                                   loss=training_loss(model, data))
+    return 100.0 * (reference - accuracy)
+
+
+def validation_rows(data, validation_split: float) -> int:
+    """How many rows `split_validation` holds out."""
+    return int(round(len(data.x_train) * validation_split))
 
 
 def int8_for_costs(model, data, names: list[str], *, seed: int, costs: ByteCosts) -> tuple[bytes, dict[str, WeightInfo]]:
@@ -116,149 +168,153 @@ def int8_for_costs(model, data, names: list[str], *, seed: int, costs: ByteCosts
     return int8, weight_info(int8, names)
 
 
-def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed: int,
-                max_drop_pp: float | None = None, on_step: StepCallback | None = None) -> tuple[SensitivityTable, bytes, dict[str, WeightInfo]]:
-    """Measure every eligible layer at every usable cluster count; returns the table, the int8
-    model bytes the costs were measured on, and the layers' WeightInfo.
+@dataclass(frozen=True)
+class Prepared:
+    """What every candidate shares: the layers and counts, the canonical candidates, the measurer."""
 
-    `costs` makes the byte costs those of `quantize --per-tensor-dense --io IO` and `compress
-    --strip`: pass what the real chain will use. With `measurement.estimate == "fast"` (see
-    `fast_drops`), `max_drop_pp` (the accuracy budget, if any) stops fine-tuning a layer's smaller
-    counts once one is too harmful to be chosen.
-    """
+    names: list[str]
+    usable: dict[str, list[int]]
+    candidates: list[Candidate]
+    measurer: Measurer
+
+
+def prepare(model, data, *, measurement: Measurement, seed: int) -> Prepared:
+    """Check the data, find the layers and counts, and build the measurer (its rows, loss and reference)."""
     from tinycomp.data import check_fits_model
-    from tinycomp.models import evaluate_keras
 
-    counts, per_channel_conv, epochs = measurement.cluster_counts, measurement.per_channel_conv, measurement.epochs
     check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output")
+    loss = training_loss(model, data)
+    counts, per_channel_conv = measurement.cluster_counts, measurement.per_channel_conv
     names = eligible_layers(model, layers=measurement.layers, counts=counts, per_channel_conv=per_channel_conv)
-    fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
-    start = time.perf_counter()
-
-    int8, infos = int8_for_costs(model, data, names, seed=seed, costs=costs)
     usable = {n: usable_counts(model, n, counts, per_channel_conv) for n in names}
+    fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
+    fit = seeded_rows(len(fit_data.x_train), measurement.rows("fine_tune_rows"), seed=seed, stream=1)
+    val = seeded_rows(len(x_val), measurement.rows("validation_rows"), seed=seed, stream=2)
+    rows = Rows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),
+                np.asarray(y_val[val]))
+    reference = accuracy_of(model, rows.x_val, rows.y_val)
+    measurer = Measurer(model, rows, loss=loss, measurement=measurement, seed=seed, reference=reference)
+    return Prepared(names, usable, candidates_of(usable), measurer)
+
+
+def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[str, CandidateResult], jobs: int = 1,
+                       max_drop_pp: float | None = None, on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
+    """Measure what is still missing for `todo` (given the results `done`); returns done + the new results.
+
+    With one job, candidates are measured here in the canonical order, and under an accuracy budget a
+    layer's fine-tunes stop once one is too harmful to be chosen (`assemble_drops` would discard them).
+    With more, they are measured in `jobs` worker processes, and every fine-tune the zero-shot
+    measurement asks for is made; the assembled table is the same."""
+    results = dict(done)
+    m = prepared.measurer
+    work = [(c, results.get(c.key)) for c in todo if any(still_needed(
+        c, results.get(c.key), estimate=m.measurement.estimate, reference=m.reference, noise_pp=m.noise_pp))]
+
+    def record(result: CandidateResult) -> None:
+        results[result.key] = result
+        if on_result:
+            on_result(result)
+
+    if jobs > 1 and len(work) > 1:
+        measure_in_processes(m, work, jobs=min(jobs, len(work)), on_result=record)
+    else:
+        hopeless = HopelessLayers(results, estimate=m.measurement.estimate, reference=m.reference,
+                                  max_drop_pp=max_drop_pp, noise_pp=m.noise_pp)
+        measure_in_order(m, work, hopeless=hopeless, on_result=record)
+    return results
+
+
+class HopelessLayers:
+    """Whether a candidate's layer already has a larger count whose fine-tuned drop is too harmful to choose."""
+
+    def __init__(self, results: dict[str, CandidateResult], *, estimate: str, reference: float,
+                 max_drop_pp: float | None, noise_pp: float):
+        self.results, self.estimate, self.reference = results, estimate, reference
+        self.max_drop_pp, self.noise_pp = max_drop_pp, noise_pp
+
+    def __call__(self, candidate: Candidate) -> bool:
+        control = self.results.get(CONTROL)
+        if (self.estimate != "fast" or candidate.layer is None or candidate.clusters is None or control is None
+                or control.fine_tuned is None):
+            return False
+        limit = fine_tune_limit_pp(self.max_drop_pp, reference=self.reference, control=control.fine_tuned,
+                                   noise_pp=self.noise_pp)
+        prefix = f"{candidate.layer}/"
+        larger = {int(k[len(prefix):]): r for k, r in self.results.items()
+                  if k.startswith(prefix) and int(k[len(prefix):]) > candidate.clusters}
+        if limit is None or not larger:
+            return False
+        drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
+                               control=control.fine_tuned, limit_pp=limit)
+        return any(d.fine_tuned and d.drop_pp > limit for d in drops.values())
+
+
+def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
+                   infos: dict[str, WeightInfo], costs: ByteCosts, max_drop_pp: float | None,
+                   seconds: float) -> SensitivityTable:
+    """The sensitivity table from every candidate's results and the layers' exact byte costs."""
+    m = prepared.measurer
+    measurement, reference = m.measurement, m.reference
+    control = results[CONTROL].fine_tuned
+    if control is None:
+        raise ValueError("the control was not measured")
+    limit = fine_tune_limit_pp(max_drop_pp, reference=reference, control=control, noise_pp=m.noise_pp)
     byte_costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs})
-                                                          for n, cs in usable.items()}, costs.strip)
-
-    def run(spec: ClusteringSpec | None) -> float:
-        return fine_tuned_accuracy(model, spec, fit_data, x_val, y_val, epochs=epochs,
-                                   batch_size=measurement.batch_size, seed=seed)
-
-    def zero_shot(spec: ClusteringSpec) -> float:
-        return fine_tuned_accuracy(model, spec, fit_data, x_val, y_val, epochs=0,
-                                   batch_size=measurement.batch_size, seed=seed)
-
-    total = 1 + sum(len(cs) for cs in usable.values())
-    reference = evaluate_keras(model, x_val, y_val)
-    control = run(None) if epochs > 0 else reference
-    steps = Steps(total, on_step)
-    steps.done(f"control (fine-tuned, unclustered): {100 * control:.2f}%")
-    measure = fine_tuned_drops if measurement.estimate == "fine-tune" else fast_drops
-    limit = _fine_tune_limit(max_drop_pp, reference, control, len(x_val))
-    table_layers = []
-    for name in names:
-        info = infos[name]
-        per_channel = per_channel_conv and is_conv2d(model, name)
-
-        def spec_of(c: int, name: str = name, per_channel: bool = per_channel) -> ClusteringSpec:
-            return ClusteringSpec((LayerClustering(name=name, clusters=c, init=measurement.init,
-                                                   per_channel=per_channel),))
-
-        drops = measure(usable[name], run=lambda c, spec_of=spec_of: run(spec_of(c)),
-                        zero_shot=lambda c, spec_of=spec_of: zero_shot(spec_of(c)), reference=reference,
-                        control=control, noise_pp=limit.noise_pp, limit_pp=limit.pp,
-                        report=lambda c, d, name=name: steps.done(f"{name} → {c} clusters: {d.describe()}"))
+                                                          for n, cs in prepared.usable.items()}, costs.strip)
+    layers = []
+    for name in prepared.names:
+        info, counts = infos[name], prepared.usable[name]
+        drops = assemble_drops(counts, {c: results[f"{name}/{c}"] for c in counts}, estimate=measurement.estimate,
+                               reference=reference, control=control, limit_pp=limit)
         options = [Option(None, 8 * info.bytes // max(info.weights, 1), info.bytes, info.bytes)]
-        for c in usable[name]:
+        for c in counts:
             b = bits_for(c)
             options.append(Option(c, b, byte_costs[name][b], ideal_bytes(info.weights, info.channels, b, c),
                                   measured_pp=drops[c].drop_pp, accuracy=drops[c].accuracy,
                                   fine_tuned=drops[c].fine_tuned if measurement.estimate == "fast" else None))
         counted_drops(options)
-        table_layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
-                                             per_channel, options))
-    table = SensitivityTable(table_layers, final_size(int8, costs.strip), overhead, reference, control, len(x_val),
-                             epochs, seed, time.perf_counter() - start)
+        layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
+                                       measurement.per_channel_conv and is_conv2d(model, name), options))
+    return SensitivityTable(layers, final_size(int8, costs.strip), overhead, reference, control,
+                            len(m.rows.y_val), measurement.epochs, m.seed, seconds)
+
+
+def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed: int,
+                max_drop_pp: float | None = None, jobs: int = 1, done: dict[str, CandidateResult] | None = None,
+                parts: list[tuple[str, PartialTable]] | None = None, on_result: ResultCallback | None = None,
+                on_start: Callable[[list[Candidate]], None] | None = None) -> tuple[SensitivityTable, bytes, dict[str, WeightInfo]]:
+    """Measure every eligible layer at every usable cluster count (what `done` lacks), in `jobs`
+    processes; returns the table, the int8 model bytes the costs were measured on, and the layers'
+    WeightInfo.
+
+    `costs` makes the byte costs those of `quantize --per-tensor-dense --io IO` and `compress
+    --strip`: pass what the real chain will use. `max_drop_pp` (the accuracy budget, if any) lets the
+    fast estimate skip fine-tunes it would not count. `on_start` gets the canonical candidates before
+    anything is measured, `on_result` every new result. With `parts` ((source, PartialTable) of
+    every shard), nothing is measured: the parts must cover every candidate exactly once.
+    """
+    start = time.perf_counter()
+    prepared = prepare(model, data, measurement=measurement, seed=seed)
+    if parts is not None:
+        done = merge_parts(parts, candidates=prepared.candidates)
+    if on_start:
+        on_start(prepared.candidates)
+    int8, infos = int8_for_costs(model, data, prepared.names, seed=seed, costs=costs)
+    results = measure_candidates(prepared, todo=prepared.candidates, done=done or {}, jobs=jobs,
+                                 max_drop_pp=max_drop_pp, on_result=on_result)
+    table = assemble_table(model, prepared, results, int8=int8, infos=infos, costs=costs, max_drop_pp=max_drop_pp,
+                           seconds=time.perf_counter() - start)
     return table, int8, infos
 
 
-@dataclass(frozen=True)
-class Drop:
-    """One candidate's measured drop (pp) and accuracy; fine_tuned False for a zero-shot estimate."""
-
-    drop_pp: float
-    accuracy: float
-    fine_tuned: bool
-
-    def describe(self) -> str:
-        return f"{100 * self.accuracy:.2f}%" + ("" if self.fine_tuned else " (zero-shot)")
-
-
-@dataclass(frozen=True)
-class FineTuneLimit:
-    """The noise of one validation accuracy and the drop above which a candidate cannot be chosen."""
-
-    noise_pp: float
-    pp: float | None  # None: no accuracy budget, no limit
-
-
-def _fine_tune_limit(max_drop_pp: float | None, reference: float, control: float, samples: int) -> FineTuneLimit:
-    """A candidate whose fine-tuned drop (vs the control) exceeds the budget plus the most fine-tuning
-    can credit plus one noise cannot be part of any plan within the budget (other layers' counted
-    drops are ≥ 0)."""
-    noise = 100.0 * (control * (1 - control) / max(samples, 1)) ** 0.5
-    if max_drop_pp is None:
-        return FineTuneLimit(noise, None)
-    return FineTuneLimit(noise, max_drop_pp + max(0.0, 100.0 * (control - reference)) + noise)
-
-
-DropOf = Callable[[int], float]
-
-
-def fine_tuned_drops(counts: list[int], *, run: DropOf, zero_shot: DropOf, reference: float, control: float,
-                     noise_pp: float, limit_pp: float | None, report: Callable) -> dict[int, Drop]:
-    """Every count fine-tuned (the reference method): drop vs the fine-tuned control."""
-    drops = {}
-    for c in counts:
-        accuracy = run(c)
-        drops[c] = Drop(100.0 * (control - accuracy), accuracy, True)
-        report(c, drops[c])
-    return drops
-
-
-def fast_drops(counts: list[int], *, run: DropOf, zero_shot: DropOf, reference: float, control: float,
-               noise_pp: float, limit_pp: float | None, report: Callable) -> dict[int, Drop]:
-    """Zero-shot first, fine-tune only where it can change the choice.
-
-    Every count is clustered without fine-tuning and measured against the given model (cheap: no
-    training). Going from many clusters to few, a count whose zero-shot drop is within the noise
-    of one validation accuracy keeps it (fine-tuning could not show it better); the others are
-    fine-tuned as in `fine_tuned_drops`, until one's fine-tuned drop exceeds `limit_pp`: fewer
-    clusters are then assumed no better (the isotonic assumption the choice makes anyway) and keep
-    their zero-shot drops, which overstate the fine-tuned ones, so the error is on the safe side.
-    """
-    zero = {c: zero_shot(c) for c in counts}
-    drops: dict[int, Drop] = {}
-    hopeless = False
-    for c in sorted(counts, reverse=True):
-        estimate = Drop(100.0 * (reference - zero[c]), zero[c], False)
-        if hopeless or estimate.drop_pp <= noise_pp:
-            drops[c] = estimate
-        else:
-            accuracy = run(c)
-            drops[c] = Drop(100.0 * (control - accuracy), accuracy, True)
-            hopeless = limit_pp is not None and drops[c].drop_pp > limit_pp
-        report(c, drops[c])
-    return {c: drops[c] for c in counts}
-
-
-class Steps:
-    """Counts measured candidates for the progress callback."""
-
-    def __init__(self, total: int, on_step: StepCallback | None):
-        self.total, self.count, self.on_step = total, 0, on_step
-
-    def done(self, what: str) -> None:
-        self.count += 1
-        if self.on_step:
-            self.on_step(self.count, self.total, what)
+def measure_shard(model, data, *, measurement: Measurement, seed: int, shard: Shard, jobs: int = 1,
+                  done: dict[str, CandidateResult] | None = None, on_result: ResultCallback | None = None,
+                  on_start: Callable[[list[Candidate]], None] | None = None) -> dict[str, CandidateResult]:
+    """Measure shard `shard` of the canonical candidates (what `done` lacks); returns its results.
+    No budget is known here, so the fast estimate makes every fine-tune its zero-shot measurement asks for."""
+    prepared = prepare(model, data, measurement=measurement, seed=seed)
+    mine = shard.select(prepared.candidates)
+    if on_start:
+        on_start(mine)
+    results = measure_candidates(prepared, todo=mine, done=done or {}, jobs=jobs, on_result=on_result)
+    return {c.key: results[c.key] for c in mine}
