@@ -535,3 +535,23 @@ def test_plan_with_the_fast_estimate_through_the_cli(pipeline, tmp_path):
         "-o", tmp_path / "again.yaml", "--data", pipeline["data"]])
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["estimate"] == "fast" and again["sensitivity"] == sidecar["sensitivity"]
+
+
+def test_measurement_learning_rate_is_checked_and_recorded():
+    from tinycomp.errors import InvalidValue
+    from tinycomp.plan import Measurement
+
+    assert Measurement(learning_rate=1e-4).to_json()["learning_rate"] == 1e-4
+    assert Measurement.from_json(Measurement(learning_rate=1e-4).to_json()).learning_rate == 1e-4
+    with pytest.raises(InvalidValue) as error:
+        Measurement(learning_rate=0.0)
+    assert error.value.field == "learning_rate"
+
+
+def test_learning_rate_has_no_effect_with_a_recorded_table(tmp_path):
+    result = run_cli(["plan", tmp_path / "m.h5", "--max-accuracy-drop", "1", "--learning-rate", "1e-4",
+                      "--sensitivity", tmp_path / "p.json", "-o", tmp_path / "p.yaml"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "Error: --learning-rate has no effect with --sensitivity: the table was measured already (--sensitivity) — "
+        "drop the option, or measure a new table without --sensitivity"]

@@ -23,6 +23,7 @@ from tinycomp.commands.common import (
 from tinycomp.errors import DataError, FieldError, InputFileError, ModelError, UsageError
 from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, PlanOutcome, PlanRecord, PlanRequest
 from tinycomp.plan.candidates import CONTROL, NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
+from tinycomp.plan.request import DEFAULT_LEARNING_RATE
 
 
 @click.command("plan", context_settings=CONTEXT)
@@ -55,6 +56,8 @@ from tinycomp.plan.candidates import CONTROL, NOT_A_PART, PART_HINT, Candidate, 
 @click.option("--validation-rows", type=click.IntRange(min=0), default=None,
               help="Validation rows each candidate is measured on (a seeded subset; 0: all). Default: 2048 with "
                    "--estimate fast, all with fine-tune. The chosen plan's check is measured on all of them.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LEARNING_RATE,
+              show_default=True, help="Adam's learning rate for every fine-tune (as `cluster --learning-rate`).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure candidates in N worker processes, each with its share of the cores' TensorFlow threads "
                    "(the same table as one process).")
@@ -91,7 +94,7 @@ from tinycomp.plan.candidates import CONTROL, NOT_A_PART, PART_HINT, Candidate, 
 def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str, max_drop: float | None,
             target_bytes: int | None, target_ratio: float | None, ram_budget: int | None, clusters: str,
             layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str, fine_tune_rows: int | None,
-            validation_rows: int | None, jobs: int, shard_text: str | None, merge: bool, resume: bool, batch_size: int,
+            validation_rows: int | None, learning_rate: float, jobs: int, shard_text: str | None, merge: bool, resume: bool, batch_size: int,
             validation_split: float, credit_fine_tuning: bool, check: bool, per_tensor_dense: bool, io_type: str,
             strip_: bool, sensitivity_path: str | None, trust: bool, seed: int, load_data: Callable) -> None:
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
@@ -148,7 +151,8 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
         measurement = Measurement(cluster_counts=parse_counts(clusters), layers=layers,
                                   per_channel_conv=per_channel_conv, epochs=epochs, estimate=estimate,
                                   batch_size=batch_size, validation_split=validation_split,
-                                  fine_tune_rows=fine_tune_rows, validation_rows=validation_rows)
+                                  fine_tune_rows=fine_tune_rows, validation_rows=validation_rows,
+                                  learning_rate=learning_rate)
         how = How(jobs=capped_jobs(jobs), shard=Shard.parse(shard_text) if shard_text else None,
                   parts=parts if merge else (), resume=resume, trust=trust)
         if how.shard:
@@ -165,14 +169,14 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "estimate", "batch_size", "validation_split",
-                       "seed", "fine_tune_rows", "validation_rows")
+                       "seed", "fine_tune_rows", "validation_rows", "learning_rate")
 
 # The request's fields (InvalidValue.field, NothingFits.field) and the options they come from.
 OPTION_OF_FIELD = {
     "max_drop_pp": "--max-accuracy-drop", "target_bytes": "--target-bytes", "target_ratio": "--target-ratio",
     "ram_bytes": "--ram-budget", "budget": "plan", "cluster_counts": "--clusters", "layers": "--layer",
     "epochs": "--epochs", "estimate": "--estimate", "batch_size": "--batch-size", "validation_split": "--validation-split",
-    "fine_tune_rows": "--fine-tune-rows", "validation_rows": "--validation-rows", "shard": "--shard", "merge": "--merge",
+    "fine_tune_rows": "--fine-tune-rows", "validation_rows": "--validation-rows", "learning_rate": "--learning-rate", "shard": "--shard", "merge": "--merge",
     "per_tensor_dense": "--per-tensor-dense", "strip": "--strip", "io": "--io",
 }
 
@@ -486,7 +490,8 @@ def plan_record(*, model_path: str, sha256: str, data, request: PlanRequest, out
         max_accuracy_drop=budget.max_drop_pp, target_bytes=budget.target_bytes, target_ratio=budget.target_ratio,
         ram_budget=budget.ram_bytes, float32_bytes=budget.float32_bytes, sensitivity=outcome.table,
         plan=outcome.plan, checked=[CheckedPlan.of(p) for p in outcome.tried], estimate=m.estimate,
-        fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0)
+        fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
+        learning_rate=m.learning_rate)
 
 
 def read_record(path: str) -> PlanRecord:

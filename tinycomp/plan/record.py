@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from tinycomp.errors import InputFileError
 from tinycomp.plan.choose import Plan, SensitivityTable
-from tinycomp.plan.request import ByteCosts, Measurement
+from tinycomp.plan.request import DEFAULT_LEARNING_RATE, ByteCosts, Measurement
 
 SCHEMA_VERSION = 1
 NOT_A_RECORD = "not a sensitivity table written by `tinycomp plan`"
@@ -59,6 +59,7 @@ class PlanRecord:
     estimate: str = "fine-tune"  # records from before the fast estimate measured every candidate fine-tuned
     fine_tune_rows: int = 0  # 0: every fit row
     validation_rows: int = 0  # 0: every validation row
+    learning_rate: float = DEFAULT_LEARNING_RATE
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -71,7 +72,7 @@ class PlanRecord:
         return Measurement(cluster_counts=tuple(self.clusters), per_channel_conv=self.per_channel_conv,
                            epochs=self.sensitivity.epochs, validation_split=self.validation_split,
                            batch_size=batch_size, estimate=self.estimate, fine_tune_rows=self.fine_tune_rows,
-                           validation_rows=self.validation_rows)
+                           validation_rows=self.validation_rows, learning_rate=self.learning_rate)
 
     def to_json(self) -> dict:
         return {"step": "plan", "schema_version": self.schema_version, "source": self.source,
@@ -83,7 +84,7 @@ class PlanRecord:
                 "target_ratio": self.target_ratio, "ram_budget": self.ram_budget,
                 "float32_bytes": self.float32_bytes, "estimate": self.estimate,
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
-                "sensitivity": self.sensitivity.to_json(),
+                "learning_rate": self.learning_rate, "sensitivity": self.sensitivity.to_json(),
                 "plan": self.plan.to_json(),
                 "checked": [{"clusters": c.clusters, "predicted_drop_pp": c.predicted_drop_pp,
                              "checked_drop_pp": c.checked_drop_pp} for c in self.checked]}
@@ -107,7 +108,7 @@ class PlanRecord:
             raise InputFileError(NOT_A_RECORD, source, RECORD_HINT) from None
 
 
-_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows")  # absent from older records: the defaults hold
+_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate")  # absent from older records: the defaults hold
 _SCALAR_KEYS = ("source", "source_sha256", "dataset", "seed", "clusters", "per_channel_conv", "epochs",
                 "validation_split", "credit_fine_tuning", "per_tensor_dense", "strip", "max_accuracy_drop",
                 "target_bytes", "target_ratio", "ram_budget", "float32_bytes")

@@ -23,6 +23,8 @@ FAST_FINE_TUNE_ROWS = 4096
 FAST_VALIDATION_ROWS = 2048
 
 
+DEFAULT_LEARNING_RATE = 1e-3  # as cluster.FINE_TUNE_LEARNING_RATE (imported there would pull in TensorFlow)
+
 @dataclass(frozen=True)
 class Measurement:
     """How each candidate's accuracy drop is measured (and how the chosen plan is checked)."""
@@ -38,8 +40,11 @@ class Measurement:
     # Rows per candidate: 0 = all; None = the estimate's default (fast: FAST_*_ROWS; fine-tune: all).
     fine_tune_rows: int | None = None
     validation_rows: int | None = None
+    learning_rate: float = DEFAULT_LEARNING_RATE  # Adam's, for every fine-tune (as `cluster --learning-rate`)
 
     def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise InvalidValue(f"learning rate must be above 0, got {self.learning_rate}", "learning_rate", "e.g. 1e-3")
         if self.estimate not in ESTIMATES:
             raise InvalidValue(f"estimate must be one of {', '.join(ESTIMATES)}, got {self.estimate!r}", "estimate")
         fast = self.estimate == "fast"
@@ -70,7 +75,8 @@ class Measurement:
         return {"cluster_counts": list(self.cluster_counts), "layers": list(self.layers),
                 "per_channel_conv": self.per_channel_conv, "epochs": self.epochs, "batch_size": self.batch_size,
                 "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate,
-                "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows}
+                "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
+                "learning_rate": self.learning_rate}
 
     @classmethod
     def from_json(cls, payload: dict) -> Measurement:

@@ -96,13 +96,13 @@ def split_validation(data, validation_split: float):
 
 
 def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, *, epochs: int,
-                        batch_size: int, seed: int, loss) -> float:
+                        batch_size: int, seed: int, loss, learning_rate: float) -> float:
     """Validation accuracy of `model` with `spec`'s layers clustered (None: unclustered), fine-tuned
     for `epochs` (0: measured zero-shot) with the task's `loss` (a models.LossChoice)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    from tinycomp.cluster import FINE_TUNE_LEARNING_RATE, wrap_layers
+    from tinycomp.cluster import wrap_layers
     from tinycomp.models import compile_for_training, set_seed
     from tinycomp.plan.measure import accuracy_of
     from tinycomp.train import fit
@@ -116,7 +116,7 @@ def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_v
     else:
         candidate = wrap_layers(model, spec)
     if epochs > 0:
-        compile_for_training(candidate, FINE_TUNE_LEARNING_RATE, task="classify", loss=loss)
+        compile_for_training(candidate, learning_rate, task="classify", loss=loss)
         fit(candidate, fit_data, epochs, batch_size, 0.0)
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)
@@ -147,7 +147,7 @@ def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measureme
     reference = accuracy_of(model, x_val, y_val)
     accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val, epochs=table.epochs,
                                    batch_size=measurement.batch_size, seed=table.seed,
-                                   loss=training_loss(model, data))
+                                   loss=training_loss(model, data), learning_rate=measurement.learning_rate)
     return 100.0 * (reference - accuracy)
 
 
