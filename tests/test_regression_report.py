@@ -78,3 +78,8 @@ def test_gate_on_the_regression_eval_json(regression_eval):
         f"Error: {int8} is a regression model (task regress): it has no accuracy to compare with the baseline's "
         "(--max-accuracy-drop) — gate regression models on their output SNR against the baseline "
         "(--min-agreement-snr DB)"]
+
+
+def test_bench_summary_on_the_regression_eval_json(regression_eval):
+    result = ok(["bench-summary", regression_eval / "eval.json"])
+    assert "SNR" in result.output and "%" not in result.output.split("non-weight bytes")[1]

@@ -27,52 +27,58 @@ def command(bench_json: str, json_path: str | None) -> None:
 
 def run(*, bench_json: str, json_path: str | None) -> None:
     """Read `eval --json`, break each .tflite's bytes down, print the tables and (with json_path) write them."""
-    import json as _json
-
     from tinycomp import render
     from tinycomp.breakdown import byte_breakdown
-    from tinycomp.errors import InputFileError
     from tinycomp.fileio import check_output_path, read_text, write_json_atomic
+    from tinycomp.records import EvalRecord
     from tinycomp.tflite_model import read_tflite
 
-    try:
-        bench = _json.loads(read_text(bench_json, "eval JSON"))
-        models, baseline = bench["models"], bench.get("baseline")
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputFileError(f"not a `tinycomp eval --json` file: {e}", str(bench_json),
-                             "write it with tinycomp eval ... --json FILE") from None
+    record = EvalRecord.from_json(read_text(bench_json, "eval JSON"), str(bench_json))
     if json_path:
         check_output_path(json_path, bench_json)
-    base = next((m for m in models if m["path"] == baseline), None)
+    base = next((m for m in record.models if m.path == record.baseline), None)
     rows = []
-    for m in models:
-        if not str(m["path"]).endswith(".tflite"):
+    for m in record.models:
+        if not str(m.path).endswith(".tflite"):
             continue
-        f = read_tflite(m["path"])
-        b = byte_breakdown(f.model, len(f.data))
-        rows.append((m, b))
+        f = read_tflite(m.path)
+        rows.append((m, byte_breakdown(f.model, len(f.data))))
     render.out.print(bench_table(rows, base))
     for m, b in rows:
         if any(w.compressed for w in b.weights):
-            render.out.print(breakdown_table(m["path"], b))
+            render.out.print(breakdown_table(m.path, b))
     if json_path:
-        write_json_atomic(json_path, {"source": str(bench_json), "baseline": baseline,
-                                      "models": [{**m, "breakdown": b.to_json()} for m, b in rows]})
+        write_json_atomic(json_path, {"source": str(bench_json), "baseline": record.baseline,
+                                      "models": [{**m.to_json(), "breakdown": b.to_json()} for m, b in rows]})
 
 
-def bench_table(rows: list, base: dict | None):
+def _metric(m) -> str:
+    """The task's metric: top-1 accuracy for classifiers, output SNR against the targets for regression."""
+    if m.accuracy is not None:
+        return f"{100 * m.accuracy:.2f}%"
+    return f"SNR {m.snr_db:.1f} dB" if m.snr_db is not None else "–"
+
+
+def _delta(m, base) -> str:
+    """Accuracy in pp against the baseline for classifiers; output SNR against the baseline's for regression."""
+    if base is None:
+        return "–"
+    if m.accuracy is not None and base.accuracy is not None:
+        return f"{100 * (m.accuracy - base.accuracy):+.2f}"
+    return f"{m.agreement_snr_db:.1f} dB" if m.agreement_snr_db is not None else "–"
+
+
+def bench_table(rows: list, base):
     from rich.table import Table
 
-    t = Table(title="Bytes, accuracy and the ideal bound" + (f" (vs {base['path']})" if base else ""))
-    for column in ("model", "bytes", "× smaller", "TFLM accuracy", "Δ pp", "arena bytes", "ideal bound",
+    t = Table(title="Bytes, the task's metric and the ideal bound" + (f" (vs {base.path})" if base else ""))
+    for column in ("model", "bytes", "× smaller", "metric", "Δ pp / SNR vs base", "arena bytes", "ideal bound",
                    "bytes / ideal", "… + biases", "non-weight bytes"):
         t.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for m, b in rows:
-        ratio = base["flash_bytes"] / m["flash_bytes"] if base else None
-        delta = 100 * (m["accuracy"] - base["accuracy"]) if base else None
-        t.add_row(m["path"], f"{m['flash_bytes']:,}", f"{ratio:.2f}" if ratio else "–", f"{100 * m['accuracy']:.2f}%",
-                  f"{delta:+.2f}" if delta is not None else "–",
-                  f"{m['arena_bytes']:,}" if m.get("arena_bytes") is not None else "–",
+        ratio = base.flash_bytes / m.flash_bytes if base else None
+        t.add_row(m.path, f"{m.flash_bytes:,}", f"{ratio:.2f}" if ratio else "–", _metric(m), _delta(m, base),
+                  f"{m.arena_bytes:,}" if m.arena_bytes is not None else "–",
                   f"{b.ideal_bytes:,}", f"{b.file_bytes / b.ideal_bytes:.3f}",
                   f"{b.file_bytes / b.ideal_with_constants:.3f}", f"{b.non_weight_bytes:,}")
     return t
