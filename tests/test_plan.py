@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 
 from conftest import ok, run_cli
@@ -355,7 +356,15 @@ def test_bench_summary_reports_the_ideal_bound(pipeline, tmp_path):
     b = byte_breakdown(f.model, len(f.data))
     compressed = [w for w in b.weights if w.compressed]
     assert compressed and all(w.stored_bytes >= w.ideal_bytes for w in b.weights)
-    assert b.weight_bytes + b.other_constants + b.quantization + b.names + b.structure == len(f.data)
+    # every constant buffer a tensor reads is counted once, as weights or as other constants (computed
+    # here independently of byte_breakdown); names and quantization parameters likewise
+    tensors = [t for s in f.model.subgraphs for t in s.tensors]
+    read = {id(t.buffer): len(bytes(t.buffer.data)) for t in tensors if t.buffer is not None and t.buffer.data}
+    assert b.weight_bytes + b.other_constants == sum(read.values())
+    assert b.names == sum(len(t.name or "") for t in tensors) > 0
+    quantized = [t.quantization for t in tensors if t.quantization is not None and t.quantization.scales is not None]
+    assert b.quantization == sum(4 * np.size(q.scales) + 8 * np.size(q.zero_points) for q in quantized) > 0
+    assert 0 < b.structure < len(f.data) - sum(read.values())
     bench = tmp_path / "bench.json"
     ok(["eval", pipeline["model_tflite"], pipeline["compressed_tflite"], "--baseline", pipeline["model_tflite"],
         "--limit", "10", "--jobs", "1", "--json", bench, "--data", pipeline["data"]])
