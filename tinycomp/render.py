@@ -89,8 +89,9 @@ def eval_table(results, dataset_name: str) -> Table:
         columns += ["Δ accuracy (pp)", "top-1 agreement"] if "classify" in tasks else []
         columns += ["SNR vs baseline dB"]
     columns += ["budget"] if has_budget else []
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "runs in", "budget") else "right")
+    for column in columns:  # a long model path wraps rather than being cut to "build/model.tf…"
+        table.add_column(column, justify="left" if column in ("model", "runs in", "budget") else "right",
+                         overflow="fold" if column == "model" else "ellipsis")
     for r in results:
         cells = _eval_cells(r)
         row = [cells.get(column, "–") for column in columns]
@@ -110,11 +111,20 @@ def _eval_cells(r) -> dict[str, str]:
         "ms/inference": _num(r.ms_per_inference, "{:.3f}"),
         "× smaller": _num(r.ratio_vs_baseline, "{:.2f}"), "Δ accuracy (pp)": _num(r.accuracy_delta_pp, "{:+.2f}"),
         "top-1 agreement": _num(getattr(r, "agreement_top1", None), "{:.2%}"),
-        "SNR vs baseline dB": _num(getattr(r, "agreement_snr_db", None), "{:.1f}"),
+        "SNR vs baseline dB": _snr(getattr(r, "agreement_snr_db", None)),
     }
     if r.fits is not None:
         cells["budget"] = "[green]FITS[/green]" if r.fits else f"[red]TOO BIG[/red] ({'; '.join(r.budget_notes)})"
     return cells
+
+
+def _snr(value) -> str:
+    """An output SNR in dB; 'identical' at the cap metrics uses for identical outputs."""
+    from tinycomp.metrics import SNR_CAP_DB
+
+    if value is not None and value >= SNR_CAP_DB:
+        return "identical"
+    return _num(value, "{:.1f}")
 
 
 def _num(value, fmt: str) -> str:
