@@ -19,7 +19,7 @@ from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_
 @data_options
 def command(output: str, epochs: int, batch_size: int, validation_split: float, seed: int,
             load_data: Callable) -> None:
-    """Train the tutorial CNN and save it as .h5.
+    """Train the tutorial CNN and save it (.h5, or .keras when OUTPUT ends in .keras).
 
     Writes metrics and the dataset actually used next to the model (OUTPUT with .json).
 
