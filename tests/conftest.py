@@ -56,6 +56,24 @@ def tiny_npz(tmp_path_factory) -> Path:
     return path
 
 
+def save_subclassed_model(path: Path, inputs: int) -> Path:
+    """A subclassed tf_keras model (a Dense layer in `call`), built and saved as a SavedModel at `path`."""
+    import tf_keras
+
+    class Net(tf_keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = tf_keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Net()
+    model(np.zeros((1, inputs), np.float32))
+    model.save(path, save_format="tf")
+    return path
+
+
 def run_cli(args: list[str]):
     """Invoke the CLI in-process; returns click's Result."""
     from click.testing import CliRunner

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from tinycomp.errors import InputFileError, ModelError, UnsafeModelError
@@ -71,21 +70,10 @@ def test_multi_input_and_multi_output_models_are_refused(tmp_path):
 
 
 def test_subclassed_model_is_refused(tmp_path):
-    import tf_keras
-
+    from conftest import save_subclassed_model
     from tinycomp.models import load_keras_model
 
-    class Net(tf_keras.Model):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.dense = tf_keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.dense(x)
-
-    model = Net()
-    model(np.zeros((1, 3), np.float32))
-    model.save(tmp_path / "sub", save_format="tf")
+    save_subclassed_model(tmp_path / "sub", inputs=3)
     with pytest.raises(ModelError, match="subclassed model.*supported: Functional and Sequential"):
         load_keras_model(tmp_path / "sub")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ok, run_cli
+from conftest import ok, run_cli, save_subclassed_model
 
 pytestmark = pytest.mark.slow
 
@@ -123,17 +123,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(models, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
 
-    class Net(tf_keras.Model):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.dense = tf_keras.layers.Dense(2)
-
-        def call(self, x):
-            return self.dense(x)
-
-    sub = Net()
-    sub(np.zeros((1, 4), np.float32))
-    sub.save(tmp_path / "subclassed", save_format="tf")
+    save_subclassed_model(tmp_path / "subclassed", inputs=4)
 
     class Doubler(tf_keras.layers.Layer):
         def call(self, x):
