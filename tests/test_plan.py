@@ -302,8 +302,9 @@ def test_plan_needs_exactly_one_budget(pipeline, tmp_path):
     result = run_cli(["plan", pipeline["model_h5"], "-o", tmp_path / "p.yaml", "--data", pipeline["data"]])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
-        "Error: give exactly one of --max-accuracy-drop, --target-bytes or --target-ratio (plan) — "
-        "e.g. --max-accuracy-drop 0.5, --target-bytes 38KiB or --target-ratio 12")
+        "Error: give exactly one of --max-accuracy-drop, --max-snr-drop, --target-bytes or --target-ratio (plan) — "
+        "e.g. --max-accuracy-drop 0.5 (a classifier), --max-snr-drop 1 (a regression model), --target-bytes 38KiB "
+        "or --target-ratio 12")
 
 
 def test_plan_target_ratio_budgets_against_the_float32_file_convert_writes(planned, pipeline, tmp_path):

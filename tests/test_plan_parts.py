@@ -144,7 +144,7 @@ def test_merge_and_sensitivity_exclude_each_other(tmp_path):
 
 
 @pytest.mark.slow
-def test_plan_fine_tunes_with_the_task_loss_and_refuses_regression(tmp_path):
+def test_plan_fine_tunes_with_the_task_loss_and_names_the_snr_budget_for_regression(tmp_path):
     import numpy as np
     import tf_keras
 
@@ -160,9 +160,10 @@ def test_plan_fine_tunes_with_the_task_loss_and_refuses_regression(tmp_path):
     save_keras_model(logits, tmp_path / "regress.h5")
     result = run_cli(["plan", tmp_path / "regress.h5", "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml",
                       "--data", tmp_path / "regress.npz"])
-    assert result.exit_code == 1
+    assert training_loss(logits, Dataset("d", x, x[:, :3], x, x[:, :3])).describe()["loss"] == "mean_squared_error"
+    assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith(
-        "Error: plan measures drops in top-1 accuracy, and this is a regress task (targets of shape (3,)) (regress.npz)")
+        "Error: --max-accuracy-drop is a top-1 accuracy budget, but regress.npz makes this a regress task")
 
 
 def test_make_plan_sharded_measures_every_shard_then_merges(tmp_path):

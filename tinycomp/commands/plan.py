@@ -24,6 +24,7 @@ from tinycomp.errors import DataError, FieldError, InputFileError, ModelError, U
 from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, PlanOutcome, PlanRecord, PlanRequest
 from tinycomp.plan.candidates import CONTROL, NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
 from tinycomp.plan.request import DEFAULT_LEARNING_RATE
+from tinycomp.plan.units import METRIC, score_text, unit_of
 
 
 @click.command("plan", context_settings=CONTEXT)
@@ -31,11 +32,16 @@ from tinycomp.plan.request import DEFAULT_LEARNING_RATE
 @click.argument("parts", nargs=-1, type=click.Path(), metavar="[PART.json ...]")
 @output_option
 @click.option("--max-accuracy-drop", "max_drop", type=click.FloatRange(min=0), metavar="PP",
-              help="Fewest bytes with the predicted accuracy drop vs MODEL at most PP percentage points.")
+              help="Fewest bytes with the predicted top-1 accuracy drop vs MODEL at most PP percentage points "
+                   "(classifiers).")
+@click.option("--max-snr-drop", type=click.FloatRange(min=0), metavar="DB",
+              help="Instead, for a regression or reconstruction model: fewest bytes with the predicted drop of the "
+                   "output SNR (vs the targets) at most DB decibels.")
 @click.option("--target-bytes", type=SIZE,
-              help="Instead: the smallest predicted accuracy drop in at most SIZE bytes (e.g. 39141, 38KiB).")
+              help="Instead: the smallest predicted drop (accuracy, or SNR for regression) in at most SIZE bytes "
+                   "(e.g. 39141, 38KiB).")
 @click.option("--target-ratio", type=click.FloatRange(min=1), metavar="R",
-              help="Instead: the smallest predicted accuracy drop at least R times smaller than MODEL as a "
+              help="Instead: the smallest predicted drop at least R times smaller than MODEL as a "
                    "float32 .tflite (the file `convert` writes), e.g. 12.")
 @click.option("--ram-budget", type=SIZE,
               help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): layers whose decoded "
@@ -92,7 +98,7 @@ from tinycomp.plan.request import DEFAULT_LEARNING_RATE
 @data_options
 @click.pass_context
 def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str, max_drop: float | None,
-            target_bytes: int | None, target_ratio: float | None, ram_budget: int | None, clusters: str,
+            max_snr_drop: float | None, target_bytes: int | None, target_ratio: float | None, ram_budget: int | None, clusters: str,
             layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str, fine_tune_rows: int | None,
             validation_rows: int | None, learning_rate: float, jobs: int, shard_text: str | None, merge: bool, resume: bool, batch_size: int,
             validation_split: float, credit_fine_tuning: bool, check: bool, per_tensor_dense: bool, io_type: str,
@@ -100,7 +106,8 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
-    accuracy drop on held-out training rows; measures each layer's compressed bytes exactly with
+    accuracy drop on held-out training rows (for a regression or reconstruction model, e.g. an
+    autoencoder: the drop of the output SNR vs the targets in dB, budgeted with --max-snr-drop); measures each layer's compressed bytes exactly with
     tflite-micro; then picks the counts with the fewest bytes within the accuracy budget (or the
     smallest drop within --target-bytes or --target-ratio). Writes the spec for `cluster`
     (OUTPUT) and the sensitivity table with the predictions (OUTPUT with .json).
@@ -138,9 +145,10 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     """
     check_modes(parts=parts, merge=merge, shard_text=shard_text, sensitivity_path=sensitivity_path, resume=resume)
     if not shard_text:
-        exactly_one_of({"--max-accuracy-drop": max_drop, "--target-bytes": target_bytes, "--target-ratio": target_ratio},
-                       what="give", where="plan",
-                       hint="e.g. --max-accuracy-drop 0.5, --target-bytes 38KiB or --target-ratio 12")
+        exactly_one_of({"--max-accuracy-drop": max_drop, "--max-snr-drop": max_snr_drop, "--target-bytes": target_bytes,
+                        "--target-ratio": target_ratio}, what="give", where="plan",
+                       hint="e.g. --max-accuracy-drop 0.5 (a classifier), --max-snr-drop 1 (a regression model), "
+                            "--target-bytes 38KiB or --target-ratio 12")
     given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
              and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     for flag, used in (("--sensitivity", sensitivity_path), ("--merge", merge)):
@@ -160,8 +168,9 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                       load_data=load_data)
             return
         request = PlanRequest(
-            budget=Budget(max_drop_pp=max_drop, target_bytes=target_bytes, target_ratio=target_ratio,
-                          ram_bytes=ram_budget, credit_fine_tuning=credit_fine_tuning),
+            budget=Budget(max_drop_pp=max_drop if max_snr_drop is None else max_snr_drop, target_bytes=target_bytes,
+                          target_ratio=target_ratio, ram_bytes=ram_budget, credit_fine_tuning=credit_fine_tuning,
+                          task="classify" if max_snr_drop is None else "regress"),
             measurement=measurement,
             costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io_type, strip=strip_), check=check, seed=seed)
         run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path, how=how,
@@ -173,7 +182,7 @@ MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "esti
 
 # The request's fields (InvalidValue.field, NothingFits.field) and the options they come from.
 OPTION_OF_FIELD = {
-    "max_drop_pp": "--max-accuracy-drop", "target_bytes": "--target-bytes", "target_ratio": "--target-ratio",
+    "max_drop_pp": "--max-accuracy-drop", "max_snr_drop": "--max-snr-drop", "target_bytes": "--target-bytes", "target_ratio": "--target-ratio",
     "ram_bytes": "--ram-budget", "budget": "plan", "cluster_counts": "--clusters", "layers": "--layer",
     "epochs": "--epochs", "estimate": "--estimate", "batch_size": "--batch-size", "validation_split": "--validation-split",
     "fine_tune_rows": "--fine-tune-rows", "validation_rows": "--validation-rows", "learning_rate": "--learning-rate", "shard": "--shard", "merge": "--merge",
@@ -248,30 +257,34 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     record = read_record(sensitivity_path) if sensitivity_path else None
     parts = [(path, read_part(path)) for path in how.parts]
     model, data = load_model_and_data(model_path, load_data, trust=how.trust)
+    task = task_of(model, data)
+    request = replace(request, budget=budget_of_task(request.budget, task, data))
     sha256 = file_sha256(model_path)
     if record and sensitivity_path:
-        check_same_source(record, sensitivity_path=sensitivity_path, model_path=model_path, sha256=sha256, data=data)
+        check_same_source(record, sensitivity_path=sensitivity_path, model_path=model_path, sha256=sha256, data=data,
+                          task=task)
         request = replace(request, measurement=record.measurement(batch_size=request.measurement.batch_size),
                           seed=record.seed)
         render.info(f"Sensitivity of {model_path} from {sensitivity_path} (measured in {record.sensitivity.seconds:.0f} "
                     "s); choosing under the new budget")
         outcome = make_plan(model, data, request, recorded=record.sensitivity, recorded_costs=record.costs,
-                            progress=RenderedProgress(model_path))
+                            progress=RenderedProgress(model_path, task=task))
     elif parts:
-        request = request_of_parts(parts, request=request, model_path=model_path, sha256=sha256, data=data)
+        request = request_of_parts(parts, request=request, model_path=model_path, sha256=sha256, data=data, task=task)
         render.info(f"Sensitivity of {model_path} from {len(parts)} partial tables; choosing")
-        outcome = make_plan(model, data, request, parts=parts, progress=RenderedProgress(model_path))
+        outcome = make_plan(model, data, request, parts=parts, progress=RenderedProgress(model_path, task=task))
     else:
-        announce_measurement(model_path, request.measurement, data.name, how.jobs)
+        announce_measurement(model_path, request.measurement, data.name, how.jobs, task=task)
         partial = PartialWriter(sidecar_path(output, ".partial.json"),
-                                origin(sha256, data, request.measurement, request.seed, Shard()))
+                                origin(sha256, data, request.measurement, request.seed, Shard(), task))
         done = partial.resumed(model_path) if how.resume else {}
         with render.progress("sensitivity", 0) as advance:
             outcome = make_plan(model, data, request, jobs=how.jobs, done=done,
-                                progress=RenderedProgress(model_path, advance, partial))
+                                progress=RenderedProgress(model_path, advance, partial, task))
+    unit = unit_of(task)
     if outcome.over_budget:
-        render.warn(f"the plan's measured drop {outcome.plan.checked_drop_pp:+.2f} pp is over the budget of "
-                    f"{outcome.budget.max_drop_pp:g} pp (validation noise ±{outcome.noise_pp:.2f} pp)")
+        render.warn(f"the plan's measured drop {outcome.plan.checked_drop_pp:+.2f} {unit} is over the budget of "
+                    f"{outcome.budget.max_drop_pp:g} {unit} (validation noise ±{outcome.noise_pp:.2f} {unit})")
     chosen, epochs = outcome.plan, request.measurement.epochs
     text = dump_clustering_spec(plan_spec(outcome.table, chosen), spec_header(model_path, output, request, outcome))
     parse_clustering_spec(text, str(output))  # what `cluster` will read
@@ -294,14 +307,15 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
     check_output_path(output, model_path)
     started = time.perf_counter()
     model, data = load_model_and_data(model_path, load_data, trust=how.trust)
+    task = task_of(model, data)
     shard = how.shard
     assert shard is not None
-    announce_measurement(model_path, measurement, data.name, how.jobs, shard)
+    announce_measurement(model_path, measurement, data.name, how.jobs, shard, task=task)
     partial = PartialWriter(sidecar_path(output, ".partial.json"),
-                            origin(file_sha256(model_path), data, measurement, seed, shard))
+                            origin(file_sha256(model_path), data, measurement, seed, shard, task))
     done = partial.resumed(model_path) if how.resume else {}
     with render.progress(f"shard {shard.describe()}", 0) as advance:
-        progress = RenderedProgress(model_path, advance, partial)
+        progress = RenderedProgress(model_path, advance, partial, task)
         with options_named():
             measure_shard(model, data, measurement=measurement, seed=seed, shard=shard, jobs=how.jobs,
                           done=done, on_start=progress.started, on_result=progress.measured)
@@ -312,10 +326,29 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
                      "with a budget")
 
 
-def origin(sha256: str, data, measurement: Measurement, seed: int, shard: Shard) -> PartialTable:
+def origin(sha256: str, data, measurement: Measurement, seed: int, shard: Shard, task: str = "classify") -> PartialTable:
     """An empty partial table: what its results will be measured on."""
     return PartialTable(source_sha256=sha256, dataset=as_json(data.describe()), measurement=as_json(measurement.to_json()),
-                        seed=seed, shard=shard, candidates=[])
+                        seed=seed, shard=shard, candidates=[], task=task)
+
+
+def task_of(model, data) -> str:
+    from tinycomp.plan.sensitivity import task_of as sensitivity_task_of
+
+    return sensitivity_task_of(model, data)
+
+
+def budget_of_task(budget: Budget, task: str, data) -> Budget:
+    """The budget in the task's unit; UsageError naming the right option when the drop budget is the other task's."""
+    if budget.max_drop_pp is not None and budget.task != task:
+        if task == "regress":
+            raise UsageError(f"--max-accuracy-drop is a top-1 accuracy budget, but {data.name} makes this a regress "
+                             "task (no class labels): plan measures its drops in output SNR (dB)", "--max-accuracy-drop",
+                             "give --max-snr-drop DB instead, e.g. --max-snr-drop 1")
+        raise UsageError(f"--max-snr-drop is an output SNR budget, but {data.name} makes this a classify task "
+                         "(integer labels): plan measures its drops in top-1 accuracy (pp)", "--max-snr-drop",
+                         "give --max-accuracy-drop PP instead, e.g. --max-accuracy-drop 0.5")
+    return replace(budget, task=task)
 
 
 def as_json(value):
@@ -377,7 +410,7 @@ def read_part(path: str) -> PartialTable:
 
 
 def request_of_parts(parts: list[tuple[str, PartialTable]], *, request: PlanRequest, model_path: str, sha256: str,
-                     data) -> PlanRequest:
+                     data, task: str = "classify") -> PlanRequest:
     """The request with the parts' measurement options and seed; the parts must be of this model and data."""
     source, first = parts[0]
     if first.source_sha256 != sha256:
@@ -386,6 +419,9 @@ def request_of_parts(parts: list[tuple[str, PartialTable]], *, request: PlanRequ
     if not same_data(first.dataset, data.describe()):
         raise DataError(f"the partial table was measured on other data ({first.dataset.get('name')})", source,
                         "give the same --dataset/--data as the shards")
+    if first.task != task:
+        raise InputFileError(f"the partial table was measured for a {first.task} task, and this model and data make "
+                             f"a {task} task", source, "merge the parts of this model and data")
     try:
         measurement = Measurement.from_json(first.measurement)
     except (KeyError, TypeError, ValueError, FieldError):
@@ -400,12 +436,14 @@ def same_data(recorded: dict, now: dict) -> bool:
 
 
 def announce_measurement(model_path: str, m: Measurement, data_name: str, jobs: int,
-                         shard: Shard | None = None) -> None:
+                         shard: Shard | None = None, *, task: str = "classify") -> None:
     how = ("zero-shot, then fine-tuning only the candidates that can be chosen, "
            if m.estimate == "fast" else "")
     rows = (f" ({m.fine_tune_rows or 'all'} fit rows, {m.validation_rows or 'all'} validation rows per candidate)")
     where = f" in {jobs} processes" if jobs > 1 else ""
     part = f", shard {shard.describe()}" if shard else ""
+    if task == "regress":
+        part += " (regress task: drops in output SNR vs the targets, dB)"
     render.info(f"Sensitivity of {model_path}{part}: one layer at a time, cluster counts "
                 f"{', '.join(map(str, m.cluster_counts))}, {how}{m.epochs} fine-tuning epochs each, validated on the "
                 f"last {m.validation_split:g} of {data_name}'s training rows{rows}{where}; "
@@ -423,8 +461,9 @@ class RenderedProgress:
     """PlanProgress on stderr: a bar with ETA over the candidates, one line per measured candidate and per
     check; every result also goes to the partial table, when there is one."""
 
-    def __init__(self, model_path: str, advance: Callable | None = None, partial: PartialWriter | None = None):
-        self.model_path, self.advance, self.partial = model_path, advance, partial
+    def __init__(self, model_path: str, advance: Callable | None = None, partial: PartialWriter | None = None,
+                 task: str = "classify"):
+        self.model_path, self.advance, self.partial, self.task = model_path, advance, partial, task
         self.total, self.count = 0, 0
 
     def started(self, candidates: list[Candidate]) -> None:
@@ -439,7 +478,7 @@ class RenderedProgress:
         if self.partial:
             self.partial.add(result)
         self.count += 1
-        what = describe_result(result)
+        what = describe_result(result, self.task)
         render.err.print(f"  [{self.count}/{self.total}] {what}")
         if self.advance:
             self.advance(1, status=what)
@@ -450,15 +489,16 @@ class RenderedProgress:
 
     def checked(self, plan: Plan, drop_pp: float, epochs: int) -> None:
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
-        render.info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop_pp:+.2f} pp, "
-                    f"predicted {plan.predicted_drop_pp:+.2f} pp")
+        unit = unit_of(self.task)
+        render.info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop_pp:+.2f} {unit}, "
+                    f"predicted {plan.predicted_drop_pp:+.2f} {unit}")
 
 
-def describe_result(result: CandidateResult) -> str:
-    """e.g. 'dense → 4 clusters: zero-shot 97.10%, fine-tuned 98.20% (3 s)'."""
+def describe_result(result: CandidateResult, task: str = "classify") -> str:
+    """e.g. 'dense → 4 clusters: zero-shot 97.10%, fine-tuned 98.20% (3 s)' (regress: 'zero-shot SNR 20.30 dB')."""
     what = ("control (fine-tuned, unclustered)" if result.key == CONTROL
             else "{} → {} clusters".format(*result.key.rsplit("/", 1)))
-    measured = [f"{label} {100 * value:.2f}%" for label, value in (("zero-shot", result.zero_shot),
+    measured = [f"{label} {score_text(task, value)}" for label, value in (("zero-shot", result.zero_shot),
                                                                     ("fine-tuned", result.fine_tuned))
                 if value is not None]
     return f"{what}: {', '.join(measured)} ({result.seconds:.0f} s)"
@@ -470,12 +510,13 @@ def spec_header(model_path: str, output: str, request: PlanRequest, outcome: Pla
     chain = (f"cluster → quantize{' --per-tensor-dense' if costs.per_tensor_dense else ''}"
              f"{f' --io {costs.io}' if costs.io != 'uint8' else ''} → find-tensors → "
              f"compress{' --strip' if costs.strip else ''}")
-    checked = (f" (measured with all layers clustered: {chosen.checked_drop_pp:+.2f} pp)"
+    unit, what = outcome.table.unit, outcome.budget.drop_text()
+    checked = (f" (measured with all layers clustered: {chosen.checked_drop_pp:+.2f} {unit})"
                if chosen.checked_drop_pp is not None else "")
     return (f"Clustering plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
             f"seed {request.seed})\n"
             f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
-            f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp on the validation split{checked}\n"
+            f"{what} {chosen.predicted_drop_pp:+.2f} {unit} on the validation split{checked}\n"
             f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(request.measurement.epochs, 1)}")
 
 
@@ -487,11 +528,12 @@ def plan_record(*, model_path: str, sha256: str, data, request: PlanRequest, out
         clusters=list(m.cluster_counts), per_channel_conv=m.per_channel_conv, epochs=m.epochs,
         validation_split=m.validation_split, credit_fine_tuning=budget.credit_fine_tuning,
         per_tensor_dense=costs.per_tensor_dense, io=costs.io, strip=costs.strip,
-        max_accuracy_drop=budget.max_drop_pp, target_bytes=budget.target_bytes, target_ratio=budget.target_ratio,
+        max_accuracy_drop=budget.max_drop_pp if budget.task == "classify" else None,
+        max_snr_drop=budget.max_drop_pp if budget.task == "regress" else None, target_bytes=budget.target_bytes, target_ratio=budget.target_ratio,
         ram_budget=budget.ram_bytes, float32_bytes=budget.float32_bytes, sensitivity=outcome.table,
         plan=outcome.plan, checked=[CheckedPlan.of(p) for p in outcome.tried], estimate=m.estimate,
         fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
-        learning_rate=m.learning_rate)
+        learning_rate=m.learning_rate, task=outcome.table.task)
 
 
 def read_record(path: str) -> PlanRecord:
@@ -501,13 +543,18 @@ def read_record(path: str) -> PlanRecord:
     return PlanRecord.from_json(read_json_if_present(check_input_file(path, "sensitivity table")), str(path))
 
 
-def check_same_source(record: PlanRecord, *, sensitivity_path: str, model_path: str, sha256: str, data) -> None:
+def check_same_source(record: PlanRecord, *, sensitivity_path: str, model_path: str, sha256: str, data,
+                      task: str = "classify") -> None:
     if record.source_sha256 != sha256:
         raise ModelError(f"the sensitivity table was measured on another model than {model_path}",
                          str(sensitivity_path), "measure again: run plan without --sensitivity")
     if not same_data(record.dataset, data.describe()):
         raise DataError(f"the sensitivity table was measured on other data ({record.dataset.get('name')})",
                         str(sensitivity_path), "give the same --dataset/--data as when it was measured")
+    if record.task != task:
+        raise InputFileError(f"the sensitivity table was measured for a {record.task} task (drops in "
+                             f"{unit_of(record.task)}), and this model and data make a {task} task",
+                             str(sensitivity_path), "measure again: run plan without --sensitivity")
 
 
 def file_sha256(path: str) -> str:
@@ -520,19 +567,20 @@ def file_sha256(path: str) -> str:
 
 def print_plan(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> None:
     table, chosen = outcome.table, outcome.plan
+    task, unit = table.task, table.unit
     render.out.print(sensitivity_table(outcome))
     render.out.print(
-        f"Validation: {table.validation_samples:,} held-out training rows (one run's accuracy is ±{outcome.noise_pp:.1f} "
-        f"pp). Given model {100 * table.reference_accuracy:.2f}%, fine-tuned unclustered "
-        f"{100 * table.control_accuracy:.2f}% ({table.fine_tune_gain_pp:+.2f} pp"
+        f"Validation: {table.validation_samples:,} held-out training rows (one run's {METRIC[task]} is "
+        f"±{outcome.noise_pp:.1f} {unit}). Given model {score_text(task, table.reference_accuracy)}, fine-tuned "
+        f"unclustered {score_text(task, table.control_accuracy)} ({table.fine_tune_gain_pp:+.2f} {unit}"
         f"{', credited' if credit_fine_tuning and table.fine_tune_gain_pp > 0 else ''}).")
     render.out.print(
         f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
         f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
         f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other bytes; "
-        f"accuracy drop {chosen.predicted_drop_pp:+.2f} pp (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
+        f"{'SNR' if task == 'regress' else 'accuracy'} drop {chosen.predicted_drop_pp:+.2f} {unit} (Σ layers {chosen.sum_drop_pp:.2f} − fine-tuning "
         f"{chosen.credit_pp:.2f})"
-        + (f", measured with all its layers clustered at once {chosen.checked_drop_pp:+.2f} pp"
+        + (f", measured with all its layers clustered at once {chosen.checked_drop_pp:+.2f} {unit}"
            if chosen.checked_drop_pp is not None else "") + ".")
     kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
             if chosen.uncompressed_for_ram else "")
@@ -543,17 +591,18 @@ def print_plan(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> None:
 def sensitivity_table(outcome: PlanOutcome):
     from rich.table import Table
 
-    chosen = outcome.plan
+    chosen, task, unit = outcome.plan, outcome.table.task, outcome.table.unit
     t = Table(title="Per-layer sensitivity (one layer clustered at a time; Δ vs the fine-tuned unclustered model)")
-    for column in ("layer", "clusters", "bits", "val accuracy", "measured Δ pp", "counted Δ pp", "bytes",
-                   "ideal bytes", "plan"):
+    for column in ("layer", "clusters", "bits", "val SNR" if task == "regress" else "val accuracy",
+                   f"measured Δ {unit}", f"counted Δ {unit}", "bytes", "ideal bytes", "plan"):
         t.add_column(column, justify="left" if column in ("layer", "plan") else "right")
     for layer in outcome.table.layers:
         for o in sorted(layer.options, key=lambda o: o.clusters or 10 ** 9):
             mark = "◀" if chosen.choices.get(layer.name) is o else ""
             t.add_row(f"{layer.name} ({layer.kind}{', per channel' if layer.per_channel else ''})"
                       if o is layer.options[0] else "", str(o.clusters) if o.clusters else "none", str(o.bits),
-                      f"{100 * o.accuracy:.2f}%" if o.accuracy is not None else "–",
+                      (f"{o.accuracy:.2f} dB" if task == "regress" else f"{100 * o.accuracy:.2f}%")
+                      if o.accuracy is not None else "–",
                       f"{o.measured_pp:+.2f}" if o.measured_pp is not None else "–",
                       f"{o.drop_pp:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
     return t

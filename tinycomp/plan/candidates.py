@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from tinycomp.errors import InputFileError, InvalidValue
+from tinycomp.metrics import SNR_CAP_DB
+from tinycomp.plan.units import score_text
 
 CONTROL = "control"
 PARTIAL_SCHEMA_VERSION = 1
@@ -50,11 +52,13 @@ class CandidateResult:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, payload: dict) -> CandidateResult:
+    def from_json(cls, payload: dict, task: str = "classify") -> CandidateResult:
+        """The result; ValueError for a score outside the task's range (accuracy 0–1, SNR ±SNR_CAP_DB dB)."""
+        low, high = (-SNR_CAP_DB, SNR_CAP_DB) if task == "regress" else (0.0, 1.0)
         result = cls(**payload)
         for value in (result.zero_shot, result.fine_tuned):
-            if value is not None and not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"accuracy {value!r}")
+            if value is not None and not low <= float(value) <= high:
+                raise ValueError(f"score {value!r}")
         return result
 
 
@@ -94,33 +98,35 @@ def binomial_noise_pp(accuracy: float, samples: int) -> float:
     return 100.0 * (accuracy * (1 - accuracy) / max(samples, 1)) ** 0.5
 
 
-def needs_fine_tune(zero_shot: float, *, reference: float, noise_pp: float) -> bool:
-    """The fast estimate fine-tunes a candidate only when its zero-shot drop is beyond the noise."""
-    return 100.0 * (reference - zero_shot) > noise_pp
+def needs_fine_tune(zero_shot: float, *, reference: float, noise_pp: float, scale: float = 100.0) -> bool:
+    """The fast estimate fine-tunes a candidate only when its zero-shot drop is beyond the noise
+    (`scale`: drop units per unit of score, see `units`)."""
+    return scale * (reference - zero_shot) > noise_pp
 
 
 @dataclass(frozen=True)
 class Drop:
-    """One candidate's drop (pp) and accuracy; fine_tuned False for a zero-shot estimate."""
+    """One candidate's drop (in the task's drop unit) and score; fine_tuned False for a zero-shot estimate."""
 
     drop_pp: float
     accuracy: float
     fine_tuned: bool
 
-    def describe(self) -> str:
-        return f"{100 * self.accuracy:.2f}%" + ("" if self.fine_tuned else " (zero-shot)")
+    def describe(self, task: str = "classify") -> str:
+        return score_text(task, self.accuracy) + ("" if self.fine_tuned else " (zero-shot)")
 
 
-def fine_tune_limit_pp(max_drop_pp: float | None, *, reference: float, control: float, noise_pp: float) -> float | None:
+def fine_tune_limit_pp(max_drop_pp: float | None, *, reference: float, control: float, noise_pp: float,
+                      scale: float = 100.0) -> float | None:
     """The drop above which a fine-tuned candidate cannot be part of any plan within the budget (the
     budget plus the most fine-tuning can credit plus one noise; other layers' drops are ≥ 0)."""
     if max_drop_pp is None:
         return None
-    return max_drop_pp + max(0.0, 100.0 * (control - reference)) + noise_pp
+    return max_drop_pp + max(0.0, scale * (control - reference)) + noise_pp
 
 
 def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, estimate: str, reference: float,
-                   control: float, limit_pp: float | None) -> dict[int, Drop]:
+                   control: float, limit_pp: float | None, scale: float = 100.0) -> dict[int, Drop]:
     """One layer's drops from its candidates' results.
 
     fine-tune: every count's fine-tuned drop vs the control. fast: going from many clusters to few, a
@@ -133,17 +139,17 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
     for c in sorted(counts, reverse=True):
         tuned, zero = results[c].fine_tuned, results[c].zero_shot
         if tuned is not None and (estimate == "fine-tune" or not hopeless):
-            drops[c] = Drop(100.0 * (control - tuned), tuned, True)
+            drops[c] = Drop(scale * (control - tuned), tuned, True)
             hopeless = limit_pp is not None and drops[c].drop_pp > limit_pp
         elif zero is not None and estimate == "fast":
-            drops[c] = Drop(100.0 * (reference - zero), zero, False)
+            drops[c] = Drop(scale * (reference - zero), zero, False)
         else:
             raise ValueError(f"{results[c].key} lacks the measurement the {estimate} estimate needs")
     return {c: drops[c] for c in counts}
 
 
 def still_needed(candidate: Candidate, result: CandidateResult | None, *, estimate: str, reference: float,
-                 noise_pp: float, hopeless: bool = False) -> tuple[bool, bool]:
+                 noise_pp: float, hopeless: bool = False, scale: float = 100.0) -> tuple[bool, bool]:
     """(measure zero-shot, fine-tune) still to do for `candidate`, given what `result` already holds.
 
     `hopeless` (known only when measuring a layer's counts in order) skips a fine-tune whose result
@@ -154,7 +160,7 @@ def still_needed(candidate: Candidate, result: CandidateResult | None, *, estima
         return False, not have_tuned
     if zero is None:
         return True, not hopeless  # decided after the zero-shot measurement
-    wanted = not hopeless and needs_fine_tune(zero, reference=reference, noise_pp=noise_pp)
+    wanted = not hopeless and needs_fine_tune(zero, reference=reference, noise_pp=noise_pp, scale=scale)
     return False, wanted and not have_tuned
 
 
@@ -170,6 +176,7 @@ class PartialTable:
     candidates: list[str]  # keys of the candidates this part is to measure, in the canonical order
     results: list[CandidateResult] = field(default_factory=list)
     schema_version: int = PARTIAL_SCHEMA_VERSION
+    task: str = "classify"  # what the scores are (see `units`); parts from before it are classify
 
     @property
     def complete(self) -> bool:
@@ -179,6 +186,7 @@ class PartialTable:
         """What differs between the two parts' model, data, options and seed (None: nothing)."""
         for name, mine, theirs in (("model", self.source_sha256, other.source_sha256),
                                    ("data", self.dataset, other.dataset),
+                                   ("task", self.task, other.task),
                                    ("measurement options", self.measurement, other.measurement),
                                    ("seed", self.seed, other.seed)):
             if mine != theirs:
@@ -189,7 +197,7 @@ class PartialTable:
         return {"step": PARTIAL_STEP, "schema_version": self.schema_version, "source_sha256": self.source_sha256,
                 "dataset": self.dataset, "measurement": self.measurement, "seed": self.seed,
                 "shard": self.shard.describe(), "candidates": list(self.candidates),
-                "results": [r.to_json() for r in self.results]}
+                "results": [r.to_json() for r in self.results], "task": self.task}
 
     @classmethod
     def from_json(cls, payload: object, source: str) -> PartialTable:
@@ -200,10 +208,13 @@ class PartialTable:
             raise InputFileError(f"partial table schema version {payload.get('schema_version')!r}; this tinycomp "
                                  f"reads version {PARTIAL_SCHEMA_VERSION}", source, "measure it again")
         try:
+            task = str(payload.get("task", "classify"))
+            if task not in ("classify", "regress"):
+                raise ValueError(f"task {task!r}")
             part = cls(source_sha256=str(payload["source_sha256"]), dataset=dict(payload["dataset"]),
                        measurement=dict(payload["measurement"]), seed=int(payload["seed"]),
                        shard=Shard.parse(payload["shard"]), candidates=[str(k) for k in payload["candidates"]],
-                       results=[CandidateResult.from_json(r) for r in payload["results"]])
+                       results=[CandidateResult.from_json(r, task) for r in payload["results"]], task=task)
         except (AttributeError, KeyError, TypeError, ValueError, InvalidValue):
             raise InputFileError(NOT_A_PART, source, PART_HINT) from None
         stray = [r.key for r in part.results if r.key not in part.candidates]

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from tinycomp.errors import InvalidValue, NothingFits
+from tinycomp.plan.units import noise_of, scale_of, unit_of
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
@@ -41,6 +42,7 @@ class Budget:
     ram_bytes: int | None = None
     credit_fine_tuning: bool = True
     float32_bytes: int | None = None  # with target_ratio: the model as float32 .tflite (see `resolved`)
+    task: str = "classify"  # max_drop_pp is in the task's drop unit: pp of accuracy, or dB of SNR (see `units`)
 
     def __post_init__(self) -> None:
         given = [name for name in ("max_drop_pp", "target_bytes", "target_ratio") if getattr(self, name) is not None]
@@ -54,10 +56,19 @@ class Budget:
                 raise InvalidValue(f"{name} must be at least {low:g}, got {value:g}", name)
 
     @property
+    def drop_field(self) -> str:
+        """The field errors about the drop budget name: max_drop_pp, or max_snr_drop for regress."""
+        return "max_snr_drop" if self.task == "regress" else "max_drop_pp"
+
+    def drop_text(self) -> str:
+        """'accuracy drop' or 'SNR drop'."""
+        return "SNR drop" if self.task == "regress" else "accuracy drop"
+
+    @property
     def field(self) -> str:
-        """The field of the objective: max_drop_pp, target_ratio or target_bytes."""
+        """The field of the objective: max_drop_pp (max_snr_drop for regress), target_ratio or target_bytes."""
         if self.max_drop_pp is not None:
-            return "max_drop_pp"
+            return self.drop_field
         return "target_ratio" if self.target_ratio is not None else "target_bytes"
 
     def resolved(self, float32_bytes: int) -> Budget:
@@ -74,7 +85,7 @@ class Budget:
         return text
 
     def describe(self) -> str:
-        text = (f"accuracy drop ≤ {self.max_drop_pp:g} pp" if self.max_drop_pp is not None
+        text = (f"{self.drop_text()} ≤ {self.max_drop_pp:g} {unit_of(self.task)}" if self.max_drop_pp is not None
                 else f"≤ {self.target_bytes:,} bytes")
         if self.target_ratio is not None:
             text += f", {self.target_ratio:g}× smaller than float32's {self.float32_bytes:,}"
@@ -133,6 +144,12 @@ class SensitivityTable:
     epochs: int = 0
     seed: int = 0
     seconds: float = 0.0
+    # classify: accuracies in [0, 1], drops in pp; regress: output SNRs in dB, drops in dB (see `units`)
+    task: str = "classify"
+
+    @property
+    def unit(self) -> str:
+        return unit_of(self.task)
 
     @property
     def fixed_bytes(self) -> int:
@@ -141,7 +158,7 @@ class SensitivityTable:
 
     @property
     def fine_tune_gain_pp(self) -> float:
-        return 100.0 * (self.control_accuracy - self.reference_accuracy)
+        return scale_of(self.task) * (self.control_accuracy - self.reference_accuracy)
 
     def to_json(self) -> dict:
         payload = asdict(self)
@@ -155,6 +172,8 @@ class SensitivityTable:
     def from_json(cls, payload: dict) -> SensitivityTable:
         """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
         fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
+        if fields.get("task", "classify") not in ("classify", "regress"):
+            raise ValueError(f"task {fields['task']!r}")
         layers = [LayerSensitivity(**{**layer, "options": [Option(**o) for o in layer["options"]]})
                   for layer in payload["layers"]]
         if not layers:
@@ -263,9 +282,10 @@ def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
         fits = [p for p in front if p[1] - credit <= max_drop_pp + 1e-9]
         if not fits:
             cheapest = min(front, key=lambda p: p[1]) if front else None
-            least = f"{cheapest[1] - credit:+.2f} pp" if cheapest else "n/a"
-            raise NothingFits(f"no layer can be clustered within an accuracy drop of {max_drop_pp:g} pp "
-                              f"(the least harmful single choice predicts {least})", "max_drop_pp",
+            unit = unit_of(budget.task)
+            least = f"{cheapest[1] - credit:+.2f} {unit}" if cheapest else "n/a"
+            raise NothingFits(f"no layer can be clustered within an {budget.drop_text()} of {max_drop_pp:g} {unit} "
+                              f"(the least harmful single choice predicts {least})", budget.drop_field,
                               "allow a larger drop, add larger cluster counts, or fine-tune longer")
         best = min(fits, key=lambda p: (p[0], p[1]))
         objective, value = "min-bytes", max_drop_pp
@@ -383,9 +403,8 @@ def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> Cl
 
 
 def validation_noise_pp(table: SensitivityTable) -> float:
-    """The standard error of one validation accuracy, in percentage points."""
-    p = table.control_accuracy
-    return 100.0 * (p * (1 - p) / max(table.validation_samples, 1)) ** 0.5
+    """The standard error of one validation score, in the table's drop unit (pp of accuracy, dB of SNR)."""
+    return noise_of(table.task, table.control_accuracy, table.validation_samples)
 
 
 def check_counts(counts) -> tuple[int, ...]:

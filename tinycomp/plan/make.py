@@ -10,9 +10,10 @@ from dataclasses import replace
 from typing import Protocol
 
 from tinycomp.errors import InvalidValue
-from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, binomial_noise_pp
+from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable
 from tinycomp.plan.choose import Budget, Plan, SensitivityTable, checked_plan, choose_plan, choose_plan_within_ram
 from tinycomp.plan.request import ByteCosts, PlanOutcome, PlanRequest
+from tinycomp.plan.units import BUDGET_OPTION, noise_of, unit_of
 
 
 class PlanProgress(Protocol):
@@ -56,9 +57,10 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
     every shard's partial table (nothing is measured; they must cover every candidate once).
     """
     from tinycomp.plan.costs import arena_measurer, plan_bytes_exact
-    from tinycomp.plan.sensitivity import int8_for_costs, sensitivity, validation_rows
+    from tinycomp.plan.sensitivity import int8_for_costs, sensitivity, task_of, validation_rows
 
     progress = progress or Silent()
+    _of_task(request.budget, recorded.task if recorded is not None else task_of(model, data))  # before measuring
     if recorded is not None:
         _check_same_costs(recorded_costs, request.costs)
         table = recorded
@@ -69,7 +71,7 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
                                          seed=request.seed, max_drop_pp=request.budget.max_drop_pp, jobs=jobs,
                                          done=done, parts=parts, on_start=progress.started,
                                          on_result=progress.measured)
-    budget = request.budget
+    budget = _of_task(request.budget, table.task)
     if budget.target_ratio is not None:
         budget = budget.resolved(_float32_bytes(model))
         progress.budget_resolved(budget)
@@ -81,7 +83,7 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
             return choose_plan(table, within)
         return choose_plan_within_ram(table, within, arenas_of)
 
-    noise = binomial_noise_pp(table.control_accuracy, validation_rows(data, request.measurement.validation_split))
+    noise = noise_of(table.task, table.control_accuracy, validation_rows(data, request.measurement.validation_split))
     if request.check:
         chosen, tried = checked_plan(choose, lambda plan: _checked_drop(model, data, table, plan, request, progress),
                                      budget.max_drop_pp, noise)
@@ -100,6 +102,14 @@ def _checked_drop(model, data, table: SensitivityTable, plan: Plan, request: Pla
     drop = joint_drop_pp(model, data, table, plan, measurement=request.measurement)
     progress.checked(plan, drop, table.epochs)
     return drop
+
+
+def _of_task(budget: Budget, task: str) -> Budget:
+    """The budget for the table's task; InvalidValue when its drop budget is in another task's unit."""
+    if budget.max_drop_pp is not None and budget.task != task:
+        raise InvalidValue(f"this is a {task} model: drops are measured in {unit_of(task)}, not {unit_of(budget.task)}",
+                           budget.drop_field, f"give the drop budget as {BUDGET_OPTION[task]}")
+    return replace(budget, task=task)
 
 
 def _check_same_costs(recorded: ByteCosts | None, wanted: ByteCosts) -> None:

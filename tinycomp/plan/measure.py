@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycomp.plan.candidates import Candidate, CandidateResult, binomial_noise_pp, still_needed
+from tinycomp.plan.candidates import Candidate, CandidateResult, still_needed
 from tinycomp.plan.request import Measurement
+from tinycomp.plan.units import noise_of, scale_of
 from tinycomp.specs import ClusteringSpec, LayerClustering
 
 EVAL_BATCH = 1024
@@ -41,8 +42,22 @@ def accuracy_of(model, x, y) -> float:
     """Top-1 accuracy, called eagerly batch by batch (no tf.function to trace for each new model)."""
     from tinycomp.metrics import top1_accuracy
 
-    outputs = [np.asarray(model(np.asarray(x[i:i + EVAL_BATCH]), training=False)) for i in range(0, len(x), EVAL_BATCH)]
-    return top1_accuracy(np.concatenate(outputs), np.asarray(y))
+    return top1_accuracy(outputs_of(model, x), np.asarray(y))
+
+
+def outputs_of(model, x) -> np.ndarray:
+    """The model's outputs, called eagerly batch by batch."""
+    return np.concatenate([np.asarray(model(np.asarray(x[i:i + EVAL_BATCH]), training=False))
+                           for i in range(0, len(x), EVAL_BATCH)])
+
+
+def score_of(model, x, y, task: str = "classify") -> float:
+    """The task's score (see `units`): top-1 accuracy (classify), or output SNR vs y in dB (regress)."""
+    if task != "regress":
+        return accuracy_of(model, x, y)
+    from tinycomp.metrics import snr_db
+
+    return snr_db(np.asarray(y), outputs_of(model, x))
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,12 @@ class Rows:
 class Measurer:
     """Measures one candidate at a time: zero-shot and/or fine-tuned validation accuracy."""
 
-    def __init__(self, model, rows: Rows, *, loss, measurement: Measurement, seed: int, reference: float):
+    def __init__(self, model, rows: Rows, *, loss, measurement: Measurement, seed: int, reference: float,
+                 task: str = "classify"):
         self.model, self.rows, self.loss = model, rows, loss
-        self.measurement, self.seed, self.reference = measurement, seed, reference
-        self.noise_pp = binomial_noise_pp(reference, len(rows.y_val))
+        self.measurement, self.seed, self.reference, self.task = measurement, seed, reference, task
+        self.noise_pp = noise_of(task, reference, len(rows.y_val))
+        self.scale = scale_of(task)
 
     def spec_of(self, candidate: Candidate) -> ClusteringSpec | None:
         if candidate.layer is None or candidate.clusters is None:
@@ -80,7 +97,7 @@ class Measurer:
         fit_data = Dataset("candidate rows", r.x_fit, r.y_fit, r.x_val, r.y_val)
         return fine_tuned_accuracy(self.model, self.spec_of(candidate), fit_data, r.x_val, r.y_val,
                                    epochs=epochs, batch_size=self.measurement.batch_size, seed=self.seed,
-                                   loss=self.loss, learning_rate=self.measurement.learning_rate)
+                                   loss=self.loss, learning_rate=self.measurement.learning_rate, task=self.task)
 
     def measure(self, candidate: Candidate, previous: CandidateResult | None = None, *,
                 hopeless: bool = False) -> CandidateResult:
@@ -89,7 +106,7 @@ class Measurer:
         result = previous or CandidateResult(candidate.key)
         def needed(result: CandidateResult) -> tuple[bool, bool]:
             return still_needed(candidate, result, estimate=self.measurement.estimate, reference=self.reference,
-                                noise_pp=self.noise_pp, hopeless=hopeless)
+                                noise_pp=self.noise_pp, hopeless=hopeless, scale=self.scale)
 
         if needed(result)[0]:
             result = replace(result, zero_shot=self.accuracy(candidate, epochs=0))
@@ -123,6 +140,7 @@ class WorkerSetup:
     seed: int
     reference: float
     threads: int
+    task: str = "classify"
 
 
 _MEASURER: Measurer | None = None
@@ -143,7 +161,7 @@ def _start_worker(setup: WorkerSetup) -> None:
     model = load_keras_model(setup.model_path, trust=True)  # the parent wrote it from the model it loaded
     rows = Rows(*(np.load(Path(setup.rows_dir) / f"{name}.npy") for name in ("x_fit", "y_fit", "x_val", "y_val")))
     _MEASURER = Measurer(model, rows, loss=setup.loss, measurement=setup.measurement, seed=setup.seed,
-                         reference=setup.reference)
+                         reference=setup.reference, task=setup.task)
 
 
 def _measure_in_worker(work: Work) -> CandidateResult:
@@ -168,7 +186,7 @@ def measure_in_processes(measurer: Measurer, work: list[Work], *, jobs: int, on_
         for name in ("x_fit", "y_fit", "x_val", "y_val"):
             np.save(Path(tmp) / f"{name}.npy", np.asarray(getattr(measurer.rows, name)))
         setup = WorkerSetup(model_path, tmp, measurer.loss, measurer.measurement, measurer.seed, measurer.reference,
-                            threads_per_worker(jobs))
+                            threads_per_worker(jobs), measurer.task)
         context = multiprocessing.get_context("spawn")
         with context.Pool(jobs, initializer=_start_worker, initargs=(setup,)) as pool:
             for result in _unordered(pool, work):

@@ -1,7 +1,10 @@
 """`PlanRecord`: the plan sidecar (OUTPUT .json) as a typed record with one writer and one reader.
 
 Other tools read these files, so the keys and values are those `plan` always wrote, plus
-`schema_version`. Files written before `schema_version` existed read as version 1; a newer or
+`schema_version`, `task` ("classify": drops in pp of top-1 accuracy; "regress": drops in dB of
+output SNR, see `units`) and `max_snr_drop` (the regress budget, as `max_accuracy_drop` is the
+classify one). In a regress record every `*_pp` value (drops, credit, check) is in dB and
+every `accuracy`/`*_accuracy` value is an output SNR in dB; the key names stay those of classifiers. Files written before `schema_version` existed read as version 1; a newer or
 unknown version, or a file that is not a plan record, is an `InputFileError`.
 """
 
@@ -61,6 +64,8 @@ class PlanRecord:
     validation_rows: int = 0  # 0: every validation row
     learning_rate: float = DEFAULT_LEARNING_RATE
     schema_version: int = SCHEMA_VERSION
+    task: str = "classify"  # records from before regress plans are classify
+    max_snr_drop: float | None = None
 
     @property
     def costs(self) -> ByteCosts:
@@ -87,7 +92,8 @@ class PlanRecord:
                 "learning_rate": self.learning_rate, "sensitivity": self.sensitivity.to_json(),
                 "plan": self.plan.to_json(),
                 "checked": [{"clusters": c.clusters, "predicted_drop_pp": c.predicted_drop_pp,
-                             "checked_drop_pp": c.checked_drop_pp} for c in self.checked]}
+                             "checked_drop_pp": c.checked_drop_pp} for c in self.checked],
+                "task": self.task, "max_snr_drop": self.max_snr_drop}
 
     @classmethod
     def from_json(cls, payload: object, source: str) -> PlanRecord:
@@ -99,16 +105,20 @@ class PlanRecord:
             raise InputFileError(f"plan record schema version {version!r}; this tinycomp reads version "
                                  f"{SCHEMA_VERSION}", source, "use the tinycomp that wrote it, or measure a new table")
         try:
-            return cls(**{**{k: payload[k] for k in _SCALAR_KEYS}, "io": payload.get("io", "uint8"),
+            record = cls(**{**{k: payload[k] for k in _SCALAR_KEYS}, "io": payload.get("io", "uint8"),
                           **{k: payload[k] for k in _LATER_KEYS if k in payload},
                           "sensitivity": SensitivityTable.from_json(payload["sensitivity"]),
                           "plan": Plan.from_json(payload["plan"]),
                           "checked": [CheckedPlan(**c) for c in payload.get("checked", [])]})
         except (AttributeError, KeyError, TypeError, ValueError):
             raise InputFileError(NOT_A_RECORD, source, RECORD_HINT) from None
+        if record.task != record.sensitivity.task:
+            raise InputFileError(f"the record's task {record.task!r} is not its table's {record.sensitivity.task!r}",
+                                 source, RECORD_HINT)
+        return record
 
 
-_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate")  # absent from older records: the defaults hold
+_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate", "task", "max_snr_drop")  # absent from older records: the defaults hold
 _SCALAR_KEYS = ("source", "source_sha256", "dataset", "seed", "clusters", "per_channel_conv", "epochs",
                 "validation_split", "credit_fine_tuning", "per_tensor_dense", "strip", "max_accuracy_drop",
                 "target_bytes", "target_ratio", "ram_budget", "float32_bytes")

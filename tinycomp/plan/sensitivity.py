@@ -2,7 +2,9 @@
 
 Each candidate clusters one layer of the model (TFMOT, as `cluster` does; Conv2D per channel by
 default) at one cluster count, fine-tunes briefly, strips the wrappers and measures the accuracy on a
-validation split held out from the *training* data (the test set stays for the final measurement).
+validation split held out from the *training* data (the test set stays for the final measurement):
+top-1 accuracy for a classifier, output SNR against the targets in dB for a regression or
+reconstruction model (the task, from the data as `cluster` chooses it; see `units`).
 The reference is the given model on that split; a "control" run fine-tunes the unclustered model
 the same way, so each layer's drop is the cost of clustering alone and the effect of fine-tuning is
 one separate number. The same seed is set before every run, so the table is reproducible, and
@@ -42,12 +44,13 @@ from tinycomp.plan.measure import (
     Measurer,
     ResultCallback,
     Rows,
-    accuracy_of,
     measure_in_order,
     measure_in_processes,
+    score_of,
     seeded_rows,
 )
 from tinycomp.plan.request import ByteCosts, Measurement
+from tinycomp.plan.units import scale_of
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 
@@ -96,59 +99,60 @@ def split_validation(data, validation_split: float):
 
 
 def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, *, epochs: int,
-                        batch_size: int, seed: int, loss, learning_rate: float) -> float:
-    """Validation accuracy of `model` with `spec`'s layers clustered (None: unclustered), fine-tuned
-    for `epochs` (0: measured zero-shot) with the task's `loss` (a models.LossChoice)."""
+                        batch_size: int, seed: int, loss, learning_rate: float, task: str = "classify") -> float:
+    """Validation score of `model` (the task's: accuracy, or SNR in dB) with `spec`'s layers clustered
+    (None: unclustered), fine-tuned for `epochs` (0: measured zero-shot) with the task's `loss` (a
+    models.LossChoice)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     from tinycomp.cluster import wrap_layers
     from tinycomp.models import compile_for_training, set_seed
-    from tinycomp.plan.measure import accuracy_of
     from tinycomp.train import fit
 
     set_seed(seed)
     if spec is None:
         if epochs == 0:
-            return accuracy_of(model, x_val, y_val)
+            return score_of(model, x_val, y_val, task)
         candidate = tf_keras.models.clone_model(model)
         candidate.set_weights(model.get_weights())
     else:
         candidate = wrap_layers(model, spec)
     if epochs > 0:
-        compile_for_training(candidate, learning_rate, task="classify", loss=loss)
+        compile_for_training(candidate, learning_rate, task=task, loss=loss)
         fit(candidate, fit_data, epochs, batch_size, 0.0)
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)
-    return accuracy_of(candidate, x_val, y_val)
+    return score_of(candidate, x_val, y_val, task)
+
+
+def task_of(model, data) -> str:
+    """'classify' or 'regress', as `cluster` chooses it from the data and the model's output (metrics.choose_task)."""
+    from tinycomp.metrics import choose_task
+
+    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:])).name
 
 
 def training_loss(model, data):
-    """The loss `cluster` fine-tunes `model` with (its saved compile config, else from its output);
-    a DataError for a task other than classification, whose drop plan cannot measure yet."""
-    from tinycomp.metrics import choose_task
+    """The loss `cluster` fine-tunes `model` with: its saved compile config, else from the task
+    (classify: from its output; regress: mean squared error)."""
     from tinycomp.models import choose_loss, saved_config
 
-    output_shape = tuple(model.output_shape[1:])
-    task = choose_task(data.y_test[:1] if data.labels else None, output_shape)
-    if task.name != "classify":
-        raise DataError(f"plan measures drops in top-1 accuracy, and this is a {task.name} task (targets of shape "
-                        f"{tuple(data.y_test.shape[1:])})", data.name,
-                        "plan a classifier; for a regression model choose cluster counts with `cluster` and compare "
-                        "MSE and SNR with `eval`")
     saved = saved_config(model)
-    return choose_loss(model, task=task.name, saved_loss=saved.saved_loss if saved else None)
+    return choose_loss(model, task=task_of(model, data), saved_loss=saved.saved_loss if saved else None)
 
 
 def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
-    """The plan's accuracy drop vs the given model with all its layers clustered at once and
-    fine-tuned for the table's epochs on every fit row, measured on the whole validation split."""
+    """The plan's drop (in the table's unit: pp of accuracy, dB of SNR) vs the given model with all its
+    layers clustered at once and fine-tuned for the table's epochs on every fit row, measured on the
+    whole validation split."""
     fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
-    reference = accuracy_of(model, x_val, y_val)
+    reference = score_of(model, x_val, y_val, table.task)
     accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val, epochs=table.epochs,
                                    batch_size=measurement.batch_size, seed=table.seed,
-                                   loss=training_loss(model, data), learning_rate=measurement.learning_rate)
-    return 100.0 * (reference - accuracy)
+                                   loss=training_loss(model, data), learning_rate=measurement.learning_rate,
+                                   task=table.task)
+    return scale_of(table.task) * (reference - accuracy)
 
 
 def validation_rows(data, validation_split: float) -> int:
@@ -182,7 +186,9 @@ def prepare(model, data, *, measurement: Measurement, seed: int) -> Prepared:
     """Check the data, find the layers and counts, and build the measurer (its rows, loss and reference)."""
     from tinycomp.data import check_fits_model
 
-    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output")
+    task = task_of(model, data)
+    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
+                     task=task, output_shape=tuple(model.output_shape[1:]))
     loss = training_loss(model, data)
     counts, per_channel_conv = measurement.cluster_counts, measurement.per_channel_conv
     names = eligible_layers(model, layers=measurement.layers, counts=counts, per_channel_conv=per_channel_conv)
@@ -192,8 +198,8 @@ def prepare(model, data, *, measurement: Measurement, seed: int) -> Prepared:
     val = seeded_rows(len(x_val), measurement.rows("validation_rows"), seed=seed, stream=2)
     rows = Rows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),
                 np.asarray(y_val[val]))
-    reference = accuracy_of(model, rows.x_val, rows.y_val)
-    measurer = Measurer(model, rows, loss=loss, measurement=measurement, seed=seed, reference=reference)
+    reference = score_of(model, rows.x_val, rows.y_val, task)
+    measurer = Measurer(model, rows, loss=loss, measurement=measurement, seed=seed, reference=reference, task=task)
     return Prepared(names, usable, candidates_of(usable), measurer)
 
 
@@ -208,7 +214,8 @@ def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[
     results = dict(done)
     m = prepared.measurer
     work = [(c, results.get(c.key)) for c in todo if any(still_needed(
-        c, results.get(c.key), estimate=m.measurement.estimate, reference=m.reference, noise_pp=m.noise_pp))]
+        c, results.get(c.key), estimate=m.measurement.estimate, reference=m.reference, noise_pp=m.noise_pp,
+        scale=m.scale))]
 
     def record(result: CandidateResult) -> None:
         results[result.key] = result
@@ -219,7 +226,7 @@ def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[
         measure_in_processes(m, work, jobs=min(jobs, len(work)), on_result=record)
     else:
         hopeless = HopelessLayers(results, estimate=m.measurement.estimate, reference=m.reference,
-                                  max_drop_pp=max_drop_pp, noise_pp=m.noise_pp)
+                                  max_drop_pp=max_drop_pp, noise_pp=m.noise_pp, scale=m.scale)
         measure_in_order(m, work, hopeless=hopeless, on_result=record)
     return results
 
@@ -228,9 +235,9 @@ class HopelessLayers:
     """Whether a candidate's layer already has a larger count whose fine-tuned drop is too harmful to choose."""
 
     def __init__(self, results: dict[str, CandidateResult], *, estimate: str, reference: float,
-                 max_drop_pp: float | None, noise_pp: float):
+                 max_drop_pp: float | None, noise_pp: float, scale: float = 100.0):
         self.results, self.estimate, self.reference = results, estimate, reference
-        self.max_drop_pp, self.noise_pp = max_drop_pp, noise_pp
+        self.max_drop_pp, self.noise_pp, self.scale = max_drop_pp, noise_pp, scale
 
     def __call__(self, candidate: Candidate) -> bool:
         control = self.results.get(CONTROL)
@@ -238,14 +245,14 @@ class HopelessLayers:
                 or control.fine_tuned is None):
             return False
         limit = fine_tune_limit_pp(self.max_drop_pp, reference=self.reference, control=control.fine_tuned,
-                                   noise_pp=self.noise_pp)
+                                   noise_pp=self.noise_pp, scale=self.scale)
         prefix = f"{candidate.layer}/"
         larger = {int(k[len(prefix):]): r for k, r in self.results.items()
                   if k.startswith(prefix) and int(k[len(prefix):]) > candidate.clusters}
         if limit is None or not larger:
             return False
         drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
-                               control=control.fine_tuned, limit_pp=limit)
+                               control=control.fine_tuned, limit_pp=limit, scale=self.scale)
         return any(d.fine_tuned and d.drop_pp > limit for d in drops.values())
 
 
@@ -258,14 +265,14 @@ def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult
     control = results[CONTROL].fine_tuned
     if control is None:
         raise ValueError("the control was not measured")
-    limit = fine_tune_limit_pp(max_drop_pp, reference=reference, control=control, noise_pp=m.noise_pp)
+    limit = fine_tune_limit_pp(max_drop_pp, reference=reference, control=control, noise_pp=m.noise_pp, scale=m.scale)
     byte_costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs})
                                                           for n, cs in prepared.usable.items()}, costs.strip)
     layers = []
     for name in prepared.names:
         info, counts = infos[name], prepared.usable[name]
         drops = assemble_drops(counts, {c: results[f"{name}/{c}"] for c in counts}, estimate=measurement.estimate,
-                               reference=reference, control=control, limit_pp=limit)
+                               reference=reference, control=control, limit_pp=limit, scale=m.scale)
         options = [Option(None, 8 * info.bytes // max(info.weights, 1), info.bytes, info.bytes)]
         for c in counts:
             b = bits_for(c)
@@ -276,7 +283,7 @@ def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult
         layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
                                        measurement.per_channel_conv and is_conv2d(model, name), options))
     return SensitivityTable(layers, final_size(int8, costs.strip), overhead, reference, control,
-                            len(m.rows.y_val), measurement.epochs, m.seed, seconds)
+                            len(m.rows.y_val), measurement.epochs, m.seed, seconds, task=m.task)
 
 
 def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed: int,
