@@ -107,3 +107,13 @@ def test_an_snr_budget_on_a_classifier_names_the_accuracy_option(pipeline, tmp_p
         "plan measures its drops in top-1 accuracy (pp) (--max-snr-drop) — give --max-accuracy-drop PP instead, "
         "e.g. --max-accuracy-drop 0.5")
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_task_override_is_a_measurement_option():
+    from tinycomp.errors import InvalidValue
+    from tinycomp.plan import Measurement
+
+    assert Measurement(task="regress").to_json()["task"] == "regress"
+    assert Measurement.from_json(Measurement(task="classify").to_json()).task == "classify"
+    with pytest.raises(InvalidValue):
+        Measurement(task="detect")

@@ -18,6 +18,7 @@ from tinycomp.commands.common import (
     load_model_and_data,
     output_option,
     seed_option,
+    task_option,
     trust_option,
 )
 from tinycomp.errors import DataError, FieldError, InputFileError, ModelError, UsageError
@@ -93,6 +94,7 @@ from tinycomp.plan.units import METRIC, score_text, unit_of
 @click.option("--sensitivity", "sensitivity_path", type=click.Path(), metavar="PLAN_JSON",
               help="Reuse the sensitivity table an earlier plan wrote (its OUTPUT .json) instead of measuring "
                    "again: a new budget in seconds. Same model, data, --per-tensor-dense and --strip.")
+@task_option
 @trust_option
 @seed_option
 @data_options
@@ -102,7 +104,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str, fine_tune_rows: int | None,
             validation_rows: int | None, learning_rate: float, jobs: int, shard_text: str | None, merge: bool, resume: bool, batch_size: int,
             validation_split: float, credit_fine_tuning: bool, check: bool, per_tensor_dense: bool, io_type: str,
-            strip_: bool, sensitivity_path: str | None, trust: bool, seed: int, load_data: Callable) -> None:
+            strip_: bool, sensitivity_path: str | None, task: str | None, trust: bool, seed: int, load_data: Callable) -> None:
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -160,7 +162,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                                   per_channel_conv=per_channel_conv, epochs=epochs, estimate=estimate,
                                   batch_size=batch_size, validation_split=validation_split,
                                   fine_tune_rows=fine_tune_rows, validation_rows=validation_rows,
-                                  learning_rate=learning_rate)
+                                  learning_rate=learning_rate, task=task)
         how = How(jobs=capped_jobs(jobs), shard=Shard.parse(shard_text) if shard_text else None,
                   parts=parts if merge else (), resume=resume, trust=trust)
         if how.shard:
@@ -178,7 +180,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
 
 
 MEASUREMENT_OPTIONS = ("clusters", "layers", "per_channel_conv", "epochs", "estimate", "batch_size", "validation_split",
-                       "seed", "fine_tune_rows", "validation_rows", "learning_rate")
+                       "seed", "fine_tune_rows", "validation_rows", "learning_rate", "task")
 
 # The request's fields (InvalidValue.field, NothingFits.field) and the options they come from.
 OPTION_OF_FIELD = {
@@ -256,8 +258,8 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     started = time.perf_counter()
     record = read_record(sensitivity_path) if sensitivity_path else None
     parts = [(path, read_part(path)) for path in how.parts]
-    model, data = load_model_and_data(model_path, load_data, trust=how.trust)
-    task = task_of(model, data)
+    model, data = load_model_and_data(model_path, load_data, trust=how.trust, task=request.measurement.task)
+    task = task_of(model, data, request.measurement.task)
     request = replace(request, budget=budget_of_task(request.budget, task, data))
     sha256 = file_sha256(model_path)
     if record and sensitivity_path:
@@ -306,8 +308,8 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
 
     check_output_path(output, model_path)
     started = time.perf_counter()
-    model, data = load_model_and_data(model_path, load_data, trust=how.trust)
-    task = task_of(model, data)
+    model, data = load_model_and_data(model_path, load_data, trust=how.trust, task=measurement.task)
+    task = task_of(model, data, measurement.task)
     shard = how.shard
     assert shard is not None
     announce_measurement(model_path, measurement, data.name, how.jobs, shard, task=task)
@@ -332,10 +334,10 @@ def origin(sha256: str, data, measurement: Measurement, seed: int, shard: Shard,
                         seed=seed, shard=shard, candidates=[], task=task)
 
 
-def task_of(model, data) -> str:
+def task_of(model, data, override: str | None = None) -> str:
     from tinycomp.plan.sensitivity import task_of as sensitivity_task_of
 
-    return sensitivity_task_of(model, data)
+    return sensitivity_task_of(model, data, override)
 
 
 def budget_of_task(budget: Budget, task: str, data) -> Budget:

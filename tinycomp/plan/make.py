@@ -60,7 +60,7 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
     from tinycomp.plan.sensitivity import int8_for_costs, sensitivity, task_of, validation_rows
 
     progress = progress or Silent()
-    _of_task(request.budget, recorded.task if recorded is not None else task_of(model, data))  # before measuring
+    _of_task(request.budget, recorded.task if recorded is not None else task_of(model, data, request.measurement.task))  # before measuring
     if recorded is not None:
         _check_same_costs(recorded_costs, request.costs)
         table = recorded

@@ -77,7 +77,7 @@ class PlanRecord:
         return Measurement(cluster_counts=tuple(self.clusters), per_channel_conv=self.per_channel_conv,
                            epochs=self.sensitivity.epochs, validation_split=self.validation_split,
                            batch_size=batch_size, estimate=self.estimate, fine_tune_rows=self.fine_tune_rows,
-                           validation_rows=self.validation_rows, learning_rate=self.learning_rate)
+                           validation_rows=self.validation_rows, learning_rate=self.learning_rate, task=self.task)
 
     def to_json(self) -> dict:
         return {"step": "plan", "schema_version": self.schema_version, "source": self.source,

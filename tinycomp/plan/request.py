@@ -41,8 +41,11 @@ class Measurement:
     fine_tune_rows: int | None = None
     validation_rows: int | None = None
     learning_rate: float = DEFAULT_LEARNING_RATE  # Adam's, for every fine-tune (as `cluster --learning-rate`)
+    task: str | None = None  # classify | regress; None: chosen from the data and the model's output, as `cluster` does
 
     def __post_init__(self) -> None:
+        if self.task not in (None, "classify", "regress"):
+            raise InvalidValue(f"task must be classify or regress, got {self.task!r}", "task")
         if not self.learning_rate > 0:
             raise InvalidValue(f"learning rate must be above 0, got {self.learning_rate}", "learning_rate", "e.g. 1e-3")
         if self.estimate not in ESTIMATES:
@@ -76,7 +79,7 @@ class Measurement:
                 "per_channel_conv": self.per_channel_conv, "epochs": self.epochs, "batch_size": self.batch_size,
                 "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate,
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
-                "learning_rate": self.learning_rate}
+                "learning_rate": self.learning_rate, "task": self.task}
 
     @classmethod
     def from_json(cls, payload: dict) -> Measurement:

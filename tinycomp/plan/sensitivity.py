@@ -126,20 +126,21 @@ def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_v
     return score_of(candidate, x_val, y_val, task)
 
 
-def task_of(model, data) -> str:
-    """'classify' or 'regress', as `cluster` chooses it from the data and the model's output (metrics.choose_task)."""
+def task_of(model, data, override: str | None = None) -> str:
+    """'classify' or 'regress': `override`, else as `cluster` chooses it from the data and the model's
+    output (metrics.choose_task)."""
     from tinycomp.metrics import choose_task
 
-    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:])).name
+    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:]), override).name
 
 
-def training_loss(model, data):
+def training_loss(model, data, task: str | None = None):
     """The loss `cluster` fine-tunes `model` with: its saved compile config, else from the task
     (classify: from its output; regress: mean squared error)."""
     from tinycomp.models import choose_loss, saved_config
 
     saved = saved_config(model)
-    return choose_loss(model, task=task_of(model, data), saved_loss=saved.saved_loss if saved else None)
+    return choose_loss(model, task=task_of(model, data, task), saved_loss=saved.saved_loss if saved else None)
 
 
 def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
@@ -150,7 +151,7 @@ def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measureme
     reference = score_of(model, x_val, y_val, table.task)
     accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val, epochs=table.epochs,
                                    batch_size=measurement.batch_size, seed=table.seed,
-                                   loss=training_loss(model, data), learning_rate=measurement.learning_rate,
+                                   loss=training_loss(model, data, measurement.task), learning_rate=measurement.learning_rate,
                                    task=table.task)
     return scale_of(table.task) * (reference - accuracy)
 
@@ -186,10 +187,10 @@ def prepare(model, data, *, measurement: Measurement, seed: int) -> Prepared:
     """Check the data, find the layers and counts, and build the measurer (its rows, loss and reference)."""
     from tinycomp.data import check_fits_model
 
-    task = task_of(model, data)
+    task = task_of(model, data, measurement.task)
     check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
                      task=task, output_shape=tuple(model.output_shape[1:]))
-    loss = training_loss(model, data)
+    loss = training_loss(model, data, task)
     counts, per_channel_conv = measurement.cluster_counts, measurement.per_channel_conv
     names = eligible_layers(model, layers=measurement.layers, counts=counts, per_channel_conv=per_channel_conv)
     usable = {n: usable_counts(model, n, counts, per_channel_conv) for n in names}
