@@ -15,7 +15,7 @@ import numpy as np
 
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import ModelError, SpecError
-from tinycomp.models import compile_for_training, kernel_of, set_seed
+from tinycomp.models import DEFAULT_LEARNING_RATE, compile_for_training, kernel_of, set_seed
 from tinycomp.specs import ClusteringSpec, LayerClustering
 from tinycomp.train import EpochCallback, check_enough_training_data, check_fit_options, fit
 
@@ -27,7 +27,6 @@ CENTROID_INITS = {
     "random": "RANDOM",
 }
 # Adam's default rate, as in the TFLM tutorial's fine-tuning (see the `cluster_model` docstring).
-FINE_TUNE_LEARNING_RATE = 1e-3
 VALIDATION_SPLIT = 0.1
 # TFMOT's registry lists DepthwiseConv2D with no clusterable weights ("big unrecoverable accuracy loss").
 UNCLUSTERABLE_TYPES = ("DepthwiseConv2D",)
@@ -49,7 +48,7 @@ class ClusterResult:
 
 def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, batch_size: int = 128,
                   seed: int = 0, on_epoch: EpochCallback | None = None,
-                  learning_rate: float = FINE_TUNE_LEARNING_RATE, *, task: str | None = None) -> ClusterResult:
+                  learning_rate: float = DEFAULT_LEARNING_RATE, *, task: str | None = None) -> ClusterResult:
     """Cluster the spec's layers of `model`, fine-tune on `data`, strip the wrappers.
 
     `model` itself is not changed. The fine-tuning learning rate defaults to Adam's 1e-3, which

@@ -175,14 +175,10 @@ def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int
                    on_progress: Callable[[int], None] | None = None, *, task: str | None = None,
                    trust: bool = False) -> ModelResult:
     """evaluate_tflite for .tflite flatbuffers, evaluate_keras for Keras models (by content, not name)."""
-    from tinycomp.fileio import TFLITE_IDENTIFIER
+    from tinycomp.fileio import is_tflite_file
 
-    p = Path(path)
-    if p.is_file():
-        with p.open("rb") as f:
-            head = f.read(8)
-        if head[4:8] == TFLITE_IDENTIFIER:
-            return evaluate_tflite(str(path), data, limit, jobs, on_progress, task=task)
+    if is_tflite_file(path):
+        return evaluate_tflite(str(path), data, limit, jobs, on_progress, task=task)
     result = evaluate_keras(str(path), data, limit, task=task, trust=trust)
     if on_progress:
         on_progress(result.samples)

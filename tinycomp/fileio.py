@@ -55,6 +55,15 @@ def read_text(path: str | os.PathLike, kind: str = "file") -> str:
         raise InputFileError(f"{kind} is not UTF-8 text", str(path), "give a YAML text file") from e
 
 
+def is_tflite_file(path: str | os.PathLike) -> bool:
+    """True when `path` is a regular file with the .tflite flatbuffer identifier (by content, not name)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with p.open("rb") as f:
+        return f.read(8)[4:8] == TFLITE_IDENTIFIER
+
+
 def check_h5_file(path: str | os.PathLike) -> Path:
     """Check that `path` is a Keras .h5 (HDF5) file, not e.g. a .tflite."""
     p = check_input_file(path, "Keras model")

@@ -17,9 +17,8 @@ from tinycomp.commands.common import (
     trust_option,
     verbatim,
 )
+from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
-
-DEFAULT_LEARNING_RATE = 1e-3  # Adam's default, as the TFLM tutorial fine-tunes
 
 
 @click.command("cluster", context_settings=CONTEXT, epilog=verbatim("Clustering spec example:", CLUSTERING_EXAMPLE))

@@ -48,7 +48,7 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
         task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render, tflm
     from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_model, require_one_fits
-    from tinycomp.fileio import check_output_path, write_json_atomic
+    from tinycomp.fileio import check_output_path, is_tflite_file, write_json_atomic
     from tinycomp.native_output import import_tensorflow_quietly
     from tinycomp.records import EvalRecord
 
@@ -61,7 +61,7 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
     count = len(data.x_test) if limit is None else min(limit, len(data.x_test))
     with render.progress("evaluating", count * len(paths)) as advance:
         for path in paths:
-            if not _is_tflite(path):
+            if not is_tflite_file(path):
                 import_tensorflow_quietly()
             results[path] = evaluate_model(path, data, limit, jobs, on_progress=advance, task=task, trust=trust)
     shown = [results[p] for p in models]
@@ -85,14 +85,3 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
         write_json_atomic(json_path, record.to_json())
     require_one_fits(shown)
 
-
-def _is_tflite(path: str) -> bool:
-    from pathlib import Path
-
-    from tinycomp.fileio import TFLITE_IDENTIFIER
-
-    p = Path(path)
-    if not p.is_file():
-        return False
-    with p.open("rb") as f:
-        return f.read(8)[4:8] == TFLITE_IDENTIFIER

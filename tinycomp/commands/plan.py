@@ -22,9 +22,9 @@ from tinycomp.commands.common import (
     trust_option,
 )
 from tinycomp.errors import DataError, FieldError, InputFileError, ModelError, UsageError
+from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan import Budget, ByteCosts, CheckedPlan, Measurement, Plan, PlanOutcome, PlanRecord, PlanRequest
 from tinycomp.plan.candidates import CONTROL, NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
-from tinycomp.plan.request import DEFAULT_LEARNING_RATE
 from tinycomp.plan.units import METRIC, score_text, unit_of
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinycomp.errors import InputFileError
+from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan.choose import Plan, SensitivityTable
-from tinycomp.plan.request import DEFAULT_LEARNING_RATE, ByteCosts, Measurement
+from tinycomp.plan.request import ByteCosts, Measurement
 
 SCHEMA_VERSION = 1
 NOT_A_RECORD = "not a sensitivity table written by `tinycomp plan`"

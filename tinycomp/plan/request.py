@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinycomp.errors import InvalidValue
+from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, SensitivityTable, check_counts
 
 DEFAULT_VALIDATION_SPLIT = 0.2
@@ -23,7 +24,6 @@ FAST_FINE_TUNE_ROWS = 4096
 FAST_VALIDATION_ROWS = 2048
 
 
-DEFAULT_LEARNING_RATE = 1e-3  # as cluster.FINE_TUNE_LEARNING_RATE (imported there would pull in TensorFlow)
 
 @dataclass(frozen=True)
 class Measurement:
