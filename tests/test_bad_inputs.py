@@ -25,7 +25,7 @@ from conftest import run_cli
 
 def tensors_of(path: Path) -> dict[str, int]:
     """Indices of the interesting tensors of the pipeline's int8 model, found through the graph."""
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     model = read_tflite(path).model
     sg = model.subgraphs[0]
@@ -380,7 +380,7 @@ def transpose_tflite(tmp_path_factory) -> Path:
     calibration = np.random.default_rng(0).uniform(0, 1, (5, 8, 8, 1)).astype(np.float32)
     path = tmp_path_factory.mktemp("transpose") / "transpose_int8.tflite"
     path.write_bytes(quantize(model, method="int8", io="int8", calibration=calibration))
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     ops = read_tflite(path).model.subgraphs[0].operators
     assert [op.opcode_name for op in ops] == ["CONV_2D", "TRANSPOSE"] and ops[1].inputs[1].index == 1
@@ -515,7 +515,7 @@ def test_tflm_refusal_is_one_line_with_tflm_reason(pipeline, tmp_path):
     import subprocess
     import sys
 
-    from tinycomp.tflite_model import model_editor
+    from tinycomp.tflite.model import model_editor
 
     editor = model_editor()
     model = editor.read(pipeline["model_int8_tflite"].read_bytes())

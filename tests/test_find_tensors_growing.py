@@ -55,8 +55,8 @@ def _tensor_indices(path) -> list[int]:
 
 
 def test_the_library_reports_growing_tensors_and_leaves_the_choice_to_the_caller(growing_model):
-    from tinycomp.find_tensors import find_tensors
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.find_tensors import find_tensors
+    from tinycomp.tflite.model import read_tflite
 
     found = find_tensors(read_tflite(growing_model).model, None)
     assert [c.layer for c in found.choices] == ["pointwise", "dense", "dense_1"]

@@ -84,7 +84,7 @@ def mutate(data: bytes, other: bytes, kind: str, rng: np.random.Generator) -> by
 
 
 def field_mutation(data: bytes, rng: np.random.Generator) -> bytes:
-    from tinycomp.tflite_model import model_editor
+    from tinycomp.tflite.model import model_editor
 
     editor = model_editor()
     model = editor.read(data)

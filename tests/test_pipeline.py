@@ -23,7 +23,7 @@ def test_sizes_shrink_along_the_chain(pipeline):
 
 
 def test_compressed_outputs_equal_uncompressed_in_tflm(pipeline):
-    from tinycomp.compress import verify_identical
+    from tinycomp.tflite.compress import verify_identical
 
     original = pipeline["clustered_int8_tflite"].read_bytes()
     compressed = pipeline["compressed_tflite"].read_bytes()
@@ -66,7 +66,7 @@ def _decoded_bytes(pipeline) -> list[int]:
     """The int8 bytes of each tensor the pipeline's compression spec compresses."""
     import yaml
 
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     model = read_tflite(pipeline["clustered_int8_tflite"]).model
     spec = yaml.safe_load(pipeline["compression_yaml"].read_text())
@@ -98,8 +98,8 @@ def test_tutorial_spec_form_gives_the_same_model(pipeline, tmp_path):
 
 
 def test_find_tensors_matches_whole_layer_names(dense_names_model, tmp_path):
-    from tinycomp.find_tensors import find_tensors
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.find_tensors import find_tensors
+    from tinycomp.tflite.model import read_tflite
 
     model = read_tflite(dense_names_model).model
     chosen = {}
@@ -127,7 +127,7 @@ def test_find_tensors_unknown_layer_lists_the_real_ones(dense_names_model, tmp_p
 def test_find_tensors_refuses_a_tensor_with_too_many_values_unless_skipped(pipeline, tmp_path):
     import numpy as np
 
-    from tinycomp.tflite_model import parse_tflite
+    from tinycomp.tflite.model import parse_tflite
 
     model = parse_tflite(pipeline["model_int8_tflite"].read_bytes())
     conv = next(op for op in model.subgraphs[0].operators if op.opcode_name == "CONV_2D" and
@@ -215,9 +215,9 @@ def test_make_bench_chains_every_plan(tmp_path):
 
 
 def test_per_tensor_dense_quantization_gives_smaller_lossless_luts(pipeline, tmp_path):
-    from tinycomp.find_tensors import find_tensors
     from tinycomp.specs import PerChannel, PerTensor
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.find_tensors import find_tensors
+    from tinycomp.tflite.model import read_tflite
 
     int8, spec, out = tmp_path / "pt_int8.tflite", tmp_path / "pt.yaml", tmp_path / "pt.tflite"
     ok(["quantize", pipeline["clustered_h5"], "-o", int8, "--per-tensor-dense", "--calibration-samples", "20",
@@ -234,7 +234,7 @@ def test_per_tensor_dense_quantization_gives_smaller_lossless_luts(pipeline, tmp
 
 def test_compressing_a_tensor_that_does_not_pay_warns(pipeline, tmp_path):
     """RESHAPE's 2-value shape input compresses (TFLM decodes it correctly) but grows: say so."""
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     graph = read_tflite(pipeline["clustered_int8_tflite"]).model.subgraphs[0]
     [reshape] = [op for op in graph.operators if op.opcode_name == "RESHAPE"]

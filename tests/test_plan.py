@@ -350,8 +350,8 @@ def test_plan_target_ratio_out_of_reach_is_one_error_line(planned, pipeline, tmp
 
 
 def test_bench_summary_reports_the_ideal_bound(pipeline, tmp_path):
-    from tinycomp.breakdown import byte_breakdown
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.breakdown import byte_breakdown
+    from tinycomp.tflite.model import read_tflite
 
     f = read_tflite(pipeline["compressed_tflite"])
     b = byte_breakdown(f.model, len(f.data))

@@ -141,8 +141,8 @@ def lut_values(rng: np.random.Generator, shape: tuple, bits: int, axis: int | No
 @given(kind=st.sampled_from(KINDS), per_channel=st.booleans(), bits=st.integers(1, 7),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_lut_compression_is_lossless_in_tflm(base_models, kind, per_channel, bits, seed):
-    from tinycomp.compress import compress_model, verify_identical
-    from tinycomp.tflite_model import model_editor, parse_tflite
+    from tinycomp.tflite.compress import compress_model, verify_identical
+    from tinycomp.tflite.model import model_editor, parse_tflite
 
     editor = model_editor()
     model = editor.read(base_models[kind])

@@ -9,7 +9,7 @@ from conftest import ok, run_cli
 
 
 def _read(path):
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     return read_tflite(path).model
 
@@ -19,7 +19,7 @@ def _decode_ops(model) -> int:
 
 
 def test_strip_removes_names_signatures_and_unread_metadata(pipeline):
-    from tinycomp.strip import strip_model, verify_stripped
+    from tinycomp.tflite.strip import strip_model, verify_stripped
 
     for key in ("model_int8_tflite", "compressed_tflite"):
         data = pipeline[key].read_bytes()
@@ -28,7 +28,7 @@ def test_strip_removes_names_signatures_and_unread_metadata(pipeline):
         assert result.removed["tensor names"] > 0 and result.removed["signature defs"] == 1
         assert set(result.dropped_metadata) == {"min_runtime_version", "CONVERSION_METADATA"}
         before, after = _read(pipeline[key]), strip_model(data).data
-        from tinycomp.tflite_model import parse_tflite
+        from tinycomp.tflite.model import parse_tflite
 
         stripped = parse_tflite(after)
         assert not any(t.name for sg in stripped.subgraphs for t in sg.tensors)
@@ -56,8 +56,8 @@ def _assert_quantization_stripped(model):
 
 
 def test_strip_reduces_per_channel_zero_points_and_encoded_quantization(pipeline):
-    from tinycomp.strip import strip_model
-    from tinycomp.tflite_model import parse_tflite
+    from tinycomp.tflite.model import parse_tflite
+    from tinycomp.tflite.strip import strip_model
 
     data = pipeline["compressed_tflite"].read_bytes()
     before = parse_tflite(data)
@@ -76,8 +76,8 @@ def test_strip_reduces_per_channel_zero_points_and_encoded_quantization(pipeline
 
 
 def test_strip_keeps_metadata_tflm_reads(pipeline):
-    from tinycomp.strip import strip_model
-    from tinycomp.tflite_model import parse_tflite
+    from tinycomp.tflite.model import parse_tflite
+    from tinycomp.tflite.strip import strip_model
 
     model = _read(pipeline["model_int8_tflite"])
     model.metadata["OfflineMemoryAllocation"] = b"\x00" * 16
@@ -121,7 +121,7 @@ def test_compress_strip(pipeline, tmp_path):
 
 def test_strip_export_report_do_not_import_tensorflow(pipeline):
     code = ("import sys\n"
-            "from tinycomp.strip import strip_model\n"
+            "from tinycomp.tflite.strip import strip_model\n"
             "from tinycomp.export import to_c_source\n"
             "import tinycomp.report, tinycomp.commands.strip, tinycomp.commands.export, tinycomp.commands.report\n"
             f"data = open({str(pipeline['compressed_tflite'])!r}, 'rb').read()\n"

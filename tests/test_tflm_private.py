@@ -1,6 +1,6 @@
-"""tflite-micro's private APIs that tinycomp uses (all in tinycomp/tflm_private.py) still exist.
+"""tflite-micro's private APIs that tinycomp uses (all in tinycomp/tflite/private.py) still exist.
 
-If one of these fails after a tflite-micro upgrade, do not silence it: update tflm_private.py (and
+If one of these fails after a tflite-micro upgrade, do not silence it: update tinycomp/tflite/private.py (and
 strip.py, which relies on the fields checked here) for the new version, then PINNED_VERSION.
 """
 
@@ -10,7 +10,7 @@ from importlib.metadata import version
 
 import numpy as np
 
-from tinycomp.tflm_private import PINNED_VERSION, apply_flatbuffer_alignment, raw
+from tinycomp.tflite.private import PINNED_VERSION, apply_flatbuffer_alignment, raw
 
 
 def _tiny_model_bytes() -> bytes:
@@ -27,7 +27,7 @@ def _tiny_model_bytes() -> bytes:
 
 def test_pinned_version_is_the_installed_one():
     assert version("tflite-micro") == PINNED_VERSION, (
-        "tflite-micro changed: re-check tinycomp/tflm_private.py against the new version")
+        "tflite-micro changed: re-check tinycomp/tflite/private.py against the new version")
 
 
 def test_model_editor_objects_keep_their_flatbuffer_tables():

@@ -139,13 +139,13 @@ def test_uint8_images_are_divided_by_255_and_say_so(zoo):
 ])
 def test_zoo_model_through_the_chain(zoo, tmp_path, name, task, loss):
     from tinycomp.cluster import cluster_all_spec, cluster_model
-    from tinycomp.compress import compress_model
     from tinycomp.convert import quantize
     from tinycomp.data import calibration_samples
     from tinycomp.evaluate import compare_to_baseline, evaluate_keras, evaluate_tflite
-    from tinycomp.find_tensors import find_tensors
     from tinycomp.models import load_keras_model
-    from tinycomp.tflite_model import parse_tflite
+    from tinycomp.tflite.compress import compress_model
+    from tinycomp.tflite.find_tensors import find_tensors
+    from tinycomp.tflite.model import parse_tflite
 
     path, data = zoo[name]
     model = load_keras_model(path)

@@ -25,7 +25,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import BudgetExceeded, DataError, InvalidValue
-from tinycomp.tflite_model import read_tflite
+from tinycomp.tflite.model import read_tflite
 
 EVAL_CHUNK_ROWS = 2048  # rows per TFLM work item: bounds the memory a streamed test set takes
 

@@ -17,7 +17,7 @@ NOT_ON_MCU_NOTE = "{why}: evaluated with the TFLite interpreter; this file will 
 
 def why_not_tflm(model) -> str | None:
     """'float16 model' or 'dynamic-range (hybrid) model' when TFLM cannot run the parsed model, else None."""
-    from tinycomp.tflite_model import schema
+    from tinycomp.tflite.model import schema
 
     types = schema().TensorType
     for subgraph in model.subgraphs:

@@ -33,9 +33,9 @@ def command(model: str, output: str, spec_path: str, verify: bool, verify_sample
 
 def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip: bool) -> None:
     from tinycomp import render
-    from tinycomp.compress import compress_model, verify_identical
     from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
     from tinycomp.specs import parse_compression_spec
+    from tinycomp.tflite.compress import compress_model, verify_identical
 
     spec = parse_compression_spec(read_text(spec_path, "compression spec"), spec_path)
     check_output_path(output, model_path, spec_path)
@@ -46,7 +46,7 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
     result = compress_model(data, spec, str(model_path), spec_path)
     stripped = None
     if strip:  # verification below then compares the original with the final, stripped output
-        from tinycomp.strip import strip_model
+        from tinycomp.tflite.strip import strip_model
 
         stripped = strip_model(result.data, "compressed model")
         result.data = stripped.data

@@ -34,7 +34,7 @@ def run(*, model_path: str, output: str, header: str | None, symbol: str) -> Non
     from tinycomp.errors import UsageError
     from tinycomp.export import check_symbol, to_c_source
     from tinycomp.fileio import check_output_path, write_text_atomic
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     check_symbol(symbol)
     header_path = Path(header) if header else Path(output).with_suffix(".h")

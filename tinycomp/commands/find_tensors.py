@@ -41,9 +41,9 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
     """Layers from `clustering` or `layers`; every compressible tensor when neither is given."""
     from tinycomp import render
     from tinycomp.fileio import check_output_path, read_text, write_text_atomic
-    from tinycomp.find_tensors import find_tensors
     from tinycomp.specs import dump_compression_spec, parse_clustering_spec
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.find_tensors import find_tensors
+    from tinycomp.tflite.model import read_tflite
 
     names = None
     if clustering:

@@ -155,7 +155,7 @@ def _draw_predictions(parsed, out: Path, figures: list, pair: tuple[str, str], *
     from tinycomp import report as rep
     from tinycomp import tflm
     from tinycomp.data import check_fits_model
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
 
     first, second = pair
     paths = [_resolve_model_path(p, eval_json) for p in pair]

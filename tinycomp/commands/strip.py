@@ -31,8 +31,8 @@ def command(model: str, output: str, verify: bool, verify_samples: int) -> None:
 def run(*, model_path: str, output: str, verify: bool, verify_samples: int) -> None:
     from tinycomp import render
     from tinycomp.fileio import check_output_path, write_bytes_atomic
-    from tinycomp.strip import strip_model, verify_stripped
-    from tinycomp.tflite_model import read_tflite
+    from tinycomp.tflite.model import read_tflite
+    from tinycomp.tflite.strip import strip_model, verify_stripped
 
     check_output_path(output, model_path)
     model = read_tflite(model_path)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinycomp.errors import InterpreterError
-from tinycomp.find_tensors import match_layer, quantization_layout, weight_tensors
 from tinycomp.plan.choose import ArenasOf, Plan, SensitivityTable
 from tinycomp.specs import PerChannel
+from tinycomp.tflite.find_tensors import match_layer, quantization_layout, weight_tensors
 
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header in every ancillary (value table) tensor
 
@@ -73,7 +73,7 @@ def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], st
 
 
 def _final(model_bytes: bytes, strip: bool) -> bytes:
-    from tinycomp.strip import strip_model
+    from tinycomp.tflite.strip import strip_model
 
     return strip_model(model_bytes).data if strip else model_bytes
 
@@ -97,7 +97,7 @@ class WeightInfo:
 
 def weight_info(int8_bytes: bytes, layers: list[str], source: str = "int8 model") -> dict[str, WeightInfo]:
     """The int8 weight tensor of each named layer."""
-    from tinycomp.tflite_model import parse_tflite
+    from tinycomp.tflite.model import parse_tflite
 
     weights = weight_tensors(parse_tflite(int8_bytes, source))
     found = {}

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinycomp.errors import DataError, ModelError
-from tinycomp.find_tensors import bits_for
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
@@ -52,6 +51,7 @@ from tinycomp.plan.measure import (
 from tinycomp.plan.request import ByteCosts, Measurement
 from tinycomp.plan.units import scale_of
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
+from tinycomp.tflite.find_tensors import bits_for
 
 
 def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from tinycomp.errors import InputFileError, ModelError
 from tinycomp.fileio import HDF5_MAGIC, TFLITE_IDENTIFIER, read_bytes
-from tinycomp.tflm_private import raw
+from tinycomp.tflite.private import raw
 
 DECODE_OP = "TFLM_DECODE"  # the custom operator tflite-micro's compression inserts
 REMAKE_HINT = "re-create it with `tinycomp convert` or `tinycomp quantize`"

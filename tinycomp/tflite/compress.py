@@ -19,9 +19,9 @@ import numpy as np
 
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, ModelError
-from tinycomp.find_tensors import bits_for, max_unique_along, quantization_layout
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
-from tinycomp.tflite_model import parse_tflite, require_subgraph, require_tensor
+from tinycomp.tflite.find_tensors import bits_for, max_unique_along, quantization_layout
+from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor
 
 
 @dataclass
@@ -137,7 +137,7 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
 
 
 def _tensor_report(model, entry: TensorCompression) -> TensorReport:
-    from tinycomp.find_tensors import encoded_size
+    from tinycomp.tflite.find_tensors import encoded_size
 
     tensor = model.subgraphs[entry.subgraph].tensors[entry.tensor]
     assert entry.layout is not None, "resolve_layouts runs before compression"

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinycomp.tflite_model import DECODE_OP, model_editor, parse_tflite
-from tinycomp.tflm_private import apply_flatbuffer_alignment, raw
+from tinycomp.tflite.model import DECODE_OP, model_editor, parse_tflite
+from tinycomp.tflite.private import apply_flatbuffer_alignment, raw
 
 # Metadata the TFLM runtime looks up by name (micro_allocator.cc, micro_compression.h).
 TFLM_METADATA = ("OfflineMemoryAllocation", "COMPRESSION_METADATA")
@@ -158,7 +158,7 @@ def align(model_bytes: bytes) -> bytes:
 
 def verify_stripped(original: bytes, stripped: bytes, samples: int = 32) -> int:
     """TFLM outputs of both models on the same random inputs must be identical."""
-    from tinycomp.compress import verify_identical
+    from tinycomp.tflite.compress import verify_identical
 
     return verify_identical(original, stripped, samples, what="stripped model",
                             hint="report this: stripping should not change outputs; use the unstripped model")

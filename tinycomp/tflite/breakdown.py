@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tinycomp.find_tensors import WEIGHT_INPUT, layer_name, weight_ops
-from tinycomp.tflite_model import DECODE_OP
+from tinycomp.tflite.find_tensors import WEIGHT_INPUT, layer_name, weight_ops
+from tinycomp.tflite.model import DECODE_OP
 
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header at the start of every ancillary tensor
 SCALE_BYTES, ZERO_POINT_BYTES = 4, 8  # float32 scales, int64 zero points
@@ -93,7 +93,7 @@ def _data(tensor) -> bytes:
 
 
 def byte_breakdown(model, file_bytes: int) -> ByteBreakdown:
-    """Break down a parsed model (`tflite_model.parse_tflite`) of `file_bytes` bytes."""
+    """Break down a parsed model (`model.parse_tflite`) of `file_bytes` bytes."""
     result = ByteBreakdown(file_bytes)
     ops = weight_ops()
     counted: set[tuple[int, int]] = set()

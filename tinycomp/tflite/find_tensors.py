@@ -21,7 +21,7 @@ import numpy as np
 
 from tinycomp.errors import ModelError
 from tinycomp.specs import MAX_BITWIDTH, CompressionSpec, PerChannel, PerTensor, TensorCompression
-from tinycomp.tflite_model import schema
+from tinycomp.tflite.model import schema
 
 WEIGHT_INPUT = 1  # filter/weights input position of all four operators
 
