@@ -5,53 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
-from conftest import ok, run_cli
-
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def eval_json(pipeline, tmp_path_factory):
-    path = tmp_path_factory.mktemp("report") / "eval.json"
-    ok(["eval", pipeline["model_tflite"], pipeline["model_int8_tflite"], pipeline["compressed_tflite"],
-        "--baseline", pipeline["model_tflite"], "--data", pipeline["data"], "--limit", "40", "--jobs", "2",
-        "--json", path])
-    return path
-
-
-def test_report_cli(pipeline, eval_json, tmp_path):
-    out = tmp_path / "report"
-    result = ok(["report", eval_json, "-o", out, "--data", pipeline["data"], "--images", "8", "--jobs", "2"])
-    assert f"Wrote {out}/: summary.md, size_vs_accuracy.png, predictions.png" in result.output
-    assert "Warning" not in result.output  # the predictions reproduce eval's accuracy on the same images
-    for name in ("size_vs_accuracy.png", "predictions.png"):
-        assert (out / name).read_bytes().startswith(PNG)
-    summary = (out / "summary.md").read_text()
-    results = json.loads(eval_json.read_text())["models"]
-    table = [line for line in summary.splitlines() if line.startswith("| `")]
-    assert len(table) == 3
-    for row, model in zip(table, results):
-        assert f"{model['flash_bytes']:,}" in row and f"{100 * model['accuracy']:.2f}%" in row
-    assert "| baseline |" in table[0]
-    assert "![TFLM predictions](predictions.png)" in summary
-
-
-def test_report_without_predictions_needs_no_data(eval_json, tmp_path):
-    out = tmp_path / "report"
-    result = ok(["report", eval_json, "-o", out, "--images", "0"])
-    assert sorted(p.name for p in out.iterdir()) == ["size_vs_accuracy.png", "summary.md"]
-    assert "predictions.png" not in (out / "summary.md").read_text()
-    assert "Warning" not in result.output
-
-
-def test_report_needs_the_eval_data(eval_json, tmp_path):
-    result = run_cli(["report", eval_json, "-o", tmp_path / "report"])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == (
-        f"Error: the eval JSON was measured on 'tiny.npz', which is not a built-in dataset ({eval_json}) — "
-        "give the same data with --data FILE.npz (or --images 0 for no predictions.png)")
+from helpers import PNG, ok, run_cli
 
 
 def test_report_missing_eval_json(tmp_path):
@@ -184,7 +139,7 @@ def test_report_cli_on_a_regression_eval_json(tmp_path):
 
 
 def test_report_cli_on_eval_json_from_before_tasks(tmp_path):
-    from test_records import OLD_EVAL_JSON
+    from helpers import OLD_EVAL_JSON
 
     path = tmp_path / "eval.json"
     path.write_text(OLD_EVAL_JSON)

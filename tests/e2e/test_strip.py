@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ok, run_cli
+from helpers import ok, run_cli
 
 
 def _read(path):

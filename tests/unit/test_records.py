@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from helpers import OLD_EVAL_JSON
 from tinycomp.errors import InputFileError
 from tinycomp.evaluate import ModelResult
 from tinycomp.records import SCHEMA_VERSION, ClusterRecord, EvalRecord, TrainRecord
@@ -113,15 +114,7 @@ def test_a_regression_result_may_lack_the_accuracy_key():
     assert EvalRecord.from_json(json.dumps(payload)).models[0].accuracy is None
 
 
-OLD_EVAL_JSON = """{"dataset": {"name": "mnist-sample"}, "baseline": "model.tflite", "flash_budget": null,
- "ram_budget": null, "models": [
-  {"path": "model.tflite", "kind": "tflm", "flash_bytes": 469692, "accuracy": 0.921, "samples": 1000,
-   "arena_bytes": 49024, "ms_per_inference": 1.1, "ratio_vs_baseline": 1.0, "accuracy_delta_pp": 0.0,
-   "fits": null, "budget_notes": []},
-  {"path": "compressed.tflite", "kind": "tflm", "flash_bytes": 79296, "accuracy": 0.948, "samples": 1000,
-   "arena_bytes": 108624, "ms_per_inference": 1.2, "ratio_vs_baseline": 5.92, "accuracy_delta_pp": 2.7,
-   "fits": null, "budget_notes": [], "alt_decompression_bytes": 102400, "arena_bytes_with_alt_decompression": 6224}]}
-"""
+
 
 
 def test_eval_json_from_before_tasks_reads_as_classifiers():

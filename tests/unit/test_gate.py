@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from tinycomp.evaluate import ModelResult
 from tinycomp.gate import GateLimits, gate
 from tinycomp.records import EvalRecord

@@ -10,35 +10,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-FRAGMENT = REPO / "tinycomp" / "make" / "tinycomp.mk"
+from helpers import FRAGMENT
+
+REPO = Path(__file__).resolve().parents[2]
 NAMES = ("kws", "person-det")
 STEPS = ("float.tflite", "plan.yaml", "plan.json", "planned.h5", "planned.yaml", "int8.tflite", "compression.yaml",
          "compressed.tflite", "compressed.cc", "compressed.h", "eval.json", "report/summary.md", "budgets.ok")
 
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
 
-
-def makefile_command():
-    from tinycomp.commands.makefile import command
-
-    return command
-
-
-def test_makefile_command_prints_the_installed_fragment():
-    from click.testing import CliRunner
-
-    result = CliRunner().invoke(makefile_command(), [])
-    assert result.exit_code == 0, result.output
-    assert Path(result.output.strip()) == FRAGMENT.resolve() and FRAGMENT.is_file()
-    helped = CliRunner().invoke(makefile_command(), ["--help"])
-    assert helped.exit_code == 0 and "include $(shell tinycomp makefile)" in helped.output
-
-
-def test_makefile_command_is_registered():
-    from tinycomp.cli import cli
-
-    assert "makefile" in cli.commands
 
 
 def test_makefile_command_imports_nothing_heavy():

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ok
+from helpers import ok
 
 
 def twice(tmp_path: Path, name: str, make_args) -> tuple[bytes, bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinycomp.errors import InputFileError, ModelError, UnsafeModelError
+from tinycomp.errors import ModelError, UnsafeModelError
 
 
 def _lambda_model(marker):
@@ -70,28 +70,12 @@ def test_multi_input_and_multi_output_models_are_refused(tmp_path):
 
 
 def test_subclassed_model_is_refused(tmp_path):
-    from conftest import save_subclassed_model
+    from helpers import save_subclassed_model
     from tinycomp.models import load_keras_model
 
     save_subclassed_model(tmp_path / "sub", inputs=3)
     with pytest.raises(ModelError, match="subclassed model.*supported: Functional and Sequential"):
         load_keras_model(tmp_path / "sub")
-
-
-def test_tflite_and_plain_savedmodel_are_refused_clearly(tmp_path):
-    from tinycomp.fileio import check_keras_model_path
-
-    fake = tmp_path / "m.tflite"
-    fake.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
-    with pytest.raises(InputFileError, match="this is a .tflite flatbuffer, not a Keras model"):
-        check_keras_model_path(fake)
-    d = tmp_path / "dir"
-    d.mkdir()
-    with pytest.raises(InputFileError, match="not a SavedModel"):
-        check_keras_model_path(d)
-    (d / "saved_model.pb").write_bytes(b"x")
-    with pytest.raises(InputFileError, match="not written by Keras"):
-        check_keras_model_path(d)
 
 
 def test_clustered_wrappers_load_and_keras_format_round_trips(tmp_path):

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
+
+
+def test_corpus_is_big_enough():
+    assert len(CASES) >= 30
+    assert len({case.id for case in CASES}) == len(CASES)
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -413,11 +419,6 @@ def snapshot(path: Path):
     return "dir" if path.is_dir() else None
 
 
-def test_corpus_is_big_enough():
-    assert len(CASES) >= 30
-    assert len({case.id for case in CASES}) == len(CASES)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input(case: Case, pipeline, tensor_indices, transpose_tflite, tmp_path, monkeypatch):
     ctx = Ctx({**pipeline, "transpose_tflite": transpose_tflite}, tmp_path, monkeypatch, tensor_indices)
@@ -480,17 +481,6 @@ def test_interrupt_keeps_previous_target(pipeline, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- --debug
-
-def test_debug_shows_traceback(tmp_path):
-    """Without --debug one line; with --debug the exception propagates with its traceback."""
-    from tinycomp.errors import InputFileError
-
-    missing = tmp_path / "missing.h5"
-    result = run_cli(["convert", missing, "-o", tmp_path / "m.tflite"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    with pytest.raises(InputFileError, match="Keras model not found") as info:
-        run_cli(["--debug", "convert", missing, "-o", tmp_path / "m.tflite"])
-    assert info.traceback, "no traceback"
 
 
 def test_debug_traceback_on_the_command_line(tmp_path):

@@ -28,7 +28,7 @@ def test_help_examples_parse():
 def test_repo_clustering_spec_is_the_tutorial_recipe():
     from pathlib import Path
 
-    text = (Path(__file__).parent.parent / "specs" / "clustering.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "specs" / "clustering.yaml").read_text()
     spec = parse_clustering_spec(text)
     assert [(layer.name, layer.clusters, layer.init) for layer in spec.layers] == [("conv2d_1", 16, "kmeans++"), ("dense", 16, "kmeans++")]
 

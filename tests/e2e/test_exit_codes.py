@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def test_eval_writes_its_json_before_a_failed_budget_exits_1(dense_names_model, tiny_npz, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ok, run_cli, save_subclassed_model
+from helpers import ok, run_cli, save_subclassed_model
 
 pytestmark = pytest.mark.slow
 

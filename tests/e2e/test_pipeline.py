@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ok, run_cli
+from helpers import ok, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_sizes_shrink_along_the_chain(pipeline):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ok, run_cli
+from helpers import ok, run_cli
 
 pytestmark = pytest.mark.slow  # the fixture converts a model with TensorFlow
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ok, run_cli
+from helpers import ok, run_cli
 
 pytestmark = pytest.mark.slow  # converts a model and runs TFLM
 

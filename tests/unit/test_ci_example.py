@@ -8,9 +8,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from test_make_fragment import FRAGMENT, makefile_command
+from helpers import FRAGMENT, makefile_command
 
-WORKFLOW = Path(__file__).resolve().parent.parent / "examples" / "ci" / "github-actions.yml"
+WORKFLOW = Path(__file__).resolve().parents[2] / "examples" / "ci" / "github-actions.yml"
 TINYCOMP_CALL = re.compile(r"(?<![\w/.-])tinycomp((?:[ \t]+[^\s\"'`)|;&\\]+)+)")
 
 

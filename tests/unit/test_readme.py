@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tinycomp.cli_reference import END, START, cli_reference
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_command_reference_is_the_current_help():
