@@ -44,9 +44,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check tinycomp tests
 	$(VENV)/bin/mypy
 
-# README.md's command reference, regenerated from every command's --help (a test checks it is current).
+# docs/cli.md, the command reference, regenerated from every command's --help (a test checks it is current).
 docs: $(STAMP)
-	$(VENV)/bin/python -m tinycomp.cli_reference README.md
+	$(VENV)/bin/python -m tinycomp.cli_reference docs/cli.md
 
 $(BUILD):
 	mkdir -p $@

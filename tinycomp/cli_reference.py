@@ -1,7 +1,7 @@
-"""README's command reference, generated from every command's `--help` so it cannot drift.
+"""The command reference (docs/cli.md), generated from every command's `--help` so it cannot drift.
 
-`python -m tinycomp.cli_reference` (or `make docs`) rewrites the part of README.md between the
-markers below; tests/test_readme.py fails when the README is out of date.
+`python -m tinycomp.cli_reference` (or `make docs`) rewrites the part of docs/cli.md between the
+markers below; tests/unit/test_readme.py fails when it is out of date.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ def replace_section(readme: str, section: str) -> str:
     """`readme` with the text between the markers (inclusive) replaced by `section`."""
     start, end = readme.find(START), readme.find(END)
     if start < 0 or end < start:
-        raise ValueError("README.md lacks the cli-reference markers")
+        raise ValueError("the file lacks the cli-reference markers")
     return readme[:start] + section + readme[end + len(END):]
 
 
 def main() -> None:
-    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/cli.md")
     updated = replace_section(readme.read_text("utf-8"), cli_reference())
     readme.write_text(updated, "utf-8")
 
