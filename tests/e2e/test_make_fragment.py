@@ -69,6 +69,25 @@ def test_fragment_rules_for_every_model_keep_the_users_default_goal(tmp_path):
     assert "--symbol g_kws_model" in everything.stdout and "--symbol g_person_det_model" in everything.stdout
 
 
+def test_fragment_rules_for_an_int8_tflite_model(tmp_path):
+    """models/NAME.tflite goes plan → palettize → compress → export → eval → report → gate, with no Keras step."""
+    user_project(tmp_path, f"include {FRAGMENT}\n")
+    (tmp_path / "models" / "vendor.tflite").touch()
+    dry = make(tmp_path, "-n", "tinycomp-all")
+    assert dry.returncode == 0, dry.stderr
+    for command in ("tinycomp plan models/vendor.tflite --max-accuracy-drop 0.5 --strip  -o build/vendor.plan.yaml",
+                    "tinycomp palettize models/vendor.tflite --spec build/vendor.plan.yaml  -o build/vendor.palettized.tflite",
+                    "tinycomp compress build/vendor.palettized.tflite --spec build/vendor.palettized.yaml --strip",
+                    "tinycomp export build/vendor.compressed.tflite -o build/vendor.compressed.cc",
+                    "tinycomp eval models/vendor.tflite build/vendor.compressed.tflite",
+                    "--baseline models/vendor.tflite",
+                    "tinycomp report build/vendor.eval.json -o build/vendor.report",
+                    "tinycomp gate build/vendor.eval.json --model build/vendor.compressed.tflite"):
+        assert command in dry.stdout, command
+    vendor = [line for line in dry.stdout.splitlines() if "vendor" in line]
+    assert not any(step in line for line in vendor for step in ("convert ", "cluster ", "quantize ", "find-tensors "))
+
+
 def test_fragment_reruns_only_what_depends_on_a_changed_input(tmp_path):
     """With every output in place (touched in build order), the data re-runs the steps that read it, a model its chain."""
     user_project(tmp_path, f"include {FRAGMENT}\n")

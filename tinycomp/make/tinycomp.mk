@@ -23,6 +23,16 @@
 #   NAME.budgets.ok          the gate: exists only when the compressed model fits the flash and RAM
 #                            budgets and its accuracy drop is within TINYCOMP_ACCURACY_DROP
 #
+# For every models/NAME.tflite (an int8 model from any framework: no Keras, no training) it builds:
+#
+#   NAME.plan.yaml, .json    plan: bits per weight tensor within the budgets, measured in TFLM
+#   NAME.palettized.tflite   palettize --spec: each tensor's int8 values clustered per channel as planned
+#   NAME.palettized.yaml     the compression spec palettize writes for compress
+#   NAME.compressed.tflite, NAME.compressed.cc/.h, NAME.eval.json, NAME.report/, NAME.budgets.ok
+#                            as above, with models/NAME.tflite itself as the baseline
+#
+# A name must be one kind of model: models/kws.h5 and models/kws.tflite together are ambiguous.
+#
 # `make build/kws.budgets.ok` (or `make tinycomp-all` for every model) builds everything above and
 # fails, after the artifacts are written, when a budget fails. `make build/kws.compressed.tflite`
 # builds only what that file needs. Every target is a real file: a second run does nothing, and
@@ -40,12 +50,14 @@ TINYCOMP ?= tinycomp
 # Where the models are (NAME.h5, NAME.keras) and where everything is written.
 TINYCOMP_MODELS ?= models
 TINYCOMP_BUILD ?= build
-# Model file extensions with rules: Keras .h5 and .keras files. (A SavedModel is a directory, whose
+# Keras model file extensions with rules: .h5 and .keras files (int8 .tflite files have rules of their own). (A SavedModel is a directory, whose
 # time stamp Make cannot trust: convert it once with `tinycomp cluster`/`convert`, or save it as .keras.)
 TINYCOMP_MODEL_EXTS ?= h5 keras
 # The models `tinycomp-all` builds: every model in TINYCOMP_MODELS.
 TINYCOMP_NAMES ?= $(sort $(basename $(notdir $(foreach tinycomp_ext,$(TINYCOMP_MODEL_EXTS),\
                     $(wildcard $(TINYCOMP_MODELS)/*.$(tinycomp_ext))))))
+# The int8 .tflite models `tinycomp-all` builds: every NAME.tflite in TINYCOMP_MODELS.
+TINYCOMP_TFLITE_NAMES ?= $(sort $(basename $(notdir $(wildcard $(TINYCOMP_MODELS)/*.tflite))))
 # Data options of plan, cluster, quantize, eval and report: `--data FILE.npz` (x_train, y_train,
 # x_test, y_test) or `--dataset NAME`. A --data file is a prerequisite of every step that reads it.
 TINYCOMP_DATA ?= --dataset mnist
@@ -67,6 +79,7 @@ TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINY
 TINYCOMP_PLAN_OPTIONS ?=
 TINYCOMP_CLUSTER_OPTIONS ?=
 TINYCOMP_QUANTIZE_OPTIONS ?=
+TINYCOMP_PALETTIZE_OPTIONS ?=
 TINYCOMP_COMPRESS_OPTIONS ?=
 TINYCOMP_EVAL_OPTIONS ?=
 TINYCOMP_REPORT_OPTIONS ?=
@@ -85,6 +98,10 @@ tinycomp_data := $(call tinycomp_data_file,$(TINYCOMP_DATA))
 tinycomp_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite plan.yaml plan.json planned.h5 \
                      planned.yaml int8.tflite compression.yaml compressed.tflite compressed.cc compressed.h \
                      eval.json report/summary.md budgets.ok))
+# Every file built for the int8 .tflite models $1.
+tinycomp_tflite_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
+                            palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md \
+                            budgets.ok))
 
 tinycomp_default_goal := $(.DEFAULT_GOAL)
 
@@ -95,7 +112,8 @@ tinycomp_default_goal := $(.DEFAULT_GOAL)
 .DELETE_ON_ERROR:
 # Keep every step's file, also when a goal like build/kws.compressed.tflite made it on the way.
 .PRECIOUS: $(addprefix $(TINYCOMP_BUILD)/%.,float.tflite plan.yaml plan.json planned.h5 planned.yaml int8.tflite \
-             compression.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md)
+             compression.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md \
+             palettized.tflite palettized.yaml)
 
 # $(1): a model file extension. The steps that read the model itself.
 define tinycomp_model_rules
@@ -115,6 +133,18 @@ $(TINYCOMP_BUILD)/%.planned.h5 $(TINYCOMP_BUILD)/%.planned.yaml: $(TINYCOMP_MODE
 	$$(TINYCOMP) cluster $$< --spec $$(TINYCOMP_BUILD)/$$*.plan.yaml $$(TINYCOMP_CLUSTER_OPTIONS) -o $$(TINYCOMP_BUILD)/$$*.planned.h5 $$(TINYCOMP_DATA)
 endef
 $(foreach tinycomp_ext,$(TINYCOMP_MODEL_EXTS),$(eval $(call tinycomp_model_rules,$(tinycomp_ext))))
+
+# An int8 .tflite: the plan is bits per weight tensor, measured zero-shot in TFLM (no TensorFlow).
+$(TINYCOMP_BUILD)/%.plan.yaml $(TINYCOMP_BUILD)/%.plan.json: $(TINYCOMP_MODELS)/%.tflite $(tinycomp_data) | $(TINYCOMP_DEPS)
+	@mkdir -p $(@D)
+	$(TINYCOMP) plan $< $(TINYCOMP_PLAN_BUDGET) --strip $(TINYCOMP_PLAN_OPTIONS) -o $(TINYCOMP_BUILD)/$*.plan.yaml $(TINYCOMP_DATA)
+
+# Each planned tensor's int8 values clustered per channel (exact 1-D k-means), and the spec for compress.
+$(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml &: $(TINYCOMP_MODELS)/%.tflite $(TINYCOMP_BUILD)/%.plan.yaml | $(TINYCOMP_DEPS)
+	$(TINYCOMP) palettize $< --spec $(TINYCOMP_BUILD)/$*.plan.yaml $(TINYCOMP_PALETTIZE_OPTIONS) -o $(TINYCOMP_BUILD)/$*.palettized.tflite
+
+$(TINYCOMP_BUILD)/%.compressed.tflite: $(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml | $(TINYCOMP_DEPS)
+	$(TINYCOMP) compress $< --spec $(TINYCOMP_BUILD)/$*.palettized.yaml --strip $(TINYCOMP_COMPRESS_OPTIONS) -o $@
 
 # Full-integer int8, one weight scale per Dense layer (as plan measured it).
 $(TINYCOMP_BUILD)/%.int8.tflite: $(TINYCOMP_BUILD)/%.planned.h5 $(tinycomp_data) | $(TINYCOMP_DEPS)
@@ -143,6 +173,14 @@ $(TINYCOMP_BUILD)/%.eval.json: $(TINYCOMP_BUILD)/%.float.tflite $(TINYCOMP_BUILD
 	  $(if $(TINYCOMP_RAM_BUDGET),--ram-budget $(TINYCOMP_RAM_BUDGET)) $(TINYCOMP_EVAL_OPTIONS) $(TINYCOMP_DATA) --json $@ \
 	  || test -f $@
 
+# An int8 .tflite model: the given file is the baseline.
+$(TINYCOMP_BUILD)/%.eval.json: $(TINYCOMP_MODELS)/%.tflite $(TINYCOMP_BUILD)/%.compressed.tflite $(tinycomp_data) | $(TINYCOMP_DEPS)
+	@rm -f $@
+	$(TINYCOMP) eval $< $(TINYCOMP_BUILD)/$*.compressed.tflite \
+	  --baseline $< $(if $(TINYCOMP_FLASH_BUDGET),--flash-budget $(TINYCOMP_FLASH_BUDGET)) \
+	  $(if $(TINYCOMP_RAM_BUDGET),--ram-budget $(TINYCOMP_RAM_BUDGET)) $(TINYCOMP_EVAL_OPTIONS) $(TINYCOMP_DATA) --json $@ \
+	  || test -f $@
+
 # Figures and summary.md (a verdict per model, for people and CI job summaries).
 $(TINYCOMP_BUILD)/%.report/summary.md: $(TINYCOMP_BUILD)/%.eval.json $(tinycomp_data) | $(TINYCOMP_DEPS)
 	$(TINYCOMP) report $< -o $(TINYCOMP_BUILD)/$*.report $(if $(TINYCOMP_ACCURACY_DROP),--max-drop $(TINYCOMP_ACCURACY_DROP)) \
@@ -164,12 +202,14 @@ $(TINYCOMP_BUILD)/%.budgets.ok: $(TINYCOMP_BUILD)/%.eval.json $(TINYCOMP_BUILD)/
 # Every model in TINYCOMP_NAMES: all artifacts, then the gates (`make -k tinycomp-all` builds the
 # other models' artifacts even when one fails its budget).
 .PHONY: tinycomp-all tinycomp-clean
-tinycomp-all: $(call tinycomp_outputs,$(TINYCOMP_NAMES))
+tinycomp-all: $(call tinycomp_outputs,$(TINYCOMP_NAMES)) $(call tinycomp_tflite_outputs,$(TINYCOMP_TFLITE_NAMES))
 
 # Removes the files built for the models in TINYCOMP_NAMES (not TINYCOMP_BUILD itself).
 tinycomp-clean:
 	rm -rf $(foreach n,$(TINYCOMP_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite plan.yaml plan.json \
 	  planned.h5 planned.yaml planned.json int8.tflite compression.yaml compressed.tflite compressed.cc \
-	  compressed.h eval.json report budgets.ok))
+	  compressed.h eval.json report budgets.ok)) \
+	  $(foreach n,$(TINYCOMP_TFLITE_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
+	  palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report budgets.ok))
 
 .DEFAULT_GOAL := $(tinycomp_default_goal)
