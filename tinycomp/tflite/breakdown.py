@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tinycomp.tflite.find_tensors import WEIGHT_INPUT, layer_name, weight_ops
 from tinycomp.tflite.model import DECODE_OP
+
+if TYPE_CHECKING:
+    from tinycomp.tflite.model import EditorModel, EditorTensor
 
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header at the start of every ancillary tensor
 SCALE_BYTES, ZERO_POINT_BYTES = 4, 8  # float32 scales, int64 zero points
@@ -88,11 +92,11 @@ class ByteBreakdown:
         return payload
 
 
-def _data(tensor) -> bytes:
+def _data(tensor: EditorTensor) -> bytes:
     return bytes(tensor.buffer.data) if tensor is not None and tensor.buffer is not None and tensor.buffer.data else b""
 
 
-def byte_breakdown(model, file_bytes: int) -> ByteBreakdown:
+def byte_breakdown(model: EditorModel, file_bytes: int) -> ByteBreakdown:
     """Break down a parsed model (`model.parse_tflite`) of `file_bytes` bytes."""
     result = ByteBreakdown(file_bytes)
     ops = weight_ops()
@@ -132,7 +136,7 @@ def byte_breakdown(model, file_bytes: int) -> ByteBreakdown:
     return result
 
 
-def _weight_bytes(layer: str, tensor, source) -> WeightBytes:
+def _weight_bytes(layer: str, tensor: EditorTensor, source: EditorTensor | None) -> WeightBytes:
     shape = [int(d) for d in tensor.shape]
     weights = int(math.prod(shape))
     if source is None:

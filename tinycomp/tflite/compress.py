@@ -14,6 +14,7 @@ import contextlib
 import io
 import warnings
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from tinycomp.errors import CompressionFailed, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite.find_tensors import bits_for, max_unique_along, quantization_layout
 from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor
+
+if TYPE_CHECKING:
+    from tinycomp.tflite.model import EditorModel, EditorSubgraph, EditorTensor
 
 
 @dataclass
@@ -51,7 +55,7 @@ def where(source: str, i: int, suffix: str = "") -> str:
     return f"{source}: tensors[{i}]{suffix}"
 
 
-def resolve_layouts(spec: CompressionSpec, model) -> CompressionSpec:
+def resolve_layouts(spec: CompressionSpec, model: EditorModel) -> CompressionSpec:
     """Give entries without a layout (the tutorial's form) one from the tensor's quantization.
 
     A per-channel quantized tensor gets per_channel on its quantized dimension, as its values
@@ -63,7 +67,7 @@ def resolve_layouts(spec: CompressionSpec, model) -> CompressionSpec:
     return replace(spec, tensors=tuple(resolved))
 
 
-def check_spec(spec: CompressionSpec, model, source: str) -> None:
+def check_spec(spec: CompressionSpec, model: EditorModel, source: str) -> None:
     """Raise a precise error for the first spec entry that cannot compress on this model."""
     for i, entry in enumerate(spec.tensors):
         subgraph = require_subgraph(model, entry.subgraph, where(source, i, ".subgraph"))
@@ -73,7 +77,7 @@ def check_spec(spec: CompressionSpec, model, source: str) -> None:
             _check_fits(tensor, entry, where(source, i, ".compression[0].lut"))
 
 
-def _check_constant(subgraph, tensor, at: str) -> None:
+def _check_constant(subgraph: EditorSubgraph, tensor: EditorTensor, at: str) -> None:
     from tflite_micro.tensorflow.lite.micro.compression import constant_inputs
 
     if tensor.buffer is None or not tensor.buffer.data:
@@ -85,7 +89,7 @@ def _check_constant(subgraph, tensor, at: str) -> None:
                          "compress only filter/weight inputs of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED")
 
 
-def _check_fits(tensor, entry: TensorCompression, at: str) -> None:
+def _check_fits(tensor: EditorTensor, entry: TensorCompression, at: str) -> None:
     array = tensor.array
     expected = quantization_layout(tensor)
     if entry.layout != expected:
@@ -108,11 +112,11 @@ def _check_fits(tensor, entry: TensorCompression, at: str) -> None:
                          if bits_for(unique) <= 7 else "cluster this layer first")
 
 
-def _layout_name(layout) -> str:
+def _layout_name(layout: PerTensor | PerChannel | None) -> str:
     return f"per-channel (axis {layout.axis})" if isinstance(layout, PerChannel) else "per-tensor"
 
 
-def _layout_yaml(layout) -> str:
+def _layout_yaml(layout: PerTensor | PerChannel | None) -> str:
     return f"`per_channel: {{axis: {layout.axis}}}`" if isinstance(layout, PerChannel) else "`per_tensor:`"
 
 
@@ -136,7 +140,7 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
     return CompressResult(compressed, reports, len(model_bytes))
 
 
-def _tensor_report(model, entry: TensorCompression) -> TensorReport:
+def _tensor_report(model: EditorModel, entry: TensorCompression) -> TensorReport:
     from tinycomp.tflite.find_tensors import encoded_size
 
     tensor = model.subgraphs[entry.subgraph].tensors[entry.tensor]

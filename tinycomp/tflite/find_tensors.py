@@ -15,13 +15,16 @@ import io
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tinycomp.errors import ModelError
 from tinycomp.specs import MAX_BITWIDTH, CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite.model import schema
+
+if TYPE_CHECKING:
+    from tinycomp.tflite.model import EditorModel, EditorTensor
 
 WEIGHT_INPUT = 1  # filter/weights input position of all four operators
 
@@ -77,7 +80,7 @@ def name_components(name: str | None) -> set[str]:
     return {part for part in re.split(r"[/;:]", name or "") if part}
 
 
-def weight_tensors(model) -> list[WeightTensor]:
+def weight_tensors(model: EditorModel) -> list[WeightTensor]:
     """Every constant weight input of a weight operator, in graph order, each tensor once."""
     found, seen = [], set()
     ops = weight_ops()
@@ -142,7 +145,7 @@ def max_unique_along(array: np.ndarray, axis: int) -> int:
     return max(len(np.unique(row)) for row in moved)
 
 
-def encoded_size(tensor, layout: PerTensor | PerChannel, bitwidth: int) -> int:
+def encoded_size(tensor: EditorTensor, layout: PerTensor | PerChannel, bitwidth: int) -> int:
     """Exact bytes of indices + value tables + metadata, from tflite-micro's LUT encoder."""
     from tflite_micro.tensorflow.lite.micro.compression import lut
     from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
@@ -154,7 +157,7 @@ def encoded_size(tensor, layout: PerTensor | PerChannel, bitwidth: int) -> int:
     return len(result.encoded_data) + len(result.ancillary_data)
 
 
-def quantization_layout(tensor) -> PerTensor | PerChannel:
+def quantization_layout(tensor: EditorTensor) -> PerTensor | PerChannel:
     """The only LUT layout that decodes correctly in TFLM: the one of the tensor's quantization.
 
     Measured with tflite-micro 0.dev20261023182759: a per_tensor table on a per-channel
@@ -218,7 +221,7 @@ class FindResult:
         return CompressionSpec(tuple(choice.to_spec() for choice in self.choices))
 
 
-def find_tensors(model, layers: list[str] | None, source: str = "model",
+def find_tensors(model: EditorModel, layers: list[str] | None, source: str = "model",
                  skip_incompressible: bool = False) -> FindResult:
     """Choose LUT compression for the named layers' weights, or for every weight when `layers` is None.
 
@@ -247,7 +250,7 @@ def find_tensors(model, layers: list[str] | None, source: str = "model",
     return FindResult(choices, skipped)
 
 
-def _reject_shared(targets, source: str) -> None:
+def _reject_shared(targets: list[tuple[str, WeightTensor]], source: str) -> None:
     by_tensor: dict[tuple[int, int], str] = {}
     for layer, weight in targets:
         key = (weight.subgraph, weight.index)

@@ -10,13 +10,20 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tinycomp.errors import InputFileError, ModelError
 from tinycomp.fileio import HDF5_MAGIC, TFLITE_IDENTIFIER, read_bytes
 from tinycomp.tflite.private import raw
+
+if TYPE_CHECKING:  # tflite-micro ships no type information: these are Any to mypy, and names to readers
+    from tflite_micro.tensorflow.lite.micro.compression.model_editor import Model as EditorModel
+    from tflite_micro.tensorflow.lite.micro.compression.model_editor import Subgraph as EditorSubgraph
+    from tflite_micro.tensorflow.lite.micro.compression.model_editor import Tensor as EditorTensor
 
 DECODE_OP = "TFLM_DECODE"  # the custom operator tflite-micro's compression inserts
 REMAKE_HINT = "re-create it with `tinycomp convert` or `tinycomp quantize`"
@@ -31,27 +38,27 @@ class TfliteFile:
     source: str
 
 
-def model_editor():
+def model_editor() -> ModuleType:
     """tflite-micro's model reader/writer module (imported lazily: it is not small)."""
     from tflite_micro.tensorflow.lite.micro.compression import model_editor as editor
 
     return editor
 
 
-def schema():
+def schema() -> ModuleType:
     """tflite-micro's generated flatbuffer schema module."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
 
     return schema_py_generated
 
 
-def read_tflite(path) -> TfliteFile:
+def read_tflite(path: str | Path) -> TfliteFile:
     """Read and validate a .tflite file."""
     data = read_bytes(path, ".tflite model")
     return TfliteFile(data, parse_tflite(data, str(path)), str(path))
 
 
-def parse_tflite(data: bytes, source: str = "model"):
+def parse_tflite(data: bytes, source: str = "model") -> EditorModel:
     """Parse and validate flatbuffer bytes; raise InputFileError/ModelError on anything malformed."""
     _check_header(data, source)
     try:
@@ -73,7 +80,7 @@ def _check_header(data: bytes, source: str) -> None:
         raise InputFileError("truncated .tflite flatbuffer (root table past the end)", source, REMAKE_HINT)
 
 
-def _check_model(model, data: bytes, source: str) -> None:
+def _check_model(model: EditorModel, data: bytes, source: str) -> None:
     fb = raw(model)
     if fb.version != 3:
         raise InputFileError(f"unsupported .tflite schema version {fb.version}", source, REMAKE_HINT)
@@ -94,7 +101,7 @@ def _check_model(model, data: bytes, source: str) -> None:
                                      source, REMAKE_HINT)
 
 
-def _check_tensor(tensor, subgraph: int, source: str) -> None:
+def _check_tensor(tensor: EditorTensor, subgraph: int, source: str) -> None:
     where = f"{source}: subgraph {subgraph}, tensor {tensor.index}"
     shape = [int(d) for d in tensor.shape]
     if any(d < -1 for d in shape) or len(shape) > 8:
@@ -122,7 +129,7 @@ def _short(e: Exception) -> str:
     return text[:120]
 
 
-def require_subgraph(model, index: int, where: str):
+def require_subgraph(model: EditorModel, index: int, where: str) -> EditorSubgraph:
     """The subgraph at `index` or a ModelError saying how many there are."""
     if not 0 <= index < len(model.subgraphs):
         raise ModelError(f"subgraph {index} does not exist; the model has {len(model.subgraphs)}", where,
@@ -130,7 +137,7 @@ def require_subgraph(model, index: int, where: str):
     return model.subgraphs[index]
 
 
-def require_tensor(subgraph, index: int, where: str):
+def require_tensor(subgraph: EditorSubgraph, index: int, where: str) -> EditorTensor:
     """The tensor at `index` or a ModelError saying how many there are."""
     if not 0 <= index < len(subgraph.tensors):
         raise ModelError(f"tensor {index} does not exist; the subgraph has {len(subgraph.tensors)} tensors", where,

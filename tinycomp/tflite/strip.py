@@ -24,7 +24,9 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tinycomp.tflite.model import DECODE_OP, model_editor, parse_tflite
 from tinycomp.tflite.private import apply_flatbuffer_alignment, raw
@@ -96,7 +98,7 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
     return StripResult(stripped, len(model_bytes), len(stripped), removed, dropped)
 
 
-def _clear(items, present, clear) -> int:
+def _clear(items: Any, present: Callable[[Any], bool], clear: Callable[[Any], None]) -> int:
     n = 0
     for item in items:
         if present(item):
@@ -105,7 +107,7 @@ def _clear(items, present, clear) -> int:
     return n
 
 
-def _clear_min_max(tensor) -> int:
+def _clear_min_max(tensor: Any) -> int:
     q = raw(tensor).quantization
     if q is None or (_length(q.min) == 0 and _length(q.max) == 0):
         return 0
@@ -113,7 +115,7 @@ def _clear_min_max(tensor) -> int:
     return 1
 
 
-def _reduce_zero_points(tensor) -> int:
+def _reduce_zero_points(tensor: Any) -> int:
     q = tensor.quantization
     zero_points = None if q is None or isinstance(q.zero_points, int) else list(q.zero_points)
     if not zero_points or len(zero_points) < 2 or len(set(zero_points)) != 1:
@@ -122,7 +124,7 @@ def _reduce_zero_points(tensor) -> int:
     return 1
 
 
-def _clear_encoded_quantization(model) -> int:
+def _clear_encoded_quantization(model: Any) -> int:
     """Drop the quantization of constant tensors only TFLM_DECODE operators read."""
     n = 0
     for subgraph in model.subgraphs:
@@ -139,11 +141,11 @@ def _clear_encoded_quantization(model) -> int:
     return n
 
 
-def _has_quantization(tensor) -> bool:
+def _has_quantization(tensor: Any) -> bool:
     return tensor.quantization is not None or raw(tensor).quantization is not None
 
 
-def _length(values) -> int:
+def _length(values: Any) -> int:
     return 0 if values is None else len(values)
 
 
