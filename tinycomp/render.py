@@ -72,6 +72,22 @@ def compress_table(result) -> Table:
     return table
 
 
+def slicing_lines(result, budget: int | None) -> list[str]:
+    """One line per sliced tensor (slices, channels, largest decoded slice) and one with their flash cost."""
+    sliced = result.slicing.sliced
+    if not sliced:
+        return [f"Decode budget {budget:,} bytes: no compressed tensor decodes to more, nothing sliced"]
+    lines = []
+    for s in sliced:
+        sizes = "/".join(str(c) for c in sorted(set(s.channels), reverse=True))
+        lines.append(f"Sliced tensor {s.tensor} ({s.name}, {s.op}): {s.decoded_bytes:,} decoded bytes → "
+                     f"{len(s.channels)} slices of {sizes} output channels (≤ {s.largest_slice_bytes:,} bytes each), "
+                     f"joined by {s.concatenations} CONCATENATION" + ("s" if s.concatenations > 1 else ""))
+    lines.append(f"Slicing costs {result.slicing_cost:,} flash bytes (compressed without slicing: "
+                 f"{result.unsliced_bytes:,}, with: {result.unsliced_bytes + result.slicing_cost:,}, both unstripped)")
+    return lines
+
+
 def eval_table(results, dataset_name: str) -> Table:
     """One row per model; the metric columns are those of the models' tasks (accuracy for
     classifiers, MSE and SNR for regression/reconstruction), never accuracy for a regressor."""

@@ -156,6 +156,7 @@ class ClusteringSpec:
     """Which layers to cluster and how."""
 
     layers: tuple[LayerClustering, ...]
+    decode_budget: int | None = None  # bytes; `compress` slices larger decoded kernels (plan writes it)
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -163,7 +164,8 @@ class ClusteringSpec:
 
 def parse_clustering_spec(text: str, source: str = "clustering spec") -> ClusteringSpec:
     """Parse and validate a clustering spec (see CLUSTERING_EXAMPLE)."""
-    top = _load_yaml(text, source).mapping(("init", "per_channel", "preserve_sparsity", "layers"), ("layers",))
+    top = _load_yaml(text, source).mapping(("init", "per_channel", "preserve_sparsity", "decode_budget", "layers"),
+                                           ("layers",))
     init = top["init"].string(CLUSTER_INITS) if "init" in top else "kmeans++"
     per_channel = top["per_channel"].boolean() if "per_channel" in top else False
     sparsity = top["preserve_sparsity"].boolean() if "preserve_sparsity" in top else False
@@ -180,7 +182,16 @@ def parse_clustering_spec(text: str, source: str = "clustering spec") -> Cluster
     if not layers:
         raise top["layers"].fail("no layers listed", "list at least one layer with name and clusters")
     _reject_duplicates([layer.name for layer in layers], top["layers"], "layer")
-    return ClusteringSpec(tuple(layers))
+    return ClusteringSpec(tuple(layers), _decode_budget(top))
+
+
+def _decode_budget(top: dict[str, _Node]) -> int | None:
+    """The optional top-level `decode_budget` (bytes) both specs carry from `plan` to `compress`."""
+    return top["decode_budget"].integer(1) if "decode_budget" in top else None
+
+
+def _decode_budget_lines(budget: int | None) -> list[str]:
+    return [f"decode_budget: {budget}"] if budget is not None else []
 
 
 # What YAML allows in a stream, minus the BOM; line breaks are split off before this is applied.
@@ -202,7 +213,7 @@ def _yaml_string(text: str) -> str:
 
 def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str:
     """YAML text that `parse_clustering_spec` reads back to an equal spec."""
-    lines = _comments(header) + ["layers:"]
+    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["layers:"]
     for layer in spec.layers:
         lines += [f"  - name: {_yaml_string(layer.name)}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
                   f"    per_channel: {str(layer.per_channel).lower()}",
@@ -267,6 +278,8 @@ class CompressionSpec:
 
     tensors: tuple[TensorCompression, ...]
     upgraded: bool = field(default=False, compare=False)
+    # bytes; `compress` slices larger decoded kernels. A top-level key tflite-micro's parser ignores.
+    decode_budget: int | None = None
 
     def to_tflm(self):
         """tflite-micro's spec objects (all layouts must be resolved)."""
@@ -284,7 +297,7 @@ class CompressionSpec:
 
 def parse_compression_spec(text: str, source: str = "compression spec") -> CompressionSpec:
     """Parse and validate a compression spec in tflite-micro's format or the tutorial's older form."""
-    top = _load_yaml(text, source).mapping(("tensors",), ("tensors",))
+    top = _load_yaml(text, source).mapping(("decode_budget", "tensors"), ("tensors",))
     tensors, upgraded = [], False
     for node in top["tensors"].items():
         keys = node.mapping(("subgraph", "tensor", "compression"), ("subgraph", "tensor", "compression"))
@@ -311,7 +324,7 @@ def parse_compression_spec(text: str, source: str = "compression spec") -> Compr
     if not tensors:
         raise top["tensors"].fail("no tensors listed", "list at least one tensor, or run `tinycomp find-tensors`")
     _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
-    return CompressionSpec(tuple(tensors), upgraded)
+    return CompressionSpec(tuple(tensors), upgraded, _decode_budget(top))
 
 
 def _parse_lut(node: _Node) -> tuple[int, PerTensor | PerChannel | None, bool]:
@@ -331,7 +344,7 @@ def _parse_lut(node: _Node) -> tuple[int, PerTensor | PerChannel | None, bool]:
 
 def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> str:
     """tflite-micro format YAML; labels become comments so upstream's parser still reads it."""
-    lines = _comments(header) + ["tensors:"]
+    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:"]
     for t in spec.tensors:
         lines += _comments(t.label, "  ")
         lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", "    compression:", "      - lut:",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tinycomp.commands.common import CONTEXT, output_option, strip_summary, verbatim
+from tinycomp.commands.common import CONTEXT, SIZE, output_option, strip_summary, verbatim
 from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE
 
 
@@ -20,18 +20,25 @@ from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE
 @click.option("--verify-samples", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--strip", "strip_", is_flag=True,
               help="Also remove what TFLM does not read (names, signatures, metadata), as `tinycomp strip`.")
-def command(model: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip_: bool) -> None:
+@click.option("--decode-budget", type=SIZE, default=None, metavar="SIZE",
+              help="Split every compressed FULLY_CONNECTED/CONV_2D kernel that decodes to more than SIZE bytes "
+                   "along its output channels, so TFLM decodes one slice at a time into the arena "
+                   "(docs/slicing.md)  [default: the spec's decode_budget, else no slicing]")
+def command(model: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip_: bool,
+            decode_budget: int | None) -> None:
     """LUT-compress tensors of a .tflite with tflite_micro.compression.
 
     \b
     Example:
       tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml -o build/compressed.tflite
+      tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml --decode-budget 16KiB -o build/sliced.tflite
     """
     run(model_path=model, output=output, spec_path=spec_path, verify=verify, verify_samples=verify_samples,
-        strip=strip_)
+        strip=strip_, decode_budget=decode_budget)
 
 
-def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip: bool) -> None:
+def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip: bool,
+        decode_budget: int | None = None) -> None:
     from tinycomp import render
     from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
     from tinycomp.specs import parse_compression_spec
@@ -43,7 +50,9 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
     if spec.upgraded:
         render.warn(f"{spec_path} uses the tutorial's older spec form; layouts are taken from the tensors' "
                     "quantization (write the current form with `tinycomp find-tensors`)")
-    result = compress_model(data, spec, str(model_path), spec_path)
+    if decode_budget is None:
+        decode_budget = spec.decode_budget
+    result = compress_model(data, spec, str(model_path), spec_path, decode_budget=decode_budget)
     stripped = None
     if strip:  # verification below then compares the original with the final, stripped output
         from tinycomp.tflite.strip import strip_model
@@ -52,7 +61,10 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
         result.data = stripped.data
     if verify:
         with render.progress("verifying in TFLM", 1) as advance:
-            result.verified_samples = verify_identical(data, result.data, verify_samples)
+            result.verified_samples = verify_identical(
+                data, result.data, verify_samples, **({"what": "sliced and compressed model",
+                                                      "hint": "report this: slicing should be exact"}
+                                                     if result.slicing_cost is not None else {}))
             advance()
     write_bytes_atomic(output, result.data)
     render.out.print(render.compress_table(result))
@@ -61,6 +73,12 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
             render.warn(f"tensor {t.tensor} ({t.name}) takes {t.bytes_after:,} bytes compressed against "
                         f"{t.bytes_before:,} uncompressed: its value table and LUT header cost more than the "
                         f"indices save; leave it out of {spec_path}")
+    if result.slicing is not None:
+        for line in render.slicing_lines(result, decode_budget):
+            render.out.print(line)
+        for whole in result.slicing.left_whole:
+            render.warn(f"tensor {whole.tensor} ({whole.name}) decodes to {whole.decoded_bytes:,} bytes, over the "
+                        f"decode budget, and stays whole: {whole.reason}")
     if stripped:
         render.out.print(f"Stripped: {strip_summary(stripped)}")
     note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from tinycomp.commands.common import CONTEXT, exactly_one_of, output_option
@@ -45,9 +47,10 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
     from tinycomp.tflite.find_tensors import find_tensors
     from tinycomp.tflite.model import read_tflite
 
-    names = None
+    names, decode_budget = None, None
     if clustering:
-        names = parse_clustering_spec(read_text(clustering, "clustering spec"), clustering).layer_names()
+        clustering_spec = parse_clustering_spec(read_text(clustering, "clustering spec"), clustering)
+        names, decode_budget = clustering_spec.layer_names(), clustering_spec.decode_budget
     elif layers:
         names = list(dict.fromkeys(layers))
     check_output_path(output, model_path)
@@ -63,7 +66,7 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
     if growing:
         render.warn(kept_line(growing) if keep_growing else left_out_line(growing))
     header = f"Compression spec for {model_path}, written by tinycomp find-tensors"
-    write_text_atomic(output, dump_compression_spec(result.spec(), header))
+    write_text_atomic(output, dump_compression_spec(replace(result.spec(), decode_budget=decode_budget), header))
     render.out.print(render.find_tensors_table(result))
     before = sum(c.bytes_before for c in result.choices)
     after = sum(c.bytes_after for c in result.choices)

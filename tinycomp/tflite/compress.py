@@ -23,6 +23,7 @@ from tinycomp.errors import CompressionFailed, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite.find_tensors import bits_for, max_unique_along, quantization_layout
 from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor
+from tinycomp.tflite.slicing import SliceResult, slice_model
 
 if TYPE_CHECKING:
     from tinycomp.tflite.model import EditorModel, EditorSubgraph, EditorTensor
@@ -49,6 +50,9 @@ class CompressResult:
     tensors: list[TensorReport]
     bytes_before: int
     verified_samples: int = 0
+    slicing: SliceResult | None = None  # with a decode budget: what was sliced (see tinycomp.tflite.slicing)
+    unsliced_bytes: int | None = None  # with slices: the same compression without slicing
+    slicing_cost: int | None = None  # with slices: the flash bytes they cost (sliced − unsliced compressed file)
 
 
 def where(source: str, i: int, suffix: str = "") -> str:
@@ -121,23 +125,54 @@ def _layout_yaml(layout: PerTensor | PerChannel | None) -> str:
 
 
 def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "model",
-                   spec_source: str = "spec") -> CompressResult:
-    """Compress `model_bytes` as `spec` says; the returned bytes are validated to parse."""
-    from tflite_micro import compression
+                   spec_source: str = "spec", decode_budget: int | None = None) -> CompressResult:
+    """Compress `model_bytes` as `spec` says; the returned bytes are validated to parse.
 
+    With `decode_budget`, every compressed kernel whose decoded bytes exceed it is first sliced
+    along its output channels (tinycomp.tflite.slicing), and each slice is compressed like the
+    kernel; without it the bytes are those tflite-micro writes for `spec`, unchanged.
+    """
     model = parse_tflite(model_bytes, source)
     check_spec(spec, model, spec_source)
     spec = resolve_layouts(spec, model)
     check_spec(spec, model, spec_source)
     reports = [_tensor_report(model, entry) for entry in spec.tensors]
+    compressed = _compress(model_bytes, spec, spec_source)
+    parse_tflite(compressed, "compressed model")
+    result = CompressResult(compressed, reports, len(model_bytes))
+    if decode_budget is None:
+        return result
+    sliced = slice_model(model_bytes, [(t.subgraph, t.tensor) for t in spec.tensors], decode_budget, source)
+    result.slicing = sliced
+    if sliced.sliced:
+        result.unsliced_bytes = len(compressed)
+        result.data = _compress(sliced.data, sliced_spec(spec, sliced), spec_source)
+        parse_tflite(result.data, "compressed model")
+        result.slicing_cost = len(result.data) - len(compressed)
+    return result
+
+
+def sliced_spec(spec: CompressionSpec, sliced: SliceResult) -> CompressionSpec:
+    """`spec` for the sliced model: each sliced kernel's entry once per slice, other indices moved."""
+    entries = []
+    for entry in spec.tensors:
+        slices = sliced.slices_of(entry.subgraph, entry.tensor)
+        if slices is None:
+            entries.append(replace(entry, tensor=sliced.index_map[(entry.subgraph, entry.tensor)]))
+        else:
+            entries += [replace(entry, tensor=t) for t in slices.tensors]
+    return replace(spec, tensors=tuple(entries))
+
+
+def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> bytes:
+    from tflite_micro import compression
+
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            compressed = bytes(compression.compress(model_bytes, spec.to_tflm()))
+            return bytes(compression.compress(model_bytes, spec.to_tflm()))
     except Exception as e:
         raise CompressionFailed(f"tflite-micro could not compress the model: {e}", spec_source) from e
-    parse_tflite(compressed, "compressed model")
-    return CompressResult(compressed, reports, len(model_bytes))
 
 
 def _tensor_report(model: EditorModel, entry: TensorCompression) -> TensorReport:
