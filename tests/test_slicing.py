@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.conftest import ok, run_cli
+from conftest import ok, run_cli
 from tinycomp.specs import (
     ClusteringSpec,
     CompressionSpec,
@@ -217,3 +217,56 @@ def test_depthwise_kernels_stay_whole_with_one_line(tiny_models, tmp_path):
     lines = [line for line in result.output.splitlines() if "stays whole" in line]
     assert len(lines) == 1 and "DEPTHWISE_CONV_2D is not sliced" in lines[0]
     assert "Sliced tensor" in result.output  # the Dense after it is sliced
+
+
+# ---------------------------------------------------------------- eval: the table and the decoding note (fast)
+
+def demo_results() -> list:
+    """`make demo`'s five files with the tutorial's sizes (arena 16,400 int8, 108,624 compressed)."""
+    from tinycomp.evaluate import ModelResult
+
+    rows = [("build/model.tflite", 469_692, 48_000), ("build/model_int8.tflite", 127_864, 16_400),
+            ("build/clustered_int8.tflite", 127_864, 16_400), ("build/compressed.tflite", 79_296, 108_624),
+            ("build/compressed_16k.tflite", 82_768, 24_368)]
+    return [ModelResult(path, "tflm", flash, 0.9871, 10_000, arena, 1.234, 469_692 / flash, -0.01,
+                        agreement_top1=0.9987, agreement_snr_db=41.5, runs_in="TFLM") for path, flash, arena in rows]
+
+
+def test_eval_table_fits_100_columns_without_breaking_names():
+    from rich.console import Console
+
+    from tinycomp.render import eval_table
+
+    console = Console(width=100, record=True)
+    console.print(eval_table(demo_results(), "MNIST"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    for name in ("model.tflite", "model_int8.tflite", "clustered_int8.tflite", "compressed.tflite",
+                 "compressed_16k.tflite"):
+        assert f" {name} " in text  # whole, on one line
+    assert "82,768" in text and "24,368" in text and "99.87%" in text
+
+
+def test_eval_table_keeps_paths_that_share_a_file_name():
+    from rich.console import Console
+
+    from tinycomp.render import eval_table
+
+    results = demo_results()[:2]
+    results[1].path = "other/model.tflite"
+    console = Console(width=200, record=True)
+    console.print(eval_table(results, "MNIST"))
+    text = console.export_text()
+    assert "build/model.tflite" in text and "other/model.tflite" in text
+
+
+def test_decoding_note_suggests_a_decode_budget_that_would_fit():
+    from tinycomp.render import decoding_note
+
+    compressed = demo_results()[3]
+    compressed.alt_decompression_bytes, compressed.arena_bytes_with_alt_decompression = 102_400, 16_400
+    line = decoding_note(compressed)
+    assert "costs 92,224 of its 108,624 arena bytes" in line and "`compress --decode-budget 16KiB`" in line
+    assert "`compress --decode-budget 47KiB`" in decoding_note(compressed, ram_budget=64 * 1024)
+    assert "--decode-budget" not in decoding_note(compressed, ram_budget=16_000)  # nothing would fit
+    assert decoding_note(demo_results()[1]) is None  # int8: nothing decoded

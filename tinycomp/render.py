@@ -95,39 +95,57 @@ def eval_table(results, dataset_name: str) -> Table:
     has_baseline = any(r.ratio_vs_baseline is not None for r in results)
     tasks = {getattr(r, "task", "classify") for r in results}
     has_gzip = any(getattr(r, "gzip_bytes", None) is not None for r in results)
-    table = Table(title=f"Evaluation on {dataset_name} ({results[0].samples:,} test samples)" if results else "Evaluation")
-    columns = ["model", "runs in", "flash bytes"] + (["gzip bytes"] if has_gzip else []) + ["arena bytes"]
+    table = Table(title=f"Evaluation on {dataset_name} ({results[0].samples:,} test samples)" if results else "Evaluation",
+                  caption="flash, arena: bytes (arena: TFLM's); Δ pp, agree: vs --baseline; all fields: --json"
+                  if has_baseline else "flash, arena: bytes (arena: TFLM's); all fields: --json")
+    # Fits a 100-column terminal: short headers, file names instead of paths when those are unique,
+    # "runs in" only when not every model runs in TFLM, and the SNR against the baseline only for regression.
+    names = _short_names([r.path for r in results])
+    has_runs_in = any(_runs_in(r) != "TFLM" for r in results)
+    columns = ["model"] + (["runs in"] if has_runs_in else []) + ["flash"] + (["gzip"] if has_gzip else []) + ["arena"]
     columns += ["accuracy"] if "classify" in tasks else []
     columns += ["MSE", "SNR dB"] if "regress" in tasks else []
-    columns += ["ms/inference"]
+    columns += ["ms/inf"]
     if has_baseline:
         columns += ["× smaller"]
-        columns += ["Δ accuracy (pp)", "top-1 agreement"] if "classify" in tasks else []
-        columns += ["SNR vs baseline dB"]
+        columns += ["Δ pp", "agree"] if "classify" in tasks else []
+        columns += ["SNR vs base dB"] if "regress" in tasks else []
     columns += ["budget"] if has_budget else []
     for column in columns:  # a long model path wraps rather than being cut to "build/model.tf…"
         table.add_column(column, justify="left" if column in ("model", "runs in", "budget") else "right",
-                         overflow="fold" if column == "model" else "ellipsis")
-    for r in results:
+                         overflow="fold" if column in ("model", "budget") else "ellipsis")
+    for r, name in zip(results, names):
         cells = _eval_cells(r)
+        cells["model"] = name
         row = [cells.get(column, "–") for column in columns]
         table.add_row(*row)
     return table
 
 
+def _short_names(paths: list[str]) -> list[str]:
+    """File names when they tell the models apart, else the paths as given."""
+    from pathlib import PurePath
+
+    names = [PurePath(p).name for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)
+
+
+def _runs_in(r) -> str:
+    return getattr(r, "runs_in", None) or ("TFLM" if r.kind == "tflm" else "Keras")
+
+
 def _eval_cells(r) -> dict[str, str]:
     dash = "–"
-    runs_in = getattr(r, "runs_in", None) or ("TFLM" if r.kind == "tflm" else "Keras")
     cells = {
-        "model": r.path, "runs in": runs_in, "flash bytes": f"{r.flash_bytes:,}",
-        "gzip bytes": _num(getattr(r, "gzip_bytes", None), "{:,}"),
-        "arena bytes": _num(r.arena_bytes, "{:,}"),
+        "model": r.path, "runs in": _runs_in(r), "flash": f"{r.flash_bytes:,}",
+        "gzip": _num(getattr(r, "gzip_bytes", None), "{:,}"),
+        "arena": _num(r.arena_bytes, "{:,}"),
         "accuracy": _num(r.accuracy, "{:.2%}") if getattr(r, "task", "classify") == "classify" else dash,
         "MSE": _num(getattr(r, "mse", None), "{:.4g}"), "SNR dB": _num(getattr(r, "snr_db", None), "{:.1f}"),
-        "ms/inference": _num(r.ms_per_inference, "{:.3f}"),
-        "× smaller": _num(r.ratio_vs_baseline, "{:.2f}"), "Δ accuracy (pp)": _num(r.accuracy_delta_pp, "{:+.2f}"),
-        "top-1 agreement": _num(getattr(r, "agreement_top1", None), "{:.2%}"),
-        "SNR vs baseline dB": _snr(getattr(r, "agreement_snr_db", None)),
+        "ms/inf": _num(r.ms_per_inference, "{:.3f}"),
+        "× smaller": _num(r.ratio_vs_baseline, "{:.2f}"), "Δ pp": _num(r.accuracy_delta_pp, "{:+.2f}"),
+        "agree": _num(getattr(r, "agreement_top1", None), "{:.2%}"),
+        "SNR vs base dB": _snr(getattr(r, "agreement_snr_db", None)),
     }
     if r.fits is not None:
         cells["budget"] = "[green]FITS[/green]" if r.fits else f"[red]TOO BIG[/red] ({'; '.join(r.budget_notes)})"
@@ -145,6 +163,30 @@ def _snr(value) -> str:
 
 def _num(value, fmt: str) -> str:
     return "–" if value is None else fmt.format(value)
+
+
+def decoding_note(r, ram_budget: int | None = None) -> str | None:
+    """For a LUT-compressed model: what decoding costs in the arena, the two ways out (alternate
+    decompression memory, or `compress --decode-budget`), and a decode budget that would fit.
+
+    The suggested budget keeps every decoded slice within the rest of the arena (its size with
+    decoding moved out), or within what a RAM budget leaves beside it; each slice adds TFLM
+    bookkeeping too (about 0.5 KB per slice on the tutorial model), so the suggestion is a start.
+    """
+    if r.alt_decompression_bytes is None or r.arena_bytes is None or r.arena_bytes_with_alt_decompression is None:
+        return None
+    rest = r.arena_bytes_with_alt_decompression
+    decoding = r.arena_bytes - rest
+    line = (f"{r.path}: decoding LUT weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. TFLM can decode "
+            "into an alternate decompression memory instead (e.g. another RAM bank): with "
+            f"{r.alt_decompression_bytes:,} bytes there, the arena is {rest:,}.")
+    room = rest if ram_budget is None else ram_budget - rest
+    suggested = room // 1024
+    if r.alt_decompression_bytes > suggested * 1024 > 0:
+        fit = "the RAM budget" if ram_budget is not None else "about the rest of the arena"
+        line += (f" Or slice the weights: `compress --decode-budget {suggested}KiB` decodes at most "
+                 f"{suggested * 1024:,} bytes at a time, to fit {fit} (docs/slicing.md).")
+    return line
 
 
 def eval_notes(results) -> list[str]:

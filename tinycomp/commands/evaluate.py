@@ -72,13 +72,9 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
     for line in render.eval_notes(shown):
         render.out.print(line)
     for r in shown:
-        if r.alt_decompression_bytes is not None and r.arena_bytes is not None \
-                and r.arena_bytes_with_alt_decompression is not None:
-            decoding = r.arena_bytes - r.arena_bytes_with_alt_decompression
-            render.out.print(f"{r.path}: decoding LUT weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. "
-                             "TFLM can decode into an alternate decompression memory instead (e.g. another RAM bank): "
-                             f"with {r.alt_decompression_bytes:,} bytes there, the arena is "
-                             f"{r.arena_bytes_with_alt_decompression:,}.")
+        line = render.decoding_note(r, ram_budget)
+        if line:
+            render.out.print(line)
     if json_path:  # written before require_one_fits, so a failed budget still leaves the results for CI
         record = EvalRecord(models=shown, baseline=baseline, dataset=data.describe(), flash_budget=flash_budget,
                             ram_budget=ram_budget)
