@@ -229,7 +229,7 @@ def demo_results() -> list:
             ("build/clustered_int8.tflite", 127_864, 16_400), ("build/compressed.tflite", 79_296, 108_624),
             ("build/compressed_16k.tflite", 82_768, 24_368)]
     return [ModelResult(path, "tflm", flash, 0.9871, 10_000, arena, 1.234, 469_692 / flash, -0.01,
-                        agreement_top1=0.9987, agreement_snr_db=41.5, runs_in="TFLM") for path, flash, arena in rows]
+                        agreement_top1=0.9987, agreement_snr_db=41.5, gzip_bytes=flash - 9_000, runs_in="TFLM") for path, flash, arena in rows]
 
 
 def test_eval_table_fits_100_columns_without_breaking_names():
@@ -241,9 +241,9 @@ def test_eval_table_fits_100_columns_without_breaking_names():
     console.print(eval_table(demo_results(), "MNIST"))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 100
-    for name in ("model.tflite", "model_int8.tflite", "clustered_int8.tflite", "compressed.tflite",
-                 "compressed_16k.tflite"):
-        assert f" {name} " in text  # whole, on one line
+    assert "model (.tflite)" in text
+    for name in ("model", "model_int8", "clustered_int8", "compressed", "compressed_16k"):
+        assert f"│ {name} " in text  # whole, on one line
     assert "82,768" in text and "24,368" in text and "99.87%" in text
 
 
@@ -257,7 +257,7 @@ def test_eval_table_keeps_paths_that_share_a_file_name():
     console = Console(width=200, record=True)
     console.print(eval_table(results, "MNIST"))
     text = console.export_text()
-    assert "build/model.tflite" in text and "other/model.tflite" in text
+    assert "│ build/model " in text and "│ other/model " in text
 
 
 def test_decoding_note_suggests_a_decode_budget_that_would_fit():

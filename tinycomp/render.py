@@ -100,9 +100,9 @@ def eval_table(results, dataset_name: str) -> Table:
                   if has_baseline else "flash, arena: bytes (arena: TFLM's); all fields: --json")
     # Fits a 100-column terminal: short headers, file names instead of paths when those are unique,
     # "runs in" only when not every model runs in TFLM, and the SNR against the baseline only for regression.
-    names = _short_names([r.path for r in results])
+    names, suffix = _short_names([r.path for r in results])
     has_runs_in = any(_runs_in(r) != "TFLM" for r in results)
-    columns = ["model"] + (["runs in"] if has_runs_in else []) + ["flash"] + (["gzip"] if has_gzip else []) + ["arena"]
+    columns = [f"model ({suffix})" if suffix else "model"] + (["runs in"] if has_runs_in else []) + ["flash"] + (["gzip"] if has_gzip else []) + ["arena"]
     columns += ["accuracy"] if "classify" in tasks else []
     columns += ["MSE", "SNR dB"] if "regress" in tasks else []
     columns += ["ms/inf"]
@@ -112,22 +112,29 @@ def eval_table(results, dataset_name: str) -> Table:
         columns += ["SNR vs base dB"] if "regress" in tasks else []
     columns += ["budget"] if has_budget else []
     for column in columns:  # a long model path wraps rather than being cut to "build/model.tf…"
-        table.add_column(column, justify="left" if column in ("model", "runs in", "budget") else "right",
-                         overflow="fold" if column in ("model", "budget") else "ellipsis")
+        table.add_column(column, justify="left" if column == columns[0] or column in ("runs in", "budget") else "right",
+                         overflow="fold" if column in (columns[0], "budget") else "ellipsis")
     for r, name in zip(results, names):
         cells = _eval_cells(r)
-        cells["model"] = name
+        cells[columns[0]] = name
         row = [cells.get(column, "–") for column in columns]
         table.add_row(*row)
     return table
 
 
-def _short_names(paths: list[str]) -> list[str]:
-    """File names when they tell the models apart, else the paths as given."""
+def _short_names(paths: list[str]) -> tuple[list[str], str]:
+    """File names when they tell the models apart (else the paths as given), without their suffix
+    when all share it; and that suffix ('' when kept)."""
     from pathlib import PurePath
 
     names = [PurePath(p).name for p in paths]
-    return names if len(set(names)) == len(names) else list(paths)
+    if len(set(names)) != len(names):
+        names = list(paths)
+    suffixes = {PurePath(n).suffix for n in names}
+    if len(suffixes) == 1 and "" not in suffixes:
+        suffix = suffixes.pop()
+        return [n[:-len(suffix)] for n in names], suffix
+    return names, ""
 
 
 def _runs_in(r) -> str:
