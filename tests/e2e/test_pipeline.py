@@ -181,7 +181,7 @@ def test_make_demo_is_incremental(tmp_path, tiny_npz):
     assert "Evaluation on tiny.npz" in first.stdout
     outputs = sorted(p.name for p in build.iterdir())
     assert {"model.h5", "model.tflite", "model_int8.tflite", "clustered.h5", "clustered.yaml", "clustered_int8.tflite",
-            "compression.yaml", "compressed.tflite", "eval.json"} <= set(outputs)
+            "compression.yaml", "compressed.tflite", "compressed_sliced.tflite", "eval.json"} <= set(outputs)
     again = subprocess.run(make, capture_output=True, text=True, env=env)
     assert "Nothing to be done" in again.stdout, again.stdout
     model_mtime = (build / "model.h5").stat().st_mtime_ns
