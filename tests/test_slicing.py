@@ -270,3 +270,75 @@ def test_decoding_note_suggests_a_decode_budget_that_would_fit():
     assert "`compress --decode-budget 47KiB`" in decoding_note(compressed, ram_budget=64 * 1024)
     assert "--decode-budget" not in decoding_note(compressed, ram_budget=16_000)  # nothing would fit
     assert decoding_note(demo_results()[1]) is None  # int8: nothing decoded
+
+
+# ---------------------------------------------------------------- plan: slicing before leaving a layer out (fast)
+
+def _fake_slicing(calls: list, bookkeeping: int = 100, channels: int = 10):
+    """Decode budgets of test_plan's layers (10 output channels each) and a fake arena: 1,000 bytes of
+    activations, the largest decoded slice, and `bookkeeping` bytes per slice beyond one per layer."""
+    from test_plan import DECODED
+
+    from tinycomp.plan.choose import Slicing
+
+    def slices(n: str, budget: int) -> int:
+        per_channel = DECODED[n] // channels
+        return math.ceil(channels / max(1, budget // per_channel))
+
+    def budgets(names: frozenset) -> list[int]:
+        found = {math.ceil(channels / k) * (DECODED[n] // channels) for n in names for k in range(1, channels + 1)}
+        floor = max(DECODED[n] // channels for n in names)
+        return sorted((b for b in found if floor <= b < max(DECODED[n] for n in names)), reverse=True)
+
+    def arenas(names: frozenset, tried: list[int]) -> list[int]:
+        calls.append(list(tried))
+        return [1000 + max(math.ceil(DECODED[n] / slices(n, b)) for n in names)
+                + bookkeeping * sum(slices(n, b) - 1 for n in names) for b in tried]
+
+    return Slicing(budgets, arenas, batch=2)
+
+
+def test_ram_budget_slices_before_leaving_a_layer_uncompressed():
+    from test_plan import _arenas, _table
+
+    from tinycomp.plan.choose import Budget, choose_plan, choose_plan_within_ram, plan_spec
+
+    calls: list = []
+    table = _table()
+    plan = choose_plan_within_ram(table, Budget(max_drop_pp=10.0, ram_bytes=3000), _arenas(max, []), _fake_slicing(calls))
+    assert plan.uncompressed_for_ram == [] and "b" in plan.clustered()  # b (5,000 decoded bytes) is sliced instead
+    assert plan.clustered() == choose_plan(table, Budget(max_drop_pp=10.0)).clustered()
+    # the largest budget that fits: 2,000 (3 slices of b): 1,000 + 1,667 + 100 × 2 more slices; 2,500 needs 3,600
+    assert plan.decode_budget == 2000 and plan.arena_bytes == 2867
+    assert plan_spec(table, plan).decode_budget == 2000
+    assert calls[0][0] == 2500  # largest first: b in two slices
+
+
+def test_ram_budget_leaves_a_layer_out_when_slicing_cannot_fit():
+    from test_plan import _arenas, _table
+
+    from tinycomp.plan.choose import Budget, choose_plan_within_ram
+
+    calls: list = []
+    plan = choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=1900), _arenas(max, []),
+                                  _fake_slicing(calls, bookkeeping=400))
+    assert "b" not in plan.clustered() and plan.uncompressed_for_ram == ["b"]
+    assert plan.decode_budget == 500 and plan.arena_bytes == 1900  # then a (1,000 decoded) fits in two slices
+    tried = [b for batch in calls for b in batch]
+    assert len(tried) < 10 and tried == sorted(tried, reverse=True)  # stopped once the arena rose again
+
+
+def test_decode_budgets_are_every_distinct_slicing_largest_first():
+    from tinycomp.plan.costs import WeightInfo, decode_budgets
+    from tinycomp.specs import PerTensor
+
+    infos = {"dense": WeightInfo("dense", 0, 7, 102_400, 102_400, 1, PerTensor(), (128, 800), "FULLY_CONNECTED"),
+             "conv": WeightInfo("conv", 0, 9, 4_608, 4_608, 32, PerChannel(0), (32, 3, 3, 16), "CONV_2D"),
+             "dw": WeightInfo("dw", 0, 3, 9_000, 9_000, 1000, PerChannel(3), (1, 3, 3, 1000), "DEPTHWISE_CONV_2D")}
+    budgets = decode_budgets(infos, frozenset(infos))
+    assert budgets == sorted(set(budgets), reverse=True) and budgets[0] < 102_400 and budgets[-1] == 800
+    for budget in (100_000, 16_384, 15_200, 4_000, 801):  # brute force: each budget's slicing appears once
+        slicing = (len(slice_channels(128, 800, budget)), len(slice_channels(32, 144, budget)) if budget >= 144 else 0)
+        listed = [b for b in budgets if b <= budget]
+        assert listed and (len(slice_channels(128, 800, listed[0])),
+                           len(slice_channels(32, 144, listed[0]))) == slicing

@@ -61,10 +61,12 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
         result.data = stripped.data
     if verify:
         with render.progress("verifying in TFLM", 1) as advance:
-            result.verified_samples = verify_identical(
-                data, result.data, verify_samples, **({"what": "sliced and compressed model",
-                                                      "hint": "report this: slicing should be exact"}
-                                                     if result.slicing_cost is not None else {}))
+            if result.slicing_cost is None:
+                result.verified_samples = verify_identical(data, result.data, verify_samples)
+            else:
+                result.verified_samples = verify_identical(data, result.data, verify_samples,
+                                                           what="sliced and compressed model",
+                                                           hint="report this: slicing should be exact")
             advance()
     write_bytes_atomic(output, result.data)
     render.out.print(render.compress_table(result))

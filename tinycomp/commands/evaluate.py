@@ -72,9 +72,9 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
     for line in render.eval_notes(shown):
         render.out.print(line)
     for r in shown:
-        line = render.decoding_note(r, ram_budget)
-        if line:
-            render.out.print(line)
+        note = render.decoding_note(r, ram_budget)
+        if note:
+            render.out.print(note)
     if json_path:  # written before require_one_fits, so a failed budget still leaves the results for CI
         record = EvalRecord(models=shown, baseline=baseline, dataset=data.describe(), flash_budget=flash_budget,
                             ram_budget=ram_budget)

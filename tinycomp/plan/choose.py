@@ -5,7 +5,8 @@ and its exact byte cost). `choose_plan` is a multiple-choice knapsack solved exa
 per-layer Pareto fronts (bytes, drop). It assumes per-layer drops add up, which holds roughly for
 small drops, so `checked_plan` measures the chosen layers clustered together and chooses again when
 that is over the accuracy budget. `choose_plan_within_ram` adds the TFLM arena (LUT decoding puts
-decoded weights in the arena), measured by a callable the caller provides.
+decoded weights in the arena), measured by a callable the caller provides; given `Slicing`, it
+slices large kernels (a decode budget for `compress`) before it leaves a layer uncompressed.
 
 Measured drops are smoothed before the choice: fewer clusters never count as better than more (an
 isotonic fit, which averages the noise of single runs), and a drop below zero (clustering measured
@@ -29,6 +30,16 @@ DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
 
 # Arena bytes of the plan's file for each given set of compressed layers (in the order given).
 ArenasOf = Callable[[list[frozenset]], list[int]]
+SLICING_PATIENCE = 4  # decode budgets measured past the smallest arena so far before giving up
+
+
+@dataclass
+class Slicing:
+    """What choosing with sliced kernels needs from the caller (see `costs.slicing_measurer`)."""
+
+    budgets: Callable[[frozenset], list[int]]  # decode budgets worth trying for a set of layers, largest first
+    arenas: Callable[[frozenset, list[int]], list[int]]  # the set's arena sliced at each of those budgets
+    batch: int = 1  # budgets measured at once (worker processes)
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,7 @@ class Plan:
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
     checked_drop_pp: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
     uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet the RAM budget
+    decode_budget: int | None = None  # kernels decoding to more are sliced (`compress --decode-budget`)
 
     def clustered(self) -> dict[str, Option]:
         return {name: o for name, o in self.choices.items() if o.clusters is not None}
@@ -305,15 +317,18 @@ def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
                 sum(o.ideal_bytes for o in choices.values()), objective, value)
 
 
-def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: ArenasOf) -> Plan:
+def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: ArenasOf,
+                           slicing: Slicing | None = None) -> Plan:
     """`choose_plan`, keeping the plan's measured TFLM arena within budget.ram_bytes.
 
     LUT decoding puts a compressed layer's decoded int8 weights in the arena while its consumer
-    runs, so the arena depends on which layers are compressed, not on their bitwidths. A layer
-    whose decoding alone exceeds the budget is never compressed. If the chosen plan's arena still
-    does, the compressed layer with the largest single-layer arena is left uncompressed too and
-    the choice is made again: greedy (decoded tensors of different layers can share arena), but
-    the arena of the returned plan is always measured.
+    runs, so the arena depends on which layers are compressed, not on their bitwidths. If the
+    chosen plan's arena exceeds the budget, then, with `slicing`, the largest decode budget (the
+    fewest slices, the least flash and bookkeeping) whose measured arena fits is taken. Otherwise
+    the compressed layer with the largest single-layer arena is left uncompressed and the choice
+    is made again: greedy (decoded tensors of different layers can share arena), but the arena of
+    the returned plan is always measured. Without slicing, a layer whose decoding alone exceeds
+    the budget is never compressed.
     """
     ram_budget = budget.ram_bytes
     if ram_budget is None:
@@ -327,12 +342,13 @@ def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: A
                           f"the RAM budget of {ram_budget:,}", "ram_bytes",
                           "raise the RAM budget or make the model's activations smaller")
     alone = dict(zip(names, single))
-    kept = {n for n in names if alone[n] > ram_budget}
+    kept = {n for n in names if alone[n] > ram_budget} if slicing is None else set()
     while True:
         if len(kept) == len(names):
             least = min(names, key=alone.__getitem__)
             raise NothingFits(f"no layer can be compressed within the RAM budget of {ram_budget:,} bytes: "
-                              f"decoding even {least} needs {alone[least]:,} arena bytes", "ram_bytes",
+                              f"decoding even {least} needs {alone[least]:,} arena bytes"
+                              + (" (and slicing it did not fit either)" if slicing else ""), "ram_bytes",
                               "raise the RAM budget (LUT decoding costs arena), or quantize without compressing")
         try:
             plan = choose_plan(_uncompressed(table, kept), budget)
@@ -342,11 +358,36 @@ def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: A
             raise NothingFits(f"{error.what}, with {', '.join(sorted(kept))} left uncompressed to keep the arena "
                               f"within {ram_budget:,} bytes", error.field,
                               f"{error.hint}, or raise the RAM budget") from None
-        [arena] = arenas_of([frozenset(plan.clustered())])
+        compressed = frozenset(plan.clustered())
+        [arena] = arenas_of([compressed])
+        if arena > ram_budget and slicing is not None:
+            found = sliced_within(compressed, ram_budget, slicing)
+            if found is not None:
+                plan.decode_budget, arena = found
         if arena <= ram_budget:
             plan.arena_bytes, plan.uncompressed_for_ram = arena, sorted(kept)
             return plan
         kept.add(max(plan.clustered(), key=alone.__getitem__))
+
+
+def sliced_within(names: frozenset, ram_budget: int, slicing: Slicing) -> tuple[int, int] | None:
+    """(decode budget, arena): the largest decode budget whose measured arena fits `ram_budget`, or None.
+
+    Budgets are measured from the largest down, `slicing.batch` at a time. Smaller budgets mean more
+    slices, and each slice adds TFLM bookkeeping, so the arena stops falling at some point: the
+    search ends SLICING_PATIENCE budgets after the smallest arena seen.
+    """
+    budgets = slicing.budgets(names)
+    smallest, since = None, 0
+    for start in range(0, len(budgets), max(1, slicing.batch)):
+        batch = budgets[start:start + max(1, slicing.batch)]
+        for decode_budget, arena in zip(batch, slicing.arenas(names, batch)):
+            if arena <= ram_budget:
+                return decode_budget, arena
+            smallest, since = (arena, 0) if smallest is None or arena < smallest else (smallest, since + 1)
+        if since >= SLICING_PATIENCE:
+            return None
+    return None
 
 
 def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callable[[Plan], float],
@@ -398,7 +439,7 @@ def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> Cl
                    for name, o in plan.clustered().items())  # clustered(): every count is set
     if not layers:
         raise NothingFits("the plan clusters no layer", None, "allow a larger accuracy drop or byte target")
-    return ClusteringSpec(layers)
+    return ClusteringSpec(layers, plan.decode_budget)
 
 
 

@@ -5,7 +5,9 @@ for each layer and index bitwidth its weight tensor is filled with synthetic val
 value table) and LUT-compressed with tflite-micro. The difference to the int8 file is what
 compressing that layer costs or saves in the real file: packed indices, value tables, and the
 DECODE operator with its output tensor (which repeats the per-channel quantization parameters).
-The arena of a set of compressed layers is measured in TFLM worker processes on such files.
+The arena of a set of compressed layers is measured in TFLM worker processes on such files, also
+with the large kernels sliced to a decode budget (`compress --decode-budget`, tinycomp.tflite.slicing):
+the slices decode one at a time, so the arena holds one slice's decoded weights, not the whole kernel.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinycomp.errors import InterpreterError
-from tinycomp.plan.choose import ArenasOf, Plan, SensitivityTable
+from tinycomp.plan.choose import ArenasOf, Plan, SensitivityTable, Slicing
 from tinycomp.specs import PerChannel
 from tinycomp.tflite.find_tensors import match_layer, quantization_layout, weight_tensors
 
@@ -48,13 +50,16 @@ def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
     return moved.reshape(array.shape).astype(array.dtype)
 
 
-def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> int:
+def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False,
+                     decode_budget: int | None = None) -> int:
     """Size of the int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
-    return len(_compressed_model(int8_bytes, fills, strip))
+    return len(_compressed_model(int8_bytes, fills, strip, decode_budget))
 
 
-def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False) -> bytes:
-    """The int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
+def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False,
+                      decode_budget: int | None = None) -> bytes:
+    """The int8 model with the given tensors refilled and LUT-compressed (and stripped); with a
+    decode budget, the larger kernels are sliced first, as `compress --decode-budget` does."""
     from tflite_micro import compression
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
     from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
@@ -66,10 +71,28 @@ def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], st
         tensor.array = _synthetic(tensor.array, layout, bits, seed=1000 * s + t)
         mode = tflm_spec.PerChannel(axis=layout.axis) if isinstance(layout, PerChannel) else tflm_spec.PerTensor()
         specs.append(tflm_spec.Tensor(s, t, [tflm_spec.LookUpTableCompression(index_bitwidth=bits, mode=mode)]))
+    refilled = bytes(model.build()) if specs else int8_bytes
+    if specs and decode_budget is not None:
+        refilled, specs = _sliced(refilled, specs, decode_budget)
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        compressed = bytes(compression.compress(bytes(model.build()), specs)) if specs else int8_bytes
+        compressed = bytes(compression.compress(refilled, specs)) if specs else int8_bytes
     return _final(compressed, strip)
+
+
+def _sliced(model_bytes: bytes, specs: list, decode_budget: int) -> tuple[bytes, list]:
+    """The model with its large kernels sliced, and tflite-micro specs for the slices."""
+    from dataclasses import replace
+
+    from tinycomp.tflite.slicing import slice_model
+
+    sliced = slice_model(model_bytes, [(t.subgraph, t.tensor) for t in specs], decode_budget, "the plan's synthetic model")
+    moved = []
+    for t in specs:
+        slices = sliced.slices_of(t.subgraph, t.tensor)
+        indices = slices.tensors if slices else [sliced.index_map[(t.subgraph, t.tensor)]]
+        moved += [replace(t, tensor=i) for i in indices]
+    return sliced.data, moved
 
 
 def _final(model_bytes: bytes, strip: bool) -> bytes:
@@ -93,6 +116,8 @@ class WeightInfo:
     bytes: int
     channels: int
     layout: object  # PerTensor | PerChannel
+    shape: tuple[int, ...] = ()
+    op: str = ""  # FULLY_CONNECTED, CONV_2D, ...
 
 
 def weight_info(int8_bytes: bytes, layers: list[str], source: str = "int8 model") -> dict[str, WeightInfo]:
@@ -106,7 +131,7 @@ def weight_info(int8_bytes: bytes, layers: list[str], source: str = "int8 model"
         layout = quantization_layout(w.tensor)
         channels = int(w.array.shape[layout.axis]) if isinstance(layout, PerChannel) else 1
         found[name] = WeightInfo(name, w.subgraph, w.index, int(w.array.size), len(w.tensor.buffer.data),
-                                 channels, layout)
+                                 channels, layout, w.shape, w.op)
     return found
 
 
@@ -152,7 +177,7 @@ def plan_bytes_exact(int8_bytes: bytes, infos: dict[str, WeightInfo], plan: Plan
     """The plan's size measured by compressing all its layers at once (synthetic values)."""
     fills = {(infos[name].subgraph, infos[name].tensor): (infos[name].layout, o.bits)
              for name, o in plan.clustered().items()}
-    return _compressed_size(int8_bytes, fills, strip)
+    return _compressed_size(int8_bytes, fills, strip, plan.decode_budget)
 
 
 def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: SensitivityTable,
@@ -162,8 +187,7 @@ def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: Sensi
     measured in TFLM worker processes; results are cached per set."""
     from tinycomp.tflm import arena_of, default_jobs, run_parallel
 
-    bits = {layer.name: min(o.bits for o in layer.options if o.clusters is not None)
-            for layer in table.layers if len(layer.options) > 1}
+    bits = _smallest_bits(table)
     cache: dict[frozenset, int] = {}
 
     def model_for(names: frozenset) -> bytes:
@@ -182,3 +206,51 @@ def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: Sensi
         return [cache[s] for s in sets]
 
     return arenas_of
+
+
+SLICED_OPS = ("FULLY_CONNECTED", "CONV_2D")  # what tinycomp.tflite.slicing slices
+
+
+def decode_budgets(infos: dict[str, WeightInfo], names: frozenset) -> list[int]:
+    """Every decode budget that slices the named layers' kernels differently, largest (fewest slices) first.
+
+    A kernel of C output channels of B bytes each is cut into n slices at budget ⌈C/n⌉·B; budgets
+    below the largest kernel's size and not below any kernel's single channel are listed.
+    """
+    sliceable = [infos[n] for n in names if infos[n].op in SLICED_OPS and infos[n].shape]
+    if not sliceable:
+        return []
+    largest = max(i.bytes for i in sliceable)
+    floor = max(i.bytes // i.shape[0] for i in sliceable)
+    budgets = {math.ceil(i.shape[0] / n) * (i.bytes // i.shape[0]) for i in sliceable for n in range(1, i.shape[0] + 1)}
+    return sorted((b for b in budgets if floor <= b < largest), reverse=True)
+
+
+def slicing_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: SensitivityTable,
+                     strip: bool = False) -> Slicing:
+    """Slicing for `choose_plan_within_ram`: the decode budgets worth trying for a set of layers and
+    the arena of their synthetic file sliced at each (measured in TFLM worker processes, cached)."""
+    from tinycomp.tflm import arena_of, default_jobs, run_parallel
+
+    bits = _smallest_bits(table)
+    cache: dict[tuple[frozenset, int], int] = {}
+
+    def arenas(names: frozenset, budgets: list[int]) -> list[int]:
+        missing = [b for b in dict.fromkeys(budgets) if (names, b) not in cache]
+        if missing:
+            fills = {(infos[n].subgraph, infos[n].tensor): (infos[n].layout, bits[n]) for n in names}
+            measured = run_parallel(arena_of, [(_compressed_model(int8_bytes, fills, strip, b),) for b in missing],
+                                    default_jobs(), source="the plan's sliced synthetic model")
+            if None in measured:
+                raise InterpreterError("TFLM did not report its arena size", "the plan's synthetic model",
+                                       "plan without a RAM budget")
+            cache.update(((names, b), a) for b, a in zip(missing, measured))
+        return [cache[(names, b)] for b in budgets]
+
+    return Slicing(budgets=lambda names: decode_budgets(infos, names), arenas=arenas, batch=default_jobs())
+
+
+def _smallest_bits(table: SensitivityTable) -> dict[str, int]:
+    """Each plannable layer's smallest measured bitwidth (the decoded tensors, not the indices, take arena)."""
+    return {layer.name: min(o.bits for o in layer.options if o.clusters is not None)
+            for layer in table.layers if len(layer.options) > 1}

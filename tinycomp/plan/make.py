@@ -56,7 +56,7 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
     holds results measured before (a resumed run: only what they lack is measured); `parts` are
     every shard's partial table (nothing is measured; they must cover every candidate once).
     """
-    from tinycomp.plan.costs import arena_measurer, plan_bytes_exact
+    from tinycomp.plan.costs import arena_measurer, plan_bytes_exact, slicing_measurer
     from tinycomp.plan.sensitivity import int8_for_costs, sensitivity, task_of, validation_rows
 
     progress = progress or Silent()
@@ -81,7 +81,7 @@ def make_plan(model, data, request: PlanRequest, *, recorded: SensitivityTable |
         within = budget if max_drop_pp is None else replace(budget, max_drop_pp=max_drop_pp)
         if within.ram_bytes is None:
             return choose_plan(table, within)
-        return choose_plan_within_ram(table, within, arenas_of)
+        return choose_plan_within_ram(table, within, arenas_of, slicing_measurer(int8, infos, table, request.costs.strip))
 
     noise = noise_of(table.task, table.control_accuracy, validation_rows(data, request.measurement.validation_split))
     if request.check:
