@@ -278,7 +278,6 @@ def _fake_slicing(calls: list, bookkeeping: int = 100, channels: int = 10):
     """Decode budgets of test_plan's layers (10 output channels each) and a fake arena: 1,000 bytes of
     activations, the largest decoded slice, and `bookkeeping` bytes per slice beyond one per layer."""
     from test_plan import DECODED
-
     from tinycomp.plan.choose import Slicing
 
     def slices(n: str, budget: int) -> int:
@@ -300,7 +299,6 @@ def _fake_slicing(calls: list, bookkeeping: int = 100, channels: int = 10):
 
 def test_ram_budget_slices_before_leaving_a_layer_uncompressed():
     from test_plan import _arenas, _table
-
     from tinycomp.plan.choose import Budget, choose_plan, choose_plan_within_ram, plan_spec
 
     calls: list = []
@@ -316,7 +314,6 @@ def test_ram_budget_slices_before_leaving_a_layer_uncompressed():
 
 def test_ram_budget_leaves_a_layer_out_when_slicing_cannot_fit():
     from test_plan import _arenas, _table
-
     from tinycomp.plan.choose import Budget, choose_plan_within_ram
 
     calls: list = []
