@@ -45,8 +45,9 @@ from tinycomp.plan.units import METRIC, score_text, unit_of
               help="Instead: the smallest predicted drop at least R times smaller than MODEL as a "
                    "float32 .tflite (the file `convert` writes), e.g. 12.")
 @click.option("--ram-budget", type=SIZE,
-              help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): layers whose decoded "
-                   "weights do not fit stay uncompressed.")
+              help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): large decoded weights "
+                   "are sliced (a decode_budget in the spec, see `compress --decode-budget`), and layers that "
+                   "still do not fit stay uncompressed.")
 @click.option("--clusters", default="2,4,8,16,32,64", show_default=True,
               help="Cluster counts to measure per layer (bits = log2 of the count).")
 @click.option("--layer", "layers", multiple=True, help="Plan only this layer; repeatable (default: all clusterable).")
@@ -117,8 +118,9 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     Per-layer drops need not add up, so the choice is checked before it is written: its
     layers are clustered together, fine-tuned and measured, and a choice over the accuracy
     budget is made again (--no-check skips this). LUT decoding costs RAM: the planned file's
-    TFLM arena is measured and printed, and --ram-budget leaves uncompressed the layers whose
-    decoded weights would not fit.
+    TFLM arena is measured and printed; --ram-budget slices large weights so that they decode
+    one slice at a time (docs/slicing.md) and leaves uncompressed the layers that still would
+    not fit.
 
     The byte predictions match the real chain when --per-tensor-dense, --io and --strip are given
     to plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
@@ -586,8 +588,10 @@ def print_plan(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> None:
            if chosen.checked_drop_pp is not None else "") + ".")
     kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
             if chosen.uncompressed_for_ram else "")
+    sliced = (f"; kernels decoding to over {chosen.decode_budget:,} bytes are sliced along their output channels "
+              "(decode_budget in the spec; `compress` applies it)" if chosen.decode_budget is not None else "")
     render.out.print(f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT "
-                     f"weights live there while their layer runs){kept}.")
+                     f"weights live there while their layer runs){kept}{sliced}.")
 
 
 def sensitivity_table(outcome: PlanOutcome):
