@@ -269,6 +269,7 @@ def test_decoding_note_suggests_a_decode_budget_that_would_fit():
     assert "costs 92,224 of its 108,624 arena bytes" in line and "`compress --decode-budget 16KiB`" in line
     assert "`compress --decode-budget 47KiB`" in decoding_note(compressed, ram_budget=64 * 1024)
     assert "--decode-budget" not in decoding_note(compressed, ram_budget=16_000)  # nothing would fit
+    assert "--decode-budget" not in decoding_note(compressed, ram_budget=200_000)  # it fits already
     assert decoding_note(demo_results()[1]) is None  # int8: nothing decoded
 
 

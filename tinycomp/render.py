@@ -187,6 +187,8 @@ def decoding_note(r, ram_budget: int | None = None) -> str | None:
     line = (f"{r.path}: decoding LUT weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. TFLM can decode "
             "into an alternate decompression memory instead (e.g. another RAM bank): with "
             f"{r.alt_decompression_bytes:,} bytes there, the arena is {rest:,}.")
+    if ram_budget is not None and r.arena_bytes <= ram_budget:
+        return line
     room = rest if ram_budget is None else ram_budget - rest
     suggested = room // 1024
     if r.alt_decompression_bytes > suggested * 1024 > 0:
