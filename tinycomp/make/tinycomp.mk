@@ -72,7 +72,8 @@ TINYCOMP_ACCURACY_DROP ?= 0.5
 # set TINYCOMP_ACCURACY_DROP empty (it has no accuracy) and use this instead.
 TINYCOMP_MIN_SNR ?=
 # What plan optimises: by default the fewest bytes within the accuracy drop (and, with a RAM budget,
-# an arena within it). E.g. `--target-bytes 64KiB` instead: the smallest drop within 64 KiB.
+# an arena within it: large weights are then sliced so they decode one slice at a time; the plan's
+# decode_budget travels through NAME.planned.yaml and NAME.compression.yaml to compress). E.g. `--target-bytes 64KiB` instead: the smallest drop within 64 KiB.
 TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINYCOMP_RAM_BUDGET), --ram-budget $(TINYCOMP_RAM_BUDGET))
 # Extra options per step, e.g. TINYCOMP_PLAN_OPTIONS = --clusters 2,4,8,16 --epochs 2,
 # TINYCOMP_CLUSTER_OPTIONS = --epochs 2 (at least plan's), TINYCOMP_EVAL_OPTIONS = --limit 1000.
