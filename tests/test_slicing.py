@@ -188,6 +188,9 @@ def test_the_specs_decode_budget_slices_and_the_option_overrides_it(tiny_models,
     assert "3 slices of 8 output channels" in result.output and "identical to the original" in result.output
     result = ok(["compress", model, "--spec", spec_path, "-o", tmp_path / "b.tflite", "--decode-budget", "150"])
     assert "2 slices of 12 output channels" in result.output
+    assert b"dense/w0" in (tmp_path / "a.tflite").read_bytes()
+    ok(["compress", model, "--spec", spec_path, "-o", tmp_path / "c.tflite", "--strip"])
+    assert b"dense/w0" not in (tmp_path / "c.tflite").read_bytes()  # strip removes the slices' names
 
 
 @pytest.mark.slow

@@ -114,27 +114,21 @@ def check_budget(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int
     """InvalidValue("decode_budget") naming the tensor when one output channel of a tensor that
     would be sliced decodes to more than `budget` bytes, with the smallest budget that works."""
     model = parse_tflite(model_bytes, source)
-    worst = None
-    for s, t in tensors:
-        found = _sliceable(model, s, t)
-        if isinstance(found, str) or found is None:
-            continue
-        tensor = model.subgraphs[s].tensors[t]
-        channel_bytes = len(tensor.buffer.data) // tensor.shape[0]
-        if len(tensor.buffer.data) > budget and channel_bytes > budget and (worst is None or channel_bytes > worst[0]):
-            worst = (channel_bytes, t, tensor.name)
-    if worst:
-        smallest = max(_channel_bytes(model, s, t) for s, t in tensors if not isinstance(_sliceable(model, s, t), str)
-                       and _sliceable(model, s, t) is not None)
-        channel_bytes, t, name = worst
+    sliceable = [(s, t) for s, t in tensors if not isinstance(_sliceable(model, s, t), (str, type(None)))]
+    channel_bytes = {(s, t): _channel_bytes(model, s, t) for s, t in sliceable}
+    over = [(b, key) for key, b in channel_bytes.items()
+            if b > budget and len(model.subgraphs[key[0]].tensors[key[1]].buffer.data) > budget]
+    if over:
+        worst, (s, t) = max(over)
+        name = model.subgraphs[s].tensors[t].name
         raise InvalidValue(f"a decode budget of {budget:,} bytes is smaller than one output channel of tensor {t} "
-                           f"({name}), which decodes to {channel_bytes:,} bytes", "decode_budget",
-                           f"the smallest decode budget that works is {smallest:,} bytes")
+                           f"({name}), which decodes to {worst:,} bytes", "decode_budget",
+                           f"the smallest decode budget that works is {max(channel_bytes.values()):,} bytes")
 
 
 def _channel_bytes(model, s: int, t: int) -> int:
     tensor = model.subgraphs[s].tensors[t]
-    return len(tensor.buffer.data) // tensor.shape[0]
+    return len(tensor.buffer.data) // int(tensor.shape[0])
 
 
 def _sliceable(model, s: int, t: int):
@@ -200,12 +194,13 @@ def slice_model(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int,
         position = {id(t): i for i, t in enumerate(sg.tensors)}
         index_map.update({(s, old): position[id(t)] for old, t in enumerate(originals[s]) if id(t) in position})
     for info, tensor, _ in sliced:
-        info.tensors = [index_map_of(model, info.subgraph, k) for k in kernels[id(tensor)]]
+        info.tensors = [_position(model, info.subgraph, k) for k in kernels[id(tensor)]]
     parse_tflite(data, "sliced model")
     return SliceResult(data, [info for info, _, _ in sliced], whole, index_map)
 
 
-def index_map_of(model, subgraph: int, tensor) -> int:
+def _position(model, subgraph: int, tensor) -> int:
+    """The tensor's index in the built model (the compiler numbers tensors in list order)."""
     return next(i for i, t in enumerate(model.subgraphs[subgraph].tensors) if t is tensor)
 
 
