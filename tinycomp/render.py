@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -72,7 +73,7 @@ def compress_table(result) -> Table:
     return table
 
 
-def slicing_lines(result, budget: int | None) -> list[str]:
+def slicing_lines(result: Any, budget: int | None) -> list[str]:
     """One line per sliced tensor (slices, channels, largest decoded slice) and one with their flash cost."""
     sliced = result.slicing.sliced
     if not sliced:
@@ -137,7 +138,7 @@ def _short_names(paths: list[str]) -> tuple[list[str], str]:
     return names, ""
 
 
-def _runs_in(r) -> str:
+def _runs_in(r: Any) -> str:
     return getattr(r, "runs_in", None) or ("TFLM" if r.kind == "tflm" else "Keras")
 
 
@@ -172,7 +173,7 @@ def _num(value, fmt: str) -> str:
     return "–" if value is None else fmt.format(value)
 
 
-def decoding_note(r, ram_budget: int | None = None) -> str | None:
+def decoding_note(r: Any, ram_budget: int | None = None) -> str | None:
     """For a LUT-compressed model: what decoding costs in the arena, the two ways out (alternate
     decompression memory, or `compress --decode-budget`), and a decode budget that would fit.
 

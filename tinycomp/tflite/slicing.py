@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from tinycomp.errors import InvalidValue
 from tinycomp.tflite.model import model_editor, parse_tflite, schema
@@ -126,12 +127,12 @@ def check_budget(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int
                            f"the smallest decode budget that works is {max(channel_bytes.values()):,} bytes")
 
 
-def _channel_bytes(model, s: int, t: int) -> int:
+def _channel_bytes(model: Any, s: int, t: int) -> int:
     tensor = model.subgraphs[s].tensors[t]
     return len(tensor.buffer.data) // int(tensor.shape[0])
 
 
-def _sliceable(model, s: int, t: int):
+def _sliceable(model: Any, s: int, t: int) -> Any:
     """The consumer to slice the kernel (s, t) for, None if it has no consumer or data, or why not (a str)."""
     subgraph = model.subgraphs[s]
     tensor = subgraph.tensors[t]
@@ -199,12 +200,12 @@ def slice_model(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int,
     return SliceResult(data, [info for info, _, _ in sliced], whole, index_map)
 
 
-def _position(model, subgraph: int, tensor) -> int:
+def _position(model: Any, subgraph: int, tensor: Any) -> int:
     """The tensor's index in the built model (the compiler numbers tensors in list order)."""
     return next(i for i, t in enumerate(model.subgraphs[subgraph].tensors) if t is tensor)
 
 
-def _slice_op(model, subgraph, op, info: SlicedTensor) -> list:
+def _slice_op(model: Any, subgraph: Any, op: Any, info: SlicedTensor) -> list:
     """Replace `op` in `subgraph` by one op per slice and the CONCATENATION tree; the slice kernels."""
     editor = model_editor()
     kernel, bias = op.inputs[1], op.inputs[2] if len(op.inputs) > 2 else None
@@ -239,14 +240,14 @@ def _slice_op(model, subgraph, op, info: SlicedTensor) -> list:
     return kernels
 
 
-def _operator_table(op):
+def _operator_table(op: Any) -> Any:
     """A copy of the op's flatbuffer table (builtin options and all), without its tensor indices."""
     table = copy.deepcopy(raw(op))
     table.inputs, table.outputs = [], []
     return table
 
 
-def _quantization_part(tensor, part: slice):
+def _quantization_part(tensor: Any, part: slice) -> Any:
     """The tensor's Quantization with only the channels in `part` (per-tensor: the same values, a new object)."""
     q = tensor.quantization
     if q is None:
@@ -260,7 +261,7 @@ def _quantization_part(tensor, part: slice):
                                zero_points=list(zeros[part]) if len(zeros) > 1 else list(zeros), axis=q.axis)
 
 
-def _per_tensor_copy(tensor):
+def _per_tensor_copy(tensor: Any) -> Any:
     q = tensor.quantization
     if q is None:
         return None
@@ -269,7 +270,7 @@ def _per_tensor_copy(tensor):
                                        else q.zero_points, axis=q.axis)
 
 
-def _concatenations(model, subgraph, inputs: list, output, base: str, axis: int) -> list:
+def _concatenations(model: Any, subgraph: Any, inputs: list, output: Any, base: str, axis: int) -> list:
     """CONCATENATION ops joining `inputs` (in order) into `output`, as a tree of ≤ 10 inputs per op."""
     editor, fb = model_editor(), schema()
     _register_concatenation(model)
@@ -297,7 +298,7 @@ def _concatenations(model, subgraph, inputs: list, output, base: str, axis: int)
     return ops
 
 
-def _register_concatenation(model) -> None:
+def _register_concatenation(model: Any) -> None:
     """An operator code for CONCATENATION that older readers understand too (deprecated_builtin_code)."""
     editor, fb = model_editor(), schema()
     code = fb.BuiltinOperator.CONCATENATION
