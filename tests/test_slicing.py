@@ -343,3 +343,23 @@ def test_decode_budgets_are_every_distinct_slicing_largest_first():
         listed = [b for b in budgets if b <= budget]
         assert listed and (len(slice_channels(128, 800, listed[0])),
                            len(slice_channels(32, 144, listed[0]))) == slicing
+
+
+@pytest.mark.slow
+def test_a_plans_decode_budget_reaches_compress_through_find_tensors(pipeline, tmp_path):
+    """plan writes decode_budget into the clustering spec; find-tensors copies it; compress applies it."""
+    from tinycomp.tflite.model import read_tflite
+
+    spec = parse_compression_spec(pipeline["compression_yaml"].read_text())
+    model = read_tflite(pipeline["clustered_int8_tflite"]).model
+    kernels = [model.subgraphs[t.subgraph].tensors[t.tensor] for t in spec.tensors]
+    largest = max(kernels, key=lambda k: len(k.buffer.data))
+    budget = len(largest.buffer.data) // 2  # two slices of the largest kernel
+    clustering = tmp_path / "clustered.yaml"
+    clustering.write_text(f"decode_budget: {budget}\n" + pipeline["clustered_yaml"].read_text())
+    ok(["find-tensors", pipeline["clustered_int8_tflite"], "--clustering", clustering, "-o", tmp_path / "c.yaml"])
+    assert parse_compression_spec((tmp_path / "c.yaml").read_text()).decode_budget == budget
+    result = ok(["compress", pipeline["clustered_int8_tflite"], "--spec", tmp_path / "c.yaml", "--strip",
+                 "-o", tmp_path / "sliced.tflite"])
+    assert f"Sliced tensor {largest.index} ({largest.name}" in result.output and " 2 slices " in result.output
+    assert "identical to the original" in result.output
