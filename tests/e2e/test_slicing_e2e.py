@@ -177,3 +177,15 @@ def test_a_plans_decode_budget_reaches_compress_through_find_tensors(pipeline, t
                  "-o", tmp_path / "sliced.tflite"])
     assert f"Sliced tensor {largest.index} ({largest.name}" in result.output and " 2 slices " in result.output
     assert "identical to the original" in result.output
+
+
+def test_two_sliced_layers_in_a_row_stay_exact(tiny_models):
+    from tinycomp.tflite.compress import compress_model, verify_identical
+    from tinycomp.tflite.model import parse_tflite
+
+    original = tiny_models["two"]
+    result = compress_model(original, spec_for(original), "two", decode_budget=60)
+    assert [len(s.channels) for s in result.slicing.sliced] == [6, 3]  # 12 and 30 bytes per channel
+    assert verify_identical(original, result.data, samples=8) == 8
+    names = [t.name for t in parse_tflite(result.data).subgraphs[0].tensors if t.name and "/w" in t.name]
+    assert len(names) == len(set(names)) and "dense/w5" in names and "dense_1/w2" in names

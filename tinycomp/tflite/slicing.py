@@ -151,8 +151,10 @@ def _sliceable(model: Any, s: int, t: int) -> Any:
                 "needs a SPLIT of the input activations too")
     if kind not in ("FULLY_CONNECTED", "CONV_2D") or len(op.inputs) < 2 or op.inputs[1] is not tensor:
         return f"{kind} is not sliced (only FULLY_CONNECTED and CONV_2D weights)"
-    if len(op.outputs) != 1 or tensor.quantization is None:
-        return f"{kind} with {len(op.outputs)} outputs or float weights is not sliced"
+    if len(op.outputs) != 1:
+        return f"{kind} with {len(op.outputs)} outputs is not sliced"
+    if tensor.quantization is None:
+        return "unquantized weights are not sliced"
     q = tensor.quantization
     if q.axis not in (None, 0):
         return f"its quantization is per channel along axis {q.axis}, not the output channels"
@@ -185,9 +187,12 @@ def slice_model(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int,
         identity = {(s, i): i for s, sg in enumerate(model.subgraphs) for i in range(len(sg.tensors))}
         return SliceResult(model_bytes, [], whole, identity)
     originals = {s: list(sg.tensors) for s, sg in enumerate(model.subgraphs)}
-    kernels = {}
+    kernels, bases = {}, set()
     for info, tensor, op in sliced:
-        kernels[id(tensor)] = _slice_op(model, model.subgraphs[info.subgraph], op, info)
+        base = short_base(tensor.name, info.tensor)
+        base = base if base not in bases else f"{base}.{info.tensor}"  # names stay unique
+        bases.add(base)
+        kernels[id(tensor)] = _slice_op(model, model.subgraphs[info.subgraph], op, info, base)
     model_editor().prune_buffers(model)
     data = bytes(model.build())
     index_map = {}
@@ -205,12 +210,12 @@ def _position(model: Any, subgraph: int, tensor: Any) -> int:
     return next(i for i, t in enumerate(model.subgraphs[subgraph].tensors) if t is tensor)
 
 
-def _slice_op(model: Any, subgraph: Any, op: Any, info: SlicedTensor) -> list:
-    """Replace `op` in `subgraph` by one op per slice and the CONCATENATION tree; the slice kernels."""
+def _slice_op(model: Any, subgraph: Any, op: Any, info: SlicedTensor, base: str) -> list:
+    """Replace `op` in `subgraph` by one op per slice and the CONCATENATION tree, naming the new
+    tensors `base/...`; returns the slice kernels."""
     editor = model_editor()
     kernel, bias = op.inputs[1], op.inputs[2] if len(op.inputs) > 2 else None
     output = op.outputs[0]
-    base = short_base(kernel.name, kernel.index or 0)
     ops, outputs, kernels = [], [], []
     start = 0
     for k, count in enumerate(info.channels):
