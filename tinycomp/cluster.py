@@ -107,7 +107,7 @@ def _check_options(layer, kernel, entry: LayerClustering, where: str) -> None:
     if entry.init not in CENTROID_INITS:
         raise SpecError(f"unknown centroid initialisation {entry.init!r}", where,
                         f"choose one of {', '.join(CENTROID_INITS)}")
-    if entry.per_channel and not _is_conv2d(layer):
+    if entry.per_channel and not is_conv2d(layer):
         raise SpecError(f"per-channel clustering is for Conv2D only; {entry.name!r} is a {type(layer).__name__}",
                         where, "set per_channel: false for this layer")
     if entry.preserve_sparsity and entry.clusters < 3:
@@ -122,7 +122,7 @@ def _check_options(layer, kernel, entry: LayerClustering, where: str) -> None:
                          f"use fewer than {per} clusters")
 
 
-def _is_conv2d(layer) -> bool:
+def is_conv2d(layer) -> bool:
     import tf_keras
 
     return isinstance(layer, tf_keras.layers.Conv2D) and not isinstance(layer, tf_keras.layers.Conv2DTranspose)

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tinycomp.plan.request import PlanOutcome
+
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
@@ -211,3 +213,46 @@ def task_metrics(metrics: dict) -> str:
     parts = [f"MSE {metrics['mse']:.4g}" if metrics.get("mse") is not None else "",
              f"SNR {metrics['snr_db']:.1f} dB" if metrics.get("snr_db") is not None else ""]
     return "test " + ", ".join(p for p in parts if p) if any(parts) else "no test metric"
+
+
+def sensitivity_table(outcome: PlanOutcome) -> Table:
+    """`plan`'s per-layer table: every option's score, measured and counted drop, bytes, and the choice."""
+    chosen, task, unit = outcome.plan, outcome.table.task, outcome.table.unit
+    t = Table(title="Per-layer sensitivity (one layer clustered at a time; Δ vs the fine-tuned unclustered model)")
+    for column in ("layer", "clusters", "bits", f"val {task.metric}", f"measured Δ {unit}", f"counted Δ {unit}",
+                   "bytes", "ideal bytes", "plan"):
+        t.add_column(column, justify="left" if column in ("layer", "plan") else "right")
+    for layer in outcome.table.layers:
+        for o in sorted(layer.options, key=lambda o: o.clusters or 10 ** 9):
+            mark = "◀" if chosen.choices.get(layer.name) is o else ""
+            t.add_row(f"{layer.name} ({layer.kind}{', per channel' if layer.per_channel else ''})"
+                      if o is layer.options[0] else "", str(o.clusters) if o.clusters else "none", str(o.bits),
+                      task.value_text(o.accuracy) if o.accuracy is not None else "–",
+                      f"{o.measured_pp:+.2f}" if o.measured_pp is not None else "–",
+                      f"{o.drop_pp:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
+    return t
+
+
+def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]:
+    """`plan`'s lines under the table: the validation, the plan's prediction and its arena."""
+    table, chosen = outcome.table, outcome.plan
+    task, unit = table.task, table.unit
+    checked = (f", measured with all its layers clustered at once {chosen.checked_drop_pp:+.2f} {unit}"
+               if chosen.checked_drop_pp is not None else "")
+    kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
+            if chosen.uncompressed_for_ram else "")
+    sliced = (f"; kernels decoding to over {chosen.decode_budget:,} bytes are sliced along their output channels "
+              "(decode_budget in the spec; `compress` applies it)" if chosen.decode_budget is not None else "")
+    return [
+        f"Validation: {table.validation_samples:,} held-out training rows (one run's {task.metric} is "
+        f"±{outcome.noise:.1f} {unit}). Given model {task.score_text(table.reference_accuracy)}, fine-tuned "
+        f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain_pp:+.2f} {unit}"
+        f"{', credited' if credit_fine_tuning and table.fine_tune_gain_pp > 0 else ''}).",
+        f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
+        f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
+        f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other "
+        f"bytes; {task.drop_text()} {chosen.predicted_drop_pp:+.2f} {unit} (Σ layers {chosen.sum_drop_pp:.2f} − "
+        f"fine-tuning {chosen.credit_pp:.2f}){checked}.",
+        f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT weights live "
+        f"there while their layer runs){kept}{sliced}.",
+    ]

@@ -59,7 +59,7 @@ def test_counted_drops_are_monotone_and_never_negative():
 @pytest.mark.parametrize("budget", [0.0, 0.35, 0.5, 1.0, 2.5, 10.0])
 def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
     table = _table()
-    plan = choose_plan(table, Budget(max_drop_pp=budget))
+    plan = choose_plan(table, Budget(max_drop=budget))
     assert plan.predicted_drop_pp <= budget + 1e-9
     assert plan.predicted_bytes == table.fixed_bytes + sum(o.bytes for o in plan.choices.values())
     best = _brute_force(table, lambda s: s[1] <= budget + 1e-9, key=lambda s: (s[0], s[1]))
@@ -68,12 +68,12 @@ def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
 
 def test_fine_tuning_gain_is_credited_unless_disabled():
     table = _table(control=0.91, reference=0.90)  # fine-tuning alone gains 1 pp
-    credited = choose_plan(table, Budget(max_drop_pp=0.5))
-    strict = choose_plan(table, Budget(max_drop_pp=0.5, credit_fine_tuning=False))
+    credited = choose_plan(table, Budget(max_drop=0.5))
+    strict = choose_plan(table, Budget(max_drop=0.5, credit_fine_tuning=False))
     assert credited.sum_drop_pp <= 1.5 + 1e-9 and strict.sum_drop_pp <= 0.5 + 1e-9
     assert credited.predicted_bytes < strict.predicted_bytes
     losing = _table(control=0.89, reference=0.90)  # a loss always counts
-    assert choose_plan(losing, Budget(max_drop_pp=1.5, credit_fine_tuning=False)).sum_drop_pp <= 0.5 + 1e-9
+    assert choose_plan(losing, Budget(max_drop=1.5, credit_fine_tuning=False)).sum_drop_pp <= 0.5 + 1e-9
 
 
 @pytest.mark.parametrize("target", [4000, 4500, 6000, 9000])
@@ -92,9 +92,9 @@ def test_nothing_fits_is_a_clean_error():
     steep = SensitivityTable([_layer("a", 1000, [(2, 100, 3.0), (4, 200, 2.0)])], int8_bytes=2000,
                              reference_accuracy=0.9, control_accuracy=0.9)
     with pytest.raises(NothingFits, match="no layer can be clustered"):
-        choose_plan(steep, Budget(max_drop_pp=1.0))
+        choose_plan(steep, Budget(max_drop=1.0))
     with pytest.raises(InvalidValue, match="exactly one budget") as caught:
-        Budget(max_drop_pp=1.0, target_bytes=5000)
+        Budget(max_drop=1.0, target_bytes=5000)
     assert caught.value.field == "budget"
 
 
@@ -111,16 +111,16 @@ def _arenas(combine, calls):
 
 def test_ram_budget_never_compresses_a_layer_whose_decoding_alone_does_not_fit():
     table, calls = _table(), []
-    plan = choose_plan_within_ram(table, Budget(max_drop_pp=10.0, ram_bytes=3000), _arenas(max, calls))
+    plan = choose_plan_within_ram(table, Budget(max_drop=10.0, ram_bytes=3000), _arenas(max, calls))
     assert "b" not in plan.clustered() and plan.uncompressed_for_ram == ["b"]
     assert plan.arena_bytes == 1000 + max(DECODED[n] for n in plan.clustered()) <= 3000
-    unconstrained = choose_plan(table, Budget(max_drop_pp=10.0))
+    unconstrained = choose_plan(table, Budget(max_drop=10.0))
     assert "b" in unconstrained.clustered() and plan.predicted_bytes > unconstrained.predicted_bytes
     assert len(calls[0]) == 4  # nothing compressed and each layer alone, measured in one batch
 
 
 def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits():
-    plan = choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=2100), _arenas(sum, []))
+    plan = choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=2100), _arenas(sum, []))
     assert plan.uncompressed_for_ram == ["a", "b"] and list(plan.clustered()) == ["c"]
     assert plan.arena_bytes == 1200
 
@@ -131,16 +131,16 @@ def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits
 ])
 def test_ram_budget_out_of_reach_is_a_clean_error(budget, error):
     with pytest.raises(NothingFits) as caught:
-        choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=budget), _arenas(max, []))
+        choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=budget), _arenas(max, []))
     assert caught.value.what == error and caught.value.field == "ram_bytes" and caught.value.where is None
 
 
-def _checked(budget, penalty_pp, noise_pp=0.0, attempts=3):
+def _checked(budget, penalty_pp, noise=0.0, attempts=3):
     """checked_plan on the test table, where clustering the chosen layers together costs penalty_pp more."""
     table = _table()
-    return checked_plan(lambda b: choose_plan(table, Budget(max_drop_pp=b)) if b is not None else
+    return checked_plan(lambda b: choose_plan(table, Budget(max_drop=b)) if b is not None else
                         choose_plan(table, Budget(target_bytes=6000)),
-                        lambda plan: plan.predicted_drop_pp + penalty_pp, budget, noise_pp, attempts)
+                        lambda plan: plan.predicted_drop_pp + penalty_pp, budget, noise, attempts)
 
 
 def test_a_plan_whose_drops_add_up_is_measured_once():
@@ -149,7 +149,7 @@ def test_a_plan_whose_drops_add_up_is_measured_once():
 
 
 def test_a_plan_over_budget_when_measured_is_chosen_again_under_a_lower_budget():
-    first = choose_plan(_table(), Budget(max_drop_pp=2.5))
+    first = choose_plan(_table(), Budget(max_drop=2.5))
     plan, tried = _checked(2.5, 1.0)
     assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop_pp > 2.5
     assert len(tried) == 2 and plan is tried[1]
@@ -158,7 +158,7 @@ def test_a_plan_over_budget_when_measured_is_chosen_again_under_a_lower_budget()
 
 
 def test_an_excess_within_the_noise_keeps_the_plan():
-    plan, tried = _checked(2.5, 0.3, noise_pp=0.5)
+    plan, tried = _checked(2.5, 0.3, noise=0.5)
     assert tried == [plan]
 
 
@@ -175,7 +175,7 @@ def test_a_size_budget_is_measured_but_not_re_chosen():
 def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
-    spec = plan_spec(table, choose_plan(table, Budget(max_drop_pp=0.0)))
+    spec = plan_spec(table, choose_plan(table, Budget(max_drop=0.0)))
     assert {(layer.name, layer.clusters, layer.per_channel) for layer in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
 
 
@@ -188,7 +188,7 @@ def _record(**changes):
     from tinycomp.plan import CheckedPlan, PlanRecord
 
     table = _table()
-    plan = choose_plan(table, Budget(max_drop_pp=1.0))
+    plan = choose_plan(table, Budget(max_drop=1.0))
     plan.checked_drop_pp = 0.8
     fields = dict(source="m.h5", source_sha256="ab" * 32, dataset={"name": "tiny"}, seed=3, clusters=[2, 4, 16],
                   per_channel_conv=True, epochs=1, validation_split=0.2, credit_fine_tuning=True,
@@ -268,10 +268,10 @@ class _FakeMeasurer:
         return fake
 
 
-def _fast(zero_drops, tuned_drops, max_drop_pp=1.5, jobs_order=None):
+def _fast(zero_drops, tuned_drops, max_drop=1.5, jobs_order=None):
     """The fast estimate of one layer 'a' with fake measurements; returns (drops, counts fine-tuned).
     `jobs_order` measures the candidates in that order with no budget, as worker processes do."""
-    from tinycomp.plan.candidates import assemble_drops, candidates_of, fine_tune_limit_pp
+    from tinycomp.plan.candidates import FAST, assemble_drops, candidates_of, fine_tune_limit
     from tinycomp.plan.sensitivity import Prepared, measure_candidates
 
     fake = _FakeMeasurer(zero_drops, tuned_drops)
@@ -279,14 +279,14 @@ def _fast(zero_drops, tuned_drops, max_drop_pp=1.5, jobs_order=None):
     candidates = candidates_of({"a": counts})
     prepared = Prepared(["a"], {"a": counts}, candidates, fake)
     if jobs_order is None:
-        results = measure_candidates(prepared, todo=candidates, done={}, max_drop_pp=max_drop_pp)
+        results = measure_candidates(prepared, todo=candidates, done={}, max_drop=max_drop)
     else:
         results = {}
         for i in jobs_order:
             results = measure_candidates(prepared, todo=[candidates[i]], done=results)
-    limit = fine_tune_limit_pp(max_drop_pp, reference=0.9, control=0.9, noise_pp=fake.noise_pp)
-    drops = assemble_drops(counts, {c: results[f"a/{c}"] for c in counts}, estimate="fast", reference=0.9,
-                           control=0.9, limit_pp=limit)
+    limit = fine_tune_limit(max_drop, reference=0.9, control=0.9, noise=fake.noise)
+    drops = assemble_drops(counts, {c: results[f"a/{c}"] for c in counts}, estimate=FAST, reference=0.9,
+                           control=0.9, limit=limit)
     return drops, [c for _, c in fake.tuned]
 
 
@@ -301,7 +301,7 @@ def test_fast_estimate_stops_below_a_count_too_harmful_to_choose():
     drops, tuned = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0})
     assert tuned == [8]  # 8 fine-tuned is over the limit: 4 and 2 keep their (larger) zero-shot drops
     assert drops[4].drop_pp == pytest.approx(12.0) and not drops[4].fine_tuned
-    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, max_drop_pp=None)
+    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, max_drop=None)
     assert unlimited == [8, 4, 2]
 
 

@@ -31,7 +31,7 @@ from tinycomp.plan.choose import (
                                   counted_drops,
                                   pareto_front,
                                   plan_spec,
-                                  validation_noise_pp,
+                                  validation_noise,
 )
 from tinycomp.plan.make import PlanProgress, make_plan
 from tinycomp.plan.record import SCHEMA_VERSION, CheckedPlan, PlanRecord
@@ -42,4 +42,4 @@ __all__ = ["DEFAULT_CLUSTER_COUNTS", "SCHEMA_VERSION", "ArenasOf", "Budget", "By
            "LayerSensitivity", "Measurement", "NothingFits", "Option", "Plan", "PlanOutcome", "PlanProgress",
            "PlanRecord", "PlanRequest", "SensitivityTable", "check_counts", "checked_plan", "choose_plan",
            "choose_plan_within_ram", "counted_drops", "make_plan", "pareto_front", "plan_spec",
-           "validation_noise_pp"]
+           "validation_noise"]

@@ -12,7 +12,7 @@ Measured drops are smoothed before the choice: fewer clusters never count as bet
 isotonic fit, which averages the noise of single runs), and a drop below zero (clustering measured
 as helping) counts as zero.
 
-Errors name the budget's field (`max_drop_pp`, `target_bytes`, `target_ratio`, `ram_bytes`), never a
+Errors name the budget's field (`max_drop`, `target_bytes`, `target_ratio`, `ram_bytes`), never a
 command-line option.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from tinycomp.errors import InvalidValue, NothingFits
-from tinycomp.plan.units import noise_of, scale_of, unit_of
+from tinycomp.metrics import CLASSIFY, Task, get_task
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
@@ -47,39 +47,30 @@ class Budget:
     """What a plan must meet: exactly one objective (an accuracy drop, bytes, or a ratio to the
     float32 file, which becomes bytes once `float32_bytes` is known), and optionally the arena."""
 
-    max_drop_pp: float | None = None
+    max_drop: float | None = None
     target_bytes: int | None = None
     target_ratio: float | None = None
     ram_bytes: int | None = None
     credit_fine_tuning: bool = True
     float32_bytes: int | None = None  # with target_ratio: the model as float32 .tflite (see `resolved`)
-    task: str = "classify"  # max_drop_pp is in the task's drop unit: pp of accuracy, or dB of SNR (see `units`)
+    task: Task = CLASSIFY  # max_drop is in the task's drop unit (task.unit: pp of accuracy, dB of SNR)
 
     def __post_init__(self) -> None:
-        given = [name for name in ("max_drop_pp", "target_bytes", "target_ratio") if getattr(self, name) is not None]
+        given = [name for name in ("max_drop", "target_bytes", "target_ratio") if getattr(self, name) is not None]
         if len(given) != 1 and not (set(given) == {"target_bytes", "target_ratio"} and self.float32_bytes):
             raise InvalidValue("give exactly one budget: an accuracy drop, a byte target or a size ratio",
                                "budget", "e.g. an accuracy drop of 0.5 pp")
-        # max_drop_pp may be negative: the check re-chooses below a prediction that credits fine-tuning
+        # max_drop may be negative: the check re-chooses below a prediction that credits fine-tuning
         for name, low in (("target_bytes", 0), ("target_ratio", 1.0), ("ram_bytes", 0)):
             value = getattr(self, name)
             if value is not None and value < low:
                 raise InvalidValue(f"{name} must be at least {low:g}, got {value:g}", name)
 
     @property
-    def drop_field(self) -> str:
-        """The field errors about the drop budget name: max_drop_pp, or max_snr_drop for regress."""
-        return "max_snr_drop" if self.task == "regress" else "max_drop_pp"
-
-    def drop_text(self) -> str:
-        """'accuracy drop' or 'SNR drop'."""
-        return "SNR drop" if self.task == "regress" else "accuracy drop"
-
-    @property
     def field(self) -> str:
-        """The field of the objective: max_drop_pp (max_snr_drop for regress), target_ratio or target_bytes."""
-        if self.max_drop_pp is not None:
-            return self.drop_field
+        """The field of the objective: the task's drop budget field, target_ratio or target_bytes."""
+        if self.max_drop is not None:
+            return self.task.budget_field
         return "target_ratio" if self.target_ratio is not None else "target_bytes"
 
     def resolved(self, float32_bytes: int) -> Budget:
@@ -96,7 +87,7 @@ class Budget:
         return text
 
     def describe(self) -> str:
-        text = (f"{self.drop_text()} ≤ {self.max_drop_pp:g} {unit_of(self.task)}" if self.max_drop_pp is not None
+        text = (f"{self.task.drop_text()} ≤ {self.max_drop:g} {self.task.unit}" if self.max_drop is not None
                 else f"≤ {self.target_bytes:,} bytes")
         if self.target_ratio is not None:
             text += f", {self.target_ratio:g}× smaller than float32's {self.float32_bytes:,}"
@@ -155,12 +146,13 @@ class SensitivityTable:
     epochs: int = 0
     seed: int = 0
     seconds: float = 0.0
-    # classify: accuracies in [0, 1], drops in pp; regress: output SNRs in dB, drops in dB (see `units`)
-    task: str = "classify"
+    # what the scores are and the drops' unit: classify: accuracies in [0, 1], drops in pp; regress:
+    # output SNRs in dB, drops in dB (see metrics.Task)
+    task: Task = CLASSIFY
 
     @property
     def unit(self) -> str:
-        return unit_of(self.task)
+        return self.task.unit
 
     @property
     def fixed_bytes(self) -> int:
@@ -169,7 +161,7 @@ class SensitivityTable:
 
     @property
     def fine_tune_gain_pp(self) -> float:
-        return scale_of(self.task) * (self.control_accuracy - self.reference_accuracy)
+        return self.task.scale * (self.control_accuracy - self.reference_accuracy)
 
     def to_json(self) -> dict:
         payload = asdict(self)
@@ -177,14 +169,14 @@ class SensitivityTable:
             layer["options"] = [_option_json(o) for o in layer["options"]]
         payload["fixed_bytes"] = self.fixed_bytes
         payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
+        payload["task"] = self.task.name
         return payload
 
     @classmethod
     def from_json(cls, payload: dict) -> SensitivityTable:
         """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
         fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
-        if fields.get("task", "classify") not in ("classify", "regress"):
-            raise ValueError(f"task {fields['task']!r}")
+        fields["task"] = task_named(fields.get("task", CLASSIFY.name))
         layers = [LayerSensitivity(**{**layer, "options": [Option(**o) for o in layer["options"]]})
                   for layer in payload["layers"]]
         if not layers:
@@ -273,14 +265,14 @@ def pareto_front(table: SensitivityTable) -> list[tuple[int, float, tuple]]:
 
 
 def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
-    """Fewest predicted bytes with the predicted drop ≤ budget.max_drop_pp, or (with a byte target)
+    """Fewest predicted bytes with the predicted drop ≤ budget.max_drop, or (with a byte target)
     the smallest predicted drop with predicted bytes ≤ budget.target_bytes.
 
     The predicted drop is against the given model: Σ per-layer drops (each measured against the
     fine-tuned control) minus the control's gain over the given model, since `cluster`
     fine-tunes too. A gain is credited only with budget.credit_fine_tuning; a loss always counts.
     """
-    if budget.max_drop_pp is None and budget.target_bytes is None:
+    if budget.max_drop is None and budget.target_bytes is None:
         raise InvalidValue("a target ratio needs the float32 size resolved before choosing", "target_ratio",
                            "call Budget.resolved(float32_bytes) first")
     if not table.layers:
@@ -289,18 +281,18 @@ def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
     credit = gain if budget.credit_fine_tuning else min(gain, 0.0)
     fixed = table.fixed_bytes + table.decode_overhead
     front = [p for p in pareto_front(table) if any(o.clusters is not None for o in p[2])]
-    if budget.max_drop_pp is not None:
-        max_drop_pp = budget.max_drop_pp
-        fits = [p for p in front if p[1] - credit <= max_drop_pp + 1e-9]
+    if budget.max_drop is not None:
+        max_drop = budget.max_drop
+        fits = [p for p in front if p[1] - credit <= max_drop + 1e-9]
         if not fits:
             cheapest = min(front, key=lambda p: p[1]) if front else None
-            unit = unit_of(budget.task)
+            unit = budget.task.unit
             least = f"{cheapest[1] - credit:+.2f} {unit}" if cheapest else "n/a"
-            raise NothingFits(f"no layer can be clustered within an {budget.drop_text()} of {max_drop_pp:g} {unit} "
-                              f"(the least harmful single choice predicts {least})", budget.drop_field,
+            raise NothingFits(f"no layer can be clustered within an {budget.task.drop_text()} of {max_drop:g} {unit} "
+                              f"(the least harmful single choice predicts {least})", budget.task.budget_field,
                               "allow a larger drop, add larger cluster counts, or fine-tune longer")
         best = min(fits, key=lambda p: (p[0], p[1]))
-        objective, value = "min-bytes", max_drop_pp
+        objective, value = "min-bytes", max_drop
     else:
         target_bytes = budget.target_bytes
         assert target_bytes is not None, "a budget has a drop or a byte target"
@@ -390,31 +382,31 @@ def sliced_within(names: frozenset, ram_budget: int, slicing: Slicing) -> tuple[
     return None
 
 
-def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callable[[Plan], float],
-                 max_drop_pp: float | None, noise_pp: float = 0.0, attempts: int = 3) -> tuple[Plan, list[Plan]]:
+def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[[Plan], float],
+                 max_drop: float | None, noise: float = 0.0, attempts: int = 3) -> tuple[Plan, list[Plan]]:
     """The plan `choose(budget)` makes, checked by measuring its drop with all its layers clustered
-    at once (`measure_drop_pp`), since per-layer drops need not add up.
+    at once (`measure_drop`), since per-layer drops need not add up.
 
-    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise_pp` (the
+    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise` (the
     noise of one validation measurement) is chosen again under the budget lowered by the
     prediction's shortfall, up to `attempts` plans. Returns the plan to use (the smallest whose
     measured drop is within budget + noise, else the least harmful) and every plan tried.
     """
-    plan = choose(max_drop_pp)
-    plan.checked_drop_pp = measure_drop_pp(plan)
+    plan = choose(max_drop)
+    plan.checked_drop_pp = measure_drop(plan)
     tried = [plan]
-    if max_drop_pp is None:
+    if max_drop is None:
         return plan, tried
-    budget = max_drop_pp
-    while plan.checked_drop_pp > max_drop_pp + noise_pp and len(tried) < attempts:
+    budget = max_drop
+    while plan.checked_drop_pp > max_drop + noise and len(tried) < attempts:
         budget -= plan.checked_drop_pp - plan.predicted_drop_pp  # below the last prediction: another plan
         try:
             plan = choose(budget)
         except NothingFits:
             break
-        plan.checked_drop_pp = measure_drop_pp(plan)
+        plan.checked_drop_pp = measure_drop(plan)
         tried.append(plan)
-    within = [p for p in tried if _checked(p) <= max_drop_pp + noise_pp]
+    within = [p for p in tried if _checked(p) <= max_drop + noise]
     if within:
         return min(within, key=lambda p: (p.predicted_bytes, _checked(p))), tried
     return min(tried, key=_checked), tried
@@ -443,9 +435,19 @@ def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> Cl
 
 
 
-def validation_noise_pp(table: SensitivityTable) -> float:
+def validation_noise(table: SensitivityTable) -> float:
     """The standard error of one validation score, in the table's drop unit (pp of accuracy, dB of SNR)."""
-    return noise_of(table.task, table.control_accuracy, table.validation_samples)
+    return table.task.noise(table.control_accuracy, table.validation_samples)
+
+
+def task_named(name: object) -> Task:
+    """The task a record names; ValueError for an unknown one (records are checked as malformed)."""
+    if not isinstance(name, str):
+        raise ValueError(f"task {name!r}")
+    try:
+        return get_task(name)
+    except InvalidValue:
+        raise ValueError(f"task {name!r}") from None
 
 
 def check_counts(counts) -> tuple[int, ...]:
