@@ -15,7 +15,8 @@ import numpy as np
 
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import ModelError, SpecError
-from tinycomp.models import DEFAULT_LEARNING_RATE, compile_for_training, kernel_of, set_seed
+from tinycomp.metrics import choose_task
+from tinycomp.models import DEFAULT_LEARNING_RATE, compile_for_training, kernel_of, score_keras, set_seed
 from tinycomp.specs import ClusteringSpec, LayerClustering
 from tinycomp.train import EpochCallback, check_enough_training_data, check_fit_options, fit
 
@@ -60,9 +61,6 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     (models.choose_loss). Data without labels is reconstructed (y = x).
     """
     import tensorflow_model_optimization as tfmot
-
-    from tinycomp.metrics import choose_task
-    from tinycomp.models import score_keras
 
     check_fit_options(epochs, batch_size, VALIDATION_SPLIT)
     validate_spec(model, spec)

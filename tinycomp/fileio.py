@@ -12,8 +12,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tinycomp.errors import InputFileError, OutputFileError
+
+JsonDict = dict[str, Any]  # a JSON object as json.loads returns it
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TFLITE_IDENTIFIER = b"TFL3"

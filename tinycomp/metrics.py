@@ -114,7 +114,7 @@ def _top1(outputs: np.ndarray) -> np.ndarray:
     outputs = np.asarray(outputs)
     if outputs.ndim == 2 and outputs.shape[1] == 1:  # one sigmoid unit: class 1 above 0.5
         return (outputs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
+    return np.asarray(np.argmax(outputs.reshape(len(outputs), -1), axis=-1))
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +149,7 @@ class Classify(Task):
         return top1_accuracy(outputs, y)
 
     def noise(self, score: float, samples: int) -> float:
-        return 100.0 * (score * (1 - score) / max(samples, 1)) ** 0.5
+        return 100.0 * math.sqrt(score * (1 - score) / max(samples, 1))
 
     def value_text(self, score: float, digits: int = 2) -> str:
         """'97.10%'."""
@@ -241,7 +241,7 @@ def get_task(name: str) -> Task:
         raise InvalidValue(f"unknown task {name!r}", "task", f"choose one of {', '.join(TASKS)}") from None
 
 
-def choose_task(y: np.ndarray | None, output_shape: tuple, override: str | None = None) -> Task:
+def choose_task(y: np.ndarray | None, output_shape: tuple[int, ...], override: str | None = None) -> Task:
     """`override` if given; regress when there are no labels or y rows have the output's shape; else classify."""
     if override is not None:
         return get_task(override)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycomp import fileio
+from tinycomp import fileio, model_config
 from tinycomp.errors import DataError, InputFileError, ModelError, OutputFileError
+from tinycomp.model_config import LOAD_HINTS, SUPPORTED
 
 # The kernel attribute of each layer type that carries one; first match wins. SeparableConv
 # layers have a depthwise and a pointwise kernel; TFMOT clusters the pointwise one.
@@ -74,8 +75,6 @@ def load_keras_model(path: str | os.PathLike, *, trust: bool = False):
     run code (Lambda layers, custom classes): `UnsafeModelError` names the layer. The saved
     training configuration (loss) is remembered for `compile_for_training`.
     """
-    from tinycomp import model_config
-
     fmt = fileio.keras_model_format(path)
     saved = model_config.read_saved_config(Path(path), fmt)
     model_config.check_structure(saved)
@@ -97,16 +96,12 @@ def _deserialize(p: Path, fmt: str, trust: bool):
             warnings.simplefilter("ignore")
             return tf_keras.models.load_model(str(p), compile=False, **kwargs)
     except Exception as e:  # h5py, Keras and deserialization errors all mean the same to the user
-        from tinycomp.model_config import LOAD_HINTS
-
         raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p), LOAD_HINTS[fmt]) from e
 
 
 def check_supported(model, where: str) -> None:
     """One ModelError for subclassed, multi-input and multi-output models."""
     import tf_keras
-
-    from tinycomp.model_config import SUPPORTED
 
     functional = isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
     if not functional:

@@ -24,9 +24,8 @@ from tinycomp.errors import UsageError
 from tinycomp.fileio import check_output_path, sidecar_path
 from tinycomp.metrics import CLASSIFY, REGRESS, Task, get_task
 from tinycomp.models import DEFAULT_LEARNING_RATE
-from tinycomp.plan import Budget, ByteCosts, Measurement, Plan, PlanRequest
-from tinycomp.plan.candidates import CONTROL, ESTIMATES, Candidate, CandidateResult, Shard
-from tinycomp.plan.choose import SensitivityTable
+from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest
+from tinycomp.plan.candidates import ESTIMATES, Shard
 from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, read_part, read_record, write_plan
 
 LoadData = Callable[[], object]
@@ -230,7 +229,7 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     read_parts = [(path, read_part(path)) for path in parts]
     model, data = load_model_and_data(model_path, load_data, trust=trust, task=task_name(request.measurement.task))
     inputs = PlanInputs.of(model, data, model_path, request.measurement.task)
-    progress = RenderedProgress(model_path, data.name, inputs.task)
+    progress = render.PlanProgressLines(model_path, data.name, inputs.task)
     if recorded or read_parts:
         request, outcome = plan_model(inputs, request, recorded=recorded, parts=read_parts, progress=progress)
     else:
@@ -259,7 +258,7 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
     inputs = PlanInputs.of(model, data, model_path, measurement.task)
     with render.progress(f"shard {shard.describe()}", 0) as advance:
         part = measure_shard_to(output, inputs, measurement, seed=seed, shard=shard, resume=resume, jobs=jobs,
-                                progress=RenderedProgress(model_path, data.name, inputs.task, advance))
+                                progress=render.PlanProgressLines(model_path, data.name, inputs.task, advance))
     render.out.print(f"Wrote {output}: shard {shard.describe()}, {len(part.results)} of the candidates "
                      f"({time.perf_counter() - started:.0f} s); next: tinycomp plan {model_path} --merge PART.json ... "
                      "with a budget")
@@ -267,76 +266,3 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
 
 def task_name(task: Task | None) -> str | None:
     return task.name if task else None
-
-
-def devices() -> str:
-    """TensorFlow's devices (a GPU, when present, is used without any option)."""
-    import tensorflow as tf
-
-    return ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
-
-
-class RenderedProgress:
-    """PlanProgress on stderr: what is measured or reused, a bar with ETA over the candidates, one line per
-    measured candidate and per check."""
-
-    def __init__(self, model_path: str, data_name: str, task: Task, advance: Callable[..., None] | None = None):
-        self.model_path, self.data_name, self.task, self.advance = model_path, data_name, task, advance
-        self.total, self.count = 0, 0
-
-    def measuring(self, m: Measurement, task: Task, jobs: int, shard: Shard | None) -> None:
-        rows = f" ({m.fine_tune_rows or 'all'} fit rows, {m.validation_rows or 'all'} validation rows per candidate)"
-        where = f" in {jobs} processes" if jobs > 1 else ""
-        part = f", shard {shard.describe()}" if shard else ""
-        if task == REGRESS:
-            part += " (regress task: drops in output SNR vs the targets, dB)"
-        render.info(f"Sensitivity of {self.model_path}{part}: one layer at a time, cluster counts "
-                    f"{', '.join(map(str, m.cluster_counts))}, {m.estimate.announcement}{m.epochs} fine-tuning epochs "
-                    f"each, validated on the last {m.validation_split:g} of {self.data_name}'s training rows{rows}"
-                    f"{where}; TensorFlow devices: {devices()}")
-
-    def reusing(self, source: str, table: SensitivityTable) -> None:
-        render.info(f"Sensitivity of {self.model_path} from {source} (measured in {table.seconds:.0f} s); choosing "
-                    "under the new budget")
-
-    def merging(self, count: int) -> None:
-        render.info(f"Sensitivity of {self.model_path} from {count} partial tables; choosing")
-
-    def resumed(self, path: str, count: int | None) -> None:
-        if count is None:
-            render.info(f"--resume: no {path} yet, measuring every candidate")
-        else:
-            self.count = count
-            render.info(f"--resume: {count} candidate(s) measured before, in {path}")
-
-    def started(self, candidates: list[Candidate]) -> None:
-        self.total = len(candidates)
-        if self.advance:
-            self.advance(self.count, total=self.total)
-
-    def measured(self, result: CandidateResult) -> None:
-        self.count += 1
-        what = describe_result(result, self.task)
-        render.err.print(f"  [{self.count}/{self.total}] {what}")
-        if self.advance:
-            self.advance(1, status=what)
-
-    def budget_resolved(self, budget: Budget) -> None:
-        render.info(f"--target-ratio {budget.target_ratio:g}: {self.model_path} is {budget.float32_bytes:,} bytes as "
-                    f"float32 .tflite, so the budget is {budget.target_bytes:,} bytes")
-
-    def checked(self, plan: Plan, drop: float, epochs: int) -> None:
-        layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
-        unit = self.task.unit
-        render.info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop:+.2f} {unit}, "
-                    f"predicted {plan.predicted_drop_pp:+.2f} {unit}")
-
-
-def describe_result(result: CandidateResult, task: Task) -> str:
-    """e.g. 'dense → 4 clusters: zero-shot 97.10%, fine-tuned 98.20% (3 s)' (regress: 'zero-shot SNR 20.30 dB')."""
-    what = ("control (fine-tuned, unclustered)" if result.key == CONTROL
-            else "{} → {} clusters".format(*result.key.rsplit("/", 1)))
-    measured = [f"{label} {task.score_text(value)}" for label, value in (("zero-shot", result.zero_shot),
-                                                                          ("fine-tuned", result.fine_tuned))
-                if value is not None]
-    return f"{what}: {', '.join(measured)} ({result.seconds:.0f} s)"

@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from tinycomp.errors import InputFileError, InvalidValue
+from tinycomp.fileio import JsonDict
 from tinycomp.metrics import CLASSIFY, Task, get_task
-from tinycomp.plan.provenance import JsonDict, Provenance
+from tinycomp.plan.provenance import Provenance
+from tinycomp.records import Record
 
 CONTROL = "control"
 PARTIAL_SCHEMA_VERSION = 1
@@ -237,8 +239,13 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
 
 
 @dataclass(frozen=True)
-class PartialTable:
+class PartialTable(Record):
     """Some candidates' results and what they were measured on (one shard, or an interrupted run)."""
+
+    STEP: ClassVar[str | None] = PARTIAL_STEP
+    HINT: ClassVar[str] = PART_HINT
+    SCHEMA: ClassVar[int] = PARTIAL_SCHEMA_VERSION
+    VERSIONLESS: ClassVar[int | None] = None
 
     source_sha256: str
     dataset: JsonDict
@@ -271,13 +278,16 @@ class PartialTable:
                 "results": [r.to_json() for r in self.results], "task": self.task.name}
 
     @classmethod
-    def from_json(cls, payload: object, source: str) -> PartialTable:
-        """The part in `payload` (parsed JSON of `source`); InputFileError if it is not one."""
-        if not isinstance(payload, dict) or payload.get("step") != PARTIAL_STEP:
-            raise InputFileError(NOT_A_PART, source, PART_HINT)
-        if payload.get("schema_version") != PARTIAL_SCHEMA_VERSION:
-            raise InputFileError(f"partial table schema version {payload.get('schema_version')!r}; this tinycomp "
-                                 f"reads version {PARTIAL_SCHEMA_VERSION}", source, "measure it again")
+    def wrong_kind(cls, step: object, *, is_object: bool = True) -> str:
+        return NOT_A_PART
+
+    @classmethod
+    def wrong_version(cls, version: object) -> tuple[str, str]:
+        return f"partial table schema version {version!r}; this tinycomp reads version {cls.SCHEMA}", "measure it again"
+
+    @classmethod
+    def from_payload(cls, payload: JsonDict, source: str) -> PartialTable:
+        """The part in `payload` (its header checked); InputFileError if it is malformed."""
         try:
             task = get_task(str(payload.get("task", CLASSIFY.name)))
             part = cls(source_sha256=str(payload["source_sha256"]), dataset=dict(payload["dataset"]),

@@ -19,17 +19,20 @@ command-line option.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 from tinycomp.errors import InvalidValue, NothingFits
+from tinycomp.fileio import JsonDict
 from tinycomp.metrics import CLASSIFY, Task, get_task
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
 
+# A combination of options: (layer bytes, Σ drop, one option per layer so far)
+Point = tuple[int, float, tuple["Option", ...]]
 # Arena bytes of the plan's file for each given set of compressed layers (in the order given).
-ArenasOf = Callable[[list[frozenset]], list[int]]
+ArenasOf = Callable[[list[frozenset[str]]], list[int]]
 SLICING_PATIENCE = 4  # decode budgets measured past the smallest arena so far before giving up
 
 
@@ -37,8 +40,8 @@ SLICING_PATIENCE = 4  # decode budgets measured past the smallest arena so far b
 class Slicing:
     """What choosing with sliced kernels needs from the caller (see `costs.slicing_measurer`)."""
 
-    budgets: Callable[[frozenset], list[int]]  # decode budgets worth trying for a set of layers, largest first
-    arenas: Callable[[frozenset, list[int]], list[int]]  # the set's arena sliced at each of those budgets
+    budgets: Callable[[frozenset[str]], list[int]]  # decode budgets worth trying for a set of layers, largest first
+    arenas: Callable[[frozenset[str], list[int]], list[int]]  # the set's arena sliced at each of those budgets
     batch: int = 1  # budgets measured at once (worker processes)
 
 
@@ -110,7 +113,7 @@ class Option:
     fine_tuned: bool | None = None  # the fast estimate: False when measured zero-shot (None: every option fine-tuned)
 
 
-def _option_json(option: dict) -> dict:
+def _option_json(option: JsonDict) -> JsonDict:
     """An option's JSON: `fine_tuned` only in tables of the fast estimate, so other tables keep their keys."""
     return {k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)}
 
@@ -163,7 +166,7 @@ class SensitivityTable:
     def fine_tune_gain_pp(self) -> float:
         return self.task.scale * (self.control_accuracy - self.reference_accuracy)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonDict:
         payload = asdict(self)
         for layer in payload["layers"]:
             layer["options"] = [_option_json(o) for o in layer["options"]]
@@ -173,7 +176,7 @@ class SensitivityTable:
         return payload
 
     @classmethod
-    def from_json(cls, payload: dict) -> SensitivityTable:
+    def from_json(cls, payload: JsonDict) -> SensitivityTable:
         """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
         fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
         fields["task"] = task_named(fields.get("task", CLASSIFY.name))
@@ -207,13 +210,13 @@ class Plan:
     def clustered(self) -> dict[str, Option]:
         return {name: o for name, o in self.choices.items() if o.clusters is not None}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonDict:
         payload = asdict(self)
         payload["choices"] = {name: _option_json(o) for name, o in payload["choices"].items()}
         return payload
 
     @classmethod
-    def from_json(cls, payload: dict) -> Plan:
+    def from_json(cls, payload: JsonDict) -> Plan:
         """The plan `to_json` wrote; KeyError/TypeError/ValueError if malformed."""
         choices = {name: Option(**o) for name, o in payload["choices"].items()}
         return cls(**{**payload, "choices": choices})
@@ -228,12 +231,12 @@ def counted_drops(options: list[Option]) -> None:
     that noise instead of letting one unlucky run at a high count raise every lower count.
     """
     clustered = sorted((o for o in options if o.clusters is not None), key=lambda o: -(o.clusters or 0))
-    blocks: list[list] = []  # [mean, size]; means must not decrease from many clusters to few
+    blocks: list[tuple[float, int]] = []  # (mean, size); means must not decrease from many clusters to few
     for o in clustered:
-        blocks.append([o.measured_pp if o.measured_pp is not None else 0.0, 1])
+        blocks.append((o.measured_pp if o.measured_pp is not None else 0.0, 1))
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             (m2, n2), (m1, n1) = blocks.pop(), blocks.pop()
-            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+            blocks.append(((m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2))
     fitted = [mean for mean, size in blocks for _ in range(size)]
     for o, value in zip(clustered, fitted):
         o.drop_pp = max(0.0, value)
@@ -242,7 +245,7 @@ def counted_drops(options: list[Option]) -> None:
             o.drop_pp = 0.0
 
 
-def _pareto(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tuple]]:
+def _pareto(points: list[Point]) -> list[Point]:
     """Keep the (bytes, drop, choice) points no other point beats on both bytes and drop."""
     points.sort(key=lambda p: (p[0], p[1]))
     front, best = [], math.inf
@@ -253,11 +256,12 @@ def _pareto(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tu
     return front
 
 
-def pareto_front(table: SensitivityTable) -> list[tuple[int, float, tuple]]:
+def pareto_front(table: SensitivityTable) -> list[Point]:
     """All Pareto-optimal (layer bytes, Σ drop, option per layer) combinations, merged layer by layer."""
-    front = [(0, 0.0, ())]
+    front: list[Point] = [(0, 0.0, ())]
     for layer in table.layers:
-        merged = [(b + o.bytes, d + o.drop_pp, choice + (o,)) for b, d, choice in front for o in layer.options]
+        merged: list[Point] = [(b + o.bytes, d + o.drop_pp, (*choice, o)) for b, d, choice in front
+                               for o in layer.options]
         front = _pareto(merged)
     return front
 
@@ -362,7 +366,7 @@ def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: A
         kept.add(max(plan.clustered(), key=alone.__getitem__))
 
 
-def sliced_within(names: frozenset, ram_budget: int, slicing: Slicing) -> tuple[int, int] | None:
+def sliced_within(names: frozenset[str], ram_budget: int, slicing: Slicing) -> tuple[int, int] | None:
     """(decode budget, arena): the largest decode budget whose measured arena fits `ram_budget`, or None.
 
     Budgets are measured from the largest down, `slicing.batch` at a time. Smaller budgets mean more
@@ -450,11 +454,11 @@ def task_named(name: object) -> Task:
         raise ValueError(f"task {name!r}") from None
 
 
-def check_counts(counts) -> tuple[int, ...]:
+def check_counts(counts: Iterable[int]) -> tuple[int, ...]:
     """The cluster counts sorted and deduplicated; InvalidValue("cluster_counts") outside 2–2^MAX_BITWIDTH."""
-    counts = tuple(sorted({int(c) for c in counts}))
-    bad = [c for c in counts if not 2 <= c <= 2 ** MAX_BITWIDTH]
-    if not counts or bad:
+    checked = tuple(sorted({int(c) for c in counts}))
+    bad = [c for c in checked if not 2 <= c <= 2 ** MAX_BITWIDTH]
+    if not checked or bad:
         raise InvalidValue(f"cluster counts must be 2–{2 ** MAX_BITWIDTH}" + (f", got {bad[0]}" if bad else ""),
                            "cluster_counts", "e.g. 2,4,8,16,32,64")
-    return counts
+    return checked

@@ -200,5 +200,5 @@ def measure_in_processes(measurer: Measurer, work: list[Work], *, jobs: int, on_
                 on_result(result)
 
 
-def _unordered(pool, work: list[Work]) -> Iterator[CandidateResult]:
+def _unordered(pool: Any, work: list[Work]) -> Iterator[CandidateResult]:
     yield from pool.imap_unordered(_measure_in_worker, work, chunksize=1)

@@ -16,10 +16,8 @@ from typing import Any
 
 from tinycomp.data import Dataset
 from tinycomp.errors import DataError, InputFileError, ModelError
-from tinycomp.fileio import read_bytes
+from tinycomp.fileio import JsonDict, read_bytes
 from tinycomp.metrics import Task
-
-JsonDict = dict[str, Any]
 
 
 def as_json(value: object) -> Any:

@@ -11,14 +11,17 @@ unknown version, or a file that is not a plan record, is an `InputFileError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from tinycomp.errors import InputFileError, InvalidValue
+from tinycomp.fileio import JsonDict
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan.candidates import FINE_TUNE, Estimate, estimate_named
 from tinycomp.plan.choose import Plan, SensitivityTable, task_named
-from tinycomp.plan.provenance import JsonDict, Provenance
+from tinycomp.plan.provenance import Provenance
 from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
+from tinycomp.records import Record
 
 SCHEMA_VERSION = 1
 NOT_A_RECORD = "not a sensitivity table written by `tinycomp plan`"
@@ -40,8 +43,12 @@ class CheckedPlan:
 
 
 @dataclass(frozen=True)
-class PlanRecord:
+class PlanRecord(Record):
     """Everything a plan was made from and what it chose (the sensitivity table included)."""
+
+    STEP: ClassVar[str | None] = "plan"
+    HINT: ClassVar[str] = RECORD_HINT
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
 
     source: str
     source_sha256: str
@@ -122,14 +129,17 @@ class PlanRecord:
                 "task": self.task.name, "max_snr_drop": self.max_snr_drop}
 
     @classmethod
-    def from_json(cls, payload: object, source: str) -> PlanRecord:
-        """The record in `payload` (parsed JSON of the file at `source`); InputFileError if it is not one."""
-        if not isinstance(payload, dict) or payload.get("step") != "plan":
-            raise InputFileError(NOT_A_RECORD, source, RECORD_HINT)
-        version = payload.get("schema_version", 1)  # files from before schema_version are version 1
-        if version != SCHEMA_VERSION:
-            raise InputFileError(f"plan record schema version {version!r}; this tinycomp reads version "
-                                 f"{SCHEMA_VERSION}", source, "use the tinycomp that wrote it, or measure a new table")
+    def wrong_kind(cls, step: object, *, is_object: bool = True) -> str:
+        return NOT_A_RECORD
+
+    @classmethod
+    def wrong_version(cls, version: object) -> tuple[str, str]:
+        return (f"plan record schema version {version!r}; this tinycomp reads version {SCHEMA_VERSION}",
+                "use the tinycomp that wrote it, or measure a new table")
+
+    @classmethod
+    def from_payload(cls, payload: JsonDict, source: str) -> PlanRecord:
+        """The record in `payload` (its header checked; files from before schema_version are version 1)."""
         try:
             later = {k: payload[k] for k in _LATER_KEYS if k in payload}
             if "task" in later:

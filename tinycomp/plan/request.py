@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinycomp.errors import InvalidValue
+from tinycomp.fileio import JsonDict
 from tinycomp.metrics import Task, get_task
 from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan.candidates import FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS, FINE_TUNE, Estimate, estimate_named
 from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, SensitivityTable, check_counts
-from tinycomp.plan.provenance import JsonDict
 
 __all__ = ["FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS", "ByteCosts", "Measurement", "PlanOutcome", "PlanRequest"]
 

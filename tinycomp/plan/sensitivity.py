@@ -60,7 +60,7 @@ from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 from tinycomp.tflite.find_tensors import bits_for
 
 
-def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
+def eligible_layers(model: Any, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
     """The named layers (or every clusterable one) with at least one usable cluster count."""
     names = list(layers) if layers else clusterable_layers(model)
     if layers:
@@ -72,7 +72,7 @@ def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], 
     return usable
 
 
-def usable_counts(model, name: str, counts, per_channel_conv: bool) -> list[int]:
+def usable_counts(model: Any, name: str, counts: tuple[int, ...], per_channel_conv: bool) -> list[int]:
     """The counts below the layer's weights per value table (per channel for Conv2D when per_channel_conv)."""
     kernel = kernel_of(model.get_layer(name))
     size = int(np.prod(kernel.shape))
@@ -80,7 +80,7 @@ def usable_counts(model, name: str, counts, per_channel_conv: bool) -> list[int]
     return [c for c in counts if c < per and bits_for(c) <= MAX_BITWIDTH]
 
 
-def split_validation(data, validation_split: float):
+def split_validation(data: Dataset, validation_split: float) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """(fit data, x_val, y_val): the last `validation_split` of the training rows are held out."""
     n = len(data.x_train)
     held = int(round(n * validation_split))
@@ -107,7 +107,7 @@ def training_loss(model: Any, data: Dataset, task: Task | None = None) -> LossCh
                        saved_loss=saved.saved_loss if saved else None)
 
 
-def joint_drop(model, data, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
+def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
     """The plan's drop (in the table's unit: pp of accuracy, dB of SNR) vs the given model with all its
     layers clustered at once and fine-tuned for the table's epochs on every fit row, measured on the
     whole validation split."""
@@ -120,12 +120,12 @@ def joint_drop(model, data, table: SensitivityTable, plan: Plan, *, measurement:
     return table.task.scale * (reference - accuracy)
 
 
-def validation_rows(data, validation_split: float) -> int:
+def validation_rows(data: Dataset, validation_split: float) -> int:
     """How many rows `split_validation` holds out."""
     return int(round(len(data.x_train) * validation_split))
 
 
-def int8_for_costs(model, data, names: list[str], *, seed: int, costs: ByteCosts) -> tuple[bytes, dict[str, WeightInfo]]:
+def int8_for_costs(model: Any, data: Dataset, names: list[str], *, seed: int, costs: ByteCosts) -> tuple[bytes, dict[str, WeightInfo]]:
     """The int8 model byte costs are measured on (as `quantize` makes it, byte-identical for the
     same model, data and seed) and the named layers' weight tensors in it."""
     int8 = quantize(model, method="int8", io=costs.io,
@@ -214,7 +214,7 @@ class HopelessLayers:
         return any(d.fine_tuned and d.drop_pp > limit for d in drops.values())
 
 
-def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
+def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
                    infos: dict[str, WeightInfo], costs: ByteCosts, max_drop: float | None,
                    seconds: float) -> SensitivityTable:
     """The sensitivity table from every candidate's results and the layers' exact byte costs."""

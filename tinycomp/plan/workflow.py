@@ -44,7 +44,9 @@ class PlanInputs:
 
     @classmethod
     def of(cls, model: Any, data: Dataset, model_path: str, task: Task | None = None) -> PlanInputs:
-        """`task` overrides the task the data and the model's output make (metrics.choose_task)."""
+        """`task` overrides the task the data and the model's output make (metrics.choose_task); `data`
+        gets the trailing axis of size 1 the model's input has or lacks (Dataset.fit_to)."""
+        data = data.fit_to(tuple(model.input_shape[1:]))
         chosen = task_of(model, data, task)
         return cls(model, data, str(model_path), chosen, Provenance.of(file_sha256(str(model_path)), data, chosen))
 
