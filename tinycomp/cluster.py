@@ -73,7 +73,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     start = time.perf_counter()
     set_seed(seed)
     clustered = wrap_layers(model, spec)
-    loss = compile_for_training(clustered, learning_rate, task=chosen.name, saved_from=model)
+    loss = compile_for_training(clustered, learning_rate, task=chosen, saved_from=model)
     history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch)
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
     metrics = score_keras(stripped, data, chosen)

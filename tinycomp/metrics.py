@@ -50,6 +50,8 @@ class Task(ABC):
     budget_example: ClassVar[str]  # "PP instead, e.g. --max-accuracy-drop 0.5"
     evidence: ClassVar[str]  # what in the data makes this task: "integer labels"
     score_range: ClassVar[tuple[float, float]]  # the values a plan score can take
+    fixed_loss: ClassVar[str | None]  # the fine-tuning loss of every model of this task (None: from the output)
+    keras_metrics: ClassVar[tuple[str, ...]]  # what Keras reports while fine-tuning
 
     @abstractmethod
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], where: str) -> None: ...
@@ -144,6 +146,8 @@ class Classify(Task):
     budget_example: ClassVar[str] = "PP instead, e.g. --max-accuracy-drop 0.5"
     long_metric: ClassVar[str] = "top-1 accuracy"
     evidence: ClassVar[str] = "integer labels"
+    fixed_loss: ClassVar[str | None] = None
+    keras_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
 
     def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float:
         return top1_accuracy(outputs, y)
@@ -197,6 +201,8 @@ class Regress(Task):
     budget_example: ClassVar[str] = "DB instead, e.g. --max-snr-drop 1"
     long_metric: ClassVar[str] = "output SNR"
     evidence: ClassVar[str] = "no class labels"
+    fixed_loss: ClassVar[str | None] = "mean_squared_error"
+    keras_metrics: ClassVar[tuple[str, ...]] = ()
 
     def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float:
         return snr_db(np.asarray(y), outputs)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tinycomp import fileio, model_config
 from tinycomp.errors import DataError, InputFileError, ModelError, OutputFileError
+from tinycomp.metrics import CLASSIFY, Task
 from tinycomp.model_config import LOAD_HINTS, SUPPORTED
 
 # The kernel attribute of each layer type that carries one; first match wins. SeparableConv
@@ -197,7 +198,7 @@ _REGRESSION_LOSSES = {"MeanSquaredError": "mean_squared_error", "MeanAbsoluteErr
 _NAME_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
 
 
-def choose_loss(model, *, task: str = "classify", saved_loss=None) -> LossChoice:
+def choose_loss(model, *, task: Task = CLASSIFY, saved_loss=None) -> LossChoice:
     """The loss for fine-tuning: the model's saved compile config when it has a built-in loss;
     otherwise from the task and the output activation (softmax → sparse CE on probabilities,
     linear output on a classifier → sparse CE from logits, sigmoid with one unit → binary CE,
@@ -206,8 +207,8 @@ def choose_loss(model, *, task: str = "classify", saved_loss=None) -> LossChoice
     if from_saved is not None:
         return from_saved
     note = f" (saved loss {saved_loss!r} is not a built-in loss)" if saved_loss else ""
-    if task == "regress":
-        return LossChoice("mean_squared_error", None, "regress task" + note)
+    if task.fixed_loss is not None:
+        return LossChoice(task.fixed_loss, None, f"{task.name} task" + note)
     activation = output_activation(model)
     units = int(model.output_shape[-1])
     if activation == "sigmoid" and units == 1:
@@ -250,7 +251,7 @@ def output_activation(model) -> str:
     return str(name)
 
 
-def compile_for_training(model, learning_rate: float | None = None, *, task: str = "classify",
+def compile_for_training(model, learning_rate: float | None = None, *, task: Task = CLASSIFY,
                          loss: LossChoice | None = None, saved_from=None) -> LossChoice:
     """Compile with Adam(`learning_rate`, default 1e-3) and the loss of `choose_loss`.
 
@@ -264,7 +265,7 @@ def compile_for_training(model, learning_rate: float | None = None, *, task: str
         saved = saved_config(saved_from if saved_from is not None else model)
         loss = choose_loss(model, task=task, saved_loss=saved.saved_loss if saved else None)
     rate = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
-    metrics = ["accuracy"] if task == "classify" else []
+    metrics = list(task.keras_metrics)
     model.compile(optimizer=tf_keras.optimizers.Adam(rate), loss=loss.build(), metrics=metrics)
     return loss
 

@@ -229,8 +229,8 @@ def sensitivity_table(outcome: PlanOutcome) -> Table:
             t.add_row(f"{layer.name} ({layer.kind}{', per channel' if layer.per_channel else ''})"
                       if o is layer.options[0] else "", str(o.clusters) if o.clusters else "none", str(o.bits),
                       task.value_text(o.accuracy) if o.accuracy is not None else "–",
-                      f"{o.measured_pp:+.2f}" if o.measured_pp is not None else "–",
-                      f"{o.drop_pp:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
+                      f"{o.measured_drop:+.2f}" if o.measured_drop is not None else "–",
+                      f"{o.drop:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
     return t
 
 
@@ -238,8 +238,8 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
     """`plan`'s lines under the table: the validation, the plan's prediction and its arena."""
     table, chosen = outcome.table, outcome.plan
     task, unit = table.task, table.unit
-    checked = (f", measured with all its layers clustered at once {chosen.checked_drop_pp:+.2f} {unit}"
-               if chosen.checked_drop_pp is not None else "")
+    checked = (f", measured with all its layers clustered at once {chosen.checked_drop:+.2f} {unit}"
+               if chosen.checked_drop is not None else "")
     kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
             if chosen.uncompressed_for_ram else "")
     sliced = (f"; kernels decoding to over {chosen.decode_budget:,} bytes are sliced along their output channels "
@@ -247,13 +247,13 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
     return [
         f"Validation: {table.validation_samples:,} held-out training rows (one run's {task.metric} is "
         f"±{outcome.noise:.1f} {unit}). Given model {task.score_text(table.reference_accuracy)}, fine-tuned "
-        f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain_pp:+.2f} {unit}"
-        f"{', credited' if credit_fine_tuning and table.fine_tune_gain_pp > 0 else ''}).",
+        f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain:+.2f} {unit}"
+        f"{', credited' if credit_fine_tuning and table.fine_tune_gain > 0 else ''}).",
         f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
         f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
         f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other "
-        f"bytes; {task.drop_text()} {chosen.predicted_drop_pp:+.2f} {unit} (Σ layers {chosen.sum_drop_pp:.2f} − "
-        f"fine-tuning {chosen.credit_pp:.2f}){checked}.",
+        f"bytes; {task.drop_text()} {chosen.predicted_drop:+.2f} {unit} (Σ layers {chosen.sum_drop:.2f} − "
+        f"fine-tuning {chosen.credit:.2f}){checked}.",
         f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT weights live "
         f"there while their layer runs){kept}{sliced}.",
     ]
@@ -319,7 +319,7 @@ class PlanProgressLines:
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         unit = self.task.unit
         info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop:+.2f} {unit}, "
-                    f"predicted {plan.predicted_drop_pp:+.2f} {unit}")
+                    f"predicted {plan.predicted_drop:+.2f} {unit}")
 
 
 def describe_result(result: CandidateResult, task: Task) -> str:

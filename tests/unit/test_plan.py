@@ -27,7 +27,7 @@ from tinycomp.plan import (
 def _layer(name, weights, rows, per_channel=False):
     """rows: (clusters, bytes, measured drop pp); the unclustered option costs `weights` bytes."""
     options = [Option(None, 8, weights, weights)]
-    options += [Option(c, c.bit_length() - 1, b, b, measured_pp=d) for c, b, d in rows]
+    options += [Option(c, c.bit_length() - 1, b, b, measured_drop=d) for c, b, d in rows]
     counted_drops(options)
     return LayerSensitivity(name, "Dense", weights, 1, per_channel, options)
 
@@ -42,25 +42,25 @@ def _table(control=0.90, reference=0.90):
 
 def _brute_force(table, fits, key):
     combos = itertools.product(*[layer.options for layer in table.layers])
-    scored = [(table.fixed_bytes + sum(o.bytes for o in combo), sum(o.drop_pp for o in combo)) for combo in combos
+    scored = [(table.fixed_bytes + sum(o.bytes for o in combo), sum(o.drop for o in combo)) for combo in combos
               if any(o.clusters for o in combo)]
     return min((s for s in scored if fits(s)), key=key)
 
 
 def test_counted_drops_are_monotone_and_never_negative():
-    options = [Option(None, 8, 10, 10)] + [Option(c, 1, 1, 1, measured_pp=d)
+    options = [Option(None, 8, 10, 10)] + [Option(c, 1, 1, 1, measured_drop=d)
                                            for c, d in ((2, 1.0), (4, -0.5), (8, 0.3), (16, -0.2))]
     counted_drops(options)
-    drops = [o.drop_pp for o in options[1:]]  # 2, 4, 8, 16 clusters
+    drops = [o.drop for o in options[1:]]  # 2, 4, 8, 16 clusters
     assert drops == sorted(drops, reverse=True) and min(drops) >= 0
-    assert drops[0] == 1.0 and options[0].drop_pp == 0.0
+    assert drops[0] == 1.0 and options[0].drop == 0.0
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.35, 0.5, 1.0, 2.5, 10.0])
 def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
     table = _table()
     plan = choose_plan(table, Budget(max_drop=budget))
-    assert plan.predicted_drop_pp <= budget + 1e-9
+    assert plan.predicted_drop <= budget + 1e-9
     assert plan.predicted_bytes == table.fixed_bytes + sum(o.bytes for o in plan.choices.values())
     best = _brute_force(table, lambda s: s[1] <= budget + 1e-9, key=lambda s: (s[0], s[1]))
     assert plan.predicted_bytes == best[0]
@@ -70,10 +70,10 @@ def test_fine_tuning_gain_is_credited_unless_disabled():
     table = _table(control=0.91, reference=0.90)  # fine-tuning alone gains 1 pp
     credited = choose_plan(table, Budget(max_drop=0.5))
     strict = choose_plan(table, Budget(max_drop=0.5, credit_fine_tuning=False))
-    assert credited.sum_drop_pp <= 1.5 + 1e-9 and strict.sum_drop_pp <= 0.5 + 1e-9
+    assert credited.sum_drop <= 1.5 + 1e-9 and strict.sum_drop <= 0.5 + 1e-9
     assert credited.predicted_bytes < strict.predicted_bytes
     losing = _table(control=0.89, reference=0.90)  # a loss always counts
-    assert choose_plan(losing, Budget(max_drop=1.5, credit_fine_tuning=False)).sum_drop_pp <= 0.5 + 1e-9
+    assert choose_plan(losing, Budget(max_drop=1.5, credit_fine_tuning=False)).sum_drop <= 0.5 + 1e-9
 
 
 @pytest.mark.parametrize("target", [4000, 4500, 6000, 9000])
@@ -82,7 +82,7 @@ def test_target_bytes_minimises_the_drop(target):
     plan = choose_plan(table, Budget(target_bytes=target))
     assert plan.predicted_bytes <= target
     best = _brute_force(table, lambda s: s[0] <= target, key=lambda s: (s[1], s[0]))
-    assert plan.sum_drop_pp == pytest.approx(best[1])
+    assert plan.sum_drop == pytest.approx(best[1])
 
 
 def test_nothing_fits_is_a_clean_error():
@@ -140,20 +140,20 @@ def _checked(budget, penalty_pp, noise=0.0, attempts=3):
     table = _table()
     return checked_plan(lambda b: choose_plan(table, Budget(max_drop=b)) if b is not None else
                         choose_plan(table, Budget(target_bytes=6000)),
-                        lambda plan: plan.predicted_drop_pp + penalty_pp, budget, noise, attempts)
+                        lambda plan: plan.predicted_drop + penalty_pp, budget, noise, attempts)
 
 
 def test_a_plan_whose_drops_add_up_is_measured_once():
     plan, tried = _checked(1.0, 0.0)
-    assert tried == [plan] and plan.checked_drop_pp == plan.predicted_drop_pp
+    assert tried == [plan] and plan.checked_drop == plan.predicted_drop
 
 
 def test_a_plan_over_budget_when_measured_is_chosen_again_under_a_lower_budget():
     first = choose_plan(_table(), Budget(max_drop=2.5))
     plan, tried = _checked(2.5, 1.0)
-    assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop_pp > 2.5
+    assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop > 2.5
     assert len(tried) == 2 and plan is tried[1]
-    assert plan.predicted_drop_pp <= 1.5 + 1e-9 and plan.checked_drop_pp <= 2.5 + 1e-9
+    assert plan.predicted_drop <= 1.5 + 1e-9 and plan.checked_drop <= 2.5 + 1e-9
     assert plan.predicted_bytes > first.predicted_bytes
 
 
@@ -164,12 +164,12 @@ def test_an_excess_within_the_noise_keeps_the_plan():
 
 def test_no_plan_within_budget_returns_the_least_harmful_tried():
     plan, tried = _checked(2.5, 50.0, attempts=3)
-    assert 1 <= len(tried) <= 3 and plan.checked_drop_pp == min(p.checked_drop_pp for p in tried) > 2.5
+    assert 1 <= len(tried) <= 3 and plan.checked_drop == min(p.checked_drop for p in tried) > 2.5
 
 
 def test_a_size_budget_is_measured_but_not_re_chosen():
     plan, tried = _checked(None, 5.0)
-    assert tried == [plan] and plan.objective == "min-drop" and plan.checked_drop_pp == plan.predicted_drop_pp + 5.0
+    assert tried == [plan] and plan.objective == "min-drop" and plan.checked_drop == plan.predicted_drop + 5.0
 
 
 def test_plan_spec_keeps_per_channel_for_conv():
@@ -189,7 +189,7 @@ def _record(**changes):
 
     table = _table()
     plan = choose_plan(table, Budget(max_drop=1.0))
-    plan.checked_drop_pp = 0.8
+    plan.checked_drop = 0.8
     fields = dict(source="m.h5", source_sha256="ab" * 32, dataset={"name": "tiny"}, seed=3, clusters=[2, 4, 16],
                   per_channel_conv=True, epochs=1, validation_split=0.2, credit_fine_tuning=True,
                   per_tensor_dense=True, io="int8", strip=True, max_accuracy_drop=1.0, target_bytes=None,
@@ -293,14 +293,14 @@ def _fast(zero_drops, tuned_drops, max_drop=1.5, jobs_order=None):
 def test_fast_estimate_fine_tunes_only_what_zero_shot_cannot_settle():
     drops, tuned = _fast({2: 9.0, 4: 3.0, 8: 0.4, 16: 0.1}, {2: 1.5, 4: 0.6, 8: 0.2, 16: 0.0})
     assert tuned == [4, 2]  # 8 and 16 are within the noise zero-shot
-    assert drops[16].fine_tuned is False and drops[16].drop_pp == pytest.approx(0.1)
-    assert drops[2].fine_tuned and drops[2].drop_pp == pytest.approx(1.5)
+    assert drops[16].fine_tuned is False and drops[16].drop == pytest.approx(0.1)
+    assert drops[2].fine_tuned and drops[2].drop == pytest.approx(1.5)
 
 
 def test_fast_estimate_stops_below_a_count_too_harmful_to_choose():
     drops, tuned = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0})
     assert tuned == [8]  # 8 fine-tuned is over the limit: 4 and 2 keep their (larger) zero-shot drops
-    assert drops[4].drop_pp == pytest.approx(12.0) and not drops[4].fine_tuned
+    assert drops[4].drop == pytest.approx(12.0) and not drops[4].fine_tuned
     _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, max_drop=None)
     assert unlimited == [8, 4, 2]
 

@@ -238,7 +238,7 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
             request, outcome = plan_model(inputs, request, output=output, resume=resume, jobs=jobs, progress=progress)
     unit = outcome.table.unit
     if outcome.over_budget:
-        render.warn(f"the plan's measured drop {outcome.plan.checked_drop_pp:+.2f} {unit} is over the budget of "
+        render.warn(f"the plan's measured drop {outcome.plan.checked_drop:+.2f} {unit} is over the budget of "
                     f"{outcome.budget.max_drop:g} {unit} (validation noise ±{outcome.noise:.2f} {unit})")
     write_plan(output, inputs, request, outcome)
     render.out.print(render.sensitivity_table(outcome))

@@ -113,7 +113,7 @@ def needs_fine_tune(zero_shot: float, *, reference: float, noise: float, scale: 
 class Drop:
     """One candidate's drop (in the task's drop unit) and score; fine_tuned False for a zero-shot estimate."""
 
-    drop_pp: float
+    drop: float
     accuracy: float
     fine_tuned: bool
 
@@ -234,7 +234,7 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
         score, tuned = counted
         drops[c] = Drop(scale * ((control if tuned else reference) - score), score, tuned)
         if tuned:
-            hopeless = limit is not None and drops[c].drop_pp > limit
+            hopeless = limit is not None and drops[c].drop > limit
     return {c: drops[c] for c in counts}
 
 

@@ -107,15 +107,32 @@ class Option:
     bits: int  # index bitwidth; 8 for an unclustered int8 tensor
     bytes: int  # what the layer costs in the compressed .tflite (indices, tables, DECODE op and tensors)
     ideal_bytes: int  # numel × bits / 8 + value tables (numel for unclustered)
-    drop_pp: float = 0.0  # counted accuracy drop (conservative, see module docstring)
-    measured_pp: float | None = None  # measured drop vs the fine-tuned control
+    drop: float = 0.0  # counted drop in the task's unit (conservative, see module docstring)
+    measured_drop: float | None = None  # measured drop vs the fine-tuned control
     accuracy: float | None = None  # validation accuracy of the one-layer-clustered model
     fine_tuned: bool | None = None  # the fast estimate: False when measured zero-shot (None: every option fine-tuned)
 
 
+# Drops are in the task's unit (pp or dB); the JSON keys keep the names they had when every plan was a classifier's.
+JSON_KEYS = {"drop": "drop_pp", "measured_drop": "measured_pp", "predicted_drop": "predicted_drop_pp",
+             "sum_drop": "sum_drop_pp", "credit": "credit_pp", "checked_drop": "checked_drop_pp",
+             "fine_tune_gain": "fine_tune_gain_pp"}
+FIELDS = {key: name for name, key in JSON_KEYS.items()}
+
+
+def json_keys(fields: JsonDict) -> JsonDict:
+    """Fields as their JSON keys (same order)."""
+    return {JSON_KEYS.get(k, k): v for k, v in fields.items()}
+
+
+def field_names(payload: JsonDict) -> JsonDict:
+    """JSON keys as field names (same order)."""
+    return {FIELDS.get(k, k): v for k, v in payload.items()}
+
+
 def _option_json(option: JsonDict) -> JsonDict:
     """An option's JSON: `fine_tuned` only in tables of the fast estimate, so other tables keep their keys."""
-    return {k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)}
+    return json_keys({k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)})
 
 
 @dataclass
@@ -163,7 +180,8 @@ class SensitivityTable:
         return self.int8_bytes - sum(layer.option(None).bytes for layer in self.layers)
 
     @property
-    def fine_tune_gain_pp(self) -> float:
+    def fine_tune_gain(self) -> float:
+        """The control's score over the given model's, in drop units."""
         return self.task.scale * (self.control_accuracy - self.reference_accuracy)
 
     def to_json(self) -> JsonDict:
@@ -171,7 +189,7 @@ class SensitivityTable:
         for layer in payload["layers"]:
             layer["options"] = [_option_json(o) for o in layer["options"]]
         payload["fixed_bytes"] = self.fixed_bytes
-        payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
+        payload["fine_tune_gain_pp"] = self.fine_tune_gain
         payload["task"] = self.task.name
         return payload
 
@@ -180,7 +198,7 @@ class SensitivityTable:
         """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
         fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
         fields["task"] = task_named(fields.get("task", CLASSIFY.name))
-        layers = [LayerSensitivity(**{**layer, "options": [Option(**o) for o in layer["options"]]})
+        layers = [LayerSensitivity(**{**layer, "options": [Option(**field_names(o)) for o in layer["options"]]})
                   for layer in payload["layers"]]
         if not layers:
             raise ValueError("no layers")
@@ -195,15 +213,15 @@ class Plan:
 
     choices: dict[str, Option]
     predicted_bytes: int
-    predicted_drop_pp: float  # vs the given model: Σ counted drops − credited fine-tuning gain
-    sum_drop_pp: float  # Σ counted per-layer drops
-    credit_pp: float  # fine-tuning gain counted against the drops
+    predicted_drop: float  # vs the given model: Σ counted drops − credited fine-tuning gain
+    sum_drop: float  # Σ counted per-layer drops
+    credit: float  # fine-tuning gain counted against the drops
     ideal_bytes: int  # Σ ideal bytes of the eligible layers
     objective: str
     budget: float | int
     exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
-    checked_drop_pp: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
+    checked_drop: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
     uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet the RAM budget
     decode_budget: int | None = None  # kernels decoding to more are sliced (`compress --decode-budget`)
 
@@ -213,18 +231,18 @@ class Plan:
     def to_json(self) -> JsonDict:
         payload = asdict(self)
         payload["choices"] = {name: _option_json(o) for name, o in payload["choices"].items()}
-        return payload
+        return json_keys(payload)
 
     @classmethod
     def from_json(cls, payload: JsonDict) -> Plan:
         """The plan `to_json` wrote; KeyError/TypeError/ValueError if malformed."""
-        choices = {name: Option(**o) for name, o in payload["choices"].items()}
-        return cls(**{**payload, "choices": choices})
+        choices = {name: Option(**field_names(o)) for name, o in payload["choices"].items()}
+        return cls(**{**field_names(payload), "choices": choices})
 
 
 
 def counted_drops(options: list[Option]) -> None:
-    """Set each option's drop_pp from measured_pp: the isotonic (pool-adjacent-violators) fit that
+    """Set each option's drop from measured_drop: the isotonic (pool-adjacent-violators) fit that
     never has fewer clusters doing better than more, then clipped at 0.
 
     Single measurements are noisy (±1 pp on 800 validation images); pooling violators averages
@@ -233,16 +251,16 @@ def counted_drops(options: list[Option]) -> None:
     clustered = sorted((o for o in options if o.clusters is not None), key=lambda o: -(o.clusters or 0))
     blocks: list[tuple[float, int]] = []  # (mean, size); means must not decrease from many clusters to few
     for o in clustered:
-        blocks.append((o.measured_pp if o.measured_pp is not None else 0.0, 1))
+        blocks.append((o.measured_drop if o.measured_drop is not None else 0.0, 1))
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             (m2, n2), (m1, n1) = blocks.pop(), blocks.pop()
             blocks.append(((m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2))
     fitted = [mean for mean, size in blocks for _ in range(size)]
     for o, value in zip(clustered, fitted):
-        o.drop_pp = max(0.0, value)
+        o.drop = max(0.0, value)
     for o in options:
         if o.clusters is None:
-            o.drop_pp = 0.0
+            o.drop = 0.0
 
 
 def _pareto(points: list[Point]) -> list[Point]:
@@ -260,7 +278,7 @@ def pareto_front(table: SensitivityTable) -> list[Point]:
     """All Pareto-optimal (layer bytes, Σ drop, option per layer) combinations, merged layer by layer."""
     front: list[Point] = [(0, 0.0, ())]
     for layer in table.layers:
-        merged: list[Point] = [(b + o.bytes, d + o.drop_pp, (*choice, o)) for b, d, choice in front
+        merged: list[Point] = [(b + o.bytes, d + o.drop, (*choice, o)) for b, d, choice in front
                                for o in layer.options]
         front = _pareto(merged)
     return front
@@ -281,7 +299,7 @@ def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
                            "call Budget.resolved(float32_bytes) first")
     if not table.layers:
         raise NothingFits("no layer to plan", None, "the model has no clusterable layer")
-    gain = table.fine_tune_gain_pp
+    gain = table.fine_tune_gain
     credit = gain if budget.credit_fine_tuning else min(gain, 0.0)
     fixed = table.fixed_bytes + table.decode_overhead
     front = [p for p in pareto_front(table) if any(o.clusters is not None for o in p[2])]
@@ -397,18 +415,18 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[
     measured drop is within budget + noise, else the least harmful) and every plan tried.
     """
     plan = choose(max_drop)
-    plan.checked_drop_pp = measure_drop(plan)
+    plan.checked_drop = measure_drop(plan)
     tried = [plan]
     if max_drop is None:
         return plan, tried
     budget = max_drop
-    while plan.checked_drop_pp > max_drop + noise and len(tried) < attempts:
-        budget -= plan.checked_drop_pp - plan.predicted_drop_pp  # below the last prediction: another plan
+    while plan.checked_drop > max_drop + noise and len(tried) < attempts:
+        budget -= plan.checked_drop - plan.predicted_drop  # below the last prediction: another plan
         try:
             plan = choose(budget)
         except NothingFits:
             break
-        plan.checked_drop_pp = measure_drop(plan)
+        plan.checked_drop = measure_drop(plan)
         tried.append(plan)
     within = [p for p in tried if _checked(p) <= max_drop + noise]
     if within:
@@ -418,8 +436,8 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[
 
 def _checked(plan: Plan) -> float:
     """The plan's measured drop (every plan `checked_plan` tried was measured)."""
-    assert plan.checked_drop_pp is not None
-    return plan.checked_drop_pp
+    assert plan.checked_drop is not None
+    return plan.checked_drop
 
 
 def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:

@@ -73,7 +73,7 @@ def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Datas
     else:
         candidate = wrap_layers(model, spec)
     if epochs > 0:
-        compile_for_training(candidate, learning_rate, task=task.name, loss=loss)
+        compile_for_training(candidate, learning_rate, task=task, loss=loss)
         fit(candidate, fit_data, epochs, batch_size, 0.0)
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)

@@ -10,7 +10,7 @@ unknown version, or a file that is not a plan record, is an `InputFileError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from tinycomp.errors import InputFileError, InvalidValue
@@ -18,7 +18,7 @@ from tinycomp.fileio import JsonDict
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan.candidates import FINE_TUNE, Estimate, estimate_named
-from tinycomp.plan.choose import Plan, SensitivityTable, task_named
+from tinycomp.plan.choose import Plan, SensitivityTable, field_names, json_keys, task_named
 from tinycomp.plan.provenance import Provenance
 from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
 from tinycomp.records import Record
@@ -33,13 +33,13 @@ class CheckedPlan:
     """One plan the check measured: its cluster counts, predicted and measured drop."""
 
     clusters: dict[str, int]
-    predicted_drop_pp: float
-    checked_drop_pp: float | None
+    predicted_drop: float
+    checked_drop: float | None
 
     @classmethod
     def of(cls, plan: Plan) -> CheckedPlan:
-        return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop_pp,
-                   plan.checked_drop_pp)
+        return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop,
+                   plan.checked_drop)
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,7 @@ class PlanRecord(Record):
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
                 "learning_rate": self.learning_rate, "sensitivity": self.sensitivity.to_json(),
                 "plan": self.plan.to_json(),
-                "checked": [{"clusters": c.clusters, "predicted_drop_pp": c.predicted_drop_pp,
-                             "checked_drop_pp": c.checked_drop_pp} for c in self.checked],
+                "checked": [json_keys(asdict(c)) for c in self.checked],
                 "task": self.task.name, "max_snr_drop": self.max_snr_drop}
 
     @classmethod
@@ -149,7 +148,7 @@ class PlanRecord(Record):
             record = cls(**{**{k: payload[k] for k in _SCALAR_KEYS}, "io": payload.get("io", "uint8"), **later,
                           "sensitivity": SensitivityTable.from_json(payload["sensitivity"]),
                           "plan": Plan.from_json(payload["plan"]),
-                          "checked": [CheckedPlan(**c) for c in payload.get("checked", [])]})
+                          "checked": [CheckedPlan(**field_names(c)) for c in payload.get("checked", [])]})
         except (AttributeError, KeyError, TypeError, ValueError, InvalidValue):
             raise InputFileError(NOT_A_RECORD, source, RECORD_HINT) from None
         if record.task != record.sensitivity.task:

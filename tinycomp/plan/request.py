@@ -126,5 +126,5 @@ class PlanOutcome:
     @property
     def over_budget(self) -> bool:
         """The checked drop exceeds an accuracy budget (the check kept the least harmful plan it tried)."""
-        drop, budget = self.plan.checked_drop_pp, self.budget.max_drop
+        drop, budget = self.plan.checked_drop, self.budget.max_drop
         return drop is not None and budget is not None and drop > budget

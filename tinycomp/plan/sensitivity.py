@@ -103,7 +103,7 @@ def training_loss(model: Any, data: Dataset, task: Task | None = None) -> LossCh
     """The loss `cluster` fine-tunes `model` with: its saved compile config, else from the task (None: the
     data's, see `task_of`; classify: from its output; regress: mean squared error)."""
     saved = saved_config(model)
-    return choose_loss(model, task=(task or task_of(model, data)).name,
+    return choose_loss(model, task=task or task_of(model, data),
                        saved_loss=saved.saved_loss if saved else None)
 
 
@@ -211,7 +211,7 @@ class HopelessLayers:
             return False
         drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
                                control=control.fine_tuned, limit=limit, scale=self.scale)
-        return any(d.fine_tuned and d.drop_pp > limit for d in drops.values())
+        return any(d.fine_tuned and d.drop > limit for d in drops.values())
 
 
 def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
@@ -235,7 +235,7 @@ def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateR
         for c in counts:
             b = bits_for(c)
             options.append(Option(c, b, byte_costs[name][b], ideal_bytes(info.weights, info.channels, b, c),
-                                  measured_pp=drops[c].drop_pp, accuracy=drops[c].accuracy,
+                                  measured_drop=drops[c].drop, accuracy=drops[c].accuracy,
                                   fine_tuned=drops[c].fine_tuned if measurement.estimate.zero_shot else None))
         counted_drops(options)
         layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,

@@ -219,12 +219,12 @@ def spec_header(model_path: str, output: str, request: PlanRequest, outcome: Pla
              f"{f' --io {costs.io}' if costs.io != 'uint8' else ''} → find-tensors → "
              f"compress{' --strip' if costs.strip else ''}")
     unit, what = outcome.table.unit, outcome.budget.task.drop_text()
-    checked = (f" (measured with all layers clustered: {chosen.checked_drop_pp:+.2f} {unit})"
-               if chosen.checked_drop_pp is not None else "")
+    checked = (f" (measured with all layers clustered: {chosen.checked_drop:+.2f} {unit})"
+               if chosen.checked_drop is not None else "")
     return (f"Clustering plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
             f"seed {request.seed})\n"
             f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
-            f"{what} {chosen.predicted_drop_pp:+.2f} {unit} on the validation split{checked}\n"
+            f"{what} {chosen.predicted_drop:+.2f} {unit} on the validation split{checked}\n"
             f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(request.measurement.epochs, 1)}")
 
 
