@@ -227,9 +227,8 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     started = time.perf_counter()
     recorded = (sensitivity_path, read_record(sensitivity_path)) if sensitivity_path else None
     read_parts = [(path, read_part(path)) for path in parts]
-    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task_name(request.measurement.task))
-    inputs = PlanInputs.of(model, data, model_path, request.measurement.task)
-    progress = render.PlanProgressLines(model_path, data.name, inputs.task)
+    inputs = load_inputs(model_path, load_data, trust, request.measurement.task)
+    progress = render.PlanProgressLines(model_path, inputs.data.name, inputs.task)
     if recorded or read_parts:
         request, outcome = plan_model(inputs, request, recorded=recorded, parts=read_parts, progress=progress)
     else:
@@ -254,15 +253,16 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
     """Measure one shard of the candidates into the partial table OUTPUT (written after every candidate)."""
     check_output_path(output, model_path)
     started = time.perf_counter()
-    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task_name(measurement.task))
-    inputs = PlanInputs.of(model, data, model_path, measurement.task)
+    inputs = load_inputs(model_path, load_data, trust, measurement.task)
     with render.progress(f"shard {shard.describe()}", 0) as advance:
         part = measure_shard_to(output, inputs, measurement, seed=seed, shard=shard, resume=resume, jobs=jobs,
-                                progress=render.PlanProgressLines(model_path, data.name, inputs.task, advance))
+                                progress=render.PlanProgressLines(model_path, inputs.data.name, inputs.task, advance))
     render.out.print(f"Wrote {output}: shard {shard.describe()}, {len(part.results)} of the candidates "
                      f"({time.perf_counter() - started:.0f} s); next: tinycomp plan {model_path} --merge PART.json ... "
                      "with a budget")
 
 
-def task_name(task: Task | None) -> str | None:
-    return task.name if task else None
+def load_inputs(model_path: str, load_data: LoadData, trust: bool, task: Task | None) -> PlanInputs:
+    """The model and data, checked to fit each other, with the task chosen once."""
+    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task.name if task else None)
+    return PlanInputs.of(model, data, model_path, task)
