@@ -8,8 +8,10 @@ that Make would take for a finished target.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,8 +120,6 @@ def _check_saved_model_dir(p: Path) -> str:
 
 
 def _check_keras_zip(p: Path) -> str:
-    import zipfile
-
     try:
         with zipfile.ZipFile(p) as z:
             names = set(z.namelist())
@@ -198,15 +198,11 @@ def sidecar_path(output: str | os.PathLike, suffix: str) -> Path:
 
 def write_json_atomic(target: str | os.PathLike, payload: dict) -> Path:
     """Write `payload` as indented JSON, atomically."""
-    import json
-
     return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def read_json_if_present(path: str | os.PathLike) -> dict | None:
     """A sidecar's contents, or None when it is absent or unreadable (sidecars are informative)."""
-    import json
-
     try:
         return json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError):
