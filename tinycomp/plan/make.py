@@ -75,17 +75,20 @@ class Silent:
 def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: SensitivityTable | None = None,
               recorded_costs: ByteCosts | None = None, progress: PlanProgress | None = None, jobs: int = 1,
               done: dict[str, CandidateResult] | None = None,
-              parts: list[tuple[str, PartialTable]] | None = None) -> PlanOutcome:
+              parts: list[tuple[str, PartialTable]] | None = None, task: Task | None = None) -> PlanOutcome:
     """Plan `model` on `data` as `request` asks, measuring candidates in `jobs` processes.
 
     With `recorded` (a table an earlier plan measured; `recorded_costs` the byte-cost settings it
     was measured with), nothing is measured again: the request's measurement must be the one the
     table was made with (the CLI takes it from the record), and its byte costs must match. `done`
     holds results measured before (a resumed run: only what they lack is measured); `parts` are
-    every shard's partial table (nothing is measured; they must cover every candidate once).
+    every shard's partial table (nothing is measured; they must cover every candidate once). `task` is
+    the model's task as the caller chose it (default: the recorded table's, else chosen from the data
+    and the model's output, or the measurement's override).
     """
     progress = progress or Silent()
-    task = recorded.task if recorded is not None else task_of(model, data, request.measurement.task)
+    if task is None:
+        task = recorded.task if recorded is not None else task_of(model, data, request.measurement.task)
     budget = budget_for_task(request.budget, task, data.name)  # before measuring
     if recorded is not None:
         _check_same_costs(recorded_costs, request.costs)

@@ -165,18 +165,18 @@ def plan_model(inputs: PlanInputs, request: PlanRequest, *, output: str | None =
                           seed=record.seed)
         progress.reusing(str(path), record.sensitivity)
         return request, make_plan(model, data, request, recorded=record.sensitivity, recorded_costs=record.costs,
-                                  progress=progress)
+                                  progress=progress, task=inputs.task)
     if parts:
         request = request_of_parts(inputs, request, parts)
         progress.merging(len(parts))
-        return request, make_plan(model, data, request, parts=parts, progress=progress)
+        return request, make_plan(model, data, request, parts=parts, progress=progress, task=inputs.task)
     progress.measuring(request.measurement, inputs.task, jobs, None)
     done: dict[str, CandidateResult] = {}
     if output is not None:
         partial = PartialWriter(partial_path(output), origin(inputs, request.measurement, request.seed, Shard()))
         done = partial.resumed(inputs.model_path, progress) if resume else {}
         progress = Recording(partial, progress)
-    return request, make_plan(model, data, request, jobs=jobs, done=done, progress=progress)
+    return request, make_plan(model, data, request, jobs=jobs, done=done, progress=progress, task=inputs.task)
 
 
 def request_of_parts(inputs: PlanInputs, request: PlanRequest, parts: list[tuple[str, PartialTable]]) -> PlanRequest:
