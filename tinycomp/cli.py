@@ -47,10 +47,10 @@ class TinycompGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except FieldError as e:  # the library names a parameter; show the option that sets it
+        except FieldError as e:  # the library names a parameter; show the option that sets it (else the command)
             if _debug(ctx):
                 raise
-            e.where = (_option_for(ctx, e.field) if e.field else None) or e.where
+            e.where = (_option_for(ctx, e.field) if e.field else None) or e.where or ctx.invoked_subcommand
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
         except TinycompError as e:

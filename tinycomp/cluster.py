@@ -15,7 +15,8 @@ import numpy as np
 
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import ModelError, SpecError
-from tinycomp.models import DEFAULT_LEARNING_RATE, compile_for_training, kernel_of, set_seed
+from tinycomp.metrics import choose_task
+from tinycomp.models import DEFAULT_LEARNING_RATE, compile_for_training, kernel_of, score_keras, set_seed
 from tinycomp.specs import ClusteringSpec, LayerClustering
 from tinycomp.train import EpochCallback, check_enough_training_data, check_fit_options, fit
 
@@ -61,9 +62,6 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     """
     import tensorflow_model_optimization as tfmot
 
-    from tinycomp.metrics import choose_task
-    from tinycomp.models import score_keras
-
     check_fit_options(epochs, batch_size, VALIDATION_SPLIT)
     validate_spec(model, spec)
     data = data.fit_to(tuple(model.input_shape[1:]))
@@ -75,7 +73,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     start = time.perf_counter()
     set_seed(seed)
     clustered = wrap_layers(model, spec)
-    loss = compile_for_training(clustered, learning_rate, task=chosen.name, saved_from=model)
+    loss = compile_for_training(clustered, learning_rate, task=chosen, saved_from=model)
     history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch)
     stripped = tfmot.clustering.keras.strip_clustering(clustered)
     metrics = score_keras(stripped, data, chosen)
@@ -107,7 +105,7 @@ def _check_options(layer, kernel, entry: LayerClustering, where: str) -> None:
     if entry.init not in CENTROID_INITS:
         raise SpecError(f"unknown centroid initialisation {entry.init!r}", where,
                         f"choose one of {', '.join(CENTROID_INITS)}")
-    if entry.per_channel and not _is_conv2d(layer):
+    if entry.per_channel and not is_conv2d(layer):
         raise SpecError(f"per-channel clustering is for Conv2D only; {entry.name!r} is a {type(layer).__name__}",
                         where, "set per_channel: false for this layer")
     if entry.preserve_sparsity and entry.clusters < 3:
@@ -122,7 +120,7 @@ def _check_options(layer, kernel, entry: LayerClustering, where: str) -> None:
                          f"use fewer than {per} clusters")
 
 
-def _is_conv2d(layer) -> bool:
+def is_conv2d(layer) -> bool:
     import tf_keras
 
     return isinstance(layer, tf_keras.layers.Conv2D) and not isinstance(layer, tf_keras.layers.Conv2DTranspose)

@@ -8,12 +8,17 @@ that Make would take for a finished target.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tinycomp.errors import InputFileError, OutputFileError
+
+JsonDict = dict[str, Any]  # a JSON object as json.loads returns it
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TFLITE_IDENTIFIER = b"TFL3"
@@ -115,8 +120,6 @@ def _check_saved_model_dir(p: Path) -> str:
 
 
 def _check_keras_zip(p: Path) -> str:
-    import zipfile
-
     try:
         with zipfile.ZipFile(p) as z:
             names = set(z.namelist())
@@ -195,15 +198,11 @@ def sidecar_path(output: str | os.PathLike, suffix: str) -> Path:
 
 def write_json_atomic(target: str | os.PathLike, payload: dict) -> Path:
     """Write `payload` as indented JSON, atomically."""
-    import json
-
     return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def read_json_if_present(path: str | os.PathLike) -> dict | None:
     """A sidecar's contents, or None when it is absent or unreadable (sidecars are informative)."""
-    import json
-
     try:
         return json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError):

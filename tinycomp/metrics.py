@@ -1,6 +1,8 @@
 """The metric of a model's task, and agreement with a baseline model's outputs.
 
-Two tasks, one object each in `TASKS`:
+Two tasks, one object each in `TASKS` (`CLASSIFY`, `REGRESS`); each carries what a plan needs to
+know of it (the score it measures, the drop unit and scale, the noise of one measurement, how a
+score reads, and the budget that is in its unit):
 
 - `classify`: top-1 accuracy against integer labels; agreement with a baseline is the share of rows
   whose top-1 class is the same, plus the output SNR.
@@ -17,7 +19,9 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,17 +30,54 @@ from tinycomp.errors import DataError, InvalidValue
 SNR_CAP_DB = 200.0  # float32 round-off alone stays below ~140 dB; 200 means "identical"
 
 
-class Task(Protocol):
-    """What a task measures; `score` and `agreement` return {metric name: value}."""
+class Task(ABC):
+    """What a task measures; `score` and `agreement` return {metric name: value}.
 
-    name: str
-    metrics: tuple[str, ...]
+    A plan measures one number per model, `plan_score`, and counts drops of it in drop units:
+    `scale` × (reference − score), in `unit`. `noise` is the standard error of one plan score.
+    Instances are values (frozen, equal by class), so they pickle to worker processes.
+    """
 
-    def check_targets(self, y: np.ndarray, output_shape: tuple, where: str) -> None: ...
+    name: ClassVar[str]  # "classify" | "regress": the CLI's --task value and the records' "task"
+    metrics: ClassVar[tuple[str, ...]]
+    unit: ClassVar[str]  # the drop unit: "pp" or "dB"
+    scale: ClassVar[float]  # drop units per unit of plan score
+    metric: ClassVar[str]  # what the plan score is: "accuracy" or "SNR"
+    long_metric: ClassVar[str]  # "top-1 accuracy" or "output SNR"
+    budget_field: ClassVar[str]  # the drop budget's field (and plan record key): max_accuracy_drop, max_snr_drop
+    budget_option: ClassVar[str]  # the option that sets it: --max-accuracy-drop or --max-snr-drop
+    budget_text: ClassVar[str]  # "a top-1 accuracy budget"
+    budget_example: ClassVar[str]  # "PP instead, e.g. --max-accuracy-drop 0.5"
+    evidence: ClassVar[str]  # what in the data makes this task: "integer labels"
+    score_range: ClassVar[tuple[float, float]]  # the values a plan score can take
+    fixed_loss: ClassVar[str | None]  # the fine-tuning loss of every model of this task (None: from the output)
+    keras_metrics: ClassVar[tuple[str, ...]]  # what Keras reports while fine-tuning
 
+    @abstractmethod
+    def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], where: str) -> None: ...
+
+    @abstractmethod
     def score(self, outputs: np.ndarray, y: np.ndarray) -> dict[str, float]: ...
 
+    @abstractmethod
     def agreement(self, outputs: np.ndarray, baseline_outputs: np.ndarray) -> dict[str, float]: ...
+
+    @abstractmethod
+    def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float: ...
+
+    @abstractmethod
+    def noise(self, score: float, samples: int) -> float:
+        """The standard error of one plan score measured on `samples` rows, in drop units."""
+
+    @abstractmethod
+    def value_text(self, score: float, digits: int = 2) -> str: ...
+
+    def score_text(self, score: float, digits: int = 2) -> str:
+        return self.value_text(score, digits)
+
+    def drop_text(self) -> str:
+        """'accuracy drop' or 'SNR drop'."""
+        return f"{self.metric} drop"
 
 
 def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -75,7 +116,7 @@ def _top1(outputs: np.ndarray) -> np.ndarray:
     outputs = np.asarray(outputs)
     if outputs.ndim == 2 and outputs.shape[1] == 1:  # one sigmoid unit: class 1 above 0.5
         return (outputs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(outputs.reshape(len(outputs), -1), axis=-1)
+    return np.asarray(np.argmax(outputs.reshape(len(outputs), -1), axis=-1))
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,13 +127,40 @@ def _same_shape(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a.reshape(len(a), -1), b.reshape(len(b), -1)
 
 
-class Classify:
-    """Top-1 accuracy against integer labels 0..N-1."""
+@dataclass(frozen=True)
+class Classify(Task):
+    """Top-1 accuracy against integer labels 0..N-1; a plan's drops are in percentage points (pp).
 
-    name = "classify"
-    metrics = ("accuracy",)
+    One accuracy p measured on n rows is ±100·sqrt(p(1−p)/n) pp (binomial).
+    """
 
-    def check_targets(self, y: np.ndarray, output_shape: tuple, where: str) -> None:
+    name: ClassVar[str] = "classify"
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+    unit: ClassVar[str] = "pp"
+    scale: ClassVar[float] = 100.0
+    metric: ClassVar[str] = "accuracy"
+    budget_field: ClassVar[str] = "max_accuracy_drop"
+    budget_option: ClassVar[str] = "--max-accuracy-drop"
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    budget_text: ClassVar[str] = "a top-1 accuracy budget"
+    budget_example: ClassVar[str] = "PP instead, e.g. --max-accuracy-drop 0.5"
+    long_metric: ClassVar[str] = "top-1 accuracy"
+    evidence: ClassVar[str] = "integer labels"
+    fixed_loss: ClassVar[str | None] = None
+    keras_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+
+    def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float:
+        return top1_accuracy(outputs, y)
+
+    def noise(self, score: float, samples: int) -> float:
+        return 100.0 * math.sqrt(score * (1 - score) / max(samples, 1))
+
+    def value_text(self, score: float, digits: int = 2) -> str:
+        """'97.10%'."""
+        return f"{100 * score:.{digits}f}%"
+
+
+    def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], where: str) -> None:
         y = np.asarray(y)
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"labels have shape {y.shape} and dtype {y.dtype}; classification needs one integer "
@@ -110,13 +178,48 @@ class Classify:
                 "agreement_snr_db": snr_db(baseline_outputs, outputs)}
 
 
-class Regress:
-    """MSE and output SNR against targets shaped like the model's output (y = x to reconstruct)."""
+@dataclass(frozen=True)
+class Regress(Task):
+    """MSE and output SNR against targets shaped like the model's output (y = x to reconstruct); a plan
+    scores the output SNR in dB and counts its drops in dB.
 
-    name = "regress"
-    metrics = ("mse", "snr_db")
+    One SNR measured on n rows is ±10/ln(10)·sqrt(2/n) dB: the error energy is a mean over n rows, and
+    with Gaussian errors its relative standard error is sqrt(2/n) (a χ² with n degrees of freedom); the
+    signal energy is fixed by the targets. Rows, not elements, count as independent (elements of one
+    row are correlated), which keeps the estimate on the safe (larger) side.
+    """
 
-    def check_targets(self, y: np.ndarray, output_shape: tuple, where: str) -> None:
+    name: ClassVar[str] = "regress"
+    metrics: ClassVar[tuple[str, ...]] = ("mse", "snr_db")
+    unit: ClassVar[str] = "dB"
+    scale: ClassVar[float] = 1.0
+    metric: ClassVar[str] = "SNR"
+    budget_field: ClassVar[str] = "max_snr_drop"
+    budget_option: ClassVar[str] = "--max-snr-drop"
+    score_range: ClassVar[tuple[float, float]] = (-SNR_CAP_DB, SNR_CAP_DB)
+    budget_text: ClassVar[str] = "an output SNR budget"
+    budget_example: ClassVar[str] = "DB instead, e.g. --max-snr-drop 1"
+    long_metric: ClassVar[str] = "output SNR"
+    evidence: ClassVar[str] = "no class labels"
+    fixed_loss: ClassVar[str | None] = "mean_squared_error"
+    keras_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float:
+        return snr_db(np.asarray(y), outputs)
+
+    def noise(self, score: float, samples: int) -> float:
+        return 10.0 / math.log(10.0) * math.sqrt(2.0 / max(samples, 1))
+
+    def value_text(self, score: float, digits: int = 2) -> str:
+        """'20.30 dB'."""
+        return f"{score:.{digits}f} dB"
+
+    def score_text(self, score: float, digits: int = 2) -> str:
+        """'SNR 20.30 dB'."""
+        return f"SNR {self.value_text(score, digits)}"
+
+
+    def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], where: str) -> None:
         y = np.asarray(y)
         row = tuple(y.shape[1:])
         expected = tuple(int(d) for d in output_shape)
@@ -131,7 +234,9 @@ class Regress:
         return {"agreement_snr_db": snr_db(baseline_outputs, outputs)}
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classify(), Regress())}  # type: ignore[misc]
+CLASSIFY: Task = Classify()
+REGRESS: Task = Regress()
+TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFY, REGRESS)}
 
 
 def get_task(name: str) -> Task:
@@ -142,16 +247,16 @@ def get_task(name: str) -> Task:
         raise InvalidValue(f"unknown task {name!r}", "task", f"choose one of {', '.join(TASKS)}") from None
 
 
-def choose_task(y: np.ndarray | None, output_shape: tuple, override: str | None = None) -> Task:
+def choose_task(y: np.ndarray | None, output_shape: tuple[int, ...], override: str | None = None) -> Task:
     """`override` if given; regress when there are no labels or y rows have the output's shape; else classify."""
     if override is not None:
         return get_task(override)
     if y is None:
-        return TASKS["regress"]
+        return REGRESS
     y = np.asarray(y) if not hasattr(y, "shape") else y
     row = tuple(int(d) for d in y.shape[1:])
     if row and row == tuple(int(d) for d in output_shape):
-        return TASKS["regress"]
+        return REGRESS
     if not np.issubdtype(y.dtype, np.integer):
-        return TASKS["regress"]
-    return TASKS["classify"]
+        return REGRESS
+    return CLASSIFY

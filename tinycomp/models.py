@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycomp import fileio
+from tinycomp import fileio, model_config
 from tinycomp.errors import DataError, InputFileError, ModelError, OutputFileError
+from tinycomp.metrics import CLASSIFY, Task
+from tinycomp.model_config import LOAD_HINTS, SUPPORTED
 
 # The kernel attribute of each layer type that carries one; first match wins. SeparableConv
 # layers have a depthwise and a pointwise kernel; TFMOT clusters the pointwise one.
@@ -74,8 +76,6 @@ def load_keras_model(path: str | os.PathLike, *, trust: bool = False):
     run code (Lambda layers, custom classes): `UnsafeModelError` names the layer. The saved
     training configuration (loss) is remembered for `compile_for_training`.
     """
-    from tinycomp import model_config
-
     fmt = fileio.keras_model_format(path)
     saved = model_config.read_saved_config(Path(path), fmt)
     model_config.check_structure(saved)
@@ -97,16 +97,12 @@ def _deserialize(p: Path, fmt: str, trust: bool):
             warnings.simplefilter("ignore")
             return tf_keras.models.load_model(str(p), compile=False, **kwargs)
     except Exception as e:  # h5py, Keras and deserialization errors all mean the same to the user
-        from tinycomp.model_config import LOAD_HINTS
-
         raise InputFileError(f"cannot load Keras model: {_first_line(e)}", str(p), LOAD_HINTS[fmt]) from e
 
 
 def check_supported(model, where: str) -> None:
     """One ModelError for subclassed, multi-input and multi-output models."""
     import tf_keras
-
-    from tinycomp.model_config import SUPPORTED
 
     functional = isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
     if not functional:
@@ -202,7 +198,7 @@ _REGRESSION_LOSSES = {"MeanSquaredError": "mean_squared_error", "MeanAbsoluteErr
 _NAME_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
 
 
-def choose_loss(model, *, task: str = "classify", saved_loss=None) -> LossChoice:
+def choose_loss(model, *, task: Task = CLASSIFY, saved_loss=None) -> LossChoice:
     """The loss for fine-tuning: the model's saved compile config when it has a built-in loss;
     otherwise from the task and the output activation (softmax → sparse CE on probabilities,
     linear output on a classifier → sparse CE from logits, sigmoid with one unit → binary CE,
@@ -211,8 +207,8 @@ def choose_loss(model, *, task: str = "classify", saved_loss=None) -> LossChoice
     if from_saved is not None:
         return from_saved
     note = f" (saved loss {saved_loss!r} is not a built-in loss)" if saved_loss else ""
-    if task == "regress":
-        return LossChoice("mean_squared_error", None, "regress task" + note)
+    if task.fixed_loss is not None:
+        return LossChoice(task.fixed_loss, None, f"{task.name} task" + note)
     activation = output_activation(model)
     units = int(model.output_shape[-1])
     if activation == "sigmoid" and units == 1:
@@ -255,7 +251,7 @@ def output_activation(model) -> str:
     return str(name)
 
 
-def compile_for_training(model, learning_rate: float | None = None, *, task: str = "classify",
+def compile_for_training(model, learning_rate: float | None = None, *, task: Task = CLASSIFY,
                          loss: LossChoice | None = None, saved_from=None) -> LossChoice:
     """Compile with Adam(`learning_rate`, default 1e-3) and the loss of `choose_loss`.
 
@@ -269,7 +265,7 @@ def compile_for_training(model, learning_rate: float | None = None, *, task: str
         saved = saved_config(saved_from if saved_from is not None else model)
         loss = choose_loss(model, task=task, saved_loss=saved.saved_loss if saved else None)
     rate = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
-    metrics = ["accuracy"] if task == "classify" else []
+    metrics = list(task.keras_metrics)
     model.compile(optimizer=tf_keras.optimizers.Adam(rate), loss=loss.build(), metrics=metrics)
     return loss
 

@@ -6,45 +6,87 @@ a file from a newer or unknown schema, or of another kind, is an `InputFileError
 
 - `EvalRecord`: `tinycomp eval --json` (read by `report` and `gate`).
 - `TrainRecord`, `ClusterRecord`: the sidecars `train` and `cluster` write next to their model.
-- The plan sidecar's record lives with the planner (`tinycomp.plan`), built on `check_header`.
+- `Record` is their base: one header check (kind and schema version) for every record, the plan's
+  (`tinycomp.plan.record.PlanRecord`, `tinycomp.plan.candidates.PartialTable`) included.
 """
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, TypeVar, cast
 
 from tinycomp.errors import InputFileError
+from tinycomp.evaluate import ModelResult
+from tinycomp.fileio import JsonDict
 
 SCHEMA_VERSION = 1
 
 
-def load_payload(text: str, source: str, hint: str) -> dict[str, Any]:
-    """The JSON object in `text`; an InputFileError when it is not JSON or not an object."""
+def load_payload(text: str, source: str, hint: str) -> object:
+    """The JSON value in `text`; an InputFileError when it is not JSON."""
     try:
-        payload = json.loads(text)
+        return json.loads(text)
     except ValueError as e:
         raise InputFileError(f"not valid JSON: {e}", source, hint) from e
-    if not isinstance(payload, dict):
-        raise InputFileError("not a JSON object", source, hint)
-    return payload
 
 
-def check_header(payload: dict[str, Any], *, step: str | None, source: str, hint: str) -> None:
-    """Refuse a payload of another kind (`step`) or of a schema this version does not know.
+R = TypeVar("R", bound="Record")
 
-    `step=None` is for eval JSON, which has never carried a step.
+
+class Record(ABC):
+    """A JSON file tinycomp writes: one writer (`to_json`) and one reader (`from_json`), which makes the
+    one header check (`check_header`: the kind of record and its schema version) before `from_payload`.
+
+    Subclasses set STEP (the "step" key; None for eval JSON, which never had one) and HINT (what to
+    give instead), and may reword the header errors (`wrong_kind`, `wrong_version`).
     """
-    version = payload.get("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputFileError(f"schema_version {version!r} is not a version tinycomp writes", source, hint)
-    if version > SCHEMA_VERSION:
-        raise InputFileError(f"written with a newer schema (version {version}; this tinycomp reads up to "
-                             f"{SCHEMA_VERSION})", source, "upgrade tinycomp, or re-create the file with this version")
-    if step is not None and payload.get("step") != step:
-        found = payload.get("step")
-        raise InputFileError(f"not a `{step}` record" + (f" (written by `{found}`)" if found else ""), source, hint)
+
+    STEP: ClassVar[str | None]
+    HINT: ClassVar[str]
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
+    VERSIONLESS: ClassVar[int | None] = 1  # the version of a file without schema_version (None: refused)
+
+    @abstractmethod
+    def to_json(self) -> JsonDict: ...
+
+    @classmethod
+    @abstractmethod
+    def from_payload(cls: type[R], payload: JsonDict, source: str) -> R:
+        """The record in `payload` (its header checked); InputFileError when it is malformed."""
+
+    @classmethod
+    def from_json(cls: type[R], data: str | object, source: str) -> R:
+        """The record in `data` (the file's text, or its parsed JSON) read from `source`."""
+        payload = load_payload(data, source, cls.HINT) if isinstance(data, str) else data
+        return cls.from_payload(cls.check_header(payload, source), source)
+
+    @classmethod
+    def check_header(cls, payload: object, source: str) -> JsonDict:
+        """`payload` as a JSON object of this kind and a schema version this tinycomp reads; else InputFileError."""
+        if not isinstance(payload, dict):
+            raise InputFileError(cls.wrong_kind(None, is_object=False), source, cls.HINT)
+        if cls.STEP is not None and payload.get("step") != cls.STEP:
+            raise InputFileError(cls.wrong_kind(payload.get("step")), source, cls.HINT)
+        version = payload.get("schema_version", cls.VERSIONLESS)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= cls.SCHEMA:
+            what, hint = cls.wrong_version(version)
+            raise InputFileError(what, source, hint)
+        return payload
+
+    @classmethod
+    def wrong_kind(cls, step: object, *, is_object: bool = True) -> str:
+        if not is_object:
+            return "not a JSON object"
+        return f"not a `{cls.STEP}` record" + (f" (written by `{step}`)" if step else "")
+
+    @classmethod
+    def wrong_version(cls, version: object) -> tuple[str, str]:
+        if isinstance(version, int) and not isinstance(version, bool) and version > cls.SCHEMA:
+            return (f"written with a newer schema (version {version}; this tinycomp reads up to {cls.SCHEMA})",
+                    "upgrade tinycomp, or re-create the file with this version")
+        return f"schema_version {version!r} is not a version tinycomp writes", cls.HINT
 
 
 # ---------------------------------------------------------------- eval --json
@@ -54,8 +96,11 @@ EVAL_REQUIRED_KEYS = ("path", "kind", "flash_bytes", "accuracy", "samples")
 
 
 @dataclass
-class EvalRecord:
+class EvalRecord(Record):
     """What `tinycomp eval --json` wrote: the dataset, budgets and one result per model."""
+
+    STEP: ClassVar[str | None] = None
+    HINT: ClassVar[str] = EVAL_HINT
 
     models: list[Any]  # evaluate.ModelResult
     baseline: str | None
@@ -84,16 +129,16 @@ class EvalRecord:
         return {m.task for m in self.models}
 
     @classmethod
-    def from_json(cls, text: str, source: str = "eval JSON") -> EvalRecord:
-        """Parse and check an eval JSON; an InputFileError names what is wrong and where.
+    def from_json(cls, data: str | object, source: str = "eval JSON") -> EvalRecord:
+        return super().from_json(data, source)
+
+    @classmethod
+    def from_payload(cls, payload: JsonDict, source: str) -> EvalRecord:
+        """Check an eval JSON; an InputFileError names what is wrong and where.
 
         Regression results (`"task": "regress"`) have `accuracy: null`; JSON from before tasks
         existed has no `task` and reads as classifiers.
         """
-        from tinycomp.evaluate import ModelResult
-
-        payload = load_payload(text, source, EVAL_HINT)
-        check_header(payload, step=None, source=source, hint=EVAL_HINT)
         if not isinstance(payload.get("models"), list):
             raise InputFileError("not an eval JSON: no \"models\" list", source, EVAL_HINT)
         if not payload["models"]:
@@ -118,8 +163,6 @@ EVAL_OPTIONAL_NUMBERS = ("arena_bytes", "ms_per_inference", "ratio_vs_baseline",
 def _model_result(entry: dict[str, Any], i: int, known: set[str], source: str) -> Any:
     """One `models[i]` entry as a ModelResult; an entry without `task` (written before tinycomp had
     tasks) is a classifier. A classifier needs a numeric accuracy; a regressor's accuracy is null."""
-    from tinycomp.evaluate import ModelResult
-
     task = entry.get("task", "classify")
     if task not in EVAL_TASKS:
         raise InputFileError(f"models[{i}].task is {task!r}, not one of {', '.join(EVAL_TASKS)}", source, EVAL_HINT)
@@ -148,20 +191,31 @@ def _model_result(entry: dict[str, Any], i: int, known: set[str], source: str) -
 
 # ---------------------------------------------------------------- train / cluster sidecars
 
-def _from_sidecar(cls: type, text: str, source: str, step: str, hint: str) -> Any:
-    payload = load_payload(text, source, hint)
-    check_header(payload, step=step, source=source, hint=hint)
-    names = [f.name for f in fields(cls)]
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-    missing = [n for n in required if n not in payload]
-    if missing:
-        raise InputFileError(f"the {step} record lacks {', '.join(missing)}", source, hint)
-    return cls(**{n: payload[n] for n in names if n in payload})
+class SidecarRecord(Record):
+    """A record whose JSON keys are its dataclass fields."""
+
+    def to_json(self) -> JsonDict:
+        return cast(JsonDict, asdict(self))  # type: ignore[call-overload]  # every subclass is a dataclass
+
+    @classmethod
+    def from_payload(cls: type[S], payload: JsonDict, source: str) -> S:
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]  # type: ignore[arg-type]
+        missing = [n for n in required if n not in payload]
+        if missing:
+            raise InputFileError(f"the {cls.STEP} record lacks {', '.join(missing)}", source, cls.HINT)
+        return cls(**{n: payload[n] for n in names if n in payload})
+
+
+S = TypeVar("S", bound=SidecarRecord)
 
 
 @dataclass
-class TrainRecord:
+class TrainRecord(SidecarRecord):
     """The sidecar `train -o MODEL` writes as MODEL's .json."""
+
+    STEP: ClassVar[str | None] = "train"
+    HINT: ClassVar[str] = "give the .json that `tinycomp train -o MODEL` wrote"
 
     dataset: dict[str, Any]
     test_accuracy: float
@@ -174,17 +228,17 @@ class TrainRecord:
     step: str = "train"
     schema_version: int = SCHEMA_VERSION
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_json(cls, text: str, source: str = "train record") -> TrainRecord:
-        return _from_sidecar(cls, text, source, "train", "give the .json that `tinycomp train -o MODEL` wrote")
+    def from_json(cls, data: str | object, source: str = "train record") -> TrainRecord:
+        return super().from_json(data, source)
 
 
 @dataclass
-class ClusterRecord:
+class ClusterRecord(SidecarRecord):
     """The sidecar `cluster -o MODEL` writes as MODEL's .json."""
+
+    STEP: ClassVar[str | None] = "cluster"
+    HINT: ClassVar[str] = "give the .json that `tinycomp cluster -o MODEL` wrote"
 
     source: str
     dataset: dict[str, Any]
@@ -201,9 +255,6 @@ class ClusterRecord:
     step: str = "cluster"
     schema_version: int = SCHEMA_VERSION
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_json(cls, text: str, source: str = "cluster record") -> ClusterRecord:
-        return _from_sidecar(cls, text, source, "cluster", "give the .json that `tinycomp cluster -o MODEL` wrote")
+    def from_json(cls, data: str | object, source: str = "cluster record") -> ClusterRecord:
+        return super().from_json(data, source)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from tinycomp.metrics import REGRESS, SNR_CAP_DB, Task
+from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, Shard
+from tinycomp.plan.choose import Budget, Plan, SensitivityTable
+from tinycomp.plan.request import Measurement, PlanOutcome
 
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -162,8 +167,6 @@ def _eval_cells(r) -> dict[str, str]:
 
 def _snr(value) -> str:
     """An output SNR in dB; 'identical' at the cap metrics uses for identical outputs."""
-    from tinycomp.metrics import SNR_CAP_DB
-
     if value is not None and value >= SNR_CAP_DB:
         return "identical"
     return _num(value, "{:.1f}")
@@ -211,3 +214,119 @@ def task_metrics(metrics: dict) -> str:
     parts = [f"MSE {metrics['mse']:.4g}" if metrics.get("mse") is not None else "",
              f"SNR {metrics['snr_db']:.1f} dB" if metrics.get("snr_db") is not None else ""]
     return "test " + ", ".join(p for p in parts if p) if any(parts) else "no test metric"
+
+
+def sensitivity_table(outcome: PlanOutcome) -> Table:
+    """`plan`'s per-layer table: every option's score, measured and counted drop, bytes, and the choice."""
+    chosen, task, unit = outcome.plan, outcome.table.task, outcome.table.unit
+    t = Table(title="Per-layer sensitivity (one layer clustered at a time; Δ vs the fine-tuned unclustered model)")
+    for column in ("layer", "clusters", "bits", f"val {task.metric}", f"measured Δ {unit}", f"counted Δ {unit}",
+                   "bytes", "ideal bytes", "plan"):
+        t.add_column(column, justify="left" if column in ("layer", "plan") else "right")
+    for layer in outcome.table.layers:
+        for o in sorted(layer.options, key=lambda o: o.clusters or 10 ** 9):
+            mark = "◀" if chosen.choices.get(layer.name) is o else ""
+            t.add_row(f"{layer.name} ({layer.kind}{', per channel' if layer.per_channel else ''})"
+                      if o is layer.options[0] else "", str(o.clusters) if o.clusters else "none", str(o.bits),
+                      task.value_text(o.accuracy) if o.accuracy is not None else "–",
+                      f"{o.measured_drop:+.2f}" if o.measured_drop is not None else "–",
+                      f"{o.drop:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
+    return t
+
+
+def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]:
+    """`plan`'s lines under the table: the validation, the plan's prediction and its arena."""
+    table, chosen = outcome.table, outcome.plan
+    task, unit = table.task, table.unit
+    checked = (f", measured with all its layers clustered at once {chosen.checked_drop:+.2f} {unit}"
+               if chosen.checked_drop is not None else "")
+    kept = (f"; left uncompressed to meet --ram-budget: {', '.join(chosen.uncompressed_for_ram)}"
+            if chosen.uncompressed_for_ram else "")
+    sliced = (f"; kernels decoding to over {chosen.decode_budget:,} bytes are sliced along their output channels "
+              "(decode_budget in the spec; `compress` applies it)" if chosen.decode_budget is not None else "")
+    return [
+        f"Validation: {table.validation_samples:,} held-out training rows (one run's {task.metric} is "
+        f"±{outcome.noise:.1f} {unit}). Given model {task.score_text(table.reference_accuracy)}, fine-tuned "
+        f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain:+.2f} {unit}"
+        f"{', credited' if credit_fine_tuning and table.fine_tune_gain > 0 else ''}).",
+        f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
+        f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
+        f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other "
+        f"bytes; {task.drop_text()} {chosen.predicted_drop:+.2f} {unit} (Σ layers {chosen.sum_drop:.2f} − "
+        f"fine-tuning {chosen.credit:.2f}){checked}.",
+        f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT weights live "
+        f"there while their layer runs){kept}{sliced}.",
+    ]
+
+
+def devices() -> str:
+    """TensorFlow's devices (a GPU, when present, is used without any option)."""
+    import tensorflow as tf
+
+    return ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
+
+
+class PlanProgressLines:
+    """PlanProgress on stderr: what is measured or reused, a bar with ETA over the candidates, one line per
+    measured candidate and per check."""
+
+    def __init__(self, model_path: str, data_name: str, task: Task, advance: Callable[..., None] | None = None):
+        self.model_path, self.data_name, self.task, self.advance = model_path, data_name, task, advance
+        self.total, self.count = 0, 0
+
+    def measuring(self, m: Measurement, task: Task, jobs: int, shard: Shard | None) -> None:
+        rows = f" ({m.fine_tune_rows or 'all'} fit rows, {m.validation_rows or 'all'} validation rows per candidate)"
+        where = f" in {jobs} processes" if jobs > 1 else ""
+        part = f", shard {shard.describe()}" if shard else ""
+        if task == REGRESS:
+            part += " (regress task: drops in output SNR vs the targets, dB)"
+        info(f"Sensitivity of {self.model_path}{part}: one layer at a time, cluster counts "
+                    f"{', '.join(map(str, m.cluster_counts))}, {m.estimate.announcement}{m.epochs} fine-tuning epochs "
+                    f"each, validated on the last {m.validation_split:g} of {self.data_name}'s training rows{rows}"
+                    f"{where}; TensorFlow devices: {devices()}")
+
+    def reusing(self, source: str, table: SensitivityTable) -> None:
+        info(f"Sensitivity of {self.model_path} from {source} (measured in {table.seconds:.0f} s); choosing "
+                    "under the new budget")
+
+    def merging(self, count: int) -> None:
+        info(f"Sensitivity of {self.model_path} from {count} partial tables; choosing")
+
+    def resumed(self, path: str, count: int | None) -> None:
+        if count is None:
+            info(f"--resume: no {path} yet, measuring every candidate")
+        else:
+            self.count = count
+            info(f"--resume: {count} candidate(s) measured before, in {path}")
+
+    def started(self, candidates: list[Candidate]) -> None:
+        self.total = len(candidates)
+        if self.advance:
+            self.advance(self.count, total=self.total)
+
+    def measured(self, result: CandidateResult) -> None:
+        self.count += 1
+        what = describe_result(result, self.task)
+        err.print(f"  [{self.count}/{self.total}] {what}")
+        if self.advance:
+            self.advance(1, status=what)
+
+    def budget_resolved(self, budget: Budget) -> None:
+        info(f"--target-ratio {budget.target_ratio:g}: {self.model_path} is {budget.float32_bytes:,} bytes as "
+                    f"float32 .tflite, so the budget is {budget.target_bytes:,} bytes")
+
+    def checked(self, plan: Plan, drop: float, epochs: int) -> None:
+        layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
+        unit = self.task.unit
+        info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop:+.2f} {unit}, "
+                    f"predicted {plan.predicted_drop:+.2f} {unit}")
+
+
+def describe_result(result: CandidateResult, task: Task) -> str:
+    """e.g. 'dense → 4 clusters: zero-shot 97.10%, fine-tuned 98.20% (3 s)' (regress: 'zero-shot SNR 20.30 dB')."""
+    what = ("control (fine-tuned, unclustered)" if result.key == CONTROL
+            else "{} → {} clusters".format(*result.key.rsplit("/", 1)))
+    measured = [f"{label} {task.score_text(value)}" for label, value in (("zero-shot", result.zero_shot),
+                                                                          ("fine-tuned", result.fine_tuned))
+                if value is not None]
+    return f"{what}: {', '.join(measured)} ({result.seconds:.0f} s)"

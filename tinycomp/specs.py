@@ -239,7 +239,7 @@ def parse_layer_options(values: tuple[str, ...], init: str = "kmeans++") -> Clus
     return ClusteringSpec(tuple(layers))
 
 
-def _reject_duplicates(names: list, node: _Node, what: str) -> None:
+def _reject_duplicates(names: list[Any], node: _Node, what: str) -> None:
     seen = set()
     for i, name in enumerate(names):
         if name in seen:
@@ -281,7 +281,7 @@ class CompressionSpec:
     # bytes; `compress` slices larger decoded kernels. A top-level key tflite-micro's parser ignores.
     decode_budget: int | None = None
 
-    def to_tflm(self):
+    def to_tflm(self) -> list[Any]:
         """tflite-micro's spec objects (all layouts must be resolved)."""
         from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
 

@@ -18,9 +18,10 @@ def _model(activation, units=3):
     (None, 3, "regress", ("mean_squared_error", None)),
 ])
 def test_loss_from_task_and_output_activation(activation, units, task, expected):
+    from tinycomp.metrics import get_task
     from tinycomp.models import choose_loss
 
-    loss = choose_loss(_model(activation, units), task=task)
+    loss = choose_loss(_model(activation, units), task=get_task(task))
     assert (loss.name, loss.from_logits) == expected
 
 

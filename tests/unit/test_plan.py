@@ -27,7 +27,7 @@ from tinycomp.plan import (
 def _layer(name, weights, rows, per_channel=False):
     """rows: (clusters, bytes, measured drop pp); the unclustered option costs `weights` bytes."""
     options = [Option(None, 8, weights, weights)]
-    options += [Option(c, c.bit_length() - 1, b, b, measured_pp=d) for c, b, d in rows]
+    options += [Option(c, c.bit_length() - 1, b, b, measured_drop=d) for c, b, d in rows]
     counted_drops(options)
     return LayerSensitivity(name, "Dense", weights, 1, per_channel, options)
 
@@ -42,25 +42,25 @@ def _table(control=0.90, reference=0.90):
 
 def _brute_force(table, fits, key):
     combos = itertools.product(*[layer.options for layer in table.layers])
-    scored = [(table.fixed_bytes + sum(o.bytes for o in combo), sum(o.drop_pp for o in combo)) for combo in combos
+    scored = [(table.fixed_bytes + sum(o.bytes for o in combo), sum(o.drop for o in combo)) for combo in combos
               if any(o.clusters for o in combo)]
     return min((s for s in scored if fits(s)), key=key)
 
 
 def test_counted_drops_are_monotone_and_never_negative():
-    options = [Option(None, 8, 10, 10)] + [Option(c, 1, 1, 1, measured_pp=d)
+    options = [Option(None, 8, 10, 10)] + [Option(c, 1, 1, 1, measured_drop=d)
                                            for c, d in ((2, 1.0), (4, -0.5), (8, 0.3), (16, -0.2))]
     counted_drops(options)
-    drops = [o.drop_pp for o in options[1:]]  # 2, 4, 8, 16 clusters
+    drops = [o.drop for o in options[1:]]  # 2, 4, 8, 16 clusters
     assert drops == sorted(drops, reverse=True) and min(drops) >= 0
-    assert drops[0] == 1.0 and options[0].drop_pp == 0.0
+    assert drops[0] == 1.0 and options[0].drop == 0.0
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.35, 0.5, 1.0, 2.5, 10.0])
 def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
     table = _table()
-    plan = choose_plan(table, Budget(max_drop_pp=budget))
-    assert plan.predicted_drop_pp <= budget + 1e-9
+    plan = choose_plan(table, Budget(max_drop=budget))
+    assert plan.predicted_drop <= budget + 1e-9
     assert plan.predicted_bytes == table.fixed_bytes + sum(o.bytes for o in plan.choices.values())
     best = _brute_force(table, lambda s: s[1] <= budget + 1e-9, key=lambda s: (s[0], s[1]))
     assert plan.predicted_bytes == best[0]
@@ -68,12 +68,12 @@ def test_min_bytes_respects_the_accuracy_budget_and_is_optimal(budget):
 
 def test_fine_tuning_gain_is_credited_unless_disabled():
     table = _table(control=0.91, reference=0.90)  # fine-tuning alone gains 1 pp
-    credited = choose_plan(table, Budget(max_drop_pp=0.5))
-    strict = choose_plan(table, Budget(max_drop_pp=0.5, credit_fine_tuning=False))
-    assert credited.sum_drop_pp <= 1.5 + 1e-9 and strict.sum_drop_pp <= 0.5 + 1e-9
+    credited = choose_plan(table, Budget(max_drop=0.5))
+    strict = choose_plan(table, Budget(max_drop=0.5, credit_fine_tuning=False))
+    assert credited.sum_drop <= 1.5 + 1e-9 and strict.sum_drop <= 0.5 + 1e-9
     assert credited.predicted_bytes < strict.predicted_bytes
     losing = _table(control=0.89, reference=0.90)  # a loss always counts
-    assert choose_plan(losing, Budget(max_drop_pp=1.5, credit_fine_tuning=False)).sum_drop_pp <= 0.5 + 1e-9
+    assert choose_plan(losing, Budget(max_drop=1.5, credit_fine_tuning=False)).sum_drop <= 0.5 + 1e-9
 
 
 @pytest.mark.parametrize("target", [4000, 4500, 6000, 9000])
@@ -82,7 +82,7 @@ def test_target_bytes_minimises_the_drop(target):
     plan = choose_plan(table, Budget(target_bytes=target))
     assert plan.predicted_bytes <= target
     best = _brute_force(table, lambda s: s[0] <= target, key=lambda s: (s[1], s[0]))
-    assert plan.sum_drop_pp == pytest.approx(best[1])
+    assert plan.sum_drop == pytest.approx(best[1])
 
 
 def test_nothing_fits_is_a_clean_error():
@@ -92,9 +92,9 @@ def test_nothing_fits_is_a_clean_error():
     steep = SensitivityTable([_layer("a", 1000, [(2, 100, 3.0), (4, 200, 2.0)])], int8_bytes=2000,
                              reference_accuracy=0.9, control_accuracy=0.9)
     with pytest.raises(NothingFits, match="no layer can be clustered"):
-        choose_plan(steep, Budget(max_drop_pp=1.0))
+        choose_plan(steep, Budget(max_drop=1.0))
     with pytest.raises(InvalidValue, match="exactly one budget") as caught:
-        Budget(max_drop_pp=1.0, target_bytes=5000)
+        Budget(max_drop=1.0, target_bytes=5000)
     assert caught.value.field == "budget"
 
 
@@ -111,16 +111,16 @@ def _arenas(combine, calls):
 
 def test_ram_budget_never_compresses_a_layer_whose_decoding_alone_does_not_fit():
     table, calls = _table(), []
-    plan = choose_plan_within_ram(table, Budget(max_drop_pp=10.0, ram_bytes=3000), _arenas(max, calls))
+    plan = choose_plan_within_ram(table, Budget(max_drop=10.0, ram_bytes=3000), _arenas(max, calls))
     assert "b" not in plan.clustered() and plan.uncompressed_for_ram == ["b"]
     assert plan.arena_bytes == 1000 + max(DECODED[n] for n in plan.clustered()) <= 3000
-    unconstrained = choose_plan(table, Budget(max_drop_pp=10.0))
+    unconstrained = choose_plan(table, Budget(max_drop=10.0))
     assert "b" in unconstrained.clustered() and plan.predicted_bytes > unconstrained.predicted_bytes
     assert len(calls[0]) == 4  # nothing compressed and each layer alone, measured in one batch
 
 
 def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits():
-    plan = choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=2100), _arenas(sum, []))
+    plan = choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=2100), _arenas(sum, []))
     assert plan.uncompressed_for_ram == ["a", "b"] and list(plan.clustered()) == ["c"]
     assert plan.arena_bytes == 1200
 
@@ -131,51 +131,51 @@ def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits
 ])
 def test_ram_budget_out_of_reach_is_a_clean_error(budget, error):
     with pytest.raises(NothingFits) as caught:
-        choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=budget), _arenas(max, []))
+        choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=budget), _arenas(max, []))
     assert caught.value.what == error and caught.value.field == "ram_bytes" and caught.value.where is None
 
 
-def _checked(budget, penalty_pp, noise_pp=0.0, attempts=3):
+def _checked(budget, penalty_pp, noise=0.0, attempts=3):
     """checked_plan on the test table, where clustering the chosen layers together costs penalty_pp more."""
     table = _table()
-    return checked_plan(lambda b: choose_plan(table, Budget(max_drop_pp=b)) if b is not None else
+    return checked_plan(lambda b: choose_plan(table, Budget(max_drop=b)) if b is not None else
                         choose_plan(table, Budget(target_bytes=6000)),
-                        lambda plan: plan.predicted_drop_pp + penalty_pp, budget, noise_pp, attempts)
+                        lambda plan: plan.predicted_drop + penalty_pp, budget, noise, attempts)
 
 
 def test_a_plan_whose_drops_add_up_is_measured_once():
     plan, tried = _checked(1.0, 0.0)
-    assert tried == [plan] and plan.checked_drop_pp == plan.predicted_drop_pp
+    assert tried == [plan] and plan.checked_drop == plan.predicted_drop
 
 
 def test_a_plan_over_budget_when_measured_is_chosen_again_under_a_lower_budget():
-    first = choose_plan(_table(), Budget(max_drop_pp=2.5))
+    first = choose_plan(_table(), Budget(max_drop=2.5))
     plan, tried = _checked(2.5, 1.0)
-    assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop_pp > 2.5
+    assert tried[0].predicted_bytes == first.predicted_bytes and tried[0].checked_drop > 2.5
     assert len(tried) == 2 and plan is tried[1]
-    assert plan.predicted_drop_pp <= 1.5 + 1e-9 and plan.checked_drop_pp <= 2.5 + 1e-9
+    assert plan.predicted_drop <= 1.5 + 1e-9 and plan.checked_drop <= 2.5 + 1e-9
     assert plan.predicted_bytes > first.predicted_bytes
 
 
 def test_an_excess_within_the_noise_keeps_the_plan():
-    plan, tried = _checked(2.5, 0.3, noise_pp=0.5)
+    plan, tried = _checked(2.5, 0.3, noise=0.5)
     assert tried == [plan]
 
 
 def test_no_plan_within_budget_returns_the_least_harmful_tried():
     plan, tried = _checked(2.5, 50.0, attempts=3)
-    assert 1 <= len(tried) <= 3 and plan.checked_drop_pp == min(p.checked_drop_pp for p in tried) > 2.5
+    assert 1 <= len(tried) <= 3 and plan.checked_drop == min(p.checked_drop for p in tried) > 2.5
 
 
 def test_a_size_budget_is_measured_but_not_re_chosen():
     plan, tried = _checked(None, 5.0)
-    assert tried == [plan] and plan.objective == "min-drop" and plan.checked_drop_pp == plan.predicted_drop_pp + 5.0
+    assert tried == [plan] and plan.objective == "min-drop" and plan.checked_drop == plan.predicted_drop + 5.0
 
 
 def test_plan_spec_keeps_per_channel_for_conv():
     table = SensitivityTable([_layer("conv", 1000, [(4, 300, 0.0)], per_channel=True),
                               _layer("fc", 1000, [(4, 300, 0.0)])], int8_bytes=3000)
-    spec = plan_spec(table, choose_plan(table, Budget(max_drop_pp=0.0)))
+    spec = plan_spec(table, choose_plan(table, Budget(max_drop=0.0)))
     assert {(layer.name, layer.clusters, layer.per_channel) for layer in spec.layers} == {("conv", 4, True), ("fc", 4, False)}
 
 
@@ -188,8 +188,8 @@ def _record(**changes):
     from tinycomp.plan import CheckedPlan, PlanRecord
 
     table = _table()
-    plan = choose_plan(table, Budget(max_drop_pp=1.0))
-    plan.checked_drop_pp = 0.8
+    plan = choose_plan(table, Budget(max_drop=1.0))
+    plan.checked_drop = 0.8
     fields = dict(source="m.h5", source_sha256="ab" * 32, dataset={"name": "tiny"}, seed=3, clusters=[2, 4, 16],
                   per_channel_conv=True, epochs=1, validation_split=0.2, credit_fine_tuning=True,
                   per_tensor_dense=True, io="int8", strip=True, max_accuracy_drop=1.0, target_bytes=None,
@@ -268,10 +268,10 @@ class _FakeMeasurer:
         return fake
 
 
-def _fast(zero_drops, tuned_drops, max_drop_pp=1.5, jobs_order=None):
+def _fast(zero_drops, tuned_drops, max_drop=1.5, jobs_order=None):
     """The fast estimate of one layer 'a' with fake measurements; returns (drops, counts fine-tuned).
     `jobs_order` measures the candidates in that order with no budget, as worker processes do."""
-    from tinycomp.plan.candidates import assemble_drops, candidates_of, fine_tune_limit_pp
+    from tinycomp.plan.candidates import FAST, assemble_drops, candidates_of, fine_tune_limit
     from tinycomp.plan.sensitivity import Prepared, measure_candidates
 
     fake = _FakeMeasurer(zero_drops, tuned_drops)
@@ -279,29 +279,29 @@ def _fast(zero_drops, tuned_drops, max_drop_pp=1.5, jobs_order=None):
     candidates = candidates_of({"a": counts})
     prepared = Prepared(["a"], {"a": counts}, candidates, fake)
     if jobs_order is None:
-        results = measure_candidates(prepared, todo=candidates, done={}, max_drop_pp=max_drop_pp)
+        results = measure_candidates(prepared, todo=candidates, done={}, max_drop=max_drop)
     else:
         results = {}
         for i in jobs_order:
             results = measure_candidates(prepared, todo=[candidates[i]], done=results)
-    limit = fine_tune_limit_pp(max_drop_pp, reference=0.9, control=0.9, noise_pp=fake.noise_pp)
-    drops = assemble_drops(counts, {c: results[f"a/{c}"] for c in counts}, estimate="fast", reference=0.9,
-                           control=0.9, limit_pp=limit)
+    limit = fine_tune_limit(max_drop, reference=0.9, control=0.9, noise=fake.noise)
+    drops = assemble_drops(counts, {c: results[f"a/{c}"] for c in counts}, estimate=FAST, reference=0.9,
+                           control=0.9, limit=limit)
     return drops, [c for _, c in fake.tuned]
 
 
 def test_fast_estimate_fine_tunes_only_what_zero_shot_cannot_settle():
     drops, tuned = _fast({2: 9.0, 4: 3.0, 8: 0.4, 16: 0.1}, {2: 1.5, 4: 0.6, 8: 0.2, 16: 0.0})
     assert tuned == [4, 2]  # 8 and 16 are within the noise zero-shot
-    assert drops[16].fine_tuned is False and drops[16].drop_pp == pytest.approx(0.1)
-    assert drops[2].fine_tuned and drops[2].drop_pp == pytest.approx(1.5)
+    assert drops[16].fine_tuned is False and drops[16].drop == pytest.approx(0.1)
+    assert drops[2].fine_tuned and drops[2].drop == pytest.approx(1.5)
 
 
 def test_fast_estimate_stops_below_a_count_too_harmful_to_choose():
     drops, tuned = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0})
     assert tuned == [8]  # 8 fine-tuned is over the limit: 4 and 2 keep their (larger) zero-shot drops
-    assert drops[4].drop_pp == pytest.approx(12.0) and not drops[4].fine_tuned
-    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, max_drop_pp=None)
+    assert drops[4].drop == pytest.approx(12.0) and not drops[4].fine_tuned
+    _, unlimited = _fast({2: 30.0, 4: 12.0, 8: 5.0, 16: 0.2}, {2: 9.0, 4: 4.0, 8: 2.5, 16: 0.0}, max_drop=None)
     assert unlimited == [8, 4, 2]
 
 

@@ -135,7 +135,7 @@ def _table() -> SensitivityTable:
     """Three layers (as in test_plan): a 1,000, b 5,000 and c 200 int8 weight bytes."""
     def layer(name: str, weights: int, rows: list) -> LayerSensitivity:
         options = [Option(None, 8, weights, weights)]
-        options += [Option(c, c.bit_length() - 1, b, b, measured_pp=d) for c, b, d in rows]
+        options += [Option(c, c.bit_length() - 1, b, b, measured_drop=d) for c, b, d in rows]
         counted_drops(options)
         return LayerSensitivity(name, "Dense", weights, 1, False, options)
 
@@ -185,9 +185,9 @@ def test_ram_budget_slices_before_leaving_a_layer_uncompressed():
 
     calls: list = []
     table = _table()
-    plan = choose_plan_within_ram(table, Budget(max_drop_pp=10.0, ram_bytes=3000), _arenas(max, []), _fake_slicing(calls))
+    plan = choose_plan_within_ram(table, Budget(max_drop=10.0, ram_bytes=3000), _arenas(max, []), _fake_slicing(calls))
     assert plan.uncompressed_for_ram == [] and "b" in plan.clustered()  # b (5,000 decoded bytes) is sliced instead
-    assert plan.clustered() == choose_plan(table, Budget(max_drop_pp=10.0)).clustered()
+    assert plan.clustered() == choose_plan(table, Budget(max_drop=10.0)).clustered()
     # the largest budget that fits: 2,000 (3 slices of b): 1,000 + 1,667 + 100 × 2 more slices; 2,500 needs 3,600
     assert plan.decode_budget == 2000 and plan.arena_bytes == 2867
     assert plan_spec(table, plan).decode_budget == 2000
@@ -200,7 +200,7 @@ def test_ram_budget_leaves_a_layer_out_when_slicing_cannot_fit():
     from tinycomp.plan.choose import Budget, choose_plan_within_ram
 
     calls: list = []
-    plan = choose_plan_within_ram(_table(), Budget(max_drop_pp=10.0, ram_bytes=1900), _arenas(max, []),
+    plan = choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=1900), _arenas(max, []),
                                   _fake_slicing(calls, bookkeeping=400))
     assert "b" not in plan.clustered() and plan.uncompressed_for_ram == ["b"]
     assert plan.decode_budget == 500 and plan.arena_bytes == 1900  # then a (1,000 decoded) fits in two slices

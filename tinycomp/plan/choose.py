@@ -12,24 +12,27 @@ Measured drops are smoothed before the choice: fewer clusters never count as bet
 isotonic fit, which averages the noise of single runs), and a drop below zero (clustering measured
 as helping) counts as zero.
 
-Errors name the budget's field (`max_drop_pp`, `target_bytes`, `target_ratio`, `ram_bytes`), never a
+Errors name the budget's field (`max_drop`, `target_bytes`, `target_ratio`, `ram_bytes`), never a
 command-line option.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 from tinycomp.errors import InvalidValue, NothingFits
-from tinycomp.plan.units import noise_of, scale_of, unit_of
+from tinycomp.fileio import JsonDict
+from tinycomp.metrics import CLASSIFY, Task, get_task
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
 
+# A combination of options: (layer bytes, Σ drop, one option per layer so far)
+Point = tuple[int, float, tuple["Option", ...]]
 # Arena bytes of the plan's file for each given set of compressed layers (in the order given).
-ArenasOf = Callable[[list[frozenset]], list[int]]
+ArenasOf = Callable[[list[frozenset[str]]], list[int]]
 SLICING_PATIENCE = 4  # decode budgets measured past the smallest arena so far before giving up
 
 
@@ -37,8 +40,8 @@ SLICING_PATIENCE = 4  # decode budgets measured past the smallest arena so far b
 class Slicing:
     """What choosing with sliced kernels needs from the caller (see `costs.slicing_measurer`)."""
 
-    budgets: Callable[[frozenset], list[int]]  # decode budgets worth trying for a set of layers, largest first
-    arenas: Callable[[frozenset, list[int]], list[int]]  # the set's arena sliced at each of those budgets
+    budgets: Callable[[frozenset[str]], list[int]]  # decode budgets worth trying for a set of layers, largest first
+    arenas: Callable[[frozenset[str], list[int]], list[int]]  # the set's arena sliced at each of those budgets
     batch: int = 1  # budgets measured at once (worker processes)
 
 
@@ -47,39 +50,30 @@ class Budget:
     """What a plan must meet: exactly one objective (an accuracy drop, bytes, or a ratio to the
     float32 file, which becomes bytes once `float32_bytes` is known), and optionally the arena."""
 
-    max_drop_pp: float | None = None
+    max_drop: float | None = None
     target_bytes: int | None = None
     target_ratio: float | None = None
     ram_bytes: int | None = None
     credit_fine_tuning: bool = True
     float32_bytes: int | None = None  # with target_ratio: the model as float32 .tflite (see `resolved`)
-    task: str = "classify"  # max_drop_pp is in the task's drop unit: pp of accuracy, or dB of SNR (see `units`)
+    task: Task = CLASSIFY  # max_drop is in the task's drop unit (task.unit: pp of accuracy, dB of SNR)
 
     def __post_init__(self) -> None:
-        given = [name for name in ("max_drop_pp", "target_bytes", "target_ratio") if getattr(self, name) is not None]
+        given = [name for name in ("max_drop", "target_bytes", "target_ratio") if getattr(self, name) is not None]
         if len(given) != 1 and not (set(given) == {"target_bytes", "target_ratio"} and self.float32_bytes):
             raise InvalidValue("give exactly one budget: an accuracy drop, a byte target or a size ratio",
                                "budget", "e.g. an accuracy drop of 0.5 pp")
-        # max_drop_pp may be negative: the check re-chooses below a prediction that credits fine-tuning
+        # max_drop may be negative: the check re-chooses below a prediction that credits fine-tuning
         for name, low in (("target_bytes", 0), ("target_ratio", 1.0), ("ram_bytes", 0)):
             value = getattr(self, name)
             if value is not None and value < low:
                 raise InvalidValue(f"{name} must be at least {low:g}, got {value:g}", name)
 
     @property
-    def drop_field(self) -> str:
-        """The field errors about the drop budget name: max_drop_pp, or max_snr_drop for regress."""
-        return "max_snr_drop" if self.task == "regress" else "max_drop_pp"
-
-    def drop_text(self) -> str:
-        """'accuracy drop' or 'SNR drop'."""
-        return "SNR drop" if self.task == "regress" else "accuracy drop"
-
-    @property
     def field(self) -> str:
-        """The field of the objective: max_drop_pp (max_snr_drop for regress), target_ratio or target_bytes."""
-        if self.max_drop_pp is not None:
-            return self.drop_field
+        """The field of the objective: the task's drop budget field, target_ratio or target_bytes."""
+        if self.max_drop is not None:
+            return self.task.budget_field
         return "target_ratio" if self.target_ratio is not None else "target_bytes"
 
     def resolved(self, float32_bytes: int) -> Budget:
@@ -96,7 +90,7 @@ class Budget:
         return text
 
     def describe(self) -> str:
-        text = (f"{self.drop_text()} ≤ {self.max_drop_pp:g} {unit_of(self.task)}" if self.max_drop_pp is not None
+        text = (f"{self.task.drop_text()} ≤ {self.max_drop:g} {self.task.unit}" if self.max_drop is not None
                 else f"≤ {self.target_bytes:,} bytes")
         if self.target_ratio is not None:
             text += f", {self.target_ratio:g}× smaller than float32's {self.float32_bytes:,}"
@@ -113,15 +107,32 @@ class Option:
     bits: int  # index bitwidth; 8 for an unclustered int8 tensor
     bytes: int  # what the layer costs in the compressed .tflite (indices, tables, DECODE op and tensors)
     ideal_bytes: int  # numel × bits / 8 + value tables (numel for unclustered)
-    drop_pp: float = 0.0  # counted accuracy drop (conservative, see module docstring)
-    measured_pp: float | None = None  # measured drop vs the fine-tuned control
+    drop: float = 0.0  # counted drop in the task's unit (conservative, see module docstring)
+    measured_drop: float | None = None  # measured drop vs the fine-tuned control
     accuracy: float | None = None  # validation accuracy of the one-layer-clustered model
     fine_tuned: bool | None = None  # the fast estimate: False when measured zero-shot (None: every option fine-tuned)
 
 
-def _option_json(option: dict) -> dict:
+# Drops are in the task's unit (pp or dB); the JSON keys keep the names they had when every plan was a classifier's.
+JSON_KEYS = {"drop": "drop_pp", "measured_drop": "measured_pp", "predicted_drop": "predicted_drop_pp",
+             "sum_drop": "sum_drop_pp", "credit": "credit_pp", "checked_drop": "checked_drop_pp",
+             "fine_tune_gain": "fine_tune_gain_pp"}
+FIELDS = {key: name for name, key in JSON_KEYS.items()}
+
+
+def json_keys(fields: JsonDict) -> JsonDict:
+    """Fields as their JSON keys (same order)."""
+    return {JSON_KEYS.get(k, k): v for k, v in fields.items()}
+
+
+def field_names(payload: JsonDict) -> JsonDict:
+    """JSON keys as field names (same order)."""
+    return {FIELDS.get(k, k): v for k, v in payload.items()}
+
+
+def _option_json(option: JsonDict) -> JsonDict:
     """An option's JSON: `fine_tuned` only in tables of the fast estimate, so other tables keep their keys."""
-    return {k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)}
+    return json_keys({k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)})
 
 
 @dataclass
@@ -155,12 +166,13 @@ class SensitivityTable:
     epochs: int = 0
     seed: int = 0
     seconds: float = 0.0
-    # classify: accuracies in [0, 1], drops in pp; regress: output SNRs in dB, drops in dB (see `units`)
-    task: str = "classify"
+    # what the scores are and the drops' unit: classify: accuracies in [0, 1], drops in pp; regress:
+    # output SNRs in dB, drops in dB (see metrics.Task)
+    task: Task = CLASSIFY
 
     @property
     def unit(self) -> str:
-        return unit_of(self.task)
+        return self.task.unit
 
     @property
     def fixed_bytes(self) -> int:
@@ -168,24 +180,25 @@ class SensitivityTable:
         return self.int8_bytes - sum(layer.option(None).bytes for layer in self.layers)
 
     @property
-    def fine_tune_gain_pp(self) -> float:
-        return scale_of(self.task) * (self.control_accuracy - self.reference_accuracy)
+    def fine_tune_gain(self) -> float:
+        """The control's score over the given model's, in drop units."""
+        return self.task.scale * (self.control_accuracy - self.reference_accuracy)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonDict:
         payload = asdict(self)
         for layer in payload["layers"]:
             layer["options"] = [_option_json(o) for o in layer["options"]]
         payload["fixed_bytes"] = self.fixed_bytes
-        payload["fine_tune_gain_pp"] = self.fine_tune_gain_pp
+        payload["fine_tune_gain_pp"] = self.fine_tune_gain
+        payload["task"] = self.task.name
         return payload
 
     @classmethod
-    def from_json(cls, payload: dict) -> SensitivityTable:
+    def from_json(cls, payload: JsonDict) -> SensitivityTable:
         """The table `to_json` wrote (derived keys are recomputed); KeyError/TypeError/ValueError if malformed."""
         fields = {k: v for k, v in payload.items() if k not in ("fixed_bytes", "fine_tune_gain_pp", "layers")}
-        if fields.get("task", "classify") not in ("classify", "regress"):
-            raise ValueError(f"task {fields['task']!r}")
-        layers = [LayerSensitivity(**{**layer, "options": [Option(**o) for o in layer["options"]]})
+        fields["task"] = task_named(fields.get("task", CLASSIFY.name))
+        layers = [LayerSensitivity(**{**layer, "options": [Option(**field_names(o)) for o in layer["options"]]})
                   for layer in payload["layers"]]
         if not layers:
             raise ValueError("no layers")
@@ -200,57 +213,57 @@ class Plan:
 
     choices: dict[str, Option]
     predicted_bytes: int
-    predicted_drop_pp: float  # vs the given model: Σ counted drops − credited fine-tuning gain
-    sum_drop_pp: float  # Σ counted per-layer drops
-    credit_pp: float  # fine-tuning gain counted against the drops
+    predicted_drop: float  # vs the given model: Σ counted drops − credited fine-tuning gain
+    sum_drop: float  # Σ counted per-layer drops
+    credit: float  # fine-tuning gain counted against the drops
     ideal_bytes: int  # Σ ideal bytes of the eligible layers
     objective: str
     budget: float | int
     exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
-    checked_drop_pp: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
+    checked_drop: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
     uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet the RAM budget
     decode_budget: int | None = None  # kernels decoding to more are sliced (`compress --decode-budget`)
 
     def clustered(self) -> dict[str, Option]:
         return {name: o for name, o in self.choices.items() if o.clusters is not None}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonDict:
         payload = asdict(self)
         payload["choices"] = {name: _option_json(o) for name, o in payload["choices"].items()}
-        return payload
+        return json_keys(payload)
 
     @classmethod
-    def from_json(cls, payload: dict) -> Plan:
+    def from_json(cls, payload: JsonDict) -> Plan:
         """The plan `to_json` wrote; KeyError/TypeError/ValueError if malformed."""
-        choices = {name: Option(**o) for name, o in payload["choices"].items()}
-        return cls(**{**payload, "choices": choices})
+        choices = {name: Option(**field_names(o)) for name, o in payload["choices"].items()}
+        return cls(**{**field_names(payload), "choices": choices})
 
 
 
 def counted_drops(options: list[Option]) -> None:
-    """Set each option's drop_pp from measured_pp: the isotonic (pool-adjacent-violators) fit that
+    """Set each option's drop from measured_drop: the isotonic (pool-adjacent-violators) fit that
     never has fewer clusters doing better than more, then clipped at 0.
 
     Single measurements are noisy (±1 pp on 800 validation images); pooling violators averages
     that noise instead of letting one unlucky run at a high count raise every lower count.
     """
     clustered = sorted((o for o in options if o.clusters is not None), key=lambda o: -(o.clusters or 0))
-    blocks: list[list] = []  # [mean, size]; means must not decrease from many clusters to few
+    blocks: list[tuple[float, int]] = []  # (mean, size); means must not decrease from many clusters to few
     for o in clustered:
-        blocks.append([o.measured_pp if o.measured_pp is not None else 0.0, 1])
+        blocks.append((o.measured_drop if o.measured_drop is not None else 0.0, 1))
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             (m2, n2), (m1, n1) = blocks.pop(), blocks.pop()
-            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+            blocks.append(((m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2))
     fitted = [mean for mean, size in blocks for _ in range(size)]
     for o, value in zip(clustered, fitted):
-        o.drop_pp = max(0.0, value)
+        o.drop = max(0.0, value)
     for o in options:
         if o.clusters is None:
-            o.drop_pp = 0.0
+            o.drop = 0.0
 
 
-def _pareto(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tuple]]:
+def _pareto(points: list[Point]) -> list[Point]:
     """Keep the (bytes, drop, choice) points no other point beats on both bytes and drop."""
     points.sort(key=lambda p: (p[0], p[1]))
     front, best = [], math.inf
@@ -261,11 +274,12 @@ def _pareto(points: list[tuple[int, float, tuple]]) -> list[tuple[int, float, tu
     return front
 
 
-def pareto_front(table: SensitivityTable) -> list[tuple[int, float, tuple]]:
+def pareto_front(table: SensitivityTable) -> list[Point]:
     """All Pareto-optimal (layer bytes, Σ drop, option per layer) combinations, merged layer by layer."""
-    front = [(0, 0.0, ())]
+    front: list[Point] = [(0, 0.0, ())]
     for layer in table.layers:
-        merged = [(b + o.bytes, d + o.drop_pp, choice + (o,)) for b, d, choice in front for o in layer.options]
+        merged: list[Point] = [(b + o.bytes, d + o.drop, (*choice, o)) for b, d, choice in front
+                               for o in layer.options]
         front = _pareto(merged)
     return front
 
@@ -273,34 +287,34 @@ def pareto_front(table: SensitivityTable) -> list[tuple[int, float, tuple]]:
 
 
 def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
-    """Fewest predicted bytes with the predicted drop ≤ budget.max_drop_pp, or (with a byte target)
+    """Fewest predicted bytes with the predicted drop ≤ budget.max_drop, or (with a byte target)
     the smallest predicted drop with predicted bytes ≤ budget.target_bytes.
 
     The predicted drop is against the given model: Σ per-layer drops (each measured against the
     fine-tuned control) minus the control's gain over the given model, since `cluster`
     fine-tunes too. A gain is credited only with budget.credit_fine_tuning; a loss always counts.
     """
-    if budget.max_drop_pp is None and budget.target_bytes is None:
+    if budget.max_drop is None and budget.target_bytes is None:
         raise InvalidValue("a target ratio needs the float32 size resolved before choosing", "target_ratio",
                            "call Budget.resolved(float32_bytes) first")
     if not table.layers:
         raise NothingFits("no layer to plan", None, "the model has no clusterable layer")
-    gain = table.fine_tune_gain_pp
+    gain = table.fine_tune_gain
     credit = gain if budget.credit_fine_tuning else min(gain, 0.0)
     fixed = table.fixed_bytes + table.decode_overhead
     front = [p for p in pareto_front(table) if any(o.clusters is not None for o in p[2])]
-    if budget.max_drop_pp is not None:
-        max_drop_pp = budget.max_drop_pp
-        fits = [p for p in front if p[1] - credit <= max_drop_pp + 1e-9]
+    if budget.max_drop is not None:
+        max_drop = budget.max_drop
+        fits = [p for p in front if p[1] - credit <= max_drop + 1e-9]
         if not fits:
             cheapest = min(front, key=lambda p: p[1]) if front else None
-            unit = unit_of(budget.task)
+            unit = budget.task.unit
             least = f"{cheapest[1] - credit:+.2f} {unit}" if cheapest else "n/a"
-            raise NothingFits(f"no layer can be clustered within an {budget.drop_text()} of {max_drop_pp:g} {unit} "
-                              f"(the least harmful single choice predicts {least})", budget.drop_field,
+            raise NothingFits(f"no layer can be clustered within an {budget.task.drop_text()} of {max_drop:g} {unit} "
+                              f"(the least harmful single choice predicts {least})", budget.task.budget_field,
                               "allow a larger drop, add larger cluster counts, or fine-tune longer")
         best = min(fits, key=lambda p: (p[0], p[1]))
-        objective, value = "min-bytes", max_drop_pp
+        objective, value = "min-bytes", max_drop
     else:
         target_bytes = budget.target_bytes
         assert target_bytes is not None, "a budget has a drop or a byte target"
@@ -370,7 +384,7 @@ def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: A
         kept.add(max(plan.clustered(), key=alone.__getitem__))
 
 
-def sliced_within(names: frozenset, ram_budget: int, slicing: Slicing) -> tuple[int, int] | None:
+def sliced_within(names: frozenset[str], ram_budget: int, slicing: Slicing) -> tuple[int, int] | None:
     """(decode budget, arena): the largest decode budget whose measured arena fits `ram_budget`, or None.
 
     Budgets are measured from the largest down, `slicing.batch` at a time. Smaller budgets mean more
@@ -390,31 +404,31 @@ def sliced_within(names: frozenset, ram_budget: int, slicing: Slicing) -> tuple[
     return None
 
 
-def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callable[[Plan], float],
-                 max_drop_pp: float | None, noise_pp: float = 0.0, attempts: int = 3) -> tuple[Plan, list[Plan]]:
+def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[[Plan], float],
+                 max_drop: float | None, noise: float = 0.0, attempts: int = 3) -> tuple[Plan, list[Plan]]:
     """The plan `choose(budget)` makes, checked by measuring its drop with all its layers clustered
-    at once (`measure_drop_pp`), since per-layer drops need not add up.
+    at once (`measure_drop`), since per-layer drops need not add up.
 
-    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise_pp` (the
+    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise` (the
     noise of one validation measurement) is chosen again under the budget lowered by the
     prediction's shortfall, up to `attempts` plans. Returns the plan to use (the smallest whose
     measured drop is within budget + noise, else the least harmful) and every plan tried.
     """
-    plan = choose(max_drop_pp)
-    plan.checked_drop_pp = measure_drop_pp(plan)
+    plan = choose(max_drop)
+    plan.checked_drop = measure_drop(plan)
     tried = [plan]
-    if max_drop_pp is None:
+    if max_drop is None:
         return plan, tried
-    budget = max_drop_pp
-    while plan.checked_drop_pp > max_drop_pp + noise_pp and len(tried) < attempts:
-        budget -= plan.checked_drop_pp - plan.predicted_drop_pp  # below the last prediction: another plan
+    budget = max_drop
+    while plan.checked_drop > max_drop + noise and len(tried) < attempts:
+        budget -= plan.checked_drop - plan.predicted_drop  # below the last prediction: another plan
         try:
             plan = choose(budget)
         except NothingFits:
             break
-        plan.checked_drop_pp = measure_drop_pp(plan)
+        plan.checked_drop = measure_drop(plan)
         tried.append(plan)
-    within = [p for p in tried if _checked(p) <= max_drop_pp + noise_pp]
+    within = [p for p in tried if _checked(p) <= max_drop + noise]
     if within:
         return min(within, key=lambda p: (p.predicted_bytes, _checked(p))), tried
     return min(tried, key=_checked), tried
@@ -422,8 +436,8 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop_pp: Callab
 
 def _checked(plan: Plan) -> float:
     """The plan's measured drop (every plan `checked_plan` tried was measured)."""
-    assert plan.checked_drop_pp is not None
-    return plan.checked_drop_pp
+    assert plan.checked_drop is not None
+    return plan.checked_drop
 
 
 def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
@@ -443,16 +457,26 @@ def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> Cl
 
 
 
-def validation_noise_pp(table: SensitivityTable) -> float:
+def validation_noise(table: SensitivityTable) -> float:
     """The standard error of one validation score, in the table's drop unit (pp of accuracy, dB of SNR)."""
-    return noise_of(table.task, table.control_accuracy, table.validation_samples)
+    return table.task.noise(table.control_accuracy, table.validation_samples)
 
 
-def check_counts(counts) -> tuple[int, ...]:
+def task_named(name: object) -> Task:
+    """The task a record names; ValueError for an unknown one (records are checked as malformed)."""
+    if not isinstance(name, str):
+        raise ValueError(f"task {name!r}")
+    try:
+        return get_task(name)
+    except InvalidValue:
+        raise ValueError(f"task {name!r}") from None
+
+
+def check_counts(counts: Iterable[int]) -> tuple[int, ...]:
     """The cluster counts sorted and deduplicated; InvalidValue("cluster_counts") outside 2–2^MAX_BITWIDTH."""
-    counts = tuple(sorted({int(c) for c in counts}))
-    bad = [c for c in counts if not 2 <= c <= 2 ** MAX_BITWIDTH]
-    if not counts or bad:
+    checked = tuple(sorted({int(c) for c in counts}))
+    bad = [c for c in checked if not 2 <= c <= 2 ** MAX_BITWIDTH]
+    if not checked or bad:
         raise InvalidValue(f"cluster counts must be 2–{2 ** MAX_BITWIDTH}" + (f", got {bad[0]}" if bad else ""),
                            "cluster_counts", "e.g. 2,4,8,16,32,64")
-    return counts
+    return checked

@@ -16,19 +16,26 @@ import contextlib
 import io
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from tinycomp.errors import InterpreterError
 from tinycomp.plan.choose import ArenasOf, Plan, SensitivityTable, Slicing
-from tinycomp.specs import PerChannel
+from tinycomp.specs import PerChannel, PerTensor
 from tinycomp.tflite.find_tensors import match_layer, quantization_layout, weight_tensors
+from tinycomp.tflite.model import parse_tflite
+from tinycomp.tflite.slicing import slice_model
+from tinycomp.tflite.strip import strip_model
+from tinycomp.tflm import arena_of, default_jobs, run_parallel
 
+# (subgraph, tensor) → (value-table layout, index bits) of the tensors a synthetic model refills
+Fills = dict[tuple[int, int], tuple[PerTensor | PerChannel, int]]
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header in every ancillary (value table) tensor
 
 
-def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
+def _synthetic(array: np.ndarray, layout: PerTensor | PerChannel, bits: int, seed: int) -> np.ndarray:
     """`array` refilled with exactly min(2^bits, slice size) distinct values in every value-table slice.
 
     Values and their order are random (seeded per tensor): identical fills of two tensors would
@@ -50,13 +57,13 @@ def _synthetic(array: np.ndarray, layout, bits: int, seed: int) -> np.ndarray:
     return moved.reshape(array.shape).astype(array.dtype)
 
 
-def _compressed_size(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False,
+def _compressed_size(int8_bytes: bytes, fills: Fills, strip: bool = False,
                      decode_budget: int | None = None) -> int:
     """Size of the int8 model with the given tensors refilled and LUT-compressed (and stripped)."""
     return len(_compressed_model(int8_bytes, fills, strip, decode_budget))
 
 
-def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], strip: bool = False,
+def _compressed_model(int8_bytes: bytes, fills: Fills, strip: bool = False,
                       decode_budget: int | None = None) -> bytes:
     """The int8 model with the given tensors refilled and LUT-compressed (and stripped); with a
     decode budget, the larger kernels are sliced first, as `compress --decode-budget` does."""
@@ -80,12 +87,8 @@ def _compressed_model(int8_bytes: bytes, fills: dict[tuple[int, int], tuple], st
     return _final(compressed, strip)
 
 
-def _sliced(model_bytes: bytes, specs: list, decode_budget: int) -> tuple[bytes, list]:
+def _sliced(model_bytes: bytes, specs: list[Any], decode_budget: int) -> tuple[bytes, list[Any]]:
     """The model with its large kernels sliced, and tflite-micro specs for the slices."""
-    from dataclasses import replace
-
-    from tinycomp.tflite.slicing import slice_model
-
     sliced = slice_model(model_bytes, [(t.subgraph, t.tensor) for t in specs], decode_budget, "the plan's synthetic model")
     moved = []
     for t in specs:
@@ -96,8 +99,6 @@ def _sliced(model_bytes: bytes, specs: list, decode_budget: int) -> tuple[bytes,
 
 
 def _final(model_bytes: bytes, strip: bool) -> bytes:
-    from tinycomp.tflite.strip import strip_model
-
     return strip_model(model_bytes).data if strip else model_bytes
 
 
@@ -115,15 +116,13 @@ class WeightInfo:
     weights: int
     bytes: int
     channels: int
-    layout: object  # PerTensor | PerChannel
+    layout: PerTensor | PerChannel
     shape: tuple[int, ...] = ()
     op: str = ""  # FULLY_CONNECTED, CONV_2D, ...
 
 
 def weight_info(int8_bytes: bytes, layers: list[str], source: str = "int8 model") -> dict[str, WeightInfo]:
     """The int8 weight tensor of each named layer."""
-    from tinycomp.tflite.model import parse_tflite
-
     weights = weight_tensors(parse_tflite(int8_bytes, source))
     found = {}
     for name in layers:
@@ -141,7 +140,7 @@ def ideal_bytes(weights: int, channels: int, bits: int, values: int | None = Non
 
 
 def layer_byte_costs(int8_bytes: bytes, infos: dict[str, WeightInfo], bits: dict[str, list[int]],
-                     strip: bool = False) -> tuple[dict, int]:
+                     strip: bool = False) -> tuple[dict[str, dict[int, int]], int]:
     """({layer: {bits: bytes the layer costs in the compressed file}}, once-only DECODE overhead).
 
     Each cost is the int8 file's size change when only that layer is compressed, plus its int8
@@ -185,16 +184,14 @@ def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: Sensi
     """ArenasOf for this model: each set of layers is LUT-compressed with synthetic values (at its
     smallest measured bitwidth: the decoded tensors, not the indices, take arena) and its arena
     measured in TFLM worker processes; results are cached per set."""
-    from tinycomp.tflm import arena_of, default_jobs, run_parallel
-
     bits = _smallest_bits(table)
-    cache: dict[frozenset, int] = {}
+    cache: dict[frozenset[str], int] = {}
 
-    def model_for(names: frozenset) -> bytes:
+    def model_for(names: frozenset[str]) -> bytes:
         fills = {(infos[n].subgraph, infos[n].tensor): (infos[n].layout, bits[n]) for n in names}
         return _compressed_model(int8_bytes, fills, strip)
 
-    def arenas_of(sets: list[frozenset]) -> list[int]:
+    def arenas_of(sets: list[frozenset[str]]) -> list[int]:
         missing = [s for s in dict.fromkeys(sets) if s not in cache]
         if missing:
             measured = run_parallel(arena_of, [(model_for(s),) for s in missing], default_jobs(),
@@ -211,7 +208,7 @@ def arena_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: Sensi
 SLICED_OPS = ("FULLY_CONNECTED", "CONV_2D")  # what tinycomp.tflite.slicing slices
 
 
-def decode_budgets(infos: dict[str, WeightInfo], names: frozenset) -> list[int]:
+def decode_budgets(infos: dict[str, WeightInfo], names: frozenset[str]) -> list[int]:
     """Every decode budget that slices the named layers' kernels differently, largest (fewest slices) first.
 
     A kernel of C output channels of B bytes each is cut into n slices at budget ⌈C/n⌉·B; budgets
@@ -230,12 +227,10 @@ def slicing_measurer(int8_bytes: bytes, infos: dict[str, WeightInfo], table: Sen
                      strip: bool = False) -> Slicing:
     """Slicing for `choose_plan_within_ram`: the decode budgets worth trying for a set of layers and
     the arena of their synthetic file sliced at each (measured in TFLM worker processes, cached)."""
-    from tinycomp.tflm import arena_of, default_jobs, run_parallel
-
     bits = _smallest_bits(table)
-    cache: dict[tuple[frozenset, int], int] = {}
+    cache: dict[tuple[frozenset[str], int], int] = {}
 
-    def arenas(names: frozenset, budgets: list[int]) -> list[int]:
+    def arenas(names: frozenset[str], budgets: list[int]) -> list[int]:
         missing = [b for b in dict.fromkeys(budgets) if (names, b) not in cache]
         if missing:
             fills = {(infos[n].subgraph, infos[n].tensor): (infos[n].layout, bits[n]) for n in names}

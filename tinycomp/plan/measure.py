@@ -13,19 +13,26 @@ parent wrote, and the rows from .npy files.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tinycomp.plan.candidates import Candidate, CandidateResult, still_needed
+from tinycomp.cluster import is_conv2d, wrap_layers
+from tinycomp.data import Dataset
+from tinycomp.metrics import CLASSIFY, Task
+from tinycomp.models import LossChoice, compile_for_training, load_keras_model, save_keras_model, set_seed
+from tinycomp.native_output import import_tensorflow_quietly
+from tinycomp.plan.candidates import Candidate, CandidateResult
 from tinycomp.plan.request import Measurement
-from tinycomp.plan.units import noise_of, scale_of
 from tinycomp.specs import ClusteringSpec, LayerClustering
+from tinycomp.train import fit
 
 EVAL_BATCH = 1024
 ResultCallback = Callable[[CandidateResult], None]
@@ -38,26 +45,39 @@ def seeded_rows(total: int, wanted: int | None, *, seed: int, stream: int) -> np
     return np.sort(np.random.default_rng([seed, stream]).choice(total, size=wanted, replace=False))
 
 
-def accuracy_of(model, x, y) -> float:
-    """Top-1 accuracy, called eagerly batch by batch (no tf.function to trace for each new model)."""
-    from tinycomp.metrics import top1_accuracy
-
-    return top1_accuracy(outputs_of(model, x), np.asarray(y))
-
-
-def outputs_of(model, x) -> np.ndarray:
-    """The model's outputs, called eagerly batch by batch."""
+def outputs_of(model: Any, x: np.ndarray) -> np.ndarray:
+    """The model's outputs, called eagerly batch by batch (no tf.function to trace for each new model)."""
     return np.concatenate([np.asarray(model(np.asarray(x[i:i + EVAL_BATCH]), training=False))
                            for i in range(0, len(x), EVAL_BATCH)])
 
 
-def score_of(model, x, y, task: str = "classify") -> float:
-    """The task's score (see `units`): top-1 accuracy (classify), or output SNR vs y in dB (regress)."""
-    if task != "regress":
-        return accuracy_of(model, x, y)
-    from tinycomp.metrics import snr_db
+def score_of(model: Any, x: np.ndarray, y: np.ndarray, task: Task) -> float:
+    """The task's plan score of `model` on (x, y): top-1 accuracy, or output SNR vs y in dB."""
+    return task.plan_score(outputs_of(model, x), y)
 
-    return snr_db(np.asarray(y), outputs_of(model, x))
+
+def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Dataset, x_val: np.ndarray,
+                        y_val: np.ndarray, *, epochs: int, batch_size: int, seed: int, loss: LossChoice,
+                        learning_rate: float, task: Task = CLASSIFY) -> float:
+    """Validation score of `model` (the task's: accuracy, or SNR in dB) with `spec`'s layers clustered
+    (None: unclustered), fine-tuned for `epochs` (0: measured zero-shot) with the task's `loss`."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    set_seed(seed)
+    if spec is None:
+        if epochs == 0:
+            return score_of(model, x_val, y_val, task)
+        candidate = tf_keras.models.clone_model(model)
+        candidate.set_weights(model.get_weights())
+    else:
+        candidate = wrap_layers(model, spec)
+    if epochs > 0:
+        compile_for_training(candidate, learning_rate, task=task, loss=loss)
+        fit(candidate, fit_data, epochs, batch_size, 0.0)
+    if spec is not None:
+        candidate = tfmot.clustering.keras.strip_clustering(candidate)
+    return score_of(candidate, x_val, y_val, task)
 
 
 @dataclass(frozen=True)
@@ -73,26 +93,21 @@ class Rows:
 class Measurer:
     """Measures one candidate at a time: zero-shot and/or fine-tuned validation accuracy."""
 
-    def __init__(self, model, rows: Rows, *, loss, measurement: Measurement, seed: int, reference: float,
-                 task: str = "classify"):
+    def __init__(self, model: Any, rows: Rows, *, loss: LossChoice, measurement: Measurement, seed: int,
+                 reference: float, task: Task = CLASSIFY):
         self.model, self.rows, self.loss = model, rows, loss
         self.measurement, self.seed, self.reference, self.task = measurement, seed, reference, task
-        self.noise_pp = noise_of(task, reference, len(rows.y_val))
-        self.scale = scale_of(task)
+        self.noise = task.noise(reference, len(rows.y_val))
+        self.scale = task.scale
 
     def spec_of(self, candidate: Candidate) -> ClusteringSpec | None:
         if candidate.layer is None or candidate.clusters is None:
             return None
-        from tinycomp.plan.sensitivity import is_conv2d
-
-        per_channel = self.measurement.per_channel_conv and is_conv2d(self.model, candidate.layer)
+        per_channel = self.measurement.per_channel_conv and is_conv2d(self.model.get_layer(candidate.layer))
         return ClusteringSpec((LayerClustering(name=candidate.layer, clusters=candidate.clusters,
                                                init=self.measurement.init, per_channel=per_channel),))
 
     def accuracy(self, candidate: Candidate, *, epochs: int) -> float:
-        from tinycomp.data import Dataset
-        from tinycomp.plan.sensitivity import fine_tuned_accuracy
-
         r = self.rows
         fit_data = Dataset("candidate rows", r.x_fit, r.y_fit, r.x_val, r.y_val)
         return fine_tuned_accuracy(self.model, self.spec_of(candidate), fit_data, r.x_val, r.y_val,
@@ -105,8 +120,8 @@ class Measurer:
         start = time.perf_counter()
         result = previous or CandidateResult(candidate.key)
         def needed(result: CandidateResult) -> tuple[bool, bool]:
-            return still_needed(candidate, result, estimate=self.measurement.estimate, reference=self.reference,
-                                noise_pp=self.noise_pp, hopeless=hopeless, scale=self.scale)
+            return self.measurement.estimate.still_needed(candidate, result, reference=self.reference,
+                                                          noise=self.noise, hopeless=hopeless, scale=self.scale)
 
         if needed(result)[0]:
             result = replace(result, zero_shot=self.accuracy(candidate, epochs=0))
@@ -135,12 +150,12 @@ class WorkerSetup:
 
     model_path: str
     rows_dir: str
-    loss: object  # models.LossChoice
+    loss: LossChoice
     measurement: Measurement
     seed: int
     reference: float
     threads: int
-    task: str = "classify"
+    task: Task = CLASSIFY
 
 
 _MEASURER: Measurer | None = None
@@ -149,15 +164,11 @@ _MEASURER: Measurer | None = None
 def _start_worker(setup: WorkerSetup) -> None:
     """Runs first in each worker: TensorFlow's threads, before any op; then the model and rows."""
     global _MEASURER
-    from tinycomp.native_output import import_tensorflow_quietly
-
     import_tensorflow_quietly()
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(setup.threads)
     tf.config.threading.set_inter_op_parallelism_threads(setup.threads)
-    from tinycomp.models import load_keras_model
-
     model = load_keras_model(setup.model_path, trust=True)  # the parent wrote it from the model it loaded
     rows = Rows(*(np.load(Path(setup.rows_dir) / f"{name}.npy") for name in ("x_fit", "y_fit", "x_val", "y_val")))
     _MEASURER = Measurer(model, rows, loss=setup.loss, measurement=setup.measurement, seed=setup.seed,
@@ -176,10 +187,6 @@ def threads_per_worker(jobs: int, cores: int | None = None) -> int:
 
 def measure_in_processes(measurer: Measurer, work: list[Work], *, jobs: int, on_result: ResultCallback) -> None:
     """Measure in `jobs` spawned worker processes; results are reported as they arrive."""
-    import multiprocessing
-
-    from tinycomp.models import save_keras_model
-
     with tempfile.TemporaryDirectory(prefix="tinycomp-plan-") as tmp:
         model_path = str(Path(tmp) / "model.h5")
         save_keras_model(measurer.model, model_path)
@@ -193,5 +200,5 @@ def measure_in_processes(measurer: Measurer, work: list[Work], *, jobs: int, on_
                 on_result(result)
 
 
-def _unordered(pool, work: list[Work]) -> Iterator[CandidateResult]:
+def _unordered(pool: Any, work: list[Work]) -> Iterator[CandidateResult]:
     yield from pool.imap_unordered(_measure_in_worker, work, chunksize=1)

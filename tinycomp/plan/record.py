@@ -2,7 +2,7 @@
 
 Other tools read these files, so the keys and values are those `plan` always wrote, plus
 `schema_version`, `task` ("classify": drops in pp of top-1 accuracy; "regress": drops in dB of
-output SNR, see `units`) and `max_snr_drop` (the regress budget, as `max_accuracy_drop` is the
+output SNR, see metrics.Task) and `max_snr_drop` (the regress budget, as `max_accuracy_drop` is the
 classify one). In a regress record every `*_pp` value (drops, credit, check) is in dB and
 every `accuracy`/`*_accuracy` value is an output SNR in dB; the key names stay those of classifiers. Files written before `schema_version` existed read as version 1; a newer or
 unknown version, or a file that is not a plan record, is an `InputFileError`.
@@ -10,12 +10,18 @@ unknown version, or a file that is not a plan record, is an `InputFileError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
-from tinycomp.errors import InputFileError
+from tinycomp.errors import InputFileError, InvalidValue
+from tinycomp.fileio import JsonDict
+from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.models import DEFAULT_LEARNING_RATE
-from tinycomp.plan.choose import Plan, SensitivityTable
-from tinycomp.plan.request import ByteCosts, Measurement
+from tinycomp.plan.candidates import FINE_TUNE, Estimate, estimate_named
+from tinycomp.plan.choose import Plan, SensitivityTable, field_names, json_keys, task_named
+from tinycomp.plan.provenance import Provenance
+from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
+from tinycomp.records import Record
 
 SCHEMA_VERSION = 1
 NOT_A_RECORD = "not a sensitivity table written by `tinycomp plan`"
@@ -27,22 +33,26 @@ class CheckedPlan:
     """One plan the check measured: its cluster counts, predicted and measured drop."""
 
     clusters: dict[str, int]
-    predicted_drop_pp: float
-    checked_drop_pp: float | None
+    predicted_drop: float
+    checked_drop: float | None
 
     @classmethod
     def of(cls, plan: Plan) -> CheckedPlan:
-        return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop_pp,
-                   plan.checked_drop_pp)
+        return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop,
+                   plan.checked_drop)
 
 
 @dataclass(frozen=True)
-class PlanRecord:
+class PlanRecord(Record):
     """Everything a plan was made from and what it chose (the sensitivity table included)."""
+
+    STEP: ClassVar[str | None] = "plan"
+    HINT: ClassVar[str] = RECORD_HINT
+    SCHEMA: ClassVar[int] = SCHEMA_VERSION
 
     source: str
     source_sha256: str
-    dataset: dict
+    dataset: JsonDict
     seed: int
     clusters: list[int]
     per_channel_conv: bool
@@ -60,13 +70,35 @@ class PlanRecord:
     sensitivity: SensitivityTable
     plan: Plan
     checked: list[CheckedPlan] = field(default_factory=list)
-    estimate: str = "fine-tune"  # records from before the fast estimate measured every candidate fine-tuned
+    estimate: Estimate = FINE_TUNE  # records from before the fast estimate measured every candidate fine-tuned
     fine_tune_rows: int = 0  # 0: every fit row
     validation_rows: int = 0  # 0: every validation row
     learning_rate: float = DEFAULT_LEARNING_RATE
     schema_version: int = SCHEMA_VERSION
-    task: str = "classify"  # records from before regress plans are classify
+    task: Task = CLASSIFY  # records from before regress plans are classify
     max_snr_drop: float | None = None
+
+    @classmethod
+    def of(cls, *, model_path: str, provenance: Provenance, request: PlanRequest, outcome: PlanOutcome) -> PlanRecord:
+        """The sidecar of a plan: what it was made from, the table and the choice."""
+        m, costs, budget = request.measurement, request.costs, outcome.budget
+        drop = {task.budget_field: budget.max_drop if budget.task == task else None for task in (CLASSIFY, REGRESS)}
+        return cls(
+            source=str(model_path), source_sha256=provenance.source_sha256, dataset=provenance.dataset,
+            seed=request.seed, clusters=list(m.cluster_counts), per_channel_conv=m.per_channel_conv, epochs=m.epochs,
+            validation_split=m.validation_split, credit_fine_tuning=budget.credit_fine_tuning,
+            per_tensor_dense=costs.per_tensor_dense, io=costs.io, strip=costs.strip,
+            max_accuracy_drop=drop["max_accuracy_drop"], max_snr_drop=drop["max_snr_drop"],
+            target_bytes=budget.target_bytes, target_ratio=budget.target_ratio, ram_budget=budget.ram_bytes,
+            float32_bytes=budget.float32_bytes, sensitivity=outcome.table, plan=outcome.plan,
+            checked=[CheckedPlan.of(p) for p in outcome.tried], estimate=m.estimate,
+            fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
+            learning_rate=m.learning_rate, task=outcome.table.task)
+
+    @property
+    def provenance(self) -> Provenance:
+        """The model, data and task the table was measured on."""
+        return Provenance(self.source_sha256, self.dataset, self.task)
 
     @property
     def costs(self) -> ByteCosts:
@@ -80,7 +112,7 @@ class PlanRecord:
                            batch_size=batch_size, estimate=self.estimate, fine_tune_rows=self.fine_tune_rows,
                            validation_rows=self.validation_rows, learning_rate=self.learning_rate, task=self.task)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonDict:
         return {"step": "plan", "schema_version": self.schema_version, "source": self.source,
                 "source_sha256": self.source_sha256, "dataset": self.dataset, "seed": self.seed,
                 "clusters": list(self.clusters), "per_channel_conv": self.per_channel_conv, "epochs": self.epochs,
@@ -88,33 +120,40 @@ class PlanRecord:
                 "per_tensor_dense": self.per_tensor_dense, "io": self.io, "strip": self.strip,
                 "max_accuracy_drop": self.max_accuracy_drop, "target_bytes": self.target_bytes,
                 "target_ratio": self.target_ratio, "ram_budget": self.ram_budget,
-                "float32_bytes": self.float32_bytes, "estimate": self.estimate,
+                "float32_bytes": self.float32_bytes, "estimate": self.estimate.name,
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
                 "learning_rate": self.learning_rate, "sensitivity": self.sensitivity.to_json(),
                 "plan": self.plan.to_json(),
-                "checked": [{"clusters": c.clusters, "predicted_drop_pp": c.predicted_drop_pp,
-                             "checked_drop_pp": c.checked_drop_pp} for c in self.checked],
-                "task": self.task, "max_snr_drop": self.max_snr_drop}
+                "checked": [json_keys(asdict(c)) for c in self.checked],
+                "task": self.task.name, "max_snr_drop": self.max_snr_drop}
 
     @classmethod
-    def from_json(cls, payload: object, source: str) -> PlanRecord:
-        """The record in `payload` (parsed JSON of the file at `source`); InputFileError if it is not one."""
-        if not isinstance(payload, dict) or payload.get("step") != "plan":
-            raise InputFileError(NOT_A_RECORD, source, RECORD_HINT)
-        version = payload.get("schema_version", 1)  # files from before schema_version are version 1
-        if version != SCHEMA_VERSION:
-            raise InputFileError(f"plan record schema version {version!r}; this tinycomp reads version "
-                                 f"{SCHEMA_VERSION}", source, "use the tinycomp that wrote it, or measure a new table")
+    def wrong_kind(cls, step: object, *, is_object: bool = True) -> str:
+        return NOT_A_RECORD
+
+    @classmethod
+    def wrong_version(cls, version: object) -> tuple[str, str]:
+        return (f"plan record schema version {version!r}; this tinycomp reads version {SCHEMA_VERSION}",
+                "use the tinycomp that wrote it, or measure a new table")
+
+    @classmethod
+    def from_payload(cls, payload: JsonDict, source: str) -> PlanRecord:
+        """The record in `payload` (its header checked; files from before schema_version are version 1)."""
         try:
-            record = cls(**{**{k: payload[k] for k in _SCALAR_KEYS}, "io": payload.get("io", "uint8"),
-                          **{k: payload[k] for k in _LATER_KEYS if k in payload},
+            later = {k: payload[k] for k in _LATER_KEYS if k in payload}
+            if "task" in later:
+                later["task"] = task_named(later["task"])
+            if "estimate" in later:
+                later["estimate"] = estimate_named(str(later["estimate"]))
+            record = cls(**{**{k: payload[k] for k in _SCALAR_KEYS}, "io": payload.get("io", "uint8"), **later,
                           "sensitivity": SensitivityTable.from_json(payload["sensitivity"]),
                           "plan": Plan.from_json(payload["plan"]),
-                          "checked": [CheckedPlan(**c) for c in payload.get("checked", [])]})
-        except (AttributeError, KeyError, TypeError, ValueError):
+                          "checked": [CheckedPlan(**field_names(c)) for c in payload.get("checked", [])]})
+        except (AttributeError, KeyError, TypeError, ValueError, InvalidValue):
             raise InputFileError(NOT_A_RECORD, source, RECORD_HINT) from None
         if record.task != record.sensitivity.task:
-            raise InputFileError(f"the record's task {record.task!r} is not its table's {record.sensitivity.task!r}",
+            raise InputFileError(f"the record's task {record.task.name!r} is not its table's "
+                                 f"{record.sensitivity.task.name!r}",
                                  source, RECORD_HINT)
         return record
 

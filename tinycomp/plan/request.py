@@ -10,18 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinycomp.errors import InvalidValue
+from tinycomp.fileio import JsonDict
+from tinycomp.metrics import Task, get_task
 from tinycomp.models import DEFAULT_LEARNING_RATE
+from tinycomp.plan.candidates import FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS, FINE_TUNE, Estimate, estimate_named
 from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, SensitivityTable, check_counts
+
+__all__ = ["FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS", "ByteCosts", "Measurement", "PlanOutcome", "PlanRequest"]
 
 DEFAULT_VALIDATION_SPLIT = 0.2
 IO_TYPES = ("uint8", "int8", "float32")
-ESTIMATES = ("fine-tune", "fast")
-# The fast estimate's candidates fine-tune on at most this many of the fit rows (each epoch) and are
-# measured on at most this many validation rows; the chosen plan's check uses every row. 4,096 rows
-# are more than the whole fit split of mnist-sample (3,200), on which the fast estimate was validated;
-# 2,048 validation rows measure a 97% accuracy to ±0.38 pp (800 rows on mnist-sample: ±0.9 pp).
-FAST_FINE_TUNE_ROWS = 4096
-FAST_VALIDATION_ROWS = 2048
 
 
 
@@ -36,25 +34,27 @@ class Measurement:
     batch_size: int = 128
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     init: str = "kmeans++"
-    estimate: str = "fine-tune"  # "fast": zero-shot for every candidate, fine-tune only those that can be chosen
+    # FAST (or "fast"): zero-shot for every candidate, fine-tune only those that can be chosen
+    estimate: Estimate = FINE_TUNE
     # Rows per candidate: 0 = all; None = the estimate's default (fast: FAST_*_ROWS; fine-tune: all).
     fine_tune_rows: int | None = None
     validation_rows: int | None = None
     learning_rate: float = DEFAULT_LEARNING_RATE  # Adam's, for every fine-tune (as `cluster --learning-rate`)
-    task: str | None = None  # classify | regress; None: chosen from the data and the model's output, as `cluster` does
+    # CLASSIFY or REGRESS (or its name); None: chosen from the data and the model's output, as `cluster` does
+    task: Task | None = None
 
     def __post_init__(self) -> None:
-        if self.task not in (None, "classify", "regress"):
-            raise InvalidValue(f"task must be classify or regress, got {self.task!r}", "task")
+        if isinstance(self.task, str):
+            object.__setattr__(self, "task", get_task(self.task))
+        if isinstance(self.estimate, str):
+            object.__setattr__(self, "estimate", estimate_named(self.estimate))
         if not self.learning_rate > 0:
             raise InvalidValue(f"learning rate must be above 0, got {self.learning_rate}", "learning_rate", "e.g. 1e-3")
-        if self.estimate not in ESTIMATES:
-            raise InvalidValue(f"estimate must be one of {', '.join(ESTIMATES)}, got {self.estimate!r}", "estimate")
-        fast = self.estimate == "fast"
-        for name, default in (("fine_tune_rows", FAST_FINE_TUNE_ROWS), ("validation_rows", FAST_VALIDATION_ROWS)):
+        for name, default in (("fine_tune_rows", self.estimate.fine_tune_rows),
+                              ("validation_rows", self.estimate.validation_rows)):
             value = getattr(self, name)
             if value is None:
-                object.__setattr__(self, name, default if fast else 0)
+                object.__setattr__(self, name, default)
             elif value < 0:
                 raise InvalidValue(f"{name.replace('_', ' ')} must be 0 (all) or more, got {value}", name, "e.g. 8192")
         object.__setattr__(self, "cluster_counts", check_counts(self.cluster_counts))
@@ -73,16 +73,16 @@ class Measurement:
         value = getattr(self, name)
         return value or None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JsonDict:
         """The fields as JSON values (what partial tables record and compare)."""
         return {"cluster_counts": list(self.cluster_counts), "layers": list(self.layers),
                 "per_channel_conv": self.per_channel_conv, "epochs": self.epochs, "batch_size": self.batch_size,
-                "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate,
+                "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate.name,
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
-                "learning_rate": self.learning_rate, "task": self.task}
+                "learning_rate": self.learning_rate, "task": self.task.name if self.task else None}
 
     @classmethod
-    def from_json(cls, payload: dict) -> Measurement:
+    def from_json(cls, payload: JsonDict) -> Measurement:
         return cls(**{**payload, "cluster_counts": tuple(payload["cluster_counts"]), "layers": tuple(payload["layers"])})
 
 
@@ -121,10 +121,10 @@ class PlanOutcome:
     tried: list[Plan]
     table: SensitivityTable
     budget: Budget
-    noise_pp: float  # the standard error of one validation accuracy
+    noise: float  # the standard error of one validation accuracy
 
     @property
     def over_budget(self) -> bool:
         """The checked drop exceeds an accuracy budget (the check kept the least harmful plan it tried)."""
-        drop, budget = self.plan.checked_drop_pp, self.budget.max_drop_pp
+        drop, budget = self.plan.checked_drop, self.budget.max_drop
         return drop is not None and budget is not None and drop > budget

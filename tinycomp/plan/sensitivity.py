@@ -4,15 +4,15 @@ Each candidate clusters one layer of the model (TFMOT, as `cluster` does; Conv2D
 default) at one cluster count, fine-tunes briefly, strips the wrappers and measures the accuracy on a
 validation split held out from the *training* data (the test set stays for the final measurement):
 top-1 accuracy for a classifier, output SNR against the targets in dB for a regression or
-reconstruction model (the task, from the data as `cluster` chooses it; see `units`).
+reconstruction model (the task, from the data as `cluster` chooses it; see metrics.Task).
 The reference is the given model on that split; a "control" run fine-tunes the unclustered model
 the same way, so each layer's drop is the cost of clustering alone and the effect of fine-tuning is
 one separate number. The same seed is set before every run, so the table is reproducible, and
 does not depend on the order candidates are measured in or on the process that measures them.
 
-The fast estimate (`Measurement.estimate == "fast"`) measures every candidate zero-shot and
+The fast estimate (`candidates.FAST`) measures every candidate zero-shot and
 fine-tunes only those whose zero-shot drop is beyond the noise, on a seeded subset of the fit rows,
-measured on a seeded subset of the validation rows; the chosen plan's check (`joint_drop_pp`)
+measured on a seeded subset of the validation rows; the chosen plan's check (`joint_drop`)
 fine-tunes on every fit row and measures on the whole validation split, as `cluster` will.
 """
 
@@ -21,21 +21,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from tinycomp.cluster import clusterable_layers, is_conv2d, validate_spec
+from tinycomp.convert import quantize
+from tinycomp.data import Dataset, calibration_samples, check_fits_model
 from tinycomp.errors import DataError, ModelError
+from tinycomp.metrics import Task, choose_task
+from tinycomp.models import LossChoice, choose_loss, kernel_of, saved_config
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
     CandidateResult,
+    Estimate,
     PartialTable,
     Shard,
     assemble_drops,
     candidates_of,
-    fine_tune_limit_pp,
+    fine_tune_limit,
     merge_parts,
-    still_needed,
 )
 from tinycomp.plan.choose import LayerSensitivity, Option, Plan, SensitivityTable, counted_drops, plan_spec
 from tinycomp.plan.costs import WeightInfo, final_size, ideal_bytes, layer_byte_costs, weight_info
@@ -43,21 +49,19 @@ from tinycomp.plan.measure import (
     Measurer,
     ResultCallback,
     Rows,
+    fine_tuned_accuracy,
     measure_in_order,
     measure_in_processes,
     score_of,
     seeded_rows,
 )
 from tinycomp.plan.request import ByteCosts, Measurement
-from tinycomp.plan.units import scale_of
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 from tinycomp.tflite.find_tensors import bits_for
 
 
-def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
+def eligible_layers(model: Any, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
     """The named layers (or every clusterable one) with at least one usable cluster count."""
-    from tinycomp.cluster import clusterable_layers, validate_spec
-
     names = list(layers) if layers else clusterable_layers(model)
     if layers:
         validate_spec(model, ClusteringSpec(tuple(LayerClustering(name=n, clusters=2) for n in names)))
@@ -68,26 +72,16 @@ def eligible_layers(model, *, layers: tuple[str, ...], counts: tuple[int, ...], 
     return usable
 
 
-def is_conv2d(model, name: str) -> bool:
-    from tinycomp.cluster import _is_conv2d
-
-    return _is_conv2d(model.get_layer(name))
-
-
-def usable_counts(model, name: str, counts, per_channel_conv: bool) -> list[int]:
+def usable_counts(model: Any, name: str, counts: tuple[int, ...], per_channel_conv: bool) -> list[int]:
     """The counts below the layer's weights per value table (per channel for Conv2D when per_channel_conv)."""
-    from tinycomp.models import kernel_of
-
     kernel = kernel_of(model.get_layer(name))
     size = int(np.prod(kernel.shape))
-    per = size // int(kernel.shape[-1]) if (per_channel_conv and is_conv2d(model, name)) else size
+    per = size // int(kernel.shape[-1]) if (per_channel_conv and is_conv2d(model.get_layer(name))) else size
     return [c for c in counts if c < per and bits_for(c) <= MAX_BITWIDTH]
 
 
-def split_validation(data, validation_split: float):
+def split_validation(data: Dataset, validation_split: float) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """(fit data, x_val, y_val): the last `validation_split` of the training rows are held out."""
-    from tinycomp.data import Dataset
-
     n = len(data.x_train)
     held = int(round(n * validation_split))
     if held < 1 or n - held < 1:
@@ -98,52 +92,22 @@ def split_validation(data, validation_split: float):
     return fit_data, data.x_train[n - held:], data.y_train[n - held:]
 
 
-def fine_tuned_accuracy(model, spec: ClusteringSpec | None, fit_data, x_val, y_val, *, epochs: int,
-                        batch_size: int, seed: int, loss, learning_rate: float, task: str = "classify") -> float:
-    """Validation score of `model` (the task's: accuracy, or SNR in dB) with `spec`'s layers clustered
-    (None: unclustered), fine-tuned for `epochs` (0: measured zero-shot) with the task's `loss` (a
-    models.LossChoice)."""
-    import tensorflow_model_optimization as tfmot
-    import tf_keras
-
-    from tinycomp.cluster import wrap_layers
-    from tinycomp.models import compile_for_training, set_seed
-    from tinycomp.train import fit
-
-    set_seed(seed)
-    if spec is None:
-        if epochs == 0:
-            return score_of(model, x_val, y_val, task)
-        candidate = tf_keras.models.clone_model(model)
-        candidate.set_weights(model.get_weights())
-    else:
-        candidate = wrap_layers(model, spec)
-    if epochs > 0:
-        compile_for_training(candidate, learning_rate, task=task, loss=loss)
-        fit(candidate, fit_data, epochs, batch_size, 0.0)
-    if spec is not None:
-        candidate = tfmot.clustering.keras.strip_clustering(candidate)
-    return score_of(candidate, x_val, y_val, task)
+def task_of(model: Any, data: Dataset, override: Task | None = None) -> Task:
+    """The model's task: `override`, else as `cluster` chooses it from the data and the model's output
+    (metrics.choose_task)."""
+    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:]),
+                       override.name if override else None)
 
 
-def task_of(model, data, override: str | None = None) -> str:
-    """'classify' or 'regress': `override`, else as `cluster` chooses it from the data and the model's
-    output (metrics.choose_task)."""
-    from tinycomp.metrics import choose_task
-
-    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:]), override).name
-
-
-def training_loss(model, data, task: str | None = None):
-    """The loss `cluster` fine-tunes `model` with: its saved compile config, else from the task
-    (classify: from its output; regress: mean squared error)."""
-    from tinycomp.models import choose_loss, saved_config
-
+def training_loss(model: Any, data: Dataset, task: Task | None = None) -> LossChoice:
+    """The loss `cluster` fine-tunes `model` with: its saved compile config, else from the task (None: the
+    data's, see `task_of`; classify: from its output; regress: mean squared error)."""
     saved = saved_config(model)
-    return choose_loss(model, task=task_of(model, data, task), saved_loss=saved.saved_loss if saved else None)
+    return choose_loss(model, task=task or task_of(model, data),
+                       saved_loss=saved.saved_loss if saved else None)
 
 
-def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
+def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
     """The plan's drop (in the table's unit: pp of accuracy, dB of SNR) vs the given model with all its
     layers clustered at once and fine-tuned for the table's epochs on every fit row, measured on the
     whole validation split."""
@@ -151,22 +115,19 @@ def joint_drop_pp(model, data, table: SensitivityTable, plan: Plan, *, measureme
     reference = score_of(model, x_val, y_val, table.task)
     accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val, epochs=table.epochs,
                                    batch_size=measurement.batch_size, seed=table.seed,
-                                   loss=training_loss(model, data, measurement.task), learning_rate=measurement.learning_rate,
+                                   loss=training_loss(model, data, table.task), learning_rate=measurement.learning_rate,
                                    task=table.task)
-    return scale_of(table.task) * (reference - accuracy)
+    return table.task.scale * (reference - accuracy)
 
 
-def validation_rows(data, validation_split: float) -> int:
+def validation_rows(data: Dataset, validation_split: float) -> int:
     """How many rows `split_validation` holds out."""
     return int(round(len(data.x_train) * validation_split))
 
 
-def int8_for_costs(model, data, names: list[str], *, seed: int, costs: ByteCosts) -> tuple[bytes, dict[str, WeightInfo]]:
+def int8_for_costs(model: Any, data: Dataset, names: list[str], *, seed: int, costs: ByteCosts) -> tuple[bytes, dict[str, WeightInfo]]:
     """The int8 model byte costs are measured on (as `quantize` makes it, byte-identical for the
     same model, data and seed) and the named layers' weight tensors in it."""
-    from tinycomp.convert import quantize
-    from tinycomp.data import calibration_samples
-
     int8 = quantize(model, method="int8", io=costs.io,
                     calibration=calibration_samples(data, costs.calibration_count, seed),
                     per_tensor_dense=costs.per_tensor_dense)
@@ -183,13 +144,10 @@ class Prepared:
     measurer: Measurer
 
 
-def prepare(model, data, *, measurement: Measurement, seed: int) -> Prepared:
+def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, seed: int) -> Prepared:
     """Check the data, find the layers and counts, and build the measurer (its rows, loss and reference)."""
-    from tinycomp.data import check_fits_model
-
-    task = task_of(model, data, measurement.task)
     check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
-                     task=task, output_shape=tuple(model.output_shape[1:]))
+                     task=task.name, output_shape=tuple(model.output_shape[1:]))
     loss = training_loss(model, data, task)
     counts, per_channel_conv = measurement.cluster_counts, measurement.per_channel_conv
     names = eligible_layers(model, layers=measurement.layers, counts=counts, per_channel_conv=per_channel_conv)
@@ -205,7 +163,7 @@ def prepare(model, data, *, measurement: Measurement, seed: int) -> Prepared:
 
 
 def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[str, CandidateResult], jobs: int = 1,
-                       max_drop_pp: float | None = None, on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
+                       max_drop: float | None = None, on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
     """Measure what is still missing for `todo` (given the results `done`); returns done + the new results.
 
     With one job, candidates are measured here in the canonical order, and under an accuracy budget a
@@ -214,9 +172,8 @@ def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[
     measurement asks for is made; the assembled table is the same."""
     results = dict(done)
     m = prepared.measurer
-    work = [(c, results.get(c.key)) for c in todo if any(still_needed(
-        c, results.get(c.key), estimate=m.measurement.estimate, reference=m.reference, noise_pp=m.noise_pp,
-        scale=m.scale))]
+    work = [(c, results.get(c.key)) for c in todo if any(m.measurement.estimate.still_needed(
+        c, results.get(c.key), reference=m.reference, noise=m.noise, scale=m.scale))]
 
     def record(result: CandidateResult) -> None:
         results[result.key] = result
@@ -227,7 +184,7 @@ def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[
         measure_in_processes(m, work, jobs=min(jobs, len(work)), on_result=record)
     else:
         hopeless = HopelessLayers(results, estimate=m.measurement.estimate, reference=m.reference,
-                                  max_drop_pp=max_drop_pp, noise_pp=m.noise_pp, scale=m.scale)
+                                  max_drop=max_drop, noise=m.noise, scale=m.scale)
         measure_in_order(m, work, hopeless=hopeless, on_result=record)
     return results
 
@@ -235,30 +192,30 @@ def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[
 class HopelessLayers:
     """Whether a candidate's layer already has a larger count whose fine-tuned drop is too harmful to choose."""
 
-    def __init__(self, results: dict[str, CandidateResult], *, estimate: str, reference: float,
-                 max_drop_pp: float | None, noise_pp: float, scale: float = 100.0):
+    def __init__(self, results: dict[str, CandidateResult], *, estimate: Estimate, reference: float,
+                 max_drop: float | None, noise: float, scale: float = 100.0):
         self.results, self.estimate, self.reference = results, estimate, reference
-        self.max_drop_pp, self.noise_pp, self.scale = max_drop_pp, noise_pp, scale
+        self.max_drop, self.noise, self.scale = max_drop, noise, scale
 
     def __call__(self, candidate: Candidate) -> bool:
         control = self.results.get(CONTROL)
-        if (self.estimate != "fast" or candidate.layer is None or candidate.clusters is None or control is None
+        if (not self.estimate.zero_shot or candidate.layer is None or candidate.clusters is None or control is None
                 or control.fine_tuned is None):
             return False
-        limit = fine_tune_limit_pp(self.max_drop_pp, reference=self.reference, control=control.fine_tuned,
-                                   noise_pp=self.noise_pp, scale=self.scale)
+        limit = fine_tune_limit(self.max_drop, reference=self.reference, control=control.fine_tuned,
+                                   noise=self.noise, scale=self.scale)
         prefix = f"{candidate.layer}/"
         larger = {int(k[len(prefix):]): r for k, r in self.results.items()
                   if k.startswith(prefix) and int(k[len(prefix):]) > candidate.clusters}
         if limit is None or not larger:
             return False
         drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
-                               control=control.fine_tuned, limit_pp=limit, scale=self.scale)
-        return any(d.fine_tuned and d.drop_pp > limit for d in drops.values())
+                               control=control.fine_tuned, limit=limit, scale=self.scale)
+        return any(d.fine_tuned and d.drop > limit for d in drops.values())
 
 
-def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
-                   infos: dict[str, WeightInfo], costs: ByteCosts, max_drop_pp: float | None,
+def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
+                   infos: dict[str, WeightInfo], costs: ByteCosts, max_drop: float | None,
                    seconds: float) -> SensitivityTable:
     """The sensitivity table from every candidate's results and the layers' exact byte costs."""
     m = prepared.measurer
@@ -266,29 +223,29 @@ def assemble_table(model, prepared: Prepared, results: dict[str, CandidateResult
     control = results[CONTROL].fine_tuned
     if control is None:
         raise ValueError("the control was not measured")
-    limit = fine_tune_limit_pp(max_drop_pp, reference=reference, control=control, noise_pp=m.noise_pp, scale=m.scale)
+    limit = fine_tune_limit(max_drop, reference=reference, control=control, noise=m.noise, scale=m.scale)
     byte_costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs})
                                                           for n, cs in prepared.usable.items()}, costs.strip)
     layers = []
     for name in prepared.names:
         info, counts = infos[name], prepared.usable[name]
         drops = assemble_drops(counts, {c: results[f"{name}/{c}"] for c in counts}, estimate=measurement.estimate,
-                               reference=reference, control=control, limit_pp=limit, scale=m.scale)
+                               reference=reference, control=control, limit=limit, scale=m.scale)
         options = [Option(None, 8 * info.bytes // max(info.weights, 1), info.bytes, info.bytes)]
         for c in counts:
             b = bits_for(c)
             options.append(Option(c, b, byte_costs[name][b], ideal_bytes(info.weights, info.channels, b, c),
-                                  measured_pp=drops[c].drop_pp, accuracy=drops[c].accuracy,
-                                  fine_tuned=drops[c].fine_tuned if measurement.estimate == "fast" else None))
+                                  measured_drop=drops[c].drop, accuracy=drops[c].accuracy,
+                                  fine_tuned=drops[c].fine_tuned if measurement.estimate.zero_shot else None))
         counted_drops(options)
         layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
-                                       measurement.per_channel_conv and is_conv2d(model, name), options))
+                                       measurement.per_channel_conv and is_conv2d(model.get_layer(name)), options))
     return SensitivityTable(layers, final_size(int8, costs.strip), overhead, reference, control,
                             len(m.rows.y_val), measurement.epochs, m.seed, seconds, task=m.task)
 
 
-def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed: int,
-                max_drop_pp: float | None = None, jobs: int = 1, done: dict[str, CandidateResult] | None = None,
+def sensitivity(model: Any, data: Dataset, *, task: Task, measurement: Measurement, costs: ByteCosts, seed: int,
+                max_drop: float | None = None, jobs: int = 1, done: dict[str, CandidateResult] | None = None,
                 parts: list[tuple[str, PartialTable]] | None = None, on_result: ResultCallback | None = None,
                 on_start: Callable[[list[Candidate]], None] | None = None) -> tuple[SensitivityTable, bytes, dict[str, WeightInfo]]:
     """Measure every eligible layer at every usable cluster count (what `done` lacks), in `jobs`
@@ -296,31 +253,31 @@ def sensitivity(model, data, *, measurement: Measurement, costs: ByteCosts, seed
     WeightInfo.
 
     `costs` makes the byte costs those of `quantize --per-tensor-dense --io IO` and `compress
-    --strip`: pass what the real chain will use. `max_drop_pp` (the accuracy budget, if any) lets the
+    --strip`: pass what the real chain will use. `max_drop` (the accuracy budget, if any) lets the
     fast estimate skip fine-tunes it would not count. `on_start` gets the canonical candidates before
     anything is measured, `on_result` every new result. With `parts` ((source, PartialTable) of
     every shard), nothing is measured: the parts must cover every candidate exactly once.
     """
     start = time.perf_counter()
-    prepared = prepare(model, data, measurement=measurement, seed=seed)
+    prepared = prepare(model, data, task=task, measurement=measurement, seed=seed)
     if parts is not None:
         done = merge_parts(parts, candidates=prepared.candidates)
     if on_start:
         on_start(prepared.candidates)
     int8, infos = int8_for_costs(model, data, prepared.names, seed=seed, costs=costs)
     results = measure_candidates(prepared, todo=prepared.candidates, done=done or {}, jobs=jobs,
-                                 max_drop_pp=max_drop_pp, on_result=on_result)
-    table = assemble_table(model, prepared, results, int8=int8, infos=infos, costs=costs, max_drop_pp=max_drop_pp,
+                                 max_drop=max_drop, on_result=on_result)
+    table = assemble_table(model, prepared, results, int8=int8, infos=infos, costs=costs, max_drop=max_drop,
                            seconds=time.perf_counter() - start)
     return table, int8, infos
 
 
-def measure_shard(model, data, *, measurement: Measurement, seed: int, shard: Shard, jobs: int = 1,
+def measure_shard(model: Any, data: Dataset, *, task: Task, measurement: Measurement, seed: int, shard: Shard, jobs: int = 1,
                   done: dict[str, CandidateResult] | None = None, on_result: ResultCallback | None = None,
                   on_start: Callable[[list[Candidate]], None] | None = None) -> dict[str, CandidateResult]:
     """Measure shard `shard` of the canonical candidates (what `done` lacks); returns its results.
     No budget is known here, so the fast estimate makes every fine-tune its zero-shot measurement asks for."""
-    prepared = prepare(model, data, measurement=measurement, seed=seed)
+    prepared = prepare(model, data, task=task, measurement=measurement, seed=seed)
     mine = shard.select(prepared.candidates)
     if on_start:
         on_start(mine)
