@@ -1,0 +1,310 @@
+"""palettize: exact 1-D k-means against brute force, the palettization spec, and palettizing real
+int8 .tflite files (depthwise on axis 3, per-tensor dense, int16x8, deprecated_builtin_code) through
+the CLI, with `compress` taking the written spec as it is."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import CLASSES, ok, run_cli
+from tinycomp.errors import SpecError
+from tinycomp.specs import (
+    PalettizationSpec,
+    PerChannel,
+    PerTensor,
+    TensorBits,
+    dump_palettization_spec,
+    parse_palettization_spec,
+)
+from tinycomp.tflite.kmeans import optimal_levels
+from tinycomp.tflite.palettize import palettize_array
+
+
+# ---------------------------------------------------------------- k-means
+
+def brute_force_sse(values: np.ndarray, k: int) -> int:
+    """The least squared error over every set of at most k integer levels in the values' range,
+    each value going to its nearest level: independent of the DP's contiguity argument."""
+    low, high = int(values.min()), int(values.max())
+    best = None
+    for r in range(1, k + 1):
+        for levels in itertools.combinations(range(low, high + 1), r):
+            error = int(((values[:, None] - np.array(levels)[None, :]) ** 2).min(axis=1).sum())
+            best = error if best is None else min(best, error)
+    assert best is not None
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-7, 7), min_size=1, max_size=12), st.integers(1, 3))
+def test_kmeans_is_the_brute_force_optimum(values, k):
+    values = np.array(values, dtype=np.int64)
+    found = optimal_levels(values, k)
+    mapped = found.apply(values)
+    assert found.sse == brute_force_sse(values, k)
+    assert int(((mapped - values) ** 2).sum()) == found.sse
+    assert len(np.unique(mapped)) <= k
+    assert set(np.unique(mapped)) <= set(found.levels.tolist())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-128, 127), min_size=1, max_size=300), st.integers(1, 7))
+def test_kmeans_keeps_int8_and_is_deterministic(values, bits):
+    values = np.array(values, dtype=np.int8)
+    first, second = optimal_levels(values, 2 ** bits), optimal_levels(values[::-1].copy(), 2 ** bits)
+    mapped = first.apply(values)
+    assert mapped.dtype == np.int8
+    assert np.array_equal(first.levels, second.levels)
+    assert len(np.unique(mapped)) <= min(2 ** bits, len(np.unique(values)))
+    if len(np.unique(values)) <= 2 ** bits:
+        assert np.array_equal(mapped, values) and first.sse == 0
+
+
+def test_kmeans_more_levels_never_worse():
+    values = np.random.default_rng(0).normal(0, 30, 500).round().clip(-127, 127).astype(np.int8)
+    errors = [optimal_levels(values, k).sse for k in range(1, 40)]
+    assert all(a >= b for a, b in zip(errors, errors[1:]))
+    assert errors[0] > errors[-1]
+
+
+def test_palettize_array_clusters_each_channel_on_its_axis():
+    rng = np.random.default_rng(1)
+    kernel = rng.integers(-127, 128, size=(1, 3, 3, 6)).astype(np.int8)  # a depthwise kernel, channels last
+    out = palettize_array(kernel, PerChannel(3), 2)
+    assert out.shape == kernel.shape and out.dtype == np.int8
+    for c in range(6):
+        assert len(np.unique(out[..., c])) <= 4
+        assert np.array_equal(out[..., c], optimal_levels(kernel[..., c], 4).apply(kernel[..., c]))
+    whole = palettize_array(kernel, PerTensor(), 2)
+    assert len(np.unique(whole)) <= 4
+
+
+# ---------------------------------------------------------------- the spec
+
+def test_palettization_spec_round_trips():
+    spec = PalettizationSpec((TensorBits(0, 7, 3, "a/dense/MatMul", label="dense: 3 bits"), TensorBits(0, 9, 2)))
+    text = dump_palettization_spec(spec, "a header\nover two lines")
+    assert parse_palettization_spec(text) == spec
+    assert text.startswith("# a header\n# over two lines\ntensors:\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 8\n",
+     "8 is out of range (spec: tensors[0].bits) — use a value in 1–7"),
+    ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 3\n    clusters: 8\n",
+     "unknown key 'clusters' (spec: tensors[0].clusters) — allowed keys here: subgraph, tensor, bits, name"),
+    ("tensors:\n  - subgraph: 0\n    tensor: 7\n    compression:\n      - lut:\n          index_bitwidth: 3\n",
+     "this is a compression spec (for `tinycomp compress`), not a palettization spec (spec: tensors[0].compression)"
+     " — give palettize the spec `tinycomp plan MODEL.tflite` writes: subgraph, tensor and bits per tensor"),
+    ("tensors:\n  - {subgraph: 0, tensor: 7, bits: 3}\n  - {subgraph: 0, tensor: 7, bits: 2}\n",
+     "tensor (subgraph, index) (0, 7) is listed twice (spec: tensors[1]) — list each tensor (subgraph, index) once"),
+])
+def test_palettization_spec_errors_name_the_key(text, message):
+    with pytest.raises(SpecError) as error:
+        parse_palettization_spec(text, "spec")
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("args, line", [
+    (["palettize", "m.tflite", "-o", "o.tflite"],
+     "Error: give exactly one of --bits or --spec (palettize) — e.g. --bits 3, or --spec PLAN.yaml from "
+     "`tinycomp plan MODEL.tflite`"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--bits", "3", "--spec", "p.yaml"],
+     "Error: give exactly one of --bits or --spec (palettize) — e.g. --bits 3, or --spec PLAN.yaml from "
+     "`tinycomp plan MODEL.tflite`"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--spec", "p.yaml", "--tensor", "dense"],
+     "Error: --tensor goes with --bits; the spec names its tensors itself (--tensor) — drop --tensor, or list the "
+     "tensors in the spec"),
+    (["palettize", "m.tflite", "-o", "out.bin", "--bits", "3"],
+     "Error: the output 'out.bin' is not a .tflite file name (-o/--output) — e.g. -o build/palettized.tflite (the "
+     "compression spec goes next to it as .yaml)"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--bits", "8"],
+     "Error: Invalid value for '--bits': 8 is not in the range 1<=x<=7 (tinycomp palettize) — see "
+     "'tinycomp palettize --help'"),
+])
+def test_palettize_usage_errors_are_one_line(args, line):
+    result = run_cli(args)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [line]
+
+
+# ---------------------------------------------------------------- real int8 files (TensorFlow to build them)
+
+def _train_tiny(model, data) -> None:
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, epochs=3, batch_size=32, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def int8_files(tmp_path_factory, tiny_npz) -> dict[str, Path]:
+    """Tiny trained CNNs as int8 .tflite files: conv + depthwise + dense (per channel), the same with
+    per-tensor dense weights, an int16x8 file, and an old-style file whose operator codes are kept in
+    deprecated_builtin_code only (as TensorFlow before 2.4 wrote them)."""
+    import tf_keras
+
+    from tinycomp.convert import quantize
+    from tinycomp.data import load_dataset
+
+    data = load_dataset(npz=tiny_npz)
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([
+        tf_keras.layers.Input(shape=data.input_shape),
+        tf_keras.layers.Conv2D(8, 3, activation="relu", name="conv2d"),
+        tf_keras.layers.DepthwiseConv2D(3, activation="relu", name="depthwise"),
+        tf_keras.layers.MaxPooling2D(2),
+        tf_keras.layers.Flatten(),
+        tf_keras.layers.Dense(32, activation="relu", name="dense"),
+        tf_keras.layers.Dense(CLASSES, activation="softmax", name="dense_1"),
+    ])
+    _train_tiny(model, data)
+    d = tmp_path_factory.mktemp("int8_files")
+    calibration = data.x_train[:20]
+    files = {"per_channel": quantize(model, method="int8", io="uint8", calibration=calibration),
+             "per_tensor": quantize(model, method="int8", io="uint8", calibration=calibration, per_tensor_dense=True),
+             "int16x8": quantize(model, method="int16x8", io="float32", calibration=calibration)}
+    files["old"] = _deprecated_opcodes(files["per_channel"])
+    paths = {}
+    for name, content in files.items():
+        paths[name] = d / f"{name}.tflite"
+        paths[name].write_bytes(content)
+    paths["data"] = tiny_npz
+    return paths
+
+
+def _deprecated_opcodes(data: bytes) -> bytes:
+    """The file as TensorFlow before 2.4 wrote it: the builtin code only in deprecated_builtin_code."""
+    import flatbuffers
+
+    from tinycomp.tflite.model import schema
+
+    tflite = schema()
+    model = tflite.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for code in model.operatorCodes:
+        assert code.builtinCode < 127
+        code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
+    builder = flatbuffers.Builder(len(data) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _weights(path: Path) -> dict:
+    from tinycomp.tflite.model import read_tflite
+    from tinycomp.tflite.palettize import palettizable_weights
+
+    return {w.index: w for w in palettizable_weights(read_tflite(path).model)}
+
+
+def _values_per_channel(weight) -> int:
+    from tinycomp.tflite.find_tensors import quantization_layout
+    from tinycomp.tflite.palettize import most_values
+
+    return most_values(np.asarray(weight.array), quantization_layout(weight.tensor))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["per_channel", "per_tensor", "int16x8", "old"])
+def test_palettize_then_compress_takes_the_spec(int8_files, tmp_path, kind):
+    source = int8_files[kind]
+    out = tmp_path / "p.tflite"
+    result = ok(["palettize", source, "--bits", "2", "-o", out])
+    assert "Wrote" in result.output
+    before, after = _weights(source), _weights(out)
+    assert {w.op for w in before.values()} == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    for index, weight in after.items():
+        assert _values_per_channel(weight) <= 4
+        assert weight.array.dtype == np.int8
+    depthwise = next(w for w in after.values() if w.op == "DEPTHWISE_CONV_2D")
+    assert depthwise.tensor.quantization.axis == 3  # clustered per channel on axis 3
+    ok(["compress", out, "--spec", tmp_path / "p.yaml", "-o", tmp_path / "c.tflite"])  # verified identical in TFLM
+    assert (tmp_path / "c.tflite").stat().st_size < source.stat().st_size
+
+
+@pytest.mark.slow
+def test_palettize_changes_nothing_but_the_chosen_weights(int8_files, tmp_path):
+    from tinycomp.tflite.find_tensors import quantization_layout
+    from tinycomp.tflite.model import read_tflite
+
+    source = int8_files["per_tensor"]
+    out = tmp_path / "p.tflite"
+    ok(["palettize", source, "--bits", "3", "--tensor", "dense", "-o", out])
+    a, b = read_tflite(source).model, read_tflite(out).model
+    [dense] = [w for w in _weights(source).values() if w.name.split("/")[-2] == "dense"]
+    assert isinstance(quantization_layout(dense.tensor), PerTensor)  # --per-tensor-dense: one table
+    assert len(np.unique(_weights(out)[dense.index].array)) <= 8
+    assert [op.opcode for op in a.subgraphs[0].operators] == [op.opcode for op in b.subgraphs[0].operators]
+    for ta, tb in zip(a.subgraphs[0].tensors, b.subgraphs[0].tensors):
+        assert (ta.name, list(ta.shape), ta.dtype) == (tb.name, list(tb.shape), tb.dtype)
+        qa, qb = ta.quantization, tb.quantization
+        assert (qa is None) == (qb is None)
+        if qa is not None:
+            assert np.array_equal(qa.scales, qb.scales) and np.array_equal(qa.zero_points, qb.zero_points)
+        if ta.index != dense.index and ta.buffer is not None:
+            assert bytes(ta.buffer.data) == bytes(tb.buffer.data)
+
+
+@pytest.mark.slow
+def test_old_files_read_their_deprecated_opcodes(int8_files, tmp_path):
+    from tinycomp.tflite.model import read_tflite
+
+    old = read_tflite(int8_files["old"]).model
+    new = read_tflite(int8_files["per_channel"]).model
+    assert [op.opcode for op in old.subgraphs[0].operators] == [op.opcode for op in new.subgraphs[0].operators]
+    result = ok(["palettize", int8_files["old"], "--bits", "3", "-o", tmp_path / "p.tflite"])
+    assert "deprecated_builtin_code" in result.output
+    same = ok(["palettize", int8_files["per_channel"], "--bits", "3", "-o", tmp_path / "q.tflite"])
+    assert same.exit_code == 0
+    assert (tmp_path / "p.yaml").read_text().split("tensors:")[1] == (tmp_path / "q.yaml").read_text().split("tensors:")[1]
+
+
+@pytest.mark.slow
+def test_palettized_outputs_stay_close_at_6_bits(int8_files, tmp_path):
+    """Zero-shot palettization at 64 levels per channel barely moves the outputs (TFLM, test rows)."""
+    from tinycomp import tflm
+    from tinycomp.data import load_dataset
+    from tinycomp.metrics import top1_agreement
+
+    out = tmp_path / "p.tflite"
+    ok(["palettize", int8_files["per_channel"], "--bits", "6", "-o", out])
+    x = np.asarray(load_dataset(npz=int8_files["data"]).x_test[:100])
+    a, b = tflm.run_parallel(tflm.predict_chunk, [(int8_files["per_channel"].read_bytes(), x, False),
+                                                  (out.read_bytes(), x, False)], workers=2)
+    assert top1_agreement(b.outputs, a.outputs) >= 0.95
+
+
+@pytest.mark.slow
+def test_palettize_errors_on_what_it_cannot_do(int8_files, tmp_path, pipeline):
+    result = run_cli(["palettize", int8_files["per_channel"], "--bits", "3", "--tensor", "dens", "-o",
+                      tmp_path / "p.tflite"])
+    assert result.exit_code != 0
+    assert result.output.splitlines()[-1].startswith(
+        f"Error: no weight tensor of layer 'dens' in the model ({int8_files['per_channel']}) — layers with weights here:")
+    float_model = pipeline["model_tflite"]
+    result = run_cli(["palettize", float_model, "--bits", "3", "-o", tmp_path / "f.tflite"])
+    assert result.exit_code != 0
+    assert "holds float32 values; palettize clusters int8 weights" in result.output
+    spec = tmp_path / "s.yaml"
+    spec.write_text("tensors:\n  - subgraph: 0\n    tensor: 0\n    bits: 3\n")
+    result = run_cli(["palettize", int8_files["per_channel"], "--spec", spec, "-o", tmp_path / "p.tflite"])
+    assert result.output.splitlines()[-1] == (
+        f"Error: tensor 0 of subgraph 0 is not a weight of FULLY_CONNECTED, CONV_2D or DEPTHWISE_CONV_2D "
+        f"({spec}: tensors[0].tensor) — is this spec for a different model? `tinycomp plan` writes one")
+
+
+@pytest.mark.slow
+def test_palettize_and_compress_do_not_import_tensorflow(int8_files, tmp_path):
+    source, out = int8_files["per_channel"], tmp_path / "p.tflite"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom tinycomp.cli import cli\n"
+            f"r = CliRunner().invoke(cli, ['palettize', {str(source)!r}, '--bits', '3', '-o', {str(out)!r}])\n"
+            "assert r.exit_code == 0, r.output\n"
+            f"r = CliRunner().invoke(cli, ['compress', {str(out)!r}, '--spec', {str(tmp_path / 'p.yaml')!r}, '-o', "
+            f"{str(tmp_path / 'c.tflite')!r}])\nassert r.exit_code == 0, r.output\n"
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
