@@ -308,3 +308,53 @@ def test_palettize_and_compress_do_not_import_tensorflow(int8_files, tmp_path):
             f"{str(tmp_path / 'c.tflite')!r}])\nassert r.exit_code == 0, r.output\n"
             "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- plan on a .tflite
+
+@pytest.mark.slow
+def test_plan_tflite_writes_the_spec_palettize_takes(int8_files, tmp_path):
+    source, data = int8_files["per_channel"], ["--data", int8_files["data"]]
+    plan = tmp_path / "plan.yaml"
+    result = ok(["plan", source, "--max-accuracy-drop", "5", "-o", plan, "--jobs", "2", *data])
+    assert "Plan:" in result.output and "measured" in result.output
+    spec = parse_palettization_spec(plan.read_text(), str(plan))
+    record = __import__("json").loads((tmp_path / "plan.json").read_text())
+    assert record["step"] == "plan-tflite" and record["plan"]["checked_drop_pp"] is not None
+    assert record["plan"]["checked_drop_pp"] <= 5 + record["noise"]
+    out = tmp_path / "planned.tflite"
+    ok(["palettize", source, "--spec", plan, "-o", out])
+    weights = _weights(out)
+    for entry in spec.tensors:
+        assert _values_per_channel(weights[entry.tensor]) <= 2 ** entry.bits
+    ok(["compress", out, "--spec", tmp_path / "planned.yaml", "-o", tmp_path / "c.tflite"])
+    assert (tmp_path / "c.tflite").stat().st_size == record["plan"]["exact_bytes"]  # the plan's bytes are the file's
+
+
+@pytest.mark.slow
+def test_plan_tflite_shards_merge_to_the_unsharded_plan(int8_files, tmp_path):
+    source, data = int8_files["per_tensor"], ["--data", int8_files["data"]]
+    ok(["plan", source, "--target-bytes", "12000", "-o", tmp_path / "whole.yaml", "--no-check", *data])
+    for i in (1, 2):
+        ok(["plan", source, "--shard", f"{i}/2", "-o", tmp_path / f"part{i}.json", *data])
+    ok(["plan", source, "--merge", tmp_path / "part1.json", tmp_path / "part2.json", "--target-bytes", "12000",
+        "-o", tmp_path / "merged.yaml", "--no-check", *data])
+    whole = parse_palettization_spec((tmp_path / "whole.yaml").read_text())
+    assert parse_palettization_spec((tmp_path / "merged.yaml").read_text()) == whole
+
+
+@pytest.mark.slow
+def test_plan_tflite_refuses_keras_options_and_foreign_parts(int8_files, tmp_path):
+    source, data = int8_files["per_channel"], ["--data", int8_files["data"]]
+    result = run_cli(["plan", source, "--max-accuracy-drop", "1", "--epochs", "3", "-o", tmp_path / "p.yaml", *data])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: --epochs has no effect on a .tflite: plan measures its candidates zero-shot in TFLM, without "
+        "fine-tuning or quantizing (--epochs) — drop the option")
+    ok(["plan", source, "--shard", "1/2", "-o", tmp_path / "part1.json", *data])
+    result = run_cli(["plan", int8_files["per_tensor"], "--merge", tmp_path / "part1.json", "--max-accuracy-drop", "1",
+                      "-o", tmp_path / "m.yaml", *data])
+    assert result.exit_code != 0
+    assert result.output.splitlines()[-1] == (
+        f"Error: the partial table was measured with other model than this run ({tmp_path / 'part1.json'}) — merge "
+        "the parts `plan MODEL.tflite --shard` wrote with the same model, data and options")

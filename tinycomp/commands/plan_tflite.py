@@ -81,10 +81,6 @@ def run(options: Options, load_data: Callable) -> None:
     from tinycomp.plan.tflite_plan import DEFAULT_BITS, DEFAULT_VALIDATION_ROWS, TfliteMeasurement
 
     try:
-        budget = Budget(max_drop_pp=options.max_drop if options.max_snr_drop is None else options.max_snr_drop,
-                        target_bytes=options.target_bytes, target_ratio=options.target_ratio,
-                        ram_bytes=options.ram_budget, credit_fine_tuning=False,
-                        task="classify" if options.max_snr_drop is None else "regress")
         measurement = TfliteMeasurement(
             bits=bits_of(options.clusters) if options.clusters else DEFAULT_BITS, tensors=options.layers,
             validation_split=options.validation_split, task=options.task,
@@ -93,6 +89,10 @@ def run(options: Options, load_data: Callable) -> None:
         if shard:
             run_shard(options, measurement, shard, load_data)
         else:
+            budget = Budget(max_drop_pp=options.max_drop if options.max_snr_drop is None else options.max_snr_drop,
+                            target_bytes=options.target_bytes, target_ratio=options.target_ratio,
+                            ram_bytes=options.ram_budget, credit_fine_tuning=False,
+                            task="classify" if options.max_snr_drop is None else "regress")
             run_plan(options, budget, measurement, load_data)
     except FieldError as error:
         option = OPTION_OF_FIELD.get(error.field or "", "plan")
