@@ -70,7 +70,7 @@ def parse_tflite(data: bytes, source: str = "model") -> EditorModel:
     return model
 
 
-def builtin_code(operator_code) -> int:
+def builtin_code(operator_code: Any) -> int:
     """An operator code's builtin operator: the larger of `builtin_code` and `deprecated_builtin_code`.
 
     Files from TensorFlow before 2.4 (e.g. public benchmarks' reference models) only set the
@@ -81,7 +81,7 @@ def builtin_code(operator_code) -> int:
     return max(int(fb.builtinCode or 0), int(fb.deprecatedBuiltinCode or 0))
 
 
-def upgrade_opcodes(model) -> int:
+def upgrade_opcodes(model: EditorModel) -> int:
     """Set every operator code's and operator's builtin code to `builtin_code` (what newer TensorFlow
     writes); returns how many operator codes changed.
 

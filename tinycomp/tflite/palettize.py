@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,10 @@ from tinycomp.tflite.find_tensors import (
 )
 from tinycomp.tflite.kmeans import optimal_levels
 from tinycomp.tflite.model import parse_tflite, schema
+
+if TYPE_CHECKING:
+    from tinycomp.tflite.find_tensors import FindResult
+    from tinycomp.tflite.model import EditorModel
 
 PALETTIZED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 NO_WEIGHTS_HINT = "palettize takes an int8 model: `tinycomp quantize`, or a vendor's int8 .tflite"
@@ -73,7 +78,7 @@ class PalettizeResult:
     upgraded_opcodes: int = 0  # operator codes read from deprecated_builtin_code
 
 
-def palettizable_weights(model) -> list[WeightTensor]:
+def palettizable_weights(model: EditorModel) -> list[WeightTensor]:
     """The constant weight tensors of FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D, in graph order."""
     return [w for w in weight_tensors(model) if w.op in PALETTIZED_OPS]
 
@@ -94,7 +99,7 @@ def why_not(weight: WeightTensor) -> str | None:
     return None
 
 
-def select_weights(model, names: list[str] | None, source: str = "model") -> list[WeightTensor]:
+def select_weights(model: EditorModel, names: list[str] | None, source: str = "model") -> list[WeightTensor]:
     """The weights `names` name (a tensor index, a tensor name, or a layer name as a whole path
     component), or every palettizable weight when `names` is None."""
     weights = palettizable_weights(model)
@@ -218,7 +223,7 @@ def palettize_model(model_bytes: bytes, bits: Mapping[TensorKey, int] | int, *, 
     return PalettizeResult(data, done, skipped, upgraded)
 
 
-def _weights_of(model, bits: Mapping[TensorKey, int], names: Mapping[TensorKey, str | None],
+def _weights_of(model: EditorModel, bits: Mapping[TensorKey, int], names: Mapping[TensorKey, str | None],
                 source: str) -> list[tuple[WeightTensor, int]]:
     """The weights a per-tensor bits mapping names, each checked to be a palettizable weight (and named as expected)."""
     weights = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
@@ -239,7 +244,7 @@ def _weights_of(model, bits: Mapping[TensorKey, int], names: Mapping[TensorKey, 
     return found
 
 
-def _shared_buffers(model, chosen: set[TensorKey]) -> dict[TensorKey, str]:
+def _shared_buffers(model: EditorModel, chosen: set[TensorKey]) -> dict[TensorKey, str]:
     """Chosen tensors whose buffer another, unchosen tensor reads too (palettizing would change that one)."""
     readers: dict[int, list[TensorKey]] = {}
     for s, subgraph in enumerate(model.subgraphs):
@@ -263,7 +268,8 @@ def spec_bits(spec: PalettizationSpec) -> tuple[dict[TensorKey, int], dict[Tenso
             {(t.subgraph, t.tensor): t.name for t in spec.tensors})
 
 
-def compression_choices(palettized_bytes: bytes, done: list[PalettizedTensor], source: str = "palettized model"):
+def compression_choices(palettized_bytes: bytes, done: list[PalettizedTensor],
+                        source: str = "palettized model") -> FindResult:
     """find-tensors' choice (layout from the quantization, smallest bitwidth, exact bytes) for each
     palettized tensor of the palettized file: a `FindResult` whose `growing` LUT would not shrink."""
     from tinycomp.tflite.find_tensors import FindResult, choose_compression
