@@ -138,6 +138,10 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     OUTPUT.partial.json, and --resume measures only what it lacks. TensorFlow uses a GPU when one is
     present; the devices are printed.
 
+    An int8 MODEL.tflite (from any framework) is planned without TensorFlow: each weight tensor
+    palettized to 2–6 bits at a time, measured zero-shot in TFLM, bits per tensor written for
+    `palettize --spec` (docs/palettize.md).
+
     \b
     Example:
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml

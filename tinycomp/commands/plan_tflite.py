@@ -150,7 +150,8 @@ def run_plan(options: Options, budget, measurement, load_data: Callable) -> None
         render.info(f"Sensitivity of {options.model}: one weight tensor at a time palettized to "
                     f"{', '.join(map(str, measurement.bits))} bits, zero-shot in TFLM on the last "
                     f"{measurement.validation_split:g} of {data.name}'s training rows"
-                    + (f" ({measurement.validation_rows} of them)" if measurement.validation_rows else "")
+                    + (f" (at most {measurement.validation_rows:,} of them per candidate, all for the check)"
+                       if measurement.validation_rows else "")
                     + (f", in {options.jobs} processes" if options.jobs > 1 else ""))
     progress = Progress(task, [])
 
