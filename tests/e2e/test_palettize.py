@@ -185,7 +185,7 @@ def test_palettize_compress_and_tflite_plan_do_not_import_tensorflow(int8_files,
             "assert r.exit_code == 0, r.output\n"
             f"r = CliRunner().invoke(cli, ['compress', {str(out)!r}, '--spec', {str(tmp_path / 'p.yaml')!r}, '-o', "
             f"{str(tmp_path / 'c.tflite')!r}])\nassert r.exit_code == 0, r.output\n"
-            f"r = CliRunner().invoke(cli, ['plan', {str(source)!r}, '--max-accuracy-drop', '3', '--layer', 'dense_1', "
+            f"r = CliRunner().invoke(cli, ['plan', {str(source)!r}, '--max-accuracy-drop', '3', '--layer', 'dense', "
             f"'--data', {str(int8_files['data'])!r}, '-o', {str(tmp_path / 'plan.yaml')!r}])\n"
             "assert r.exit_code == 0, r.output\n"
             "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
