@@ -117,8 +117,8 @@ def origin(int8: bytes, data, measurement, seed: int, shard: Shard, task: str) -
 class Progress:
     """One line per measured candidate on stderr."""
 
-    def __init__(self, task: str, reference: list[float]):
-        self.task, self.total, self.count, self.reference = task, 0, 0, reference
+    def __init__(self, task: str):
+        self.task, self.total, self.count = task, 0, 0
 
     def started(self, candidates: list[Candidate]) -> None:
         self.total = len(candidates)
@@ -153,7 +153,7 @@ def run_plan(options: Options, budget, measurement, load_data: Callable) -> None
                     + (f" (at most {measurement.validation_rows:,} of them per candidate, all for the check)"
                        if measurement.validation_rows else "")
                     + (f", in {options.jobs} processes" if options.jobs > 1 else ""))
-    progress = Progress(task, [])
+    progress = Progress(task)
 
     def checked(plan, drop: float) -> None:
         chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
@@ -210,7 +210,7 @@ def run_shard(options: Options, measurement, shard: Shard, load_data: Callable) 
     data = load_data()
     task = task_of(int8, data, measurement, options.model)
     part = origin(int8, data, measurement, options.seed, shard, task)
-    progress = Progress(task, [])
+    progress = Progress(task)
     keys: list[str] = []
 
     def on_start(candidates: list[Candidate]) -> None:

@@ -186,13 +186,18 @@ def plannable(int8: bytes, measurement: TfliteMeasurement, source: str) -> tuple
 
     model = parse_tflite(int8, source)
     chosen = select_weights(model, list(measurement.tensors) or None, source)
-    usable_weights = []
+    usable_weights, reasons = [], []
     for w in chosen:
         reason = why_not(w)
         if reason and measurement.tensors:
             raise ModelError(reason, source, "leave this tensor out of --layer")
-        if not reason:
+        if reason:
+            reasons.append(reason)
+        else:
             usable_weights.append(w)
+    if not usable_weights:
+        raise ModelError(f"no weight tensor can be palettized: {reasons[0]}", source,
+                         "plan takes an int8 model: `tinycomp quantize`, or a vendor's int8 .tflite")
     weights = tensor_labels(usable_weights)
     usable = {}
     for name, w in weights.items():
