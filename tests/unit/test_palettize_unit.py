@@ -129,3 +129,48 @@ def test_palettize_usage_errors_are_one_line(args, line):
     result = run_cli(args)
     assert result.exit_code == 2
     assert result.output.splitlines() == [line]
+
+
+# ---------------------------------------------------------------- plan's adaptive schedule
+
+def _schedule(bits: list[int], max_drop: float | None):
+    from tinycomp.plan.candidates import CandidateResult
+    from tinycomp.plan.tflite_plan import Schedule, tflite_candidates
+
+    results: dict[str, CandidateResult] = {}
+    return Schedule(tflite_candidates({"dense": bits}), results, task="classify", rows=10 ** 6,
+                    max_drop=max_drop), results
+
+
+def _measure(schedule, results, accuracy: dict[str, float]) -> list[str]:
+    """Release and 'measure' candidates until the schedule stops; the keys in the order released."""
+    from tinycomp.plan.candidates import CandidateResult
+
+    order = []
+    while True:
+        ready = schedule.ready()
+        if not ready:
+            return order
+        for c in ready:
+            order.append(c.key)
+            results[c.key] = CandidateResult(c.key, zero_shot=accuracy[c.key])
+
+
+def test_schedule_goes_down_from_4_bits_until_a_drop_is_beyond_the_budget():
+    schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=0.5)
+    accuracy = {"control": 0.9, "dense/16": 0.9, "dense/8": 0.89, "dense/4": 0.5, "dense/32": 0.9, "dense/64": 0.9}
+    order = _measure(schedule, results, accuracy)
+    assert order == ["control", "dense/16", "dense/8"]  # 3 bits is 1 pp down: 2 bits cannot be chosen
+
+
+def test_schedule_goes_up_while_the_drop_is_above_zero():
+    schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=5.0)
+    accuracy = {"control": 0.9, "dense/16": 0.89, "dense/32": 0.9, "dense/64": 0.9, "dense/8": 0.88, "dense/4": 0.87}
+    # 5 bits: no drop, so 6 bits (more bytes) cannot be better; all fewer bits are within the budget
+    assert sorted(_measure(schedule, results, accuracy)) == ["control", "dense/16", "dense/32", "dense/4", "dense/8"]
+
+
+def test_schedule_measures_everything_without_a_drop_budget():
+    schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=None)
+    accuracy = {"control": 0.9, **{f"dense/{2 ** b}": 0.1 for b in range(2, 7)}}
+    assert sorted(_measure(schedule, results, accuracy)) == sorted(accuracy)
