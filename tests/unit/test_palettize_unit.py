@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from helpers import run_cli
 from tinycomp.errors import SpecError
+from tinycomp.metrics import CLASSIFY
 from tinycomp.specs import (
     PalettizationSpec,
     PerChannel,
@@ -138,7 +139,7 @@ def _schedule(bits: list[int], max_drop: float | None):
     from tinycomp.plan.tflite_plan import Schedule, tflite_candidates
 
     results: dict[str, CandidateResult] = {}
-    return Schedule(tflite_candidates({"dense": bits}), results, task="classify", rows=10 ** 6,
+    return Schedule(tflite_candidates({"dense": bits}), results, task=CLASSIFY, rows=10 ** 6,
                     max_drop=max_drop), results
 
 

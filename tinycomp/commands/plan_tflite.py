@@ -10,20 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from tinycomp import render
 from tinycomp.errors import FieldError, UsageError
+from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, PartialTable, Shard
-from tinycomp.plan.units import score_text, unit_of
 
 # plan's options that fine-tune or quantize a Keras model: nothing of the kind happens to a .tflite
 KERAS_ONLY = ("epochs", "estimate", "fine_tune_rows", "learning_rate", "per_channel_conv", "credit_fine_tuning",
-              "per_tensor_dense", "io_type", "sensitivity_path", "resume", "batch_size", "trust")
+              "per_tensor_dense", "io", "sensitivity_path", "resume", "batch_size", "trust")
 OPTION_OF_FIELD = {"max_drop_pp": "--max-accuracy-drop", "max_snr_drop": "--max-snr-drop",
                    "target_bytes": "--target-bytes", "target_ratio": "--target-ratio", "ram_bytes": "--ram-budget",
-                   "cluster_counts": "--clusters", "validation_split": "--validation-split",
+                   "cluster_counts": "--clusters", "max_accuracy_drop": "--max-accuracy-drop", "validation_split": "--validation-split",
                    "validation_rows": "--validation-rows", "shard": "--shard", "merge": "--merge", "task": "--task"}
 
 
@@ -89,10 +90,10 @@ def run(options: Options, load_data: Callable) -> None:
         if shard:
             run_shard(options, measurement, shard, load_data)
         else:
-            budget = Budget(max_drop_pp=options.max_drop if options.max_snr_drop is None else options.max_snr_drop,
+            budget = Budget(max_drop=options.max_drop if options.max_snr_drop is None else options.max_snr_drop,
                             target_bytes=options.target_bytes, target_ratio=options.target_ratio,
                             ram_bytes=options.ram_budget, credit_fine_tuning=False,
-                            task="classify" if options.max_snr_drop is None else "regress")
+                            task=CLASSIFY if options.max_snr_drop is None else REGRESS)
             run_plan(options, budget, measurement, load_data)
     except FieldError as error:
         option = OPTION_OF_FIELD.get(error.field or "", "plan")
@@ -107,7 +108,7 @@ def bits_of(counts: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted({bits_for(c) for c in check_counts(counts)}))
 
 
-def origin(int8: bytes, data, measurement, seed: int, shard: Shard, task: str) -> PartialTable:
+def origin(int8: bytes, data: Any, measurement: Any, seed: int, shard: Shard, task: Task) -> PartialTable:
     from tinycomp.plan.tflite_plan import sha256
 
     return PartialTable(source_sha256=sha256(int8), dataset=as_json(data.describe()),
@@ -117,7 +118,7 @@ def origin(int8: bytes, data, measurement, seed: int, shard: Shard, task: str) -
 class Progress:
     """One line per measured candidate on stderr."""
 
-    def __init__(self, task: str):
+    def __init__(self, task: Task):
         self.task, self.total, self.count = task, 0, 0
 
     def started(self, candidates: list[Candidate]) -> None:
@@ -127,7 +128,7 @@ class Progress:
         self.count += 1
         what = ("the given file" if result.key == CONTROL else
                 "{} → {} bits".format(result.key.rsplit("/", 1)[0], int(result.key.rsplit("/", 1)[1]).bit_length() - 1))
-        value = score_text(self.task, result.zero_shot or 0.0)
+        value = self.task.score_text(result.zero_shot or 0.0)
         render.err.print(f"  [{self.count}/{self.total}] {what}: {value} (zero-shot, TFLM)")
 
 
@@ -157,42 +158,42 @@ def run_plan(options: Options, budget, measurement, load_data: Callable) -> None
 
     def checked(plan, drop: float) -> None:
         chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
-        render.info(f"Checked {chosen} palettized together: drop {drop:+.2f} {unit_of(task)} on every validation row, "
-                    f"predicted {plan.predicted_drop_pp:+.2f}")
+        render.info(f"Checked {chosen} palettized together: drop {drop:+.2f} {task.unit} on every validation row, "
+                    f"predicted {plan.predicted_drop:+.2f}")
 
     outcome = plan_tflite(int8, data, budget, measurement, seed=options.seed, jobs=options.jobs,
                           strip=options.strip, check=options.check, source=options.model, parts=parts,
                           on_start=progress.started, on_result=progress.measured, on_checked=checked)
     chosen, table = outcome.plan, outcome.table
     if outcome.over_budget:
-        render.warn(f"the plan's measured drop {chosen.checked_drop_pp:+.2f} {table.unit} is over the budget of "
-                    f"{outcome.budget.max_drop_pp:g} {table.unit} (validation noise ±{outcome.noise_pp:.2f})")
+        render.warn(f"the plan's measured drop {chosen.checked_drop:+.2f} {table.unit} is over the budget of "
+                    f"{outcome.budget.max_drop:g} {table.unit} (validation noise ±{outcome.noise:.2f})")
     header = (f"Palettization plan for {options.model}, written by tinycomp plan ({outcome.budget.describe()}, "
               f"seed {options.seed})\n"
               f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after palettize → "
-              f"compress{' --strip' if options.strip else ''}; {outcome.budget.drop_text()} "
-              f"{chosen.predicted_drop_pp:+.2f} {table.unit} on the validation split"
-              + (f" (measured with all tensors palettized: {chosen.checked_drop_pp:+.2f} {table.unit})"
-                 if chosen.checked_drop_pp is not None else "")
+              f"compress{' --strip' if options.strip else ''}; {outcome.budget.task.drop_text()} "
+              f"{chosen.predicted_drop:+.2f} {table.unit} on the validation split"
+              + (f" (measured with all tensors palettized: {chosen.checked_drop:+.2f} {table.unit})"
+                 if chosen.checked_drop is not None else "")
               + f"\nuse: tinycomp palettize {options.model} --spec {options.output} -o OUT.tflite")
     text = dump_palettization_spec(outcome.spec, header)
     parse_palettization_spec(text, options.output)  # what `palettize --spec` will read
     write_text_atomic(options.output, text)
     record = {"step": "plan-tflite", "source": options.model, "source_sha256": sha256(int8),
               "dataset": data.describe(), "seed": options.seed, "measurement": measurement.to_json(),
-              "strip": options.strip, "budget": outcome.budget.describe(), "noise": outcome.noise_pp,
+              "strip": options.strip, "budget": outcome.budget.describe(), "noise": outcome.noise,
               "sensitivity": table.to_json(), "plan": chosen.to_json(), "checked": [p.to_json() for p in outcome.tried]}
     write_json_atomic(sidecar_path(options.output, ".json"), as_json(record))
     render.out.print(sensitivity_table(outcome))
     render.out.print(
         f"Validation: {table.validation_samples:,} held-out training rows per candidate; the given file "
-        f"{score_text(task, table.reference_accuracy)} (one score is ±{outcome.noise_pp:.2f} {table.unit} on all "
+        f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on all "
         f"validation rows).")
     render.out.print(
         f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items())}; {chosen.exact_bytes:,} bytes "
-        f"after compress ({table.int8_bytes:,} given), {outcome.budget.drop_text()} predicted "
-        f"{chosen.predicted_drop_pp:+.2f} {table.unit}"
-        + (f", measured {chosen.checked_drop_pp:+.2f} {table.unit}" if chosen.checked_drop_pp is not None else "")
+        f"after compress ({table.int8_bytes:,} given), {outcome.budget.task.drop_text()} predicted "
+        f"{chosen.predicted_drop:+.2f} {table.unit}"
+        + (f", measured {chosen.checked_drop:+.2f} {table.unit}" if chosen.checked_drop is not None else "")
         + f"; a {chosen.arena_bytes:,}-byte TFLM arena"
         + (f" (left unpalettized for --ram-budget: {', '.join(chosen.uncompressed_for_ram)})"
            if chosen.uncompressed_for_ram else "") + ".")
@@ -252,7 +253,7 @@ def sensitivity_table(outcome):
     chosen, table = outcome.plan, outcome.table
     unit = table.unit
     t = Table(title="Per-tensor sensitivity (one tensor palettized at a time, zero-shot in TFLM)")
-    for column in ("tensor", "bits", "val SNR" if table.task == "regress" else "val accuracy", f"measured Δ {unit}",
+    for column in ("tensor", "bits", "val SNR" if table.task is REGRESS else "val accuracy", f"measured Δ {unit}",
                    f"counted Δ {unit}", "bytes", "plan"):
         t.add_column(column, justify="left" if column in ("tensor", "plan") else "right")
     for layer in table.layers:
@@ -260,7 +261,7 @@ def sensitivity_table(outcome):
             mark = "◀" if chosen.choices.get(layer.name) is o else ""
             t.add_row(f"{layer.name} ({layer.kind})" if o is layer.options[0] else "",
                       str(o.bits) if o.clusters else "int8",
-                      score_text(table.task, o.accuracy) if o.accuracy is not None else "–",
-                      f"{o.measured_pp:+.2f}" if o.measured_pp is not None else "–", f"{o.drop_pp:.2f}",
+                      table.task.score_text(o.accuracy) if o.accuracy is not None else "–",
+                      f"{o.measured_drop:+.2f}" if o.measured_drop is not None else "–", f"{o.drop:.2f}",
                       f"{o.bytes:,}", mark)
     return t

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from tinycomp.data import Dataset
 from tinycomp.errors import InvalidValue, ModelError
+from tinycomp.metrics import Task
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
@@ -46,9 +48,9 @@ from tinycomp.plan.choose import (
     counted_drops,
 )
 from tinycomp.plan.costs import ideal_bytes
-from tinycomp.plan.units import noise_of, scale_of
 from tinycomp.specs import MAX_BITWIDTH, PalettizationSpec, PerChannel, TensorBits
 from tinycomp.tflite.find_tensors import WeightTensor, bits_for
+from tinycomp.tflm import ChunkResult
 
 TFLITE_KIND = "tflite"
 # 2 values per channel (1 bit) zero-shot is rarely usable; plan measures 2–6 bits unless told otherwise.
@@ -84,7 +86,7 @@ class TfliteMeasurement:
         if self.task not in (None, "classify", "regress"):
             raise InvalidValue(f"task must be classify or regress, got {self.task!r}", "task")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"kind": TFLITE_KIND, "bits": list(self.bits), "tensors": list(self.tensors),
                 "validation_split": self.validation_split, "validation_rows": self.validation_rows, "task": self.task}
 
@@ -224,10 +226,10 @@ class Rows:
     y: np.ndarray
     x_all: np.ndarray
     y_all: np.ndarray
-    task: str
+    task: Task
 
 
-def validation_rows(data, int8: bytes, measurement: TfliteMeasurement, seed: int, source: str) -> Rows:
+def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, seed: int, source: str) -> Rows:
     """The last `validation_split` of the training rows, fitted to the model's input; a seeded subset of
     `validation_rows` of them for the candidates."""
     from tinycomp.data import check_fits_model
@@ -240,8 +242,8 @@ def validation_rows(data, int8: bytes, measurement: TfliteMeasurement, seed: int
     input_shape = tuple(int(d) for d in subgraph.inputs[0].shape[1:])
     output_shape = tuple(int(d) for d in subgraph.outputs[0].shape[1:])
     data = data.fit_to(input_shape)
-    task = choose_task(data.y_test[:1] if data.labels else None, output_shape, measurement.task).name
-    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, source, task=task,
+    task = choose_task(data.y_test[:1] if data.labels else None, output_shape, measurement.task)
+    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, source, task=task.name,
                      output_shape=output_shape)
     n = len(data.x_train)
     held = int(round(n * measurement.validation_split))
@@ -253,15 +255,12 @@ def validation_rows(data, int8: bytes, measurement: TfliteMeasurement, seed: int
     return Rows(x_all[rows], y_all[rows], x_all, y_all, task)
 
 
-def score(outputs: np.ndarray, y: np.ndarray, task: str) -> float:
-    """The task's score (see `units`): top-1 accuracy, or output SNR vs y in dB."""
-    from tinycomp.metrics import get_task
-
-    scores = get_task(task).score(outputs, y)
-    return float(scores["snr_db"] if task == "regress" else scores["accuracy"])
+def score(outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
+    """The task's plan score: top-1 accuracy, or output SNR vs y in dB."""
+    return float(task.plan_score(outputs, y))
 
 
-def score_in_tflm(model: bytes, x: np.ndarray, y: np.ndarray, task: str, jobs: int, source: str) -> float:
+def score_in_tflm(model: bytes, x: np.ndarray, y: np.ndarray, task: Task, jobs: int, source: str) -> float:
     """One model's score on (x, y), the rows split across `jobs` TFLM worker processes."""
     from tinycomp import tflm
 
@@ -284,10 +283,10 @@ class Schedule:
     once the given file is measured. Without a budget on the drop every candidate is measured.
     """
 
-    def __init__(self, candidates: list[Candidate], results: dict[str, CandidateResult], *, task: str, rows: int,
+    def __init__(self, candidates: list[Candidate], results: dict[str, CandidateResult], *, task: Task, rows: int,
                  max_drop: float | None):
         self.results, self.task, self.rows, self.max_drop = results, task, rows, max_drop
-        self.scale = scale_of(task)
+        self.scale = task.scale
         self.bits: dict[str, list[int]] = {}
         for c in candidates:
             if c.layer is not None:
@@ -311,7 +310,7 @@ class Schedule:
         control = self.results.get(CONTROL)
         if self.max_drop is None or control is None or control.zero_shot is None:
             return None
-        return self.max_drop + noise_of(self.task, control.zero_shot, self.rows)
+        return self.max_drop + float(self.task.noise(control.zero_shot, self.rows))
 
     def wanted(self, c: Candidate) -> bool:
         if self.max_drop is None or c.layer is None:
@@ -347,15 +346,16 @@ def measure(palettes: Palettes, candidates: list[Candidate], rows: Rows, *, jobs
     schedule = Schedule(candidates, results, task=rows.task, rows=len(rows.y), max_drop=max_drop)
     last = [time.perf_counter()]
 
-    def ready() -> list[tuple[Any, tuple]]:
+    def ready() -> list[tuple[Any, tuple[Any, ...]]]:
         tasks = []
         for c in schedule.ready():
             choice = {} if c.layer is None else {c.layer: bits_for(c.clusters or 2)}
             tasks.append((c.key, (palettes.model_with(choice), rows.x, False)))
         return tasks
 
-    def finished(key: str, chunk) -> None:
+    def finished(key: str, chunk: ChunkResult) -> None:
         now = time.perf_counter()
+        assert chunk.outputs is not None
         result = CandidateResult(key, zero_shot=score(chunk.outputs, rows.y, rows.task),
                                  seconds=round((now - last[0]) * max(1, jobs), 3))
         last[0] = now
@@ -431,7 +431,7 @@ def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows
 
     reference = results[CONTROL].zero_shot
     assert reference is not None
-    scale = scale_of(rows.task)
+    scale = rows.task.scale
     layers = []
     for name, bits in prepared.usable.items():
         w = prepared.palettes.weights[name]
@@ -444,7 +444,7 @@ def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows
             if result is None or result.zero_shot is None:  # not measured: it could not be chosen
                 continue
             options.append(Option(2 ** b, b, prepared.costs[name][b], ideal_bytes(int(w.array.size), tables, b),
-                                  measured_pp=scale * (reference - result.zero_shot), accuracy=result.zero_shot,
+                                  measured_drop=scale * (reference - result.zero_shot), accuracy=result.zero_shot,
                                   fine_tuned=False))
         counted_drops(options)
         layers.append(LayerSensitivity(name, w.op, int(w.array.size), tables, isinstance(layout, PerChannel), options))
@@ -461,12 +461,12 @@ class TflitePlanOutcome:
     tried: list[Plan]
     table: SensitivityTable
     budget: Budget
-    noise_pp: float
+    noise: float
     spec: PalettizationSpec
 
     @property
     def over_budget(self) -> bool:
-        drop, budget = self.plan.checked_drop_pp, self.budget.max_drop_pp
+        drop, budget = self.plan.checked_drop, self.budget.max_drop
         return drop is not None and budget is not None and drop > budget
 
 
@@ -481,7 +481,7 @@ def float32_bytes(int8: bytes, source: str = "model") -> int:
     return len(int8) + extra
 
 
-def plan_tflite(int8: bytes, data, budget: Budget, measurement: TfliteMeasurement, *, seed: int = 0, jobs: int = 1,
+def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteMeasurement, *, seed: int = 0, jobs: int = 1,
                 strip: bool = False, check: bool = True, source: str = "model",
                 done: dict[str, CandidateResult] | None = None, parts: list[tuple[str, PartialTable]] | None = None,
                 on_start: Callable[[list[Candidate]], None] | None = None, on_result: ResultCallback | None = None,
@@ -491,11 +491,10 @@ def plan_tflite(int8: bytes, data, budget: Budget, measurement: TfliteMeasuremen
 
     started = time.perf_counter()
     rows = validation_rows(data, int8, measurement, seed, source)
-    if budget.max_drop_pp is not None and budget.task != rows.task:
-        from tinycomp.plan.units import BUDGET_OPTION, unit_of
-
-        raise InvalidValue(f"this is a {rows.task} model: drops are measured in {unit_of(rows.task)}, not "
-                           f"{unit_of(budget.task)}", budget.drop_field, f"give the drop budget as {BUDGET_OPTION[rows.task]}")
+    if budget.max_drop is not None and budget.task != rows.task:
+        raise InvalidValue(f"this is a {rows.task.name} model: drops are measured in {rows.task.unit}, not "
+                           f"{budget.task.unit}", budget.task.budget_field,
+                           f"give the drop budget as --{rows.task.budget_field.replace('_', '-')}")
     budget = replace(budget, task=rows.task)
     prepared = prepare(int8, measurement, strip=strip, source=source)
     palettes, candidates = prepared.palettes, prepared.candidates
@@ -503,15 +502,15 @@ def plan_tflite(int8: bytes, data, budget: Budget, measurement: TfliteMeasuremen
         done = merge_parts(parts, candidates=candidates)
     if on_start:
         on_start(candidates)
-    max_drop = budget.max_drop_pp if parts is None else None
+    max_drop = budget.max_drop if parts is None else None
     results = measure(palettes, candidates, rows, jobs=jobs, done=done, max_drop=max_drop, on_result=on_result)
     table = assemble(prepared, results, rows, seed=seed, seconds=time.perf_counter() - started)
     if budget.target_ratio is not None:
         budget = budget.resolved(float32_bytes(int8, source))
     lowest = {layer.name: min(o.bits for o in layer.options if o.clusters is not None) for layer in table.layers}
-    cache: dict[frozenset, int] = {}
+    cache: dict[frozenset[str], int] = {}
 
-    def arenas_of(sets: list[frozenset]) -> list[int]:
+    def arenas_of(sets: list[frozenset[str]]) -> list[int]:
         missing = [s for s in dict.fromkeys(sets) if s not in cache]
         if missing:
             files = [(palettes.compressed({n: lowest[n] for n in s}, strip),) for s in missing]
@@ -523,8 +522,8 @@ def plan_tflite(int8: bytes, data, budget: Budget, measurement: TfliteMeasuremen
             cache.update(zip(missing, measured))
         return [cache[s] for s in sets]
 
-    def choose(max_drop_pp: float | None) -> Plan:
-        within = budget if max_drop_pp is None else replace(budget, max_drop_pp=max_drop_pp)
+    def choose(max_drop: float | None) -> Plan:
+        within = budget if max_drop is None else replace(budget, max_drop=max_drop)
         if within.ram_bytes is None:
             return choose_plan(table, within)
         return choose_plan_within_ram(table, within, arenas_of)
@@ -537,17 +536,17 @@ def plan_tflite(int8: bytes, data, budget: Budget, measurement: TfliteMeasuremen
             reference_all.append(reference if len(rows.y_all) == len(rows.y) else
                                  score_in_tflm(int8, rows.x_all, rows.y_all, rows.task, jobs, source))
         model = palettes.model_with({n: o.bits for n, o in plan.clustered().items()})
-        drop = scale_of(rows.task) * (reference_all[0] - score_in_tflm(model, rows.x_all, rows.y_all, rows.task,
+        drop = rows.task.scale * (reference_all[0] - score_in_tflm(model, rows.x_all, rows.y_all, rows.task,
                                                                          jobs, source))
         if on_checked:
             on_checked(plan, drop)
         return drop
 
-    noise = noise_of(rows.task, reference, len(rows.y_all))
+    noise = float(rows.task.noise(reference, len(rows.y_all)))
     if check:
-        chosen, tried = checked_plan(choose, measure_joint, budget.max_drop_pp, noise)
+        chosen, tried = checked_plan(choose, measure_joint, budget.max_drop, noise)
     else:
-        chosen, tried = choose(budget.max_drop_pp), []
+        chosen, tried = choose(budget.max_drop), []
     choice = {n: o.bits for n, o in chosen.clustered().items()}
     chosen.exact_bytes = len(palettes.compressed(choice, strip))
     if chosen.arena_bytes is None:
@@ -562,13 +561,13 @@ def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
         w = palettes.weights[name]
         entries.append(TensorBits(w.subgraph, w.index, option.bits, w.name or None,
                                   label=f"{name} ({w.op}, {'×'.join(map(str, w.array.shape))}): "
-                                        f"{option.drop_pp:+.2f} counted drop, {option.bytes:,} bytes"))
+                                        f"{option.drop:+.2f} counted drop, {option.bytes:,} bytes"))
     if not entries:
         raise ModelError("the plan palettizes no tensor", None, "allow a larger drop or byte target")
     return PalettizationSpec(tuple(entries))
 
 
-def measure_shard(int8: bytes, data, measurement: TfliteMeasurement, shard: Shard, *, seed: int = 0, jobs: int = 1,
+def measure_shard(int8: bytes, data: Dataset, measurement: TfliteMeasurement, shard: Shard, *, seed: int = 0, jobs: int = 1,
                   strip: bool = False, source: str = "model", done: dict[str, CandidateResult] | None = None,
                   on_start: Callable[[list[Candidate]], None] | None = None,
                   on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
@@ -582,7 +581,7 @@ def measure_shard(int8: bytes, data, measurement: TfliteMeasurement, shard: Shar
     return {c.key: results[c.key] for c in mine}
 
 
-def task_of(int8: bytes, data, measurement: TfliteMeasurement, source: str = "model") -> str:
+def task_of(int8: bytes, data: Dataset, measurement: TfliteMeasurement, source: str = "model") -> Task:
     """The task the data and the model's output make (or the measurement's)."""
     return validation_rows(data, int8, replace(measurement, validation_rows=1), 0, source).task
 
