@@ -330,3 +330,20 @@ def describe_result(result: CandidateResult, task: Task) -> str:
                                                                           ("fine-tuned", result.fine_tuned))
                 if value is not None]
     return f"{what}: {', '.join(measured)} ({result.seconds:.0f} s)"
+
+
+def palettize_table(tensors, choices: dict) -> Table:
+    """One row per palettized weight: values per table before → after, the change, and its LUT compression
+    (`choices`: (subgraph, tensor) → find-tensors' TensorChoice)."""
+    table = Table(title="Palettized weight tensors (values per quantization channel)")
+    for column in ("layer", "tensor", "op", "shape", "tables", "values before → after", "RMS change (steps)",
+                   "LUT bits", "bytes → LUT bytes"):
+        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    for t in tensors:
+        choice = choices.get(t.key)
+        table.add_row(t.layer, str(t.tensor), t.op, "×".join(map(str, t.shape)),
+                      f"{t.tables}" + (f" (axis {t.layout.axis})" if type(t.layout).__name__ == "PerChannel" else ""),
+                      f"{t.values_before} → {t.values_after}", f"{t.rms_error:.2f}",
+                      str(choice.index_bitwidth) if choice else "–",
+                      f"{choice.bytes_before:,} → {choice.bytes_after:,}" if choice else "–")
+    return table

@@ -354,3 +354,66 @@ def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> s
         elif isinstance(t.layout, PerTensor):
             lines.append("          per_tensor:")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- palettization spec
+
+PALETTIZATION_EXAMPLE = """\
+# Index bits per weight tensor: at most 2^bits int8 values per quantization channel.
+tensors:
+  - subgraph: 0
+    tensor: 7
+    bits: 3
+    name: sequential/conv2d_1/Conv2D   # optional: checked against the model
+  - subgraph: 0
+    tensor: 9
+    bits: 2
+"""
+
+
+@dataclass(frozen=True)
+class TensorBits:
+    """How many index bits one weight tensor is palettized to; `name`, when given, must be the tensor's."""
+
+    subgraph: int
+    tensor: int
+    bits: int
+    name: str | None = None
+    label: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class PalettizationSpec:
+    """The weight tensors `palettize --spec` clusters and each one's bits (what `plan` writes for a .tflite)."""
+
+    tensors: tuple[TensorBits, ...]
+
+
+def parse_palettization_spec(text: str, source: str = "palettization spec") -> PalettizationSpec:
+    """Parse and validate a palettization spec (see PALETTIZATION_EXAMPLE)."""
+    top = _load_yaml(text, source).mapping(("tensors",), ("tensors",))
+    tensors = []
+    for node in top["tensors"].items():
+        if isinstance(node.value, dict) and "compression" in node.value:
+            raise node.child("compression").fail(
+                "this is a compression spec (for `tinycomp compress`), not a palettization spec",
+                "give palettize the spec `tinycomp plan MODEL.tflite` writes: subgraph, tensor and bits per tensor")
+        keys = node.mapping(("subgraph", "tensor", "bits", "name"), ("subgraph", "tensor", "bits"))
+        tensors.append(TensorBits(subgraph=keys["subgraph"].integer(0), tensor=keys["tensor"].integer(0),
+                                  bits=keys["bits"].integer(MIN_BITWIDTH, MAX_BITWIDTH),
+                                  name=keys["name"].string() if "name" in keys else None))
+    if not tensors:
+        raise top["tensors"].fail("no tensors listed", "list at least one tensor, or run `tinycomp plan MODEL.tflite`")
+    _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
+    return PalettizationSpec(tuple(tensors))
+
+
+def dump_palettization_spec(spec: PalettizationSpec, header: str | None = None) -> str:
+    """YAML that `parse_palettization_spec` reads back to an equal spec; labels become comments."""
+    lines = _comments(header) + ["tensors:"]
+    for t in spec.tensors:
+        lines += _comments(t.label, "  ")
+        lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", f"    bits: {t.bits}"]
+        if t.name is not None:
+            lines.append(f"    name: {_yaml_string(t.name)}")
+    return "\n".join(lines) + "\n"

@@ -185,8 +185,10 @@ def run_isolated(fn: Callable, *args, source: str = "model"):
 
 
 def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: str = "model",
-                 on_done: Callable[[int], None] | None = None) -> list:
-    """Run `fn` over `arg_list` in up to `workers` child processes, results in order.
+                 on_done: Callable[[int], None] | None = None,
+                 on_result: Callable[[int, Any], None] | None = None) -> list:
+    """Run `fn` over `arg_list` in up to `workers` child processes, results in order (`on_done` gets
+    each finished item's index, `on_result` its index and result, as they finish).
 
     The arguments are taken from `arg_list` as workers free up (at most two per worker in
     flight), so a lazy iterable of data chunks is never all in memory at once.
@@ -212,6 +214,8 @@ def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: 
                     results[i] = _result(future, source)
                     if on_done:
                         on_done(i)
+                    if on_result:
+                        on_result(i, results[i])
                     submit_next()
         except futures.TimeoutError as e:
             _kill(pool)
@@ -220,6 +224,42 @@ def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: 
             _kill(pool)
             raise
     return [results[i] for i in range(len(results))]
+
+
+def run_scheduled(fn: Callable, ready: Callable[[], list[tuple[Any, tuple]]], workers: int,
+                  on_result: Callable[[Any, Any], None], source: str = "model") -> None:
+    """Run `fn` on tasks as `ready()` releases them, in one pool of up to `workers` child processes.
+
+    `ready()` returns the (key, args) tasks that can start now; it is called at the start and after
+    every result (`on_result(key, result)`), so what runs next can depend on what finished. The
+    run ends when nothing is in flight and `ready()` releases nothing more.
+    """
+    waiting: list[tuple[Any, tuple]] = []
+    with _pool(max(1, workers)) as pool:
+        pending: dict[futures.Future, Any] = {}
+
+        def fill() -> None:
+            waiting.extend(ready())
+            while waiting and len(pending) < 2 * max(1, workers):
+                key, args = waiting.pop(0)
+                pending[pool.submit(call_capturing_native_output, fn, *args)] = key
+
+        try:
+            fill()
+            while pending:
+                done, _ = futures.wait(pending, timeout=WORKER_TIMEOUT_S, return_when=futures.FIRST_COMPLETED)
+                if not done:
+                    raise futures.TimeoutError()
+                for future in done:
+                    key = pending.pop(future)
+                    on_result(key, _result(future, source))
+                fill()
+        except futures.TimeoutError as e:
+            _kill(pool)
+            raise InterpreterError(f"the TFLM interpreter did not finish in {WORKER_TIMEOUT_S} s", source) from e
+        except BaseException:
+            _kill(pool)
+            raise
 
 
 def _result(future: futures.Future, source: str):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from tinycomp import render
+from tinycomp.commands import plan_tflite
 from tinycomp.commands.common import (
     CONTEXT,
     SIZE,
@@ -137,6 +138,10 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     OUTPUT.partial.json, and --resume measures only what it lacks. TensorFlow uses a GPU when one is
     present; the devices are printed.
 
+    An int8 MODEL.tflite (from any framework) is planned without TensorFlow: each weight tensor
+    palettized to 2–6 bits at a time, measured zero-shot in TFLM, bits per tensor written for
+    `palettize --spec` (docs/palettize.md).
+
     \b
     Example:
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
@@ -157,6 +162,15 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                         "--target-bytes": target_bytes, "--target-ratio": target_ratio}, what="give", where="plan",
                        hint="e.g. --max-accuracy-drop 0.5 (a classifier), --max-snr-drop 1 (a regression model), "
                             "--target-bytes 38KiB or --target-ratio 12")
+    if plan_tflite.is_tflite(model):  # an int8 .tflite: per-tensor bits for `palettize`, zero-shot in TFLM
+        plan_tflite.reject_keras_options(ctx)
+        plan_tflite.run(plan_tflite.Options(
+            model=model, output=output, parts=parts, merge=merge, shard_text=shard, max_drop=max_accuracy_drop,
+            max_snr_drop=max_snr_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_budget=ram_bytes,
+            clusters=parse_counts(cluster_counts) if given_here(ctx, "cluster_counts") else None, layers=layers,
+            validation_split=validation_split, validation_rows=validation_rows, jobs=capped_jobs(jobs), strip=strip,
+            check=check, task=task, seed=seed), load_data)
+        return
     given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
              and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     for flag, used in (("--sensitivity", sensitivity_path), ("--merge", merge)):
@@ -181,6 +195,10 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
         seed=seed)
     run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path,
         parts=parts if merge else (), resume=resume, jobs=jobs, trust=trust, load_data=load_data)
+
+
+def given_here(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
 # Options that change how the table is measured: refused when the table is reused (--sensitivity, --merge).

@@ -22,7 +22,7 @@ from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite.find_tensors import bits_for, max_unique_along, quantization_layout
-from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor
+from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor, upgraded_bytes
 from tinycomp.tflite.slicing import SliceResult, slice_model
 
 if TYPE_CHECKING:
@@ -137,9 +137,12 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
     spec = resolve_layouts(spec, model)
     check_spec(spec, model, spec_source)
     reports = [_tensor_report(model, entry) for entry in spec.tensors]
+    size = len(model_bytes)
+    # an old file's operator codes are upgraded first: tflite-micro's rebuild keys them by builtin_code
+    model_bytes = upgraded_bytes(model_bytes, source)
     compressed = _compress(model_bytes, spec, spec_source)
     parse_tflite(compressed, "compressed model")
-    result = CompressResult(compressed, reports, len(model_bytes))
+    result = CompressResult(compressed, reports, size)
     if decode_budget is None:
         return result
     sliced = slice_model(model_bytes, [(t.subgraph, t.tensor) for t in spec.tensors], decode_budget, source)

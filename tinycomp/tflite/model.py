@@ -66,7 +66,50 @@ def parse_tflite(data: bytes, source: str = "model") -> EditorModel:
     except Exception as e:  # the generated reader raises whatever a bad offset leads to
         raise InputFileError(f"malformed .tflite flatbuffer: {_reason(e, len(data))}", source, REMAKE_HINT) from e
     _check_model(model, data, source)
+    upgrade_opcodes(model)
     return model
+
+
+def builtin_code(operator_code: Any) -> int:
+    """An operator code's builtin operator: the larger of `builtin_code` and `deprecated_builtin_code`.
+
+    Files from TensorFlow before 2.4 (e.g. public benchmarks' reference models) only set the
+    deprecated int8 field; the newer int32 field then reads 0 (ADD). TensorFlow's own
+    `GetBuiltinCode` takes the maximum of the two, and so does this.
+    """
+    fb = raw(operator_code)
+    return max(int(fb.builtinCode or 0), int(fb.deprecatedBuiltinCode or 0))
+
+
+def upgrade_opcodes(model: EditorModel) -> int:
+    """Set every operator code's and operator's builtin code to `builtin_code` (what newer TensorFlow
+    writes); returns how many operator codes changed.
+
+    Needed before `model.build()`: model_editor keys operator codes by the plain builtin_code, so an
+    old file's CONV_2D, FULLY_CONNECTED, ... would all collapse into one code (ADD).
+    """
+    changed = 0
+    for code in model.operator_codes:
+        fb = raw(code)
+        real = builtin_code(code)
+        if int(fb.builtinCode or 0) != real:
+            fb.builtinCode = real
+            changed += 1
+    if changed:
+        for subgraph in model.subgraphs:
+            for op in subgraph.operators:
+                op.opcode = model.operator_codes[op.opcode_index].builtin_code
+    return changed
+
+
+def upgraded_bytes(data: bytes, source: str = "model") -> bytes:
+    """`data`, rebuilt with every builtin code set as newer TensorFlow writes it (unchanged when already so)."""
+    model = model_editor().read(bytes(data))
+    if not upgrade_opcodes(model):
+        return data
+    rebuilt = bytes(model.build())
+    parse_tflite(rebuilt, source)
+    return rebuilt
 
 
 def _check_header(data: bytes, source: str) -> None:

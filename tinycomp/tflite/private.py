@@ -25,3 +25,19 @@ def apply_flatbuffer_alignment(model_bytes: bytes) -> bytes:
     from tflite_micro.tensorflow.lite.micro.compression.compress import _apply_flatbuffer_alignment
 
     return bytes(_apply_flatbuffer_alignment(bytearray(model_bytes)))
+
+
+def buffer_data_span(model_bytes: bytes, buffer_index: int) -> tuple[int, int]:
+    """(offset, length) of buffer `buffer_index`'s data inside the flatbuffer bytes.
+
+    Read with the generated schema's table accessor (`_tab`, flatbuffers' Table), so a tensor's
+    values can be replaced in place by the same number of bytes without rebuilding the file.
+    """
+    from tinycomp.tflite.model import schema
+
+    buffer = schema().Model.GetRootAs(model_bytes, 0).Buffers(buffer_index)
+    table = buffer._tab
+    field = table.Offset(4)  # Buffer.data
+    if not field:
+        return 0, 0
+    return table.Vector(field), table.VectorLen(field)

@@ -1,0 +1,177 @@
+"""palettize without TensorFlow: exact 1-D k-means against brute force, value tables per channel, the
+palettization spec and the command's usage errors (tests/e2e/test_palettize.py palettizes real files)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import run_cli
+from tinycomp.errors import SpecError
+from tinycomp.metrics import CLASSIFY
+from tinycomp.specs import (
+    PalettizationSpec,
+    PerChannel,
+    PerTensor,
+    TensorBits,
+    dump_palettization_spec,
+    parse_palettization_spec,
+)
+from tinycomp.tflite.kmeans import optimal_levels
+from tinycomp.tflite.palettize import palettize_array
+
+# ---------------------------------------------------------------- k-means
+
+def brute_force_sse(values: np.ndarray, k: int) -> int:
+    """The least squared error over every set of at most k integer levels in the values' range,
+    each value going to its nearest level: independent of the DP's contiguity argument."""
+    low, high = int(values.min()), int(values.max())
+    best = None
+    for r in range(1, k + 1):
+        for levels in itertools.combinations(range(low, high + 1), r):
+            error = int(((values[:, None] - np.array(levels)[None, :]) ** 2).min(axis=1).sum())
+            best = error if best is None else min(best, error)
+    assert best is not None
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-7, 7), min_size=1, max_size=12), st.integers(1, 3))
+def test_kmeans_is_the_brute_force_optimum(values, k):
+    values = np.array(values, dtype=np.int64)
+    found = optimal_levels(values, k)
+    mapped = found.apply(values)
+    assert found.sse == brute_force_sse(values, k)
+    assert int(((mapped - values) ** 2).sum()) == found.sse
+    assert len(np.unique(mapped)) <= k
+    assert set(np.unique(mapped)) <= set(found.levels.tolist())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-128, 127), min_size=1, max_size=300), st.integers(1, 7))
+def test_kmeans_keeps_int8_and_is_deterministic(values, bits):
+    values = np.array(values, dtype=np.int8)
+    first, second = optimal_levels(values, 2 ** bits), optimal_levels(values[::-1].copy(), 2 ** bits)
+    mapped = first.apply(values)
+    assert mapped.dtype == np.int8
+    assert np.array_equal(first.levels, second.levels)
+    assert len(np.unique(mapped)) <= min(2 ** bits, len(np.unique(values)))
+    if len(np.unique(values)) <= 2 ** bits:
+        assert np.array_equal(mapped, values) and first.sse == 0
+
+
+def test_kmeans_more_levels_never_worse():
+    values = np.random.default_rng(0).normal(0, 30, 500).round().clip(-127, 127).astype(np.int8)
+    errors = [optimal_levels(values, k).sse for k in range(1, 40)]
+    assert all(a >= b for a, b in zip(errors, errors[1:]))
+    assert errors[0] > errors[-1]
+
+
+def test_palettize_array_clusters_each_channel_on_its_axis():
+    rng = np.random.default_rng(1)
+    kernel = rng.integers(-127, 128, size=(1, 3, 3, 6)).astype(np.int8)  # a depthwise kernel, channels last
+    out = palettize_array(kernel, PerChannel(3), 2)
+    assert out.shape == kernel.shape and out.dtype == np.int8
+    for c in range(6):
+        assert len(np.unique(out[..., c])) <= 4
+        assert np.array_equal(out[..., c], optimal_levels(kernel[..., c], 4).apply(kernel[..., c]))
+    whole = palettize_array(kernel, PerTensor(), 2)
+    assert len(np.unique(whole)) <= 4
+
+
+# ---------------------------------------------------------------- the spec
+
+def test_palettization_spec_round_trips():
+    spec = PalettizationSpec((TensorBits(0, 7, 3, "a/dense/MatMul", label="dense: 3 bits"), TensorBits(0, 9, 2)))
+    text = dump_palettization_spec(spec, "a header\nover two lines")
+    assert parse_palettization_spec(text) == spec
+    assert text.startswith("# a header\n# over two lines\ntensors:\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 8\n",
+     "8 is out of range (spec: tensors[0].bits) — use a value in 1–7"),
+    ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 3\n    clusters: 8\n",
+     "unknown key 'clusters' (spec: tensors[0].clusters) — allowed keys here: subgraph, tensor, bits, name"),
+    ("tensors:\n  - subgraph: 0\n    tensor: 7\n    compression:\n      - lut:\n          index_bitwidth: 3\n",
+     "this is a compression spec (for `tinycomp compress`), not a palettization spec (spec: tensors[0].compression)"
+     " — give palettize the spec `tinycomp plan MODEL.tflite` writes: subgraph, tensor and bits per tensor"),
+    ("tensors:\n  - {subgraph: 0, tensor: 7, bits: 3}\n  - {subgraph: 0, tensor: 7, bits: 2}\n",
+     "tensor (subgraph, index) (0, 7) is listed twice (spec: tensors[1]) — list each tensor (subgraph, index) once"),
+])
+def test_palettization_spec_errors_name_the_key(text, message):
+    with pytest.raises(SpecError) as error:
+        parse_palettization_spec(text, "spec")
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("args, line", [
+    (["palettize", "m.tflite", "-o", "o.tflite"],
+     "Error: give exactly one of --bits or --spec (palettize) — e.g. --bits 3, or --spec PLAN.yaml from "
+     "`tinycomp plan MODEL.tflite`"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--bits", "3", "--spec", "p.yaml"],
+     "Error: give exactly one of --bits or --spec (palettize) — e.g. --bits 3, or --spec PLAN.yaml from "
+     "`tinycomp plan MODEL.tflite`"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--spec", "p.yaml", "--tensor", "dense"],
+     "Error: --tensor goes with --bits; the spec names its tensors itself (--tensor) — drop --tensor, or list the "
+     "tensors in the spec"),
+    (["palettize", "m.tflite", "-o", "out.bin", "--bits", "3"],
+     "Error: the output 'out.bin' is not a .tflite file name (-o/--output) — e.g. -o build/palettized.tflite (the "
+     "compression spec goes next to it as .yaml)"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--bits", "8"],
+     "Error: Invalid value for '--bits': 8 is not in the range 1<=x<=7 (tinycomp palettize) — see "
+     "'tinycomp palettize --help'"),
+])
+def test_palettize_usage_errors_are_one_line(args, line):
+    result = run_cli(args)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [line]
+
+
+# ---------------------------------------------------------------- plan's adaptive schedule
+
+def _schedule(bits: list[int], max_drop: float | None):
+    from tinycomp.plan.candidates import CandidateResult
+    from tinycomp.plan.tflite_plan import Schedule, tflite_candidates
+
+    results: dict[str, CandidateResult] = {}
+    return Schedule(tflite_candidates({"dense": bits}), results, task=CLASSIFY, rows=10 ** 6,
+                    max_drop=max_drop), results
+
+
+def _measure(schedule, results, accuracy: dict[str, float]) -> list[str]:
+    """Release and 'measure' candidates until the schedule stops; the keys in the order released."""
+    from tinycomp.plan.candidates import CandidateResult
+
+    order = []
+    while True:
+        ready = schedule.ready()
+        if not ready:
+            return order
+        for c in ready:
+            order.append(c.key)
+            results[c.key] = CandidateResult(c.key, zero_shot=accuracy[c.key])
+
+
+def test_schedule_goes_down_from_4_bits_until_a_drop_is_beyond_the_budget():
+    schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=0.5)
+    accuracy = {"control": 0.9, "dense/16": 0.9, "dense/8": 0.89, "dense/4": 0.5, "dense/32": 0.9, "dense/64": 0.9}
+    order = _measure(schedule, results, accuracy)
+    assert order == ["control", "dense/16", "dense/8"]  # 3 bits is 1 pp down: 2 bits cannot be chosen
+
+
+def test_schedule_goes_up_while_the_drop_is_above_zero():
+    schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=5.0)
+    accuracy = {"control": 0.9, "dense/16": 0.89, "dense/32": 0.9, "dense/64": 0.9, "dense/8": 0.88, "dense/4": 0.87}
+    # 5 bits: no drop, so 6 bits (more bytes) cannot be better; all fewer bits are within the budget
+    assert sorted(_measure(schedule, results, accuracy)) == ["control", "dense/16", "dense/32", "dense/4", "dense/8"]
+
+
+def test_schedule_measures_everything_without_a_drop_budget():
+    schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=None)
+    accuracy = {"control": 0.9, **{f"dense/{2 ** b}": 0.1 for b in range(2, 7)}}
+    assert sorted(_measure(schedule, results, accuracy)) == sorted(accuracy)
