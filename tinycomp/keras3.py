@@ -34,6 +34,7 @@ NO_EQUIVALENT_HINT = ("cluster and plan need tf_keras layers; convert the Keras 
 LAYER_BASE_KEYS = frozenset({"name", "trainable", "dtype", "dynamic", "input_dim", "input_shape", "batch_input_shape",
                              "batch_size", "weights", "activity_regularizer", "autocast", "implementation"})
 MODEL_KEYS = ("name", "trainable", "input_layers", "output_layers", "build_input_shape")
+MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 DTYPE_POLICIES = frozenset({"DTypePolicy", "FloatDTypePolicy", "Policy"})
 CHECK_ROWS = 16
 RELATIVE_TOLERANCE = 1e-4  # of the largest output magnitude (at least 1): float32 round-off, not a change
@@ -86,10 +87,12 @@ def to_tf_keras(model3: Any, where: str) -> Any:
 def translate_model(class_name: str, config: dict, where: str) -> dict:
     """A Keras 3 Sequential/Functional config in tf_keras's form ({"class_name", "config"})."""
     layers = []
+    node_offsets = _node_offsets(config.get("layers", []))
+    node_counts = {str(layer.get("name")): len(layer.get("inbound_nodes") or []) for layer in config.get("layers", [])}
     for layer in config.get("layers", []):
         layer_class = str(layer.get("class_name"))
         layer_config = layer.get("config") or {}
-        if layer_class in ("Sequential", "Functional", "Model"):
+        if layer_class in MODEL_CLASSES:
             inner = translate_model(layer_class, layer_config, where)
             entry: dict[str, Any] = {"class_name": inner["class_name"], "config": inner["config"]}
         else:
@@ -97,12 +100,36 @@ def translate_model(class_name: str, config: dict, where: str) -> dict:
         if "name" in layer:
             entry["name"] = layer["name"]
         if "inbound_nodes" in layer:
-            entry["inbound_nodes"] = [translate_node(node, str(layer.get("name")), where)
-                                      for node in layer["inbound_nodes"]]
+            nodes = [translate_node(node, str(layer.get("name")), where) for node in layer["inbound_nodes"]]
+            entry["inbound_nodes"] = [_renumber(node, node_offsets, node_counts, where) for node in nodes]
         layers.append(entry)
     translated: dict[str, Any] = {key: config[key] for key in MODEL_KEYS if key in config}
     translated["layers"] = layers
     return {"class_name": "Sequential" if class_name == "Sequential" else "Functional", "config": translated}
+
+
+def _node_offsets(layers: list) -> dict[str, int]:
+    """1 for nested models built on an Input: tf_keras counts the node that built them as their node 0,
+    Keras 3 does not."""
+    offsets = {}
+    for layer in layers:
+        if layer.get("class_name") in MODEL_CLASSES:
+            inner = (layer.get("config") or {}).get("layers") or [{}]
+            built_on_input = layer.get("class_name") != "Sequential" or inner[0].get("class_name") == "InputLayer"
+            offsets[str(layer.get("name"))] = int(built_on_input)
+    return offsets
+
+
+def _renumber(node: list, offsets: dict[str, int], counts: dict[str, int], where: str) -> list:
+    """The node with tf_keras's node indices, every reference checked to exist (tf_keras's rebuild loops
+    forever on a node it can never reach)."""
+    renumbered = []
+    for name, node_index, tensor_index, kwargs in node:
+        if name not in counts or not 0 <= node_index < max(counts[name], 1):
+            raise ModelError(f"the model config refers to node {node_index} of layer {name!r}, which it does not have",
+                             where, "save the model again with Keras 3 model.save")
+        renumbered.append([name, node_index + offsets.get(name, 0), tensor_index, kwargs])
+    return renumbered
 
 
 def translate_layer(class_name: str, config: dict, where: str) -> dict:
@@ -131,11 +158,15 @@ def translate_layer(class_name: str, config: dict, where: str) -> dict:
 
 def accepted_keys(cls: type) -> frozenset[str]:
     """The keyword arguments a tf_keras layer class takes: its own and its bases' up to tf_keras's Layer."""
+    import tf_keras
+
     keys = set(LAYER_BASE_KEYS)
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
+        if klass is tf_keras.layers.Layer:  # its **kwargs are LAYER_BASE_KEYS
+            break
         parameters = inspect.signature(init).parameters
         keys.update(p.name for p in parameters.values()
                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self")
@@ -250,17 +281,22 @@ def save_as_keras3(model: Any, source_path: str | Path, output: str | Path, *, t
 
 
 def _compile_as_saved(model3: Any, training_config: dict) -> None:
-    """Compile with the saved loss only (the optimizer state is not carried over); skip what Keras 3
-    cannot rebuild without custom code."""
+    """Compile with the saved loss and optimizer (fresh state, built so that Keras 3 loads the file without
+    a warning); when Keras 3 cannot rebuild them without custom code, the file is written uncompiled."""
+    import keras
+
     loss = training_config.get("loss")
+    optimizer = training_config.get("optimizer") or training_config.get("optimizer_config") or "adam"
     if loss is None:
         return
     try:
-        import keras
-
-        model3.compile(loss=keras.losses.deserialize(loss) if isinstance(loss, dict) else loss)
-    except Exception:  # a custom loss: the file is written uncompiled, as tf_keras files are
+        loss = keras.losses.deserialize(loss) if isinstance(loss, dict) else keras.losses.get(loss)
+        optimizer = keras.optimizers.deserialize(optimizer) if isinstance(optimizer, dict) else keras.optimizers.get(
+            optimizer)
+    except Exception:  # a custom loss or optimizer, not registered in this process
         return
+    model3.compile(optimizer=optimizer, loss=loss)
+    model3.optimizer.build(model3.trainable_variables)
 
 
 def _first_line(error: BaseException) -> str:
