@@ -488,7 +488,7 @@ MAX_ONE_HOT_CLASSES = 4096  # wider targets are not read whole to look for one-h
 ONE_HOT_NOTE = "labels given as one-hot rows: read as integer labels (the column of each row's 1)"
 
 
-def is_one_hot(y) -> bool:
+def is_one_hot(y: Any) -> bool:
     """True for one-hot class rows: 2-D, at least 2 columns, every value 0 or 1, exactly one 1 per row."""
     y = np.asarray(y)
     if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0:

@@ -20,8 +20,8 @@ weights into the user's Keras 3 model, so `cluster -o x.keras` gives a file Kera
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ CHECK_ROWS = 16
 RELATIVE_TOLERANCE = 1e-4  # of the largest output magnitude (at least 1): float32 round-off, not a change
 
 
-def load_native(path: str | Path, *, trust: bool = False) -> Any:
+def load_native(path: str | os.PathLike, *, trust: bool = False) -> Any:
     """The Keras 3 model in the file, not compiled; in safe mode unless `trust` (call `check_safe` first)."""
     import keras
 
@@ -259,7 +259,7 @@ def check_same_outputs(reference: Any, rebuilt: Any, where: str, *, seed: int = 
     return difference
 
 
-def save_as_keras3(model: Any, source_path: str | Path, output: str | Path, *, trust: bool = False,
+def save_as_keras3(model: Any, source_path: str | os.PathLike, output: str | os.PathLike, *, trust: bool = False,
                    training_config: dict | None = None) -> None:
     """Write tf_keras `model` (rebuilt from the Keras 3 file `source_path`, e.g. clustered) as a Keras 3
     file: the source model with `model`'s weights, checked to give the same outputs, compiled with its

@@ -72,12 +72,12 @@ CATEGORICAL_LOSSES = frozenset({"categorical_crossentropy", "CategoricalCrossent
                                 "CategoricalHinge", "categorical_focal_crossentropy", "CategoricalFocalCrossentropy"})
 
 
-def wants_one_hot(model) -> bool:
+def wants_one_hot(model: Any) -> bool:
     """True when `model` is compiled with a loss that takes one-hot targets (categorical cross-entropy...)."""
     return _loss_name(model) in CATEGORICAL_LOSSES
 
 
-def _loss_name(model) -> str:
+def _loss_name(model: Any) -> str:
     loss = getattr(model, "loss", None)
     if isinstance(loss, str):
         return loss
