@@ -53,7 +53,7 @@ def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: fl
     """
     callbacks = [epoch_callback(on_epoch, epochs)] if on_epoch else []
     if data.has_class_labels and wants_one_hot(model):
-        data = data.one_hot(int(model.output_shape[-1]))
+        data = data.one_hot(max(int(model.output_shape[-1]), data.num_classes or 0))  # a misfit is Keras's to report
     try:
         if data.streamed:
             history = _fit_streamed(model, data, epochs, batch_size, validation_split, callbacks)

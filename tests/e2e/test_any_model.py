@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ok, run_cli
+from helpers import ok, run_cli
 
 STEPS, CHANNELS, CLASSES = 24, 3, 3
 
@@ -311,19 +311,6 @@ def test_plain_saved_model_cannot_be_clustered_or_planned(plain_saved_model, sen
 
 
 # --- labels as the model expects them ------------------------------------------------------------------
-
-def test_one_hot_labels_are_read_as_integer_labels_and_recorded(sensor):
-    from tinycomp.data import ONE_HOT_NOTE, is_one_hot, load_dataset
-
-    ints, onehot = load_dataset(npz=sensor["ints"]), load_dataset(npz=sensor["onehot"])
-    np.testing.assert_array_equal(onehot.y_train, ints.y_train)
-    np.testing.assert_array_equal(onehot.y_test, ints.y_test)
-    assert onehot.has_class_labels and onehot.num_classes == CLASSES
-    assert ONE_HOT_NOTE in onehot.describe()["notes"] and ONE_HOT_NOTE not in ints.describe()["notes"]
-    assert not is_one_hot(np.array([[0.2, 0.8], [1.0, 0.0]]))  # probabilities are targets, not labels
-    assert not is_one_hot(np.array([[1, 1], [1, 0]]))
-    assert not is_one_hot(np.array([[1], [0]]))
-
 
 @pytest.fixture(scope="module")
 def categorical_tf_keras(tmp_path_factory, sensor) -> Path:
