@@ -67,7 +67,7 @@ def read_saved_config(path: str | Path, fmt: str) -> SavedModelConfig:
     readers = {"h5": _read_h5, "keras": _read_keras_zip, "savedmodel": _read_saved_model}
     try:
         config, training = readers[fmt](p)
-        version = _keras_version(p, fmt)
+        recorded = _keras_version(p, fmt)
     except (InputFileError, ModelError):
         raise
     except Exception as e:  # h5py, zip, JSON and protobuf errors all mean "cannot read the architecture"
@@ -75,11 +75,19 @@ def read_saved_config(path: str | Path, fmt: str) -> SavedModelConfig:
     if not isinstance(config, dict) or "class_name" not in config:
         raise InputFileError("the file has no model architecture (weights only?)", str(p),
                              "save the whole model with model.save(), not model.save_weights()")
+    version = recorded if recorded is not None else (3 if _looks_like_keras3(config) else 2)
     return SavedModelConfig(p, fmt, config, training if isinstance(training, dict) else None, version)
 
 
-def _keras_version(p: Path, fmt: str) -> int:
-    """3 when Keras 3 wrote the file (its recorded version), else 2 (tf_keras, or no version recorded)."""
+def _looks_like_keras3(config: dict) -> bool:
+    """For files that record no Keras version: Keras 3's InputLayer has `batch_shape` (tf_keras's
+    `batch_input_shape`)."""
+    return any(class_name == "InputLayer" and "batch_shape" in (layer.get("config") or {})
+               for _name, class_name, layer in iter_layers(config))
+
+
+def _keras_version(p: Path, fmt: str) -> int | None:
+    """3 when Keras 3 wrote the file, 2 for tf_keras (from the recorded version), None when none is recorded."""
     version = ""
     if fmt == "h5":
         import h5py
@@ -96,6 +104,8 @@ def _keras_version(p: Path, fmt: str) -> int:
                 version = metadata.get("keras_version", "") if isinstance(metadata, dict) else ""
     if isinstance(version, bytes):
         version = version.decode("utf-8", "replace")
+    if not version:
+        return None
     return 3 if str(version).startswith("3.") else 2
 
 

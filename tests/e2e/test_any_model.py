@@ -264,7 +264,9 @@ def test_keras3_layer_without_tf_keras_equivalent(keras3_models, sensor, tmp_pat
                           "and plan need tf_keras layers; convert the Keras 3 model with `tinycomp convert` (or "
                           "`quantize`) and compress the .tflite with `tinycomp palettize`"))
     _one_error_line(run_cli(["cluster", path, "--all", "4", "-o", tmp_path / "c.keras"]), 1, expected)
-    assert not (tmp_path / "c.keras").exists()
+    _one_error_line(run_cli(["plan", path, "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml",
+                             "--data", sensor["ints"]]), 1, expected)
+    assert list(tmp_path.iterdir()) == []
     ok(["convert", path, "-o", tmp_path / "rms.tflite"])  # TFLiteConverter takes the Keras 3 model itself
     assert (tmp_path / "rms.tflite").stat().st_size > 0
 

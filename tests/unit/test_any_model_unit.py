@@ -50,3 +50,28 @@ def test_one_hot_for_a_categorical_loss():
     encoded = data.one_hot(3)
     np.testing.assert_array_equal(encoded.y_train, np.eye(3)[[0, 2, 1, 2]])
     assert encoded.y_train.dtype == np.float32 and data.y_train.shape == (4,)  # the original is not changed
+
+
+def test_which_keras_wrote_a_keras_zip(tmp_path):
+    import json
+    import zipfile
+
+    from tinycomp.model_config import read_saved_config
+
+    def write(name: str, input_config: dict, metadata: dict | None) -> str:
+        config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "InputLayer", "config": {"name": "in", **input_config}},
+            {"class_name": "Dense", "config": {"name": "d", "units": 2}}]}}
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("config.json", json.dumps(config))
+            if metadata is not None:
+                z.writestr("metadata.json", json.dumps(metadata))
+        return str(path)
+
+    keras3 = {"batch_shape": [None, 4]}
+    tf_keras = {"batch_input_shape": [None, 4]}
+    assert read_saved_config(write("a.keras", tf_keras, {"keras_version": "3.15.1"}), "keras").keras_version == 3
+    assert read_saved_config(write("b.keras", keras3, {"keras_version": "2.21.0"}), "keras").keras_version == 2
+    assert read_saved_config(write("c.keras", keras3, None), "keras").keras_version == 3  # no version: the config
+    assert read_saved_config(write("d.keras", tf_keras, {}), "keras").keras_version == 2
