@@ -115,10 +115,11 @@ def _load_keras3(saved, trust: bool, for_conversion: bool, native: bool):
     from tinycomp import keras3
     from tinycomp.model_config import without_tf_keras_equivalent
 
-    if native or without_tf_keras_equivalent(saved):
-        if for_conversion or native:
-            return keras3.load_native(saved.path, trust=trust)
-        keras3.check_has_equivalents(saved)
+    rebuildable = not without_tf_keras_equivalent(saved)
+    if native or (for_conversion and not rebuildable):
+        return keras3.load_native(saved.path, trust=trust)
+    if not rebuildable:
+        keras3.check_has_equivalents(saved)  # raises: one ModelError naming the layers
     return keras3.to_tf_keras(keras3.load_native(saved.path, trust=trust), str(saved.path))
 
 
