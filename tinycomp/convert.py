@@ -1,5 +1,8 @@
 """Keras → TFLite flatbuffer bytes: float32, and int8 / dynamic-range / float16 quantization.
 
+The model is a tf_keras model, a Keras 3 model (converted directly) or a plain SavedModel's serving
+signature (saved_model.SignatureModel).
+
 Conversion goes through a tf.function concrete function with a fixed batch-1 input shape, as
 the TFLM tutorial does: TFLM has no dynamic tensors, and a Keras model converted directly may
 get a dynamic batch dimension. The int8 representative dataset walks the given calibration
@@ -69,6 +72,10 @@ def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.nda
 
 def batch1_input_shape(model) -> list[int]:
     """The model's single input shape with the batch dimension fixed to 1."""
+    from tinycomp.saved_model import SignatureModel
+
+    if isinstance(model, SignatureModel):
+        return model.batch1_shape()
     inputs = getattr(model, "inputs", None) or []
     if len(inputs) != 1:
         raise ModelError(f"the model has {len(inputs)} inputs; conversion supports exactly one",
@@ -83,6 +90,10 @@ def batch1_input_shape(model) -> list[int]:
 def _converter(model):
     import tensorflow as tf
 
+    from tinycomp.saved_model import SignatureModel
+
+    if isinstance(model, SignatureModel):  # a plain SavedModel: its serving signature at batch 1
+        return tf.lite.TFLiteConverter.from_concrete_functions([model.concrete_function()], model.module)
     shape = batch1_input_shape(model)
     function = tf.function(lambda x: model(x, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec(shape=shape, dtype=tf.float32))

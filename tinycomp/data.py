@@ -166,6 +166,14 @@ class Dataset:
             return self._map(lambda a: _reshape_rows(a, want))
         return self
 
+    def one_hot(self, classes: int) -> Dataset:
+        """This data with the integer labels as one-hot float32 rows of `classes` columns (for a loss
+        that takes one-hot targets)."""
+        eye = np.eye(classes, dtype=np.float32)
+        return Dataset(self.name, self.x_train, eye[np.asarray(self.y_train)], self.x_test, eye[np.asarray(self.y_test)],
+                       list(self.notes) + [f"labels one-hot encoded ({classes} columns) for the loss"],
+                       self.preprocessing, self.labels)
+
     def _map(self, fn) -> Dataset:
         x_train, x_test = fn(self.x_train), fn(self.x_test)
         y_train, y_test = (self.y_train, self.y_test) if self.labels else (x_train, x_test)
@@ -369,6 +377,9 @@ def _load_npy(x_path: Path, y_path: Path | None, *, scale=None, offset=None) -> 
             raise DataError(f"y has {len(y)} rows but x has {len(x)}", str(y_path), "give one label or target per row")
         if not np.issubdtype(y.dtype, np.number):
             raise DataError(f"y has dtype {y.dtype}; expected integer labels or numeric targets", str(y_path))
+        one_hot = y.ndim == 2 and 2 <= y.shape[1] <= MAX_ONE_HOT_CLASSES and is_one_hot(y)
+        if one_hot:
+            y = np.argmax(y, axis=1)
         targets = (_targets(np.asarray(y)) if y.ndim <= 2 and np.issubdtype(y.dtype, np.integer)
                    else MappedArray(y, Preprocessing(1.0, 0.0, "targets as given"), False))
         if isinstance(targets, np.ndarray) and _is_labels(targets) and len(targets) and targets.min() < 0:
@@ -379,7 +390,8 @@ def _load_npy(x_path: Path, y_path: Path | None, *, scale=None, offset=None) -> 
     note = f"the {len(x):,} rows of {x_path.name} serve both training/calibration and evaluation"
     if targets is None:
         return Dataset(x_path.name, inputs, inputs, inputs, inputs, [note], preprocessing, labels=False)
-    return Dataset(x_path.name, inputs, targets, inputs, targets, [note], preprocessing)
+    return Dataset(x_path.name, inputs, targets, inputs, targets, [note] + ([ONE_HOT_NOTE] if one_hot else []),
+                   preprocessing)
 
 
 def _open_npy(path: Path, key: str) -> np.ndarray:
@@ -465,7 +477,23 @@ def _preprocess(name: str, x_train, y_train, x_test, y_test, *, scale=None, offs
     x_train, x_test = prep(x_train), prep(x_test)
     if y_train is None:
         return Dataset(name, x_train, x_train, x_test, x_test, [], preprocessing, labels=False)
-    return Dataset(name, x_train, _targets(y_train), x_test, _targets(y_test), [], preprocessing)
+    notes = []
+    if is_one_hot(y_train) and is_one_hot(y_test):
+        y_train, y_test = np.argmax(y_train, axis=1), np.argmax(y_test, axis=1)
+        notes.append(ONE_HOT_NOTE)
+    return Dataset(name, x_train, _targets(y_train), x_test, _targets(y_test), notes, preprocessing)
+
+
+MAX_ONE_HOT_CLASSES = 4096  # wider targets are not read whole to look for one-hot rows
+ONE_HOT_NOTE = "labels given as one-hot rows: read as integer labels (the column of each row's 1)"
+
+
+def is_one_hot(y: Any) -> bool:
+    """True for one-hot class rows: 2-D, at least 2 columns, every value 0 or 1, exactly one 1 per row."""
+    y = np.asarray(y)
+    if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0:
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(np.sum(y == 1, axis=1) == 1))
 
 
 def _targets(y) -> np.ndarray:

@@ -155,7 +155,7 @@ def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: 
 
     from tinycomp.models import load_keras_model, predict_outputs
 
-    model = load_keras_model(path, trust=trust)
+    model = load_keras_model(path, trust=trust, for_conversion=True, native_keras3=True)
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     data = data.fit_to(input_shape)
     chosen = _task_for(data, output_shape, task)

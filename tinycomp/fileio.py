@@ -23,9 +23,9 @@ JsonDict = dict[str, Any]  # a JSON object as json.loads returns it
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TFLITE_IDENTIFIER = b"TFL3"
 ZIP_MAGIC = b"PK\x03\x04"
-KERAS_FORMATS = ("h5", "keras", "savedmodel")
-KERAS_FORMATS_HINT = ("give a Keras model: an .h5 file, a .keras file (tf_keras 'keras v3' format) or a "
-                      "SavedModel directory written by tf_keras model.save(dir)")
+KERAS_FORMATS = ("h5", "keras", "savedmodel", "signature")  # signature: a SavedModel without Keras metadata
+KERAS_FORMATS_HINT = ("give a Keras model: an .h5 or .keras file (tf_keras or Keras 3) or a "
+                      "SavedModel directory")
 
 
 def check_input_file(path: str | os.PathLike, kind: str = "file") -> Path:
@@ -93,7 +93,8 @@ def check_keras_model_path(path: str | os.PathLike) -> Path:
 
 
 def keras_model_format(path: str | os.PathLike) -> str:
-    """'h5', 'keras' or 'savedmodel' for a Keras model at `path`; InputFileError otherwise."""
+    """'h5', 'keras', 'savedmodel' (written by tf_keras) or 'signature' (a SavedModel without Keras
+    metadata) for a model at `path`; InputFileError otherwise."""
     p = Path(path)
     if p.is_dir():
         return _check_saved_model_dir(p)
@@ -113,10 +114,7 @@ def keras_model_format(path: str | os.PathLike) -> str:
 def _check_saved_model_dir(p: Path) -> str:
     if not (p / "saved_model.pb").is_file():
         raise InputFileError("directory is not a SavedModel (no saved_model.pb)", str(p), KERAS_FORMATS_HINT)
-    if not (p / "keras_metadata.pb").is_file():
-        raise InputFileError("SavedModel was not written by Keras (no keras_metadata.pb)", str(p),
-                             "save it with tf_keras model.save(dir), or give an .h5 or .keras file")
-    return "savedmodel"
+    return "savedmodel" if (p / "keras_metadata.pb").is_file() else "signature"
 
 
 def _check_keras_zip(p: Path) -> str:

@@ -5,12 +5,13 @@ Loading a Keras model can run code: a Lambda layer stores its Python function's 
 deserialized, the architecture JSON is read as plain data:
 
 - .h5: the `model_config` attribute of the HDF5 root (and `training_config` for the loss);
-- .keras (tf_keras "keras v3" zip): `config.json` (with its `compile_config`);
+- .keras (a zip, tf_keras "keras v3" or Keras 3): `config.json` (with its `compile_config`);
 - SavedModel directory written by tf_keras: the root node's JSON metadata in `keras_metadata.pb`.
 
-Every layer class is checked against the built-in tf_keras layers, TFMOT's clustering wrappers and
-tinycomp's own layers; Lambda layers and unknown classes are refused with `UnsafeModelError`
-naming the layer. Subclassed, multi-input and multi-output models are refused with one
+Which Keras wrote the file is read too (`keras_version`: 2 for tf_keras, 3 for Keras 3, from the
+.keras zip's `metadata.json` or the .h5's `keras_version` attribute). Every layer class is checked
+against the built-in layers of that Keras (tf_keras: also TFMOT's clustering wrappers); Lambda
+layers and unknown classes are refused with `UnsafeModelError` naming the layer. Subclassed, multi-input and multi-output models are refused with one
 `ModelError` saying what is supported.
 """
 
@@ -29,13 +30,17 @@ TFMOT_CLASSES = frozenset({"ClusterWeights", "ClusterWeightsMHA", "ClusterWeight
 # Built-in layers that tf_keras adds for raw TF ops in Functional models: the op is stored by its
 # TF API name (e.g. "math.add") and looked up, not stored as code.
 TF_OP_CLASSES = frozenset({"TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod", "InstanceProperty"})
+METADATA_MAX_BYTES = 64 * 1024  # a .keras zip's metadata.json holds a version and a date
 CODE_CLASSES = frozenset({"Lambda"})  # built-in, but they carry Python bytecode
+# Keras 3 layers that wrap another framework's objects (a pickled torch module, a SavedModel at a path, JAX
+# functions): not deserialized without --trust-model.
+KERAS3_FOREIGN_CLASSES = frozenset({"TorchModuleWrapper", "TFSMLayer", "JaxLayer", "FlaxLayer"})
 SUPPORTED = ("supported: Functional and Sequential tf_keras models with one input and one output "
              "(Conv1D/Conv2D, DepthwiseConv2D, SeparableConv2D, Dense, BatchNormalization, Add/Concatenate, pooling...)")
 TRUST_HINT = "re-run with --trust-model if you trust this file"
 LOAD_HINTS = {
     "h5": "give an .h5 written by `tinycomp train` or `cluster`, or by tf_keras model.save",
-    "keras": "give a .keras file written by tinycomp or by tf_keras model.save('model.keras')",
+    "keras": "give a .keras file written by tinycomp or by model.save('model.keras') (tf_keras or Keras 3)",
     "savedmodel": "give a SavedModel directory written by tf_keras model.save(dir)",
 }
 
@@ -48,6 +53,7 @@ class SavedModelConfig:
     format: str  # h5 | keras | savedmodel
     config: dict  # {"class_name": ..., "config": {...}} of the model
     training_config: dict | None  # {"loss": ...} as saved by model.compile, or None
+    keras_version: int = 2  # 2: tf_keras (Keras 2), 3: Keras 3
 
     @property
     def saved_loss(self):
@@ -61,6 +67,7 @@ def read_saved_config(path: str | Path, fmt: str) -> SavedModelConfig:
     readers = {"h5": _read_h5, "keras": _read_keras_zip, "savedmodel": _read_saved_model}
     try:
         config, training = readers[fmt](p)
+        recorded = _keras_version(p, fmt)
     except (InputFileError, ModelError):
         raise
     except Exception as e:  # h5py, zip, JSON and protobuf errors all mean "cannot read the architecture"
@@ -68,7 +75,38 @@ def read_saved_config(path: str | Path, fmt: str) -> SavedModelConfig:
     if not isinstance(config, dict) or "class_name" not in config:
         raise InputFileError("the file has no model architecture (weights only?)", str(p),
                              "save the whole model with model.save(), not model.save_weights()")
-    return SavedModelConfig(p, fmt, config, training if isinstance(training, dict) else None)
+    version = recorded if recorded is not None else (3 if _looks_like_keras3(config) else 2)
+    return SavedModelConfig(p, fmt, config, training if isinstance(training, dict) else None, version)
+
+
+def _looks_like_keras3(config: dict) -> bool:
+    """For files that record no Keras version: Keras 3's InputLayer has `batch_shape` (tf_keras's
+    `batch_input_shape`)."""
+    return any(class_name == "InputLayer" and "batch_shape" in (layer.get("config") or {})
+               for _name, class_name, layer in iter_layers(config))
+
+
+def _keras_version(p: Path, fmt: str) -> int | None:
+    """3 when Keras 3 wrote the file, 2 for tf_keras (from the recorded version), None when none is recorded."""
+    version = ""
+    if fmt == "h5":
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            version = f.attrs.get("keras_version", "")
+    elif fmt == "keras":
+        import zipfile
+
+        with zipfile.ZipFile(p) as z:
+            if "metadata.json" in z.namelist():
+                with z.open("metadata.json") as f:
+                    metadata = json.loads(f.read(METADATA_MAX_BYTES))
+                version = metadata.get("keras_version", "") if isinstance(metadata, dict) else ""
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
+    if not version:
+        return None
+    return 3 if str(version).startswith("3.") else 2
 
 
 def _read_h5(p: Path) -> tuple[dict | None, dict | None]:
@@ -135,16 +173,20 @@ def _count_endpoints(endpoints) -> int:
 
 def check_safe(saved: SavedModelConfig) -> None:
     """Raise UnsafeModelError for the first layer whose loading would run code from the file."""
-    allowed = allowed_classes()
+    allowed = allowed_classes() if saved.keras_version < 3 else keras3_allowed_classes()
+    keras_name = "tf_keras" if saved.keras_version < 3 else "Keras 3"
     for name, class_name, layer in iter_layers(saved.config):
         if class_name in CODE_CLASSES:
             raise UnsafeModelError(f"model has a {class_name} layer {name!r} whose Python code would run on load",
                                    str(saved.path), TRUST_HINT)
         registered = layer.get("registered_name")
-        if class_name not in allowed or registered not in (None, class_name):
+        module = layer.get("module")
+        foreign_module = (saved.keras_version >= 3 and isinstance(module, str)
+                          and module.split(".")[0] != "keras")
+        if class_name not in allowed or registered not in (None, class_name) or foreign_module:
             shown = registered or class_name
             raise UnsafeModelError(f"model has a custom layer {name!r} of class {shown!r}, which is not a built-in "
-                                   "tf_keras layer; loading it would run code from outside tf_keras",
+                                   f"{keras_name} layer; loading it would run code from outside {keras_name}",
                                    str(saved.path), TRUST_HINT)
 
 
@@ -181,6 +223,29 @@ def allowed_classes() -> frozenset[str]:
                    if isinstance(obj, type) and issubclass(obj, tf_keras.layers.Layer)}
         _ALLOWED = frozenset((builtin - CODE_CLASSES) | MODEL_CLASSES | TFMOT_CLASSES | TF_OP_CLASSES | {"InputLayer"})
     return _ALLOWED
+
+
+_KERAS3_ALLOWED: frozenset[str] | None = None
+
+
+def keras3_allowed_classes() -> frozenset[str]:
+    """Keras 3's built-in layer classes (Lambda excepted): Keras 3 deserializes them in safe mode without
+    running code from the file."""
+    global _KERAS3_ALLOWED
+    if _KERAS3_ALLOWED is None:
+        import keras
+
+        builtin = {name for name, obj in vars(keras.layers).items()
+                   if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)}
+        _KERAS3_ALLOWED = frozenset((builtin - CODE_CLASSES - KERAS3_FOREIGN_CLASSES) | MODEL_CLASSES | {"InputLayer"})
+    return _KERAS3_ALLOWED
+
+
+def without_tf_keras_equivalent(saved: SavedModelConfig) -> list[tuple[str, str]]:
+    """(layer name, class) of every layer of a Keras 3 model that tf_keras has no built-in layer for."""
+    tf_keras_classes = allowed_classes() - TFMOT_CLASSES - TF_OP_CLASSES
+    return [(name, class_name) for name, class_name, _layer in iter_layers(saved.config)
+            if class_name not in tf_keras_classes]
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,6 +1,7 @@
 """Keras models: the tutorial's CNN, safe .h5/.keras/SavedModel load, save, compile, evaluate, seeding.
 
-Everything is tf_keras (Keras 2), the Keras that TFMOT's clustering works with. TensorFlow is
+Everything is tf_keras (Keras 2), the Keras that TFMOT's clustering works with; Keras 3 files are
+rebuilt as tf_keras (tinycomp.keras3). TensorFlow is
 imported inside the functions so that `import tinycomp.models` stays fast (the CLI's `--help`
 must not pay for loading TensorFlow).
 """
@@ -67,24 +68,59 @@ def build_tutorial_cnn(input_shape: tuple = (28, 28, 1), num_classes: int = 10):
     ], name="sequential")
 
 
-def load_keras_model(path: str | os.PathLike, *, trust: bool = False):
-    """Load a Keras model (not compiled): .h5, .keras or a SavedModel directory saved by tf_keras,
-    also one saved with TFMOT cluster wrappers.
+def load_keras_model(path: str | os.PathLike, *, trust: bool = False, for_conversion: bool = False,
+                     native_keras3: bool = False):
+    """Load a model (not compiled): .h5, .keras or a SavedModel directory saved by tf_keras, also one
+    saved with TFMOT cluster wrappers; .h5 and .keras files written by Keras 3; and, with
+    `for_conversion`, a SavedModel without Keras metadata (its serving signature).
 
     The architecture is read as data first (`model_config`): subclassed, multi-input and
     multi-output models are refused, and unless `trust` is True so are models whose loading would
     run code (Lambda layers, custom classes): `UnsafeModelError` names the layer. The saved
     training configuration (loss) is remembered for `compile_for_training`.
+
+    A Keras 3 model comes back rebuilt as tf_keras with the same weights, checked to give the same
+    outputs (`keras3.to_tf_keras`). Where tf_keras has no equivalent layer, `for_conversion` (convert,
+    quantize, eval) gets the Keras 3 model itself, which TFLiteConverter converts directly; otherwise
+    (cluster, plan) one ModelError names the layers; `native_keras3` (eval) always gets the Keras 3 model,
+    so a Keras 3 file is measured as the user's Keras runs it. A plain SavedModel is a `saved_model.SignatureModel`
+    with `for_conversion`, else one ModelError pointing to quantize + palettize.
     """
     fmt = fileio.keras_model_format(path)
+    if fmt == "signature":
+        return _load_signature(Path(path), for_conversion)
     saved = model_config.read_saved_config(Path(path), fmt)
     model_config.check_structure(saved)
     if not trust:
         model_config.check_safe(saved)
-    model = _deserialize(Path(path), fmt, trust)
-    check_supported(model, str(path))
+    if saved.keras_version >= 3:
+        model = _load_keras3(saved, trust, for_conversion, native_keras3)
+    else:
+        model = _deserialize(Path(path), fmt, trust)
+        check_supported(model, str(path))
     _SAVED.set(model, saved)
     return model
+
+
+def _load_signature(p: Path, for_conversion: bool):
+    from tinycomp.saved_model import NOT_KERAS_HINT, load_signature_model
+
+    if not for_conversion:
+        raise ModelError("a SavedModel without Keras metadata has no layers to cluster or fine-tune", str(p),
+                         NOT_KERAS_HINT)
+    return load_signature_model(p)
+
+
+def _load_keras3(saved, trust: bool, for_conversion: bool, native: bool):
+    from tinycomp import keras3
+    from tinycomp.model_config import without_tf_keras_equivalent
+
+    rebuildable = not without_tf_keras_equivalent(saved)
+    if native or (for_conversion and not rebuildable):
+        return keras3.load_native(saved.path, trust=trust)
+    if not rebuildable:
+        keras3.check_has_equivalents(saved)  # raises: one ModelError naming the layers
+    return keras3.to_tf_keras(keras3.load_native(saved.path, trust=trust), str(saved.path))
 
 
 def _deserialize(p: Path, fmt: str, trust: bool):
@@ -136,8 +172,18 @@ def saved_config(model):
     return _SAVED.get(model)
 
 
-def save_keras_model(model, path: str | os.PathLike) -> None:
-    """Write `model` atomically: the .keras format when `path` ends in .keras, else .h5."""
+def save_keras_model(model, path: str | os.PathLike, *, like=None, trust: bool = False) -> None:
+    """Write `model` atomically: the .keras format when `path` ends in .keras, else .h5.
+
+    When `like` (a loaded model `model` was made from) came from a Keras 3 file, the file is written
+    by Keras 3: the user's model with `model`'s weights (keras3.save_as_keras3), so their Keras loads it.
+    """
+    saved = saved_config(like) if like is not None else None
+    if saved is not None and saved.keras_version >= 3:
+        from tinycomp import keras3
+
+        keras3.save_as_keras3(model, saved.path, path, trust=trust, training_config=saved.training_config)
+        return
     keras_format = str(path).endswith(".keras")
     try:
         with fileio.atomic_path(path) as tmp, _quiet_h5_save():
@@ -176,7 +222,10 @@ class LossChoice:
     reason: str
 
     def describe(self) -> dict:
-        return {"loss": self.name, "from_logits": self.from_logits, "reason": self.reason}
+        described = {"loss": self.name, "from_logits": self.from_logits, "reason": self.reason}
+        if self.name == "categorical_crossentropy":
+            described["labels"] = "one-hot, built from the integer labels"
+        return described
 
     def build(self):
         import tf_keras

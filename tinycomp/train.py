@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tinycomp.data import Dataset
-from tinycomp.errors import DataError, InvalidValue
+from tinycomp.errors import DataError, InvalidValue, ModelError
 from tinycomp.models import build_tutorial_cnn, compile_for_training, evaluate_keras, set_seed
 
 # on_epoch(epoch_index, epochs, logs): epoch_index counts from 0; logs maps metric → float.
@@ -46,14 +46,47 @@ def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validatio
 
 def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: float,
         on_epoch: EpochCallback | None = None) -> dict[str, list[float]]:
-    """model.fit quietly (verbose=0), reporting epochs to `on_epoch`; returns the history as floats."""
+    """model.fit quietly (verbose=0), reporting epochs to `on_epoch`; returns the history as floats.
+
+    A model compiled with a categorical loss (one-hot targets) gets one-hot labels built from the
+    integer labels. A failure inside Keras's fit is one ModelError saying what the loss and targets were.
+    """
     callbacks = [epoch_callback(on_epoch, epochs)] if on_epoch else []
-    if data.streamed:
-        history = _fit_streamed(model, data, epochs, batch_size, validation_split, callbacks)
-    else:
-        history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                            validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
+    if data.has_class_labels and wants_one_hot(model):
+        data = data.one_hot(max(int(model.output_shape[-1]), data.num_classes or 0))  # a misfit is Keras's to report
+    try:
+        if data.streamed:
+            history = _fit_streamed(model, data, epochs, batch_size, validation_split, callbacks)
+        else:
+            history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
+                                validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
+    except (ValueError, TypeError) as e:  # Keras's shape and dtype checks of targets against outputs and loss
+        raise ModelError(f"fine-tuning failed: {_first_line(e)}", f"loss {_loss_name(model)}, targets of shape "
+                         f"{tuple(data.y_train.shape[1:])}, outputs of shape {tuple(model.output_shape[1:])}",
+                         "give targets the loss can take (integer labels, or one-hot rows for a classifier), "
+                         "or choose the task with --task") from e
     return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+CATEGORICAL_LOSSES = frozenset({"categorical_crossentropy", "CategoricalCrossentropy", "categorical_hinge",
+                                "CategoricalHinge", "categorical_focal_crossentropy", "CategoricalFocalCrossentropy"})
+
+
+def wants_one_hot(model: Any) -> bool:
+    """True when `model` is compiled with a loss that takes one-hot targets (categorical cross-entropy...)."""
+    return _loss_name(model) in CATEGORICAL_LOSSES
+
+
+def _loss_name(model: Any) -> str:
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return loss
+    return str(getattr(loss, "__name__", None) or type(loss).__name__)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
 
 
 def _fit_streamed(model, data: Dataset, epochs: int, batch_size: int, validation_split: float, callbacks):

@@ -180,22 +180,19 @@ CASES = [
     Case("convert-directory",
          lambda c: (["convert", _dir(c), "-o", _out(c)], _out(c)),
          rf"directory is not a SavedModel \(no saved_model\.pb\) \({ANY_PATH}a_directory\.h5\) "
-         r"— give a Keras model: an \.h5 file, a \.keras file \(tf_keras 'keras v3' format\) or a SavedModel directory "
-         r"written by tf_keras model\.save\(dir\)"),
+         r"— give a Keras model: an \.h5 or \.keras file \(tf_keras or Keras 3\) or a SavedModel directory"),
     Case("convert-empty-file",
          lambda c: (["convert", _empty(c, "empty.h5"), "-o", _out(c)], _out(c)),
          rf"Keras model is empty \({ANY_PATH}empty\.h5\) — re-create it with the step that writes it"),
     Case("convert-tflite-given-for-h5",
          lambda c: (["convert", _int8(c), "-o", _out(c)], _out(c)),
          rf"this is a \.tflite flatbuffer, not a Keras model \({ANY_PATH}\) "
-         r"— give a Keras model: an \.h5 file, a \.keras file \(tf_keras 'keras v3' format\) or a SavedModel directory "
-         r"written by tf_keras model\.save\(dir\)"),
+         r"— give a Keras model: an \.h5 or \.keras file \(tf_keras or Keras 3\) or a SavedModel directory"),
     Case("quantize-random-bytes-h5",
          lambda c: (["quantize", c.write("random.h5", b"\x00junk" * 100), "-o", _out(c), "--method", "dynamic"],
                     _out(c)),
          rf"not a Keras model \(neither \.h5, \.keras nor a SavedModel directory\) \({ANY_PATH}random\.h5\) "
-         r"— give a Keras model: an \.h5 file, a \.keras file \(tf_keras 'keras v3' format\) or a SavedModel directory "
-         r"written by tf_keras model\.save\(dir\)"),
+         r"— give a Keras model: an \.h5 or \.keras file \(tf_keras or Keras 3\) or a SavedModel directory"),
     Case("convert-truncated-h5",
          lambda c: (["convert", c.write("cut.h5", _h5(c).read_bytes()[:3000]), "-o", _out(c)], _out(c)),
          rf"cannot load Keras model: .+ \({ANY_PATH}cut\.h5\) — give an \.h5 written by `tinycomp train` or "

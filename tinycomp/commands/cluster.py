@@ -45,7 +45,8 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
             load_data: Callable) -> None:
     """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save (.h5, or .keras by -o's name).
 
-    The model may be .h5, .keras or a SavedModel directory. Fine-tuning uses the loss the model was
+    The model may be .h5, .keras or a SavedModel directory; a Keras 3 file is clustered as its tf_keras
+    rebuild and written back by Keras 3. Fine-tuning uses the loss the model was
     compiled with when it was saved (else: sparse cross-entropy for classifiers, from logits when
     the output has no softmax; MSE for regression). Writes the effective clustering spec next to
     the output (OUTPUT with .yaml) for `find-tensors --clustering`, and metrics (OUTPUT with .json).
@@ -91,7 +92,7 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     with render.progress("fine-tuning", max(epochs, 1)) as advance:
         result = cluster_model(model, spec, data, epochs=epochs, batch_size=batch_size, seed=seed,
                                on_epoch=render.epoch_callback(advance), learning_rate=learning_rate, task=task)
-    save_keras_model(result.model, output)
+    save_keras_model(result.model, output, like=model, trust=trust)
     write_text_atomic(sidecar_path(output, ".yaml"),
                       dump_clustering_spec(spec, f"Effective clustering of {output} (from {model_path})"))
     record = ClusterRecord(source=str(model_path), dataset=data.describe(), test_accuracy=result.test_accuracy,

@@ -157,9 +157,10 @@ def seed_option(fn: Callable) -> Callable:
 
 
 def load_model_and_data(model_path: str, load_data: Callable, *, trust: bool = False,
-                        task: str | None = None) -> tuple[Any, Any]:
+                        task: str | None = None, for_conversion: bool = False) -> tuple[Any, Any]:
     """The Keras model at `model_path` (.h5, .keras or a SavedModel directory) and the data, checked
-    to fit each other for the task (`task`, or chosen from the data and the model's output)."""
+    to fit each other for the task (`task`, or chosen from the data and the model's output).
+    `for_conversion`: see models.load_keras_model (Keras 3 and plain SavedModels as they are)."""
     from tinycomp.data import check_fits_model
     from tinycomp.fileio import check_keras_model_path
     from tinycomp.metrics import choose_task
@@ -169,7 +170,7 @@ def load_model_and_data(model_path: str, load_data: Callable, *, trust: bool = F
     import_tensorflow_quietly()
     check_keras_model_path(model_path)
     data = load_data()
-    model = load_keras_model(model_path, trust=trust)
+    model = load_keras_model(model_path, trust=trust, for_conversion=for_conversion)
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     data = data.fit_to(input_shape)
     chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
@@ -178,7 +179,7 @@ def load_model_and_data(model_path: str, load_data: Callable, *, trust: bool = F
     return model, data
 
 
-def load_model(model_path: str, *, trust: bool = False) -> Any:
+def load_model(model_path: str, *, trust: bool = False, for_conversion: bool = False) -> Any:
     """The Keras model at `model_path` (.h5, .keras or a SavedModel directory), loaded safely unless trusted."""
     from tinycomp.fileio import check_keras_model_path
     from tinycomp.models import load_keras_model
@@ -186,7 +187,7 @@ def load_model(model_path: str, *, trust: bool = False) -> Any:
 
     check_keras_model_path(model_path)
     import_tensorflow_quietly()
-    return load_keras_model(model_path, trust=trust)
+    return load_keras_model(model_path, trust=trust, for_conversion=for_conversion)
 
 
 def strip_summary(result: Any) -> str:

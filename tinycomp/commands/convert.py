@@ -12,7 +12,7 @@ from tinycomp.commands.common import CONTEXT, load_model, output_option, trust_o
 @output_option
 @trust_option
 def command(model: str, output: str, trust: bool) -> None:
-    """Convert a Keras model (.h5, .keras or SavedModel) to a float32 .tflite (fixed batch-1 input, as TFLM needs).
+    """Convert a model (.h5 or .keras from tf_keras or Keras 3, or a SavedModel) to a float32 .tflite (batch-1 input).
 
     \b
     Example:
@@ -31,6 +31,6 @@ def run(*, model_path: str, output: str, trust: bool = False) -> None:
     check_keras_model_path(model_path)
     check_output_path(output, model_path)
     start = time.perf_counter()
-    data = convert_float32(load_model(model_path, trust=trust))
+    data = convert_float32(load_model(model_path, trust=trust, for_conversion=True))
     write_bytes_atomic(output, data)
     render.out.print(f"Wrote {output}: float32, {len(data):,} bytes ({time.perf_counter() - start:.1f} s)")

@@ -42,7 +42,7 @@ IO_TYPES = ("uint8", "int8", "float32")
 @data_options
 def command(model: str, output: str, method: str, io_type: str, calibration_samples: int, per_tensor_dense: bool,
             task: str | None, trust: bool, seed: int, load_data: Callable) -> None:
-    """Post-training quantization of a Keras model (.h5, .keras or SavedModel) to .tflite.
+    """Post-training quantization of a model (.h5 or .keras from tf_keras or Keras 3, or a SavedModel) to .tflite.
 
     \b
     Example:
@@ -65,10 +65,10 @@ def run(*, model_path: str, output: str, method: str, io_type: str, calibration_
     check_output_path(output, model_path)
     start = time.perf_counter()
     if method in CALIBRATED:
-        model, data = load_model_and_data(model_path, load_data, trust=trust, task=task)
+        model, data = load_model_and_data(model_path, load_data, trust=trust, task=task, for_conversion=True)
         calibration = pick_calibration(data, calibration_samples, seed)
     else:
-        model, calibration = load_model(model_path, trust=trust), None
+        model, calibration = load_model(model_path, trust=trust, for_conversion=True), None
     result = quantize_model(model, method=method, io=io_type, calibration=calibration,
                             per_tensor_dense=per_tensor_dense)
     write_bytes_atomic(output, result)
