@@ -387,11 +387,12 @@ class PalettizationSpec:
     """The weight tensors `palettize --spec` clusters and each one's bits (what `plan` writes for a .tflite)."""
 
     tensors: tuple[TensorBits, ...]
+    decode_budget: int | None = None  # bytes; `compress` slices larger decoded kernels (plan writes it)
 
 
 def parse_palettization_spec(text: str, source: str = "palettization spec") -> PalettizationSpec:
     """Parse and validate a palettization spec (see PALETTIZATION_EXAMPLE)."""
-    top = _load_yaml(text, source).mapping(("tensors",), ("tensors",))
+    top = _load_yaml(text, source).mapping(("decode_budget", "tensors"), ("tensors",))
     tensors = []
     for node in top["tensors"].items():
         if isinstance(node.value, dict) and "compression" in node.value:
@@ -405,12 +406,12 @@ def parse_palettization_spec(text: str, source: str = "palettization spec") -> P
     if not tensors:
         raise top["tensors"].fail("no tensors listed", "list at least one tensor, or run `tinycomp plan MODEL.tflite`")
     _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
-    return PalettizationSpec(tuple(tensors))
+    return PalettizationSpec(tuple(tensors), _decode_budget(top))
 
 
 def dump_palettization_spec(spec: PalettizationSpec, header: str | None = None) -> str:
     """YAML that `parse_palettization_spec` reads back to an equal spec; labels become comments."""
-    lines = _comments(header) + ["tensors:"]
+    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:"]
     for t in spec.tensors:
         lines += _comments(t.label, "  ")
         lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", f"    bits: {t.bits}"]

@@ -213,6 +213,32 @@ def test_plan_tflite_writes_the_spec_palettize_takes(int8_files, tmp_path):
     assert (tmp_path / "c.tflite").stat().st_size == record["plan"]["exact_bytes"]  # the plan's bytes are the file's
 
 
+def test_plan_tflite_slices_before_it_leaves_a_tensor_unpalettized(int8_files, tmp_path):
+    """Under a RAM budget the unsliced plan misses, plan writes a decode budget; palettize passes it to
+    compress through its spec, and the chain's file has the plan's exact bytes and arena."""
+    from tinycomp.tflm import arena_of, run_parallel
+
+    source, data = int8_files["per_channel"], ["--data", int8_files["data"]]
+    ok(["plan", source, "--max-accuracy-drop", "50", "--no-check", "-o", tmp_path / "loose.yaml", *data])
+    loose = json.loads((tmp_path / "loose.json").read_text())["plan"]
+    assert loose["choices"]["dense"]["clusters"] is not None  # the 288×32 dense kernel (9,216 decoded bytes)
+    budget = loose["arena_bytes"] - 2048
+    plan = tmp_path / "plan.yaml"
+    result = ok(["plan", source, "--max-accuracy-drop", "50", "--no-check", "--ram-budget", str(budget), "-o", plan, *data])
+    assert "sliced along their output channels" in result.output
+    spec = parse_palettization_spec(plan.read_text(), str(plan))
+    record = json.loads((tmp_path / "plan.json").read_text())["plan"]
+    assert spec.decode_budget is not None and record["arena_bytes"] <= budget
+    assert record["choices"]["dense"]["clusters"] is not None and not record["uncompressed_for_ram"]
+    out = tmp_path / "planned.tflite"
+    ok(["palettize", source, "--spec", plan, "-o", out])
+    assert f"decode_budget: {spec.decode_budget}" in (tmp_path / "planned.yaml").read_text()
+    compressed = tmp_path / "c.tflite"
+    assert "Sliced tensor" in ok(["compress", out, "--spec", tmp_path / "planned.yaml", "-o", compressed]).output
+    assert compressed.stat().st_size == record["exact_bytes"]
+    assert run_parallel(arena_of, [(compressed.read_bytes(),)], 1) == [record["arena_bytes"]]
+
+
 @pytest.mark.slow
 def test_plan_tflite_shards_merge_to_the_unsharded_plan(int8_files, tmp_path):
     source, data = int8_files["per_tensor"], ["--data", int8_files["data"]]

@@ -92,11 +92,19 @@ def test_palettization_spec_round_trips():
     assert text.startswith("# a header\n# over two lines\ntensors:\n")
 
 
+def test_palettization_spec_carries_the_plans_decode_budget():
+    spec = PalettizationSpec((TensorBits(0, 7, 3),), decode_budget=25600)
+    text = dump_palettization_spec(spec)
+    assert text.startswith("decode_budget: 25600\ntensors:\n") and parse_palettization_spec(text) == spec
+
+
 @pytest.mark.parametrize("text, message", [
     ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 8\n",
      "8 is out of range (spec: tensors[0].bits) — use a value in 1–7"),
     ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 3\n    clusters: 8\n",
      "unknown key 'clusters' (spec: tensors[0].clusters) — allowed keys here: subgraph, tensor, bits, name"),
+    ("decode_budget: 0\ntensors:\n  - {subgraph: 0, tensor: 7, bits: 3}\n",
+     "0 is out of range (spec: decode_budget) — use a value >= 1"),
     ("tensors:\n  - subgraph: 0\n    tensor: 7\n    compression:\n      - lut:\n          index_bitwidth: 3\n",
      "this is a compression spec (for `tinycomp compress`), not a palettization spec (spec: tensors[0].compression)"
      " — give palettize the spec `tinycomp plan MODEL.tflite` writes: subgraph, tensor and bits per tensor"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from tinycomp.commands.common import CONTEXT, exactly_one_of, output_option, verbatim
@@ -93,7 +95,8 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     header = (f"Compression spec for {output}, written by tinycomp palettize "
               f"({'--spec ' + spec_path if spec_path else f'--bits {bits}'})")
     write_bytes_atomic(output, result.data)
-    write_text_atomic(yaml_path, dump_compression_spec(kept.spec(), header))
+    decode_budget = spec.decode_budget if spec_path else None  # the plan's RAM budget reaches compress
+    write_text_atomic(yaml_path, dump_compression_spec(replace(kept.spec(), decode_budget=decode_budget), header))
     render.out.print(render.palettize_table(result.tensors, {(c.weight.subgraph, c.weight.index): c for c in found.choices}))
     before = sum(c.bytes_before for c in kept.choices)
     after = sum(c.bytes_after for c in kept.choices)

@@ -196,7 +196,10 @@ def run_plan(options: Options, budget, measurement, load_data: Callable) -> None
         + (f", measured {chosen.checked_drop:+.2f} {table.unit}" if chosen.checked_drop is not None else "")
         + f"; a {chosen.arena_bytes:,}-byte TFLM arena"
         + (f" (left unpalettized for --ram-budget: {', '.join(chosen.uncompressed_for_ram)})"
-           if chosen.uncompressed_for_ram else "") + ".")
+           if chosen.uncompressed_for_ram else "")
+        + (f", with kernels decoding to over {chosen.decode_budget:,} bytes sliced along their output channels "
+           "(decode_budget in the spec; palettize passes it to compress)" if chosen.decode_budget is not None else "")
+        + ".")
     render.out.print(f"Wrote {options.output} and {sidecar_path(options.output, '.json')}; next: tinycomp palettize "
                      f"{options.model} --spec {options.output} -o OUT.tflite  ({time.perf_counter() - started:.1f} s)")
 

@@ -214,12 +214,17 @@ def decode_budgets(infos: dict[str, WeightInfo], names: frozenset[str]) -> list[
     A kernel of C output channels of B bytes each is cut into n slices at budget ⌈C/n⌉·B; budgets
     below the largest kernel's size and not below any kernel's single channel are listed.
     """
-    sliceable = [infos[n] for n in names if infos[n].op in SLICED_OPS and infos[n].shape]
+    return kernel_decode_budgets([(infos[n].op, infos[n].shape, infos[n].bytes) for n in names])
+
+
+def kernel_decode_budgets(kernels: list[tuple[str, tuple[int, ...], int]]) -> list[int]:
+    """`decode_budgets` for kernels given as (operator, shape, decoded bytes)."""
+    sliceable = [(shape[0], size) for op, shape, size in kernels if op in SLICED_OPS and shape]
     if not sliceable:
         return []
-    largest = max(i.bytes for i in sliceable)
-    floor = max(i.bytes // i.shape[0] for i in sliceable)
-    budgets = {math.ceil(i.shape[0] / n) * (i.bytes // i.shape[0]) for i in sliceable for n in range(1, i.shape[0] + 1)}
+    largest = max(size for _, size in sliceable)
+    floor = max(size // channels for channels, size in sliceable)
+    budgets = {math.ceil(channels / n) * (size // channels) for channels, size in sliceable for n in range(1, channels + 1)}
     return sorted((b for b in budgets if floor <= b < largest), reverse=True)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tinycomp.data import Dataset
-from tinycomp.errors import InvalidValue, ModelError
+from tinycomp.errors import InterpreterError, InvalidValue, ModelError
 from tinycomp.metrics import Task
 from tinycomp.plan.candidates import (
     CONTROL,
@@ -42,12 +42,13 @@ from tinycomp.plan.choose import (
     Option,
     Plan,
     SensitivityTable,
+    Slicing,
     checked_plan,
     choose_plan,
     choose_plan_within_ram,
     counted_drops,
 )
-from tinycomp.plan.costs import ideal_bytes
+from tinycomp.plan.costs import ideal_bytes, kernel_decode_budgets
 from tinycomp.specs import MAX_BITWIDTH, PalettizationSpec, PerChannel, TensorBits
 from tinycomp.tflite.find_tensors import WeightTensor, bits_for
 from tinycomp.tflm import ChunkResult
@@ -151,8 +152,9 @@ class Palettes:
         finally:
             tensor.array = original
 
-    def compressed(self, choice: dict[str, int], strip: bool = False) -> bytes:
-        """`model_with(choice)` LUT-compressed as `palettize`'s spec says (and stripped, with `strip`)."""
+    def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None) -> bytes:
+        """`model_with(choice)` LUT-compressed as `palettize`'s spec says (and stripped, with `strip`; the
+        kernels decoding to more than `decode_budget` sliced, as `compress` does with the spec's budget)."""
         from tinycomp.tflite.compress import compress_model
         from tinycomp.tflite.find_tensors import FindResult, choose_compression
         from tinycomp.tflite.model import parse_tflite
@@ -164,7 +166,7 @@ class Palettes:
             by_key = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
             keys = [(self.weights[n].subgraph, self.weights[n].index) for n in choice]
             found = FindResult([choose_compression(n, by_key[k]) for n, k in zip(choice, keys)], [])
-            data = compress_model(data, found.spec(), "palettized model", "palettization").data
+            data = compress_model(data, found.spec(), "palettized model", "palettization", decode_budget).data
         if strip:
             from tinycomp.tflite.strip import strip_model
 
@@ -516,17 +518,34 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
             files = [(palettes.compressed({n: lowest[n] for n in s}, strip),) for s in missing]
             measured = run_parallel(arena_of, files, min(default_jobs(), len(files)), source="the planned model")
             if None in measured:
-                from tinycomp.errors import InterpreterError
-
                 raise InterpreterError("TFLM did not report its arena size", "the planned model", "plan without a RAM budget")
             cache.update(zip(missing, measured))
         return [cache[s] for s in sets]
+
+    sliced_cache: dict[tuple[frozenset[str], int], int] = {}
+
+    def sliced_arenas(names: frozenset[str], budgets: list[int]) -> list[int]:
+        missing = [b for b in dict.fromkeys(budgets) if (names, b) not in sliced_cache]
+        if missing:
+            files = [(palettes.compressed({n: lowest[n] for n in names}, strip, b),) for b in missing]
+            measured = run_parallel(arena_of, files, min(default_jobs(), len(files)), source="the sliced planned model")
+            if None in measured:
+                raise InterpreterError("TFLM did not report its arena size", "the sliced planned model",
+                                       "plan without a RAM budget")
+            sliced_cache.update(((names, b), a) for b, a in zip(missing, measured))
+        return [sliced_cache[(names, b)] for b in budgets]
+
+    def decode_budgets(names: frozenset[str]) -> list[int]:
+        kernels = [palettes.weights[n] for n in names]
+        return kernel_decode_budgets([(w.op, w.shape, int(np.prod(w.shape))) for w in kernels])
+
+    slicing = Slicing(budgets=decode_budgets, arenas=sliced_arenas, batch=default_jobs())
 
     def choose(max_drop: float | None) -> Plan:
         within = budget if max_drop is None else replace(budget, max_drop=max_drop)
         if within.ram_bytes is None:
             return choose_plan(table, within)
-        return choose_plan_within_ram(table, within, arenas_of)
+        return choose_plan_within_ram(table, within, arenas_of, slicing)
 
     reference = table.reference_accuracy
     reference_all: list[float] = []
@@ -548,9 +567,10 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
     else:
         chosen, tried = choose(budget.max_drop), []
     choice = {n: o.bits for n, o in chosen.clustered().items()}
-    chosen.exact_bytes = len(palettes.compressed(choice, strip))
+    planned = palettes.compressed(choice, strip, chosen.decode_budget)
+    chosen.exact_bytes = len(planned)
     if chosen.arena_bytes is None:
-        [chosen.arena_bytes] = run_parallel(arena_of, [(palettes.compressed(choice, strip),)], 1, source="the planned model")
+        [chosen.arena_bytes] = run_parallel(arena_of, [(planned,)], 1, source="the planned model")
     return TflitePlanOutcome(chosen, tried, table, budget, noise, palettization_spec(palettes, chosen))
 
 
@@ -564,7 +584,7 @@ def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
                                         f"{option.drop:+.2f} counted drop, {option.bytes:,} bytes"))
     if not entries:
         raise ModelError("the plan palettizes no tensor", None, "allow a larger drop or byte target")
-    return PalettizationSpec(tuple(entries))
+    return PalettizationSpec(tuple(entries), plan.decode_budget)
 
 
 def measure_shard(int8: bytes, data: Dataset, measurement: TfliteMeasurement, shard: Shard, *, seed: int = 0, jobs: int = 1,
