@@ -129,11 +129,12 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
 def describe_fine_tuning(fine_tuning: dict, task: str) -> None:
     """One line on whether the fine-tuned or the zero-shot model was kept, and why."""
     from tinycomp import render
-    from tinycomp.plan.units import score_text
+    from tinycomp.metrics import get_task
 
     if "zero_shot" not in fine_tuning:
         return
-    scores = (f"{score_text(task, fine_tuning['fine_tuned'])} fine-tuned vs {score_text(task, fine_tuning['zero_shot'])} "
+    text = get_task(task).score_text
+    scores = (f"{text(fine_tuning['fine_tuned'])} fine-tuned vs {text(fine_tuning['zero_shot'])} "
               f"zero-shot on the {fine_tuning['validation_rows']:,} held-out training rows")
     if fine_tuning["used"]:
         render.info(f"Kept the fine-tuned model: {scores}")
