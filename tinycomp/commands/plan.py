@@ -63,7 +63,8 @@ LoadData = Callable[[], object]
               help="fast: every candidate zero-shot, fine-tuning (on --fine-tune-rows) only those beyond the noise, "
                    "then step the plan down while its measured drop allows (measured: 2.9-7.7x one cluster run on "
                    "small data sets, 2.8-3.3x before the steps on full-size data; docs/plan.md). fine-tune: every "
-                   "candidate fine-tuned on every row as well (18.9x on full MNIST in issue 18).")
+                   "candidate fine-tuned on every row as well (11.8x on mnist-sample, 18.9x on full MNIST in issue 18), no "
+                   "smaller plans measured.")
 @click.option("--fine-tune-rows", type=click.IntRange(min=0), default=None,
               help="Fit rows each candidate fine-tunes on (a seeded subset; 0: all). Default: 4096 with --estimate "
                    "fast, all with fine-tune. The chosen plan's check fine-tunes on all of them.")
