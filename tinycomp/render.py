@@ -270,8 +270,11 @@ def nothing_fits_line(outcome: PlanOutcome) -> str:
     why = (f" (the least harmful single choice, {least[0]}→{least[1].clusters}, counts {least[1].drop:+.2f} "
            f"{table.unit})" if least else "")
     ram = f" and the arena within {budget.ram_bytes:,} bytes" if budget.ram_bytes is not None else ""
-    return (f"no layer can be clustered within an {budget.task.drop_text()} of {budget.max_drop:g} {table.unit}{ram}"
-            f"{why}: the plan clusters nothing, so the chain makes the plain int8 model ({table.int8_bytes:,} bytes)")
+    what = (f"no layer can be clustered within an {budget.task.drop_text()} of {budget.max_drop:g} {table.unit}{ram}"
+            f"{why}" if least is None or least[1].drop > (budget.max_drop or 0.0) or ram else
+            f"no clustered plan was both within the {budget.task.drop_text()} of {budget.max_drop:g} {table.unit} "
+            "(as measured) and smaller than the int8 model")
+    return f"{what}: the plan clusters nothing, so the chain makes the plain int8 model ({table.int8_bytes:,} bytes)"
 
 
 def devices() -> str:
