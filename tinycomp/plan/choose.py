@@ -534,7 +534,8 @@ def stepped(plan: Plan, step: Step, decode_overhead: int = 0) -> Plan:
     return replace(plan, choices=choices, predicted_bytes=plan.predicted_bytes - step.saved_bytes + first,
                    predicted_drop=plan.predicted_drop + added, sum_drop=plan.sum_drop + added,
                    ideal_bytes=plan.ideal_bytes - old.ideal_bytes + step.option.ideal_bytes, exact_bytes=None,
-                   arena_bytes=None, checked_drop=None, stepped=[*plan.stepped, step.describe])
+                   arena_bytes=plan.arena_bytes if old.clusters is not None else None,  # same layers decoded
+                   checked_drop=None, checked_noise=None, stepped=[*plan.stepped, step.describe])
 
 
 def _checked(plan: Plan) -> float:

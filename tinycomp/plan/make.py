@@ -17,6 +17,7 @@ from tinycomp.metrics import Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, Shard
 from tinycomp.plan.choose import (
+    ArenasOf,
     Budget,
     Plan,
     SensitivityTable,
@@ -148,7 +149,8 @@ def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: Sens
         chosen: Plan | None = None
         tried: list[Plan] = []
         if budget.max_drop is not None and request.refine:
-            chosen, tried = _refined_and_checked(model, data, table, request, budget, choose, full_check, progress)
+            chosen, tried = _refined_and_checked(model, data, table, request, budget, choose, full_check, progress,
+                                                 arenas_of)
         if chosen is None:
             chosen, more = checked_plan(choose, full_check, budget.max_drop, noise)
             tried += more
@@ -180,7 +182,7 @@ def _checked(plan: Plan) -> float:
 
 def _refined_and_checked(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
                          choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float],
-                         progress: PlanProgress) -> tuple[Plan | None, list[Plan]]:
+                         progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
     """The table's plan checked cheaply (as refinement steps are measured) and chosen again while over
     budget, then refined, then checked as `cluster` will make it. Returns (None, tried) when the refined
     plan fails that check: the caller checks and re-chooses from the table as without refinement."""
@@ -188,7 +190,9 @@ def _refined_and_checked(model: Any, data: Dataset, table: SensitivityTable, req
     cheap = StepMeasurer(model, data, table, request, budget.max_drop)
     start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop)
     start = replace(start, checked_drop=None, checked_noise=None)
-    refined = refined_plan(table, start, cheap, progress, keep_compressed_set=budget.ram_bytes is not None)
+    ram = budget.ram_bytes
+    fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
+    refined = refined_plan(table, start, cheap, progress, fits_ram=fits_ram)
     if not refined.clustered():
         return refined, []
     refined.checked_drop = full_check(refined)
@@ -229,23 +233,29 @@ class StepMeasurer:
 
 
 def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, progress: PlanProgress, *,
-                 keep_compressed_set: bool = False) -> Plan:
+                 fits_ram: Callable[[Plan], bool] | None = None) -> Plan:
     """Use the budget the table's (pessimistic, additive) prediction leaves: step the layer with the
     most bytes saved per counted drop to the cheapest of its least harmful cheaper options, measure
     the whole plan (`measurer`: all layers clustered at once, on every validation row), and keep the
     step while the measured drop stays within the budget minus that measurement's noise. After a
     refused step, that layer is only offered options less aggressive than the refused one. At most
-    MAX_STEPS steps are measured; the final check still decides. `keep_compressed_set` (a RAM budget)
-    steps only layers that are compressed already, so the arena stays as measured.
+    MAX_STEPS steps are measured; the final check still decides. With `fits_ram` (a RAM budget), a step
+    that compresses a layer whose decoding does not fit is not taken (the arena depends on which layers
+    are compressed, not on their bitwidths).
     """
     above: dict[str, int] = {}  # layer → bytes of its refused option: only options with more bytes are tried
-    for _ in range(MAX_STEPS):
-        skip = {n for n, o in plan.choices.items() if o.clusters is None} if keep_compressed_set else set()
+    skip: set[str] = set()  # layers whose compression does not fit the RAM budget
+    measured_steps = 0
+    while measured_steps < MAX_STEPS:
         steps = step_downs(table, plan, above=above, skip=skip)
         if not steps:
             break
         step = steps[0]
         candidate = stepped(plan, step, table.decode_overhead)
+        if fits_ram is not None and plan.choices[step.layer].clusters is None and not fits_ram(candidate):
+            skip.add(step.layer)
+            continue
+        measured_steps += 1
         drop, noise, epochs = measurer.measure(candidate)
         kept = drop <= measurer.max_drop - noise
         progress.stepped(candidate, step.describe, drop, noise, epochs, kept)
