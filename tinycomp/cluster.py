@@ -68,7 +68,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     layers clusters nothing and returns an unchanged copy.
 
     Adam's learning rate (`learning_rate`, models.FINE_TUNE_LEARNING_RATE, 1e-4) was chosen by
-    measurement on three real models: 1e-3 (the TFLM tutorial's) loses a converged model's accuracy,
+    measurement on four real models: 1e-3 (the TFLM tutorial's) loses a converged model's accuracy,
     1e-5 (TFMOT's guide) recovers few-cluster layers poorly.
 
     `task` ('classify' | 'regress', default from the data: see metrics.choose_task) picks the
