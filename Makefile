@@ -91,13 +91,15 @@ clean:
 #                  planned      fewest bytes within PLAN_BUDGET (0.5 pp accuracy drop)
 #                  planned_12x  smallest accuracy drop within PLAN_12X_BUDGET (12× smaller than model.tflite)
 #                  planned_ram  fewest bytes within PLAN_RAM_BUDGET (0.5 pp, and a TFLM arena of at most 100 KiB)
-# The plans' candidates fine-tune PLAN_EPOCHS epochs; `cluster` then fine-tunes the plan as many.
+# The plans' candidates fine-tune PLAN_EPOCHS epochs; `cluster` then fine-tunes as the plan's spec says (its
+# `epochs`: PLAN_EPOCHS, or 0 when the plan's check found the zero-shot plan no worse).
 PLAN_BUDGET ?= --max-accuracy-drop 0.5
 PLAN_12X_BUDGET ?= --target-ratio 12
 PLAN_RAM_BUDGET ?= --max-accuracy-drop 0.5 --ram-budget 100KiB
 PLAN_EPOCHS ?= 2
 PLAN_SEED ?= 0
-# `plan --estimate`: fast (zero-shot, fine-tune only the candidates that can be chosen) or fine-tune (every candidate)
+# `plan --estimate`: fast (the default: zero-shot, fine-tune only the candidates that can be chosen, then step the
+# plan down on measured drops) or fine-tune (every candidate)
 PLAN_ESTIMATE ?= fast
 
 .PHONY: bench
@@ -123,7 +125,7 @@ $(BUILD)/plan_ram.yaml: $(BUILD)/model.h5 $(BUILD)/plan.yaml
 # $(1): file name suffix of the plan
 define PLANNED_CHAIN
 $(BUILD)/planned$(1).h5 $(BUILD)/planned$(1).yaml &: $(BUILD)/model.h5 $(BUILD)/plan$(1).yaml
-	$(TINYCOMP) cluster $$< --spec $(BUILD)/plan$(1).yaml --epochs $(PLAN_EPOCHS) --seed $(PLAN_SEED) -o $(BUILD)/planned$(1).h5 $(DATA)
+	$(TINYCOMP) cluster $$< --spec $(BUILD)/plan$(1).yaml --seed $(PLAN_SEED) -o $(BUILD)/planned$(1).h5 $(DATA)
 
 $(BUILD)/planned$(1)_int8.tflite: $(BUILD)/planned$(1).h5
 	$(TINYCOMP) quantize $$< -o $$@ --per-tensor-dense $(DATA)

@@ -112,6 +112,11 @@ def top1_agreement(outputs: np.ndarray, baseline_outputs: np.ndarray) -> float:
     return float(np.mean(_top1(outputs) == _top1(baseline_outputs)))
 
 
+def predicted_classes(outputs: np.ndarray) -> np.ndarray:
+    """Each row's predicted class: the argmax (one sigmoid unit: 1 above 0.5)."""
+    return _top1(outputs)
+
+
 def _top1(outputs: np.ndarray) -> np.ndarray:
     outputs = np.asarray(outputs)
     if outputs.ndim == 2 and outputs.shape[1] == 1:  # one sigmoid unit: class 1 above 0.5

@@ -252,6 +252,8 @@ class ClusterRecord(SidecarRecord):
     loss: dict[str, Any] = field(default_factory=dict)  # the fine-tuning loss and why it was chosen
     learning_rate: float | None = None
     batch_size: int | None = None
+    # epochs, whether the fine-tuned model was kept (`used`), and the validation scores compared
+    fine_tuning: dict[str, Any] = field(default_factory=dict)
     step: str = "cluster"
     schema_version: int = SCHEMA_VERSION
 

@@ -249,7 +249,9 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
         f"±{outcome.noise:.1f} {unit}). Given model {task.score_text(table.reference_accuracy)}, fine-tuned "
         f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain:+.2f} {unit}"
         f"{', credited' if credit_fine_tuning and table.fine_tune_gain > 0 else ''}).",
-        f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items())}; predicted "
+        f"Plan: {', '.join(f'{n}→{o.clusters} ({o.bits} bit)' for n, o in chosen.clustered().items()) or 'no layer clustered'}"
+        f"{f' ({chosen.epochs} fine-tuning epochs)' if chosen.epochs else ' (no fine-tuning)'}"
+        f"{'; stepped down after the table: ' + ', '.join(chosen.stepped) if chosen.stepped else ''}; predicted "
         f"{chosen.exact_bytes:,} bytes ({table.int8_bytes:,} int8 uncompressed; additive estimate "
         f"{chosen.predicted_bytes:,}), weights' ideal bound {chosen.ideal_bytes:,} + {table.fixed_bytes:,} other "
         f"bytes; {task.drop_text()} {chosen.predicted_drop:+.2f} {unit} (Σ layers {chosen.sum_drop:.2f} − "
@@ -257,6 +259,22 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
         f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT weights live "
         f"there while their layer runs){kept}{sliced}.",
     ]
+
+
+def nothing_fits_line(outcome: PlanOutcome) -> str:
+    """The one-line warning of a plan that clusters nothing: why, and what the chain will make."""
+    from tinycomp.plan.choose import least_harmful
+
+    budget, table = outcome.budget, outcome.table
+    least = least_harmful(table)
+    why = (f" (the least harmful single choice, {least[0]}→{least[1].clusters}, counts {least[1].drop:+.2f} "
+           f"{table.unit})" if least else "")
+    ram = f" and the arena within {budget.ram_bytes:,} bytes" if budget.ram_bytes is not None else ""
+    what = (f"no layer can be clustered within an {budget.task.drop_text()} of {budget.max_drop:g} {table.unit}{ram}"
+            f"{why}" if least is None or least[1].drop > (budget.max_drop or 0.0) or ram else
+            f"no clustered plan was both within the {budget.task.drop_text()} of {budget.max_drop:g} {table.unit} "
+            "(as measured) and smaller than the int8 model")
+    return f"{what}: the plan clusters nothing, so the chain makes the plain int8 model ({table.int8_bytes:,} bytes)"
 
 
 def devices() -> str:
@@ -318,8 +336,14 @@ class PlanProgressLines:
     def checked(self, plan: Plan, drop: float, epochs: int) -> None:
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         unit = self.task.unit
-        info(f"Checked {layers} clustered together ({epochs} fine-tuning epochs): drop {drop:+.2f} {unit}, "
+        how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot (fine-tuning scored no better)"
+        info(f"Checked {layers} clustered together ({how}): drop {drop:+.2f} {unit}, "
                     f"predicted {plan.predicted_drop:+.2f} {unit}")
+
+    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
+        how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot"
+        info(f"  step {step}: measured {drop:+.2f} ± {noise:.2f} {self.task.unit} ({how}) — "
+             + (f"kept ({plan.predicted_bytes:,} bytes predicted)" if kept else "refused"))
 
 
 def describe_result(result: CandidateResult, task: Task) -> str:

@@ -19,10 +19,12 @@ from tinycomp.errors import SpecError
 
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 MIN_BITWIDTH, MAX_BITWIDTH = 1, 7
+MAX_SPEC_EPOCHS = 10_000
 
 CLUSTERING_EXAMPLE = """\
 # The TFLM tutorial's recipe: 16 shared weights in conv2d_1 and dense.
 init: kmeans++          # kmeans++ | linear | density | random
+epochs: 2               # optional: fine-tuning epochs (0: none); `cluster --epochs` overrides it
 layers:
   - name: conv2d_1
     clusters: 16
@@ -100,6 +102,12 @@ class _Node:
             raise self.fail(f"{v} is out of range", f"use a value {bounds}")
         return v
 
+    def positive_number(self) -> float:
+        v = self.value
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise self.fail(f"expected a number above 0, got {_kind(v)}", "e.g. 0.0001")
+        return float(v)
+
     def boolean(self) -> bool:
         if not isinstance(self.value, bool):
             raise self.fail(f"expected true or false, got {_kind(self.value)}")
@@ -153,10 +161,13 @@ class LayerClustering:
 
 @dataclass(frozen=True)
 class ClusteringSpec:
-    """Which layers to cluster and how."""
+    """Which layers to cluster and how (no layers: cluster nothing, e.g. a plan that found nothing within
+    its budget), and optionally the fine-tuning epochs that reproduce a plan (0: none, zero-shot)."""
 
     layers: tuple[LayerClustering, ...]
     decode_budget: int | None = None  # bytes; `compress` slices larger decoded kernels (plan writes it)
+    epochs: int | None = None  # fine-tuning epochs that reproduce a plan (0: none, zero-shot)
+    learning_rate: float | None = None  # Adam's rate for those epochs (None: cluster's default)
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -164,8 +175,8 @@ class ClusteringSpec:
 
 def parse_clustering_spec(text: str, source: str = "clustering spec") -> ClusteringSpec:
     """Parse and validate a clustering spec (see CLUSTERING_EXAMPLE)."""
-    top = _load_yaml(text, source).mapping(("init", "per_channel", "preserve_sparsity", "decode_budget", "layers"),
-                                           ("layers",))
+    top = _load_yaml(text, source).mapping(("init", "per_channel", "preserve_sparsity", "decode_budget", "epochs",
+                                            "learning_rate", "layers"), ("layers",))
     init = top["init"].string(CLUSTER_INITS) if "init" in top else "kmeans++"
     per_channel = top["per_channel"].boolean() if "per_channel" in top else False
     sparsity = top["preserve_sparsity"].boolean() if "preserve_sparsity" in top else False
@@ -179,10 +190,10 @@ def parse_clustering_spec(text: str, source: str = "clustering spec") -> Cluster
             per_channel=keys["per_channel"].boolean() if "per_channel" in keys else per_channel,
             preserve_sparsity=keys["preserve_sparsity"].boolean() if "preserve_sparsity" in keys else sparsity,
         ))
-    if not layers:
-        raise top["layers"].fail("no layers listed", "list at least one layer with name and clusters")
     _reject_duplicates([layer.name for layer in layers], top["layers"], "layer")
-    return ClusteringSpec(tuple(layers), _decode_budget(top))
+    epochs = top["epochs"].integer(0, MAX_SPEC_EPOCHS) if "epochs" in top else None
+    rate = top["learning_rate"].positive_number() if "learning_rate" in top else None
+    return ClusteringSpec(tuple(layers), _decode_budget(top), epochs, rate)
 
 
 def _decode_budget(top: dict[str, _Node]) -> int | None:
@@ -213,7 +224,10 @@ def _yaml_string(text: str) -> str:
 
 def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str:
     """YAML text that `parse_clustering_spec` reads back to an equal spec."""
-    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["layers:"]
+    lines = _comments(header) + _decode_budget_lines(spec.decode_budget)
+    lines += [f"epochs: {spec.epochs}"] if spec.epochs is not None else []
+    lines += [f"learning_rate: {spec.learning_rate!r}"] if spec.learning_rate is not None else []
+    lines += ["layers:" if spec.layers else "layers: []"]
     for layer in spec.layers:
         lines += [f"  - name: {_yaml_string(layer.name)}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
                   f"    per_channel: {str(layer.per_channel).lower()}",
@@ -321,8 +335,6 @@ def parse_compression_spec(text: str, source: str = "compression spec") -> Compr
         tensors.append(TensorCompression(
             subgraph=keys["subgraph"].integer(0), tensor=keys["tensor"].integer(0),
             index_bitwidth=bitwidth, layout=layout))
-    if not tensors:
-        raise top["tensors"].fail("no tensors listed", "list at least one tensor, or run `tinycomp find-tensors`")
     _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
     return CompressionSpec(tuple(tensors), upgraded, _decode_budget(top))
 
@@ -344,7 +356,7 @@ def _parse_lut(node: _Node) -> tuple[int, PerTensor | PerChannel | None, bool]:
 
 def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> str:
     """tflite-micro format YAML; labels become comments so upstream's parser still reads it."""
-    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:"]
+    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:" if spec.tensors else "tensors: []"]
     for t in spec.tensors:
         lines += _comments(t.label, "  ")
         lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", "    compression:", "      - lut:",

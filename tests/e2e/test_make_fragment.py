@@ -203,3 +203,27 @@ def test_user_makefile_builds_two_models_with_make_j2(tiny_models):
     evaluated = json.loads((root / "build" / "kws.eval.json").read_text())
     assert evaluated["ram_budget"] == 1024 and [m["fits"] for m in evaluated["models"]] == [False, False]
     assert "TOO BIG" in (root / "build" / "kws.report" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_plan_that_clusters_nothing_still_builds_every_artifact(tiny_models, tmp_path):
+    """Only conv2d at 2 clusters is offered, and its per-channel value tables cost more than its 36 int8
+    weights: the fewest-byte plan clusters nothing. The chain still makes every file, the gate decides."""
+    root = tmp_path / "project"
+    shutil.copytree(tiny_models / "models", root / "models")
+    shutil.copy(tiny_models / "data.npz", root / "data.npz")
+    (root / "Makefile").write_text(
+        "TINYCOMP_DATA = --data data.npz\nTINYCOMP_ACCURACY_DROP = 5\n"
+        "TINYCOMP_PLAN_OPTIONS = --layer conv2d --clusters 2 --epochs 0\n"
+        "TINYCOMP_QUANTIZE_OPTIONS = --calibration-samples 20\nTINYCOMP_COMPRESS_OPTIONS = --verify-samples 4\n"
+        "TINYCOMP_EVAL_OPTIONS = --limit 100 --jobs 1\nTINYCOMP_REPORT_OPTIONS = --images 4 --jobs 1\n"
+        f"include {FRAGMENT}\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    built = make(root, f"TINYCOMP={sys.executable} -m tinycomp", "build/kws.budgets.ok", env=env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "the plan clusters nothing" in built.stderr
+    assert "layers: []" in (root / "build" / "kws.plan.yaml").read_text()
+    assert "tensors: []" in (root / "build" / "kws.compression.yaml").read_text()
+    for step in STEPS:
+        assert (root / "build" / f"kws.{step}").is_file(), step

@@ -248,3 +248,43 @@ def test_compressing_a_tensor_that_does_not_pay_warns(pipeline, tmp_path):
     assert (f"Warning: tensor {index} (arith.constant) takes 25 bytes compressed against 8 uncompressed: its value "
             f"table and LUT header cost more than the indices save; leave it out of {spec}") in result.output
     assert " bytes larger); TFLM outputs identical" in result.output
+
+
+@pytest.mark.slow
+def test_an_empty_plan_goes_through_the_chain(pipeline, tmp_path):
+    """A spec that clusters nothing (what plan writes when nothing fits): cluster saves the model
+    unchanged, find-tensors finds nothing, compress writes the int8 model (stripped)."""
+    import numpy as np
+
+    from tinycomp.models import load_keras_model
+
+    spec = tmp_path / "empty.yaml"
+    spec.write_text("epochs: 0\nlayers: []\n")
+    data = ["--data", pipeline["data"]]
+    ok(["cluster", pipeline["model_h5"], "--spec", spec, "-o", tmp_path / "same.h5", *data])
+    before, after = load_keras_model(pipeline["model_h5"]), load_keras_model(tmp_path / "same.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights()))
+    ok(["quantize", tmp_path / "same.h5", "-o", tmp_path / "same_int8.tflite", "--calibration-samples", "20", *data])
+    ok(["find-tensors", tmp_path / "same_int8.tflite", "--clustering", tmp_path / "same.yaml",
+        "-o", tmp_path / "nothing.yaml"])
+    ok(["compress", tmp_path / "same_int8.tflite", "--spec", tmp_path / "nothing.yaml", "--strip",
+        "-o", tmp_path / "same.tflite"])
+    assert (tmp_path / "same.tflite").stat().st_size <= (tmp_path / "same_int8.tflite").stat().st_size
+
+
+@pytest.mark.slow
+def test_cluster_epochs_0_is_zero_shot_and_a_worse_fine_tune_is_not_kept(pipeline, tmp_path):
+    import json
+
+    data = ["--data", pipeline["data"]]
+    ok(["cluster", pipeline["model_h5"], "--layer", "dense=4", "--epochs", "0", "-o", tmp_path / "zs.h5", *data])
+    record = json.loads((tmp_path / "zs.json").read_text())
+    assert record["epochs"] == 0 and record["fine_tuning"] == {"epochs": 0, "used": False}
+    # a learning rate far too large wrecks the fine-tune: the zero-shot model is kept
+    result = ok(["cluster", pipeline["model_h5"], "--layer", "dense=4", "--epochs", "1", "--learning-rate", "10",
+                 "-o", tmp_path / "kept.h5", *data])
+    record = json.loads((tmp_path / "kept.json").read_text())
+    tuning = record["fine_tuning"]
+    assert tuning["fine_tuned"] < tuning["zero_shot"] and tuning["used"] is False
+    assert "kept the zero-shot model" in result.output
+    assert record["test_accuracy"] == json.loads((tmp_path / "zs.json").read_text())["test_accuracy"]

@@ -89,13 +89,61 @@ def test_nothing_fits_is_a_clean_error():
     table = _table()
     with pytest.raises(NothingFits, match="smallest predicted is 3,970 bytes"):
         choose_plan(table, Budget(target_bytes=3000))
-    steep = SensitivityTable([_layer("a", 1000, [(2, 100, 3.0), (4, 200, 2.0)])], int8_bytes=2000,
-                             reference_accuracy=0.9, control_accuracy=0.9)
-    with pytest.raises(NothingFits, match="no layer can be clustered"):
-        choose_plan(steep, Budget(max_drop=1.0))
     with pytest.raises(InvalidValue, match="exactly one budget") as caught:
         Budget(max_drop=1.0, target_bytes=5000)
     assert caught.value.field == "budget"
+
+
+def _steep():
+    return SensitivityTable([_layer("a", 1000, [(2, 100, 3.0), (4, 200, 2.0)])], int8_bytes=2000,
+                            reference_accuracy=0.9, control_accuracy=0.9, epochs=2)
+
+
+def test_nothing_within_the_drop_budget_is_the_plan_that_clusters_nothing():
+    plan = choose_plan(_steep(), Budget(max_drop=1.0))
+    assert plan.clustered() == {} and plan.predicted_bytes == 2000 and plan.predicted_drop == 0.0
+    assert plan.epochs == 0 and plan.objective == "min-bytes"
+    spec = plan_spec(_steep(), plan)
+    assert spec.layers == () and spec.epochs == 0
+    assert choose_plan(_steep(), Budget(max_drop=2.0)).clustered()["a"].clusters == 4
+
+
+def _with_zero_shot(layer, zero_shot):
+    """The layer with each clustered option's zero-shot drop set from {clusters: pp}."""
+    for o in layer.options:
+        if o.clusters is not None:
+            o.zero_shot_drop = zero_shot[o.clusters]
+    return layer
+
+
+def test_a_fine_tune_that_loses_accuracy_is_not_charged_to_a_zero_shot_plan():
+    # fine-tuning alone loses 2 pp (a converged model), but zero-shot the layers cost little
+    table = SensitivityTable([_with_zero_shot(_layer("a", 1000, [(2, 150, 0.0), (4, 280, 0.0)]), {2: 3.0, 4: 0.2}),
+                              _with_zero_shot(_layer("b", 5000, [(2, 700, 0.0), (4, 1300, 0.0)]), {2: 5.0, 4: 0.3})],
+                             int8_bytes=9000, reference_accuracy=0.90, control_accuracy=0.88, epochs=2)
+    plan = choose_plan(table, Budget(max_drop=1.0))
+    assert plan.epochs == 0 and {n: o.clusters for n, o in plan.clustered().items()} == {"a": 4, "b": 4}
+    assert plan.predicted_drop == pytest.approx(0.5) and plan.credit == 0.0
+    assert plan_spec(table, plan).epochs == 0
+    # with room for the fine-tune's loss, the fine-tuned prediction (every layer free) is smaller
+    tuned = choose_plan(table, Budget(max_drop=2.5))
+    assert tuned.epochs == 2 and tuned.predicted_drop == pytest.approx(2.0)
+    assert {o.clusters for o in tuned.clustered().values()} == {2}
+
+
+def test_step_downs_go_for_the_most_bytes_per_drop_first():
+    from tinycomp.plan.choose import step_downs, stepped
+
+    table = _table()
+    plan = choose_plan(table, Budget(max_drop=0.5))
+    steps = step_downs(table, plan)
+    assert steps and all(s.saved_bytes > 0 for s in steps)
+    ratios = [s.saved_bytes / max(s.added, 1e-3) for s in steps]
+    assert ratios == sorted(ratios, reverse=True)
+    after = stepped(plan, steps[0])
+    assert after.predicted_bytes == plan.predicted_bytes - steps[0].saved_bytes
+    assert after.choices[steps[0].layer] is steps[0].option and after.stepped == [steps[0].describe]
+    assert step_downs(table, plan, skip={s.layer for s in steps}) == []
 
 
 DECODED = {"a": 1000, "b": 5000, "c": 200}  # bytes each layer's decoded weights take in the arena
@@ -126,13 +174,20 @@ def test_ram_budget_leaves_out_the_largest_decoder_until_the_measured_arena_fits
 
 
 @pytest.mark.parametrize("budget, error", [
-    (900, "the model needs 1,000 arena bytes with no layer compressed, more than the RAM budget of 900"),
-    (1100, "no layer can be compressed within the RAM budget of 1,100 bytes: decoding even c needs 1,200 arena bytes"),
+    (Budget(max_drop=10.0, ram_bytes=900),
+     "the model needs 1,000 arena bytes with no layer compressed, more than the RAM budget of 900"),
+    (Budget(target_bytes=9000, ram_bytes=1100),
+     "no layer can be compressed within the RAM budget of 1,100 bytes: decoding even c needs 1,200 arena bytes"),
 ])
 def test_ram_budget_out_of_reach_is_a_clean_error(budget, error):
     with pytest.raises(NothingFits) as caught:
-        choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=budget), _arenas(max, []))
+        choose_plan_within_ram(_table(), budget, _arenas(max, []))
     assert caught.value.what == error and caught.value.field == "ram_bytes" and caught.value.where is None
+
+
+def test_no_layer_decodable_within_ram_under_a_drop_budget_clusters_nothing():
+    plan = choose_plan_within_ram(_table(), Budget(max_drop=10.0, ram_bytes=1100), _arenas(max, []))
+    assert plan.clustered() == {} and plan.arena_bytes == 1000 and plan.uncompressed_for_ram == ["a", "b", "c"]
 
 
 def _checked(budget, penalty_pp, noise=0.0, attempts=3):
@@ -333,3 +388,57 @@ def test_learning_rate_has_no_effect_with_a_recorded_table(tmp_path):
     assert result.output.splitlines() == [
         "Error: --learning-rate has no effect with --sensitivity: the table was measured already (--sensitivity) — "
         "drop the option, or measure a new table without --sensitivity"]
+
+
+def test_refinement_steps_down_while_the_measured_drop_stays_within_budget_minus_noise():
+    """refined_plan on the test table, where the measured joint drop is half the table's Σ (a pessimistic
+    table): it keeps steps while measured ≤ budget − noise; after a refused step it offers that layer
+    only less aggressive options."""
+    from tinycomp.plan import make
+
+    table, noise, budget = _table(), 0.1, 1.0
+    measured = []
+
+    class HalfTheTable:
+        max_drop = budget
+
+        def measure(self, plan):
+            measured.append({n: o.clusters for n, o in plan.clustered().items()})
+            return 0.5 * sum(o.drop for o in plan.choices.values()), noise, 0
+
+    first = choose_plan(table, Budget(max_drop=budget))
+    refined = make.refined_plan(table, first, HalfTheTable(), make.Silent())
+    assert refined.predicted_bytes < first.predicted_bytes and refined.stepped
+    assert 0.5 * sum(o.drop for o in refined.choices.values()) <= budget - noise + 1e-9
+    assert len(measured) <= make.MAX_STEPS
+    for layer in table.layers:  # no cheaper option of any layer would still fit
+        for o in layer.options:
+            if o.bytes < refined.choices[layer.name].bytes:
+                drop = 0.5 * (sum(c.drop for c in refined.choices.values()) - refined.choices[layer.name].drop
+                              + o.drop)
+                assert drop > budget - noise
+
+
+def test_a_refused_step_offers_only_less_aggressive_options():
+    from tinycomp.plan.choose import nothing_clustered, step_downs
+
+    table = _table()
+    empty = nothing_clustered(table)
+    first = {s.layer: s.option.clusters for s in step_downs(table, empty)}
+    assert first["b"] == 16  # the least harmful cheaper option of b (counted 0.0)
+    refused = {"b": table.layers[1].option(4).bytes}
+    assert {s.layer: s.option.clusters for s in step_downs(table, empty, above=refused)}["b"] == 16
+    assert "b" not in {s.layer for s in step_downs(table, empty, above={"b": table.layers[1].option(16).bytes})}
+
+
+@pytest.mark.parametrize("estimate", ["fast", "fine-tune"])
+def test_a_fine_tune_scoring_below_zero_shot_is_not_used(estimate):
+    from tinycomp.plan.candidates import ESTIMATES, Candidate, CandidateResult, assemble_drops
+
+    results = {16: CandidateResult("a/16", zero_shot=0.95, fine_tuned=0.93),  # the fine-tune loses: zero-shot counts
+               4: CandidateResult("a/4", zero_shot=0.60, fine_tuned=0.94)}
+    drops = assemble_drops([4, 16], results, estimate=ESTIMATES[estimate], reference=0.95, control=0.94, limit=None)
+    assert not drops[16].fine_tuned and drops[16].drop == pytest.approx(0.0)
+    assert drops[4].fine_tuned and drops[4].drop == pytest.approx(0.0)  # vs the control
+    # every clustered candidate is measured zero-shot, also by the fine-tune estimate
+    assert ESTIMATES[estimate].still_needed(Candidate("a", 4), None, reference=0.95, noise=0.5)[0]

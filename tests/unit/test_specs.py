@@ -63,13 +63,28 @@ def test_dump_is_readable_by_tflite_micro_and_by_us():
      "per_tensor and per_channel are contradictory (s.yaml: tensors[0].compression[0].lut) — give exactly one"),
     ("tensors:\n  - {subgraph: 0, tensor: 3, compression: [{huffman: {}}]}",
      "huffman compression is not supported by tflite-micro yet (s.yaml: tensors[0].compression[0].huffman) — use lut"),
-    ("tensors: []", "no tensors listed (s.yaml: tensors) — list at least one tensor, or run `tinycomp find-tensors`"),
     ("", "spec is empty (s.yaml) — see `tinycomp --help` of the command for an example"),
 ])
 def test_compression_spec_errors_name_the_key_path(text, message):
     with pytest.raises(SpecError) as e:
         parse_compression_spec(text, "s.yaml")
     assert str(e.value) == message
+
+
+def test_empty_specs_mean_nothing_to_do_and_round_trip():
+    from tinycomp.specs import ClusteringSpec, dump_clustering_spec, dump_compression_spec, parse_clustering_spec
+
+    assert parse_compression_spec("tensors: []", "s.yaml").tensors == ()
+    assert parse_compression_spec(dump_compression_spec(parse_compression_spec("tensors: []")), "s.yaml").tensors == ()
+    empty = ClusteringSpec((), epochs=0)
+    assert parse_clustering_spec(dump_clustering_spec(empty, "nothing fits"), "s.yaml") == empty
+    assert parse_clustering_spec("epochs: 3\nlayers:\n  - {name: dense, clusters: 4}", "s.yaml").epochs == 3
+    tuned = ClusteringSpec((), epochs=2, learning_rate=1e-4)
+    assert parse_clustering_spec(dump_clustering_spec(tuned), "s.yaml") == tuned
+    with pytest.raises(SpecError, match="expected a number above 0"):
+        parse_clustering_spec("learning_rate: 0\nlayers: []", "s.yaml")
+    with pytest.raises(SpecError, match="-1 is out of range"):
+        parse_clustering_spec("epochs: -1\nlayers: []", "s.yaml")
 
 
 def test_clustering_spec_errors():

@@ -17,7 +17,7 @@ from tinycomp.commands.common import (
     trust_option,
     verbatim,
 )
-from tinycomp.models import DEFAULT_LEARNING_RATE
+from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 
 
@@ -30,20 +30,28 @@ from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
               help="Cluster every layer with weights to this many clusters (the layers left out are listed).")
 @click.option("--init", type=click.Choice(CLUSTER_INITS), default="kmeans++", show_default=True,
               help="Centroid initialisation for --layer/--all.")
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="Fine-tuning epochs.")
+@click.option("--epochs", type=click.IntRange(min=0), default=None,
+              help="Fine-tuning epochs; 0: cluster without fine-tuning (zero-shot). Default: the spec's `epochs` "
+                   "(plan writes the one its check chose), else 2.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Fine-tuning batch size.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LEARNING_RATE,
-              show_default=True, help="Adam's learning rate for fine-tuning (TFMOT's guide uses 1e-5 for a model "
-                                      "trained to convergence).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam's learning rate for fine-tuning. Default: the spec's `learning_rate` (plan writes the one it "
+                   f"fine-tuned with), else {FINE_TUNE_LEARNING_RATE:g} (measured on four real models: 1e-3 can lose a "
+                   "converged model's accuracy, 1e-5 recovers few clusters poorly; docs/plan.md).")
 @task_option
 @trust_option
 @seed_option
 @data_options
 def command(model: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-            init: str, epochs: int, batch_size: int, learning_rate: float, task: str | None, trust: bool, seed: int,
+            init: str, epochs: int | None, batch_size: int, learning_rate: float | None, task: str | None, trust: bool, seed: int,
             load_data: Callable) -> None:
     """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save (.h5, or .keras by -o's name).
+
+    Fine-tuning never makes the model worse: the clustered model is scored on the held-out last 10% of
+    the training rows before and after fine-tuning, and the fine-tuned one is kept only when it scores
+    no lower (both scores are printed and recorded). A spec with no layers (`layers: []`, what plan
+    writes when nothing fits its budget) clusters nothing: the model is saved unchanged.
 
     The model may be .h5, .keras or a SavedModel directory; a Keras 3 file is clustered as its tf_keras
     rebuild and written back by Keras 3. Fine-tuning uses the loss the model was
@@ -55,7 +63,7 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
     Examples:
       tinycomp cluster build/model.h5 --spec specs/clustering.yaml -o build/clustered.h5
       tinycomp cluster build/model.h5 --layer conv2d_1=16 --layer dense=16 -o build/clustered.h5
-      tinycomp cluster models/ae.keras --all 16 --data ae.npz --learning-rate 1e-4 -o build/ae16.keras
+      tinycomp cluster models/ae.keras --all 16 --data ae.npz --learning-rate 1e-3 -o build/ae16.keras
     """
     exactly_one_of({"--spec": spec_path, "--layer": layers, "--all": all_layers}, what="choose the layers with",
                    where="cluster", hint="e.g. --spec specs/clustering.yaml")
@@ -64,9 +72,12 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
         load_data=load_data)
 
 
+DEFAULT_EPOCHS = 2
+
+
 def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-        init: str, epochs: int, batch_size: int, seed: int, load_data: Callable,
-        learning_rate: float = DEFAULT_LEARNING_RATE, task: str | None = None, trust: bool = False) -> None:
+        init: str, epochs: int | None, batch_size: int, seed: int, load_data: Callable,
+        learning_rate: float | None = None, task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render
     from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
     from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
@@ -87,8 +98,16 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
                         + "; ".join(f"{name} ({why})" for name, why in left_out))
     assert spec is not None  # exactly one of the three was given
     validate_spec(model, spec)
-    render.info(f"Clustering {', '.join(f'{entry.name}→{entry.clusters}' for entry in spec.layers)}; "
-                f"fine-tuning {epochs} epochs on {data.name}")
+    if epochs is None:
+        epochs = spec.epochs if spec.epochs is not None else DEFAULT_EPOCHS
+    if learning_rate is None:
+        learning_rate = spec.learning_rate or FINE_TUNE_LEARNING_RATE
+    if not spec.layers:
+        render.info(f"The spec clusters no layer: {model_path} is saved unchanged")
+        epochs = 0
+    else:
+        render.info(f"Clustering {', '.join(f'{entry.name}→{entry.clusters}' for entry in spec.layers)}; "
+                    + (f"fine-tuning {epochs} epochs on {data.name}" if epochs else "no fine-tuning (zero-shot)"))
     with render.progress("fine-tuning", max(epochs, 1)) as advance:
         result = cluster_model(model, spec, data, epochs=epochs, batch_size=batch_size, seed=seed,
                                on_epoch=render.epoch_callback(advance), learning_rate=learning_rate, task=task)
@@ -98,9 +117,26 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     record = ClusterRecord(source=str(model_path), dataset=data.describe(), test_accuracy=result.test_accuracy,
                            unique_values=result.unique_values, epochs=epochs, seed=seed, seconds=result.seconds,
                            task=result.task, test_metrics=result.test_metrics, loss=result.loss,
-                           learning_rate=learning_rate, batch_size=batch_size)
+                           learning_rate=learning_rate, batch_size=batch_size, fine_tuning=result.fine_tuning)
     write_json_atomic(sidecar_path(output, ".json"), record.to_json())
+    describe_fine_tuning(result.fine_tuning, result.task)
     for name, count in result.unique_values.items():
         render.out.print(f"  {name}: {count} unique kernel values")
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.yaml')}: {render.task_metrics(result.test_metrics)} "
                      f"on {data.name}, {result.seconds:.1f} s")
+
+
+def describe_fine_tuning(fine_tuning: dict, task: str) -> None:
+    """One line on whether the fine-tuned or the zero-shot model was kept, and why."""
+    from tinycomp import render
+    from tinycomp.metrics import get_task
+
+    if "zero_shot" not in fine_tuning:
+        return
+    text = get_task(task).score_text
+    scores = (f"{text(fine_tuning['fine_tuned'])} fine-tuned vs {text(fine_tuning['zero_shot'])} "
+              f"zero-shot on the {fine_tuning['validation_rows']:,} held-out training rows")
+    if fine_tuning["used"]:
+        render.info(f"Kept the fine-tuned model: {scores}")
+    else:
+        render.warn(f"Fine-tuning scored lower ({scores}): kept the zero-shot model (clustered, not fine-tuned)")

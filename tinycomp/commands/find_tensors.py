@@ -55,6 +55,13 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
         names = list(dict.fromkeys(layers))
     check_output_path(output, model_path)
     model = read_tflite(model_path)
+    if names == [] and clustering:
+        from tinycomp.specs import CompressionSpec
+
+        header = f"Compression spec for {model_path}, written by tinycomp find-tensors: {clustering} clusters no layer"
+        write_text_atomic(output, dump_compression_spec(CompressionSpec(()), header))
+        render.warn(f"{clustering} clusters no layer: wrote {output} with no tensors (compress keeps the model as it is)")
+        return
     result = find_tensors(model.model, names, str(model_path), skip_incompressible)
     for layer, reason in result.skipped:
         render.warn(f"skipped {layer}: {reason}")

@@ -76,7 +76,7 @@ TINYCOMP_MIN_SNR ?=
 # decode_budget travels through NAME.planned.yaml and NAME.compression.yaml to compress). E.g. `--target-bytes 64KiB` instead: the smallest drop within 64 KiB.
 TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINYCOMP_RAM_BUDGET), --ram-budget $(TINYCOMP_RAM_BUDGET))
 # Extra options per step, e.g. TINYCOMP_PLAN_OPTIONS = --clusters 2,4,8,16 --epochs 2,
-# TINYCOMP_CLUSTER_OPTIONS = --epochs 2 (at least plan's), TINYCOMP_EVAL_OPTIONS = --limit 1000.
+# TINYCOMP_CLUSTER_OPTIONS = --batch-size 64 (the plan's spec sets the epochs and learning rate), TINYCOMP_EVAL_OPTIONS = --limit 1000.
 TINYCOMP_PLAN_OPTIONS ?=
 TINYCOMP_CLUSTER_OPTIONS ?=
 TINYCOMP_QUANTIZE_OPTIONS ?=
@@ -129,7 +129,8 @@ $(TINYCOMP_BUILD)/%.plan.yaml $(TINYCOMP_BUILD)/%.plan.json: $(TINYCOMP_MODELS)/
 	@mkdir -p $$(@D)
 	$$(TINYCOMP) plan $$< $$(TINYCOMP_PLAN_BUDGET) --per-tensor-dense --strip $$(TINYCOMP_PLAN_OPTIONS) -o $$(TINYCOMP_BUILD)/$$*.plan.yaml $$(TINYCOMP_DATA)
 
-# Clusters the planned layers (TFMOT), fine-tunes, and writes the effective spec next to the model.
+# Clusters the planned layers (TFMOT), fine-tunes as the plan's spec says (epochs: 0, or nothing to cluster: not at all),
+# and writes the effective spec next to the model.
 $(TINYCOMP_BUILD)/%.planned.h5 $(TINYCOMP_BUILD)/%.planned.yaml: $(TINYCOMP_MODELS)/%.$(1) $(TINYCOMP_BUILD)/%.plan.yaml $(tinycomp_data) | $(TINYCOMP_DEPS)
 	$$(TINYCOMP) cluster $$< --spec $$(TINYCOMP_BUILD)/$$*.plan.yaml $$(TINYCOMP_CLUSTER_OPTIONS) -o $$(TINYCOMP_BUILD)/$$*.planned.h5 $$(TINYCOMP_DATA)
 endef

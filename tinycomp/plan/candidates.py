@@ -157,22 +157,35 @@ class Estimate(ABC):
         `hopeless` when a larger count of the layer was too harmful to choose."""
 
 
+def _not_worse(result: CandidateResult) -> bool:
+    """The candidate's fine-tune scores no lower than its zero-shot measurement (or it has none):
+    a fine-tune that loses accuracy is not used."""
+    return result.fine_tuned is not None and (result.zero_shot is None or result.fine_tuned >= result.zero_shot)
+
+
 @dataclass(frozen=True)
 class FineTune(Estimate):
-    """Every candidate fine-tuned: its fine-tuned drop vs the fine-tuned control counts."""
+    """Every candidate fine-tuned (and measured zero-shot, which costs no training): its fine-tuned drop vs
+    the fine-tuned control counts, unless it scores below zero-shot (then the zero-shot drop counts)."""
 
     name: ClassVar[str] = "fine-tune"
     fine_tune_rows: ClassVar[int] = 0
     validation_rows: ClassVar[int] = 0
-    zero_shot: ClassVar[bool] = False
-    announcement: ClassVar[str] = ""
+    zero_shot: ClassVar[bool] = True
+    announcement: ClassVar[str] = "zero-shot and fine-tuned, "
 
     def still_needed(self, candidate: Candidate, result: CandidateResult | None, *, reference: float, noise: float,
                      hopeless: bool = False, scale: float = 100.0) -> tuple[bool, bool]:
-        return False, result is None or result.fine_tuned is None
+        tune = result is None or result.fine_tuned is None
+        return candidate.layer is not None and (result is None or result.zero_shot is None), tune
 
     def counted(self, result: CandidateResult, *, hopeless: bool) -> tuple[float, bool] | None:
-        return None if result.fine_tuned is None else (result.fine_tuned, True)
+        if result.fine_tuned is None:
+            return None
+        if _not_worse(result):
+            return result.fine_tuned, True
+        assert result.zero_shot is not None
+        return result.zero_shot, False
 
 
 @dataclass(frozen=True)
@@ -198,7 +211,8 @@ class Fast(Estimate):
         return False, wanted and not have_tuned
 
     def counted(self, result: CandidateResult, *, hopeless: bool) -> tuple[float, bool] | None:
-        if result.fine_tuned is not None and not hopeless:
+        if _not_worse(result) and not hopeless:
+            assert result.fine_tuned is not None
             return result.fine_tuned, True
         return None if result.zero_shot is None else (result.zero_shot, False)
 
@@ -220,10 +234,13 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
                    control: float, limit: float | None, scale: float = 100.0) -> dict[int, Drop]:
     """One layer's drops from its candidates' results.
 
-    fine-tune: every count's fine-tuned drop vs the control. fast: going from many clusters to few, a
-    count that was fine-tuned counts its fine-tuned drop vs the control, until one exceeds `limit`;
-    every other count (within the noise zero-shot, or below a count too harmful to choose) counts its
-    zero-shot drop vs the given model, which overstates the fine-tuned one: the error is on the safe side.
+    A fine-tuned score counts as its drop vs the control, unless it is below the same candidate's
+    zero-shot score: a fine-tune that loses accuracy is not used, and the zero-shot drop vs the given
+    model counts instead (as `cluster` keeps the zero-shot model then). fine-tune: every count was
+    fine-tuned. fast: going from many clusters to few, a count that was fine-tuned counts as above,
+    until one exceeds `limit`; every other count (within the noise zero-shot, or below a count too
+    harmful to choose) counts its zero-shot drop vs the given model, which overstates the fine-tuned
+    one: the error is on the safe side.
     """
     drops: dict[int, Drop] = {}
     hopeless = False
@@ -233,8 +250,8 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
             raise ValueError(f"{results[c].key} lacks the measurement the {estimate.name} estimate needs")
         score, tuned = counted
         drops[c] = Drop(scale * ((control if tuned else reference) - score), score, tuned)
-        if tuned:
-            hopeless = limit is not None and drops[c].drop > limit
+        if tuned or results[c].fine_tuned is not None:  # a fine-tune that lost to zero-shot counts too
+            hopeless = hopeless or (limit is not None and drops[c].drop > limit)
     return {c: drops[c] for c in counts}
 
 

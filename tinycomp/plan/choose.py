@@ -110,13 +110,15 @@ class Option:
     drop: float = 0.0  # counted drop in the task's unit (conservative, see module docstring)
     measured_drop: float | None = None  # measured drop vs the fine-tuned control
     accuracy: float | None = None  # validation accuracy of the one-layer-clustered model
-    fine_tuned: bool | None = None  # the fast estimate: False when measured zero-shot (None: every option fine-tuned)
+    fine_tuned: bool | None = None  # False when the drop counted is the zero-shot one (None: older tables)
+    zero_shot_drop: float | None = None  # measured drop without fine-tuning, vs the given model (None: not measured)
 
 
 # Drops are in the task's unit (pp or dB); the JSON keys keep the names they had when every plan was a classifier's.
 JSON_KEYS = {"drop": "drop_pp", "measured_drop": "measured_pp", "predicted_drop": "predicted_drop_pp",
              "sum_drop": "sum_drop_pp", "credit": "credit_pp", "checked_drop": "checked_drop_pp",
-             "fine_tune_gain": "fine_tune_gain_pp"}
+             "fine_tune_gain": "fine_tune_gain_pp", "zero_shot_drop": "zero_shot_pp",
+             "checked_noise": "checked_noise_pp"}
 FIELDS = {key: name for name, key in JSON_KEYS.items()}
 
 
@@ -131,8 +133,8 @@ def field_names(payload: JsonDict) -> JsonDict:
 
 
 def _option_json(option: JsonDict) -> JsonDict:
-    """An option's JSON: `fine_tuned` only in tables of the fast estimate, so other tables keep their keys."""
-    return json_keys({k: v for k, v in option.items() if not (k == "fine_tuned" and v is None)})
+    """An option's JSON, without the keys older tables lack when they are unset."""
+    return json_keys({k: v for k, v in option.items() if not (k in ("fine_tuned", "zero_shot_drop") and v is None)})
 
 
 @dataclass
@@ -169,6 +171,7 @@ class SensitivityTable:
     # what the scores are and the drops' unit: classify: accuracies in [0, 1], drops in pp; regress:
     # output SNRs in dB, drops in dB (see metrics.Task)
     task: Task = CLASSIFY
+    learning_rate: float | None = None  # Adam's rate of the fine-tunes (None: tables from before it was recorded)
 
     @property
     def unit(self) -> str:
@@ -222,8 +225,12 @@ class Plan:
     exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
     checked_drop: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
+    checked_noise: float | None = None  # that measurement's standard error as a paired difference (None: not known)
     uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet the RAM budget
     decode_budget: int | None = None  # kernels decoding to more are sliced (`compress --decode-budget`)
+    # fine-tuning epochs that reproduce the (checked) drop: 0 when the plan is used zero-shot (None: older records)
+    epochs: int | None = None
+    stepped: list[str] = field(default_factory=list)  # steps down the check's refinement took (see refined_plan)
 
     def clustered(self) -> dict[str, Option]:
         return {name: o for name, o in self.choices.items() if o.clusters is not None}
@@ -286,13 +293,43 @@ def pareto_front(table: SensitivityTable) -> list[Point]:
 
 
 
+def zero_shot_table(table: SensitivityTable) -> SensitivityTable | None:
+    """The table with every option's zero-shot drop (vs the given model) counted instead, for a plan
+    used without fine-tuning; None when some option was not measured zero-shot (older tables)."""
+    layers = []
+    for layer in table.layers:
+        options = [replace(o, measured_drop=o.zero_shot_drop, fine_tuned=False) for o in layer.options]
+        if any(o.clusters is not None and o.measured_drop is None for o in options):
+            return None
+        counted_drops(options)
+        layers.append(replace(layer, options=options))
+    return replace(table, layers=layers)
+
+
+def nothing_clustered(table: SensitivityTable) -> Plan:
+    """The plan that clusters no layer: the int8 model as it is (no drop from clustering, no fine-tuning)."""
+    choices = {layer.name: layer.option(None) for layer in table.layers}
+    return Plan(choices, table.int8_bytes, 0.0, 0.0, 0.0, sum(o.ideal_bytes for o in choices.values()),
+                "min-bytes", 0.0, epochs=0)
+
+
+def least_harmful(table: SensitivityTable) -> tuple[str, Option] | None:
+    """The single clustered option with the smallest counted drop (None: the table has none)."""
+    options = [(layer.name, o) for layer in table.layers for o in layer.options if o.clusters is not None]
+    return min(options, key=lambda pair: (pair[1].drop, pair[1].bytes)) if options else None
+
+
 def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
     """Fewest predicted bytes with the predicted drop ≤ budget.max_drop, or (with a byte target)
     the smallest predicted drop with predicted bytes ≤ budget.target_bytes.
 
-    The predicted drop is against the given model: Σ per-layer drops (each measured against the
-    fine-tuned control) minus the control's gain over the given model, since `cluster`
-    fine-tunes too. A gain is credited only with budget.credit_fine_tuning; a loss always counts.
+    Two predictions are solved and the better plan kept: fine-tuned (each option's counted drop, as
+    the table counts it, minus the control's gain over the given model, since `cluster` fine-tunes
+    too; a gain is credited only with budget.credit_fine_tuning, a loss always counts) and, when the
+    table has every option's zero-shot drop, zero-shot (the sum of those, no fine-tuning: `Plan.epochs`
+    0). Under a drop budget the plan that clusters nothing (the int8 model, no drop) is a candidate
+    too: the one chosen when no layer can be clustered within the budget. A byte target nothing
+    reaches is NothingFits.
     """
     if budget.max_drop is None and budget.target_bytes is None:
         raise InvalidValue("a target ratio needs the float32 size resolved before choosing", "target_ratio",
@@ -300,35 +337,46 @@ def choose_plan(table: SensitivityTable, budget: Budget) -> Plan:
     if not table.layers:
         raise NothingFits("no layer to plan", None, "the model has no clusterable layer")
     gain = table.fine_tune_gain
-    credit = gain if budget.credit_fine_tuning else min(gain, 0.0)
+    bases = [(table, gain if budget.credit_fine_tuning else min(gain, 0.0), table.epochs)]
+    zero_shot = zero_shot_table(table)
+    if zero_shot is not None and table.epochs > 0:
+        bases.append((zero_shot, 0.0, 0))
     fixed = table.fixed_bytes + table.decode_overhead
+    plans = [_plan_of(table, best, fixed, credit, epochs) for basis, credit, epochs in bases
+             for best in [_best(basis, budget, fixed, credit)] if best is not None]
+    if budget.max_drop is not None:
+        plans.append(nothing_clustered(table))
+        chosen = min(plans, key=lambda p: (p.predicted_bytes, p.predicted_drop))
+        chosen.objective, chosen.budget = "min-bytes", budget.max_drop
+        return chosen
+    if not plans:
+        front = pareto_front(table)
+        smallest = min(p[0] for p in front if any(o.clusters is not None for o in p[2])) + fixed
+        raise NothingFits(f"no plan fits in {budget.bytes_text()}: the smallest predicted is {smallest:,} bytes",
+                          budget.field, f"{'lower the ratio' if budget.target_ratio else 'raise the target'} "
+                          "or add smaller cluster counts (e.g. 2,4,...)")
+    chosen = min(plans, key=lambda p: (p.predicted_drop, p.predicted_bytes))
+    chosen.objective, chosen.budget = "min-drop", budget.target_bytes or 0
+    return chosen
+
+
+def _best(table: SensitivityTable, budget: Budget, fixed: int, credit: float) -> tuple[int, float, tuple[Option, ...]] | None:
+    """The Pareto point (bytes, Σ drop, options) with at least one clustered layer that the budget's
+    objective prefers, or None when none fits."""
     front = [p for p in pareto_front(table) if any(o.clusters is not None for o in p[2])]
     if budget.max_drop is not None:
-        max_drop = budget.max_drop
-        fits = [p for p in front if p[1] - credit <= max_drop + 1e-9]
-        if not fits:
-            cheapest = min(front, key=lambda p: p[1]) if front else None
-            unit = budget.task.unit
-            least = f"{cheapest[1] - credit:+.2f} {unit}" if cheapest else "n/a"
-            raise NothingFits(f"no layer can be clustered within an {budget.task.drop_text()} of {max_drop:g} {unit} "
-                              f"(the least harmful single choice predicts {least})", budget.task.budget_field,
-                              "allow a larger drop, add larger cluster counts, or fine-tune longer")
-        best = min(fits, key=lambda p: (p[0], p[1]))
-        objective, value = "min-bytes", max_drop
-    else:
-        target_bytes = budget.target_bytes
-        assert target_bytes is not None, "a budget has a drop or a byte target"
-        fits = [p for p in front if p[0] + fixed <= target_bytes]
-        if not fits:
-            smallest = min(p[0] for p in front) + fixed if front else table.int8_bytes
-            raise NothingFits(f"no plan fits in {budget.bytes_text()}: the smallest predicted is {smallest:,} bytes",
-                              budget.field, f"{'lower the ratio' if budget.target_ratio else 'raise the target'} "
-                              "or add smaller cluster counts (e.g. 2,4,...)")
-        best = min(fits, key=lambda p: (p[1], p[0]))
-        objective, value = "min-drop", target_bytes
-    choices = {layer.name: option for layer, option in zip(table.layers, best[2])}
-    return Plan(choices, best[0] + fixed, best[1] - credit, best[1], credit,
-                sum(o.ideal_bytes for o in choices.values()), objective, value)
+        fits = [p for p in front if p[1] - credit <= budget.max_drop + 1e-9]
+        return min(fits, key=lambda p: (p[0], p[1])) if fits else None
+    fits = [p for p in front if p[0] + fixed <= (budget.target_bytes or 0)]
+    return min(fits, key=lambda p: (p[1], p[0])) if fits else None
+
+
+def _plan_of(table: SensitivityTable, point: tuple[int, float, tuple[Option, ...]], fixed: int, credit: float,
+             epochs: int) -> Plan:
+    """The Plan of a Pareto point, its choices being `table`'s own options (whichever basis chose them)."""
+    choices = {layer.name: layer.option(option.clusters) for layer, option in zip(table.layers, point[2])}
+    return Plan(choices, point[0] + fixed, point[1] - credit, point[1], credit,
+                sum(o.ideal_bytes for o in choices.values()), "min-drop", 0, epochs=epochs)
 
 
 def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: ArenasOf,
@@ -358,6 +406,10 @@ def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: A
     alone = dict(zip(names, single))
     kept = {n for n in names if alone[n] > ram_budget} if slicing is None else set()
     while True:
+        if len(kept) == len(names) and budget.max_drop is not None:
+            plan = nothing_clustered(table)  # within the drop budget and the arena: the fewest bytes left
+            plan.budget, plan.arena_bytes, plan.uncompressed_for_ram = budget.max_drop, uncompressed, sorted(kept)
+            return plan
         if len(kept) == len(names):
             least = min(names, key=alone.__getitem__)
             raise NothingFits(f"no layer can be compressed within the RAM budget of {ram_budget:,} bytes: "
@@ -373,8 +425,8 @@ def choose_plan_within_ram(table: SensitivityTable, budget: Budget, arenas_of: A
                               f"within {ram_budget:,} bytes", error.field,
                               f"{error.hint}, or raise the RAM budget") from None
         compressed = frozenset(plan.clustered())
-        [arena] = arenas_of([compressed])
-        if arena > ram_budget and slicing is not None:
+        [arena] = arenas_of([compressed]) if compressed else [uncompressed]
+        if arena > ram_budget and slicing is not None and compressed:
             found = sliced_within(compressed, ram_budget, slicing)
             if found is not None:
                 plan.decode_budget, arena = found
@@ -409,29 +461,81 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[
     """The plan `choose(budget)` makes, checked by measuring its drop with all its layers clustered
     at once (`measure_drop`), since per-layer drops need not add up.
 
-    Under an accuracy budget, a plan whose measured drop exceeds it by more than `noise` (the
-    noise of one validation measurement) is chosen again under the budget lowered by the
-    prediction's shortfall, up to `attempts` plans. Returns the plan to use (the smallest whose
-    measured drop is within budget + noise, else the least harmful) and every plan tried.
+    Under an accuracy budget, a plan whose measured drop exceeds it by more than the noise of that
+    measurement (`Plan.checked_noise` when the measurement set it: the standard error of the paired
+    difference on the same rows; else `noise`, that of one validation score) is chosen again under the
+    budget lowered by the prediction's shortfall, up to `attempts` plans. Returns the plan to use (the
+    smallest whose measured drop is within budget + noise, else the least harmful) and every plan tried.
     """
+    def within(plan: Plan) -> bool:
+        error = plan.checked_noise if plan.checked_noise is not None else noise
+        return _checked(plan) <= (max_drop or 0.0) + error
+
     plan = choose(max_drop)
     plan.checked_drop = measure_drop(plan)
     tried = [plan]
     if max_drop is None:
         return plan, tried
     budget = max_drop
-    while plan.checked_drop > max_drop + noise and len(tried) < attempts:
-        budget -= plan.checked_drop - plan.predicted_drop  # below the last prediction: another plan
+    while not within(plan) and len(tried) < attempts:
+        budget -= _checked(plan) - plan.predicted_drop  # below the last prediction: another plan
         try:
             plan = choose(budget)
         except NothingFits:
             break
+        if any(plan.choices == p.choices for p in tried):
+            break
         plan.checked_drop = measure_drop(plan)
         tried.append(plan)
-    within = [p for p in tried if _checked(p) <= max_drop + noise]
-    if within:
-        return min(within, key=lambda p: (p.predicted_bytes, _checked(p))), tried
+    fits = [p for p in tried if within(p)]
+    if fits:
+        return min(fits, key=lambda p: (p.predicted_bytes, _checked(p))), tried
     return min(tried, key=_checked), tried
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer moved to its next cheaper option: the bytes it saves and the counted drop it adds."""
+
+    layer: str
+    option: Option
+    saved_bytes: int
+    added: float
+
+    @property
+    def describe(self) -> str:
+        return f"{self.layer}→{self.option.clusters}"
+
+
+def step_downs(table: SensitivityTable, plan: Plan, *, skip: set[str] | frozenset[str] = frozenset(),
+               above: dict[str, int] | None = None) -> list[Step]:
+    """Each layer's step to the cheapest of its least harmful options with fewer bytes than the plan's
+    and, for a layer in `above`, more bytes than that (a refused step's); layers in `skip` left out.
+    The most bytes saved per counted drop added first (a step that adds no drop: by bytes saved)."""
+    above = above or {}
+    steps = []
+    for layer in table.layers:
+        current = plan.choices[layer.name]
+        cheaper = [o for o in layer.options if above.get(layer.name, -1) < o.bytes < current.bytes]
+        if layer.name in skip or not cheaper:
+            continue
+        option = min(cheaper, key=lambda o: (o.drop, o.bytes))  # the cheapest of the least harmful
+        steps.append(Step(layer.name, option, current.bytes - option.bytes, max(option.drop - current.drop, 0.0)))
+    return sorted(steps, key=lambda s: (-s.saved_bytes / max(s.added, 1e-3), -s.saved_bytes, s.layer))
+
+
+def stepped(plan: Plan, step: Step, decode_overhead: int = 0) -> Plan:
+    """`plan` with one step taken: bytes (with the once-paid `decode_overhead` when it is the first
+    clustered layer) and the Σ-of-drops prediction updated; measured fields cleared."""
+    choices = {**plan.choices, step.layer: step.option}
+    old = plan.choices[step.layer]
+    added = step.option.drop - old.drop
+    first = 0 if plan.clustered() else decode_overhead
+    return replace(plan, choices=choices, predicted_bytes=plan.predicted_bytes - step.saved_bytes + first,
+                   predicted_drop=plan.predicted_drop + added, sum_drop=plan.sum_drop + added,
+                   ideal_bytes=plan.ideal_bytes - old.ideal_bytes + step.option.ideal_bytes, exact_bytes=None,
+                   arena_bytes=plan.arena_bytes if old.clusters is not None else None,  # same layers decoded
+                   checked_drop=None, checked_noise=None, stepped=[*plan.stepped, step.describe])
 
 
 def _checked(plan: Plan) -> float:
@@ -447,13 +551,13 @@ def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:
 
 
 def plan_spec(table: SensitivityTable, plan: Plan, init: str = "kmeans++") -> ClusteringSpec:
-    """The clustering spec `cluster` consumes: one entry per clustered layer."""
+    """The clustering spec `cluster` consumes: one entry per clustered layer (none: the plan clusters
+    nothing), and the fine-tuning epochs that reproduce the plan's drop (0: zero-shot)."""
     per_channel = {layer.name: layer.per_channel for layer in table.layers}
     layers = tuple(LayerClustering(name=name, clusters=o.clusters or 0, init=init, per_channel=per_channel[name])
                    for name, o in plan.clustered().items())  # clustered(): every count is set
-    if not layers:
-        raise NothingFits("the plan clusters no layer", None, "allow a larger accuracy drop or byte target")
-    return ClusteringSpec(layers, plan.decode_budget)
+    epochs = plan.epochs if layers else 0
+    return ClusteringSpec(layers, plan.decode_budget, epochs, table.learning_rate if epochs else None)
 
 
 

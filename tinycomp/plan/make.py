@@ -6,6 +6,7 @@ exact bytes and arena on a synthetic file. The CLI and Python callers use the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -13,11 +14,32 @@ from tinycomp.convert import convert_float32
 from tinycomp.data import Dataset
 from tinycomp.errors import InvalidValue
 from tinycomp.metrics import Task
+from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, Shard
-from tinycomp.plan.choose import Budget, Plan, SensitivityTable, checked_plan, choose_plan, choose_plan_within_ram
+from tinycomp.plan.choose import (
+    ArenasOf,
+    Budget,
+    Plan,
+    SensitivityTable,
+    checked_plan,
+    choose_plan,
+    choose_plan_within_ram,
+    step_downs,
+    stepped,
+)
 from tinycomp.plan.costs import arena_measurer, plan_bytes_exact, slicing_measurer
 from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
-from tinycomp.plan.sensitivity import int8_for_costs, joint_drop, sensitivity, task_of, validation_rows
+from tinycomp.plan.sensitivity import (
+    int8_for_costs,
+    joint_drop,
+    sensitivity,
+    split_validation,
+    task_of,
+    validation_rows,
+)
+
+# At most this many steps of the refinement after the table's choice are measured (see refined_plan).
+MAX_STEPS = 8
 
 
 class PlanProgress(Protocol):
@@ -43,6 +65,8 @@ class PlanProgress(Protocol):
     def resumed(self, path: str, count: int | None) -> None:
         """A resumed run found `count` results measured before in `path` (None: no such file yet)."""
 
+    def stepped(self, plan: Plan, step: str, drop_pp: float, noise_pp: float, epochs: int, kept: bool) -> None: ...
+
 
 class Silent:
     """A PlanProgress that reports nothing."""
@@ -63,6 +87,9 @@ class Silent:
         pass
 
     def merging(self, count: int) -> None:
+        pass
+
+    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
         pass
 
     def measuring(self, measurement: Measurement, task: Task, jobs: int, shard: Shard | None) -> None:
@@ -100,6 +127,9 @@ def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: Sens
                                          seed=request.seed, max_drop=budget.max_drop, jobs=jobs,
                                          done=done, parts=parts, on_start=progress.started,
                                          on_result=progress.measured)
+    rate = table.learning_rate or request.measurement.learning_rate or FINE_TUNE_LEARNING_RATE
+    table.learning_rate = rate
+    request = replace(request, measurement=replace(request.measurement, learning_rate=rate))
     if budget.target_ratio is not None:
         budget = budget.resolved(_float32_bytes(model))
         progress.budget_resolved(budget)
@@ -113,8 +143,17 @@ def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: Sens
 
     noise = task.noise(table.control_accuracy, validation_rows(data, request.measurement.validation_split))
     if request.check:
-        chosen, tried = checked_plan(choose, lambda plan: _checked_drop(model, data, table, plan, request, progress),
-                                     budget.max_drop, noise)
+        def full_check(plan: Plan) -> float:
+            return _checked_drop(model, data, table, plan, request, progress)
+
+        chosen: Plan | None = None
+        tried: list[Plan] = []
+        if budget.max_drop is not None and request.refine:
+            chosen, tried = _refined_and_checked(model, data, table, request, budget, choose, full_check, progress,
+                                                 arenas_of)
+        if chosen is None:
+            chosen, more = checked_plan(choose, full_check, budget.max_drop, noise)
+            tried += more
     else:
         chosen, tried = choose(budget.max_drop), []
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, request.costs.strip)
@@ -125,9 +164,107 @@ def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: Sens
 
 def _checked_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, request: PlanRequest,
                   progress: PlanProgress) -> float:
-    drop = joint_drop(model, data, table, plan, measurement=request.measurement)
-    progress.checked(plan, drop, table.epochs)
-    return drop
+    """The check: the plan measured as `cluster` will make it (every fit row, the whole validation
+    split), zero-shot and fine-tuned; sets `plan.epochs` to the better one's (0: zero-shot)."""
+    if not plan.clustered():
+        plan.epochs = 0
+        return 0.0
+    measured = joint_drop(model, data, table, plan, measurement=request.measurement)
+    plan.epochs, plan.checked_noise = measured.epochs, measured.noise
+    progress.checked(plan, measured.drop, measured.epochs)
+    return measured.drop
+
+
+def _checked(plan: Plan) -> float:
+    assert plan.checked_drop is not None
+    return plan.checked_drop
+
+
+def _refined_and_checked(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
+                         choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float],
+                         progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
+    """The table's plan checked cheaply (as refinement steps are measured) and chosen again while over
+    budget, then refined, then checked as `cluster` will make it. Returns (None, tried) when the refined
+    plan fails that check: the caller checks and re-chooses from the table as without refinement."""
+    assert budget.max_drop is not None
+    cheap = StepMeasurer(model, data, table, request, budget.max_drop)
+    start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop)
+    start = replace(start, checked_drop=None, checked_noise=None)
+    ram = budget.ram_bytes
+    fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
+    refined = refined_plan(table, start, cheap, progress, fits_ram=fits_ram)
+    if not refined.clustered():
+        return refined, []
+    refined.checked_drop = full_check(refined)
+    if _checked(refined) <= budget.max_drop + (refined.checked_noise or 0.0):
+        return refined, [refined]
+    return None, [refined]
+
+
+class StepMeasurer:
+    """Measures a plan as refinement steps are measured: all its layers clustered at once, on every
+    validation row, zero-shot, and only when that is over budget − noise, fine-tuned for the table's
+    epochs on the candidates' fit rows while the fine-tuning allowance lasts (a quarter of the rows one
+    `cluster` run fine-tunes on, at least one fine-tune: on full-size MNIST two 4,096-row fine-tunes)."""
+
+    def __init__(self, model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, max_drop: float):
+        self.model, self.data, self.table, self.request, self.max_drop = model, data, table, request, max_drop
+        measurement = request.measurement
+        fit_rows = len(split_validation(data, measurement.validation_split)[0].x_train)
+        self.step_rows = min(measurement.rows("fine_tune_rows") or fit_rows, fit_rows)
+        self.tunes_left = max(1, fit_rows // max(4 * self.step_rows, 1)) if table.epochs > 0 else 0
+
+    def measure(self, plan: Plan) -> tuple[float, float, int]:
+        """(drop, its paired noise, epochs of the better measurement) of `plan`."""
+        measurement = self.request.measurement
+        measured = joint_drop(self.model, self.data, replace(self.table, epochs=0), plan, measurement=measurement)
+        if measured.drop > self.max_drop - measured.noise and self.tunes_left > 0:
+            self.tunes_left -= 1
+            tuned = joint_drop(self.model, self.data, self.table, plan, measurement=measurement,
+                               fine_tune_rows=self.step_rows)
+            if tuned.drop < measured.drop:
+                measured = tuned
+        return measured.drop, measured.noise, measured.epochs
+
+    def drop_of(self, plan: Plan) -> float:
+        """For checked_plan: the drop, with the plan's noise and epochs set."""
+        drop, plan.checked_noise, plan.epochs = self.measure(plan)
+        return drop
+
+
+def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, progress: PlanProgress, *,
+                 fits_ram: Callable[[Plan], bool] | None = None) -> Plan:
+    """Use the budget the table's (pessimistic, additive) prediction leaves: step the layer with the
+    most bytes saved per counted drop to the cheapest of its least harmful cheaper options, measure
+    the whole plan (`measurer`: all layers clustered at once, on every validation row), and keep the
+    step while the measured drop stays within the budget minus that measurement's noise. After a
+    refused step, that layer is only offered options less aggressive than the refused one. At most
+    MAX_STEPS steps are measured; the final check still decides. With `fits_ram` (a RAM budget), a step
+    that compresses a layer whose decoding does not fit is not taken (the arena depends on which layers
+    are compressed, not on their bitwidths).
+    """
+    above: dict[str, int] = {}  # layer → bytes of its refused option: only options with more bytes are tried
+    skip: set[str] = set()  # layers whose compression does not fit the RAM budget
+    measured_steps = 0
+    while measured_steps < MAX_STEPS:
+        steps = step_downs(table, plan, above=above, skip=skip)
+        if not steps:
+            break
+        step = steps[0]
+        candidate = stepped(plan, step, table.decode_overhead)
+        if fits_ram is not None and plan.choices[step.layer].clusters is None and not fits_ram(candidate):
+            skip.add(step.layer)
+            continue
+        measured_steps += 1
+        drop, noise, epochs = measurer.measure(candidate)
+        kept = drop <= measurer.max_drop - noise
+        progress.stepped(candidate, step.describe, drop, noise, epochs, kept)
+        if kept:
+            plan = candidate
+            plan.epochs = epochs
+        else:
+            above[step.layer] = step.option.bytes
+    return plan
 
 
 def budget_for_task(budget: Budget, task: Task, data_name: str) -> Budget:

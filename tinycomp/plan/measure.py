@@ -112,7 +112,7 @@ class Measurer:
         fit_data = Dataset("candidate rows", r.x_fit, r.y_fit, r.x_val, r.y_val)
         return fine_tuned_accuracy(self.model, self.spec_of(candidate), fit_data, r.x_val, r.y_val,
                                    epochs=epochs, batch_size=self.measurement.batch_size, seed=self.seed,
-                                   loss=self.loss, learning_rate=self.measurement.learning_rate, task=self.task)
+                                   loss=self.loss, learning_rate=self.measurement.rate, task=self.task)
 
     def measure(self, candidate: Candidate, previous: CandidateResult | None = None, *,
                 hopeless: bool = False) -> CandidateResult:

@@ -35,11 +35,12 @@ class CheckedPlan:
     clusters: dict[str, int]
     predicted_drop: float
     checked_drop: float | None
+    epochs: int | None = None  # the fine-tuning epochs of the better measurement (0: zero-shot)
 
     @classmethod
     def of(cls, plan: Plan) -> CheckedPlan:
         return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop,
-                   plan.checked_drop)
+                   plan.checked_drop, plan.epochs)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class PlanRecord(Record):
             float32_bytes=budget.float32_bytes, sensitivity=outcome.table, plan=outcome.plan,
             checked=[CheckedPlan.of(p) for p in outcome.tried], estimate=m.estimate,
             fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
-            learning_rate=m.learning_rate, task=outcome.table.task)
+            learning_rate=outcome.table.learning_rate or m.rate, task=outcome.table.task)
 
     @property
     def provenance(self) -> Provenance:

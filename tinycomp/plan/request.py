@@ -12,14 +12,18 @@ from dataclasses import dataclass, field
 from tinycomp.errors import InvalidValue
 from tinycomp.fileio import JsonDict
 from tinycomp.metrics import Task, get_task
-from tinycomp.models import DEFAULT_LEARNING_RATE
-from tinycomp.plan.candidates import FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS, FINE_TUNE, Estimate, estimate_named
+from tinycomp.models import FINE_TUNE_LEARNING_RATE
+from tinycomp.plan.candidates import FAST, FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS, Estimate, estimate_named
 from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, SensitivityTable, check_counts
 
-__all__ = ["FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS", "ByteCosts", "Measurement", "PlanOutcome", "PlanRequest"]
+__all__ = ["AUTO_LEARNING_RATES", "FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS", "ByteCosts", "Measurement", "PlanOutcome", "PlanRequest"]
 
 DEFAULT_VALIDATION_SPLIT = 0.2
 IO_TYPES = ("uint8", "int8", "float32")
+# With no learning rate given, plan fine-tunes the unclustered control at each of these and uses the one whose
+# control scores best on validation (ties: the first). Measured (docs/plan.md): 1e-3 loses accuracy on
+# converged models, 1e-4 keeps it; on an undertrained model 1e-3 keeps training it (+2.5 pp on the bench model).
+AUTO_LEARNING_RATES = (FINE_TUNE_LEARNING_RATE, 1e-3)
 
 
 
@@ -34,12 +38,12 @@ class Measurement:
     batch_size: int = 128
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     init: str = "kmeans++"
-    # FAST (or "fast"): zero-shot for every candidate, fine-tune only those that can be chosen
-    estimate: Estimate = FINE_TUNE
+    # FAST (or "fast", the default): zero-shot for every candidate, fine-tune only those that can be chosen
+    estimate: Estimate = FAST
     # Rows per candidate: 0 = all; None = the estimate's default (fast: FAST_*_ROWS; fine-tune: all).
     fine_tune_rows: int | None = None
     validation_rows: int | None = None
-    learning_rate: float = DEFAULT_LEARNING_RATE  # Adam's, for every fine-tune (as `cluster --learning-rate`)
+    learning_rate: float | None = None  # Adam's, for every fine-tune; None: the best of AUTO_LEARNING_RATES
     # CLASSIFY or REGRESS (or its name); None: chosen from the data and the model's output, as `cluster` does
     task: Task | None = None
 
@@ -48,7 +52,7 @@ class Measurement:
             object.__setattr__(self, "task", get_task(self.task))
         if isinstance(self.estimate, str):
             object.__setattr__(self, "estimate", estimate_named(self.estimate))
-        if not self.learning_rate > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise InvalidValue(f"learning rate must be above 0, got {self.learning_rate}", "learning_rate", "e.g. 1e-3")
         for name, default in (("fine_tune_rows", self.estimate.fine_tune_rows),
                               ("validation_rows", self.estimate.validation_rows)):
@@ -67,6 +71,11 @@ class Measurement:
             raise InvalidValue(f"validation split must be in (0, 1), got {self.validation_split}", "validation_split",
                                "e.g. 0.2")
 
+
+    @property
+    def rate(self) -> float:
+        """The learning rate to fine-tune with (before the auto choice is made: the first candidate rate)."""
+        return self.learning_rate if self.learning_rate is not None else AUTO_LEARNING_RATES[0]
 
     def rows(self, name: str) -> int | None:
         """fine_tune_rows or validation_rows as a row limit (None: every row)."""
@@ -110,6 +119,7 @@ class PlanRequest:
     costs: ByteCosts = field(default_factory=ByteCosts)
     check: bool = True
     seed: int = 0
+    refine: bool = True  # after the table's choice, step layers down while the measured drop allows (make.refined_plan)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from tinycomp.cluster import clusterable_layers, is_conv2d, validate_spec
 from tinycomp.convert import quantize
 from tinycomp.data import Dataset, calibration_samples, check_fits_model
 from tinycomp.errors import DataError, ModelError
-from tinycomp.metrics import Task, choose_task
+from tinycomp.metrics import Task, choose_task, predicted_classes
 from tinycomp.models import LossChoice, choose_loss, kernel_of, saved_config
 from tinycomp.plan.candidates import (
     CONTROL,
@@ -52,10 +52,11 @@ from tinycomp.plan.measure import (
     fine_tuned_accuracy,
     measure_in_order,
     measure_in_processes,
+    outputs_of,
     score_of,
     seeded_rows,
 )
-from tinycomp.plan.request import ByteCosts, Measurement
+from tinycomp.plan.request import AUTO_LEARNING_RATES, ByteCosts, Measurement
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 from tinycomp.tflite.find_tensors import bits_for
 
@@ -107,17 +108,76 @@ def training_loss(model: Any, data: Dataset, task: Task | None = None) -> LossCh
                        saved_loss=saved.saved_loss if saved else None)
 
 
-def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *, measurement: Measurement) -> float:
-    """The plan's drop (in the table's unit: pp of accuracy, dB of SNR) vs the given model with all its
-    layers clustered at once and fine-tuned for the table's epochs on every fit row, measured on the
-    whole validation split."""
+@dataclass(frozen=True)
+class JointDrop:
+    """A plan measured with all its layers clustered at once: its drop vs the given model (the table's
+    unit), the fine-tuning epochs that gave it (0: zero-shot was no worse than fine-tuned), and the
+    standard error of that drop as a paired difference on the same rows (classify: from the rows the
+    two models disagree on; regress: one SNR's noise)."""
+
+    drop: float
+    epochs: int
+    noise: float
+
+
+def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *, measurement: Measurement,
+               fine_tune_rows: int | None = None) -> JointDrop:
+    """The plan's drop vs the given model with all its layers clustered at once, measured on the whole
+    validation split zero-shot and, with epochs, fine-tuned for the table's epochs on the fit rows
+    (`fine_tune_rows`: a seeded subset of them; None: every row, as `cluster` fine-tunes); the
+    fine-tuned model counts only when it scores no lower than the zero-shot one (as in `cluster`)."""
+    if not plan.clustered():
+        return JointDrop(0.0, 0, 0.0)
     fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
-    reference = score_of(model, x_val, y_val, table.task)
-    accuracy = fine_tuned_accuracy(model, plan_spec(table, plan, measurement.init), fit_data, x_val, y_val, epochs=table.epochs,
-                                   batch_size=measurement.batch_size, seed=table.seed,
-                                   loss=training_loss(model, data, table.task), learning_rate=measurement.learning_rate,
-                                   task=table.task)
-    return table.task.scale * (reference - accuracy)
+    if fine_tune_rows:
+        rows = seeded_rows(len(fit_data.x_train), fine_tune_rows, seed=table.seed, stream=1)
+        fit_data = Dataset(fit_data.name, fit_data.x_train[rows], fit_data.y_train[rows], x_val, y_val)
+    spec = plan_spec(table, plan, measurement.init)
+    reference = outputs_of(model, x_val)
+    loss = training_loss(model, data, table.task)
+    best: tuple[float, int, np.ndarray] | None = None
+    for epochs in sorted({0, table.epochs}):
+        outputs = clustered_outputs(model, spec, fit_data, x_val, epochs=epochs, batch_size=measurement.batch_size,
+                                    seed=table.seed, loss=loss, learning_rate=measurement.rate, task=table.task)
+        score = table.task.plan_score(outputs, np.asarray(y_val))
+        if best is None or score >= best[0]:
+            best = (score, epochs, outputs)
+    assert best is not None
+    score, epochs, outputs = best
+    drop = table.task.scale * (table.task.plan_score(reference, np.asarray(y_val)) - score)
+    return JointDrop(drop, epochs, paired_noise(reference, outputs, y_val, table.task))
+
+
+def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val: np.ndarray, *, epochs: int,
+                      batch_size: int, seed: int, loss: LossChoice, learning_rate: float, task: Task) -> np.ndarray:
+    """Outputs on x_val of `model` with `spec`'s layers clustered, fine-tuned for `epochs` (0: zero-shot)."""
+    import tensorflow_model_optimization as tfmot
+
+    from tinycomp.cluster import wrap_layers
+    from tinycomp.models import compile_for_training, set_seed
+    from tinycomp.train import fit
+
+    set_seed(seed)
+    candidate = wrap_layers(model, spec)
+    if epochs > 0:
+        compile_for_training(candidate, learning_rate, task=task, loss=loss)
+        fit(candidate, fit_data, epochs, batch_size, 0.0)
+    return outputs_of(tfmot.clustering.keras.strip_clustering(candidate), x_val)
+
+
+def paired_noise(reference: np.ndarray, outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
+    """The standard error of (reference score − candidate score) on the same rows, in drop units:
+    classify: from the rows only one of the two gets right (a paired difference of proportions);
+    regress: one SNR measurement's noise (Task.noise)."""
+    n = len(outputs)
+    if task.name == "regress":
+        return task.noise(0.0, n)
+    truth = np.asarray(y).reshape(-1)
+    right_ref = predicted_classes(reference) == truth
+    right_new = predicted_classes(outputs) == truth
+    lost, gained = int(np.sum(right_ref & ~right_new)), int(np.sum(~right_ref & right_new))
+    variance = (lost + gained - (lost - gained) ** 2 / max(n, 1)) / max(n, 1) ** 2
+    return float(task.scale * max(variance, 0.0) ** 0.5)
 
 
 def validation_rows(data: Dataset, validation_split: float) -> int:
@@ -142,6 +202,7 @@ class Prepared:
     usable: dict[str, list[int]]
     candidates: list[Candidate]
     measurer: Measurer
+    control: CandidateResult | None = None  # measured while choosing the learning rate (None: not yet)
 
 
 def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, seed: int) -> Prepared:
@@ -158,8 +219,31 @@ def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, 
     rows = Rows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),
                 np.asarray(y_val[val]))
     reference = score_of(model, rows.x_val, rows.y_val, task)
+    control = None
+    if measurement.learning_rate is None:
+        rate, control = chosen_learning_rate(model, rows, loss=loss, measurement=measurement, seed=seed, task=task)
+        measurement = replace(measurement, learning_rate=rate)
     measurer = Measurer(model, rows, loss=loss, measurement=measurement, seed=seed, reference=reference, task=task)
-    return Prepared(names, usable, candidates_of(usable), measurer)
+    return Prepared(names, usable, candidates_of(usable), measurer, control)
+
+
+def chosen_learning_rate(model: Any, rows: Rows, *, loss: LossChoice, measurement: Measurement, seed: int,
+                         task: Task) -> tuple[float, CandidateResult | None]:
+    """The rate of AUTO_LEARNING_RATES whose fine-tuned unclustered control scores best on the candidates'
+    validation rows (ties: the first), and that control's result; the first rate when nothing is fine-tuned."""
+    if measurement.epochs == 0:
+        return AUTO_LEARNING_RATES[0], None
+    fit_data = Dataset("candidate rows", rows.x_fit, rows.y_fit, rows.x_val, rows.y_val)
+    best: tuple[float, float, float] | None = None  # (score, rate, seconds)
+    for rate in AUTO_LEARNING_RATES:
+        start = time.perf_counter()
+        score = fine_tuned_accuracy(model, None, fit_data, rows.x_val, rows.y_val, epochs=measurement.epochs,
+                                    batch_size=measurement.batch_size, seed=seed, loss=loss, learning_rate=rate,
+                                    task=task)
+        if best is None or score > best[0]:
+            best = (score, rate, time.perf_counter() - start)
+    assert best is not None
+    return best[1], CandidateResult(CONTROL, fine_tuned=best[0], seconds=best[2])
 
 
 def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[str, CandidateResult], jobs: int = 1,
@@ -172,6 +256,10 @@ def measure_candidates(prepared: Prepared, *, todo: list[Candidate], done: dict[
     measurement asks for is made; the assembled table is the same."""
     results = dict(done)
     m = prepared.measurer
+    if prepared.control is not None and CONTROL not in results and any(c.key == CONTROL for c in todo):
+        results[CONTROL] = prepared.control  # measured while choosing the learning rate
+        if on_result:
+            on_result(prepared.control)
     work = [(c, results.get(c.key)) for c in todo if any(m.measurement.estimate.still_needed(
         c, results.get(c.key), reference=m.reference, noise=m.noise, scale=m.scale))]
 
@@ -211,7 +299,7 @@ class HopelessLayers:
             return False
         drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
                                control=control.fine_tuned, limit=limit, scale=self.scale)
-        return any(d.fine_tuned and d.drop > limit for d in drops.values())
+        return any(d.drop > limit and larger[c].fine_tuned is not None for c, d in drops.items())
 
 
 def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
@@ -234,14 +322,17 @@ def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateR
         options = [Option(None, 8 * info.bytes // max(info.weights, 1), info.bytes, info.bytes)]
         for c in counts:
             b = bits_for(c)
+            zero = results[f"{name}/{c}"].zero_shot
             options.append(Option(c, b, byte_costs[name][b], ideal_bytes(info.weights, info.channels, b, c),
                                   measured_drop=drops[c].drop, accuracy=drops[c].accuracy,
-                                  fine_tuned=drops[c].fine_tuned if measurement.estimate.zero_shot else None))
+                                  fine_tuned=drops[c].fine_tuned,
+                                  zero_shot_drop=None if zero is None else m.scale * (reference - zero)))
         counted_drops(options)
         layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
                                        measurement.per_channel_conv and is_conv2d(model.get_layer(name)), options))
     return SensitivityTable(layers, final_size(int8, costs.strip), overhead, reference, control,
-                            len(m.rows.y_val), measurement.epochs, m.seed, seconds, task=m.task)
+                            len(m.rows.y_val), measurement.epochs, m.seed, seconds, task=m.task,
+                            learning_rate=measurement.learning_rate)
 
 
 def sensitivity(model: Any, data: Dataset, *, task: Task, measurement: Measurement, costs: ByteCosts, seed: int,

@@ -127,6 +127,9 @@ class Recording:
     def checked(self, plan: Plan, drop: float, epochs: int) -> None:
         self.progress.checked(plan, drop, epochs)
 
+    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
+        self.progress.stepped(plan, step, drop, noise, epochs, kept)
+
     def reusing(self, source: str, table: SensitivityTable) -> None:
         self.progress.reusing(source, table)
 
@@ -225,7 +228,8 @@ def spec_header(model_path: str, output: str, request: PlanRequest, outcome: Pla
             f"seed {request.seed})\n"
             f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
             f"{what} {chosen.predicted_drop:+.2f} {unit} on the validation split{checked}\n"
-            f"use: tinycomp cluster {model_path} --spec {output} --epochs {max(request.measurement.epochs, 1)}")
+            f"use: tinycomp cluster {model_path} --spec {output}  (epochs below: "
+            f"{'fine-tuned' if chosen.epochs else 'zero-shot, no fine-tuning'}, as the check measured it)")
 
 
 def write_plan(output: str, inputs: PlanInputs, request: PlanRequest, outcome: PlanOutcome) -> PlanRecord:

@@ -126,7 +126,7 @@ def _layout_yaml(layout: PerTensor | PerChannel | None) -> str:
 
 def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "model",
                    spec_source: str = "spec", decode_budget: int | None = None) -> CompressResult:
-    """Compress `model_bytes` as `spec` says; the returned bytes are validated to parse.
+    """Compress `model_bytes` as `spec` says (no tensors: unchanged); the returned bytes are validated to parse.
 
     With `decode_budget`, every compressed kernel whose decoded bytes exceed it is first sliced
     along its output channels (tinycomp.tflite.slicing), and each slice is compressed like the
@@ -137,6 +137,8 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
     spec = resolve_layouts(spec, model)
     check_spec(spec, model, spec_source)
     reports = [_tensor_report(model, entry) for entry in spec.tensors]
+    if not spec.tensors:  # a plan that clusters nothing: the model as it is
+        return CompressResult(bytes(model_bytes), reports, len(model_bytes))
     size = len(model_bytes)
     # an old file's operator codes are upgraded first: tflite-micro's rebuild keys them by builtin_code
     model_bytes = upgraded_bytes(model_bytes, source)
