@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
 from tinycomp.commands.common import (
@@ -17,6 +15,7 @@ from tinycomp.commands.common import (
     trust_option,
     verbatim,
 )
+from tinycomp.data import DataSpec
 from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 
@@ -42,7 +41,7 @@ from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 @data_options
 def command(model: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
             init: str, epochs: int, batch_size: int, learning_rate: float, task: str | None, trust: bool, seed: int,
-            load_data: Callable) -> None:
+            data_spec: DataSpec) -> None:
     """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save (.h5, or .keras by -o's name).
 
     The model may be .h5, .keras or a SavedModel directory; a Keras 3 file is clustered as its tf_keras
@@ -61,11 +60,11 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
                    where="cluster", hint="e.g. --spec specs/clustering.yaml")
     run(model_path=model, output=output, spec_path=spec_path, layers=layers, all_layers=all_layers, init=init,
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, task=task, trust=trust, seed=seed,
-        load_data=load_data)
+        data_spec=data_spec)
 
 
 def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-        init: str, epochs: int, batch_size: int, seed: int, load_data: Callable,
+        init: str, epochs: int, batch_size: int, seed: int, data_spec: DataSpec,
         learning_rate: float = DEFAULT_LEARNING_RATE, task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render
     from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
@@ -78,7 +77,7 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     if layers:
         spec = parse_layer_options(layers, init)
     check_output_path(output, model_path)
-    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task)
+    model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task)
     if all_layers:
         spec = cluster_all_spec(model, all_layers, init)
         left_out = left_out_layers(model, all_layers)
