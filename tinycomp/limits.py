@@ -27,7 +27,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tinycomp.errors import TooLarge
 
@@ -42,6 +42,7 @@ DEFAULT_COMPRESSION_RATIO = 200.0
 RATIO_CHECKED_FROM = MIB  # smaller members may compress well (a few rows of zeros) without harm
 READ_CHUNK = 16 * MIB
 CONFIG_MEMBERS = frozenset({"config.json", "metadata.json"})
+CONFIG_HINT = "no real model needs this much: the file is damaged or hostile"
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,16 @@ def read_capped(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
+def read_config_member(archive: zipfile.ZipFile, name: str, where: str) -> bytes:
+    """A model's architecture member (e.g. .keras config.json) within the config limit."""
+    return read_zip_member(archive, name, current().config_bytes, where=where, setting=CONFIG_SETTING, hint=CONFIG_HINT)
+
+
 def check_keras_archive(path: Path) -> None:
     """Every member of a `.keras` zip within the limits: config.json and metadata.json within the
     config limit, the others (weights, assets) within the array limit, and all of them together too."""
     limits = current()
-    hint = "no real model needs this much: the file is damaged or hostile"
+    hint = CONFIG_HINT
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
     for info in infos:
@@ -132,11 +138,11 @@ def read_config_file(path: Path, what: str) -> bytes:
     """A model's architecture file (e.g. a SavedModel's keras_metadata.pb) within the config limit."""
     limit = current().config_bytes
     check_declared(path.stat().st_size, limit, what=what, where=str(path), setting=CONFIG_SETTING,
-                   hint="no real model needs this much: the file is damaged or hostile")
+                   hint=CONFIG_HINT)
     return path.read_bytes()
 
 
-def read_h5_attribute(attrs: object, name: str, where: str) -> object:
+def read_h5_attribute(attrs: object, name: str, where: str) -> Any:
     """An HDF5 attribute (e.g. .h5 `model_config`) within the config limit, or None when absent.
 
     A fixed-length string's size is declared by its type and shape and is checked before it is
@@ -148,7 +154,7 @@ def read_h5_attribute(attrs: object, name: str, where: str) -> object:
     if not isinstance(attrs, h5py.AttributeManager) or name not in attrs:
         return None
     limit = current().config_bytes
-    hint = "no real model needs this much: the file is damaged or hostile"
+    hint = CONFIG_HINT
     attr = h5py.h5a.open(attrs._id, name.encode())  # the low-level handle: nothing is read yet
     count = int(np.prod(attr.shape)) if attr.shape else 1
     check_declared(count * attr.dtype.itemsize, limit, what=f"attribute {name}", where=where, setting=CONFIG_SETTING,

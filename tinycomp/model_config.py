@@ -118,7 +118,7 @@ def _read_h5(p: Path) -> tuple[dict | None, dict | None]:
                 _json_attr(limits.read_h5_attribute(f.attrs, "training_config", str(p))))
 
 
-def _json_attr(value: object) -> dict | None:
+def _json_attr(value) -> dict | None:
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -131,17 +131,17 @@ def _read_keras_zip(p: Path) -> tuple[dict, dict | None]:
 
     limits.check_keras_archive(p)
     with zipfile.ZipFile(p) as z:
-        config = json.loads(limits.read_zip_member(z, "config.json", limits.current().config_bytes, where=str(p),
-                                                   setting=limits.CONFIG_SETTING, hint="no real model needs this much"))
+        config = json.loads(limits.read_config_member(z, "config.json", str(p)))
     compile_config = config.get("compile_config") if isinstance(config, dict) else None
     return config, compile_config
 
 
 def _read_saved_model(p: Path) -> tuple[dict, dict | None]:
+    serialized = limits.read_config_file(p / "keras_metadata.pb", "keras_metadata.pb")  # size checked first
     from tf_keras.protobuf import saved_metadata_pb2  # a protobuf message definition; parsing runs no model code
 
     metadata = saved_metadata_pb2.SavedMetadata()
-    metadata.ParseFromString(limits.read_config_file(p / "keras_metadata.pb", "keras_metadata.pb"))
+    metadata.ParseFromString(serialized)
     roots = [node for node in metadata.nodes if node.node_path == "root"]
     if not roots:
         raise InputFileError("keras_metadata.pb has no root model", str(p), "save the model with tf_keras model.save(dir)")

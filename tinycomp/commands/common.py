@@ -102,9 +102,10 @@ class DataOptions:
             return self.spec()
         if self.targets is not None:
             raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
-        changes = {key: value for key, value in (("input_scale", self.input_scale), ("input_offset", self.input_offset),
-                                                  ("image_size", self.image_size)) if value is not None}
-        return replace(recorded, **changes) if changes else recorded
+        return replace(recorded,
+                       input_scale=recorded.input_scale if self.input_scale is None else self.input_scale,
+                       input_offset=recorded.input_offset if self.input_offset is None else self.input_offset,
+                       image_size=recorded.image_size if self.image_size is None else self.image_size)
 
 
 def _data_option_decorators(default_dataset: str | None) -> list[Callable[[Callable[..., Any]], Callable[..., Any]]]:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import click
+import numpy as np
 
 from tinycomp import render
 from tinycomp.commands.common import CONTEXT, DataOptions, open_data, recorded_data_options
@@ -58,7 +59,7 @@ def command(eval_json: str, output: str, baseline: str | None, model: str | None
         seed=seed, jobs=jobs, max_drop=max_drop, min_snr=min_snr)
 
 
-def _report_dir(output) -> Path:
+def _report_dir(output: str) -> Path:
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise OutputFileError("the report output is a file, not a directory", str(out), "give a directory, e.g. -o report/")
@@ -99,7 +100,7 @@ def report_dataset(options: DataOptions, record: EvalRecord) -> Dataset:
     return open_data(options.over(recorded), splits=("test",))
 
 
-def _pick_models(report, baseline, model):
+def _pick_models(report: EvalRecord, baseline: str | None, model: str | None) -> tuple[str | None, str | None]:
     """Baseline and compared .tflite: the options, else the eval's baseline and its last TFLM model."""
     tflite = [m.path for m in report.models if m.kind == "tflm"]
     first = baseline or (report.baseline if report.baseline and not str(report.baseline).endswith(".h5") else None)
@@ -154,7 +155,7 @@ def _predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], 
                              images=images, seed=seed, jobs=jobs)
 
 
-def _task_of(parsed, path: str) -> str:
+def _task_of(parsed: EvalRecord, path: str) -> str:
     """The task eval recorded for `path`; for a model not in the eval JSON, the record's only task."""
     recorded = {m.path: m.task for m in parsed.models}
     if path in recorded:
@@ -164,8 +165,6 @@ def _task_of(parsed, path: str) -> str:
 
 def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], pair: tuple[str, str], *,
                       eval_json: str, data_options: DataOptions, images: int, seed: int, jobs: int | None) -> list[str]:
-    import numpy as np
-
     from tinycomp import report as rep
     from tinycomp import tflm
     from tinycomp.data import check_fits_model
@@ -178,7 +177,7 @@ def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, st
     for m in models:
         check_fits_model(data, tuple(m.model.subgraphs[0].inputs[0].shape[1:]),
                          int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task="classify")
-    if not rep.can_show_images(data.x_test):
+    if not rep.can_show_images(data.x_test[:1]):
         render.warn(f"the rows of {data.name} are not images {data.input_shape}; predictions.png skipped")
         return []
     n = min(parsed.samples, len(data.x_test))
@@ -199,9 +198,9 @@ def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, st
     return notes
 
 
-def _check_accuracy(parsed, paths, predicted, y, dataset_name) -> list[str]:
+def _check_accuracy(parsed: EvalRecord, paths: tuple[str, str], predicted: list[np.ndarray], y: np.ndarray,
+                    dataset_name: str) -> list[str]:
     """Warn when the predictions do not reproduce eval's accuracy (different data or models)."""
-    import numpy as np
 
     notes = []
     recorded = {m.path: m.accuracy for m in parsed.models if m.accuracy is not None}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ def read_header(stream: Any, where: str, key: str) -> ArrayHeader:
             shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{key} is not a readable .npy array: {_first_line(e)}", where, NPZ_HINT) from e
     if dtype.hasobject:
         raise DataError(f"{key} holds Python objects (dtype {dtype}), which tinycomp does not load", where,
@@ -130,7 +131,7 @@ class NpzArchive:
                 with zipfile.ZipFile(self.path) as archive, archive.open(info) as stream:
                     header = read_header(stream, self.where, key)
                     header_bytes = stream.tell()
-            except (zipfile.BadZipFile, OSError, ValueError, RuntimeError) as e:
+            except (zipfile.BadZipFile, zlib.error, OSError, ValueError, RuntimeError, EOFError) as e:
                 raise DataError(f"cannot read {key}: {_first_line(e)}", self.where, NPZ_HINT) from e
             if header.nbytes > info.file_size - header_bytes:
                 raise DataError(f"{key}'s header declares {header.nbytes:,} bytes ({header.shape} {header.dtype}) "
@@ -167,7 +168,7 @@ class NpzArchive:
         try:
             with zipfile.ZipFile(self.path) as archive, archive.open(self.members[key]) as stream:
                 return npy_format.read_array(stream, allow_pickle=False)  # chunked into the declared shape
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as e:
             raise DataError(f"cannot read {key}: {_first_line(e)}", self.where, NPZ_HINT) from e
 
     def _map(self, key: str) -> np.ndarray:

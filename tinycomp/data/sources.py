@@ -17,7 +17,7 @@ import contextlib
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -203,7 +203,7 @@ class Npy:
     """Inputs in an .npy (and labels or targets in another), memory-mapped; the same rows serve
     training/calibration and evaluation."""
 
-    name: ClassVar[str] = "npy"
+    name = "npy"
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() == ".npy"
@@ -229,7 +229,7 @@ class Npy:
 class ImageDir:
     """uint8 images from DIR/<class>/<image>, split per class (every 5th image to the test set)."""
 
-    name: ClassVar[str] = "images"
+    name = "images"
 
     def claims(self, path: Path) -> bool:
         return path.is_dir()
@@ -305,7 +305,7 @@ def _first_line(error: BaseException) -> str:
 class Npz:
     """x_train, x_test (and y_train, y_test) from an .npz, reading only the splits asked for."""
 
-    name: ClassVar[str] = "npz"
+    name = "npz"
 
     def claims(self, path: Path) -> bool:
         return True  # the last file source: any file that is not an .npy or a directory
