@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tinycomp.data import DataSpec, spec_of_options
+from tinycomp import data as data_layer
+from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class DataOptions:
         """The DataSpec these options name (--dataset defaults to mnist)."""
         if self.targets and not (self.path and self.path.lower().endswith(".npy")):
             raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
-        return spec_of_options(dataset=self.dataset or "mnist", path=self.path, targets=self.targets,
+        return data_layer.spec_of_options(dataset=self.dataset or "mnist", path=self.path, targets=self.targets,
                                input_scale=self.input_scale, input_offset=self.input_offset,
                                image_size=self.image_size)
 

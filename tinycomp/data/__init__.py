@@ -12,36 +12,52 @@ fine); compressed `.npz` members are inflated only within TINYCOMP_MAX_ARRAY_BYT
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tinycomp.data.dataset import (
-    Dataset,
-    MappedArray,
-    Preprocessing,
-    Rows,
-    calibration_samples,
-    check_fits_model,
-    choose_preprocessing,
-)
-from tinycomp.data.sources import (
-    NPZ_KEYS,
-    REGISTRY,
-    SPLITS,
-    Source,
-    open_dataset,
-    register,
-    source_for_path,
-    spec_of_options,
-)
 from tinycomp.data.spec import BUILTIN, DataSpec
 from tinycomp.errors import DataError, InvalidValue
 
+if TYPE_CHECKING:
+    from tinycomp.data.dataset import (
+        Dataset,
+        MappedArray,
+        Preprocessing,
+        Rows,
+        calibration_samples,
+        check_fits_model,
+        choose_preprocessing,
+    )
+    from tinycomp.data.sources import (
+        NPZ_KEYS,
+        REGISTRY,
+        SPLITS,
+        Source,
+        open_dataset,
+        register,
+        source_for_path,
+        spec_of_options,
+    )
+
 DATASETS = BUILTIN
+# Names from the modules that import numpy, loaded on first use: the command-line edge imports
+# `tinycomp.data` for DataSpec, and `tinycomp --help` (or `tinycomp makefile`) needs no numpy.
+LAZY = {name: "tinycomp.data.dataset" for name in ("Dataset", "MappedArray", "Preprocessing", "Rows",
+                                                   "calibration_samples", "check_fits_model", "choose_preprocessing")}
+LAZY.update({name: "tinycomp.data.sources" for name in ("NPZ_KEYS", "REGISTRY", "SPLITS", "Source", "open_dataset",
+                                                        "register", "source_for_path", "spec_of_options")})
 
 __all__ = ["BUILTIN", "DATASETS", "MAX_ONE_HOT_CLASSES", "NPZ_KEYS", "ONE_HOT_NOTE", "REGISTRY", "SPLITS",
            "DataSpec", "Dataset", "MappedArray", "Preprocessing", "Rows", "Source", "calibration_samples", "check_fits_model", "choose_preprocessing",
            "is_one_hot", "load_dataset", "open_dataset", "register", "source_for_path", "spec_of_options"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY:
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'tinycomp.data' has no attribute {name!r}")
 
 
 def load_dataset(name: str = "mnist", npz: str | Path | None = None, warn: Callable[[str], None] | None = None, *,
@@ -51,6 +67,8 @@ def load_dataset(name: str = "mnist", npz: str | Path | None = None, warn: Calla
     """Open a dataset by name, or from an .npz (`npz`), .npy files (`npy_x`, and `npy_y` when there
     are labels or targets) or a directory of images in class subfolders (`images`): the keyword form
     of `open_dataset(DataSpec(...))`, reading both splits."""
+    from tinycomp.data.sources import open_dataset
+
     if sum(source is not None for source in (npz, npy_x, images)) > 1:
         raise InvalidValue("give one data source", "data", "an .npz, .npy files or an image directory, not several")
     if npy_y is not None and npy_x is None:

@@ -179,6 +179,19 @@ class Rows:
         rows = self[:]
         return rows if dtype is None else rows.astype(dtype)
 
+    def min(self) -> Any:
+        """The smallest converted value, computed chunk by chunk."""
+        return min(np.min(chunk) for chunk in self._chunks())
+
+    def max(self) -> Any:
+        """The largest converted value, computed chunk by chunk."""
+        return max(np.max(chunk) for chunk in self._chunks())
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        raw = self.raw.values()
+        for start in range(0, len(self), CONVERT_CHUNK_ROWS):
+            yield self._convert(raw[start:start + CONVERT_CHUNK_ROWS])
+
     def _rows(self, index: np.ndarray, contiguous: bool) -> np.ndarray:
         """The converted rows at `index`, CONVERT_CHUNK_ROWS at a time into one preallocated array."""
         self._check_fits(len(index))
