@@ -59,8 +59,13 @@ def check_x_values(raw: RawArray, key: str, where: str) -> None:
     """No NaN or infinity in float inputs held in memory (memory-mapped inputs are not read whole)."""
     if raw.on_disk or not np.issubdtype(raw.dtype, np.floating):
         return
-    if not np.all(np.isfinite(raw.values())):
+    if not all_finite(raw.values()):
         raise DataError(f"{key} contains NaN or infinite values", where)
+
+
+def all_finite(values: np.ndarray, chunk_rows: int = 4096) -> bool:
+    """No NaN or infinity, checked chunk by chunk (no mask the size of the array)."""
+    return all(np.isfinite(values[start:start + chunk_rows]).all() for start in range(0, len(values), chunk_rows))
 
 
 def check_y_values(raw: RawArray, key: str, where: str) -> None:
@@ -69,7 +74,7 @@ def check_y_values(raw: RawArray, key: str, where: str) -> None:
         values = raw.values()
         if len(values) and values.min() < 0:
             raise DataError(f"{key} has a negative label ({int(values.min())})", where, "labels must be 0..N-1")
-    elif np.issubdtype(raw.dtype, np.floating) and not raw.on_disk and not np.all(np.isfinite(raw.values())):
+    elif np.issubdtype(raw.dtype, np.floating) and not raw.on_disk and not all_finite(raw.values()):
         raise DataError(f"{key} contains NaN or infinite values", where)
 
 

@@ -19,13 +19,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinycomp import limits
-from tinycomp.data.arrays import RawArray, too_large_hint
+from tinycomp.data.arrays import RawArray
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import DataError, InvalidValue
 
 CONVERT_CHUNK_ROWS = 4096  # rows converted to float32 at a time
 MAX_ONE_HOT_CLASSES = 4096  # wider targets are not read whole to look for one-hot rows
 ONE_HOT_NOTE = "labels given as one-hot rows: read as integer labels (the column of each row's 1)"
+HOLD_HINT = ("this step holds these rows in memory as float32 (train and cluster stream memory-mapped inputs, "
+             "plan and report do not): give fewer rows")
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ class Rows:
         row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         limits.check_declared(count * row_bytes, limits.current().array_bytes,
                               what=f"{self.raw.name}: {count:,} rows as {self.dtype}", where=self.raw.where,
-                              setting=limits.ARRAY_SETTING, hint=too_large_hint(self.raw.name))
+                              setting=limits.ARRAY_SETTING, hint=HOLD_HINT)
 
 
 MappedArray = Rows  # the name before rows were read lazily from any source
