@@ -8,6 +8,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import h5py  # imported here: its first import starts a process (the unit tier refuses that in a test)
 import numpy as np
 import pytest
 from numpy.lib import format as npy_format
@@ -16,6 +17,7 @@ from helpers import damage_member, npy_bytes, run_cli, write_zip
 from tinycomp import limits
 from tinycomp.data import DataSpec, open_dataset
 from tinycomp.errors import DataError, TooLarge
+from tinycomp.model_config import read_saved_config
 
 MIB = 1024**2
 
@@ -76,10 +78,6 @@ def test_keras_archive_total_is_capped(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- .h5 and SavedModel architecture
 
 def test_h5_model_config_attribute_is_capped(tmp_path, monkeypatch):
-    import h5py
-
-    from tinycomp.model_config import read_saved_config
-
     path = tmp_path / "big.h5"
     with h5py.File(path, "w") as f:
         f.attrs["model_config"] = (b'{"class_name": "Sequential", "config": {"layers": []}}' + b" " * 20_000)
@@ -95,8 +93,6 @@ def test_h5_model_config_attribute_is_capped(tmp_path, monkeypatch):
 
 
 def test_saved_model_metadata_is_capped(tmp_path, monkeypatch):
-    from tinycomp.model_config import read_saved_config
-
     saved = tmp_path / "saved"
     saved.mkdir()
     (saved / "saved_model.pb").write_bytes(b"\0" * 16)
