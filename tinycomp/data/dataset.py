@@ -164,6 +164,14 @@ class Rows:
     def __len__(self) -> int:
         return len(self.raw)
 
+    def view(self, start: int, stop: int) -> Rows:
+        """Rows start..stop-1, still unread (a view of the raw array once it is read)."""
+        raw = self.raw
+        start, stop, _ = slice(start, stop).indices(len(raw))
+        part = RawArray((max(stop - start, 0), *raw.shape[1:]), raw.dtype, lambda: raw.values()[start:stop],
+                        on_disk=raw.on_disk, name=raw.name, where=raw.where)
+        return Rows(part, self.conversion, self.row_shape, streamed=self.streamed)
+
     def reshaped(self, row_shape: tuple[int, ...]) -> Rows:
         """The same rows with another row shape of the same size (e.g. a channel axis added or dropped)."""
         return Rows(self.raw, self.conversion, row_shape, streamed=self.streamed)
@@ -299,6 +307,14 @@ class Dataset:
                        list(self.notes) + [f"labels one-hot encoded ({classes} columns) for the loss"],
                        self.preprocessing, self.labels, self.spec, self.splits)
 
+    def hold_out(self, held: int) -> tuple[Dataset, np.ndarray, np.ndarray]:
+        """(the other training rows as a dataset, x and y of the last `held` training rows): the rows
+        that remain for training are not read here (memory-mapped ones can still be streamed)."""
+        n = len(self.x_train)
+        x_fit, y_fit = _rows_view(self.x_train, 0, n - held), _rows_view(self.y_train, 0, n - held)
+        x_val, y_val = np.asarray(self.x_train[n - held:]), np.asarray(self.y_train[n - held:])
+        return Dataset(self.name, x_fit, y_fit, x_val, y_val, preprocessing=self.preprocessing), x_val, y_val
+
     def split(self, which: str) -> tuple[Array, Array]:
         """(x, y) of 'train' or 'test'."""
         if which not in ("train", "test"):
@@ -336,6 +352,10 @@ class Dataset:
 
         signature = (tf.TensorSpec((None, *x.shape[1:]), tf.float32), tf.TensorSpec((None, *y_row), y_dtype))
         return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
+def _rows_view(a: Array, start: int, stop: int) -> Array:
+    return a.view(start, stop) if isinstance(a, Rows) else a[start:stop]
 
 
 def _reshape_rows(a: Array, row_shape: tuple[int, ...]) -> Array:
