@@ -196,3 +196,13 @@ def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv(limits.RATIO_SETTING, "lots")
     with pytest.raises(TooLarge, match="TINYCOMP_MAX_COMPRESSION_RATIO='lots' is not a number"):
         limits.current()
+
+
+def test_data_spec_round_trips_through_json():
+    spec = DataSpec("npy", "x.npy", "y.npy", 0.5, -1.0)
+    assert DataSpec.from_json(spec.to_json(), "eval.json") == spec
+    assert DataSpec.from_json(DataSpec("images", "imgs", image_size=(96, 96)).to_json(), "e").image_size == (96, 96)
+    with pytest.raises(DataError, match=r"dataset.spec has unknown keys colour \(eval.json\)"):
+        DataSpec.from_json({**spec.to_json(), "colour": 1}, "eval.json")
+    with pytest.raises(DataError, match="dataset.spec is malformed: data source 'npz' needs a path"):
+        DataSpec.from_json({"source": "npz"}, "eval.json")

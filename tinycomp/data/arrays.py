@@ -72,11 +72,6 @@ class RawArray:
         return cls(array.shape, array.dtype, lambda: array, on_disk=isinstance(array, np.memmap), name=name,
                    where=where)
 
-    @property
-    def read(self) -> bool:
-        """True once the values have been read (or were at hand)."""
-        return self._values is not None
-
     def values(self) -> np.ndarray:
         if self._values is None:
             assert self._read is not None
