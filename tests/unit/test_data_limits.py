@@ -206,3 +206,17 @@ def test_data_spec_round_trips_through_json():
         DataSpec.from_json({**spec.to_json(), "colour": 1}, "eval.json")
     with pytest.raises(DataError, match="dataset.spec is malformed: data source 'npz' needs a path"):
         DataSpec.from_json({"source": "npz"}, "eval.json")
+
+
+def test_calibration_reads_only_its_rows_of_a_compressed_member(tmp_path, monkeypatch):
+    """quantize's calibration rows are streamed out of a compressed x_train: it is never inflated whole."""
+    from tinycomp.data import calibration_samples
+    from tinycomp.data.arrays import NpzArchive
+
+    x_train = np.random.default_rng(2).integers(0, 256, (30_000, 6, 6), dtype=np.uint8)
+    path = data_npz(tmp_path / "d.npz", x_train)
+    data = open_dataset(DataSpec("npz", str(path)))
+    monkeypatch.setattr(NpzArchive, "_inflate", lambda *a: pytest.fail("x_train was inflated whole"))
+    rows = calibration_samples(data, 100, seed=3)
+    chosen = np.random.default_rng(3).choice(len(x_train), size=100, replace=False)
+    assert rows.tobytes() == (x_train[chosen].astype(np.float32) / np.float32(255))[..., np.newaxis].tobytes()

@@ -60,11 +60,19 @@ class RawArray:
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], read: Callable[[], np.ndarray], *,
-                 on_disk: bool, name: str, where: str):
+                 on_disk: bool, name: str, where: str, take: Callable[[np.ndarray], np.ndarray] | None = None):
         self.shape, self.dtype, self.on_disk = tuple(int(d) for d in shape), np.dtype(dtype), on_disk
         self.name, self.where = name, where
         self._read: Callable[[], np.ndarray] | None = read
+        self._take = take
         self._values: np.ndarray | None = None
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The rows at `index`: for a compressed member not yet read, streamed out of it in one pass
+        (only those rows are kept); else from the values."""
+        if self._values is None and self._take is not None:
+            return self._take(np.asarray(index))
+        return self.values()[index]
 
     @classmethod
     def of(cls, array: np.ndarray, name: str = "array", where: str = "") -> RawArray:
@@ -154,9 +162,41 @@ class NpzArchive:
     def raw(self, key: str) -> RawArray:
         """The member as a RawArray: memory-mapped when stored, else inflated on first use."""
         header = self.header(key)
-        reader = self._map if self.memory_mapped(key) else self._inflate
-        return RawArray(header.shape, header.dtype, lambda: reader(key), on_disk=self.memory_mapped(key), name=key,
-                        where=self.where)
+        if self.memory_mapped(key):
+            return RawArray(header.shape, header.dtype, lambda: self._map(key), on_disk=True, name=key,
+                            where=self.where)
+        return RawArray(header.shape, header.dtype, lambda: self._inflate(key), on_disk=False, name=key,
+                        where=self.where, take=lambda index: self._stream_rows(key, index))
+
+    def _stream_rows(self, key: str, index: np.ndarray) -> np.ndarray:
+        """The rows at `index` of a compressed member, inflated in bounded blocks in one pass; only the
+        rows asked for are kept (a C-order array stores each row contiguously)."""
+        header = self.header(key)
+        self.check_inflatable(key)
+        if header.fortran_order or len(header.shape) == 0:
+            return self._inflate(key)[index]
+        row_shape, rows = header.shape[1:], header.shape[0]
+        row_bytes = max(int(np.prod(row_shape, dtype=np.int64)) * header.dtype.itemsize, 1)
+        block_rows = max(1, limits.READ_CHUNK // row_bytes)
+        order = np.argsort(index, kind="stable")
+        wanted = np.asarray(index)[order]
+        out = np.empty((len(wanted), *row_shape), header.dtype)
+        filled = 0
+        try:
+            with zipfile.ZipFile(self.path) as archive, archive.open(self.members[key]) as stream:
+                read_header(stream, self.where, key)
+                for start in range(0, rows, block_rows):
+                    if filled == len(wanted):
+                        break
+                    count = min(block_rows, rows - start)
+                    block = np.frombuffer(limits.read_capped(stream, count * row_bytes), header.dtype)
+                    block = block.reshape((count, *row_shape))
+                    while filled < len(wanted) and wanted[filled] < start + count:
+                        out[order[filled]] = block[wanted[filled] - start]
+                        filled += 1
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as e:
+            raise DataError(f"cannot read {key}: {_first_line(e)}", self.where, NPZ_HINT) from e
+        return out
 
     def _inflate(self, key: str) -> np.ndarray:
         self.check_inflatable(key)

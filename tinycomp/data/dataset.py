@@ -164,6 +164,13 @@ class Rows:
     def __len__(self) -> int:
         return len(self.raw)
 
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """The converted rows at `index` (any order), reading no other rows where the source allows:
+        memory-mapped rows from disk, compressed ones streamed in one pass."""
+        index = np.asarray(index)
+        self._check_fits(len(index))
+        return self._convert(self.raw.take(index))
+
     def view(self, start: int, stop: int) -> Rows:
         """Rows start..stop-1, still unread (a view of the raw array once it is read)."""
         raw = self.raw
@@ -391,14 +398,12 @@ def check_fits_model(data: Dataset, input_shape: tuple[int, ...], num_outputs: i
 
 
 def calibration_samples(data: Dataset, count: int, seed: int = 0) -> np.ndarray:
-    """A fixed random subset of the training inputs for int8 calibration (only those rows are converted)."""
+    """A fixed random subset of the training inputs for int8 calibration (only those rows are read and converted)."""
     if count < 1:
         raise InvalidValue(f"calibration needs at least 1 sample, got {count}", "calibration_samples", "use e.g. 100")
     rng = np.random.default_rng(seed)
     count = min(count, len(data.x_train))
     chosen = rng.choice(len(data.x_train), size=count, replace=False)
     if isinstance(data.x_train, Rows):
-        order = np.argsort(chosen)
-        rows = data.x_train[chosen[order]]
-        return rows[np.argsort(order)]
+        return data.x_train.take(chosen)
     return np.asarray(data.x_train[chosen])
