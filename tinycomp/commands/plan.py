@@ -167,7 +167,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             max_snr_drop=max_snr_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_budget=ram_bytes,
             clusters=parse_counts(cluster_counts) if given_here(ctx, "cluster_counts") else None, layers=layers,
             validation_split=validation_split, validation_rows=validation_rows, jobs=capped_jobs(jobs), strip=strip,
-            check=check, task=task, seed=seed), load_data)
+            check=check, task=task, seed=seed), data_spec)
         return
     given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
              and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
