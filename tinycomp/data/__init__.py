@@ -22,6 +22,8 @@ from tinycomp.errors import DataError, InvalidValue
 
 if TYPE_CHECKING:
     from tinycomp.data.dataset import (
+        MAX_ONE_HOT_CLASSES,
+        ONE_HOT_NOTE,
         Dataset,
         MappedArray,
         Preprocessing,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         calibration_samples,
         check_fits_model,
         choose_preprocessing,
+        is_one_hot,
     )
     from tinycomp.data.sources import (
         NPZ_KEYS,
@@ -45,13 +48,15 @@ DATASETS = BUILTIN
 # Names from the modules that import numpy, loaded on first use: the command-line edge imports
 # `tinycomp.data` for DataSpec, and `tinycomp --help` (or `tinycomp makefile`) needs no numpy.
 LAZY = {name: "tinycomp.data.dataset" for name in ("Dataset", "MappedArray", "Preprocessing", "Rows",
-                                                   "calibration_samples", "check_fits_model", "choose_preprocessing")}
+                                                   "calibration_samples", "check_fits_model", "choose_preprocessing",
+                                                   "is_one_hot", "MAX_ONE_HOT_CLASSES", "ONE_HOT_NOTE")}
 LAZY.update({name: "tinycomp.data.sources" for name in ("NPZ_KEYS", "REGISTRY", "SPLITS", "Source", "open_dataset",
                                                         "register", "source_for_path", "spec_of_options")})
 
 __all__ = ["BUILTIN", "DATASETS", "MAX_ONE_HOT_CLASSES", "NPZ_KEYS", "ONE_HOT_NOTE", "REGISTRY", "SPLITS",
-           "DataSpec", "Dataset", "MappedArray", "Preprocessing", "Rows", "Source", "calibration_samples", "check_fits_model", "choose_preprocessing",
-           "is_one_hot", "load_dataset", "open_dataset", "register", "source_for_path", "spec_of_options"]
+           "DataSpec", "Dataset", "MappedArray", "Preprocessing", "Rows", "Source", "calibration_samples",
+           "check_fits_model", "choose_preprocessing", "is_one_hot", "load_dataset", "open_dataset", "register",
+           "source_for_path", "spec_of_options"]
 
 
 def __getattr__(name: str) -> Any:

@@ -26,8 +26,8 @@ from tinycomp.errors import DataError, InvalidValue
 CONVERT_CHUNK_ROWS = 4096  # rows converted to float32 at a time
 MAX_ONE_HOT_CLASSES = 4096  # wider targets are not read whole to look for one-hot rows
 ONE_HOT_NOTE = "labels given as one-hot rows: read as integer labels (the column of each row's 1)"
-HOLD_HINT = ("this step holds these rows in memory as float32 (train and cluster stream memory-mapped inputs, "
-             "plan and report do not): give fewer rows")
+HOLD_HINT = ("this step holds these rows in memory as float32 (training streams memory-mapped inputs; plan holds "
+             "its validation and measuring rows, report the rows it shows): give fewer rows")
 
 
 @dataclass(frozen=True)
