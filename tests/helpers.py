@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +80,27 @@ OLD_EVAL_JSON = """{"dataset": {"name": "mnist-sample"}, "baseline": "model.tfli
    "arena_bytes": 108624, "ms_per_inference": 1.2, "ratio_vs_baseline": 5.92, "accuracy_delta_pp": 2.7,
    "fits": null, "budget_notes": [], "alt_decompression_bytes": 102400, "arena_bytes_with_alt_decompression": 6224}]}
 """
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of an .npy file."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def write_zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A zip (.npz, .keras) with these members, as written."""
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+def damage_member(path: Path, name: str) -> None:
+    """Zero a quarter of a zip member's compressed bytes past its middle (its first bytes stay readable)."""
+    info = zipfile.ZipFile(path).getinfo(name)
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    raw[start:start + info.compress_size // 4] = bytes(info.compress_size // 4)
+    path.write_bytes(bytes(raw))

@@ -21,6 +21,8 @@ _API: dict[str, tuple[str, str]] = {
     "load_model": ("tinycomp.models", "load_keras_model"),
     "save_model": ("tinycomp.models", "save_keras_model"),
     "load_dataset": ("tinycomp.data", "load_dataset"),
+    "DataSpec": ("tinycomp.data", "DataSpec"),
+    "open_dataset": ("tinycomp.data", "open_dataset"),
     "Dataset": ("tinycomp.data", "Dataset"),
     "calibration_samples": ("tinycomp.data", "calibration_samples"),
     "CLASSIFY": ("tinycomp.metrics", "CLASSIFY"),

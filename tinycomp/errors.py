@@ -38,6 +38,10 @@ class InputFileError(TinycompError):
     """A file that is missing, unreadable, empty or of the wrong kind."""
 
 
+class TooLarge(InputFileError):
+    """An input whose declared size (zip member, array, model architecture) exceeds a limit."""
+
+
 class OutputFileError(TinycompError):
     """An output path that cannot be written."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycomp.errors import InputFileError, OutputFileError
+from tinycomp.limits import check_keras_archive
 
 JsonDict = dict[str, Any]  # a JSON object as json.loads returns it
 
@@ -126,6 +127,7 @@ def _check_keras_zip(p: Path) -> str:
     if "config.json" not in names:
         hint = "an .npz holds data, not a model" if any(n.endswith(".npy") for n in names) else KERAS_FORMATS_HINT
         raise InputFileError("zip file has no config.json, so it is not a .keras model", str(p), hint)
+    check_keras_archive(p)  # before anything inflates a member
     return "keras"
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinycomp import limits
 from tinycomp.errors import InputFileError, ModelError, UnsafeModelError
 
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
@@ -113,7 +114,8 @@ def _read_h5(p: Path) -> tuple[dict | None, dict | None]:
     import h5py
 
     with h5py.File(p, "r") as f:
-        return _json_attr(f.attrs.get("model_config")), _json_attr(f.attrs.get("training_config"))
+        return (_json_attr(limits.read_h5_attribute(f.attrs, "model_config", str(p))),
+                _json_attr(limits.read_h5_attribute(f.attrs, "training_config", str(p))))
 
 
 def _json_attr(value) -> dict | None:
@@ -127,17 +129,19 @@ def _json_attr(value) -> dict | None:
 def _read_keras_zip(p: Path) -> tuple[dict, dict | None]:
     import zipfile
 
+    limits.check_keras_archive(p)
     with zipfile.ZipFile(p) as z:
-        config = json.loads(z.read("config.json"))
+        config = json.loads(limits.read_config_member(z, "config.json", str(p)))
     compile_config = config.get("compile_config") if isinstance(config, dict) else None
     return config, compile_config
 
 
 def _read_saved_model(p: Path) -> tuple[dict, dict | None]:
+    serialized = limits.read_config_file(p / "keras_metadata.pb", "keras_metadata.pb")  # size checked first
     from tf_keras.protobuf import saved_metadata_pb2  # a protobuf message definition; parsing runs no model code
 
     metadata = saved_metadata_pb2.SavedMetadata()
-    metadata.ParseFromString((p / "keras_metadata.pb").read_bytes())
+    metadata.ParseFromString(serialized)
     roots = [node for node in metadata.nodes if node.node_path == "root"]
     if not roots:
         raise InputFileError("keras_metadata.pb has no root model", str(p), "save the model with tf_keras model.save(dir)")

@@ -40,7 +40,7 @@ def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validatio
     model = build_tutorial_cnn(data.input_shape, data.num_classes)
     compile_for_training(model)
     history = fit(model, data, epochs, batch_size, validation_split, on_epoch)
-    accuracy = evaluate_keras(model, data.x_test, data.y_test)
+    accuracy = evaluate_keras(model, np.asarray(data.x_test), np.asarray(data.y_test))
     return TrainResult(model, accuracy, history, time.perf_counter() - start)
 
 
@@ -58,8 +58,10 @@ def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: fl
         if data.streamed:
             history = _fit_streamed(model, data, epochs, batch_size, validation_split, callbacks)
         else:
-            history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                                validation_split=validation_split, shuffle=True, verbose=0, callbacks=callbacks)
+            # read whole (preprocessed chunk by chunk, within the array limit): Keras shuffles arrays as before
+            history = model.fit(np.asarray(data.x_train), np.asarray(data.y_train), epochs=epochs,
+                                batch_size=batch_size, validation_split=validation_split, shuffle=True, verbose=0,
+                                callbacks=callbacks)
     except (ValueError, TypeError) as e:  # Keras's shape and dtype checks of targets against outputs and loss
         raise ModelError(f"fine-tuning failed: {_first_line(e)}", f"loss {_loss_name(model)}, targets of shape "
                          f"{tuple(data.y_train.shape[1:])}, outputs of shape {tuple(model.output_shape[1:])}",

@@ -44,8 +44,13 @@ def test_report_without_predictions_needs_no_data(eval_json, tmp_path):
 
 
 def test_report_needs_the_eval_data(eval_json, tmp_path):
-    result = run_cli(["report", eval_json, "-o", tmp_path / "report"])
+    """An eval JSON from before data specs were recorded names only the data."""
+    record = json.loads(eval_json.read_text())
+    del record["dataset"]["spec"]
+    old = tmp_path / "old.eval.json"
+    old.write_text(json.dumps(record))
+    result = run_cli(["report", old, "-o", tmp_path / "report"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
-        f"Error: the eval JSON was measured on 'tiny.npz', which is not a built-in dataset ({eval_json}) — "
+        f"Error: the eval JSON was measured on 'tiny.npz', which is not a built-in dataset ({old}) — "
         "give the same data with --data FILE.npz (or --images 0 for no predictions.png)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
 from tinycomp.commands.common import (
@@ -17,6 +15,7 @@ from tinycomp.commands.common import (
     trust_option,
     verbatim,
 )
+from tinycomp.data import DataSpec
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 
@@ -45,7 +44,7 @@ from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
 @data_options
 def command(model: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
             init: str, epochs: int | None, batch_size: int, learning_rate: float | None, task: str | None, trust: bool, seed: int,
-            load_data: Callable) -> None:
+            data_spec: DataSpec) -> None:
     """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save (.h5, or .keras by -o's name).
 
     Fine-tuning never makes the model worse: the clustered model is scored on the held-out last 10% of
@@ -69,14 +68,14 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
                    where="cluster", hint="e.g. --spec specs/clustering.yaml")
     run(model_path=model, output=output, spec_path=spec_path, layers=layers, all_layers=all_layers, init=init,
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, task=task, trust=trust, seed=seed,
-        load_data=load_data)
+        data_spec=data_spec)
 
 
 DEFAULT_EPOCHS = 2
 
 
 def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-        init: str, epochs: int | None, batch_size: int, seed: int, load_data: Callable,
+        init: str, epochs: int | None, batch_size: int, seed: int, data_spec: DataSpec,
         learning_rate: float | None = None, task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render
     from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
@@ -89,7 +88,7 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
     if layers:
         spec = parse_layer_options(layers, init)
     check_output_path(output, model_path)
-    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task)
+    model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task)
     if all_layers:
         spec = cluster_all_spec(model, all_layers, init)
         left_out = left_out_layers(model, all_layers)

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from tinycomp import data as data_layer
+from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
+
+if TYPE_CHECKING:
+    from tinycomp.data import Dataset
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DATASET_CHOICES = ("mnist", "mnist-sample", "fashion_mnist")
@@ -65,57 +70,93 @@ def exactly_one_of(given: dict[str, object], *, what: str, where: str, hint: str
         raise UsageError(f"{what} exactly one of {listed}", where, hint)
 
 
-def data_options(fn: Callable) -> Callable:
+DATA_HELP = ("Your data (overrides --dataset): an .npz with x_train, y_train, x_test, y_test (y optional: without "
+             "labels the targets are the inputs); an .npy of inputs (with --targets); or a directory of images in "
+             "one subfolder per class. For data larger than memory use .npy (memory-mapped, read in batches); "
+             "compressed .npz members are read into memory (see docs/data.md).")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The data options as given on the command line (None: not given)."""
+
+    dataset: str | None = None
+    path: str | None = None
+    targets: str | None = None
+    input_scale: float | None = None
+    input_offset: float | None = None
+    image_size: tuple[int, int] | None = None
+
+    def spec(self) -> DataSpec:
+        """The DataSpec these options name (--dataset defaults to mnist)."""
+        if self.targets and not (self.path and self.path.lower().endswith(".npy")):
+            raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
+        return data_layer.spec_of_options(dataset=self.dataset or "mnist", path=self.path, targets=self.targets,
+                               input_scale=self.input_scale, input_offset=self.input_offset,
+                               image_size=self.image_size)
+
+    def over(self, recorded: DataSpec) -> DataSpec:
+        """These options where given, else the `recorded` spec: --dataset or --data names other data
+        (with these options); otherwise the recorded data, with any preprocessing option given replacing
+        the recorded one."""
+        if self.dataset is not None or self.path is not None:
+            return self.spec()
+        if self.targets is not None:
+            raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
+        return replace(recorded,
+                       input_scale=recorded.input_scale if self.input_scale is None else self.input_scale,
+                       input_offset=recorded.input_offset if self.input_offset is None else self.input_offset,
+                       image_size=recorded.image_size if self.image_size is None else self.image_size)
+
+
+def _data_option_decorators(default_dataset: str | None) -> list[Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    dataset_help = ("mnist: full MNIST if cached or online, else the bundled 5,000-digit sample (with a warning)."
+                    if default_dataset else "A built-in dataset  [default: the data the eval JSON records]")
+    return [
+        click.option("--dataset", type=click.Choice(DATASET_CHOICES), default=default_dataset,
+                     show_default=default_dataset is not None, help=dataset_help),
+        click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None, metavar="PATH",
+                     help=DATA_HELP),
+        click.option("--targets", "targets_path", type=click.Path(), default=None, metavar="FILE.npy",
+                     help="With --data X.npy: the labels (integers) or regression targets, one row per input row."),
+        click.option("--input-scale", type=float, default=None, metavar="S",
+                     help="Inputs become x * S + OFFSET  [default: 1/255 for uint8 data, else 1: used as given]"),
+        click.option("--input-offset", type=float, default=None, metavar="OFFSET",
+                     help="Added after --input-scale  [default: 0]"),
+        click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="HxW",
+                     help="With an image directory: resize every image to H×W  [default: all images must be one size]"),
+    ]
+
+
+def _options_of(kwargs: dict[str, Any]) -> DataOptions:
+    return DataOptions(kwargs.pop("dataset"), kwargs.pop("data_path"), kwargs.pop("targets_path"),
+                       kwargs.pop("input_scale"), kwargs.pop("input_offset"), kwargs.pop("image_size"))
+
+
+def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--dataset / --data / --targets / --input-scale / --input-offset / --image-size.
 
-    The command receives `load_data`, a function of no arguments that loads and preprocesses them
-    (explicitly: the preprocessing is recorded in the data's description, so in every sidecar).
+    The command receives `data_spec`, the one DataSpec they name (parsed here, once); it opens the
+    data with `tinycomp.data.open_dataset`, which records the spec and the preprocessing in the
+    data's description, so in every sidecar.
     """
-    @click.option("--dataset", type=click.Choice(DATASET_CHOICES), default="mnist", show_default=True,
-                  help="mnist: full MNIST if cached or online, else the bundled 5,000-digit sample (with a warning).")
-    @click.option("--data", "data_path", type=click.Path(dir_okay=True), default=None, metavar="PATH",
-                  help="Your data (overrides --dataset): an .npz with x_train, y_train, x_test, y_test (y optional: "
-                       "without labels the targets are the inputs); an .npy of inputs (with --targets); or a "
-                       "directory of images in one subfolder per class.")
-    @click.option("--targets", "targets_path", type=click.Path(), default=None, metavar="FILE.npy",
-                  help="With --data X.npy: the labels (integers) or regression targets, one row per input row.")
-    @click.option("--input-scale", type=float, default=None, metavar="S",
-                  help="Inputs become x * S + OFFSET  [default: 1/255 for uint8 data, else 1: used as given]")
-    @click.option("--input-offset", type=float, default=None, metavar="OFFSET",
-                  help="Added after --input-scale  [default: 0]")
-    @click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="HxW",
-                  help="With an image directory: resize every image to H×W  [default: all images must be one size]")
     @functools.wraps(fn)
-    def wrapper(*args: Any, dataset: str, data_path: str | None, targets_path: str | None,
-                input_scale: float | None, input_offset: float | None, image_size: tuple[int, int] | None,
-                **kwargs: Any) -> Any:
-        loader = data_loader(dataset=dataset, data_path=data_path, targets_path=targets_path,
-                             input_scale=input_scale, input_offset=input_offset, image_size=image_size)
-        return fn(*args, load_data=loader, **kwargs)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, data_spec=_options_of(kwargs).spec(), **kwargs)
+    for decorate in reversed(_data_option_decorators("mnist")):
+        wrapper = decorate(wrapper)
     return wrapper
 
 
-def data_loader(*, dataset: str, data_path: str | None, targets_path: str | None = None,
-                input_scale: float | None = None, input_offset: float | None = None,
-                image_size: tuple[int, int] | None = None) -> Callable[[], Any]:
-    """A function that loads the data the options name; --data picks its kind by what the path is."""
-    if targets_path and not (data_path and data_path.lower().endswith(".npy")):
-        raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
-
-    def load() -> Any:
-        from tinycomp import render
-        from tinycomp.data import load_dataset
-
-        source: dict[str, Any] = {}
-        if data_path and Path(data_path).is_dir():
-            source["images"] = data_path
-        elif data_path and data_path.lower().endswith(".npy"):
-            source.update(npy_x=data_path, npy_y=targets_path)
-        elif data_path:
-            source["npz"] = data_path
-        return load_dataset(dataset, warn=render.warn, input_scale=input_scale, input_offset=input_offset,
-                            image_size=image_size, **source)
-    return load
+def recorded_data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The same options for commands that read a record (report): the command receives `data_options`,
+    a DataOptions to lay `over` the DataSpec the record holds."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, data_options=_options_of(kwargs), **kwargs)
+    for decorate in reversed(_data_option_decorators(None)):
+        wrapper = decorate(wrapper)
+    return wrapper
 
 
 class ImageSizeType(click.ParamType):
@@ -156,8 +197,16 @@ def seed_option(fn: Callable) -> Callable:
     return click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(fn)
 
 
-def load_model_and_data(model_path: str, load_data: Callable, *, trust: bool = False,
-                        task: str | None = None, for_conversion: bool = False) -> tuple[Any, Any]:
+def open_data(spec: DataSpec, *, splits: tuple[str, ...] = ("train", "test")) -> Dataset:
+    """The data `spec` names, with warnings rendered; only `splits` are read."""
+    from tinycomp import render
+    from tinycomp.data import open_dataset
+
+    return open_dataset(spec, splits=splits, warn=render.warn)
+
+
+def load_model_and_data(model_path: str, data_spec: DataSpec, *, trust: bool = False,
+                        task: str | None = None, for_conversion: bool = False) -> tuple[Any, Dataset]:
     """The Keras model at `model_path` (.h5, .keras or a SavedModel directory) and the data, checked
     to fit each other for the task (`task`, or chosen from the data and the model's output).
     `for_conversion`: see models.load_keras_model (Keras 3 and plain SavedModels as they are)."""
@@ -169,7 +218,7 @@ def load_model_and_data(model_path: str, load_data: Callable, *, trust: bool = F
 
     import_tensorflow_quietly()
     check_keras_model_path(model_path)
-    data = load_data()
+    data = open_data(data_spec)
     model = load_keras_model(model_path, trust=trust, for_conversion=for_conversion)
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     data = data.fit_to(input_shape)

@@ -5,11 +5,10 @@ With --json, the results are written before a failed budget exits 1, so CI keeps
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
-from tinycomp.commands.common import CONTEXT, SIZE, data_options, task_option, trust_option
+from tinycomp.commands.common import CONTEXT, SIZE, data_options, open_data, task_option, trust_option
+from tinycomp.data import DataSpec
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -26,7 +25,7 @@ from tinycomp.commands.common import CONTEXT, SIZE, data_options, task_option, t
 @data_options
 def command(models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
             json_path: str | None, flash_budget: int | None, ram_budget: int | None, task: str | None, trust: bool,
-            load_data: Callable) -> None:
+            data_spec: DataSpec) -> None:
     """Metric, agreement, flash, RAM and latency of .tflite files (in TFLM) and Keras models.
 
     The metric follows the task: top-1 accuracy for classifiers, MSE and output SNR for
@@ -40,11 +39,11 @@ def command(models: tuple[str, ...], baseline: str | None, limit: int | None, jo
       tinycomp eval build/model.tflite build/compressed.tflite --baseline build/model.tflite --json build/eval.json
     """
     run(models=models, baseline=baseline, limit=limit, jobs=jobs, json_path=json_path, flash_budget=flash_budget,
-        ram_budget=ram_budget, load_data=load_data, task=task, trust=trust)
+        ram_budget=ram_budget, data_spec=data_spec, task=task, trust=trust)
 
 
 def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
-        json_path: str | None, flash_budget: int | None, ram_budget: int | None, load_data: Callable,
+        json_path: str | None, flash_budget: int | None, ram_budget: int | None, data_spec: DataSpec,
         task: str | None = None, trust: bool = False) -> None:
     from tinycomp import render, tflm
     from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_model, require_one_fits
@@ -55,7 +54,7 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
     if json_path:
         check_output_path(json_path, *models)
     jobs = jobs or tflm.default_jobs()
-    data = load_data()
+    data = open_data(data_spec, splits=("test",))  # eval reads only the test rows
     paths = list(dict.fromkeys([*models, *([baseline] if baseline else [])]))
     results = {}
     count = len(data.x_test) if limit is None else min(limit, len(data.x_test))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 import click
 
@@ -21,6 +20,7 @@ from tinycomp.commands.common import (
     task_option,
     trust_option,
 )
+from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
 from tinycomp.fileio import check_output_path, sidecar_path
 from tinycomp.metrics import CLASSIFY, REGRESS, Task, get_task
@@ -28,8 +28,6 @@ from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest
 from tinycomp.plan.candidates import ESTIMATES, Shard
 from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, read_part, read_record, write_plan
-
-LoadData = Callable[[], object]
 
 
 @click.command("plan", context_settings=CONTEXT)
@@ -119,7 +117,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             fine_tune_rows: int | None, validation_rows: int | None, learning_rate_text: str, jobs: int,
             shard: str | None, merge: bool, resume: bool, batch_size: int, validation_split: float,
             credit_fine_tuning: bool, refine: bool, check: bool, per_tensor_dense: bool, io: str, strip: bool,
-            sensitivity_path: str | None, task: str | None, trust: bool, seed: int, load_data: LoadData) -> None:
+            sensitivity_path: str | None, task: str | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -188,7 +186,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             max_snr_drop=max_snr_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_budget=ram_bytes,
             clusters=parse_counts(cluster_counts) if given_here(ctx, "cluster_counts") else None, layers=layers,
             validation_split=validation_split, validation_rows=validation_rows, jobs=capped_jobs(jobs), strip=strip,
-            check=check, task=task, seed=seed), load_data)
+            check=check, task=task, seed=seed), data_spec)
         return
     given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
              and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
@@ -204,7 +202,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     jobs = capped_jobs(jobs)
     if shard:
         run_shard(model_path=model, output=output, measurement=measurement, seed=seed, shard=Shard.parse(shard),
-                  jobs=jobs, resume=resume, trust=trust, load_data=load_data)
+                  jobs=jobs, resume=resume, trust=trust, data_spec=data_spec)
         return
     budget_task, max_drop = (CLASSIFY, max_accuracy_drop) if max_snr_drop is None else (REGRESS, max_snr_drop)
     request = PlanRequest(
@@ -213,7 +211,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
         measurement=measurement, costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io, strip=strip), check=check,
         seed=seed, refine=refine)
     run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path,
-        parts=parts if merge else (), resume=resume, jobs=jobs, trust=trust, load_data=load_data)
+        parts=parts if merge else (), resume=resume, jobs=jobs, trust=trust, data_spec=data_spec)
 
 
 def given_here(ctx: click.Context, name: str) -> bool:
@@ -272,13 +270,13 @@ def capped_jobs(jobs: int) -> int:
 
 
 def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path: str | None, parts: tuple[str, ...],
-        resume: bool, jobs: int, trust: bool, load_data: LoadData) -> None:
+        resume: bool, jobs: int, trust: bool, data_spec: DataSpec) -> None:
     """Read any recorded table or parts, the model and data; make the plan; write the spec and its record; render."""
     check_output_path(output, model_path, sensitivity_path, *parts)
     started = time.perf_counter()
     recorded = (sensitivity_path, read_record(sensitivity_path)) if sensitivity_path else None
     read_parts = [(path, read_part(path)) for path in parts]
-    inputs = load_inputs(model_path, load_data, trust, request.measurement.task)
+    inputs = load_inputs(model_path, data_spec, trust, request.measurement.task)
     progress = render.PlanProgressLines(model_path, inputs.data.name, inputs.task)
     if recorded or read_parts:
         request, outcome = plan_model(inputs, request, recorded=recorded, parts=read_parts, progress=progress)
@@ -302,11 +300,11 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
 
 
 def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: int, shard: Shard, jobs: int,
-              resume: bool, trust: bool, load_data: LoadData) -> None:
+              resume: bool, trust: bool, data_spec: DataSpec) -> None:
     """Measure one shard of the candidates into the partial table OUTPUT (written after every candidate)."""
     check_output_path(output, model_path)
     started = time.perf_counter()
-    inputs = load_inputs(model_path, load_data, trust, measurement.task)
+    inputs = load_inputs(model_path, data_spec, trust, measurement.task)
     with render.progress(f"shard {shard.describe()}", 0) as advance:
         part = measure_shard_to(output, inputs, measurement, seed=seed, shard=shard, resume=resume, jobs=jobs,
                                 progress=render.PlanProgressLines(model_path, inputs.data.name, inputs.task, advance))
@@ -315,7 +313,7 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
                      "with a budget")
 
 
-def load_inputs(model_path: str, load_data: LoadData, trust: bool, task: Task | None) -> PlanInputs:
+def load_inputs(model_path: str, data_spec: DataSpec, trust: bool, task: Task | None) -> PlanInputs:
     """The model and data, checked to fit each other, with the task chosen once."""
-    model, data = load_model_and_data(model_path, load_data, trust=trust, task=task.name if task else None)
+    model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task.name if task else None)
     return PlanInputs.of(model, data, model_path, task)

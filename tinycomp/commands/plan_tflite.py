@@ -8,13 +8,14 @@ record (OUTPUT with .json) or a shard's partial table. The work is `plan.tflite_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from tinycomp import render
+from tinycomp.commands.common import open_data
+from tinycomp.data.spec import DataSpec
 from tinycomp.errors import FieldError, UsageError
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, PartialTable, Shard
@@ -76,7 +77,7 @@ def reject_keras_options(ctx: click.Context) -> None:
                              "without fine-tuning or quantizing", flag, "drop the option")
 
 
-def run(options: Options, load_data: Callable) -> None:
+def run(options: Options, data_spec: DataSpec) -> None:
     """Measure (or one shard, or merge parts), choose, check; write the spec and its record."""
     from tinycomp.plan.choose import Budget
     from tinycomp.plan.tflite_plan import DEFAULT_BITS, DEFAULT_VALIDATION_ROWS, TfliteMeasurement
@@ -88,13 +89,13 @@ def run(options: Options, load_data: Callable) -> None:
             validation_rows=DEFAULT_VALIDATION_ROWS if options.validation_rows is None else options.validation_rows)
         shard = Shard.parse(options.shard_text) if options.shard_text else None
         if shard:
-            run_shard(options, measurement, shard, load_data)
+            run_shard(options, measurement, shard, data_spec)
         else:
             budget = Budget(max_drop=options.max_drop if options.max_snr_drop is None else options.max_snr_drop,
                             target_bytes=options.target_bytes, target_ratio=options.target_ratio,
                             ram_bytes=options.ram_budget, credit_fine_tuning=False,
                             task=CLASSIFY if options.max_snr_drop is None else REGRESS)
-            run_plan(options, budget, measurement, load_data)
+            run_plan(options, budget, measurement, data_spec)
     except FieldError as error:
         option = OPTION_OF_FIELD.get(error.field or "", "plan")
         raise error.located(f"{option}, {error.where}" if error.where else option) from None
@@ -132,7 +133,7 @@ class Progress:
         render.err.print(f"  [{self.count}/{self.total}] {what}: {value} (zero-shot, TFLM)")
 
 
-def run_plan(options: Options, budget, measurement, load_data: Callable) -> None:
+def run_plan(options: Options, budget, measurement, data_spec: DataSpec) -> None:
     from tinycomp.fileio import check_output_path, read_bytes, sidecar_path, write_json_atomic, write_text_atomic
     from tinycomp.plan.tflite_plan import plan_tflite, sha256, task_of
     from tinycomp.specs import dump_palettization_spec, parse_palettization_spec
@@ -140,7 +141,7 @@ def run_plan(options: Options, budget, measurement, load_data: Callable) -> None
     check_output_path(options.output, options.model, *options.parts)
     started = time.perf_counter()
     int8 = read_bytes(options.model, ".tflite model")
-    data = load_data()
+    data = open_data(data_spec)
     task = task_of(int8, data, measurement, options.model)
     parts = None
     if options.merge:
@@ -204,14 +205,14 @@ def run_plan(options: Options, budget, measurement, load_data: Callable) -> None
                      f"{options.model} --spec {options.output} -o OUT.tflite  ({time.perf_counter() - started:.1f} s)")
 
 
-def run_shard(options: Options, measurement, shard: Shard, load_data: Callable) -> None:
+def run_shard(options: Options, measurement, shard: Shard, data_spec: DataSpec) -> None:
     from tinycomp.fileio import check_output_path, read_bytes, write_json_atomic
     from tinycomp.plan.tflite_plan import measure_shard, task_of
 
     check_output_path(options.output, options.model)
     started = time.perf_counter()
     int8 = read_bytes(options.model, ".tflite model")
-    data = load_data()
+    data = open_data(data_spec)
     task = task_of(int8, data, measurement, options.model)
     part = origin(int8, data, measurement, options.seed, shard, task)
     progress = Progress(task)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
 from tinycomp.commands.common import (
@@ -16,6 +14,7 @@ from tinycomp.commands.common import (
     task_option,
     trust_option,
 )
+from tinycomp.data import DataSpec
 
 METHODS = ("int8", "int16x8", "dynamic", "float16")
 CALIBRATED = ("int8", "int16x8")
@@ -41,7 +40,7 @@ IO_TYPES = ("uint8", "int8", "float32")
 @seed_option
 @data_options
 def command(model: str, output: str, method: str, io_type: str, calibration_samples: int, per_tensor_dense: bool,
-            task: str | None, trust: bool, seed: int, load_data: Callable) -> None:
+            task: str | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
     """Post-training quantization of a model (.h5 or .keras from tf_keras or Keras 3, or a SavedModel) to .tflite.
 
     \b
@@ -49,11 +48,11 @@ def command(model: str, output: str, method: str, io_type: str, calibration_samp
       tinycomp quantize build/clustered.h5 -o build/clustered_int8.tflite --method int8 --io uint8
     """
     run(model_path=model, output=output, method=method, io_type=io_type, calibration_samples=calibration_samples,
-        per_tensor_dense=per_tensor_dense, seed=seed, load_data=load_data, task=task, trust=trust)
+        per_tensor_dense=per_tensor_dense, seed=seed, data_spec=data_spec, task=task, trust=trust)
 
 
 def run(*, model_path: str, output: str, method: str, io_type: str, calibration_samples: int,
-        per_tensor_dense: bool, seed: int, load_data: Callable, task: str | None = None, trust: bool = False) -> None:
+        per_tensor_dense: bool, seed: int, data_spec: DataSpec, task: str | None = None, trust: bool = False) -> None:
     import time
 
     from tinycomp import render
@@ -65,7 +64,7 @@ def run(*, model_path: str, output: str, method: str, io_type: str, calibration_
     check_output_path(output, model_path)
     start = time.perf_counter()
     if method in CALIBRATED:
-        model, data = load_model_and_data(model_path, load_data, trust=trust, task=task, for_conversion=True)
+        model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task, for_conversion=True)
         calibration = pick_calibration(data, calibration_samples, seed)
     else:
         model, calibration = load_model(model_path, trust=trust, for_conversion=True), None

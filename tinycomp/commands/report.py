@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 import click
+import numpy as np
 
 from tinycomp import render
-from tinycomp.commands.common import CONTEXT, DATASET_CHOICES
+from tinycomp.commands.common import CONTEXT, DataOptions, open_data, recorded_data_options
+from tinycomp.data import BUILTIN, Dataset, DataSpec
 from tinycomp.errors import DataError, OutputFileError
 from tinycomp.fileio import read_text, write_bytes_atomic, write_text_atomic
 from tinycomp.records import EvalRecord
@@ -21,10 +23,6 @@ from tinycomp.records import EvalRecord
 @click.command("report", context_settings=CONTEXT)
 @click.argument("eval_json", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Directory to write the report to.")
-@click.option("--dataset", type=click.Choice(DATASET_CHOICES), default=None,
-              help="Test images for predictions.png  [default: the eval JSON's dataset]")
-@click.option("--data", "npz", type=click.Path(dir_okay=True), default=None,
-              help="An .npz with x_train, y_train, x_test, y_test (overrides --dataset).")
 @click.option("--baseline", type=click.Path(), help="Model for the 'base' predictions  [default: the eval's baseline]")
 @click.option("--model", type=click.Path(), help="Model for the 'comp' predictions  [default: the eval's last model]")
 @click.option("--images", type=click.IntRange(min=0, max=64), default=16, show_default=True,
@@ -37,9 +35,9 @@ from tinycomp.records import EvalRecord
 @click.option("--min-snr", type=float, default=None, metavar="DB",
               help="Verdict for every task (the one for regression models): output SNR against the baseline's "
                    "outputs of at least DB decibels  [default: no SNR verdict]")
-def command(eval_json: str, output: str, dataset: str | None, npz: str | None, baseline: str | None,
-            model: str | None, images: int, seed: int, jobs: int | None, max_drop: float,
-            min_snr: float | None) -> None:
+@recorded_data_options
+def command(eval_json: str, output: str, baseline: str | None, model: str | None, images: int, seed: int,
+            jobs: int | None, max_drop: float, min_snr: float | None, data_options: DataOptions) -> None:
     """Figures and a markdown summary from `tinycomp eval --json` (for people and CI).
 
     Writes to OUTPUT/: size_vs_accuracy.png (flash bytes vs the task's metric, one point per
@@ -48,17 +46,20 @@ def command(eval_json: str, output: str, dataset: str | None, npz: str | None, b
     predictions, mistakes in red) and summary.md (the results table with the task's metrics and
     a verdict per model).
 
+    predictions.png reads the test rows of the data the eval JSON records (source, path and
+    preprocessing); the data options name other data, or change the recorded preprocessing.
+
     \b
     Example:
       tinycomp eval build/model.tflite build/compressed.tflite --baseline build/model.tflite --json build/eval.json
       tinycomp report build/eval.json -o build/report
       tinycomp report build/ae.eval.json -o build/ae.report --min-snr 30
     """
-    run(eval_json=eval_json, output=output, dataset=dataset, npz=npz, baseline=baseline, model=model, images=images,
+    run(eval_json=eval_json, output=output, data_options=data_options, baseline=baseline, model=model, images=images,
         seed=seed, jobs=jobs, max_drop=max_drop, min_snr=min_snr)
 
 
-def _report_dir(output) -> Path:
+def _report_dir(output: str) -> Path:
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise OutputFileError("the report output is a file, not a directory", str(out), "give a directory, e.g. -o report/")
@@ -74,19 +75,32 @@ def _report_dir(output) -> Path:
     return out
 
 
-def _report_dataset(dataset, npz, report):
-    from tinycomp.data import DATASETS, load_dataset
+def recorded_spec(record: EvalRecord) -> DataSpec | None:
+    """The DataSpec eval recorded (`dataset.spec`); for eval JSON from before specs, a built-in
+    dataset's name with the recorded explicit preprocessing; else None."""
+    if "spec" in record.dataset:
+        return DataSpec.from_json(record.dataset["spec"], record.source)
+    name = record.dataset_name
+    if name not in BUILTIN:
+        return None
+    preprocessing = record.dataset.get("preprocessing") or {}
+    if not str(preprocessing.get("reason", "")).startswith("explicit"):
+        return DataSpec(name)
+    return DataSpec(name, input_scale=float(preprocessing["scale"]), input_offset=float(preprocessing["offset"]))
 
-    if npz:
-        return load_dataset(npz=npz, warn=render.warn)
-    name = dataset or report.dataset_name
-    if name not in DATASETS:
-        raise DataError(f"the eval JSON was measured on {name!r}, which is not a built-in dataset", report.source,
-                        "give the same data with --data FILE.npz (or --images 0 for no predictions.png)")
-    return load_dataset(name, warn=render.warn)
+
+def report_dataset(options: DataOptions, record: EvalRecord) -> Dataset:
+    """The test rows of the data the options name, else of the data the eval JSON records."""
+    if options.dataset is not None or options.path is not None:
+        return open_data(options.spec(), splits=("test",))
+    recorded = recorded_spec(record)
+    if recorded is None:
+        raise DataError(f"the eval JSON was measured on {record.dataset_name!r}, which is not a built-in dataset",
+                        record.source, "give the same data with --data FILE.npz (or --images 0 for no predictions.png)")
+    return open_data(options.over(recorded), splits=("test",))
 
 
-def _pick_models(report, baseline, model):
+def _pick_models(report: EvalRecord, baseline: str | None, model: str | None) -> tuple[str | None, str | None]:
     """Baseline and compared .tflite: the options, else the eval's baseline and its last TFLM model."""
     tflite = [m.path for m in report.models if m.kind == "tflm"]
     first = baseline or (report.baseline if report.baseline and not str(report.baseline).endswith(".h5") else None)
@@ -95,7 +109,7 @@ def _pick_models(report, baseline, model):
     return first, second
 
 
-def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, baseline: str | None,
+def run(*, eval_json: str, output: str, data_options: DataOptions, baseline: str | None,
         model: str | None, images: int, seed: int, jobs: int | None, max_drop: float,
         min_snr: float | None = None) -> None:
     from tinycomp import report as rep
@@ -114,15 +128,16 @@ def run(*, eval_json: str, output: str, dataset: str | None, npz: str | None, ba
         notes.append(f"size_vs_accuracy.png plots {metric.name}, so it leaves out the models of another task: "
                      f"{', '.join(left_out)}")
     if images:
-        notes += _predictions(parsed, out, figures, eval_json=eval_json, dataset=dataset, npz=npz,
+        notes += _predictions(parsed, out, figures, eval_json=eval_json, data_options=data_options,
                               baseline=baseline, model=model, images=images, seed=seed, jobs=jobs)
     write_text_atomic(out / "summary.md", rep.summary_markdown(parsed, figures, max_drop, notes, min_snr_db=min_snr))
     written = ", ".join(name for _, name in figures)
     render.out.print(f"Wrote {out}/: summary.md, {written} ({len(parsed.models)} models from {eval_json})")
 
 
-def _predictions(parsed, out: Path, figures: list, *, eval_json: str, dataset: str | None, npz: str | None,
-                 baseline: str | None, model: str | None, images: int, seed: int, jobs: int | None) -> list[str]:
+def _predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], *, eval_json: str,
+                 data_options: DataOptions, baseline: str | None, model: str | None, images: int, seed: int,
+                 jobs: int | None) -> list[str]:
     """Draw predictions.png for two classifiers with image inputs; otherwise say why not. Returns notes."""
     first, second = _pick_models(parsed, baseline, model)
     if first is None or second is None:
@@ -136,11 +151,11 @@ def _predictions(parsed, out: Path, figures: list, *, eval_json: str, dataset: s
                 f"{' and '.join(named)} {what} (task regress): no predictions.png")
         render.info(note)
         return [note]
-    return _draw_predictions(parsed, out, figures, (first, second), eval_json=eval_json, dataset=dataset, npz=npz,
+    return _draw_predictions(parsed, out, figures, (first, second), eval_json=eval_json, data_options=data_options,
                              images=images, seed=seed, jobs=jobs)
 
 
-def _task_of(parsed, path: str) -> str:
+def _task_of(parsed: EvalRecord, path: str) -> str:
     """The task eval recorded for `path`; for a model not in the eval JSON, the record's only task."""
     recorded = {m.path: m.task for m in parsed.models}
     if path in recorded:
@@ -148,10 +163,8 @@ def _task_of(parsed, path: str) -> str:
     return "regress" if "regress" in parsed.tasks else "classify"
 
 
-def _draw_predictions(parsed, out: Path, figures: list, pair: tuple[str, str], *, eval_json: str,
-                      dataset: str | None, npz: str | None, images: int, seed: int, jobs: int | None) -> list[str]:
-    import numpy as np
-
+def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], pair: tuple[str, str], *,
+                      eval_json: str, data_options: DataOptions, images: int, seed: int, jobs: int | None) -> list[str]:
     from tinycomp import report as rep
     from tinycomp import tflm
     from tinycomp.data import check_fits_model
@@ -160,11 +173,11 @@ def _draw_predictions(parsed, out: Path, figures: list, pair: tuple[str, str], *
     first, second = pair
     paths = [_resolve_model_path(p, eval_json) for p in pair]
     models = [read_tflite(p) for p in paths]
-    data = _report_dataset(dataset, npz, parsed)
+    data = report_dataset(data_options, parsed)
     for m in models:
         check_fits_model(data, tuple(m.model.subgraphs[0].inputs[0].shape[1:]),
                          int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task="classify")
-    if not rep.can_show_images(data.x_test):
+    if not rep.can_show_images(data.x_test[:1]):
         render.warn(f"the rows of {data.name} are not images {data.input_shape}; predictions.png skipped")
         return []
     n = min(parsed.samples, len(data.x_test))
@@ -185,9 +198,9 @@ def _draw_predictions(parsed, out: Path, figures: list, pair: tuple[str, str], *
     return notes
 
 
-def _check_accuracy(parsed, paths, predicted, y, dataset_name) -> list[str]:
+def _check_accuracy(parsed: EvalRecord, paths: tuple[str, str], predicted: list[np.ndarray], y: np.ndarray,
+                    dataset_name: str) -> list[str]:
     """Warn when the predictions do not reproduce eval's accuracy (different data or models)."""
-    import numpy as np
 
     notes = []
     recorded = {m.path: m.accuracy for m in parsed.models if m.accuracy is not None}

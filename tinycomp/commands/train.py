@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_option
+from tinycomp.commands.common import CONTEXT, data_options, open_data, output_option, seed_option
+from tinycomp.data import DataSpec
 
 
 @click.command("train", context_settings=CONTEXT)
@@ -18,7 +18,7 @@ from tinycomp.commands.common import CONTEXT, data_options, output_option, seed_
 @seed_option
 @data_options
 def command(output: str, epochs: int, batch_size: int, validation_split: float, seed: int,
-            load_data: Callable) -> None:
+            data_spec: DataSpec) -> None:
     """Train the tutorial CNN and save it (.h5, or .keras when OUTPUT ends in .keras).
 
     Writes metrics and the dataset actually used next to the model (OUTPUT with .json).
@@ -28,11 +28,11 @@ def command(output: str, epochs: int, batch_size: int, validation_split: float, 
       tinycomp train -o build/model.h5 --dataset mnist-sample --epochs 3
     """
     run(output=output, epochs=epochs, batch_size=batch_size, validation_split=validation_split, seed=seed,
-        load_data=load_data)
+        data_spec=data_spec)
 
 
 def run(*, output: str, epochs: int, batch_size: int, validation_split: float, seed: int,
-        load_data: Callable) -> None:
+        data_spec: DataSpec) -> None:
     from tinycomp import render
     from tinycomp.fileio import check_output_path, sidecar_path, write_json_atomic
     from tinycomp.models import save_keras_model
@@ -41,7 +41,7 @@ def run(*, output: str, epochs: int, batch_size: int, validation_split: float, s
     from tinycomp.train import train_model
 
     check_output_path(output)
-    data = load_data()
+    data = open_data(data_spec)
     if not data.has_class_labels:
         from tinycomp.errors import DataError
 

@@ -88,9 +88,7 @@ def split_validation(data: Dataset, validation_split: float) -> tuple[Dataset, n
     if held < 1 or n - held < 1:
         raise DataError(f"{n} training rows cannot be split {1 - validation_split:g}/{validation_split:g}",
                         data.name, "use more data or another validation split")
-    fit_data = Dataset(data.name, data.x_train[:n - held], data.y_train[:n - held],
-                       data.x_train[n - held:], data.y_train[n - held:])
-    return fit_data, data.x_train[n - held:], data.y_train[n - held:]
+    return data.hold_out(held)  # the fit rows stay unread: streamed when memory-mapped and large
 
 
 def task_of(model: Any, data: Dataset, override: Task | None = None) -> Task:
