@@ -23,6 +23,7 @@ from tinycomp.models import (
     kernel_of,
     saved_config,
     score_keras,
+    score_of,
     set_seed,
 )
 from tinycomp.specs import ClusteringSpec, LayerClustering
@@ -120,7 +121,6 @@ def validation_rows_of(data: Dataset, split: float = VALIDATION_SPLIT) -> tuple[
 def better_of(zero_shot: Any, tuned: Any, data: Dataset, task: Task, epochs: int) -> dict[str, Any]:
     """Which model `cluster` keeps: the fine-tuned one unless it scores below the zero-shot one on the
     held-out validation rows; returns what was compared and the verdict."""
-    from tinycomp.plan.measure import score_of
 
     x_val, y_val = validation_rows_of(data)
     if len(x_val) == 0:

@@ -18,6 +18,7 @@ import numpy as np
 
 from tinycomp.errors import DataError, InvalidValue, ModelError
 from tinycomp.native_output import captured_fds
+from tinycomp.saved_model import SignatureModel
 
 METHODS = ("int8", "int16x8", "dynamic", "float16")
 IO_TYPES = ("uint8", "int8", "float32")
@@ -72,7 +73,6 @@ def quantize(model, method: str = "int8", io: str = "uint8", calibration: np.nda
 
 def batch1_input_shape(model) -> list[int]:
     """The model's single input shape with the batch dimension fixed to 1."""
-    from tinycomp.saved_model import SignatureModel
 
     if isinstance(model, SignatureModel):
         return model.batch1_shape()
@@ -90,7 +90,6 @@ def batch1_input_shape(model) -> list[int]:
 def _converter(model):
     import tensorflow as tf
 
-    from tinycomp.saved_model import SignatureModel
 
     if isinstance(model, SignatureModel):  # a plain SavedModel: its serving signature at batch 1
         return tf.lite.TFLiteConverter.from_concrete_functions([model.concrete_function()], model.module)

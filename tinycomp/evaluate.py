@@ -22,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycomp import tflm
+from tinycomp import tflite_runtime, tflm
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import BudgetExceeded, DataError, InvalidValue
+from tinycomp.fileio import is_tflite_file
+from tinycomp.metrics import choose_task, get_task
+from tinycomp.models import load_keras_model, predict_outputs
 from tinycomp.tflite.model import read_tflite
 
 EVAL_CHUNK_ROWS = 2048  # rows per TFLM work item: bounds the memory a streamed test set takes
@@ -85,7 +88,6 @@ def file_size(path: str | Path) -> int:
 
 def _task_for(data: Dataset, output_shape: tuple, task: str | None):
     """The task object: `task` if given, else chosen from the data's targets and the output shape."""
-    from tinycomp.metrics import choose_task
 
     return choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
 
@@ -102,7 +104,6 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
                     on_progress: Callable[[int], None] | None = None, *, task: str | None = None) -> ModelResult:
     """The task's metric in TFLM over the test set, split into `jobs` processes; arena from the
     first chunk. Files TFLM cannot run (dynamic-range, float16) run in the TFLite interpreter."""
-    from tinycomp import tflite_runtime
 
     model = read_tflite(path)
     subgraph = model.model.subgraphs[0]
@@ -153,7 +154,6 @@ def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: 
     run on a microcontroller). `trust` allows models whose loading runs code (see models.load_keras_model)."""
     import time
 
-    from tinycomp.models import load_keras_model, predict_outputs
 
     model = load_keras_model(path, trust=trust, for_conversion=True, native_keras3=True)
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
@@ -175,7 +175,6 @@ def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int
                    on_progress: Callable[[int], None] | None = None, *, task: str | None = None,
                    trust: bool = False) -> ModelResult:
     """evaluate_tflite for .tflite flatbuffers, evaluate_keras for Keras models (by content, not name)."""
-    from tinycomp.fileio import is_tflite_file
 
     if is_tflite_file(path):
         return evaluate_tflite(str(path), data, limit, jobs, on_progress, task=task)
@@ -188,7 +187,6 @@ def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int
 def compare_to_baseline(results: list[ModelResult], baseline: ModelResult) -> None:
     """Fill in size ratio, accuracy delta (percentage points, classifiers) and agreement with the
     baseline's outputs on the same test rows (top-1 agreement for classifiers, output SNR for all)."""
-    from tinycomp.metrics import get_task
 
     for r in results:
         r.ratio_vs_baseline = baseline.flash_bytes / r.flash_bytes if r.flash_bytes else math.inf

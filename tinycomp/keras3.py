@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.errors import InputFileError, ModelError
+from tinycomp import fileio
+from tinycomp.errors import InputFileError, ModelError, OutputFileError
+from tinycomp.model_config import without_tf_keras_equivalent
 
 NO_EQUIVALENT_HINT = ("cluster and plan need tf_keras layers; convert the Keras 3 model with `tinycomp convert` "
                       "(or `quantize`) and compress the .tflite with `tinycomp palettize`")
@@ -55,7 +57,6 @@ def load_native(path: str | os.PathLike, *, trust: bool = False) -> Any:
 
 def check_has_equivalents(saved: Any) -> None:
     """One ModelError naming every layer (class) tf_keras has no built-in layer for."""
-    from tinycomp.model_config import without_tf_keras_equivalent
 
     missing = without_tf_keras_equivalent(saved)
     if missing:
@@ -264,8 +265,6 @@ def save_as_keras3(model: Any, source_path: str | os.PathLike, output: str | os.
     """Write tf_keras `model` (rebuilt from the Keras 3 file `source_path`, e.g. clustered) as a Keras 3
     file: the source model with `model`'s weights, checked to give the same outputs, compiled with its
     saved `training_config` when Keras 3 can rebuild that safely."""
-    from tinycomp import fileio
-    from tinycomp.errors import OutputFileError
 
     model3 = load_native(source_path, trust=trust)
     copy_weights(model, model3, str(output))

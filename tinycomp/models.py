@@ -15,13 +15,17 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tinycomp import fileio, model_config
+from tinycomp import fileio, keras3, model_config
 from tinycomp.errors import DataError, InputFileError, ModelError, OutputFileError
 from tinycomp.metrics import CLASSIFY, Task
-from tinycomp.model_config import LOAD_HINTS, SUPPORTED
+from tinycomp.model_config import LOAD_HINTS, SUPPORTED, without_tf_keras_equivalent
+from tinycomp.saved_model import NOT_KERAS_HINT, load_signature_model
+
+EAGER_BATCH = 1024  # rows per eager call in outputs_of
 
 # The kernel attribute of each layer type that carries one; first match wins. SeparableConv
 # layers have a depthwise and a pointwise kernel; TFMOT clusters the pointwise one.
@@ -103,7 +107,6 @@ def load_keras_model(path: str | os.PathLike, *, trust: bool = False, for_conver
 
 
 def _load_signature(p: Path, for_conversion: bool):
-    from tinycomp.saved_model import NOT_KERAS_HINT, load_signature_model
 
     if not for_conversion:
         raise ModelError("a SavedModel without Keras metadata has no layers to cluster or fine-tune", str(p),
@@ -112,8 +115,6 @@ def _load_signature(p: Path, for_conversion: bool):
 
 
 def _load_keras3(saved, trust: bool, for_conversion: bool, native: bool):
-    from tinycomp import keras3
-    from tinycomp.model_config import without_tf_keras_equivalent
 
     rebuildable = not without_tf_keras_equivalent(saved)
     if native or (for_conversion and not rebuildable):
@@ -180,7 +181,6 @@ def save_keras_model(model, path: str | os.PathLike, *, like=None, trust: bool =
     """
     saved = saved_config(like) if like is not None else None
     if saved is not None and saved.keras_version >= 3:
-        from tinycomp import keras3
 
         keras3.save_as_keras3(model, saved.path, path, trust=trust, training_config=saved.training_config)
         return
@@ -331,6 +331,17 @@ def evaluate_keras(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -
         raise DataError("no samples to evaluate on", "x_test")
     probabilities = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(probabilities, axis=-1) == np.asarray(y).ravel()))
+
+
+def outputs_of(model: Any, x: np.ndarray) -> np.ndarray:
+    """The model's outputs, called eagerly batch by batch (no tf.function to trace for each new model)."""
+    return np.concatenate([np.asarray(model(np.asarray(x[i:i + EAGER_BATCH]), training=False))
+                           for i in range(0, len(x), EAGER_BATCH)])
+
+
+def score_of(model: Any, x: np.ndarray, y: np.ndarray, task: Task) -> float:
+    """The task's plan score of `model` on (x, y): top-1 accuracy, or output SNR vs y in dB."""
+    return task.plan_score(outputs_of(model, x), y)
 
 
 def predict_outputs(model, data, which: str = "test", *, limit: int | None = None, batch_size: int = 256) -> np.ndarray:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tinycomp.metrics import REGRESS, SNR_CAP_DB, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, Shard
-from tinycomp.plan.choose import Budget, Plan, SensitivityTable
+from tinycomp.plan.choose import Budget, Plan, SensitivityTable, least_harmful
 from tinycomp.plan.request import Measurement, PlanOutcome
 
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
@@ -263,7 +263,6 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
 
 def nothing_fits_line(outcome: PlanOutcome) -> str:
     """The one-line warning of a plan that clusters nothing: why, and what the chain will make."""
-    from tinycomp.plan.choose import least_harmful
 
     budget, table = outcome.budget, outcome.table
     least = least_harmful(table)

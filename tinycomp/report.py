@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinycomp import tflm
 from tinycomp.evaluate import ModelResult
 from tinycomp.records import EvalRecord
 
@@ -214,7 +215,6 @@ def predictions_png(images: np.ndarray, y: np.ndarray, first: np.ndarray, second
 
 def predict_tflm(models: list[bytes], x: np.ndarray, jobs: int, sources: list[str]) -> list[np.ndarray]:
     """Argmax predictions of each model on `x`, in TFLM worker processes."""
-    from tinycomp import tflm
 
     chunks = np.array_split(np.arange(len(x)), max(1, min(jobs, len(x))))
     args, owners = [], []

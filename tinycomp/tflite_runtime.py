@@ -12,12 +12,14 @@ import time
 
 import numpy as np
 
+from tinycomp.native_output import captured_fds, import_tensorflow_quietly
+from tinycomp.tflite.model import schema
+
 NOT_ON_MCU_NOTE = "{why}: evaluated with the TFLite interpreter; this file will not run on a microcontroller (TFLM)"
 
 
 def why_not_tflm(model) -> str | None:
     """'float16 model' or 'dynamic-range (hybrid) model' when TFLM cannot run the parsed model, else None."""
-    from tinycomp.tflite.model import schema
 
     types = schema().TensorType
     for subgraph in model.subgraphs:
@@ -36,7 +38,6 @@ def why_not_tflm(model) -> str | None:
 
 def predict(model_bytes: bytes, x: np.ndarray) -> tuple[np.ndarray, float]:
     """(float outputs of output 0 for each row of `x`, seconds spent in invoke) with tf.lite.Interpreter."""
-    from tinycomp.native_output import captured_fds, import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import tensorflow as tf

@@ -5,3 +5,6 @@ that reads the inputs, calls the library, writes outputs atomically and renders 
 Heavy imports (TensorFlow, tflite-micro) stay inside function bodies so `--help` is fast.
 `tinycomp.cli` registers the commands; `common` holds the helpers they share.
 """
+
+# click settings every command shares (here, not in common.py, so `tinycomp makefile` imports nothing heavy).
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

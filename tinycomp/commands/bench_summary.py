@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT
+from tinycomp.fileio import check_output_path, read_text, write_json_atomic
+from tinycomp.records import EvalRecord
+from tinycomp.tflite.breakdown import byte_breakdown
+from tinycomp.tflite.model import read_tflite
 
 
 @click.command("bench-summary", context_settings=CONTEXT)
@@ -27,11 +32,6 @@ def command(bench_json: str, json_path: str | None) -> None:
 
 def run(*, bench_json: str, json_path: str | None) -> None:
     """Read `eval --json`, break each .tflite's bytes down, print the tables and (with json_path) write them."""
-    from tinycomp import render
-    from tinycomp.fileio import check_output_path, read_text, write_json_atomic
-    from tinycomp.records import EvalRecord
-    from tinycomp.tflite.breakdown import byte_breakdown
-    from tinycomp.tflite.model import read_tflite
 
     record = EvalRecord.from_json(read_text(bench_json, "eval JSON"), str(bench_json))
     if json_path:

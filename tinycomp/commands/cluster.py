@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
+from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
 from tinycomp.commands.common import (
     CONTEXT,
     data_options,
@@ -16,8 +18,17 @@ from tinycomp.commands.common import (
     verbatim,
 )
 from tinycomp.data import DataSpec
-from tinycomp.models import FINE_TUNE_LEARNING_RATE
-from tinycomp.specs import CLUSTER_INITS, CLUSTERING_EXAMPLE
+from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
+from tinycomp.metrics import get_task
+from tinycomp.models import FINE_TUNE_LEARNING_RATE, save_keras_model
+from tinycomp.records import ClusterRecord
+from tinycomp.specs import (
+    CLUSTER_INITS,
+    CLUSTERING_EXAMPLE,
+    dump_clustering_spec,
+    parse_clustering_spec,
+    parse_layer_options,
+)
 
 
 @click.command("cluster", context_settings=CONTEXT, epilog=verbatim("Clustering spec example:", CLUSTERING_EXAMPLE))
@@ -77,12 +88,6 @@ DEFAULT_EPOCHS = 2
 def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
         init: str, epochs: int | None, batch_size: int, seed: int, data_spec: DataSpec,
         learning_rate: float | None = None, task: str | None = None, trust: bool = False) -> None:
-    from tinycomp import render
-    from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
-    from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
-    from tinycomp.models import save_keras_model
-    from tinycomp.records import ClusterRecord
-    from tinycomp.specs import dump_clustering_spec, parse_clustering_spec, parse_layer_options
 
     spec = parse_clustering_spec(read_text(spec_path, "clustering spec"), spec_path) if spec_path else None
     if layers:
@@ -127,8 +132,6 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
 
 def describe_fine_tuning(fine_tuning: dict, task: str) -> None:
     """One line on whether the fine-tuned or the zero-shot model was kept, and why."""
-    from tinycomp import render
-    from tinycomp.metrics import get_task
 
     if "zero_shot" not in fine_tuning:
         return

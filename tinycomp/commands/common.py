@@ -14,13 +14,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tinycomp import data as data_layer
+from tinycomp import render
+from tinycomp.commands import CONTEXT  # noqa: F401  (re-exported: the commands import it from here)
+from tinycomp.data import check_fits_model, open_dataset
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
+from tinycomp.fileio import check_keras_model_path
+from tinycomp.metrics import choose_task
+from tinycomp.models import load_keras_model
+from tinycomp.native_output import import_tensorflow_quietly
 
 if TYPE_CHECKING:
     from tinycomp.data import Dataset
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DATASET_CHOICES = ("mnist", "mnist-sample", "fashion_mnist")
 SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2, "MIB": 1024**2}
 
@@ -199,8 +205,6 @@ def seed_option(fn: Callable) -> Callable:
 
 def open_data(spec: DataSpec, *, splits: tuple[str, ...] = ("train", "test")) -> Dataset:
     """The data `spec` names, with warnings rendered; only `splits` are read."""
-    from tinycomp import render
-    from tinycomp.data import open_dataset
 
     return open_dataset(spec, splits=splits, warn=render.warn)
 
@@ -210,11 +214,6 @@ def load_model_and_data(model_path: str, data_spec: DataSpec, *, trust: bool = F
     """The Keras model at `model_path` (.h5, .keras or a SavedModel directory) and the data, checked
     to fit each other for the task (`task`, or chosen from the data and the model's output).
     `for_conversion`: see models.load_keras_model (Keras 3 and plain SavedModels as they are)."""
-    from tinycomp.data import check_fits_model
-    from tinycomp.fileio import check_keras_model_path
-    from tinycomp.metrics import choose_task
-    from tinycomp.models import load_keras_model
-    from tinycomp.native_output import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     check_keras_model_path(model_path)
@@ -230,9 +229,6 @@ def load_model_and_data(model_path: str, data_spec: DataSpec, *, trust: bool = F
 
 def load_model(model_path: str, *, trust: bool = False, for_conversion: bool = False) -> Any:
     """The Keras model at `model_path` (.h5, .keras or a SavedModel directory), loaded safely unless trusted."""
-    from tinycomp.fileio import check_keras_model_path
-    from tinycomp.models import load_keras_model
-    from tinycomp.native_output import import_tensorflow_quietly
 
     check_keras_model_path(model_path)
     import_tensorflow_quietly()

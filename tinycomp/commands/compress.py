@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT, SIZE, output_option, strip_summary, verbatim
-from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE
+from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
+from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, parse_compression_spec
+from tinycomp.tflite.compress import compress_model, verify_identical
+from tinycomp.tflite.strip import strip_model
 
 
 @click.command("compress", context_settings=CONTEXT,
@@ -39,10 +43,6 @@ def command(model: str, output: str, spec_path: str, verify: bool, verify_sample
 
 def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip: bool,
         decode_budget: int | None = None) -> None:
-    from tinycomp import render
-    from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
-    from tinycomp.specs import parse_compression_spec
-    from tinycomp.tflite.compress import compress_model, verify_identical
 
     spec = parse_compression_spec(read_text(spec_path, "compression spec"), spec_path)
     check_output_path(output, model_path, spec_path)
@@ -55,7 +55,6 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
     result = compress_model(data, spec, str(model_path), spec_path, decode_budget=decode_budget)
     stripped = None
     if strip:  # verification below then compares the original with the final, stripped output
-        from tinycomp.tflite.strip import strip_model
 
         stripped = strip_model(result.data, "compressed model")
         result.data = stripped.data

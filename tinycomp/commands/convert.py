@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT, load_model, output_option, trust_option
+from tinycomp.convert import convert_float32
+from tinycomp.fileio import check_keras_model_path, check_output_path, write_bytes_atomic
 
 
 @click.command("convert", context_settings=CONTEXT)
@@ -24,9 +27,6 @@ def command(model: str, output: str, trust: bool) -> None:
 def run(*, model_path: str, output: str, trust: bool = False) -> None:
     import time
 
-    from tinycomp import render
-    from tinycomp.convert import convert_float32
-    from tinycomp.fileio import check_keras_model_path, check_output_path, write_bytes_atomic
 
     check_keras_model_path(model_path)
     check_output_path(output, model_path)

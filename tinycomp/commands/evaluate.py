@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render, tflm
 from tinycomp.commands.common import CONTEXT, SIZE, data_options, open_data, task_option, trust_option
 from tinycomp.data import DataSpec
+from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_model, require_one_fits
+from tinycomp.fileio import check_output_path, is_tflite_file, write_json_atomic
+from tinycomp.native_output import import_tensorflow_quietly
+from tinycomp.records import EvalRecord
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -45,11 +50,6 @@ def command(models: tuple[str, ...], baseline: str | None, limit: int | None, jo
 def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
         json_path: str | None, flash_budget: int | None, ram_budget: int | None, data_spec: DataSpec,
         task: str | None = None, trust: bool = False) -> None:
-    from tinycomp import render, tflm
-    from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_model, require_one_fits
-    from tinycomp.fileio import check_output_path, is_tflite_file, write_json_atomic
-    from tinycomp.native_output import import_tensorflow_quietly
-    from tinycomp.records import EvalRecord
 
     if json_path:
         check_output_path(json_path, *models)

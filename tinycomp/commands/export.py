@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT
+from tinycomp.errors import UsageError
+from tinycomp.export import check_symbol, to_c_source
+from tinycomp.fileio import check_output_path, write_text_atomic
+from tinycomp.tflite.model import read_tflite
 
 
 @click.command("export", context_settings=CONTEXT)
@@ -30,11 +35,6 @@ def run(*, model_path: str, output: str, header: str | None, symbol: str) -> Non
     import os
     from pathlib import Path
 
-    from tinycomp import render
-    from tinycomp.errors import UsageError
-    from tinycomp.export import check_symbol, to_c_source
-    from tinycomp.fileio import check_output_path, write_text_atomic
-    from tinycomp.tflite.model import read_tflite
 
     check_symbol(symbol)
     header_path = Path(header) if header else Path(output).with_suffix(".h")

@@ -6,7 +6,13 @@ from dataclasses import replace
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT, exactly_one_of, output_option
+from tinycomp.errors import ModelError
+from tinycomp.fileio import check_output_path, read_text, write_text_atomic
+from tinycomp.specs import CompressionSpec, dump_compression_spec, parse_clustering_spec
+from tinycomp.tflite.find_tensors import find_tensors
+from tinycomp.tflite.model import read_tflite
 
 
 @click.command("find-tensors", context_settings=CONTEXT)
@@ -41,11 +47,6 @@ def command(model: str, output: str, clustering: str | None, layers: tuple[str, 
 def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[str, ...],
         skip_incompressible: bool, keep_growing: bool = False) -> None:
     """Layers from `clustering` or `layers`; every compressible tensor when neither is given."""
-    from tinycomp import render
-    from tinycomp.fileio import check_output_path, read_text, write_text_atomic
-    from tinycomp.specs import dump_compression_spec, parse_clustering_spec
-    from tinycomp.tflite.find_tensors import find_tensors
-    from tinycomp.tflite.model import read_tflite
 
     names, decode_budget = None, None
     if clustering:
@@ -56,7 +57,6 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
     check_output_path(output, model_path)
     model = read_tflite(model_path)
     if names == [] and clustering:
-        from tinycomp.specs import CompressionSpec
 
         header = f"Compression spec for {model_path}, written by tinycomp find-tensors: {clustering} clusters no layer"
         write_text_atomic(output, dump_compression_spec(CompressionSpec(()), header))
@@ -102,7 +102,6 @@ def kept_line(growing) -> str:
 
 def _nothing_to_compress(growing, skipped, source: str):
     """The error when no tensor is left: why (every one would not shrink, or was skipped) and what to do."""
-    from tinycomp.errors import ModelError
 
     reasons = [f"LUT compression would not shrink {_sizes(growing)}"] if growing else []
     reasons += [f"{_tensors(len(skipped))} skipped (too many values for a LUT)"] if skipped else []

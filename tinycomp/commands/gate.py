@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT
+from tinycomp.errors import BudgetExceeded
+from tinycomp.fileio import read_text
+from tinycomp.gate import GateLimits, gate
+from tinycomp.records import EvalRecord
 
 
 @click.command("gate", context_settings=CONTEXT)
@@ -39,11 +44,6 @@ def command(eval_json: str, models: tuple[str, ...], max_accuracy_drop: float | 
 
 def run(*, eval_json: str, models: list[str], max_accuracy_drop: float | None,
         min_agreement_snr: float | None) -> None:
-    from tinycomp import render
-    from tinycomp.errors import BudgetExceeded
-    from tinycomp.fileio import read_text
-    from tinycomp.gate import GateLimits, gate
-    from tinycomp.records import EvalRecord
 
     record = EvalRecord.from_json(read_text(eval_json, "eval JSON"), str(eval_json))
     verdicts = gate(record, models or None, GateLimits(max_accuracy_drop, min_agreement_snr))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from tinycomp.commands.common import CONTEXT
+from tinycomp.commands import CONTEXT
 
 FRAGMENT = Path(__file__).resolve().parent.parent / "make" / "tinycomp.mk"
 

@@ -6,8 +6,12 @@ from dataclasses import replace
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT, exactly_one_of, output_option, verbatim
-from tinycomp.specs import PALETTIZATION_EXAMPLE
+from tinycomp.errors import ModelError, UsageError
+from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic, write_text_atomic
+from tinycomp.specs import PALETTIZATION_EXAMPLE, dump_compression_spec, parse_palettization_spec
+from tinycomp.tflite.palettize import compression_choices, palettize_model, spec_bits
 
 
 @click.command("palettize", context_settings=CONTEXT,
@@ -42,7 +46,6 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
     exactly_one_of({"--bits": bits, "--spec": spec_path}, what="give", where="palettize",
                    hint="e.g. --bits 3, or --spec PLAN.yaml from `tinycomp plan MODEL.tflite`")
     if tensors and spec_path:
-        from tinycomp.errors import UsageError
 
         raise UsageError("--tensor goes with --bits; the spec names its tensors itself", "--tensor",
                          "drop --tensor, or list the tensors in the spec")
@@ -51,7 +54,6 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
 
 def spec_output(output: str) -> str:
     """OUT.tflite → OUT.yaml (UsageError for an output that is not a .tflite)."""
-    from tinycomp.errors import UsageError
 
     if not output.lower().endswith(".tflite"):
         raise UsageError(f"the output {output!r} is not a .tflite file name", "-o/--output",
@@ -60,11 +62,6 @@ def spec_output(output: str) -> str:
 
 
 def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...]) -> None:
-    from tinycomp import render
-    from tinycomp.errors import ModelError
-    from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic, write_text_atomic
-    from tinycomp.specs import dump_compression_spec, parse_palettization_spec
-    from tinycomp.tflite.palettize import compression_choices, palettize_model, spec_bits
 
     yaml_path = spec_output(output)
     check_output_path(output, model_path, spec_path)

@@ -16,9 +16,31 @@ import click
 from tinycomp import render
 from tinycomp.commands.common import open_data
 from tinycomp.data.spec import DataSpec
-from tinycomp.errors import FieldError, UsageError
+from tinycomp.errors import FieldError, InputFileError, UsageError
+from tinycomp.fileio import (
+    check_input_file,
+    check_output_path,
+    is_tflite_file,
+    read_bytes,
+    read_json_if_present,
+    sidecar_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, PartialTable, Shard
+from tinycomp.plan.choose import Budget, check_counts
+from tinycomp.plan.tflite_plan import (
+    DEFAULT_BITS,
+    DEFAULT_VALIDATION_ROWS,
+    TfliteMeasurement,
+    measure_shard,
+    plan_tflite,
+    sha256,
+    task_of,
+)
+from tinycomp.specs import dump_palettization_spec, parse_palettization_spec
+from tinycomp.tflite.find_tensors import bits_for
 
 # plan's options that fine-tune or quantize a Keras model: nothing of the kind happens to a .tflite
 KERAS_ONLY = ("epochs", "estimate", "fine_tune_rows", "learning_rate", "per_channel_conv", "credit_fine_tuning",
@@ -31,7 +53,6 @@ OPTION_OF_FIELD = {"max_drop_pp": "--max-accuracy-drop", "max_snr_drop": "--max-
 
 def is_tflite(path: str) -> bool:
     """The model argument is a .tflite: by its content, or by its name when it does not exist yet."""
-    from tinycomp.fileio import is_tflite_file
 
     return is_tflite_file(path) or path.lower().endswith(".tflite")
 
@@ -79,8 +100,6 @@ def reject_keras_options(ctx: click.Context) -> None:
 
 def run(options: Options, data_spec: DataSpec) -> None:
     """Measure (or one shard, or merge parts), choose, check; write the spec and its record."""
-    from tinycomp.plan.choose import Budget
-    from tinycomp.plan.tflite_plan import DEFAULT_BITS, DEFAULT_VALIDATION_ROWS, TfliteMeasurement
 
     try:
         measurement = TfliteMeasurement(
@@ -103,14 +122,11 @@ def run(options: Options, data_spec: DataSpec) -> None:
 
 def bits_of(counts: tuple[int, ...]) -> tuple[int, ...]:
     """Cluster counts → index bitwidths (8 values per channel: 3 bits)."""
-    from tinycomp.plan.choose import check_counts
-    from tinycomp.tflite.find_tensors import bits_for
 
     return tuple(sorted({bits_for(c) for c in check_counts(counts)}))
 
 
 def origin(int8: bytes, data: Any, measurement: Any, seed: int, shard: Shard, task: Task) -> PartialTable:
-    from tinycomp.plan.tflite_plan import sha256
 
     return PartialTable(source_sha256=sha256(int8), dataset=as_json(data.describe()),
                         measurement=as_json(measurement.to_json()), seed=seed, shard=shard, candidates=[], task=task)
@@ -134,9 +150,6 @@ class Progress:
 
 
 def run_plan(options: Options, budget, measurement, data_spec: DataSpec) -> None:
-    from tinycomp.fileio import check_output_path, read_bytes, sidecar_path, write_json_atomic, write_text_atomic
-    from tinycomp.plan.tflite_plan import plan_tflite, sha256, task_of
-    from tinycomp.specs import dump_palettization_spec, parse_palettization_spec
 
     check_output_path(options.output, options.model, *options.parts)
     started = time.perf_counter()
@@ -206,8 +219,6 @@ def run_plan(options: Options, budget, measurement, data_spec: DataSpec) -> None
 
 
 def run_shard(options: Options, measurement, shard: Shard, data_spec: DataSpec) -> None:
-    from tinycomp.fileio import check_output_path, read_bytes, write_json_atomic
-    from tinycomp.plan.tflite_plan import measure_shard, task_of
 
     check_output_path(options.output, options.model)
     started = time.perf_counter()
@@ -234,14 +245,12 @@ def run_shard(options: Options, measurement, shard: Shard, data_spec: DataSpec) 
 
 
 def read_part(path: str) -> PartialTable:
-    from tinycomp.fileio import check_input_file, read_json_if_present
 
     return PartialTable.from_json(read_json_if_present(check_input_file(path, "partial table")), str(path))
 
 
 def check_parts(parts: list[tuple[str, PartialTable]], expected: PartialTable) -> None:
     """InputFileError for a part measured on another model, data, measurement options, seed or task."""
-    from tinycomp.errors import InputFileError
 
     for source, part in parts:
         differs = expected.same_origin(part)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import (
     CONTEXT,
     data_options,
@@ -14,7 +15,10 @@ from tinycomp.commands.common import (
     task_option,
     trust_option,
 )
+from tinycomp.convert import quantize as quantize_model
 from tinycomp.data import DataSpec
+from tinycomp.data import calibration_samples as pick_calibration
+from tinycomp.fileio import check_keras_model_path, check_output_path, write_bytes_atomic
 
 METHODS = ("int8", "int16x8", "dynamic", "float16")
 CALIBRATED = ("int8", "int16x8")
@@ -55,10 +59,6 @@ def run(*, model_path: str, output: str, method: str, io_type: str, calibration_
         per_tensor_dense: bool, seed: int, data_spec: DataSpec, task: str | None = None, trust: bool = False) -> None:
     import time
 
-    from tinycomp import render
-    from tinycomp.convert import quantize as quantize_model
-    from tinycomp.data import calibration_samples as pick_calibration
-    from tinycomp.fileio import check_keras_model_path, check_output_path, write_bytes_atomic
 
     check_keras_model_path(model_path)
     check_output_path(output, model_path)

@@ -12,12 +12,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from tinycomp import render
+from tinycomp import render, tflm
+from tinycomp import report as rep
 from tinycomp.commands.common import CONTEXT, DataOptions, open_data, recorded_data_options
-from tinycomp.data import BUILTIN, Dataset, DataSpec
+from tinycomp.data import BUILTIN, Dataset, DataSpec, check_fits_model
 from tinycomp.errors import DataError, OutputFileError
 from tinycomp.fileio import read_text, write_bytes_atomic, write_text_atomic
 from tinycomp.records import EvalRecord
+from tinycomp.tflite.model import read_tflite
 
 
 @click.command("report", context_settings=CONTEXT)
@@ -112,7 +114,6 @@ def _pick_models(report: EvalRecord, baseline: str | None, model: str | None) ->
 def run(*, eval_json: str, output: str, data_options: DataOptions, baseline: str | None,
         model: str | None, images: int, seed: int, jobs: int | None, max_drop: float,
         min_snr: float | None = None) -> None:
-    from tinycomp import report as rep
 
     parsed = EvalRecord.from_json(read_text(eval_json, "eval JSON"), str(eval_json))
     out = _report_dir(output)
@@ -165,10 +166,6 @@ def _task_of(parsed: EvalRecord, path: str) -> str:
 
 def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], pair: tuple[str, str], *,
                       eval_json: str, data_options: DataOptions, images: int, seed: int, jobs: int | None) -> list[str]:
-    from tinycomp import report as rep
-    from tinycomp import tflm
-    from tinycomp.data import check_fits_model
-    from tinycomp.tflite.model import read_tflite
 
     first, second = pair
     paths = [_resolve_model_path(p, eval_json) for p in pair]

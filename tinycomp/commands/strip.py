@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT, output_option, strip_summary
+from tinycomp.fileio import check_output_path, write_bytes_atomic
+from tinycomp.tflite.model import read_tflite
+from tinycomp.tflite.strip import strip_model, verify_stripped
 
 
 @click.command("strip", context_settings=CONTEXT)
@@ -29,10 +33,6 @@ def command(model: str, output: str, verify: bool, verify_samples: int) -> None:
 
 
 def run(*, model_path: str, output: str, verify: bool, verify_samples: int) -> None:
-    from tinycomp import render
-    from tinycomp.fileio import check_output_path, write_bytes_atomic
-    from tinycomp.tflite.model import read_tflite
-    from tinycomp.tflite.strip import strip_model, verify_stripped
 
     check_output_path(output, model_path)
     model = read_tflite(model_path)

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import click
 
+from tinycomp import render
 from tinycomp.commands.common import CONTEXT, data_options, open_data, output_option, seed_option
 from tinycomp.data import DataSpec
+from tinycomp.errors import DataError
+from tinycomp.fileio import check_output_path, sidecar_path, write_json_atomic
+from tinycomp.models import save_keras_model
+from tinycomp.native_output import import_tensorflow_quietly
+from tinycomp.records import TrainRecord
+from tinycomp.train import train_model
 
 
 @click.command("train", context_settings=CONTEXT)
@@ -33,17 +40,10 @@ def command(output: str, epochs: int, batch_size: int, validation_split: float, 
 
 def run(*, output: str, epochs: int, batch_size: int, validation_split: float, seed: int,
         data_spec: DataSpec) -> None:
-    from tinycomp import render
-    from tinycomp.fileio import check_output_path, sidecar_path, write_json_atomic
-    from tinycomp.models import save_keras_model
-    from tinycomp.native_output import import_tensorflow_quietly
-    from tinycomp.records import TrainRecord
-    from tinycomp.train import train_model
 
     check_output_path(output)
     data = open_data(data_spec)
     if not data.has_class_labels:
-        from tinycomp.errors import DataError
 
         raise DataError("train builds the tutorial's image classifier, and this data has no class labels", data.name,
                         "train your own model in Keras, then start from `tinycomp cluster` or `plan`")

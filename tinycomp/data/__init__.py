@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tinycomp.data.sources import open_dataset
 from tinycomp.data.spec import BUILTIN, DataSpec
 from tinycomp.errors import DataError, InvalidValue
 
@@ -72,7 +73,6 @@ def load_dataset(name: str = "mnist", npz: str | Path | None = None, warn: Calla
     """Open a dataset by name, or from an .npz (`npz`), .npy files (`npy_x`, and `npy_y` when there
     are labels or targets) or a directory of images in class subfolders (`images`): the keyword form
     of `open_dataset(DataSpec(...))`, reading both splits."""
-    from tinycomp.data.sources import open_dataset
 
     if sum(source is not None for source in (npz, npy_x, images)) > 1:
         raise InvalidValue("give one data source", "data", "an .npz, .npy files or an image directory, not several")

@@ -22,6 +22,7 @@ from tinycomp import limits
 from tinycomp.data.arrays import RawArray
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import DataError, InvalidValue
+from tinycomp.metrics import get_task
 
 CONVERT_CHUNK_ROWS = 4096  # rows converted to float32 at a time
 MAX_ONE_HOT_CLASSES = 4096  # wider targets are not read whole to look for one-hot rows
@@ -378,7 +379,6 @@ def check_fits_model(data: Dataset, input_shape: tuple[int, ...], num_outputs: i
     `task` ('classify' | 'regress', default: classify when the data has integer labels) decides
     what the targets must look like; `output_shape` is the model's output row shape.
     """
-    from tinycomp.metrics import get_task
 
     if tuple(int(d) for d in input_shape) != data.input_shape:
         raise DataError(f"the data's rows have shape {data.input_shape} but the model expects {tuple(input_shape)}",

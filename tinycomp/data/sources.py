@@ -37,6 +37,7 @@ from tinycomp.data.dataset import (
 )
 from tinycomp.data.spec import BUILTIN, DataSpec
 from tinycomp.errors import DataError
+from tinycomp.native_output import import_tensorflow_quietly
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 NPZ_X_KEYS = ("x_train", "x_test")
@@ -167,7 +168,6 @@ class Builtin:
 
 
 def _load_keras_dataset(name: str) -> tuple[np.ndarray, ...]:
-    from tinycomp.native_output import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import tf_keras

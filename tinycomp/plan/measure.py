@@ -27,14 +27,20 @@ import numpy as np
 from tinycomp.cluster import is_conv2d, wrap_layers
 from tinycomp.data import Dataset
 from tinycomp.metrics import CLASSIFY, Task
-from tinycomp.models import LossChoice, compile_for_training, load_keras_model, save_keras_model, set_seed
+from tinycomp.models import (
+    LossChoice,
+    compile_for_training,
+    load_keras_model,
+    save_keras_model,
+    score_of,
+    set_seed,
+)
 from tinycomp.native_output import import_tensorflow_quietly
 from tinycomp.plan.candidates import Candidate, CandidateResult
 from tinycomp.plan.request import Measurement
 from tinycomp.specs import ClusteringSpec, LayerClustering
 from tinycomp.train import fit
 
-EVAL_BATCH = 1024
 ResultCallback = Callable[[CandidateResult], None]
 
 
@@ -43,17 +49,6 @@ def seeded_rows(total: int, wanted: int | None, *, seed: int, stream: int) -> np
     if wanted is None or wanted >= total:
         return np.arange(total)
     return np.sort(np.random.default_rng([seed, stream]).choice(total, size=wanted, replace=False))
-
-
-def outputs_of(model: Any, x: np.ndarray) -> np.ndarray:
-    """The model's outputs, called eagerly batch by batch (no tf.function to trace for each new model)."""
-    return np.concatenate([np.asarray(model(np.asarray(x[i:i + EVAL_BATCH]), training=False))
-                           for i in range(0, len(x), EVAL_BATCH)])
-
-
-def score_of(model: Any, x: np.ndarray, y: np.ndarray, task: Task) -> float:
-    """The task's plan score of `model` on (x, y): top-1 accuracy, or output SNR vs y in dB."""
-    return task.plan_score(outputs_of(model, x), y)
 
 
 def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Dataset, x_val: np.ndarray,

@@ -25,12 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.cluster import clusterable_layers, is_conv2d, validate_spec
+from tinycomp.cluster import clusterable_layers, is_conv2d, validate_spec, wrap_layers
 from tinycomp.convert import quantize
 from tinycomp.data import Dataset, calibration_samples, check_fits_model
 from tinycomp.errors import DataError, ModelError
 from tinycomp.metrics import Task, choose_task, predicted_classes
-from tinycomp.models import LossChoice, choose_loss, kernel_of, saved_config
+from tinycomp.models import (
+    LossChoice,
+    choose_loss,
+    compile_for_training,
+    kernel_of,
+    outputs_of,
+    saved_config,
+    score_of,
+    set_seed,
+)
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
@@ -52,13 +61,12 @@ from tinycomp.plan.measure import (
     fine_tuned_accuracy,
     measure_in_order,
     measure_in_processes,
-    outputs_of,
-    score_of,
     seeded_rows,
 )
 from tinycomp.plan.request import AUTO_LEARNING_RATES, ByteCosts, Measurement
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 from tinycomp.tflite.find_tensors import bits_for
+from tinycomp.train import fit
 
 
 def eligible_layers(model: Any, *, layers: tuple[str, ...], counts: tuple[int, ...], per_channel_conv: bool) -> list[str]:
@@ -151,9 +159,6 @@ def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val
     """Outputs on x_val of `model` with `spec`'s layers clustered, fine-tuned for `epochs` (0: zero-shot)."""
     import tensorflow_model_optimization as tfmot
 
-    from tinycomp.cluster import wrap_layers
-    from tinycomp.models import compile_for_training, set_seed
-    from tinycomp.train import fit
 
     set_seed(seed)
     candidate = wrap_layers(model, spec)

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.data import Dataset
-from tinycomp.errors import InterpreterError, InvalidValue, ModelError
-from tinycomp.metrics import Task
+from tinycomp import tflm
+from tinycomp.data import Dataset, check_fits_model
+from tinycomp.errors import DataError, InterpreterError, InvalidValue, ModelError
+from tinycomp.metrics import Task, choose_task
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
@@ -48,10 +49,30 @@ from tinycomp.plan.choose import (
     choose_plan_within_ram,
     counted_drops,
 )
-from tinycomp.plan.costs import ideal_bytes, kernel_decode_budgets
+from tinycomp.plan.costs import _synthetic, ideal_bytes, kernel_decode_budgets
+from tinycomp.plan.measure import seeded_rows
 from tinycomp.specs import MAX_BITWIDTH, PalettizationSpec, PerChannel, TensorBits
-from tinycomp.tflite.find_tensors import WeightTensor, bits_for
-from tinycomp.tflm import ChunkResult
+from tinycomp.tflite.compress import compress_model
+from tinycomp.tflite.find_tensors import (
+    FindResult,
+    WeightTensor,
+    bits_for,
+    choose_compression,
+    encoded_size,
+    quantization_layout,
+)
+from tinycomp.tflite.model import parse_tflite, schema
+from tinycomp.tflite.palettize import (
+    most_values,
+    palettizable_weights,
+    palettize_array,
+    select_weights,
+    weight_label,
+    why_not,
+)
+from tinycomp.tflite.private import buffer_data_span
+from tinycomp.tflite.strip import strip_model
+from tinycomp.tflm import ChunkResult, arena_of, default_jobs, run_parallel
 
 TFLITE_KIND = "tflite"
 # 2 values per channel (1 bit) zero-shot is rarely usable; plan measures 2–6 bits unless told otherwise.
@@ -104,8 +125,6 @@ class Palettes:
     _lut_model: Any = None
 
     def array(self, name: str, bits: int) -> np.ndarray:
-        from tinycomp.tflite.find_tensors import quantization_layout
-        from tinycomp.tflite.palettize import palettize_array
 
         if (name, bits) not in self._arrays:
             weight = self.weights[name]
@@ -118,7 +137,6 @@ class Palettes:
 
         The values are replaced in place (same bytes, same places), not rebuilt: model_editor's
         rebuild takes about a second per file in Python, and a plan makes dozens of files."""
-        from tinycomp.tflite.private import buffer_data_span
 
         if not choice:
             return self.int8
@@ -136,9 +154,6 @@ class Palettes:
         """Bytes of the tensor's LUT encoding (indices, value tables, header) once palettized to `bits`, from
         tflite-micro's encoder. The encoding's size depends only on the values per table, so it is measured
         on the tensor filled with exactly 2^bits values per table (no clustering needed)."""
-        from tinycomp.plan.costs import _synthetic
-        from tinycomp.tflite.find_tensors import encoded_size, quantization_layout
-        from tinycomp.tflite.model import parse_tflite
 
         if self._lut_model is None:
             self._lut_model = parse_tflite(self.int8, self.source)
@@ -155,10 +170,6 @@ class Palettes:
     def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None) -> bytes:
         """`model_with(choice)` LUT-compressed as `palettize`'s spec says (and stripped, with `strip`; the
         kernels decoding to more than `decode_budget` sliced, as `compress` does with the spec's budget)."""
-        from tinycomp.tflite.compress import compress_model
-        from tinycomp.tflite.find_tensors import FindResult, choose_compression
-        from tinycomp.tflite.model import parse_tflite
-        from tinycomp.tflite.palettize import palettizable_weights
 
         data = self.model_with(choice)
         if choice:
@@ -168,7 +179,6 @@ class Palettes:
             found = FindResult([choose_compression(n, by_key[k]) for n, k in zip(choice, keys)], [])
             data = compress_model(data, found.spec(), "palettized model", "palettization", decode_budget).data
         if strip:
-            from tinycomp.tflite.strip import strip_model
 
             data = strip_model(data).data
         return data
@@ -176,7 +186,6 @@ class Palettes:
 
 def tensor_labels(weights: list[WeightTensor]) -> dict[str, WeightTensor]:
     """Each weight under its layer name (`dense`), or with its index when two share one (`dense#7`)."""
-    from tinycomp.tflite.palettize import weight_label
 
     labels = [weight_label(w) for w in weights]
     return {(label if labels.count(label) == 1 else f"{label}#{w.index}"): w for label, w in zip(labels, weights)}
@@ -184,9 +193,6 @@ def tensor_labels(weights: list[WeightTensor]) -> dict[str, WeightTensor]:
 
 def plannable(int8: bytes, measurement: TfliteMeasurement, source: str) -> tuple[Palettes, dict[str, list[int]]]:
     """The weights to plan (named, or every palettizable one) and each one's bitwidths that change it."""
-    from tinycomp.tflite.find_tensors import quantization_layout
-    from tinycomp.tflite.model import parse_tflite
-    from tinycomp.tflite.palettize import most_values, select_weights, why_not
 
     model = parse_tflite(int8, source)
     chosen = select_weights(model, list(measurement.tensors) or None, source)
@@ -234,11 +240,6 @@ class Rows:
 def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, seed: int, source: str) -> Rows:
     """The last `validation_split` of the training rows, fitted to the model's input; a seeded subset of
     `validation_rows` of them for the candidates."""
-    from tinycomp.data import check_fits_model
-    from tinycomp.errors import DataError
-    from tinycomp.metrics import choose_task
-    from tinycomp.plan.measure import seeded_rows
-    from tinycomp.tflite.model import parse_tflite
 
     subgraph = parse_tflite(int8, source).subgraphs[0]
     input_shape = tuple(int(d) for d in subgraph.inputs[0].shape[1:])
@@ -264,7 +265,6 @@ def score(outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
 
 def score_in_tflm(model: bytes, x: np.ndarray, y: np.ndarray, task: Task, jobs: int, source: str) -> float:
     """One model's score on (x, y), the rows split across `jobs` TFLM worker processes."""
-    from tinycomp import tflm
 
     chunks = [idx for idx in np.array_split(np.arange(len(x)), max(1, min(jobs, len(x)))) if len(idx)]
     results = tflm.run_parallel(tflm.predict_chunk, ((model, x[idx[0]:idx[-1] + 1], False) for idx in chunks),
@@ -342,7 +342,6 @@ def measure(palettes: Palettes, candidates: list[Candidate], rows: Rows, *, jobs
     """Each candidate's zero-shot score in TFLM on the validation rows (what `done` lacks), one candidate
     per task in `jobs` worker processes; each candidate's file is made when it is released. With a
     budget on the drop (`max_drop`), candidates that could not be chosen are not measured (see `Schedule`)."""
-    from tinycomp import tflm
 
     results = dict(done or {})
     schedule = Schedule(candidates, results, task=rows.task, rows=len(rows.y), max_drop=max_drop)
@@ -429,7 +428,6 @@ def prepare(int8: bytes, measurement: TfliteMeasurement, *, strip: bool, source:
 def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows, *, seed: int,
              seconds: float) -> SensitivityTable:
     """The sensitivity table: every tensor's measured options with their drops and byte costs."""
-    from tinycomp.tflite.find_tensors import quantization_layout
 
     reference = results[CONTROL].zero_shot
     assert reference is not None
@@ -475,7 +473,6 @@ class TflitePlanOutcome:
 def float32_bytes(int8: bytes, source: str = "model") -> int:
     """The size of the same model with float32 weights: the file plus 3 bytes for every byte of its int8
     constant tensors (what dequantizing them to float32 adds; int32 biases stay 4 bytes)."""
-    from tinycomp.tflite.model import parse_tflite, schema
 
     model = parse_tflite(int8, source)
     extra = sum(3 * len(t.buffer.data) for s in model.subgraphs for t in s.tensors
@@ -489,7 +486,6 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
                 on_start: Callable[[list[Candidate]], None] | None = None, on_result: ResultCallback | None = None,
                 on_checked: Callable[[Plan, float], None] | None = None) -> TflitePlanOutcome:
     """Plan `int8` on `data` within `budget`: measure (or merge `parts`, or complete `done`), choose, check."""
-    from tinycomp.tflm import arena_of, default_jobs, run_parallel
 
     started = time.perf_counter()
     rows = validation_rows(data, int8, measurement, seed, source)

@@ -21,7 +21,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
-from tinycomp.tflite.find_tensors import bits_for, max_unique_along, quantization_layout
+from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
 from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor, upgraded_bytes
 from tinycomp.tflite.slicing import SliceResult, slice_model
 
@@ -181,7 +181,6 @@ def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> by
 
 
 def _tensor_report(model: EditorModel, entry: TensorCompression) -> TensorReport:
-    from tinycomp.tflite.find_tensors import encoded_size
 
     tensor = model.subgraphs[entry.subgraph].tensors[entry.tensor]
     assert entry.layout is not None, "resolve_layouts runs before compression"

@@ -23,14 +23,16 @@ import numpy as np
 from tinycomp.errors import ModelError
 from tinycomp.specs import MAX_BITWIDTH, MIN_BITWIDTH, PalettizationSpec, PerChannel, PerTensor
 from tinycomp.tflite.find_tensors import (
+    FindResult,
     WeightTensor,
+    choose_compression,
     layer_name,
     match_layer,
     quantization_layout,
     weight_tensors,
 )
 from tinycomp.tflite.kmeans import optimal_levels
-from tinycomp.tflite.model import parse_tflite, schema
+from tinycomp.tflite.model import model_editor, parse_tflite, schema, upgrade_opcodes
 
 if TYPE_CHECKING:
     from tinycomp.tflite.find_tensors import FindResult
@@ -191,7 +193,6 @@ def palettize_model(model_bytes: bytes, bits: Mapping[TensorKey, int] | int, *, 
     against the model. Weights that cannot be palettized are skipped and listed when chosen by
     default, an error when named.
     """
-    from tinycomp.tflite.model import model_editor, upgrade_opcodes
 
     parse_tflite(model_bytes, source)  # validates before the editor reads it
     model = model_editor().read(bytes(model_bytes))
@@ -272,7 +273,6 @@ def compression_choices(palettized_bytes: bytes, done: list[PalettizedTensor],
                         source: str = "palettized model") -> FindResult:
     """find-tensors' choice (layout from the quantization, smallest bitwidth, exact bytes) for each
     palettized tensor of the palettized file: a `FindResult` whose `growing` LUT would not shrink."""
-    from tinycomp.tflite.find_tensors import FindResult, choose_compression
 
     model = parse_tflite(palettized_bytes, source)
     weights = {(w.subgraph, w.index): w for w in palettizable_weights(model)}

@@ -33,9 +33,9 @@ def buffer_data_span(model_bytes: bytes, buffer_index: int) -> tuple[int, int]:
     Read with the generated schema's table accessor (`_tab`, flatbuffers' Table), so a tensor's
     values can be replaced in place by the same number of bytes without rebuilding the file.
     """
-    from tinycomp.tflite.model import schema
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    buffer = schema().Model.GetRootAs(model_bytes, 0).Buffers(buffer_index)
+    buffer = schema.Model.GetRootAs(model_bytes, 0).Buffers(buffer_index)
     table = buffer._tab
     field = table.Offset(4)  # Buffer.data
     if not field:

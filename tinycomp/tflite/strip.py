@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinycomp.tflite.compress import verify_identical
 from tinycomp.tflite.model import DECODE_OP, model_editor, parse_tflite
 from tinycomp.tflite.private import apply_flatbuffer_alignment, raw
 
@@ -160,7 +161,6 @@ def align(model_bytes: bytes) -> bytes:
 
 def verify_stripped(original: bytes, stripped: bytes, samples: int = 32) -> int:
     """TFLM outputs of both models on the same random inputs must be identical."""
-    from tinycomp.tflite.compress import verify_identical
 
     return verify_identical(original, stripped, samples, what="stripped model",
                             hint="report this: stripping should not change outputs; use the unstripped model")
