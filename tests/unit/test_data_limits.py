@@ -220,3 +220,27 @@ def test_calibration_reads_only_its_rows_of_a_compressed_member(tmp_path, monkey
     rows = calibration_samples(data, 100, seed=3)
     chosen = np.random.default_rng(3).choice(len(x_train), size=100, replace=False)
     assert rows.tobytes() == (x_train[chosen].astype(np.float32) / np.float32(255))[..., np.newaxis].tobytes()
+
+
+def test_float_inputs_are_checked_for_nan_as_their_rows_are_read(tmp_path, monkeypatch):
+    """A compressed float x_train is not inflated whole for the NaN check: quantize's calibration rows
+    are read and checked, and a NaN is refused in the rows that hold it."""
+    from tinycomp.data import calibration_samples
+    from tinycomp.data.arrays import NpzArchive
+
+    x_train = np.random.default_rng(4).normal(size=(30_000, 6)).astype(np.float32)
+    x_train[7, 2] = np.nan
+    path = data_npz(tmp_path / "d.npz", x_train)
+    inflate = NpzArchive._inflate
+
+    def refuse_x_train(archive: NpzArchive, key: str) -> np.ndarray:
+        assert key != "x_train", "x_train was inflated whole"
+        return inflate(archive, key)
+
+    monkeypatch.setattr(NpzArchive, "_inflate", refuse_x_train)
+    data = open_dataset(DataSpec("npz", str(path)))
+    chosen = np.random.default_rng(3).choice(len(x_train), size=100, replace=False)
+    assert 7 not in chosen
+    assert calibration_samples(data, 100, seed=3).tobytes() == x_train[chosen].tobytes()
+    with pytest.raises(DataError, match=r"x_train contains NaN or infinite values \(.*d\.npz\)"):
+        data.x_train.take(np.array([5, 7]))

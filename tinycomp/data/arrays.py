@@ -80,6 +80,11 @@ class RawArray:
         return cls(array.shape, array.dtype, lambda: array, on_disk=isinstance(array, np.memmap), name=name,
                    where=where)
 
+    @property
+    def in_memory(self) -> bool:
+        """Read already, or held in memory from the start (not a compressed member still to inflate)."""
+        return self._values is not None or self._take is None
+
     def values(self) -> np.ndarray:
         if self._values is None:
             assert self._read is not None

@@ -56,11 +56,20 @@ def check_split_shapes(headers: dict[str, tuple[Shape, np.dtype[Any]]], where: s
 
 
 def check_x_values(raw: RawArray, key: str, where: str) -> None:
-    """No NaN or infinity in float inputs held in memory (memory-mapped inputs are not read whole)."""
-    if raw.on_disk or not np.issubdtype(raw.dtype, np.floating):
+    """No NaN or infinity in float inputs that are already in memory. Memory-mapped inputs, and
+    compressed members not read yet, are not read whole for this: their rows are checked as they are
+    converted (`finite_rows`), so e.g. `quantize` reads only its calibration rows."""
+    if raw.on_disk or not np.issubdtype(raw.dtype, np.floating) or not raw.in_memory:
         return
     if not all_finite(raw.values()):
         raise DataError(f"{key} contains NaN or infinite values", where)
+
+
+def finite_rows(rows: np.ndarray, key: str, where: str) -> np.ndarray:
+    """`rows` (converted float inputs), refused if any value is NaN or infinite."""
+    if np.issubdtype(rows.dtype, np.floating) and not all_finite(rows):
+        raise DataError(f"{key} contains NaN or infinite values", where)
+    return rows
 
 
 def all_finite(values: np.ndarray, chunk_rows: int = 4096) -> bool:

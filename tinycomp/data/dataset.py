@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinycomp import limits
+from tinycomp.data import checks
 from tinycomp.data.arrays import RawArray
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import DataError, InvalidValue
@@ -224,7 +225,10 @@ class Rows:
         return out
 
     def _convert(self, raw_rows: np.ndarray) -> np.ndarray:
-        return self.conversion.apply(raw_rows).reshape((len(raw_rows), *self.row_shape))
+        converted = self.conversion.apply(raw_rows).reshape((len(raw_rows), *self.row_shape))
+        if isinstance(self.conversion, Inputs) and np.issubdtype(raw_rows.dtype, np.floating):
+            return checks.finite_rows(converted, self.raw.name, self.raw.where)
+        return converted
 
     def _check_fits(self, count: int) -> None:
         row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
