@@ -1,6 +1,6 @@
-"""Property tests (hypothesis): spec YAML round trips, and LUT compression is lossless in TFLM.
+"""Property tests (hypothesis): LUT compression is lossless in TFLM.
 
-LUT round trip: one-layer int8 models (Dense, Conv2D, DepthwiseConv2D) are quantized once; each
+The round trip: one-layer int8 models (Dense, Conv2D, DepthwiseConv2D) are quantized once; each
 example overwrites the weight tensor through tflite-micro's model_editor with random int8 values
 holding at most 2^b unique values per value table (per tensor, or per channel along the
 quantized axis: axis 0 for Dense/Conv2D, the last axis for DepthwiseConv2D), compresses it with

@@ -1,14 +1,6 @@
-"""Property tests (hypothesis): spec YAML round trips, and LUT compression is lossless in TFLM.
+"""Property tests (hypothesis): clustering and compression specs survive a YAML round trip.
 
-LUT round trip: one-layer int8 models (Dense, Conv2D, DepthwiseConv2D) are quantized once; each
-example overwrites the weight tensor through tflite-micro's model_editor with random int8 values
-holding at most 2^b unique values per value table (per tensor, or per channel along the
-quantized axis: axis 0 for Dense/Conv2D, the last axis for DepthwiseConv2D), compresses it with
-`compress_model` at index bitwidth b (1–7) and requires TFLM outputs identical to the
-uncompressed model via `verify_identical`. Per-tensor layouts are exercised on weights whose
-quantization was edited to a single scale, since TFLM decodes a table in the layout of the
-tensor's quantization. DepthwiseConv2D always stays per-channel: TFLM refuses per-tensor
-quantized int8 depthwise weights ("failed to allocate tensors") even without compression.
+LUT compression's round trip in TFLM is in tests/e2e/test_properties_e2e.py.
 """
 
 from __future__ import annotations
