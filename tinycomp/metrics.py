@@ -52,6 +52,9 @@ class Task(ABC):
     score_range: ClassVar[tuple[float, float]]  # the values a plan score can take
     fixed_loss: ClassVar[str | None]  # the fine-tuning loss of every model of this task (None: from the output)
     keras_metrics: ClassVar[tuple[str, ...]]  # what Keras reports while fine-tuning
+    # Scored by top-1 accuracy against integer class labels: its results carry an accuracy (a drop in pp
+    # against a baseline), its data needs class labels; without it a result's accuracy is null.
+    has_accuracy: ClassVar[bool]
 
     @abstractmethod
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], where: str) -> None: ...
@@ -68,6 +71,10 @@ class Task(ABC):
     @abstractmethod
     def noise(self, score: float, samples: int) -> float:
         """The standard error of one plan score measured on `samples` rows, in drop units."""
+
+    @abstractmethod
+    def paired_noise(self, reference: np.ndarray, outputs: np.ndarray, y: np.ndarray) -> float:
+        """The standard error of (reference score − score of `outputs`) on the same rows, in drop units."""
 
     @abstractmethod
     def value_text(self, score: float, digits: int = 2) -> str: ...
@@ -153,12 +160,23 @@ class Classify(Task):
     evidence: ClassVar[str] = "integer labels"
     fixed_loss: ClassVar[str | None] = None
     keras_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+    has_accuracy: ClassVar[bool] = True
 
     def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float:
         return top1_accuracy(outputs, y)
 
     def noise(self, score: float, samples: int) -> float:
         return 100.0 * math.sqrt(score * (1 - score) / max(samples, 1))
+
+    def paired_noise(self, reference: np.ndarray, outputs: np.ndarray, y: np.ndarray) -> float:
+        """From the rows only one of the two gets right (a paired difference of proportions)."""
+        n = len(outputs)
+        truth = np.asarray(y).reshape(-1)
+        right_ref = predicted_classes(reference) == truth
+        right_new = predicted_classes(outputs) == truth
+        lost, gained = int(np.sum(right_ref & ~right_new)), int(np.sum(~right_ref & right_new))
+        variance = (lost + gained - (lost - gained) ** 2 / max(n, 1)) / max(n, 1) ** 2
+        return float(self.scale * max(variance, 0.0) ** 0.5)
 
     def value_text(self, score: float, digits: int = 2) -> str:
         """'97.10%'."""
@@ -208,12 +226,17 @@ class Regress(Task):
     evidence: ClassVar[str] = "no class labels"
     fixed_loss: ClassVar[str | None] = "mean_squared_error"
     keras_metrics: ClassVar[tuple[str, ...]] = ()
+    has_accuracy: ClassVar[bool] = False
 
     def plan_score(self, outputs: np.ndarray, y: np.ndarray) -> float:
         return snr_db(np.asarray(y), outputs)
 
     def noise(self, score: float, samples: int) -> float:
         return 10.0 / math.log(10.0) * math.sqrt(2.0 / max(samples, 1))
+
+    def paired_noise(self, reference: np.ndarray, outputs: np.ndarray, y: np.ndarray) -> float:
+        """One SNR measurement's noise (`noise`)."""
+        return self.noise(0.0, len(outputs))
 
     def value_text(self, score: float, digits: int = 2) -> str:
         """'20.30 dB'."""
@@ -252,10 +275,10 @@ def get_task(name: str) -> Task:
         raise InvalidValue(f"unknown task {name!r}", "task", f"choose one of {', '.join(TASKS)}") from None
 
 
-def choose_task(y: np.ndarray | None, output_shape: tuple[int, ...], override: str | None = None) -> Task:
+def choose_task(y: np.ndarray | None, output_shape: tuple[int, ...], override: Task | None = None) -> Task:
     """`override` if given; regress when there are no labels or y rows have the output's shape; else classify."""
     if override is not None:
-        return get_task(override)
+        return override
     if y is None:
         return REGRESS
     y = np.asarray(y) if not hasattr(y, "shape") else y

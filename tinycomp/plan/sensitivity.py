@@ -29,7 +29,7 @@ from tinycomp.cluster import clusterable_layers, is_conv2d, validate_spec, wrap_
 from tinycomp.convert import quantize
 from tinycomp.data import Dataset, calibration_samples, check_fits_model
 from tinycomp.errors import DataError, ModelError
-from tinycomp.metrics import Task, choose_task, predicted_classes
+from tinycomp.metrics import Task, choose_task
 from tinycomp.models import (
     LossChoice,
     choose_loss,
@@ -102,8 +102,7 @@ def split_validation(data: Dataset, validation_split: float) -> tuple[Dataset, n
 def task_of(model: Any, data: Dataset, override: Task | None = None) -> Task:
     """The model's task: `override`, else as `cluster` chooses it from the data and the model's output
     (metrics.choose_task)."""
-    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:]),
-                       override.name if override else None)
+    return choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:]), override)
 
 
 def training_loss(model: Any, data: Dataset, task: Task | None = None) -> LossChoice:
@@ -151,7 +150,7 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
     assert best is not None
     score, epochs, outputs = best
     drop = table.task.scale * (table.task.plan_score(reference, np.asarray(y_val)) - score)
-    return JointDrop(drop, epochs, paired_noise(reference, outputs, y_val, table.task))
+    return JointDrop(drop, epochs, table.task.paired_noise(reference, outputs, np.asarray(y_val)))
 
 
 def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val: np.ndarray, *, epochs: int,
@@ -166,21 +165,6 @@ def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val
         compile_for_training(candidate, learning_rate, task=task, loss=loss)
         fit(candidate, fit_data, epochs, batch_size, 0.0)
     return outputs_of(tfmot.clustering.keras.strip_clustering(candidate), x_val)
-
-
-def paired_noise(reference: np.ndarray, outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
-    """The standard error of (reference score − candidate score) on the same rows, in drop units:
-    classify: from the rows only one of the two gets right (a paired difference of proportions);
-    regress: one SNR measurement's noise (Task.noise)."""
-    n = len(outputs)
-    if task.name == "regress":
-        return task.noise(0.0, n)
-    truth = np.asarray(y).reshape(-1)
-    right_ref = predicted_classes(reference) == truth
-    right_new = predicted_classes(outputs) == truth
-    lost, gained = int(np.sum(right_ref & ~right_new)), int(np.sum(~right_ref & right_new))
-    variance = (lost + gained - (lost - gained) ** 2 / max(n, 1)) / max(n, 1) ** 2
-    return float(task.scale * max(variance, 0.0) ** 0.5)
 
 
 def validation_rows(data: Dataset, validation_split: float) -> int:
@@ -211,7 +195,7 @@ class Prepared:
 def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, seed: int) -> Prepared:
     """Check the data, find the layers and counts, and build the measurer (its rows, loss and reference)."""
     check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
-                     task=task.name, output_shape=tuple(model.output_shape[1:]))
+                     task=task, output_shape=tuple(model.output_shape[1:]))
     loss = training_loss(model, data, task)
     counts, per_channel_conv = measurement.cluster_counts, measurement.per_channel_conv
     names = eligible_layers(model, layers=measurement.layers, counts=counts, per_channel_conv=per_channel_conv)
