@@ -15,7 +15,7 @@ import numpy as np
 
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import InvalidValue, ModelError, SpecError
-from tinycomp.metrics import Task, choose_task
+from tinycomp.metrics import CLASSIFY, Task, choose_task
 from tinycomp.models import (
     FINE_TUNE_LEARNING_RATE,
     choose_loss,
@@ -50,7 +50,7 @@ class ClusterResult:
     unique_values: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     history: dict[str, list[float]] = field(default_factory=dict)
-    task: str = "classify"
+    task: Task = CLASSIFY
     test_metrics: dict[str, float] = field(default_factory=dict)  # the task's metrics on the test split
     loss: dict = field(default_factory=dict)  # LossChoice.describe(): loss, from_logits and why
     # {"epochs", "used"} and, when fine-tuned, the validation scores zero-shot and fine-tuned (see better_of)
@@ -59,7 +59,7 @@ class ClusterResult:
 
 def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, batch_size: int = 128,
                   seed: int = 0, on_epoch: EpochCallback | None = None,
-                  learning_rate: float = FINE_TUNE_LEARNING_RATE, *, task: str | None = None) -> ClusterResult:
+                  learning_rate: float = FINE_TUNE_LEARNING_RATE, *, task: Task | None = None) -> ClusterResult:
     """Cluster the spec's layers of `model`, fine-tune on `data` (epochs 0: not at all), strip the wrappers.
 
     `model` itself is not changed. Fine-tuning never makes the result worse: the zero-shot model
@@ -72,7 +72,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     measurement on four real models: 1e-3 (the TFLM tutorial's) loses a converged model's accuracy,
     1e-5 (TFMOT's guide) recovers few-cluster layers poorly.
 
-    `task` ('classify' | 'regress', default from the data: see metrics.choose_task) picks the
+    `task` (CLASSIFY | REGRESS, default from the data: see metrics.choose_task) picks the
     metric and, unless the model was saved with a compile config, the fine-tuning loss
     (models.choose_loss). Data without labels is reconstructed (y = x).
     """
@@ -86,7 +86,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     output_shape = tuple(model.output_shape[1:])
     chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
     check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
-                     task=chosen.name, output_shape=output_shape)
+                     task=chosen, output_shape=output_shape)
     check_enough_training_data(data, VALIDATION_SPLIT)
     start = time.perf_counter()
     set_seed(seed)
@@ -106,7 +106,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     metrics = score_keras(result_model, data, chosen)
     unique = {name: count_unique_kernel_values(result_model, name) for name in spec.layer_names()}
     return ClusterResult(result_model, metrics.get("accuracy"), unique, time.perf_counter() - start, history,
-                         chosen.name, metrics, loss.describe(), fine_tuning)
+                         chosen, metrics, loss.describe(), fine_tuning)
 
 
 def validation_rows_of(data: Dataset, split: float = VALIDATION_SPLIT) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from tinycomp import tflite_runtime, tflm
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import BudgetExceeded, DataError, InvalidValue
 from tinycomp.fileio import is_tflite_file
-from tinycomp.metrics import choose_task, get_task
+from tinycomp.metrics import CLASSIFY, Task, choose_task
 from tinycomp.models import load_keras_model, predict_outputs
 from tinycomp.tflite.model import read_tflite
 
@@ -51,7 +51,7 @@ class ModelResult:
     # With the decoded LUT weights in TFLM's alternate decompression memory of this size, the arena is:
     alt_decompression_bytes: int | None = None
     arena_bytes_with_alt_decompression: int | None = None
-    task: str = "classify"  # classify | regress
+    task: Task = CLASSIFY  # CLASSIFY | REGRESS; its name in JSON ("task")
     mse: float | None = None  # regress: mean squared error against the targets
     snr_db: float | None = None  # regress: output SNR in dB against the targets
     agreement_top1: float | None = None  # classify: share of rows with the baseline's top-1 class
@@ -62,7 +62,9 @@ class ModelResult:
     outputs: np.ndarray | None = field(default=None, repr=False, compare=False)  # in memory only
 
     def to_json(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "outputs"}
+        payload = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "outputs"}
+        payload["task"] = self.task.name
+        return payload
 
 
 def _plain(value):
@@ -86,22 +88,22 @@ def file_size(path: str | Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def _task_for(data: Dataset, output_shape: tuple, task: str | None):
+def _task_for(data: Dataset, output_shape: tuple, task: Task | None) -> Task:
     """The task object: `task` if given, else chosen from the data's targets and the output shape."""
 
     return choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
 
 
-def _scored(result: ModelResult, task, outputs: np.ndarray, y) -> ModelResult:
+def _scored(result: ModelResult, task: Task, outputs: np.ndarray, y) -> ModelResult:
     scores = task.score(outputs, np.asarray(y))
-    result.task, result.outputs = task.name, outputs
+    result.task, result.outputs = task, outputs
     result.accuracy = scores.get("accuracy")
     result.mse, result.snr_db = scores.get("mse"), scores.get("snr_db")
     return result
 
 
 def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: int = 1,
-                    on_progress: Callable[[int], None] | None = None, *, task: str | None = None) -> ModelResult:
+                    on_progress: Callable[[int], None] | None = None, *, task: Task | None = None) -> ModelResult:
     """The task's metric in TFLM over the test set, split into `jobs` processes; arena from the
     first chunk. Files TFLM cannot run (dynamic-range, float16) run in the TFLite interpreter."""
 
@@ -111,7 +113,7 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
     output_shape = tuple(int(d) for d in subgraph.outputs[0].shape[1:])
     data = data.fit_to(input_shape)
     chosen = _task_for(data, output_shape, task)
-    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, path, task=chosen.name,
+    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, path, task=chosen,
                      output_shape=output_shape)
     n = _rows(data, limit)
     y = data.y_test[:n]
@@ -148,7 +150,7 @@ def _chunks(rows: int, jobs: int) -> list[np.ndarray]:
     return [idx for idx in np.array_split(np.arange(rows), count) if len(idx)]
 
 
-def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: str | None = None,
+def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: Task | None = None,
                    trust: bool = False) -> ModelResult:
     """The task's metric of a Keras model (.h5, .keras, SavedModel; for comparison: it does not
     run on a microcontroller). `trust` allows models whose loading runs code (see models.load_keras_model)."""
@@ -159,7 +161,7 @@ def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: 
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     data = data.fit_to(input_shape)
     chosen = _task_for(data, output_shape, task)
-    check_fits_model(data, input_shape, int(output_shape[-1]), path, task=chosen.name, output_shape=output_shape)
+    check_fits_model(data, input_shape, int(output_shape[-1]), path, task=chosen, output_shape=output_shape)
     if limit is not None and limit < 1:
         raise InvalidValue(f"limit must be at least 1, got {limit}", "limit")
     start = time.perf_counter()
@@ -172,7 +174,7 @@ def evaluate_keras(path: str, data: Dataset, limit: int | None = None, *, task: 
 
 
 def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int = 1,
-                   on_progress: Callable[[int], None] | None = None, *, task: str | None = None,
+                   on_progress: Callable[[int], None] | None = None, *, task: Task | None = None,
                    trust: bool = False) -> ModelResult:
     """evaluate_tflite for .tflite flatbuffers, evaluate_keras for Keras models (by content, not name)."""
 
@@ -197,7 +199,7 @@ def compare_to_baseline(results: list[ModelResult], baseline: ModelResult) -> No
         if r.outputs.shape != baseline.outputs.shape:
             raise DataError(f"outputs of shape {r.outputs.shape} cannot be compared with the baseline's "
                             f"{baseline.outputs.shape}", r.path, "compare models of the same task on the same rows")
-        agreement = get_task(r.task).agreement(r.outputs, baseline.outputs)
+        agreement = r.task.agreement(r.outputs, baseline.outputs)
         r.agreement_top1 = agreement.get("agreement_top1")
         r.agreement_snr_db = agreement.get("agreement_snr_db")
 

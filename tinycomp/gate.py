@@ -66,8 +66,8 @@ def _check_size(verdict: Verdict, result: Any, record: Any) -> None:
 
 
 def _check_accuracy(verdict: Verdict, result: Any, max_drop_pp: float, source: str) -> None:
-    if result.task != "classify":
-        raise InvalidValue(f"{result.path} is a regression model (task {result.task}): it has no accuracy to "
+    if not result.task.has_accuracy:
+        raise InvalidValue(f"{result.path} is a regression model (task {result.task.name}): it has no accuracy to "
                            "compare with the baseline's", "max_accuracy_drop",
                            "gate regression models on their output SNR against the baseline (--min-agreement-snr DB)")
     delta = result.accuracy_delta_pp

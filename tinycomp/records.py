@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from tinycomp.errors import InputFileError
 from tinycomp.evaluate import ModelResult
 from tinycomp.fileio import JsonDict
+from tinycomp.metrics import CLASSIFY, TASKS, Task
 
 SCHEMA_VERSION = 1
 
@@ -124,8 +125,8 @@ class EvalRecord(Record):
                 "models": [m.to_json() for m in self.models]}
 
     @property
-    def tasks(self) -> set[str]:
-        """The tasks of the models: {"classify"}, {"regress"} or both."""
+    def tasks(self) -> set[Task]:
+        """The tasks of the models: {CLASSIFY}, {REGRESS} or both."""
         return {m.task for m in self.models}
 
     @classmethod
@@ -154,7 +155,6 @@ class EvalRecord(Record):
                    source, int(payload.get("schema_version", 1)))
 
 
-EVAL_TASKS = ("classify", "regress")
 EVAL_OPTIONAL_NUMBERS = ("arena_bytes", "ms_per_inference", "ratio_vs_baseline", "accuracy_delta_pp",
                          "alt_decompression_bytes", "arena_bytes_with_alt_decompression", "mse", "snr_db",
                          "agreement_top1", "agreement_snr_db", "gzip_bytes")
@@ -163,14 +163,12 @@ EVAL_OPTIONAL_NUMBERS = ("arena_bytes", "ms_per_inference", "ratio_vs_baseline",
 def _model_result(entry: dict[str, Any], i: int, known: set[str], source: str) -> Any:
     """One `models[i]` entry as a ModelResult; an entry without `task` (written before tinycomp had
     tasks) is a classifier. A classifier needs a numeric accuracy; a regressor's accuracy is null."""
-    task = entry.get("task", "classify")
-    if task not in EVAL_TASKS:
-        raise InputFileError(f"models[{i}].task is {task!r}, not one of {', '.join(EVAL_TASKS)}", source, EVAL_HINT)
-    required = EVAL_REQUIRED_KEYS if task == "classify" else tuple(k for k in EVAL_REQUIRED_KEYS if k != "accuracy")
+    task = _task_named(entry.get("task", CLASSIFY.name), f"models[{i}].task", source, EVAL_HINT)
+    required = EVAL_REQUIRED_KEYS if task.has_accuracy else tuple(k for k in EVAL_REQUIRED_KEYS if k != "accuracy")
     missing = [k for k in required if k not in entry]
     if missing:
         raise InputFileError(f"models[{i}] lacks {', '.join(missing)}", source, EVAL_HINT)
-    if task == "classify" and entry["accuracy"] is None:
+    if task.has_accuracy and entry["accuracy"] is None:
         raise InputFileError(f"models[{i}] is a classifier with accuracy null", source,
                              "a classifier's result needs a number; a regression result carries \"task\": \"regress\"")
     for key in ("flash_bytes", "samples", "accuracy", *EVAL_OPTIONAL_NUMBERS):
@@ -181,12 +179,19 @@ def _model_result(entry: dict[str, Any], i: int, known: set[str], source: str) -
             raise InputFileError(f"models[{i}].{key} is {value!r}, not a number", source, EVAL_HINT)
     entry = {"accuracy": None, **entry}
     try:
-        result = ModelResult(**{k: v for k, v in entry.items() if k in known})
+        result = ModelResult(**{k: v for k, v in entry.items() if k in known and k != "task"})
     except TypeError as e:
         raise InputFileError(f"models[{i}] has a malformed value: {e}", source, EVAL_HINT) from e
     result.task, result.flash_bytes, result.samples = task, int(result.flash_bytes), int(result.samples)
     result.accuracy = None if result.accuracy is None else float(result.accuracy)
     return result
+
+
+def _task_named(name: object, key: str, source: str, hint: str) -> Task:
+    """The task a record names at `key` (its JSON holds the task's name)."""
+    if not isinstance(name, str) or name not in TASKS:
+        raise InputFileError(f"{key} is {name!r}, not one of {', '.join(TASKS)}", source, hint)
+    return TASKS[name]
 
 
 # ---------------------------------------------------------------- train / cluster sidecars
@@ -247,7 +252,7 @@ class ClusterRecord(SidecarRecord):
     epochs: int
     seed: int
     seconds: float
-    task: str = "classify"  # classify | regress (sidecars from before tasks: classify)
+    task: Task = CLASSIFY  # CLASSIFY | REGRESS, its name in JSON (sidecars from before tasks: classify)
     test_metrics: dict[str, float] = field(default_factory=dict)  # the task's metrics on the test set
     loss: dict[str, Any] = field(default_factory=dict)  # the fine-tuning loss and why it was chosen
     learning_rate: float | None = None
@@ -260,3 +265,11 @@ class ClusterRecord(SidecarRecord):
     @classmethod
     def from_json(cls, data: str | object, source: str = "cluster record") -> ClusterRecord:
         return super().from_json(data, source)
+
+    @classmethod
+    def from_payload(cls, payload: JsonDict, source: str) -> ClusterRecord:
+        task = _task_named(payload.get("task", CLASSIFY.name), "task", source, cls.HINT)
+        return super().from_payload({**payload, "task": task}, source)
+
+    def to_json(self) -> JsonDict:
+        return {**super().to_json(), "task": self.task.name}

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tinycomp.metrics import REGRESS, SNR_CAP_DB, Task
+from tinycomp.metrics import CLASSIFY, REGRESS, SNR_CAP_DB, TASKS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, Shard
 from tinycomp.plan.choose import Budget, Plan, SensitivityTable, least_harmful
 from tinycomp.plan.request import Measurement, PlanOutcome
@@ -94,12 +94,18 @@ def slicing_lines(result: Any, budget: int | None) -> list[str]:
     return lines
 
 
+# The eval table's columns of each task's metrics: on their own, and against a baseline.
+EVAL_METRIC_COLUMNS: dict[Task, tuple[str, ...]] = {CLASSIFY: ("accuracy",), REGRESS: ("MSE", "SNR dB")}
+EVAL_BASELINE_COLUMNS: dict[Task, tuple[str, ...]] = {CLASSIFY: ("Δ pp", "agree"), REGRESS: ("SNR vs base dB",)}
+
+
 def eval_table(results, dataset_name: str) -> Table:
     """One row per model; the metric columns are those of the models' tasks (accuracy for
     classifiers, MSE and SNR for regression/reconstruction), never accuracy for a regressor."""
     has_budget = any(r.fits is not None for r in results)
     has_baseline = any(r.ratio_vs_baseline is not None for r in results)
-    tasks = {getattr(r, "task", "classify") for r in results}
+    present = {getattr(r, "task", CLASSIFY) for r in results}
+    tasks = [task for task in TASKS.values() if task in present]
     has_gzip = any(getattr(r, "gzip_bytes", None) is not None for r in results)
     table = Table(title=f"Evaluation on {dataset_name} ({results[0].samples:,} test samples)" if results else "Evaluation",
                   caption="flash, arena: bytes (arena: TFLM's); Δ pp, agree: vs --baseline; all fields: --json"
@@ -109,13 +115,11 @@ def eval_table(results, dataset_name: str) -> Table:
     names, suffix = _short_names([r.path for r in results])
     has_runs_in = any(_runs_in(r) != "TFLM" for r in results)
     columns = [f"model ({suffix})" if suffix else "model"] + (["runs in"] if has_runs_in else []) + ["flash"] + (["gzip"] if has_gzip else []) + ["arena"]
-    columns += ["accuracy"] if "classify" in tasks else []
-    columns += ["MSE", "SNR dB"] if "regress" in tasks else []
+    columns += [column for task in tasks for column in EVAL_METRIC_COLUMNS[task]]
     columns += ["ms/inf"]
     if has_baseline:
         columns += ["× smaller"]
-        columns += ["Δ pp", "agree"] if "classify" in tasks else []
-        columns += ["SNR vs base dB"] if "regress" in tasks else []
+        columns += [column for task in tasks for column in EVAL_BASELINE_COLUMNS[task]]
     columns += ["budget"] if has_budget else []
     for column in columns:  # a long model path wraps rather than being cut to "build/model.tf…"
         table.add_column(column, justify="left" if column == columns[0] or column in ("runs in", "budget") else "right",
@@ -153,7 +157,7 @@ def _eval_cells(r) -> dict[str, str]:
         "model": r.path, "runs in": _runs_in(r), "flash": f"{r.flash_bytes:,}",
         "gzip": _num(getattr(r, "gzip_bytes", None), "{:,}"),
         "arena": _num(r.arena_bytes, "{:,}"),
-        "accuracy": _num(r.accuracy, "{:.2%}") if getattr(r, "task", "classify") == "classify" else dash,
+        "accuracy": _num(r.accuracy, "{:.2%}") if getattr(r, "task", CLASSIFY).has_accuracy else dash,
         "MSE": _num(getattr(r, "mse", None), "{:.4g}"), "SNR dB": _num(getattr(r, "snr_db", None), "{:.1f}"),
         "ms/inf": _num(r.ms_per_inference, "{:.3f}"),
         "× smaller": _num(r.ratio_vs_baseline, "{:.2f}"), "Δ pp": _num(r.accuracy_delta_pp, "{:+.2f}"),

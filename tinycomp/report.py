@@ -25,6 +25,7 @@ import numpy as np
 
 from tinycomp import tflm
 from tinycomp.evaluate import ModelResult
+from tinycomp.metrics import CLASSIFY, REGRESS
 from tinycomp.records import EvalRecord
 
 MISTAKE = "#d62728"
@@ -71,8 +72,8 @@ class PlotMetric:
 
 
 PLOT_METRICS = {
-    "classify": PlotMetric("accuracy", "accuracy", "top-1 accuracy (%)", 100.0, "{:.2f}%", 2.0),
-    "regress": PlotMetric("snr_db", "output SNR", "output SNR against the test targets (dB)", 1.0, "{:.1f} dB", 2.0),
+    CLASSIFY: PlotMetric("accuracy", "accuracy", "top-1 accuracy (%)", 100.0, "{:.2f}%", 2.0),
+    REGRESS: PlotMetric("snr_db", "output SNR", "output SNR against the test targets (dB)", 1.0, "{:.1f} dB", 2.0),
 }
 
 
@@ -246,7 +247,7 @@ def verdict(result: ModelResult, baseline: str | None, max_drop_pp: float | None
         parts.append("FITS" if result.fits else f"TOO BIG ({'; '.join(result.budget_notes)})")
     if result.path == baseline:
         return ", ".join([*parts, "baseline"])
-    if result.task == "classify" and max_drop_pp is not None and result.accuracy_delta_pp is not None:
+    if result.task.has_accuracy and max_drop_pp is not None and result.accuracy_delta_pp is not None:
         parts.append("accuracy OK" if result.accuracy_delta_pp >= -max_drop_pp
                      else f"ACCURACY DROP > {max_drop_pp:g} pp")
     if min_snr_db is not None and result.agreement_snr_db is not None:
@@ -260,9 +261,9 @@ def _columns(report: EvalRecord) -> list[str]:
     columns = ["model", "runs in", "flash bytes"]
     columns += ["gzip bytes"] if any(m.gzip_bytes is not None for m in report.models) else []
     columns += ["× smaller", "arena bytes"]
-    if "classify" in tasks:
+    if CLASSIFY in tasks:
         columns += ["accuracy", "Δ accuracy (pp)"] + (["top-1 agreement"] if baseline else [])
-    if "regress" in tasks:
+    if REGRESS in tasks:
         columns += ["MSE", "SNR vs targets (dB)"]
     columns += ["SNR vs baseline (dB)"] if baseline else []
     return columns + ["ms/inference", "verdict"]
@@ -276,7 +277,7 @@ def _cells(m: ModelResult, name: str, verdict_text: str) -> dict[str, str]:
         "model": f"`{name}`", "runs in": runs_in(m), "flash bytes": f"{m.flash_bytes:,}",
         "gzip bytes": shown(m.gzip_bytes, "{:,}"), "× smaller": shown(m.ratio_vs_baseline, "{:.2f}"),
         "arena bytes": shown(m.arena_bytes, "{:,}"),
-        "accuracy": shown(m.accuracy if m.task == "classify" else None, "{:.2%}"),
+        "accuracy": shown(m.accuracy if m.task.has_accuracy else None, "{:.2%}"),
         "Δ accuracy (pp)": shown(m.accuracy_delta_pp, "{:+.2f}"),
         "top-1 agreement": shown(m.agreement_top1, "{:.2%}"),
         "MSE": shown(m.mse, "{:.4g}"), "SNR vs targets (dB)": shown(m.snr_db, "{:.1f}"),
@@ -289,18 +290,18 @@ def _verdict_legend(report: EvalRecord, max_drop_pp: float | None, min_snr_db: f
     if not report.baseline:
         return []
     lines = []
-    if "classify" in report.tasks and max_drop_pp is not None:
+    if CLASSIFY in report.tasks and max_drop_pp is not None:
         lines.append(f"Verdict \"accuracy OK\": at most {max_drop_pp:g} pp (percentage points) below the baseline.")
     if min_snr_db is not None:
         lines.append(f"Verdict \"SNR OK\": output SNR against the baseline's outputs of at least {min_snr_db:g} dB.")
-    elif "regress" in report.tasks:
+    elif REGRESS in report.tasks:
         lines.append("Regression models get no output verdict: no minimum SNR against the baseline was given.")
     return [" ".join(lines), ""] if lines else []
 
 
 def _metric_legend(report: EvalRecord) -> str:
     parts = []
-    if "regress" in report.tasks:
+    if REGRESS in report.tasks:
         parts.append("SNR vs targets is 10·log10(Σtarget² / Σ(target − output)²) on the test set")
     if report.baseline:
         parts.append("SNR vs baseline is the same measure against the baseline's outputs (200 dB: identical)")

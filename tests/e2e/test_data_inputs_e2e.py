@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinycomp.data import MappedArray, load_dataset
+from tinycomp.metrics import CLASSIFY
 
 
 def test_streamed_data_is_never_read_whole(tmp_path, monkeypatch):
@@ -38,7 +39,7 @@ def test_streamed_data_is_never_read_whole(tmp_path, monkeypatch):
                                  tf_keras.layers.Dense(3, activation="softmax", name="out")])
     model.save(tmp_path / "m.keras")
     result = cluster_model(model, cluster_all_spec(model, 4), data, epochs=1, batch_size=batch)
-    assert result.task == "classify" and 0 <= result.test_accuracy <= 1
+    assert result.task == CLASSIFY and 0 <= result.test_accuracy <= 1
     assert calibration_samples(data, 20).shape == (20, 24)
     assert evaluate_keras(str(tmp_path / "m.keras"), data).samples == rows
     assert largest[0] <= 256  # the largest read: one evaluation batch, never the 300 rows

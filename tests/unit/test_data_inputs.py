@@ -52,15 +52,16 @@ def test_explicit_scale_and_offset_are_applied_and_recorded(tmp_path):
 
 def test_wrong_y_for_the_task_and_wrong_input_shape(tmp_path):
     from tinycomp.data import check_fits_model
+    from tinycomp.metrics import CLASSIFY, REGRESS
 
     x = np.zeros((10, 16), np.float32)
     np.savez(tmp_path / "d.npz", x_train=x, x_test=x, y_train=np.zeros((10, 3), np.float32),
              y_test=np.zeros((10, 3), np.float32))
     data = load_dataset(npz=tmp_path / "d.npz")
     with pytest.raises(DataError, match="targets have rows of shape \\(3,\\) but the model outputs \\(16,\\)"):
-        check_fits_model(data, (16,), 16, "model.h5", task="regress", output_shape=(16,))
+        check_fits_model(data, (16,), 16, "model.h5", task=REGRESS, output_shape=(16,))
     with pytest.raises(DataError, match="the data has no class labels"):
-        check_fits_model(data, (16,), 16, "model.h5", task="classify")
+        check_fits_model(data, (16,), 16, "model.h5", task=CLASSIFY)
     with pytest.raises(DataError, match="the data's rows have shape \\(16,\\) but the model expects \\(8,\\)"):
         check_fits_model(data, (8,), 16, "model.h5")
 

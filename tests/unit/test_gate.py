@@ -9,6 +9,7 @@ import pytest
 from helpers import run_cli
 from tinycomp.evaluate import ModelResult
 from tinycomp.gate import GateLimits, gate
+from tinycomp.metrics import REGRESS
 from tinycomp.records import EvalRecord
 
 
@@ -73,9 +74,9 @@ def test_gate_on_a_model_eval_did_not_measure_is_a_usage_error(tmp_path):
 
 
 def _regress_record(snr=31.5) -> EvalRecord:
-    base = ModelResult("ae.h5", "keras", 9000, None, 50, task="regress", mse=0.01, snr_db=20.0,
+    base = ModelResult("ae.h5", "keras", 9000, None, 50, task=REGRESS, mse=0.01, snr_db=20.0,
                        agreement_snr_db=200.0, runs_in="Keras")
-    model = ModelResult("ae_int8.tflite", "tflm", 3000, None, 50, arena_bytes=2048, task="regress", mse=0.02,
+    model = ModelResult("ae_int8.tflite", "tflm", 3000, None, 50, arena_bytes=2048, task=REGRESS, mse=0.02,
                         snr_db=17.0, agreement_snr_db=snr, runs_in="TFLM")
     return EvalRecord(models=[base, model], baseline="ae.h5", dataset={"name": "ae.npz"}, flash_budget=None,
                       ram_budget=None, source="eval.json")

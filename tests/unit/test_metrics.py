@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinycomp.errors import DataError, InvalidValue
-from tinycomp.metrics import SNR_CAP_DB, choose_task, get_task, mse, snr_db, top1_accuracy, top1_agreement
+from tinycomp.metrics import REGRESS, SNR_CAP_DB, choose_task, get_task, mse, snr_db, top1_accuracy, top1_agreement
 
 
 def test_task_choice():
@@ -14,7 +14,7 @@ def test_task_choice():
     assert choose_task(np.zeros((5, 16), np.float32), (16,)).name == "regress"  # y shaped like the output
     assert choose_task(np.array([0, 1, 2]), (3,)).name == "classify"
     assert choose_task(np.array([0.5, 1.5]), (1,)).name == "regress"  # float targets
-    assert choose_task(np.array([0, 1, 2]), (3,), "regress").name == "regress"  # explicit override
+    assert choose_task(np.array([0, 1, 2]), (3,), REGRESS).name == "regress"  # explicit override
     with pytest.raises(InvalidValue, match="unknown task 'segment'"):
         get_task("segment")
 

@@ -9,6 +9,7 @@ import pytest
 from helpers import OLD_EVAL_JSON
 from tinycomp.errors import InputFileError
 from tinycomp.evaluate import ModelResult
+from tinycomp.metrics import CLASSIFY, REGRESS
 from tinycomp.records import SCHEMA_VERSION, ClusterRecord, EvalRecord, TrainRecord
 
 
@@ -69,9 +70,9 @@ def test_a_record_missing_a_field_names_it():
 
 
 def _regress_record() -> EvalRecord:
-    models = [ModelResult("ae.h5", "keras", 9000, None, 50, task="regress", mse=0.01, snr_db=20.0,
+    models = [ModelResult("ae.h5", "keras", 9000, None, 50, task=REGRESS, mse=0.01, snr_db=20.0,
                           agreement_snr_db=200.0, runs_in="Keras"),
-              ModelResult("ae_int8.tflite", "tflm", 3000, None, 50, arena_bytes=2048, task="regress", mse=0.02,
+              ModelResult("ae_int8.tflite", "tflm", 3000, None, 50, arena_bytes=2048, task=REGRESS, mse=0.02,
                           snr_db=17.0, agreement_snr_db=31.5, gzip_bytes=2500, runs_in="TFLM")]
     return EvalRecord(models=models, baseline="ae.h5", dataset={"name": "ae.npz"}, flash_budget=None, ram_budget=None)
 
@@ -79,10 +80,11 @@ def _regress_record() -> EvalRecord:
 def test_a_regression_eval_json_round_trips_with_accuracy_null():
     text = json.dumps(_regress_record().to_json())
     assert json.loads(text)["models"][1]["accuracy"] is None
+    assert json.loads(text)["models"][1]["task"] == "regress"  # in memory a Task, in JSON its name
     again = EvalRecord.from_json(text, "eval.json")
     assert again.to_json() == _regress_record().to_json()
-    assert [(m.task, m.accuracy, m.snr_db) for m in again.models] == [("regress", None, 20.0), ("regress", None, 17.0)]
-    assert again.tasks == {"regress"}
+    assert [(m.task, m.accuracy, m.snr_db) for m in again.models] == [(REGRESS, None, 20.0), (REGRESS, None, 17.0)]
+    assert again.tasks == {REGRESS}
 
 
 def test_a_classifier_with_accuracy_null_is_refused():
@@ -119,7 +121,7 @@ def test_a_regression_result_may_lack_the_accuracy_key():
 
 def test_eval_json_from_before_tasks_reads_as_classifiers():
     record = EvalRecord.from_json(OLD_EVAL_JSON, "old.json")
-    assert record.schema_version == 1 and record.tasks == {"classify"}
+    assert record.schema_version == 1 and record.tasks == {CLASSIFY}
     compressed = record.models[1]
     assert (compressed.accuracy, compressed.mse, compressed.agreement_snr_db, compressed.gzip_bytes) == \
         (0.948, None, None, None)
@@ -128,14 +130,17 @@ def test_eval_json_from_before_tasks_reads_as_classifiers():
 
 def test_a_cluster_record_of_a_regression_model_and_one_from_before_tasks():
     cluster = ClusterRecord(source="ae.h5", dataset={"name": "d"}, test_accuracy=None, unique_values={"enc": 4},
-                            epochs=1, seed=0, seconds=2.0, task="regress", test_metrics={"mse": 0.1, "snr_db": 9.5})
+                            epochs=1, seed=0, seconds=2.0, task=REGRESS, test_metrics={"mse": 0.1, "snr_db": 9.5})
     assert ClusterRecord.from_json(json.dumps(cluster.to_json())) == cluster
+    assert cluster.to_json()["task"] == "regress"
+    with pytest.raises(InputFileError, match=r"^task is 'detect', not one of classify, regress \(c.json\)"):
+        ClusterRecord.from_json(json.dumps({**cluster.to_json(), "task": "detect"}), "c.json")
     old = cluster.to_json()
     for key in ("task", "test_metrics", "schema_version"):
         del old[key]
     old["test_accuracy"] = 0.9
     again = ClusterRecord.from_json(json.dumps(old))
-    assert (again.task, again.test_metrics, again.test_accuracy) == ("classify", {}, 0.9)
+    assert (again.task, again.test_metrics, again.test_accuracy) == (CLASSIFY, {}, 0.9)
     del old["seed"]
     with pytest.raises(InputFileError, match=r"^the cluster record lacks seed \(cluster record\)"):
         ClusterRecord.from_json(json.dumps(old))

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from helpers import PNG, ok, run_cli
+from tinycomp.metrics import REGRESS
 
 
 def test_report_missing_eval_json(tmp_path):
@@ -77,11 +78,11 @@ def _regress_record(**kw):
     from tinycomp.records import EvalRecord
 
     models = [ModelResult("b/ae.h5", "keras", 90000, None, 50, ms_per_inference=0.5, ratio_vs_baseline=1.0,
-                          task="regress", mse=0.0125, snr_db=20.04, agreement_snr_db=200.0, gzip_bytes=80000,
+                          task=REGRESS, mse=0.0125, snr_db=20.04, agreement_snr_db=200.0, gzip_bytes=80000,
                           runs_in="Keras"),
-              ModelResult("b/ae_int8.tflite", "tflm", 30000, None, 50, 4096, 1.25, 3.0, task="regress", mse=0.02,
+              ModelResult("b/ae_int8.tflite", "tflm", 30000, None, 50, 4096, 1.25, 3.0, task=REGRESS, mse=0.02,
                           snr_db=17.0, agreement_snr_db=31.46, gzip_bytes=25000, runs_in="TFLM"),
-              ModelResult("b/ae_lut.tflite", "tflm", 12000, None, 50, 9000, 1.5, 7.5, task="regress", mse=0.02,
+              ModelResult("b/ae_lut.tflite", "tflm", 12000, None, 50, 9000, 1.5, 7.5, task=REGRESS, mse=0.02,
                           snr_db=17.0, agreement_snr_db=24.0, gzip_bytes=11000, runs_in="TFLM")]
     return EvalRecord(models, "b/ae.h5", {"name": "ae.npz"}, None, None, "eval.json", **kw)
 
@@ -171,7 +172,7 @@ def test_a_mixed_record_plots_the_baseline_task_and_says_who_is_left_out(tmp_pat
     from tinycomp.records import EvalRecord
 
     models = [ModelResult("c.tflite", "tflm", 1000, 0.9, 10, 500),
-              ModelResult("ae.tflite", "tflm", 800, None, 10, 400, task="regress", mse=0.1, snr_db=12.0)]
+              ModelResult("ae.tflite", "tflm", 800, None, 10, 400, task=REGRESS, mse=0.1, snr_db=12.0)]
     path = tmp_path / "eval.json"
     path.write_text(json.dumps(EvalRecord(models, "c.tflite", {"name": "d"}, None, None).to_json()))
     ok(["report", path, "-o", tmp_path / "r", "--images", "0"])

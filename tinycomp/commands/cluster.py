@@ -19,7 +19,7 @@ from tinycomp.commands.common import (
 )
 from tinycomp.data import DataSpec
 from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
-from tinycomp.metrics import get_task
+from tinycomp.metrics import Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE, save_keras_model
 from tinycomp.records import ClusterRecord
 from tinycomp.specs import (
@@ -54,7 +54,7 @@ from tinycomp.specs import (
 @seed_option
 @data_options
 def command(model: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
-            init: str, epochs: int | None, batch_size: int, learning_rate: float | None, task: str | None, trust: bool, seed: int,
+            init: str, epochs: int | None, batch_size: int, learning_rate: float | None, task: Task | None, trust: bool, seed: int,
             data_spec: DataSpec) -> None:
     """Cluster chosen layers' weights with TFMOT, fine-tune, strip, save (.h5, or .keras by -o's name).
 
@@ -87,7 +87,7 @@ DEFAULT_EPOCHS = 2
 
 def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[str, ...], all_layers: int | None,
         init: str, epochs: int | None, batch_size: int, seed: int, data_spec: DataSpec,
-        learning_rate: float | None = None, task: str | None = None, trust: bool = False) -> None:
+        learning_rate: float | None = None, task: Task | None = None, trust: bool = False) -> None:
 
     spec = parse_clustering_spec(read_text(spec_path, "clustering spec"), spec_path) if spec_path else None
     if layers:
@@ -130,12 +130,12 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
                      f"on {data.name}, {result.seconds:.1f} s")
 
 
-def describe_fine_tuning(fine_tuning: dict, task: str) -> None:
+def describe_fine_tuning(fine_tuning: dict, task: Task) -> None:
     """One line on whether the fine-tuned or the zero-shot model was kept, and why."""
 
     if "zero_shot" not in fine_tuning:
         return
-    text = get_task(task).score_text
+    text = task.score_text
     scores = (f"{text(fine_tuning['fine_tuned'])} fine-tuned vs {text(fine_tuning['zero_shot'])} "
               f"zero-shot on the {fine_tuning['validation_rows']:,} held-out training rows")
     if fine_tuning["used"]:

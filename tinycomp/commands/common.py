@@ -20,7 +20,7 @@ from tinycomp.data import check_fits_model, open_dataset
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
 from tinycomp.fileio import check_keras_model_path
-from tinycomp.metrics import choose_task
+from tinycomp.metrics import TASKS, Task, choose_task, get_task
 from tinycomp.models import load_keras_model
 from tinycomp.native_output import import_tensorflow_quietly
 
@@ -182,8 +182,13 @@ class ImageSizeType(click.ParamType):
 IMAGE_SIZE = ImageSizeType()
 
 
+def _task_named(ctx: click.Context, param: click.Parameter, name: str | None) -> Task | None:
+    """--task NAME as the Task object the commands pass on (the name stays at this edge)."""
+    return get_task(name) if name is not None else None
+
+
 def task_option(fn: Callable) -> Callable:
-    return click.option("--task", type=click.Choice(("classify", "regress")), default=None,
+    return click.option("--task", type=click.Choice(tuple(TASKS)), default=None, callback=_task_named,
                         help="What the model does: classify (top-1 accuracy) or regress (MSE and SNR; also "
                              "reconstruction)  [default: regress when the data has no labels or y has the "
                              "output's shape, else classify]")(fn)
@@ -210,7 +215,7 @@ def open_data(spec: DataSpec, *, splits: tuple[str, ...] = ("train", "test")) ->
 
 
 def load_model_and_data(model_path: str, data_spec: DataSpec, *, trust: bool = False,
-                        task: str | None = None, for_conversion: bool = False) -> tuple[Any, Dataset]:
+                        task: Task | None = None, for_conversion: bool = False) -> tuple[Any, Dataset]:
     """The Keras model at `model_path` (.h5, .keras or a SavedModel directory) and the data, checked
     to fit each other for the task (`task`, or chosen from the data and the model's output).
     `for_conversion`: see models.load_keras_model (Keras 3 and plain SavedModels as they are)."""
@@ -222,7 +227,7 @@ def load_model_and_data(model_path: str, data_spec: DataSpec, *, trust: bool = F
     input_shape, output_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     data = data.fit_to(input_shape)
     chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
-    check_fits_model(data, input_shape, int(output_shape[-1]), str(model_path), task=chosen.name,
+    check_fits_model(data, input_shape, int(output_shape[-1]), str(model_path), task=chosen,
                      output_shape=output_shape)
     return model, data
 

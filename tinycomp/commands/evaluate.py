@@ -12,6 +12,7 @@ from tinycomp.commands.common import CONTEXT, SIZE, data_options, open_data, tas
 from tinycomp.data import DataSpec
 from tinycomp.evaluate import apply_budgets, compare_to_baseline, evaluate_model, require_one_fits
 from tinycomp.fileio import check_output_path, is_tflite_file, write_json_atomic
+from tinycomp.metrics import Task
 from tinycomp.native_output import import_tensorflow_quietly
 from tinycomp.records import EvalRecord
 
@@ -29,7 +30,7 @@ from tinycomp.records import EvalRecord
 @trust_option
 @data_options
 def command(models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
-            json_path: str | None, flash_budget: int | None, ram_budget: int | None, task: str | None, trust: bool,
+            json_path: str | None, flash_budget: int | None, ram_budget: int | None, task: Task | None, trust: bool,
             data_spec: DataSpec) -> None:
     """Metric, agreement, flash, RAM and latency of .tflite files (in TFLM) and Keras models.
 
@@ -49,7 +50,7 @@ def command(models: tuple[str, ...], baseline: str | None, limit: int | None, jo
 
 def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, jobs: int | None,
         json_path: str | None, flash_budget: int | None, ram_budget: int | None, data_spec: DataSpec,
-        task: str | None = None, trust: bool = False) -> None:
+        task: Task | None = None, trust: bool = False) -> None:
 
     if json_path:
         check_output_path(json_path, *models)

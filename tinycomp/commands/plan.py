@@ -23,7 +23,7 @@ from tinycomp.commands.common import (
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
 from tinycomp.fileio import check_output_path, sidecar_path
-from tinycomp.metrics import CLASSIFY, REGRESS, Task, get_task
+from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest
 from tinycomp.plan.candidates import ESTIMATES, Shard
@@ -117,7 +117,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             fine_tune_rows: int | None, validation_rows: int | None, learning_rate_text: str, jobs: int,
             shard: str | None, merge: bool, resume: bool, batch_size: int, validation_split: float,
             credit_fine_tuning: bool, refine: bool, check: bool, per_tensor_dense: bool, io: str, strip: bool,
-            sensitivity_path: str | None, task: str | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
+            sensitivity_path: str | None, task: Task | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
     """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
 
     Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
@@ -198,7 +198,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                               per_channel_conv=per_channel_conv, epochs=epochs, estimate=ESTIMATES[estimate],
                               batch_size=batch_size, validation_split=validation_split,
                               fine_tune_rows=fine_tune_rows, validation_rows=validation_rows,
-                              learning_rate=parse_learning_rate(learning_rate_text), task=get_task(task) if task else None)
+                              learning_rate=parse_learning_rate(learning_rate_text), task=task)
     jobs = capped_jobs(jobs)
     if shard:
         run_shard(model_path=model, output=output, measurement=measurement, seed=seed, shard=Shard.parse(shard),
@@ -315,5 +315,5 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
 
 def load_inputs(model_path: str, data_spec: DataSpec, trust: bool, task: Task | None) -> PlanInputs:
     """The model and data, checked to fit each other, with the task chosen once."""
-    model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task.name if task else None)
+    model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task)
     return PlanInputs.of(model, data, model_path, task)

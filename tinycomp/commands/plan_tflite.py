@@ -78,7 +78,7 @@ class Options:
     jobs: int
     strip: bool
     check: bool
-    task: str | None
+    task: Task | None
     seed: int
 
 

@@ -19,6 +19,7 @@ from tinycomp.convert import quantize as quantize_model
 from tinycomp.data import DataSpec
 from tinycomp.data import calibration_samples as pick_calibration
 from tinycomp.fileio import check_keras_model_path, check_output_path, write_bytes_atomic
+from tinycomp.metrics import Task
 
 METHODS = ("int8", "int16x8", "dynamic", "float16")
 CALIBRATED = ("int8", "int16x8")
@@ -44,7 +45,7 @@ IO_TYPES = ("uint8", "int8", "float32")
 @seed_option
 @data_options
 def command(model: str, output: str, method: str, io_type: str, calibration_samples: int, per_tensor_dense: bool,
-            task: str | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
+            task: Task | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
     """Post-training quantization of a model (.h5 or .keras from tf_keras or Keras 3, or a SavedModel) to .tflite.
 
     \b
@@ -56,7 +57,7 @@ def command(model: str, output: str, method: str, io_type: str, calibration_samp
 
 
 def run(*, model_path: str, output: str, method: str, io_type: str, calibration_samples: int,
-        per_tensor_dense: bool, seed: int, data_spec: DataSpec, task: str | None = None, trust: bool = False) -> None:
+        per_tensor_dense: bool, seed: int, data_spec: DataSpec, task: Task | None = None, trust: bool = False) -> None:
     import time
 
 

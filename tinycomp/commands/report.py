@@ -18,6 +18,7 @@ from tinycomp.commands.common import CONTEXT, DataOptions, open_data, recorded_d
 from tinycomp.data import BUILTIN, Dataset, DataSpec, check_fits_model
 from tinycomp.errors import DataError, OutputFileError
 from tinycomp.fileio import read_text, write_bytes_atomic, write_text_atomic
+from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.records import EvalRecord
 from tinycomp.tflite.model import read_tflite
 
@@ -144,24 +145,24 @@ def _predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], 
     if first is None or second is None:
         render.warn("predictions.png needs two TFLM models (the eval JSON has fewer); give --baseline and --model")
         return []
-    regressors = [p for p in (first, second) if _task_of(parsed, p) == "regress"]
+    regressors = [p for p in (first, second) if not _task_of(parsed, p).has_accuracy]
     if regressors:
         named = [os.path.basename(p) for p in dict.fromkeys(regressors)]
         what = "is a regression model" if len(named) == 1 else "are regression models"
         note = (f"predictions.png shows class predictions, so it is drawn for classifiers only; "
-                f"{' and '.join(named)} {what} (task regress): no predictions.png")
+                f"{' and '.join(named)} {what} (task {REGRESS.name}): no predictions.png")
         render.info(note)
         return [note]
     return _draw_predictions(parsed, out, figures, (first, second), eval_json=eval_json, data_options=data_options,
                              images=images, seed=seed, jobs=jobs)
 
 
-def _task_of(parsed: EvalRecord, path: str) -> str:
+def _task_of(parsed: EvalRecord, path: str) -> Task:
     """The task eval recorded for `path`; for a model not in the eval JSON, the record's only task."""
     recorded = {m.path: m.task for m in parsed.models}
     if path in recorded:
         return recorded[path]
-    return "regress" if "regress" in parsed.tasks else "classify"
+    return REGRESS if REGRESS in parsed.tasks else CLASSIFY
 
 
 def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], pair: tuple[str, str], *,
@@ -173,7 +174,7 @@ def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, st
     data = report_dataset(data_options, parsed)
     for m in models:
         check_fits_model(data, tuple(m.model.subgraphs[0].inputs[0].shape[1:]),
-                         int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task="classify")
+                         int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task=CLASSIFY)
     if not rep.can_show_images(data.x_test[:1]):
         render.warn(f"the rows of {data.name} are not images {data.input_shape}; predictions.png skipped")
         return []

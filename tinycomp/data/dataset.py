@@ -23,7 +23,7 @@ from tinycomp.data import checks
 from tinycomp.data.arrays import RawArray
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import DataError, InvalidValue
-from tinycomp.metrics import get_task
+from tinycomp.metrics import CLASSIFY, REGRESS, Task
 
 CONVERT_CHUNK_ROWS = 4096  # rows converted to float32 at a time
 MAX_ONE_HOT_CLASSES = 4096  # wider targets are not read whole to look for one-hot rows
@@ -377,10 +377,10 @@ def _reshape_rows(a: Array, row_shape: tuple[int, ...]) -> Array:
 
 
 def check_fits_model(data: Dataset, input_shape: tuple[int, ...], num_outputs: int, where: str, *,
-                     task: str | None = None, output_shape: tuple[int, ...] | None = None) -> None:
+                     task: Task | None = None, output_shape: tuple[int, ...] | None = None) -> None:
     """Fail clearly when the data's rows or targets do not fit a model's input and output.
 
-    `task` ('classify' | 'regress', default: classify when the data has integer labels) decides
+    `task` (CLASSIFY | REGRESS, default: CLASSIFY when the data has integer labels) decides
     what the targets must look like; `output_shape` is the model's output row shape.
     """
 
@@ -388,17 +388,17 @@ def check_fits_model(data: Dataset, input_shape: tuple[int, ...], num_outputs: i
         raise DataError(f"the data's rows have shape {data.input_shape} but the model expects {tuple(input_shape)}",
                         where, "use the dataset the model was trained on")
     if task is None:
-        task = "classify" if data.has_class_labels else "regress"
-    if task == "classify" and not data.has_class_labels:
+        task = CLASSIFY if data.has_class_labels else REGRESS
+    if not task.has_accuracy:
+        task.check_targets(data.y_test[:1], tuple(output_shape or (num_outputs,)), where)
+        return
+    if not data.has_class_labels:
         raise DataError(f"the data has no class labels (targets of shape {tuple(data.y_test.shape[1:])})", where,
                         "give integer labels 0..N-1, or use the regress task")
-    if task == "classify":
-        classes = data.num_classes or 0
-        if classes > max(int(num_outputs), 2):
-            raise DataError(f"the data has labels up to {classes - 1} but the model has {num_outputs} outputs",
-                            where, "use the dataset the model was trained on")
-        return
-    get_task(task).check_targets(data.y_test[:1], tuple(output_shape or (num_outputs,)), where)
+    classes = data.num_classes or 0
+    if classes > max(int(num_outputs), 2):
+        raise DataError(f"the data has labels up to {classes - 1} but the model has {num_outputs} outputs",
+                        where, "use the dataset the model was trained on")
 
 
 def calibration_samples(data: Dataset, count: int, seed: int = 0) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import DataError, InterpreterError, InvalidValue, ModelError
-from tinycomp.metrics import Task, choose_task
+from tinycomp.metrics import Task, choose_task, get_task
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
@@ -90,9 +90,11 @@ class TfliteMeasurement:
     tensors: tuple[str, ...] = ()  # empty: every palettizable weight
     validation_split: float = 0.2
     validation_rows: int = DEFAULT_VALIDATION_ROWS  # per candidate; 0: all of the held-out rows
-    task: str | None = None
+    task: Task | None = None  # CLASSIFY or REGRESS (or its name); None: chosen from the data and the model's output
 
     def __post_init__(self) -> None:
+        if isinstance(self.task, str):
+            object.__setattr__(self, "task", get_task(self.task))
         object.__setattr__(self, "bits", tuple(sorted(set(self.bits))))
         object.__setattr__(self, "tensors", tuple(self.tensors))
         bad = [b for b in self.bits if not 1 <= b <= MAX_BITWIDTH]
@@ -105,12 +107,11 @@ class TfliteMeasurement:
         if self.validation_rows < 0:
             raise InvalidValue(f"validation rows must be 0 (all) or more, got {self.validation_rows}",
                                "validation_rows", "e.g. 2048")
-        if self.task not in (None, "classify", "regress"):
-            raise InvalidValue(f"task must be classify or regress, got {self.task!r}", "task")
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": TFLITE_KIND, "bits": list(self.bits), "tensors": list(self.tensors),
-                "validation_split": self.validation_split, "validation_rows": self.validation_rows, "task": self.task}
+                "validation_split": self.validation_split, "validation_rows": self.validation_rows,
+                "task": self.task.name if self.task else None}
 
 
 @dataclass
@@ -246,7 +247,7 @@ def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, 
     output_shape = tuple(int(d) for d in subgraph.outputs[0].shape[1:])
     data = data.fit_to(input_shape)
     task = choose_task(data.y_test[:1] if data.labels else None, output_shape, measurement.task)
-    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, source, task=task.name,
+    check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, source, task=task,
                      output_shape=output_shape)
     n = len(data.x_train)
     held = int(round(n * measurement.validation_split))
