@@ -401,6 +401,7 @@ def test_refinement_steps_down_while_the_measured_drop_stays_within_budget_minus
 
     class HalfTheTable:
         max_drop = budget
+        exhausted = False
 
         def measure(self, plan):
             measured.append({n: o.clusters for n, o in plan.clustered().items()})
@@ -442,3 +443,29 @@ def test_a_fine_tune_scoring_below_zero_shot_is_not_used(estimate):
     assert drops[4].fine_tuned and drops[4].drop == pytest.approx(0.0)  # vs the control
     # every clustered candidate is measured zero-shot, also by the fine-tune estimate
     assert ESTIMATES[estimate].still_needed(Candidate("a", 4), None, reference=0.95, noise=0.5)[0]
+
+
+@pytest.mark.parametrize("refined_check, kept", [(0.3, True), (5.0, False)])
+def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypatch, refined_check, kept):
+    """Refinement steps down from the table's plan as the full check measured it; the stepped plan is
+    used only when its own full check is within budget, else the checked plan stands (never larger)."""
+    from tinycomp.plan import make
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    checked = choose_plan(table, budget)
+    checked.checked_drop, checked.epochs = 0.2, 2
+
+    class Generous:
+        def __init__(self, *args, fine_tuned=False, **kwargs):
+            assert fine_tuned  # the checked plan was fine-tuned: steps are measured fine-tuned too
+            self.max_drop, self.exhausted = budget.max_drop, False
+
+        def measure(self, plan):
+            return 0.0, 0.01, 2
+
+    monkeypatch.setattr(make, "StepMeasurer", Generous)
+    tried = [checked]
+    chosen = make._refined(None, None, table, None, budget, checked, tried, lambda plan: refined_check,
+                           make.Silent(), lambda sets: [0] * len(sets), 0.1)
+    assert len(tried) == 2 and tried[1].stepped and tried[1].predicted_bytes < checked.predicted_bytes
+    assert chosen is (tried[1] if kept else checked)

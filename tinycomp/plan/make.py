@@ -146,14 +146,9 @@ def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: Sens
         def full_check(plan: Plan) -> float:
             return _checked_drop(model, data, table, plan, request, progress)
 
-        chosen: Plan | None = None
-        tried: list[Plan] = []
+        chosen, tried = checked_plan(choose, full_check, budget.max_drop, noise)
         if budget.max_drop is not None and request.refine:
-            chosen, tried = _refined_and_checked(model, data, table, request, budget, choose, full_check, progress,
-                                                 arenas_of)
-        if chosen is None:
-            chosen, more = checked_plan(choose, full_check, budget.max_drop, noise)
-            tried += more
+            chosen = _refined(model, data, table, request, budget, chosen, tried, full_check, progress, arenas_of, noise)
     else:
         chosen, tried = choose(budget.max_drop), []
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, request.costs.strip)
@@ -180,43 +175,62 @@ def _checked(plan: Plan) -> float:
     return plan.checked_drop
 
 
-def _refined_and_checked(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
-                         choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float],
-                         progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
-    """The table's plan checked cheaply (as refinement steps are measured) and chosen again while over
-    budget, then refined, then checked as `cluster` will make it. Returns (None, tried) when the refined
-    plan fails that check: the caller checks and re-chooses from the table as without refinement."""
+def _refined(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
+             checked: Plan, tried: list[Plan], full_check: Callable[[Plan], float], progress: PlanProgress,
+             arenas_of: ArenasOf, noise: float) -> Plan:
+    """The checked table plan `checked`, stepped down while the budget its measured drop leaves allows
+    (`refined_plan`); the stepped plan is checked as `cluster` will make it and used only when that
+    check is within budget + noise. Starting from the checked plan, refinement never ends smaller
+    than the plan without it, and only the steps cost extra (appended to `tried`)."""
     assert budget.max_drop is not None
-    cheap = StepMeasurer(model, data, table, request, budget.max_drop)
-    start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop)
-    start = replace(start, checked_drop=None, checked_noise=None)
+    within = _checked(checked) <= budget.max_drop + (checked.checked_noise if checked.checked_noise is not None
+                                                      else noise)
+    if not checked.clustered() or not within:
+        return checked
     ram = budget.ram_bytes
     fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
-    refined = refined_plan(table, start, cheap, progress, fits_ram=fits_ram)
-    if not refined.clustered():
-        return refined, []
+    start = replace(checked, checked_drop=None, checked_noise=None)
+    refined = refined_plan(table, start, StepMeasurer(model, data, table, request, budget.max_drop,
+                                                      fine_tuned=bool(checked.epochs)), progress, fits_ram=fits_ram)
+    if not refined.stepped:
+        return checked
     refined.checked_drop = full_check(refined)
-    if _checked(refined) <= budget.max_drop + (refined.checked_noise or 0.0):
-        return refined, [refined]
-    return None, [refined]
+    tried.append(refined)
+    error = refined.checked_noise if refined.checked_noise is not None else noise
+    return refined if _checked(refined) <= budget.max_drop + error else checked
 
 
 class StepMeasurer:
     """Measures a plan as refinement steps are measured: all its layers clustered at once, on every
     validation row, zero-shot, and only when that is over budget − noise, fine-tuned for the table's
     epochs on the candidates' fit rows while the fine-tuning allowance lasts (a quarter of the rows one
-    `cluster` run fine-tunes on, at least one fine-tune: on full-size MNIST two 4,096-row fine-tunes)."""
+    `cluster` run fine-tunes on, at least one fine-tune: on full-size MNIST two 4,096-row fine-tunes).
+    With `fine_tuned` (the plan being refined was checked fine-tuned), a zero-shot measurement would
+    charge every step with the damage fine-tuning repairs, so steps are only measured fine-tuned, and
+    none is measured once the allowance is spent."""
 
-    def __init__(self, model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, max_drop: float):
+    def __init__(self, model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, max_drop: float,
+                 *, fine_tuned: bool = False):
         self.model, self.data, self.table, self.request, self.max_drop = model, data, table, request, max_drop
+        self.fine_tuned = fine_tuned
         measurement = request.measurement
         fit_rows = len(split_validation(data, measurement.validation_split)[0].x_train)
         self.step_rows = min(measurement.rows("fine_tune_rows") or fit_rows, fit_rows)
         self.tunes_left = max(1, fit_rows // max(4 * self.step_rows, 1)) if table.epochs > 0 else 0
 
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more can be measured meaningfully (fine-tuned steps, and no fine-tune left)."""
+        return self.fine_tuned and self.tunes_left <= 0
+
     def measure(self, plan: Plan) -> tuple[float, float, int]:
         """(drop, its paired noise, epochs of the better measurement) of `plan`."""
         measurement = self.request.measurement
+        if self.fine_tuned:
+            self.tunes_left -= 1
+            tuned = joint_drop(self.model, self.data, self.table, plan, measurement=measurement,
+                               fine_tune_rows=self.step_rows)
+            return tuned.drop, tuned.noise, tuned.epochs
         measured = joint_drop(self.model, self.data, replace(self.table, epochs=0), plan, measurement=measurement)
         if measured.drop > self.max_drop - measured.noise and self.tunes_left > 0:
             self.tunes_left -= 1
@@ -246,7 +260,7 @@ def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, pr
     above: dict[str, int] = {}  # layer → bytes of its refused option: only options with more bytes are tried
     skip: set[str] = set()  # layers whose compression does not fit the RAM budget
     measured_steps = 0
-    while measured_steps < MAX_STEPS:
+    while measured_steps < MAX_STEPS and not measurer.exhausted:
         steps = step_downs(table, plan, above=above, skip=skip)
         if not steps:
             break
