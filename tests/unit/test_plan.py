@@ -465,7 +465,7 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
 
     monkeypatch.setattr(make, "StepMeasurer", Generous)
     tried = [checked]
-    chosen = make._refined(None, None, table, None, budget, checked, tried, lambda plan: refined_check,
-                           make.Silent(), lambda sets: [0] * len(sets), 0.1)
+    chosen = make._refined(None, None, table, None, budget, checked, tried, lambda drop: checked,
+                           lambda plan: refined_check, make.Silent(), lambda sets: [0] * len(sets), 0.1)
     assert len(tried) == 2 and tried[1].stepped and tried[1].predicted_bytes < checked.predicted_bytes
     assert chosen is (tried[1] if kept else checked)

@@ -148,7 +148,8 @@ def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: Sens
 
         chosen, tried = checked_plan(choose, full_check, budget.max_drop, noise)
         if budget.max_drop is not None and request.refine:
-            chosen = _refined(model, data, table, request, budget, chosen, tried, full_check, progress, arenas_of, noise)
+            chosen = _refined(model, data, table, request, budget, chosen, tried, choose, full_check, progress,
+                              arenas_of, noise)
     else:
         chosen, tried = choose(budget.max_drop), []
     chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, request.costs.strip)
@@ -176,17 +177,22 @@ def _checked(plan: Plan) -> float:
 
 
 def _refined(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
-             checked: Plan, tried: list[Plan], full_check: Callable[[Plan], float], progress: PlanProgress,
-             arenas_of: ArenasOf, noise: float) -> Plan:
+             checked: Plan, tried: list[Plan], choose: Callable[[float | None], Plan],
+             full_check: Callable[[Plan], float], progress: PlanProgress, arenas_of: ArenasOf, noise: float) -> Plan:
     """The checked table plan `checked`, stepped down while the budget its measured drop leaves allows
     (`refined_plan`); the stepped plan is checked as `cluster` will make it and used only when that
-    check is within budget + noise. Starting from the checked plan, refinement never ends smaller
-    than the plan without it, and only the steps cost extra (appended to `tried`)."""
+    check is within budget + noise. Starting from the checked plan, refinement never ends larger
+    than the plan without it, and only the steps cost extra (appended to `tried`). When the checked
+    plan is over budget or clusters nothing, the cheap path is tried instead
+    (`_cheaply_rechosen_and_refined`), and its plan is used when its full check passes."""
     assert budget.max_drop is not None
     within = _checked(checked) <= budget.max_drop + (checked.checked_noise if checked.checked_noise is not None
                                                       else noise)
-    if not checked.clustered() or not within:
-        return checked
+    if not within or not checked.clustered():
+        found, more = _cheaply_rechosen_and_refined(model, data, table, request, budget, choose, full_check,
+                                                    progress, arenas_of)
+        tried += more
+        return found if found is not None and (found.clustered() or not within) else checked
     ram = budget.ram_bytes
     fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
     start = replace(checked, checked_drop=None, checked_noise=None)
@@ -198,6 +204,27 @@ def _refined(model: Any, data: Dataset, table: SensitivityTable, request: PlanRe
     tried.append(refined)
     error = refined.checked_noise if refined.checked_noise is not None else noise
     return refined if _checked(refined) <= budget.max_drop + error else checked
+
+
+def _cheaply_rechosen_and_refined(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
+                         choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float],
+                         progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
+    """When the table's plan fails its full check (the table was optimistic): the table's plan checked
+    cheaply (as refinement steps are measured) and chosen again while over budget, then refined, then
+    checked as `cluster` will make it. Returns (None, tried) when the refined plan fails that check."""
+    assert budget.max_drop is not None
+    cheap = StepMeasurer(model, data, table, request, budget.max_drop)
+    start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop)
+    start = replace(start, checked_drop=None, checked_noise=None)
+    ram = budget.ram_bytes
+    fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
+    refined = refined_plan(table, start, cheap, progress, fits_ram=fits_ram)
+    if not refined.clustered():
+        return refined, []
+    refined.checked_drop = full_check(refined)
+    if _checked(refined) <= budget.max_drop + (refined.checked_noise or 0.0):
+        return refined, [refined]
+    return None, [refined]
 
 
 class StepMeasurer:
