@@ -64,6 +64,22 @@ def ok(args: list[str]):
     return result
 
 
+def int8_models(builds: dict) -> dict[str, bytes]:
+    """{kind: int8 .tflite bytes} of one-layer-stack tf_keras models, `builds` = {kind: (input shape, layers)}:
+    seeded, calibrated on 16 uniform rows, int8 I/O (per-channel weights, as the converter makes them)."""
+    import tf_keras
+
+    from tinycomp.convert import quantize
+
+    models = {}
+    for kind, (shape, body) in builds.items():
+        tf_keras.utils.set_random_seed(0)
+        model = tf_keras.Sequential([tf_keras.layers.Input(shape=shape), *body])
+        calibration = np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32)
+        models[kind] = quantize(model, method="int8", io="int8", calibration=calibration)
+    return models
+
+
 def makefile_command():
     from tinycomp.commands.makefile import command
 

@@ -8,12 +8,13 @@ child processes (spawned, so they never inherit TensorFlow state) turns a crash 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import itertools
 import multiprocessing
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,34 +196,23 @@ def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: 
     """
     tasks = iter(enumerate(arg_list))
     results: dict[int, Any] = {}
-    with _pool(max(1, workers)) as pool:
+    with _worker_pool(workers, source) as pool:
         pending: dict[futures.Future, int] = {}
 
         def submit_next() -> None:
             for i, args in itertools.islice(tasks, 1):
                 pending[pool.submit(call_capturing_native_output, fn, *args)] = i
 
-        try:
-            for _ in range(2 * max(1, workers)):
+        for _ in range(2 * max(1, workers)):
+            submit_next()
+        while pending:
+            for i, result in _finished(pending, source):
+                results[i] = result
+                if on_done:
+                    on_done(i)
+                if on_result:
+                    on_result(i, result)
                 submit_next()
-            while pending:
-                done, _ = futures.wait(pending, timeout=WORKER_TIMEOUT_S, return_when=futures.FIRST_COMPLETED)
-                if not done:
-                    raise futures.TimeoutError()
-                for future in done:
-                    i = pending.pop(future)
-                    results[i] = _result(future, source)
-                    if on_done:
-                        on_done(i)
-                    if on_result:
-                        on_result(i, results[i])
-                    submit_next()
-        except futures.TimeoutError as e:
-            _kill(pool)
-            raise InterpreterError(f"the TFLM interpreter did not finish in {WORKER_TIMEOUT_S} s", source) from e
-        except BaseException:
-            _kill(pool)
-            raise
     return [results[i] for i in range(len(results))]
 
 
@@ -235,7 +225,7 @@ def run_scheduled(fn: Callable, ready: Callable[[], list[tuple[Any, tuple]]], wo
     run ends when nothing is in flight and `ready()` releases nothing more.
     """
     waiting: list[tuple[Any, tuple]] = []
-    with _pool(max(1, workers)) as pool:
+    with _worker_pool(workers, source) as pool:
         pending: dict[futures.Future, Any] = {}
 
         def fill() -> None:
@@ -244,22 +234,34 @@ def run_scheduled(fn: Callable, ready: Callable[[], list[tuple[Any, tuple]]], wo
                 key, args = waiting.pop(0)
                 pending[pool.submit(call_capturing_native_output, fn, *args)] = key
 
-        try:
+        fill()
+        while pending:
+            for key, result in _finished(pending, source):
+                on_result(key, result)
             fill()
-            while pending:
-                done, _ = futures.wait(pending, timeout=WORKER_TIMEOUT_S, return_when=futures.FIRST_COMPLETED)
-                if not done:
-                    raise futures.TimeoutError()
-                for future in done:
-                    key = pending.pop(future)
-                    on_result(key, _result(future, source))
-                fill()
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, source: str) -> Iterator[futures.ProcessPoolExecutor]:
+    """A pool of `workers` child processes, killed when anything fails; a timeout is an InterpreterError."""
+    with _pool(max(1, workers)) as pool:
+        try:
+            yield pool
         except futures.TimeoutError as e:
             _kill(pool)
             raise InterpreterError(f"the TFLM interpreter did not finish in {WORKER_TIMEOUT_S} s", source) from e
         except BaseException:
             _kill(pool)
             raise
+
+
+def _finished(pending: dict[futures.Future, Any], source: str) -> list[tuple[Any, Any]]:
+    """(key, result) of the in-flight tasks that finish first, removed from `pending`; TimeoutError when
+    none finishes within WORKER_TIMEOUT_S."""
+    done, _ = futures.wait(pending, timeout=WORKER_TIMEOUT_S, return_when=futures.FIRST_COMPLETED)
+    if not done:
+        raise futures.TimeoutError()
+    return [(pending.pop(future), _result(future, source)) for future in done]
 
 
 def _result(future: futures.Future, source: str):

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import int8_models
 from tinycomp.specs import (
     CompressionSpec,
     PerChannel,
@@ -33,7 +34,6 @@ def base_models() -> dict[str, bytes]:
     """One tiny int8 model per weight operator, quantized once (per-channel weights, as the converter makes)."""
     import tf_keras
 
-    from tinycomp.convert import quantize
 
     layers = tf_keras.layers
     builds = {
@@ -41,13 +41,7 @@ def base_models() -> dict[str, bytes]:
         "conv": ((6, 6, 3), [layers.Conv2D(5, 3, name="conv")]),
         "depthwise": ((6, 6, 4), [layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise")]),
     }
-    models = {}
-    for kind, (shape, body) in builds.items():
-        tf_keras.utils.set_random_seed(0)
-        model = tf_keras.Sequential([layers.Input(shape=shape), *body])
-        calibration = np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32)
-        models[kind] = quantize(model, method="int8", io="int8", calibration=calibration)
-    return models
+    return int8_models(builds)
 
 
 def weight_of(model):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import ok, run_cli
+from helpers import int8_models, ok, run_cli
 from tinycomp.specs import CompressionSpec, PerChannel, TensorCompression, dump_compression_spec, parse_compression_spec
 from tinycomp.tflite.slicing import concat_groups
 
@@ -21,7 +21,6 @@ def tiny_models() -> dict[str, bytes]:
     layer of 6 outputs with 64 bytes per channel)."""
     import tf_keras
 
-    from tinycomp.convert import quantize
 
     layers = tf_keras.layers
     builds = {
@@ -31,13 +30,7 @@ def tiny_models() -> dict[str, bytes]:
         "depthwise": ((6, 6, 8), [layers.DepthwiseConv2D(5, depth_multiplier=2, name="depthwise"),
                                   layers.Flatten(), layers.Dense(6, name="dense")]),
     }
-    models = {}
-    for kind, (shape, body) in builds.items():
-        tf_keras.utils.set_random_seed(0)
-        model = tf_keras.Sequential([layers.Input(shape=shape), *body])
-        calibration = np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32)
-        models[kind] = quantize(model, method="int8", io="int8", calibration=calibration)
-    return models
+    return int8_models(builds)
 
 
 def weights(model_bytes: bytes) -> list:
