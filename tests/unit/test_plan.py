@@ -469,3 +469,16 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
                            lambda plan: refined_check, make.Silent(), lambda sets: [0] * len(sets), 0.1)
     assert len(tried) == 2 and tried[1].stepped and tried[1].predicted_bytes < checked.predicted_bytes
     assert chosen is (tried[1] if kept else checked)
+
+
+def test_a_budget_of_zero_is_a_budget():
+    """0 == False in Python: `--max-accuracy-drop 0` once read as "not given"."""
+    from tinycomp.commands.common import exactly_one_of
+    from tinycomp.errors import UsageError
+
+    exactly_one_of({"--max-accuracy-drop": 0.0, "--target-bytes": None}, what="give", where="plan", hint="h")
+    with pytest.raises(UsageError):
+        exactly_one_of({"--max-accuracy-drop": 0.0, "--target-bytes": 100}, what="give", where="plan", hint="h")
+    with pytest.raises(UsageError):
+        exactly_one_of({"--all": False, "--layer": ()}, what="give", where="plan", hint="h")
+

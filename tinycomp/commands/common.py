@@ -64,12 +64,19 @@ class SizeType(click.ParamType):
 SIZE = SizeType()
 
 
+def _given(value: object) -> bool:
+    """Whether an option has a value: a flag that is set, a non-empty tuple or string, any number (0 too)."""
+    if value is None or value is False:  # `is`, not `in`: 0 == False, and a budget of 0 is a value
+        return False
+    return value not in ((), "")
+
+
 def exactly_one_of(given: dict[str, object], *, what: str, where: str, hint: str) -> None:
     """UsageError unless exactly one of `given` (option name as typed → value) has a value.
 
     The message reads "<what> exactly one of --a, --b or --c".
     """
-    present = [name for name, value in given.items() if value is not None and value not in (False, (), "")]
+    present = [name for name, value in given.items() if _given(value)]
     if len(present) != 1:
         names = list(given)
         listed = ", ".join(names[:-1]) + f" or {names[-1]}"
