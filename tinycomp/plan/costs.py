@@ -24,6 +24,7 @@ import numpy as np
 from tinycomp.errors import InterpreterError
 from tinycomp.plan.choose import ArenasOf, Plan, SensitivityTable, Slicing
 from tinycomp.specs import PerChannel, PerTensor
+from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.find_tensors import match_layer, quantization_layout, weight_tensors
 from tinycomp.tflite.model import parse_tflite
 from tinycomp.tflite.slicing import slice_model
@@ -84,6 +85,8 @@ def _compressed_model(int8_bytes: bytes, fills: Fills, strip: bool = False,
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         compressed = bytes(compression.compress(refilled, specs)) if specs else int8_bytes
+    if specs:  # as `compress` writes it
+        compressed = without_encoded_quantization(compressed)
     return _final(compressed, strip)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
+from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
 from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor, upgraded_bytes
 from tinycomp.tflite.slicing import SliceResult, slice_model
@@ -175,9 +176,10 @@ def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> by
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            return bytes(compression.compress(model_bytes, spec.to_tflm()))
+            compressed = bytes(compression.compress(model_bytes, spec.to_tflm()))
     except Exception as e:
         raise CompressionFailed(f"tflite-micro could not compress the model: {e}", spec_source) from e
+    return without_encoded_quantization(compressed)
 
 
 def _tensor_report(model: EditorModel, entry: TensorCompression) -> TensorReport:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinycomp.tflite.compress import verify_identical
-from tinycomp.tflite.model import DECODE_OP, model_editor, parse_tflite
+from tinycomp.tflite.encoded import clear_encoded_quantization
+from tinycomp.tflite.model import model_editor, parse_tflite
 from tinycomp.tflite.private import apply_flatbuffer_alignment, raw
 
 # Metadata the TFLM runtime looks up by name (micro_allocator.cc, micro_compression.h).
@@ -72,7 +73,7 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
     count("shape signatures", _clear(tensors, lambda t: raw(t).shapeSignature is not None,
                                      lambda t: setattr(raw(t), "shapeSignature", None)))
     count("quantization min/max", sum(_clear_min_max(t) for t in tensors))
-    count("quantization of LUT-encoded tensors", _clear_encoded_quantization(model))
+    count("quantization of LUT-encoded tensors", clear_encoded_quantization(model))
     count("repeated zero points", sum(_reduce_zero_points(t) for t in tensors))
     count("empty tensor buffers", _clear(tensors, lambda t: t.buffer is not None and not t.buffer.data
                                          and not t.is_variable, lambda t: setattr(t, "buffer", None)))
@@ -123,27 +124,6 @@ def _reduce_zero_points(tensor: Any) -> int:
         return 0
     q.zero_points = zero_points[:1]
     return 1
-
-
-def _clear_encoded_quantization(model: Any) -> int:
-    """Drop the quantization of constant tensors only TFLM_DECODE operators read."""
-    n = 0
-    for subgraph in model.subgraphs:
-        consumers: dict[int, set[str]] = {}
-        for op in subgraph.operators:
-            for t in op.inputs:
-                if t is not None:
-                    consumers.setdefault(id(t), set()).add(op.opcode_name)
-        for t in subgraph.tensors:
-            if consumers.get(id(t)) == {DECODE_OP} and t.buffer is not None and _has_quantization(t):
-                t.quantization = None
-                raw(t).quantization = None
-                n += 1
-    return n
-
-
-def _has_quantization(tensor: Any) -> bool:
-    return tensor.quantization is not None or raw(tensor).quantization is not None
 
 
 def _length(values: Any) -> int:
