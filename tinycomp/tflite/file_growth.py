@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from tinycomp.specs import CompressionSpec
 from tinycomp.tflite.compress import compress_model
-from tinycomp.tflite.find_tensors import TensorChoice
+from tinycomp.tflite.find_tensors import FindResult, TensorChoice
 from tinycomp.tflite.model import model_editor
 from tinycomp.tflite.private import apply_flatbuffer_alignment
 
@@ -48,3 +48,15 @@ def growing_in_file(model_bytes: bytes, choices: Sequence[TensorChoice],
                     source: str = "model") -> list[tuple[TensorChoice, int]]:
     """The choices whose compression alone does not make the file smaller, with their growth in bytes."""
     return [(c, g) for c, g in zip(choices, file_growth(model_bytes, choices, source)) if g >= 0]
+
+
+def keep_shrinking(model_bytes: bytes, found: FindResult,
+                   source: str = "model") -> tuple[FindResult, list[tuple[TensorChoice, int | None]]]:
+    """`found` without the tensors whose compression would not make the file smaller, and those left out
+    with the bytes each would add to the file (None: not measured, its encoding alone is not smaller)."""
+    cheap = {id(c) for c in found.growing}
+    measured = [c for c in found.choices if id(c) not in cheap]
+    growth = dict(zip(map(id, measured), file_growth(model_bytes, measured, source)))
+    left_out = [(c, growth.get(id(c))) for c in found.choices if id(c) in cheap or growth[id(c)] >= 0]
+    out = {id(c) for c, _ in left_out}
+    return FindResult([c for c in found.choices if id(c) not in out], list(found.skipped)), left_out
