@@ -63,7 +63,7 @@ def test_sliced_models_give_identical_outputs_in_tflm(tiny_models, kind, budget,
     ops = [op.opcode_name for op in parse_tflite(result.data).subgraphs[0].operators]
     assert ops.count("TFLM_DECODE") == slices + (len(weights(original)) - 1)
     assert ops.count("CONCATENATION") == sliced.concatenations
-    assert result.slicing_cost is not None and result.slicing_cost > 0
+    assert result.slicing_cost == len(result.data) - result.unsliced_bytes
 
 
 @pytest.mark.slow
@@ -83,11 +83,29 @@ def test_each_slice_has_only_its_channels_quantization(tiny_models):
         assert tensor.name == f"dense/w{k}"
         assert np.array_equal(tensor.array, kernel.array[start:start + count])
         assert np.allclose(tensor.quantization.scales, scales[start:start + count])
+        assert list(tensor.quantization.zero_points) == [0]  # all zero: kept once, TFLM broadcasts it
         [op] = [op for op in model.subgraphs[0].operators if op.inputs[1:2] == [tensor]]
-        assert len(op.inputs[2].quantization.scales) == count  # the bias slice too
+        assert op.inputs[2].quantization is None  # per-channel FC never reads the bias's quantization
         start += count
     assert all(t is not kernel for t in model.subgraphs[0].tensors)
     assert len(result.data) < len(original) + 3 * 400  # no kernel bytes kept twice
+
+
+@pytest.mark.slow
+def test_one_channel_slices_keep_the_bias_scale_tflm_checks(tiny_models):
+    from tinycomp.tflite.compress import compress_model, verify_identical
+    from tinycomp.tflite.model import parse_tflite
+
+    original = tiny_models["dense"]
+    [kernel] = weights(original)
+    result = compress_model(original, spec_for(original), "dense", decode_budget=12)  # 24 slices of one channel
+    model = parse_tflite(result.data)
+    fcs = [op for op in model.subgraphs[0].operators if op.opcode_name == "FULLY_CONNECTED"]
+    assert len(fcs) == 24
+    for k, op in enumerate(fcs):  # TFLM's per-tensor path checks bias scale == input scale × filter scale
+        assert np.allclose(op.inputs[2].quantization.scales, [kernel.quantization.scales[k] *
+                                                              op.inputs[0].quantization.scales[0]], rtol=1e-6)
+    assert verify_identical(original, result.data, samples=8) == 8
 
 
 @pytest.mark.slow
