@@ -230,7 +230,6 @@ class _SliceCountSearch:
         self.args = (model_bytes, spec, budget)
         self.sources = (source, spec_source)
         self.workers, self.patience = workers, patience
-        self.baseline: CompressResult | None = None
         self.best: tuple[CompressResult, int] | None = None  # the chosen file so far, its arena
         self.counts: dict[tuple[int, int], int] = {}
         self.kernels: list[Any] = []  # SlicedTensor, largest first, still to search
@@ -264,7 +263,7 @@ class _SliceCountSearch:
         if arena is None:
             raise InterpreterError("TFLM did not report its arena size", "the sliced and compressed model")
         if key is None:
-            self.baseline, self.best = result, (result, arena)
+            self.best = (result, arena)
             if result.slicing is not None:
                 self.counts = {(s.subgraph, s.tensor): len(s.channels) for s in result.slicing.sliced}
                 self.kernels = sorted(result.slicing.sliced, key=lambda s: -s.decoded_bytes)
