@@ -96,9 +96,14 @@ def slicing_lines(result: Any, budget: int | None) -> list[str]:
     return lines
 
 
-def slice_count_lines(result: Any) -> list[str]:
-    """One line per sliced tensor whose slice count `compress` chose by measured TFLM arena: the
-    choice, why, and every count measured (arena/flash bytes, unstripped)."""
+def slice_count_lines(result: Any, spec_path: str | None = None) -> list[str]:
+    """One line per sliced tensor: why it has that many slices. Chosen by measured TFLM arena: the
+    choice, why, and every count measured (arena/flash bytes, unstripped); with the decode budget
+    of the spec at `spec_path`: the fewest that fit, as `plan` measured them."""
+    if spec_path is not None:
+        return [f"Slice count of tensor {s.tensor} ({s.name}): the fewest that fit ({len(s.channels)}), for the "
+                f"decode_budget of {spec_path}, whose arena `plan` measured (--decode-budget measures other counts)"
+                for s in result.slicing.sliced]
     lines = []
     for c in result.slice_counts:
         fewest = c.trials[0]

@@ -51,6 +51,7 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
     if spec.upgraded:
         render.warn(f"{spec_path} uses the tutorial's older spec form; layouts are taken from the tensors' "
                     "quantization (write the current form with `tinycomp find-tensors`)")
+    budget_from_spec = decode_budget is None and spec.decode_budget is not None
     if decode_budget is not None:
         result = compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path)
     else:  # plan chose the spec's budget by measured arena, for the fewest slices: the file it measured
@@ -78,7 +79,8 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
                         f"{t.bytes_before:,} uncompressed: its value table and LUT header cost more than the "
                         f"indices save; leave it out of {spec_path}")
     if result.slicing is not None:
-        for line in render.slicing_lines(result, decode_budget) + render.slice_count_lines(result):
+        for line in render.slicing_lines(result, decode_budget) + render.slice_count_lines(
+                result, spec_path if budget_from_spec else None):
             render.out.print(line)
         for whole in result.slicing.left_whole:
             render.warn(f"tensor {whole.tensor} ({whole.name}) decodes to {whole.decoded_bytes:,} bytes, over the "
