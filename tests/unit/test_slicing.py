@@ -38,6 +38,18 @@ def test_slices_are_the_fewest_that_fit_and_differ_by_at_most_one(channels, chan
     assert len(sizes) == fewest
 
 
+@pytest.mark.parametrize("channels,channel_bytes,budget", [(128, 800, 16384), (7, 3, 10), (10, 1, 10)])
+def test_any_count_from_the_fewest_to_one_channel_each_fits(channels, channel_bytes, budget):
+    fewest = len(slice_channels(channels, channel_bytes, budget))
+    for count in range(fewest, channels + 1):
+        sizes = slice_channels(channels, channel_bytes, budget, count)
+        assert len(sizes) == count and sum(sizes) == channels and max(sizes) - min(sizes) <= 1
+        assert max(sizes) * channel_bytes <= budget and sizes == sorted(sizes, reverse=True)
+    for count in (fewest - 1, channels + 1):
+        with pytest.raises(ValueError):
+            slice_channels(channels, channel_bytes, budget, count)
+
+
 def test_a_channel_over_the_budget_cannot_be_sliced():
     with pytest.raises(ValueError):
         slice_channels(4, 800, 799)
