@@ -89,8 +89,36 @@ def slicing_lines(result: Any, budget: int | None) -> list[str]:
         lines.append(f"Sliced tensor {s.tensor} ({s.name}, {s.op}): {s.decoded_bytes:,} decoded bytes → "
                      f"{len(s.channels)} slices of {sizes} output channels (≤ {s.largest_slice_bytes:,} bytes each), "
                      f"joined by {s.concatenations} CONCATENATION" + ("s" if s.concatenations > 1 else ""))
-    lines.append(f"Slicing costs {result.slicing_cost:,} flash bytes (compressed without slicing: "
-                 f"{result.unsliced_bytes:,}, with: {result.unsliced_bytes + result.slicing_cost:,}, both unstripped)")
+    cost = result.slicing_cost
+    lines.append(f"Slicing {'costs' if cost >= 0 else 'saves'} {abs(cost):,} flash bytes (compressed without slicing: "
+                 f"{result.unsliced_bytes:,}, with: {result.unsliced_bytes + cost:,}, both unstripped"
+                 + ("; the slices carry no quantization TFLM does not read" if cost < 0 else "") + ")")
+    return lines
+
+
+def slice_count_lines(result: Any, spec_path: str | None = None) -> list[str]:
+    """One line per sliced tensor: why it has that many slices. Chosen by measured TFLM arena: the
+    choice, why, and every count measured (arena/flash bytes, unstripped); with the decode budget
+    of the spec at `spec_path`: the fewest that fit, as `plan` measured them."""
+    if spec_path is not None:
+        return [f"Slice count of tensor {s.tensor} ({s.name}): the fewest that fit ({len(s.channels)}), for the "
+                f"decode_budget of {spec_path}, whose arena `plan` measured (--decode-budget measures other counts)"
+                for s in result.slicing.sliced]
+    lines = []
+    for c in result.slice_counts:
+        fewest = c.trials[0]
+        chosen = next(t for t in c.trials if t.slices == c.chosen)
+        if c.chosen != fewest.slices:
+            why = (f"{c.chosen} slices rather than the fewest that fit ({fewest.slices}): a TFLM arena of "
+                   f"{chosen.arena_bytes:,} bytes instead of {fewest.arena_bytes:,}, for "
+                   f"{chosen.flash_bytes - fewest.flash_bytes:,} more flash bytes")
+        elif any(t.arena_bytes < fewest.arena_bytes for t in c.trials):
+            why = f"the fewest that fit ({c.chosen}): more slices saved less arena than they cost flash"
+        else:
+            why = f"the fewest that fit ({c.chosen}): more slices did not lower the TFLM arena"
+        measured = ", ".join(f"{t.slices}: {t.arena_bytes:,}/{t.flash_bytes:,}" for t in c.trials)
+        lines.append(f"Slice count of tensor {c.tensor} ({c.name}): {why} (the smallest arena measured where each "
+                     f"arena byte saved costs at most one flash byte; slices: arena/flash bytes — {measured})")
     return lines
 
 

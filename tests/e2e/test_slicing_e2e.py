@@ -63,7 +63,7 @@ def test_sliced_models_give_identical_outputs_in_tflm(tiny_models, kind, budget,
     ops = [op.opcode_name for op in parse_tflite(result.data).subgraphs[0].operators]
     assert ops.count("TFLM_DECODE") == slices + (len(weights(original)) - 1)
     assert ops.count("CONCATENATION") == sliced.concatenations
-    assert result.slicing_cost is not None and result.slicing_cost > 0
+    assert result.slicing_cost == len(result.data) - result.unsliced_bytes
 
 
 @pytest.mark.slow
@@ -83,11 +83,29 @@ def test_each_slice_has_only_its_channels_quantization(tiny_models):
         assert tensor.name == f"dense/w{k}"
         assert np.array_equal(tensor.array, kernel.array[start:start + count])
         assert np.allclose(tensor.quantization.scales, scales[start:start + count])
+        assert list(tensor.quantization.zero_points) == [0]  # all zero: kept once, TFLM broadcasts it
         [op] = [op for op in model.subgraphs[0].operators if op.inputs[1:2] == [tensor]]
-        assert len(op.inputs[2].quantization.scales) == count  # the bias slice too
+        assert op.inputs[2].quantization is None  # per-channel FC never reads the bias's quantization
         start += count
     assert all(t is not kernel for t in model.subgraphs[0].tensors)
     assert len(result.data) < len(original) + 3 * 400  # no kernel bytes kept twice
+
+
+@pytest.mark.slow
+def test_one_channel_slices_keep_the_bias_scale_tflm_checks(tiny_models):
+    from tinycomp.tflite.compress import compress_model, verify_identical
+    from tinycomp.tflite.model import parse_tflite
+
+    original = tiny_models["dense"]
+    [kernel] = weights(original)
+    result = compress_model(original, spec_for(original), "dense", decode_budget=12)  # 24 slices of one channel
+    model = parse_tflite(result.data)
+    fcs = [op for op in model.subgraphs[0].operators if op.opcode_name == "FULLY_CONNECTED"]
+    assert len(fcs) == 24
+    for k, op in enumerate(fcs):  # TFLM's per-tensor path checks bias scale == input scale × filter scale
+        assert np.allclose(op.inputs[2].quantization.scales, [kernel.quantization.scales[k] *
+                                                              op.inputs[0].quantization.scales[0]], rtol=1e-6)
+    assert verify_identical(original, result.data, samples=8) == 8
 
 
 @pytest.mark.slow
@@ -119,6 +137,8 @@ def test_the_specs_decode_budget_slices_and_the_option_overrides_it(tiny_models,
     spec_path.write_text(dump_compression_spec(CompressionSpec(spec_for(original).tensors, decode_budget=100)))
     result = ok(["compress", model, "--spec", spec_path, "-o", tmp_path / "a.tflite"])
     assert "3 slices of 8 output channels" in result.output and "identical to the original" in result.output
+    assert "Slice count of tensor " in result.output and "the fewest that fit (3), for the decode_budget of" \
+        in result.output  # the spec's budget (plan's) gets the fewest slices, as planned
     result = ok(["compress", model, "--spec", spec_path, "-o", tmp_path / "b.tflite", "--decode-budget", "150"])
     assert "2 slices of 12 output channels" in result.output
     assert b"dense/w0" in (tmp_path / "a.tflite").read_bytes()
@@ -185,3 +205,32 @@ def test_two_sliced_layers_in_a_row_stay_exact(tiny_models):
     assert verify_identical(original, result.data, samples=8) == 8
     names = [t.name for t in parse_tflite(result.data).subgraphs[0].tensors if t.name and "/w" in t.name]
     assert len(names) == len(set(names)) and "dense/w5" in names and "dense_1/w2" in names
+
+
+@pytest.mark.slow
+def test_the_option_chooses_each_slice_count_by_measured_arena(tiny_models, tmp_path):
+    from tinycomp import tflm
+    from tinycomp.tflite.compress import compress_choosing_slices, compress_model
+
+    original = tiny_models["two"]
+    spec = spec_for(original)
+    model, spec_path, out = tmp_path / "m.tflite", tmp_path / "spec.yaml", tmp_path / "out.tflite"
+    model.write_bytes(original)
+    spec_path.write_text(dump_compression_spec(spec))
+    result = ok(["compress", model, "--spec", spec_path, "-o", out, "--decode-budget", "60"])
+    lines = [line for line in result.output.splitlines() if line.startswith("Slice count of tensor")]
+    assert len(lines) == 2 and "identical to the original" in result.output
+
+    chosen = compress_choosing_slices(original, spec, 60, workers=1)
+    assert out.read_bytes() == chosen.data  # the same choice every time
+    counts = {(c.subgraph, c.tensor): c.chosen for c in chosen.slice_counts}
+    assert compress_model(original, spec, decode_budget=60, slice_counts=counts).data == chosen.data
+    for choice in chosen.slice_counts:
+        assert [t.slices for t in choice.trials] == list(range(choice.fewest, choice.fewest + len(choice.trials)))
+        winner = next(t for t in choice.trials if t.slices == choice.chosen)
+        assert winner is choice.trials[0] or winner.arena_bytes < choice.trials[0].arena_bytes
+        for later in choice.trials[choice.trials.index(winner) + 1:]:  # none saves as much arena as it costs flash
+            saved, cost = winner.arena_bytes - later.arena_bytes, later.flash_bytes - winner.flash_bytes
+            assert not (saved > 0 and saved >= cost)
+    last = chosen.slice_counts[-1]
+    assert tflm.run_isolated(tflm.arena_of, chosen.data) == next(t.arena_bytes for t in last.trials if t.slices == last.chosen)

@@ -38,6 +38,18 @@ def test_slices_are_the_fewest_that_fit_and_differ_by_at_most_one(channels, chan
     assert len(sizes) == fewest
 
 
+@pytest.mark.parametrize("channels,channel_bytes,budget", [(128, 800, 16384), (7, 3, 10), (10, 1, 10)])
+def test_any_count_from_the_fewest_to_one_channel_each_fits(channels, channel_bytes, budget):
+    fewest = len(slice_channels(channels, channel_bytes, budget))
+    for count in range(fewest, channels + 1):
+        sizes = slice_channels(channels, channel_bytes, budget, count)
+        assert len(sizes) == count and sum(sizes) == channels and max(sizes) - min(sizes) <= 1
+        assert max(sizes) * channel_bytes <= budget and sizes == sorted(sizes, reverse=True)
+    for count in (fewest - 1, channels + 1):
+        with pytest.raises(ValueError):
+            slice_channels(channels, channel_bytes, budget, count)
+
+
 def test_a_channel_over_the_budget_cannot_be_sliced():
     with pytest.raises(ValueError):
         slice_channels(4, 800, 799)
@@ -222,3 +234,79 @@ def test_decode_budgets_are_every_distinct_slicing_largest_first():
         listed = [b for b in budgets if b <= budget]
         assert listed and (len(slice_channels(128, 800, listed[0])),
                            len(slice_channels(32, 144, listed[0]))) == slicing
+
+
+# ---------------------------------------------------------------- compress: the slice count chosen by arena (fast)
+
+def fake_result(channels: dict[int, int], counts: dict[int, int], flash: int):
+    """A CompressResult whose kernels (tensor → output channels) are cut into `counts` slices."""
+    from tinycomp.tflite.compress import CompressResult
+    from tinycomp.tflite.slicing import SlicedTensor, SliceResult
+
+    sliced = [SlicedTensor(0, t, f"k{t}", "FULLY_CONNECTED", 100 * c, slice_channels(c, 1, c, counts[t]))
+              for t, c in channels.items()]
+    return CompressResult(b"x" * flash, [], 0, slicing=SliceResult(b"", sliced, [], {}))
+
+
+def choose(channels: dict[int, int], fewest: dict[int, int], measure, last_first: bool = False, workers: int = 2):
+    """Run the slice-count search as tflm.run_scheduled would, with `measure(counts) → (arena, flash)`
+    instead of TFLM; results come back in release order, or the last released first."""
+    from tinycomp.tflite.compress import _SliceCountSearch
+
+    search = _SliceCountSearch(b"", None, 0, "m", "s", workers, 2, fake_result(channels, fewest, measure(fewest)[1]))
+    seen: list[dict[int, int]] = []
+    in_flight = list(search.ready())
+    while in_flight:
+        key, args = in_flight.pop(-1 if last_first else 0)
+        counts = {t: n for (_, t), n in (args[3] or {}).items()} or dict(fewest)
+        seen.append(counts)
+        arena, flash = measure(counts)
+        search.record(key, (args[-1] if key is None else fake_result(channels, counts, flash), arena))
+        in_flight += search.ready()
+    return search.result(), seen
+
+
+def u_shaped(counts: dict[int, int]) -> tuple[int, int]:
+    """Arena: the decoded slice (1,000 bytes per channel of 40) until a 10,000-byte floor, plus 500 per
+    slice of bookkeeping; flash 400 per slice."""
+    n = counts[7]
+    return max(math.ceil(40 / n) * 1000, 10_000) + 500 * n, 70_000 + 400 * n
+
+
+@pytest.mark.parametrize("last_first", [False, True])
+def test_the_count_with_the_smallest_arena_wins_whatever_order_results_arrive_in(last_first):
+    result, _ = choose({7: 40}, {7: 2}, u_shaped, last_first)
+    [choice] = result.slice_counts
+    arenas = {t.slices: t.arena_bytes for t in choice.trials}
+    assert choice.chosen == 4 == min(arenas, key=arenas.get)  # 10,000 + 2,000
+    assert list(arenas) == [2, 3, 4, 5, 6]  # stops after two counts in a row that do not win
+    assert len(result.slicing.sliced[0].channels) == 4
+
+
+def test_more_slices_must_save_at_least_the_flash_they_cost():
+    def costly(counts):  # each slice saves 300 arena bytes and costs 400 flash bytes
+        return 30_000 - 300 * counts[7], 70_000 + 400 * counts[7]
+
+    result, _ = choose({7: 40}, {7: 2}, costly)
+    [choice] = result.slice_counts
+    assert choice.chosen == choice.fewest == 2 and [t.slices for t in choice.trials] == [2, 3, 4]
+
+
+def test_equal_arenas_keep_the_fewer_slices():
+    result, _ = choose({7: 40}, {7: 2}, lambda counts: (20_000, 70_000 - counts[7]))
+    assert result.slice_counts[0].chosen == 2
+
+
+def test_each_kernel_is_searched_with_the_others_at_their_chosen_counts():
+    def two(counts):  # kernel 7 (40 channels) is best at 4 slices, kernel 9 (8 channels) at 2
+        a, b = counts[7], counts[9]
+        return max(math.ceil(40 / a) * 1000, 10_000) + 500 * a + abs(b - 2) * 600, 70_000 + 100 * (a + b)
+
+    result, seen = choose({7: 40, 9: 8}, {7: 2, 9: 1}, two)
+    assert [(c.tensor, c.chosen) for c in result.slice_counts] == [(7, 4), (9, 2)]  # the larger kernel first
+    assert all(counts[7] == 4 for counts in seen if counts[9] != 1)
+
+
+def test_a_kernel_already_at_one_channel_per_slice_is_not_measured_again():
+    result, seen = choose({7: 3}, {7: 3}, lambda counts: (5_000, 1_000))
+    assert seen == [{7: 3}] and result.slice_counts[0].chosen == 3

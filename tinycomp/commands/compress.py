@@ -8,7 +8,7 @@ from tinycomp import render
 from tinycomp.commands.common import CONTEXT, SIZE, output_option, strip_summary, verbatim
 from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
 from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, parse_compression_spec
-from tinycomp.tflite.compress import compress_model, verify_identical
+from tinycomp.tflite.compress import compress_choosing_slices, compress_model, verify_identical
 from tinycomp.tflite.strip import strip_model
 
 
@@ -26,8 +26,9 @@ from tinycomp.tflite.strip import strip_model
               help="Also remove what TFLM does not read (names, signatures, metadata), as `tinycomp strip`.")
 @click.option("--decode-budget", type=SIZE, default=None, metavar="SIZE",
               help="Split every compressed FULLY_CONNECTED/CONV_2D kernel that decodes to more than SIZE bytes "
-                   "along its output channels, so TFLM decodes one slice at a time into the arena "
-                   "(docs/slicing.md)  [default: the spec's decode_budget, else no slicing]")
+                   "along its output channels, so TFLM decodes one slice at a time into the arena; the slice count "
+                   "is chosen by the TFLM arena, measured (docs/slicing.md)  [default: the spec's decode_budget, "
+                   "sliced into the fewest slices that fit, as `plan` measured them; else no slicing]")
 def command(model: str, output: str, spec_path: str, verify: bool, verify_samples: int, strip_: bool,
             decode_budget: int | None) -> None:
     """LUT-compress tensors of a .tflite with tflite_micro.compression.
@@ -50,9 +51,12 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
     if spec.upgraded:
         render.warn(f"{spec_path} uses the tutorial's older spec form; layouts are taken from the tensors' "
                     "quantization (write the current form with `tinycomp find-tensors`)")
-    if decode_budget is None:
+    budget_from_spec = decode_budget is None and spec.decode_budget is not None
+    if decode_budget is not None:
+        result = compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path)
+    else:  # plan chose the spec's budget by measured arena, for the fewest slices: the file it measured
         decode_budget = spec.decode_budget
-    result = compress_model(data, spec, str(model_path), spec_path, decode_budget=decode_budget)
+        result = compress_model(data, spec, str(model_path), spec_path, decode_budget=decode_budget)
     stripped = None
     if strip:  # verification below then compares the original with the final, stripped output
 
@@ -75,7 +79,8 @@ def run(*, model_path: str, output: str, spec_path: str, verify: bool, verify_sa
                         f"{t.bytes_before:,} uncompressed: its value table and LUT header cost more than the "
                         f"indices save; leave it out of {spec_path}")
     if result.slicing is not None:
-        for line in render.slicing_lines(result, decode_budget):
+        for line in render.slicing_lines(result, decode_budget) + render.slice_count_lines(
+                result, spec_path if budget_from_spec else None):
             render.out.print(line)
         for whole in result.slicing.left_whole:
             render.warn(f"tensor {whole.tensor} ({whole.name}) decodes to {whole.decoded_bytes:,} bytes, over the "

@@ -5,7 +5,10 @@ the tensor is a constant that may be replaced by a DECODE output, its values fit
 bitwidth in the chosen layout) so the user gets one precise error instead of a failure deep
 inside the compressor. Specs in the tutorial's older form get their layout from the tensor's
 quantization. Verification runs both models in TFLM on the same random inputs and requires
-identical outputs. Nothing here imports TensorFlow.
+identical outputs. With a decode budget, large kernels are sliced first (tinycomp.tflite.slicing):
+into the fewest slices that fit (`compress_model`, what `plan` measures), or into the count whose
+TFLM arena, measured, is smallest for its flash (`compress_choosing_slices`, `compress
+--decode-budget`). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tinycomp import tflm
-from tinycomp.errors import CompressionFailed, ModelError
+from tinycomp.errors import CompressionFailed, InterpreterError, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
@@ -54,6 +57,31 @@ class CompressResult:
     slicing: SliceResult | None = None  # with a decode budget: what was sliced (see tinycomp.tflite.slicing)
     unsliced_bytes: int | None = None  # with slices: the same compression without slicing
     slicing_cost: int | None = None  # with slices: the flash bytes they cost (sliced − unsliced compressed file)
+    slice_counts: list[SliceCountChoice] = field(default_factory=list)  # from compress_choosing_slices
+
+
+@dataclass
+class CountTrial:
+    """One slice count of a kernel, measured: the compressed file's TFLM arena and size."""
+
+    slices: int
+    arena_bytes: int
+    flash_bytes: int
+
+
+@dataclass
+class SliceCountChoice:
+    """How many slices a kernel got, and the counts measured to choose it (fewest first)."""
+
+    subgraph: int
+    tensor: int
+    name: str
+    trials: list[CountTrial]
+    chosen: int
+
+    @property
+    def fewest(self) -> int:
+        return self.trials[0].slices
 
 
 def where(source: str, i: int, suffix: str = "") -> str:
@@ -126,11 +154,13 @@ def _layout_yaml(layout: PerTensor | PerChannel | None) -> str:
 
 
 def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "model",
-                   spec_source: str = "spec", decode_budget: int | None = None) -> CompressResult:
+                   spec_source: str = "spec", decode_budget: int | None = None,
+                   slice_counts: dict[tuple[int, int], int] | None = None) -> CompressResult:
     """Compress `model_bytes` as `spec` says (no tensors: unchanged); the returned bytes are validated to parse.
 
     With `decode_budget`, every compressed kernel whose decoded bytes exceed it is first sliced
-    along its output channels (tinycomp.tflite.slicing), and each slice is compressed like the
+    along its output channels (tinycomp.tflite.slicing), into the fewest slices that fit or
+    `slice_counts[(subgraph, tensor)]` (spec indices), and each slice is compressed like the
     kernel; without it the bytes are those tflite-micro writes for `spec`, unchanged.
     """
     model = parse_tflite(model_bytes, source)
@@ -148,7 +178,8 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
     result = CompressResult(compressed, reports, size)
     if decode_budget is None:
         return result
-    sliced = slice_model(model_bytes, [(t.subgraph, t.tensor) for t in spec.tensors], decode_budget, source)
+    sliced = slice_model(model_bytes, [(t.subgraph, t.tensor) for t in spec.tensors], decode_budget, source,
+                         slice_counts)
     result.slicing = sliced
     if sliced.sliced:
         result.unsliced_bytes = len(compressed)
@@ -156,6 +187,137 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
         parse_tflite(result.data, "compressed model")
         result.slicing_cost = len(result.data) - len(compressed)
     return result
+
+
+def compress_choosing_slices(model_bytes: bytes, spec: CompressionSpec, decode_budget: int, source: str = "model",
+                             spec_source: str = "spec", workers: int = 2, patience: int = 2) -> CompressResult:
+    """`compress_model` with `decode_budget`, each sliced kernel cut into the slice count chosen by
+    the TFLM arena of the compressed file, measured (interpreter set-up in worker processes).
+
+    Every extra slice costs TFLM bookkeeping RAM (its tensors, operators and their state) and
+    flash, and saves arena only while the decoded slice is what makes the arena's peak. So, per
+    kernel (largest first, the others at their counts so far), counts are measured upward from
+    the fewest that fit: a count replaces the best so far when its arena is smaller by at least
+    as many bytes as its file is larger (a byte of RAM is worth at least a byte of flash); the
+    search stops after `patience` counts in a row that do not. The result's `slice_counts`
+    record what was measured.
+    """
+    fewest = compress_model(model_bytes, spec, source, spec_source, decode_budget)  # errors surface here, not in a worker
+    if fewest.slicing is None or not fewest.slicing.sliced:
+        return fewest
+    search = _SliceCountSearch(model_bytes, spec, decode_budget, source, spec_source, max(1, workers), patience, fewest)
+    tflm.run_scheduled(_compressed_with_arena, search.ready, max(1, workers), search.record,
+                       source="the sliced and compressed model")
+    return search.result()
+
+
+def _compressed_with_arena(model_bytes: bytes, spec: CompressionSpec, decode_budget: int,
+                           counts: dict[tuple[int, int], int] | None, source: str, spec_source: str,
+                           done: CompressResult | None = None) -> tuple[CompressResult, int | None]:
+    """In a worker process: the compressed file with these slice counts (or `done`), and its TFLM arena."""
+    result = done or compress_model(model_bytes, spec, source, spec_source, decode_budget, counts)
+    return result, tflm.arena_of(result.data)
+
+
+class _SliceCountSearch:
+    """The state of `compress_choosing_slices`: what to measure next, and what was measured.
+
+    Tasks are keyed by (kernel, count); counts are released `workers` ahead of the results they
+    wait for and taken in count order, so the choice does not depend on which finishes first.
+    """
+
+    def __init__(self, model_bytes: bytes, spec: CompressionSpec, budget: int, source: str, spec_source: str,
+                 workers: int, patience: int, fewest: CompressResult) -> None:
+        self.args = (model_bytes, spec, budget)
+        self.sources = (source, spec_source)
+        self.workers, self.patience = workers, patience
+        self.best: tuple[CompressResult, int] | None = None  # the chosen file so far, its arena
+        self.counts: dict[tuple[int, int], int] = {}
+        self.kernels: list[Any] = []  # SlicedTensor, largest first, still to search
+        self.channels = 0
+        self.choices: list[SliceCountChoice] = []
+        self.trials: list[CountTrial] = []
+        self.measured: dict[int, tuple[CompressResult, int]] = {}
+        self.next_release = self.next_take = 0
+        self.misses, self.started, self.fewest = 0, False, fewest
+
+    def _task(self, counts: dict[tuple[int, int], int] | None) -> tuple:
+        return (*self.args, counts, *self.sources)
+
+    def ready(self) -> list[tuple[Any, tuple]]:
+        if not self.started:
+            self.started = True
+            return [(None, (*self._task(None), self.fewest))]
+        tasks = []
+        while self.kernels and self._searching() and self.next_release - self.next_take < self.workers:
+            count = self.next_release
+            self.next_release += 1
+            key = (self.kernels[0].subgraph, self.kernels[0].tensor)
+            tasks.append(((key, count), self._task({**self.counts, key: count})))
+        return tasks
+
+    def _searching(self) -> bool:
+        return self.misses < self.patience and self.next_release <= self.channels
+
+    def record(self, key: Any, value: tuple[CompressResult, int | None]) -> None:
+        result, arena = value
+        if arena is None:
+            raise InterpreterError("TFLM did not report its arena size", "the sliced and compressed model")
+        if key is None:
+            self.best = (result, arena)
+            if result.slicing is not None:
+                self.counts = {(s.subgraph, s.tensor): len(s.channels) for s in result.slicing.sliced}
+                self.kernels = sorted(result.slicing.sliced, key=lambda s: -s.decoded_bytes)
+                self._start_kernel()
+            return
+        if not self.kernels or key[0] != (self.kernels[0].subgraph, self.kernels[0].tensor):
+            return  # measured ahead of a search that has stopped
+        self.measured[key[1]] = (result, arena)
+        while self.next_take in self.measured and self.misses < self.patience:
+            self._take(*self.measured.pop(self.next_take))
+        if self.misses >= self.patience or self.next_take > self.channels:
+            self._finish_kernel()
+
+    def _start_kernel(self) -> None:
+        """Search the next kernel's counts; a kernel already at one channel per slice has nothing to search."""
+        while self.kernels:
+            kernel = self.kernels[0]
+            assert self.best is not None
+            self.channels = sum(kernel.channels)
+            self.next_release = self.next_take = len(kernel.channels) + 1
+            self.misses, self.measured = 0, {}
+            self.trials = [CountTrial(len(kernel.channels), self.best[1], len(self.best[0].data))]
+            if self.next_take <= self.channels:
+                return
+            self._finish_kernel(start_next=False)
+
+    def _take(self, result: CompressResult, arena: int) -> None:
+        assert self.best is not None
+        best, best_arena = self.best
+        self.trials.append(CountTrial(self.next_take, arena, len(result.data)))
+        if arena < best_arena and best_arena - arena >= len(result.data) - len(best.data):
+            self.best, self.misses = (result, arena), 0
+        else:
+            self.misses += 1
+        self.next_take += 1
+
+    def _finish_kernel(self, start_next: bool = True) -> None:
+        kernel = self.kernels.pop(0)
+        assert self.best is not None and self.best[0].slicing is not None
+        key = (kernel.subgraph, kernel.tensor)
+        chosen = self.best[0].slicing.slices_of(*key)
+        assert chosen is not None
+        self.counts[key] = len(chosen.channels)
+        self.choices.append(SliceCountChoice(kernel.subgraph, kernel.tensor, kernel.name, self.trials,
+                                             len(chosen.channels)))
+        if start_next:
+            self._start_kernel()
+
+    def result(self) -> CompressResult:
+        assert self.best is not None
+        result = self.best[0]
+        result.slice_counts = self.choices
+        return result
 
 
 def sliced_spec(spec: CompressionSpec, sliced: SliceResult) -> CompressionSpec:

@@ -3,12 +3,21 @@
 tflite-micro's compression inserts a TFLM_DECODE operator right before each consumer of a
 compressed tensor; its output, the decoded int8 weights, lives in the arena until that consumer
 has run. A kernel of C output channels whose decoded bytes exceed a decode budget is split here
-into the fewest slices of whole channels that fit (sizes differ by at most one channel). Each
-slice gets its own consumer (FULLY_CONNECTED or CONV_2D, with the original's builtin options),
-its share of the bias, and its own quantization object holding only its channels' scales and zero
-points; the slice outputs are joined by CONCATENATION on the output's channel axis (a tree of
-them when there are more than TFLM's 10 inputs per CONCATENATION). Per-output-channel maths is
-independent, so the outputs are the same bytes.
+into slices of whole channels that fit (sizes differ by at most one channel): the fewest, or as
+many as the caller asks (`counts`; `tinycomp.tflite.compress.compress_choosing_slices` picks them
+by measured arena). Each slice gets its own consumer (FULLY_CONNECTED or CONV_2D, with the
+original's builtin options), its share of the bias, and its own quantization holding only its
+channels' scales; the slice outputs are joined by CONCATENATION on the output's channel axis (a
+tree of them when there are more than TFLM's 10 inputs per CONCATENATION). Per-output-channel
+maths is independent, so the outputs are the same bytes.
+
+Every slice adds tensors and operators, so the slices carry only what TFLM reads (each byte is
+repeated in the compressed file, where the DECODE output copies the kernel's quantization):
+- a zero-point array whose values are all equal is kept as its first value, which TFLM's
+  allocator broadcasts (int8 weights and biases: all 0);
+- a bias slice has no quantization when its kernel slice is per-channel (more than one scale):
+  TFLM's per-channel FULLY_CONNECTED and CONV_2D compute their multipliers from the input, filter
+  and output scales only; the per-tensor path checks the bias scale, so a one-channel slice keeps it.
 
 Slice tensors get short names (`dense/w0`, `dense/b0`, `dense/y0`, `dense/c0`), which `strip`
 removes. DEPTHWISE_CONV_2D kernels, and kernels with more than one consumer, are left whole: the
@@ -71,17 +80,27 @@ class SliceResult:
         return next((s for s in self.sliced if (s.subgraph, s.tensor) == (subgraph, tensor)), None)
 
 
-def slice_channels(channels: int, channel_bytes: int, budget: int) -> list[int]:
-    """The fewest slices of whole channels, each ≤ `budget` decoded bytes, as equal as possible.
+def slice_channels(channels: int, channel_bytes: int, budget: int, count: int | None = None) -> list[int]:
+    """Output channels per slice: `count` slices (default: the fewest whose slices are each
+    ≤ `budget` decoded bytes), as equal as possible, larger first.
 
-    Raises ValueError when one channel alone is over the budget.
+    Raises ValueError when one channel alone is over the budget, or when `count` slices do not
+    fit the budget or exceed the channels.
     """
+    fewest = fewest_slices(channels, channel_bytes, budget)
+    count = fewest if count is None else count
+    if not fewest <= count <= channels:
+        raise ValueError(f"{count} slices of {channels} channels: at least {fewest} fit the budget, at most {channels}")
+    base, extra = divmod(channels, count)
+    return [base + 1] * extra + [base] * (count - extra)
+
+
+def fewest_slices(channels: int, channel_bytes: int, budget: int) -> int:
+    """The fewest slices of whole channels, each ≤ `budget` decoded bytes (ValueError: a channel is over it)."""
     per_slice = budget // channel_bytes if channel_bytes else channels
     if per_slice < 1:
         raise ValueError("one channel exceeds the budget")
-    count = math.ceil(channels / per_slice)
-    base, extra = divmod(channels, count)
-    return [base + 1] * extra + [base] * (count - extra)
+    return math.ceil(channels / per_slice)
 
 
 def concat_groups(count: int, limit: int = MAX_CONCAT_INPUTS) -> list[list[int]]:
@@ -162,8 +181,10 @@ def _sliceable(model: Any, s: int, t: int) -> Any:
 
 
 def slice_model(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int,
-                source: str = "model") -> SliceResult:
-    """Slice each listed kernel (subgraph, tensor) whose decoded bytes exceed `budget`.
+                source: str = "model", counts: dict[tuple[int, int], int] | None = None) -> SliceResult:
+    """Slice each listed kernel (subgraph, tensor) whose decoded bytes exceed `budget`: into
+    `counts[(subgraph, tensor)]` slices where given (ValueError unless that many fit the budget,
+    see `slice_channels`), else into the fewest that fit.
 
     The returned bytes are those of `model_bytes` when nothing needs slicing. Raises
     InvalidValue("decode_budget") when a channel alone is over the budget (see `check_budget`).
@@ -180,7 +201,8 @@ def slice_model(model_bytes: bytes, tensors: list[tuple[int, int]], budget: int,
         if isinstance(found, str):
             whole.append(LeftWhole(s, t, tensor.name or "", decoded, found))
         elif found is not None:
-            channels = slice_channels(int(tensor.shape[0]), decoded // int(tensor.shape[0]), budget)
+            channels = slice_channels(int(tensor.shape[0]), decoded // int(tensor.shape[0]), budget,
+                                      (counts or {}).get((s, t)))
             sliced.append((SlicedTensor(s, t, tensor.name or "", _op_names()[found.opcode], decoded, channels),
                            tensor, found))
     if not sliced:
@@ -221,14 +243,16 @@ def _slice_op(model: Any, subgraph: Any, op: Any, info: SlicedTensor, base: str)
     for k, count in enumerate(info.channels):
         part = slice(start, start + count)
         start += count
+        w_quantization = _quantization_part(kernel, part)
         w = subgraph.add_tensor(shape=(count, *kernel.shape[1:]), dtype=kernel.dtype,
-                                data=kernel.array[part].copy(), quantization=_quantization_part(kernel, part),
-                                name=f"{base}/w{k}")
+                                data=kernel.array[part].copy(), quantization=w_quantization, name=f"{base}/w{k}")
         kernels.append(w)
         b = None
         if bias is not None:
+            per_channel = w_quantization is not None and len(w_quantization.scales) > 1
             b = subgraph.add_tensor(shape=(count,), dtype=bias.dtype, data=bias.array[part].copy(),
-                                    quantization=_quantization_part(bias, part), name=f"{base}/b{k}")
+                                    quantization=None if per_channel else _quantization_part(bias, part),
+                                    name=f"{base}/b{k}")
         y = subgraph.add_tensor(shape=(*output.shape[:-1], count), dtype=output.dtype,
                                 quantization=_per_tensor_copy(output), name=f"{base}/y{k}")
         outputs.append(y)
@@ -253,7 +277,8 @@ def _operator_table(op: Any) -> Any:
 
 
 def _quantization_part(tensor: Any, part: slice) -> Any:
-    """The tensor's Quantization with only the channels in `part` (per-tensor: the same values, a new object)."""
+    """The tensor's Quantization with only the channels in `part` (per-tensor: the same values, a new
+    object); zero points that are all equal are kept once (TFLM's allocator broadcasts them)."""
     q = tensor.quantization
     if q is None:
         return None
@@ -262,8 +287,8 @@ def _quantization_part(tensor: Any, part: slice) -> Any:
     zeros = q.zero_points if isinstance(q.zero_points, list) else [q.zero_points]
     if len(scales) == 1:
         return editor.Quantization(scales=list(scales), zero_points=list(zeros[:1]), axis=q.axis)
-    return editor.Quantization(scales=list(scales[part]),
-                               zero_points=list(zeros[part]) if len(zeros) > 1 else list(zeros), axis=q.axis)
+    zeros = zeros[:1] if len(set(zeros)) == 1 else zeros[part]
+    return editor.Quantization(scales=list(scales[part]), zero_points=list(zeros), axis=q.axis)
 
 
 def _per_tensor_copy(tensor: Any) -> Any:
