@@ -144,14 +144,15 @@ def test_old_files_read_their_deprecated_opcodes(int8_files, tmp_path):
 
 
 @pytest.mark.slow
-def test_palettized_outputs_stay_close_at_6_bits(int8_files, tmp_path):
-    """Zero-shot palettization at 64 levels per channel barely moves the outputs (TFLM, test rows)."""
+def test_palettized_outputs_stay_close_at_5_bits(int8_files, tmp_path):
+    """Zero-shot palettization at 32 levels per channel barely moves the outputs (TFLM, test rows).
+    (At 6 bits no tensor of this tiny model would make the compressed file smaller: palettize refuses.)"""
     from tinycomp import tflm
     from tinycomp.data import load_dataset
     from tinycomp.metrics import top1_agreement
 
     out = tmp_path / "p.tflite"
-    ok(["palettize", int8_files["per_channel"], "--bits", "6", "-o", out])
+    ok(["palettize", int8_files["per_channel"], "--bits", "5", "-o", out])
     x = np.asarray(load_dataset(npz=int8_files["data"]).x_test[:100])
     a, b = tflm.run_parallel(tflm.predict_chunk, [(int8_files["per_channel"].read_bytes(), x, False),
                                                   (out.read_bytes(), x, False)], workers=2)
