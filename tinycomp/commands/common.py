@@ -122,9 +122,11 @@ class DataOptions:
                        image_size=recorded.image_size if self.image_size is None else self.image_size)
 
 
-def _data_option_decorators(default_dataset: str | None) -> list[Callable[[Callable[..., Any]], Callable[..., Any]]]:
-    dataset_help = ("mnist: full MNIST if cached or online, else the bundled 5,000-digit sample (with a warning)."
-                    if default_dataset else "A built-in dataset  [default: the data the eval JSON records]")
+def _data_option_decorators(default_dataset: str | None,
+                            dataset_help: str | None = None) -> list[Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    dataset_help = dataset_help or (
+        "mnist: full MNIST if cached or online, else the bundled 5,000-digit sample (with a warning)."
+        if default_dataset else "A built-in dataset  [default: the data the eval JSON records]")
     return [
         click.option("--dataset", type=click.Choice(DATASET_CHOICES), default=default_dataset,
                      show_default=default_dataset is not None, help=dataset_help),
@@ -170,6 +172,28 @@ def recorded_data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for decorate in reversed(_data_option_decorators(None)):
         wrapper = decorate(wrapper)
     return wrapper
+
+
+def optional_data_options(dataset_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The same options for commands that use data only when given (palettize): the command receives
+    `data_spec`, the DataSpec they name, or None when neither --dataset nor --data is given (a
+    preprocessing option alone is then a UsageError)."""
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            options = _options_of(kwargs)
+            if options.dataset is None and options.path is None:
+                given = [flag for flag, value in (("--targets", options.targets), ("--input-scale", options.input_scale),
+                                                  ("--input-offset", options.input_offset),
+                                                  ("--image-size", options.image_size)) if value is not None]
+                if given:
+                    raise UsageError(f"{given[0]} goes with data", given[0], "give --data or --dataset too")
+                return fn(*args, data_spec=None, **kwargs)
+            return fn(*args, data_spec=options.spec(), **kwargs)
+        for decorate in reversed(_data_option_decorators(None, dataset_help)):
+            wrapper = decorate(wrapper)
+        return wrapper
+    return decorator
 
 
 class ImageSizeType(click.ParamType):

@@ -7,13 +7,26 @@ from dataclasses import replace
 import click
 
 from tinycomp import render
-from tinycomp.commands.common import CONTEXT, exactly_one_of, output_option, verbatim
+from tinycomp.commands.common import CONTEXT, exactly_one_of, optional_data_options, output_option, verbatim
+from tinycomp.data.spec import DataSpec
 from tinycomp.errors import ModelError, UsageError
-from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic, write_text_atomic
+from tinycomp.fileio import (
+    check_output_path,
+    read_bytes,
+    read_text,
+    sidecar_path,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from tinycomp.specs import PALETTIZATION_EXAMPLE, dump_compression_spec, parse_palettization_spec
 from tinycomp.tflite.file_growth import keep_shrinking
 from tinycomp.tflite.find_tensors import TensorChoice
 from tinycomp.tflite.palettize import compression_choices, palettize_model, spec_bits
+
+DEFAULT_CALIBRATION_ROWS = 512
+DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettization (see --data)  "
+                "[default: no data: the levels depend on the weights alone]")
 
 
 @click.command("palettize", context_settings=CONTEXT,
@@ -27,13 +40,27 @@ from tinycomp.tflite.palettize import compression_choices, palettize_model, spec
 @click.option("--tensor", "tensors", multiple=True, metavar="NAME",
               help="With --bits: only this weight (tensor index, tensor name or layer name); repeatable "
                    "[default: every FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D weight].")
-def command(model: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...]) -> None:
+@click.option("--calibration-rows", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_ROWS, show_default=True,
+              help="With --data/--dataset: how many training rows (chosen at random with --seed) calibrate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --data/--dataset: which rows calibrate.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --data/--dataset: TFLM worker processes.")
+@optional_data_options(DATASET_HELP)
+def command(model: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...],
+            calibration_rows: int, seed: int, jobs: int, data_spec: DataSpec | None) -> None:
     """Palettize an int8 .tflite: at most 2^BITS weight values per channel, without training.
 
     Every chosen weight tensor gets the optimal ≤2^BITS int8 levels of each value table (per
     channel where it is quantized per channel, else per tensor): exact 1-D k-means over the
-    table's values, so its values stay int8 on the tensor's own scales and nothing else changes.
-    Works on any int8 .tflite: from `quantize`, another framework's converter, or a model zoo.
+    table's values, so its values stay int8 on the tensor's own scales. Without data nothing
+    else changes. Works on any int8 .tflite: from `quantize`, another framework's converter, or a
+    model zoo.
+
+    With --data or --dataset, --calibration-rows training rows run through the model in TFLM
+    first, and each layer's input statistics choose its levels (each weight's error weighed by
+    the mean square of the input it multiplies: the layer's output error) and correct its bias
+    (the mean output shift goes back into the int32 bias), layer after layer with the earlier
+    layers already palettized. The rows used are recorded in OUTPUT with .json.
 
     Also writes OUTPUT without .tflite plus .yaml: the compression spec of the palettized tensors,
     for `tinycomp compress` as it is. Tensors whose LUT compression would not make the file smaller
@@ -42,6 +69,7 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
     \b
     Examples:
       tinycomp palettize build/model_int8.tflite --bits 3 -o build/palettized.tflite
+      tinycomp palettize build/model_int8.tflite --bits 3 --data my.npz -o build/palettized.tflite
       tinycomp compress build/palettized.tflite --spec build/palettized.yaml -o build/compressed.tflite
       tinycomp plan build/model_int8.tflite --max-accuracy-drop 0.5 -o build/plan.yaml --dataset mnist
       tinycomp palettize build/model_int8.tflite --spec build/plan.yaml -o build/planned.tflite
@@ -52,7 +80,12 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
 
         raise UsageError("--tensor goes with --bits; the spec names its tensors itself", "--tensor",
                          "drop --tensor, or list the tensors in the spec")
-    run(model_path=model, output=output, bits=bits, spec_path=spec_path, tensors=tensors)
+    if data_spec is None:
+        for name, flag in (("calibration_rows", "--calibration-rows"), ("seed", "--seed"), ("jobs", "--jobs")):
+            if click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                raise UsageError(f"{flag} goes with data", flag, "give --data or --dataset too, or drop it")
+    run(model_path=model, output=output, bits=bits, spec_path=spec_path, tensors=tensors, data_spec=data_spec,
+        calibration_rows=calibration_rows, seed=seed, jobs=jobs)
 
 
 def _sizes(growing: list[tuple[TensorChoice, int | None]]) -> str:
@@ -70,19 +103,34 @@ def spec_output(output: str) -> str:
     return output[: -len(".tflite")] + ".yaml"
 
 
-def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...]) -> None:
+def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...],
+        data_spec: DataSpec | None = None, calibration_rows: int = DEFAULT_CALIBRATION_ROWS, seed: int = 0,
+        jobs: int = 1) -> None:
 
     yaml_path = spec_output(output)
+    record_path = sidecar_path(output, ".json")
     check_output_path(output, model_path, spec_path)
     check_output_path(yaml_path, model_path, spec_path)
+    if data_spec is not None:
+        check_output_path(record_path, model_path, spec_path)
     data = read_bytes(model_path, ".tflite model")
+    calibration, rows, dataset = None, None, None
+    if data_spec is not None:
+        from tinycomp.commands.common import open_data
+        from tinycomp.tflite.calibrated import calibration_of
+
+        dataset = open_data(data_spec, splits=("train",))
+        calibration, rows = calibration_of(data, dataset, calibration_rows, seed, jobs, str(model_path))
+        render.info(f"Calibrating on {len(rows):,} of {dataset.name}'s {len(dataset.x_train):,} training rows "
+                    f"(seed {seed}) in TFLM: levels weighed by each layer's inputs, biases corrected, layer by layer")
     if spec_path:
         spec = parse_palettization_spec(read_text(spec_path, "palettization spec"), spec_path)
         per_tensor, names = spec_bits(spec)
-        result = palettize_model(data, per_tensor, names=names, source=spec_path)
+        result = palettize_model(data, per_tensor, names=names, source=spec_path, calibration=calibration)
     else:
         assert bits is not None
-        result = palettize_model(data, bits, tensors=list(dict.fromkeys(tensors)) or None, source=str(model_path))
+        result = palettize_model(data, bits, tensors=list(dict.fromkeys(tensors)) or None, source=str(model_path),
+                                 calibration=calibration)
     if result.upgraded_opcodes:
         render.info(f"{model_path} keeps {result.upgraded_opcodes} operator code(s) in deprecated_builtin_code "
                     "(TensorFlow before 2.4); written with the builtin codes newer TensorFlow writes")
@@ -98,12 +146,32 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
                     f"file smaller: {_sizes(growing)}")
     header = (f"Compression spec for {output}, written by tinycomp palettize "
               f"({'--spec ' + spec_path if spec_path else f'--bits {bits}'})")
+    if dataset is not None and rows is not None:
+        header += (f"\ncalibrated on {len(rows):,} training rows of {dataset.name} (seed {seed}; the rows are listed "
+                   f"in {record_path})")
     write_bytes_atomic(output, result.data)
+    if dataset is not None and rows is not None:
+        write_json_atomic(record_path, palettize_record(model_path, data, output, result, bits, spec_path, dataset,
+                                                        rows, seed))
     decode_budget = spec.decode_budget if spec_path else None  # the plan's RAM budget reaches compress
     write_text_atomic(yaml_path, dump_compression_spec(replace(kept.spec(), decode_budget=decode_budget), header))
     render.out.print(render.palettize_table(result.tensors, {(c.weight.subgraph, c.weight.index): c for c in found.choices}))
     before = sum(c.bytes_before for c in kept.choices)
     after = sum(c.bytes_after for c in kept.choices)
-    render.out.print(f"Wrote {output} ({len(result.data):,} bytes; {len(data):,} before) and {yaml_path} "
+    render.out.print(f"Wrote {output} ({len(result.data):,} bytes; {len(data):,} before)"
+                     + (f", {record_path}" if dataset is not None else "") + f" and {yaml_path} "
                      f"({len(kept.choices)} tensor(s), {before:,} → {after:,} bytes predicted); next: tinycomp compress "
                      f"{output} --spec {yaml_path} -o ...")
+
+
+def palettize_record(model_path: str, data: bytes, output: str, result, bits: int | None, spec_path: str | None,
+                     dataset, rows, seed: int) -> dict:
+    """What a data-aware palettize did and with which data: the sidecar OUTPUT.json."""
+    import hashlib
+
+    return {"step": "palettize", "source": str(model_path), "source_sha256": hashlib.sha256(data).hexdigest(),
+            "output": str(output), "bits": bits, "spec": spec_path, "dataset": dataset.describe(),
+            "calibration": {"split": "train", "seed": seed, "rows": [int(r) for r in rows], **(result.calibration or {})},
+            "tensors": [{"subgraph": t.subgraph, "tensor": t.tensor, "name": t.name, "layer": t.layer, "bits": t.bits,
+                         "rms_change_steps": t.rms_error, "weighted": t.weighted,
+                         "bias_rms_change_steps": t.bias_shift} for t in result.tensors]}

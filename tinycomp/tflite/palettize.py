@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,6 +60,8 @@ class PalettizedTensor:
     values_before: int  # distinct values in the fullest table before
     values_after: int  # ... and after (≤ 2^bits)
     rms_error: float  # RMS change of the int8 values, in quantization steps
+    weighted: bool = False  # levels weighed by the input's second moments (calibration data)
+    bias_shift: float | None = None  # bias correction: RMS change of the bias, in bias steps (None: not corrected)
 
     @property
     def key(self) -> TensorKey:
@@ -78,6 +80,30 @@ class PalettizeResult:
     tensors: list[PalettizedTensor]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (tensor, reason)
     upgraded_opcodes: int = 0  # operator codes read from deprecated_builtin_code
+    calibration: dict[str, Any] | None = None  # how calibration data was used (None: no data)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Palettize with data: input rows of the model (float, as `eval` feeds them) and what to do with them.
+
+    `weighted`: the levels of each output channel minimize Σ_j Δq_j² · E[x̃_j²], its output error
+    (x̃: the input each weight multiplies, zero point taken off), not Σ_j Δq_j².
+    `bias_correction`: the mean output shift Σ_j Δq_j · E[x̃_j] goes back into the int32 bias.
+    `sequential`: each layer's input statistics are measured with the layers before it already
+    palettized (and corrected), so a later layer also corrects the mean shift those cause.
+    """
+
+    x: np.ndarray
+    weighted: bool = True
+    bias_correction: bool = True
+    sequential: bool = True
+    jobs: int = 1
+    centered: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"count": int(len(self.x)), "weighted": self.weighted, "bias_correction": self.bias_correction,
+                "sequential": self.sequential, "centered": self.centered}
 
 
 def palettizable_weights(model: EditorModel) -> list[WeightTensor]:
@@ -151,12 +177,18 @@ def from_slices(slices: np.ndarray, shape: tuple[int, ...], layout: PerTensor | 
     return slices.reshape(shape)
 
 
-def palettize_array(array: np.ndarray, layout: PerTensor | PerChannel, bits: int) -> np.ndarray:
-    """`array` with every value table reduced to its optimal ≤ 2^bits integer levels (same dtype and shape)."""
+def palettize_array(array: np.ndarray, layout: PerTensor | PerChannel, bits: int,
+                    importance: np.ndarray | None = None) -> np.ndarray:
+    """`array` with every value table reduced to its optimal ≤ 2^bits integer levels (same dtype and shape).
+
+    `importance` (positive, `array`'s shape): each value's squared change is weighed by it (e.g. the
+    second moment of the input it multiplies: then the levels minimize the layer's output error)."""
     slices = table_slices(array, layout)
+    weights = None if importance is None else table_slices(np.broadcast_to(importance, array.shape), layout)
     out = np.empty_like(slices)
     for row, values in enumerate(slices):
-        out[row] = optimal_levels(values, 2 ** bits).apply(values)
+        found = optimal_levels(values, 2 ** bits, None if weights is None else weights[row])
+        out[row] = found.apply(values)
     return from_slices(out, array.shape, layout)
 
 
@@ -169,29 +201,33 @@ def check_bits(bits: int, where: str) -> None:
         raise ModelError(f"{bits} bits is out of range", where, f"use {MIN_BITWIDTH}–{MAX_BITWIDTH} bits")
 
 
-def palettize_weight(weight: WeightTensor, bits: int) -> tuple[np.ndarray, PalettizedTensor]:
-    """The palettized values of one weight tensor and what palettizing did."""
+def palettize_weight(weight: WeightTensor, bits: int,
+                     importance: np.ndarray | None = None) -> tuple[np.ndarray, PalettizedTensor]:
+    """The palettized values of one weight tensor (each value's error weighed by `importance`) and what
+    palettizing did."""
     array = np.asarray(weight.array)
     layout = quantization_layout(weight.tensor)
-    new = palettize_array(array, layout, bits)
+    new = palettize_array(array, layout, bits, importance)
     diff = new.astype(np.float64) - array.astype(np.float64)
     rms = float(np.sqrt(np.mean(diff * diff))) if diff.size else 0.0
     tables = int(array.shape[layout.axis]) if isinstance(layout, PerChannel) else 1
     done = PalettizedTensor(weight.subgraph, weight.index, weight.name, weight_label(weight), weight.op,
                             tuple(int(d) for d in array.shape), layout, bits, tables, most_values(array, layout),
-                            most_values(new, layout), rms)
+                            most_values(new, layout), rms, importance is not None)
     return new, done
 
 
 def palettize_model(model_bytes: bytes, bits: Mapping[TensorKey, int] | int, *, tensors: list[str] | None = None,
-                    source: str = "model", names: Mapping[TensorKey, str | None] | None = None) -> PalettizeResult:
+                    source: str = "model", names: Mapping[TensorKey, str | None] | None = None,
+                    calibration: Calibration | None = None) -> PalettizeResult:
     """Palettize `model_bytes`: every chosen weight to `bits` (an int: one for all of them; a mapping:
     (subgraph, tensor) → bits for exactly those tensors).
 
     `tensors` (with an int `bits`) names the weights to palettize (see `select_weights`); by default
     every palettizable weight. With a mapping, `names` may give each tensor's expected name, checked
     against the model. Weights that cannot be palettized are skipped and listed when chosen by
-    default, an error when named.
+    default, an error when named. With `calibration`, the levels and biases are chosen from the
+    model's inputs on those rows (see `Calibration`); without, only the weights' values count.
     """
 
     parse_tflite(model_bytes, source)  # validates before the editor reads it
@@ -204,7 +240,7 @@ def palettize_model(model_bytes: bytes, bits: Mapping[TensorKey, int] | int, *, 
     else:
         chosen = [(w, b) for w, b in _weights_of(model, bits, names or {}, source)]
         named = True
-    done, skipped = [], []
+    done, skipped, usable = [], [], []
     shared = _shared_buffers(model, {(w.subgraph, w.index) for w, _ in chosen})
     for weight, b in chosen:
         reason = why_not(weight) or shared.get((weight.subgraph, weight.index))
@@ -213,15 +249,23 @@ def palettize_model(model_bytes: bytes, bits: Mapping[TensorKey, int] | int, *, 
                 raise ModelError(reason, source, "leave this tensor out")
             skipped.append((describe(weight), reason))
             continue
-        new, report = palettize_weight(weight, b)
-        weight.tensor.array = new
-        done.append(report)
-    if not done:
+        usable.append((weight, b))
+    if not usable:
         raise ModelError("no weight tensor could be palettized" + (f": {skipped[0][1]}" if skipped else ""), source,
                          NO_WEIGHTS_HINT)
+    if calibration is None:
+        for weight, b in usable:
+            new, report = palettize_weight(weight, b)
+            weight.tensor.array = new
+            done.append(report)
+        used = None
+    else:
+        from tinycomp.tflite.calibrated import palettize_calibrated
+
+        done, used = palettize_calibrated(model_bytes, model, usable, calibration, source)
     data = bytes(model.build())
     parse_tflite(data, "palettized model")
-    return PalettizeResult(data, done, skipped, upgraded)
+    return PalettizeResult(data, done, skipped, upgraded, used)
 
 
 def _weights_of(model: EditorModel, bits: Mapping[TensorKey, int], names: Mapping[TensorKey, str | None],

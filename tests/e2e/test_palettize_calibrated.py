@@ -1,0 +1,136 @@
+"""palettize with data on tiny int8 models (tests/helpers.int8_models) in TFLM: the probe's input
+statistics are the model's real inputs, the bias correction restores each channel's mean output,
+the command records the rows it used, and without data nothing changes. All slow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import int8_models, ok, run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_models() -> dict[str, bytes]:
+    """int8 I/O models: conv (SAME, stride 2) → depthwise → dense on 8×8×2 inputs; two Dense layers (the
+    last linear); one Dense layer with a zero bias (the converter stores none)."""
+    import tf_keras
+
+    layers = tf_keras.layers
+    builds = {
+        "cnn": ((8, 8, 2), [layers.Conv2D(6, 3, strides=2, padding="same", activation="relu",
+                                          bias_initializer="random_uniform", name="conv"),
+                            layers.DepthwiseConv2D(3, depth_multiplier=2, activation="relu", name="depthwise"),
+                            layers.Flatten(), layers.Dense(5, name="dense")]),
+        "dense": ((12,), [layers.Dense(16, activation="relu", bias_initializer="random_uniform", name="dense"),
+                          layers.Dense(4, bias_initializer="random_uniform", name="dense_1")]),
+        "nobias": ((12,), [layers.Dense(4, name="dense")]),
+    }
+    return int8_models(builds)
+
+
+def _rows(shape: tuple[int, ...], n: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (n, *shape)).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_probe_moments_of_the_first_layer_are_its_quantized_inputs(tiny_models):
+    """The first conv reads the model input itself: its moments from TFLM equal the quantized rows' by hand."""
+    from tinycomp import tflm
+    from tinycomp.tflite.activations import geometry_of, measure_sums, moments, probe_model
+    from tinycomp.tflite.model import parse_tflite
+    from tinycomp.tflite.palettize import palettizable_weights
+
+    model_bytes = tiny_models["cnn"]
+    model = parse_tflite(model_bytes)
+    weights = palettizable_weights(model)
+    geometries = [geometry_of(model, w) for w in weights]
+    assert [g.op for g in geometries] == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
+    probe, first = probe_model(model_bytes, [g.input_index for g in geometries])
+    x = _rows((8, 8, 2))
+    rows, sums, squares = measure_sums(probe, first, x, jobs=2)
+    assert rows == len(x)
+    details = tflm.run_isolated(tflm.input_details, model_bytes)
+    q = np.stack([tflm.quantize_input(row, {"dtype": details["dtype"], "quantization_parameters": {
+        "scales": details["quantization_parameters"]["scales"],
+        "zero_points": [int(z) for z in details["quantization_parameters"]["zero_points"]]}}) for row in x])
+    np.testing.assert_allclose(sums[0].reshape(8, 8, 2), q.astype(float).sum(axis=0))
+    found = moments(geometries[0], rows, sums[0], squares[0])
+    assert found.mean.shape == (1, 3, 3, 2) and found.samples == len(x) * 16  # 4×4 output positions
+    assert np.all(found.second >= found.mean ** 2 - 1e-9)
+
+
+@pytest.mark.slow
+def test_bias_correction_restores_the_mean_outputs(tiny_models):
+    """On the calibration rows, the corrected palettized model's mean outputs (a linear last layer,
+    corrected for its own and the first layer's shift) are closer to the int8 model's than the
+    uncorrected one's; a layer without a bias is palettized and left uncorrected."""
+    from tinycomp import tflm
+    from tinycomp.tflite.palettize import Calibration, palettize_model
+
+    model_bytes = tiny_models["dense"]
+    x = _rows((12,), 200)
+    plain = palettize_model(model_bytes, 2)
+    corrected = palettize_model(model_bytes, 2, calibration=Calibration(x, weighted=False, jobs=2))
+    assert all(t.bias_shift is not None for t in corrected.tensors)
+    assert corrected.calibration is not None and corrected.calibration["count"] == 200
+    runs = tflm.run_parallel(tflm.predict_chunk, [(m, x, False) for m in (model_bytes, plain.data, corrected.data)],
+                             workers=2)
+    reference, uncorrected, fixed = (r.outputs.mean(axis=0) for r in runs)
+    assert np.abs(fixed - reference).sum() < 0.5 * np.abs(uncorrected - reference).sum()
+    nobias = palettize_model(tiny_models["nobias"], 2, calibration=Calibration(x, jobs=1))
+    assert [t.bias_shift for t in nobias.tensors] == [None] and nobias.tensors[0].weighted
+
+
+@pytest.mark.slow
+def test_palettize_with_data_records_its_rows_and_compresses(tiny_models, tmp_path):
+    source = tmp_path / "cnn.tflite"
+    source.write_bytes(tiny_models["cnn"])
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(1)
+    np.savez(data, x_train=rng.uniform(-1, 1, (300, 8, 8, 2)).astype(np.float32), y_train=rng.integers(0, 5, 300),
+             x_test=rng.uniform(-1, 1, (50, 8, 8, 2)).astype(np.float32), y_test=rng.integers(0, 5, 50))
+    out = tmp_path / "p.tflite"
+    result = ok(["palettize", source, "--bits", "3", "--data", data, "--calibration-rows", "100", "--jobs", "2",
+                 "-o", out])
+    assert "Calibrating on 100 of d.npz's 300 training rows (seed 0)" in result.output
+    record = json.loads((tmp_path / "p.json").read_text())
+    assert record["calibration"]["split"] == "train" and len(record["calibration"]["rows"]) == 100
+    assert record["calibration"]["rows"] == sorted(set(record["calibration"]["rows"]))
+    assert record["dataset"]["name"] == "d.npz" and record["bits"] == 3
+    assert "calibrated on 100 training rows of d.npz" in (tmp_path / "p.yaml").read_text()
+    ok(["compress", out, "--spec", tmp_path / "p.yaml", "-o", tmp_path / "c.tflite"])
+    again = tmp_path / "q.tflite"
+    ok(["palettize", source, "--bits", "3", "--data", data, "--calibration-rows", "100", "-o", again])
+    assert again.read_bytes() == out.read_bytes()  # deterministic, whatever the worker count
+
+
+@pytest.mark.slow
+def test_without_data_nothing_but_the_weights_changes_and_no_record(tiny_models, tmp_path):
+    from tinycomp.tflite.model import parse_tflite
+    from tinycomp.tflite.palettize import palettize_model
+
+    source = tmp_path / "cnn.tflite"
+    source.write_bytes(tiny_models["cnn"])
+    out = tmp_path / "p.tflite"
+    ok(["palettize", source, "--bits", "3", "-o", out])
+    assert not (tmp_path / "p.json").exists()
+    assert "calibrated" not in (tmp_path / "p.yaml").read_text()
+    assert out.read_bytes() == palettize_model(tiny_models["cnn"], 3).data
+    a, b = parse_tflite(tiny_models["cnn"]), parse_tflite(out.read_bytes())
+    weights = {op.inputs[1].index for op in a.subgraphs[0].operators if len(op.inputs) > 1 and op.inputs[1].buffer
+               and op.inputs[1].buffer.data}
+    for ta, tb in zip(a.subgraphs[0].tensors, b.subgraphs[0].tensors):
+        if ta.index not in weights and ta.buffer is not None:
+            assert bytes(ta.buffer.data) == bytes(tb.buffer.data)  # biases included
+
+
+@pytest.mark.slow
+def test_data_options_without_data_are_usage_errors(tiny_models, tmp_path):
+    source = tmp_path / "cnn.tflite"
+    source.write_bytes(tiny_models["cnn"])
+    result = run_cli(["palettize", source, "--bits", "3", "--calibration-rows", "10", "-o", tmp_path / "p.tflite"])
+    assert result.exit_code != 0
+    assert result.output.splitlines()[-1].startswith("Error: --calibration-rows goes with data")

@@ -1,0 +1,175 @@
+"""Data-aware palettization without TensorFlow or TFLM: weighted exact k-means against brute force,
+input moments per weight element (FC, conv with stride/dilation/padding, depthwise) against explicit
+loops, and the bias correction's arithmetic (tests/e2e/test_palettize_calibrated.py runs it in TFLM)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinycomp.specs import PerChannel
+from tinycomp.tflite.activations import Geometry, moments, output_size
+from tinycomp.tflite.calibrated import channel_sums, corrected_bias, importance_of
+from tinycomp.tflite.kmeans import optimal_levels
+from tinycomp.tflite.palettize import palettize_array
+
+# ---------------------------------------------------------------- weighted k-means
+
+
+def brute_force_weighted_sse(values: np.ndarray, weights: np.ndarray, k: int) -> float:
+    """The least Σ weight·(value − level)² over every set of at most k integer levels in the values'
+    range, each value going to its nearest level (a positive weight does not change which is nearest)."""
+    low, high = int(values.min()), int(values.max())
+    best = np.inf
+    for r in range(1, k + 1):
+        for levels in itertools.combinations(range(low, high + 1), r):
+            nearest = ((values[:, None] - np.array(levels)[None, :]) ** 2).min(axis=1)
+            best = min(best, float((weights * nearest).sum()))
+    return best
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-7, 7), st.floats(0.01, 100.0)), min_size=1, max_size=10),
+       st.integers(1, 3))
+def test_weighted_kmeans_is_the_brute_force_optimum(pairs, k):
+    values = np.array([v for v, _ in pairs], dtype=np.int64)
+    weights = np.array([w for _, w in pairs])
+    found = optimal_levels(values, k, weights)
+    mapped = found.apply(values)
+    best = brute_force_weighted_sse(values, weights, k)
+    assert found.sse == pytest.approx(best, rel=1e-9, abs=1e-9)
+    assert float((weights * (mapped - values) ** 2).sum()) == pytest.approx(best, rel=1e-9, abs=1e-9)
+    assert len(np.unique(mapped)) <= k
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-128, 127), min_size=1, max_size=200), st.integers(1, 5), st.floats(0.1, 1000.0))
+def test_equal_weights_give_the_unweighted_levels(values, bits, weight):
+    values = np.array(values, dtype=np.int8)
+    plain = optimal_levels(values, 2 ** bits)
+    weighted = optimal_levels(values, 2 ** bits, np.full(values.shape, weight))
+    assert weighted.mapping == plain.mapping
+    assert weighted.sse == pytest.approx(plain.sse * weight)
+
+
+def test_a_heavy_weight_pulls_its_runs_level_to_itself():
+    values = np.array([0, 1, 2, 3, 10, 11], dtype=np.int8)
+    assert optimal_levels(values, 2).apply(values).tolist() == [2, 2, 2, 2, 11, 11]
+    heavy = np.array([1, 1, 1, 1000, 1, 1.0])
+    assert optimal_levels(values, 2, heavy).apply(values).tolist() == [3, 3, 3, 3, 11, 11]
+
+
+def test_weights_must_be_positive_and_one_per_value():
+    with pytest.raises(ValueError):
+        optimal_levels(np.array([1, 2, 3]), 2, np.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError):
+        optimal_levels(np.array([1, 2, 3]), 2, np.array([1.0, 1.0]))
+
+
+def test_importance_is_positive_even_for_inputs_never_active():
+    second = np.array([0.0, 4.0, 0.0, 12.0])
+    importance = importance_of(second)
+    assert np.all(importance > 0) and importance[3] > importance[1] > importance[0]
+    assert np.all(importance_of(np.zeros(3)) == 1)
+
+
+def test_palettize_array_weighs_each_channel_by_its_importance():
+    rng = np.random.default_rng(0)
+    array = rng.integers(-100, 100, (3, 40)).astype(np.int8)
+    importance = np.ones(40)
+    importance[:5] = 1e6  # five inputs that matter: at 3 bits each keeps its value where it can
+    new = palettize_array(array, PerChannel(0), 2, np.broadcast_to(importance, array.shape))
+    plain = palettize_array(array, PerChannel(0), 2)
+    weighted_error = lambda a: float((((a.astype(float) - array) ** 2) * importance).sum())  # noqa: E731
+    assert weighted_error(new) < weighted_error(plain)
+    assert all(len(np.unique(row)) <= 4 for row in new)
+
+# ---------------------------------------------------------------- input moments per weight element
+
+
+def brute_force_patch_moments(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                              dilation: tuple[int, int], same: bool) -> tuple[np.ndarray, np.ndarray]:
+    """E[x̃] and E[x̃²] at each kernel position [KH, KW, C] over rows and output positions, by explicit
+    loops (padding reads 0), as a conv's reference kernel reads its input."""
+    rows, height, width, channels = x.shape
+    oh, pad_h = output_size(height, kernel[0], stride[0], dilation[0], same)
+    ow, pad_w = output_size(width, kernel[1], stride[1], dilation[1], same)
+    s1, s2 = np.zeros((*kernel, channels)), np.zeros((*kernel, channels))
+    for n, a, b, i, j in itertools.product(range(rows), range(oh), range(ow), range(kernel[0]), range(kernel[1])):
+        r, c = a * stride[0] + i * dilation[0] - pad_h, b * stride[1] + j * dilation[1] - pad_w
+        if 0 <= r < height and 0 <= c < width:
+            s1[i, j] += x[n, r, c]
+            s2[i, j] += x[n, r, c] ** 2
+    samples = rows * oh * ow
+    return s1 / samples, s2 / samples
+
+
+@pytest.mark.parametrize("stride,dilation,same", [((1, 1), (1, 1), False), ((1, 1), (1, 1), True),
+                                                  ((2, 2), (1, 1), True), ((2, 1), (1, 2), False),
+                                                  ((3, 2), (2, 1), True)])
+def test_conv_moments_are_what_each_kernel_position_reads(stride, dilation, same):
+    rng = np.random.default_rng(1)
+    raw = rng.integers(-128, 128, (4, 7, 6, 3))  # rows of int8 inputs, zero point -5
+    zero = -5
+    geometry = Geometry("CONV_2D", (2, 3, 2, 3), 0, zero, None, stride, dilation, same)
+    found = moments(geometry, 4, raw.sum(axis=0).astype(float), (raw.astype(float) ** 2).sum(axis=0))
+    mean, second = brute_force_patch_moments(raw - zero, (3, 2), stride, dilation, same)
+    assert found.mean.shape == (1, 3, 2, 3)
+    np.testing.assert_allclose(found.mean[0], mean)
+    np.testing.assert_allclose(found.second[0], second)
+
+
+def test_depthwise_moments_follow_the_depth_multiplier():
+    rng = np.random.default_rng(2)
+    raw = rng.integers(-128, 128, (3, 5, 5, 2))
+    geometry = Geometry("DEPTHWISE_CONV_2D", (1, 3, 3, 6), 0, 0, None, (1, 1), (1, 1), True)  # multiplier 3
+    found = moments(geometry, 3, raw.sum(axis=0).astype(float), (raw.astype(float) ** 2).sum(axis=0))
+    mean, second = brute_force_patch_moments(raw.astype(float), (3, 3), (1, 1), (1, 1), True)
+    assert found.mean.shape == (1, 3, 3, 6)
+    for o in range(6):  # output channel o reads input channel o // 3
+        np.testing.assert_allclose(found.mean[0, :, :, o], mean[:, :, o // 3])
+        np.testing.assert_allclose(found.second[0, :, :, o], second[:, :, o // 3])
+
+
+def test_fully_connected_moments_are_per_input_feature():
+    raw = np.array([[1, 2, 3], [3, 2, 1.0]])  # two rows, zero point 1
+    geometry = Geometry("FULLY_CONNECTED", (4, 3), 0, 1, None)
+    found = moments(geometry, 2, raw.sum(axis=0), (raw ** 2).sum(axis=0))
+    np.testing.assert_allclose(found.mean, [[1, 1, 1]])
+    np.testing.assert_allclose(found.second, [[2, 1, 2]])
+
+# ---------------------------------------------------------------- bias correction
+
+
+def test_bias_correction_restores_each_channels_mean_accumulator():
+    """A FULLY_CONNECTED layer in integers: after palettizing and correcting the bias, each channel's mean
+    accumulator Σ_j q_oj x̃_j + b_o over the rows is the int8 layer's, to within half a bias step."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 120, (50, 16)).astype(float)  # x̃ of ReLU-like inputs: all ≥ 0, mean far from 0
+    w = rng.integers(-127, 128, (6, 16)).astype(np.int8)
+    bias = rng.integers(-5000, 5000, 6).astype(np.int32)
+    new = palettize_array(w, PerChannel(0), 2)
+    shift = channel_sums(w, x.mean(axis=0)[None, :], 0) - channel_sums(new, x.mean(axis=0)[None, :], 0)
+    fixed = corrected_bias(bias, shift, np.ones(6))
+    before = (x @ w.T.astype(float) + bias).mean(axis=0)
+    uncorrected = (x @ new.T.astype(float) + bias).mean(axis=0)
+    after = (x @ new.T.astype(float) + fixed).mean(axis=0)
+    assert np.all(np.abs(after - before) <= 0.5)
+    assert np.abs(uncorrected - before).max() > 10  # the correction did something here
+
+
+def test_bias_correction_converts_to_the_bias_steps_rounds_and_clips():
+    bias = np.array([10, -10, 2**31 - 3], dtype=np.int32)
+    fixed = corrected_bias(bias, np.array([2.4, 2.6, 100.0]), np.array([1.0, 2.0, 1.0]))
+    assert fixed.dtype == np.int32
+    assert fixed.tolist() == [12, -5, 2**31 - 1]  # 10 + 2.4 → 12; −10 + 5.2 → −5; clipped to int32
+
+
+def test_channel_sums_run_along_the_output_axis():
+    w = np.arange(2 * 3 * 4).reshape(1, 2, 3, 4)  # a depthwise kernel: output channels on axis 3
+    inputs = np.ones((1, 2, 3, 4))
+    np.testing.assert_allclose(channel_sums(w, inputs, 3), w.reshape(-1, 4).sum(axis=0))
