@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import int8_models, ok, run_cli
+from helpers import int8_models, ok
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,9 @@ def test_probe_moments_of_the_first_layer_are_its_quantized_inputs(tiny_models):
     assert [g.op for g in geometries] == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
     probe, first = probe_model(model_bytes, [g.input_index for g in geometries])
     x = _rows((8, 8, 2))
-    rows, sums, squares = measure_sums(probe, first, x, jobs=2)
-    assert rows == len(x)
+    gram = (geometries[0], None, geometries[2])
+    rows, sums, squares, grams = measure_sums(probe, first, x, jobs=2, gram=gram)
+    assert rows == len(x) and grams[1] is None
     details = tflm.run_isolated(tflm.input_details, model_bytes)
     q = np.stack([tflm.quantize_input(row, {"dtype": details["dtype"], "quantization_parameters": {
         "scales": details["quantization_parameters"]["scales"],
@@ -60,6 +61,9 @@ def test_probe_moments_of_the_first_layer_are_its_quantized_inputs(tiny_models):
     found = moments(geometries[0], rows, sums[0], squares[0])
     assert found.mean.shape == (1, 3, 3, 2) and found.samples == len(x) * 16  # 4×4 output positions
     assert np.all(found.second >= found.mean ** 2 - 1e-9)
+    for i in (0, 2):  # E[p pᵀ]'s diagonal is the second moment of each weight's input
+        found = moments(geometries[i], rows, sums[i], squares[i])
+        np.testing.assert_allclose(np.diag(grams[i]) / found.samples, found.second.ravel())
 
 
 @pytest.mark.slow
@@ -73,7 +77,7 @@ def test_bias_correction_restores_the_mean_outputs(tiny_models):
     model_bytes = tiny_models["dense"]
     x = _rows((12,), 200)
     plain = palettize_model(model_bytes, 2)
-    corrected = palettize_model(model_bytes, 2, calibration=Calibration(x, weighted=False, jobs=2))
+    corrected = palettize_model(model_bytes, 2, calibration=Calibration(x, weighted=False, sequential=True, jobs=2))
     assert all(t.bias_shift is not None for t in corrected.tensors)
     assert corrected.calibration is not None and corrected.calibration["count"] == 200
     runs = tflm.run_parallel(tflm.predict_chunk, [(m, x, False) for m in (model_bytes, plain.data, corrected.data)],
@@ -125,12 +129,3 @@ def test_without_data_nothing_but_the_weights_changes_and_no_record(tiny_models,
     for ta, tb in zip(a.subgraphs[0].tensors, b.subgraphs[0].tensors):
         if ta.index not in weights and ta.buffer is not None:
             assert bytes(ta.buffer.data) == bytes(tb.buffer.data)  # biases included
-
-
-@pytest.mark.slow
-def test_data_options_without_data_are_usage_errors(tiny_models, tmp_path):
-    source = tmp_path / "cnn.tflite"
-    source.write_bytes(tiny_models["cnn"])
-    result = run_cli(["palettize", source, "--bits", "3", "--calibration-rows", "10", "-o", tmp_path / "p.tflite"])
-    assert result.exit_code != 0
-    assert result.output.splitlines()[-1].startswith("Error: --calibration-rows goes with data")

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import run_cli
 from tinycomp.specs import PerChannel
-from tinycomp.tflite.activations import Geometry, moments, output_size
-from tinycomp.tflite.calibrated import channel_sums, corrected_bias, importance_of
+from tinycomp.tflite.activations import Geometry, moments, output_size, patches
+from tinycomp.tflite.calibrated import channel_sums, corrected_bias, importance_of, with_error_feedback
 from tinycomp.tflite.kmeans import optimal_levels
 from tinycomp.tflite.palettize import palettize_array
 
@@ -173,3 +174,66 @@ def test_channel_sums_run_along_the_output_axis():
     w = np.arange(2 * 3 * 4).reshape(1, 2, 3, 4)  # a depthwise kernel: output channels on axis 3
     inputs = np.ones((1, 2, 3, 4))
     np.testing.assert_allclose(channel_sums(w, inputs, 3), w.reshape(-1, 4).sum(axis=0))
+
+
+@pytest.mark.parametrize("stride,dilation,same", [((1, 1), (1, 1), False), ((2, 2), (1, 1), True),
+                                                  ((3, 2), (2, 1), True)])
+def test_conv_patches_are_what_each_output_position_reads(stride, dilation, same):
+    """Σ over rows of PᵀP from `patches` equals the explicit per-position products (and its diagonal
+    the second moments `moments` gives)."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-20, 20, (7, 6, 2)).astype(float)
+    geometry = Geometry("CONV_2D", (3, 3, 2, 2), 0, 0, None, stride, dilation, same)
+    p = patches(x, geometry)
+    oh, pad_h = output_size(7, 3, stride[0], dilation[0], same)
+    ow, pad_w = output_size(6, 2, stride[1], dilation[1], same)
+    assert p.shape == (oh * ow, 3 * 2 * 2)
+    for a, b in itertools.product(range(oh), range(ow)):
+        expected = np.zeros((3, 2, 2))
+        for i, j in itertools.product(range(3), range(2)):
+            r, c = a * stride[0] + i * dilation[0] - pad_h, b * stride[1] + j * dilation[1] - pad_w
+            if 0 <= r < 7 and 0 <= c < 6:
+                expected[i, j] = x[r, c]
+        np.testing.assert_allclose(p[a * ow + b], expected.ravel())
+    found = moments(geometry, 1, x, x * x)
+    np.testing.assert_allclose(np.diag(p.T @ p) / found.samples, found.second.ravel())
+
+
+def test_error_feedback_keeps_the_levels_and_lowers_the_output_error():
+    """GPTQ-style rounding to each channel's levels: every value stays one of its channel's levels, and on
+    correlated inputs the output error E‖(W − Q) x‖² is below rounding each weight to its nearest level."""
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(400, 64)) @ rng.normal(size=(64, 64)) * 0.3 + rng.normal(size=(400, 64)))
+    hessian = x.T @ x / len(x)
+    w = np.clip(rng.normal(0, 40, (16, 64)), -127, 127).astype(np.int8)
+    error = lambda q: float(np.mean(((w.astype(float) - q) @ x.T) ** 2))  # noqa: E731
+    for bits in (3, 5):
+        nearest = palettize_array(w, PerChannel(0), bits)
+        fed = with_error_feedback(w, nearest, hessian, PerChannel(0))
+        assert fed.dtype == np.int8
+        for row, levels in zip(fed, nearest):
+            assert set(np.unique(row)) <= set(np.unique(levels))
+        assert error(fed) < error(nearest)
+
+
+def test_error_feedback_on_uncorrelated_inputs_is_nearest_rounding():
+    rng = np.random.default_rng(1)
+    w = rng.integers(-127, 128, (4, 30)).astype(np.int8)
+    nearest = palettize_array(w, PerChannel(0), 2)
+    fed = with_error_feedback(w, nearest, np.eye(30) * 7.0, PerChannel(0))
+    squared = lambda q: float(((w.astype(float) - q) ** 2).sum())  # noqa: E731
+    assert squared(fed) == squared(nearest)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--calibration-rows", "10"], "Error: --calibration-rows goes with data (--calibration-rows) — give --data or "
+                                   "--dataset too, or drop it"),
+    (["--jobs", "2"], "Error: --jobs goes with data (--jobs) — give --data or --dataset too, or drop it"),
+    (["--input-scale", "2"], "Error: --input-scale goes with data (--input-scale) — give --data or --dataset too"),
+])
+def test_calibration_options_without_data_are_one_line(tmp_path, args, line):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not read")
+    result = run_cli(["palettize", model, "--bits", "3", *args, "-o", tmp_path / "p.tflite"])
+    assert result.exit_code != 0
+    assert result.output.splitlines()[-1] == line

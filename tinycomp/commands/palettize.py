@@ -57,10 +57,10 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
     model zoo.
 
     With --data or --dataset, --calibration-rows training rows run through the model in TFLM
-    first, and each layer's input statistics choose its levels (each weight's error weighed by
-    the mean square of the input it multiplies: the layer's output error) and correct its bias
-    (the mean output shift goes back into the int32 bias), layer after layer with the earlier
-    layers already palettized. The rows used are recorded in OUTPUT with .json.
+    first, and each layer's input statistics correct its bias (each output channel's mean shift
+    goes back into its int32 bias) and choose its levels (each weight's error weighed by the
+    variance of the input it multiplies: the layer's output error). The rows used are recorded
+    in OUTPUT with .json.
 
     Also writes OUTPUT without .tflite plus .yaml: the compression spec of the palettized tensors,
     for `tinycomp compress` as it is. Tensors whose LUT compression would not make the file smaller
@@ -122,7 +122,8 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
         dataset = open_data(data_spec, splits=("train",))
         calibration, rows = calibration_of(data, dataset, calibration_rows, seed, jobs, str(model_path))
         render.info(f"Calibrating on {len(rows):,} of {dataset.name}'s {len(dataset.x_train):,} training rows "
-                    f"(seed {seed}) in TFLM: levels weighed by each layer's inputs, biases corrected, layer by layer")
+                    f"(seed {seed}) in TFLM: biases corrected for the mean output shift, levels weighed by each "
+                    "layer's input variances")
     if spec_path:
         spec = parse_palettization_spec(read_text(spec_path, "palettization spec"), spec_path)
         per_tensor, names = spec_bits(spec)

@@ -96,9 +96,12 @@ def probe_model(model_bytes: bytes, inputs: list[int]) -> tuple[bytes, int]:
 
 # ---------------------------------------------------------------- inside a worker process
 
-def input_sums(probe: bytes, first_probe: int, x: np.ndarray) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
-    """(rows, Σ x̃, Σ x̃²) over the rows `x` (float inputs) of every probed tensor (outputs from
-    `first_probe` on), each summed over rows in its own shape, zero points not yet taken off."""
+def input_sums(probe: bytes, first_probe: int, x: np.ndarray,
+               gram: tuple[Geometry | None, ...] = ()) -> tuple[int, list[np.ndarray], list[np.ndarray], list[Any]]:
+    """(rows, Σ x, Σ x², Σ PᵀP) over the rows `x` (float inputs) of every probed tensor (outputs from
+    `first_probe` on): the first two summed over rows in the tensor's own shape, zero points not yet
+    taken off; the last, for probes whose `gram` geometry is given (else None), the sum over rows of
+    PᵀP, P the row's input vectors as the weight reads them (`patches`, zero points taken off)."""
     from tflite_micro import runtime
 
     interpreter = runtime.Interpreter.from_bytes(bytes(probe), arena_size=tflm.DEFAULT_ARENA_BYTES)
@@ -107,6 +110,7 @@ def input_sums(probe: bytes, first_probe: int, x: np.ndarray) -> tuple[int, list
     count = len(interpreter_outputs(probe)) - first_probe
     sums: list[np.ndarray] = []
     squares: list[np.ndarray] = []
+    grams: list[Any] = [None] * count
     for row in x:
         interpreter.set_input(tflm.quantize_input(np.asarray(row), details).reshape(shape), 0)
         interpreter.invoke()
@@ -117,7 +121,36 @@ def input_sums(probe: bytes, first_probe: int, x: np.ndarray) -> tuple[int, list
                 squares.append(np.zeros_like(value))
             sums[i] += value
             squares[i] += value * value
-    return len(x), sums, squares
+            geometry = gram[i] if i < len(gram) else None
+            if geometry is not None:
+                p = patches(value - geometry.input_zero_point, geometry)
+                grams[i] = p.T @ p if grams[i] is None else grams[i] + p.T @ p
+    return len(x), sums, squares, grams
+
+
+def patches(x: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """One row's input (zero point taken off) as the vectors one output channel's weights multiply:
+    [positions, weights per channel] in the weight's own order (FC: [*, I]; conv: (kh, kw, c) per
+    output position, padding 0)."""
+    if geometry.op == "FULLY_CONNECTED":
+        return x.reshape(-1, geometry.weight_shape[1])
+    if geometry.op != "CONV_2D":
+        raise ValueError(f"no input vectors for {geometry.op}")
+    height, width, channels = (int(d) for d in x.shape[-3:])
+    image = x.reshape(height, width, channels)
+    kernel = (geometry.weight_shape[1], geometry.weight_shape[2])
+    (oh, pad_h), (ow, pad_w) = (output_size(n, k, s, d, geometry.same_padding) for n, k, s, d in
+                                zip((height, width), kernel, geometry.stride, geometry.dilation))
+    out = np.zeros((oh, ow, kernel[0], kernel[1], channels))
+    for i in range(kernel[0]):
+        rows = np.arange(oh) * geometry.stride[0] + i * geometry.dilation[0] - pad_h
+        row_ok = (rows >= 0) & (rows < height)
+        for j in range(kernel[1]):
+            cols = np.arange(ow) * geometry.stride[1] + j * geometry.dilation[1] - pad_w
+            col_ok = (cols >= 0) & (cols < width)
+            at = out[:, :, i, j]  # a view: [oh, ow, C]
+            at[np.ix_(row_ok, col_ok)] = image[np.ix_(rows[row_ok], cols[col_ok])]
+    return out.reshape(oh * ow, -1)
 
 
 def interpreter_outputs(model_bytes: bytes) -> list[int]:
@@ -130,15 +163,16 @@ def interpreter_outputs(model_bytes: bytes) -> list[int]:
 
 # ---------------------------------------------------------------- in the parent process
 
-def measure_sums(probe: bytes, first_probe: int, x: np.ndarray,
-                 jobs: int = 1, source: str = "model") -> tuple[int, list[np.ndarray], list[np.ndarray]]:
+def measure_sums(probe: bytes, first_probe: int, x: np.ndarray, jobs: int = 1, source: str = "model",
+                 gram: tuple[Geometry | None, ...] = ()) -> tuple[int, list[np.ndarray], list[np.ndarray], list[Any]]:
     """`input_sums` over all of `x`, in up to `jobs` worker processes (row chunks summed)."""
     chunks = [c for c in np.array_split(np.asarray(x), max(1, min(jobs, len(x)))) if len(c)]
-    parts = tflm.run_parallel(input_sums, [(probe, first_probe, c) for c in chunks], workers=jobs, source=source)
+    parts = tflm.run_parallel(input_sums, [(probe, first_probe, c, gram) for c in chunks], workers=jobs,
+                              source=source)
     rows = sum(p[0] for p in parts)
-    sums = [sum(p[1][i] for p in parts) for i in range(len(parts[0][1]))]
-    squares = [sum(p[2][i] for p in parts) for i in range(len(parts[0][2]))]
-    return rows, sums, squares
+    total: list[list[Any]] = [[sum(p[k][i] for p in parts) if parts[0][k][i] is not None else None
+                               for i in range(len(parts[0][k]))] for k in (1, 2, 3)]
+    return rows, total[0], total[1], total[2]
 
 
 def moments(geometry: Geometry, rows: int, x_sum: np.ndarray, x_square_sum: np.ndarray) -> InputMoments:

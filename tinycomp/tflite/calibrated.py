@@ -1,18 +1,24 @@
 """Data-aware palettization: levels and biases chosen from the layer inputs on calibration rows.
 
 For output channel o of a weight operator, palettizing changes the accumulator (in int32 bias
-units) by Σ_j Δq_oj · x̃_j (see `activations`). Two corrections follow, with no training:
+units) by Σ_j Δq_oj · x̃_j (see `activations`), whose mean square is
+(Σ_j Δq_oj E[x̃_j])² + Δq_oᵀ Cov[x̃] Δq_o. With no training:
 
-- Weighted levels: each channel's levels minimize Σ_j Δq_oj² · E[x̃_j²] (the output error without
-  cross terms) instead of Σ_j Δq_oj²: the same exact 1-D k-means, each value weighed by the second
-  moment of the input it multiplies (`kmeans.optimal_levels(weights=...)`). A small floor
-  (IMPORTANCE_FLOOR × the tensor's mean moment) keeps inputs never seen active on the calibration
-  rows from being ignored outright.
-- Bias correction: the bias gets back the mean shift, so the channel's mean accumulator over the
-  calibration rows is the int8 file's. Sequentially (layer by layer in graph order, the statistics
-  of each layer measured with the layers before it already palettized and corrected), the shift is
-  E[Σ_j q_oj x_j] − E[Σ_j q'_oj x'_j] (x: the int8 file's input, x': the palettized one's), so it
-  also takes back the mean drift the earlier layers cause; otherwise Σ_j Δq_oj E[x̃_j].
+- Bias correction (the first term): the bias gets back the mean shift Σ_j Δq_oj E[x̃_j], rounded
+  to its int32 steps, so each channel's mean accumulator over the calibration rows is the int8
+  file's. Only where the operator has a bias (the converter stores none for an all-zero bias).
+- Weighted levels (the second, without cross terms): each channel's levels minimize
+  Σ_j Δq_oj² · Var[x̃_j] instead of Σ_j Δq_oj²: the same exact 1-D k-means, each value weighed by
+  the variance of the input it multiplies (`kmeans.optimal_levels(weights=...)`); E[x̃_j²] when
+  the mean shift is not corrected (`centered=False`). A small floor (IMPORTANCE_FLOOR × the
+  tensor's mean) keeps inputs constant on the calibration rows from being ignored outright.
+
+Measured alternatives, not the default (docs/palettize.md): `sequential` takes each layer's
+statistics with the layers before it already palettized and corrected, its bias shift then being
+E[Σ_j q_oj x_j] − E[Σ_j q'_oj x'_j] (x: the int8 file's input, x': the palettized one's), so it
+also takes back the earlier layers' mean drift; `error_feedback` rounds FC and conv weights to
+their levels one input at a time, spreading each rounding error over the inputs not yet rounded
+by the full input covariance (GPTQ's update).
 
 The statistics come from the TFLM interpreter running a probe copy of the model (`activations`);
 the probe's weights and biases are replaced in place between layers, never rebuilt.
@@ -20,18 +26,59 @@ the probe's weights and biases are replaced in place between layers, never rebui
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from tinycomp.errors import DataError, ModelError
+from tinycomp.specs import PerChannel, PerTensor
 from tinycomp.tflite.activations import Geometry, InputMoments, geometry_of, measure_sums, moments, probe_model
-from tinycomp.tflite.find_tensors import WeightTensor
+from tinycomp.tflite.find_tensors import WeightTensor, quantization_layout
 from tinycomp.tflite.model import parse_tflite
-from tinycomp.tflite.palettize import Calibration, PalettizedTensor, palettize_weight
+from tinycomp.tflite.palettize import Calibration, PalettizedTensor, palettize_weight, table_slices
 from tinycomp.tflite.private import buffer_data_span
 
 IMPORTANCE_FLOOR = 0.01
+FEEDBACK_OPS = ("FULLY_CONNECTED", "CONV_2D")
+DAMPING = 0.01  # GPTQ's: 1% of the mean diagonal added to the input second moments before inverting them
+
+
+def rms_change(old: np.ndarray, new: np.ndarray) -> float:
+    diff = new.astype(np.float64) - old.astype(np.float64)
+    return float(np.sqrt(np.mean(diff * diff))) if diff.size else 0.0
+
+
+def with_error_feedback(old: np.ndarray, palettized: np.ndarray, hessian: np.ndarray,
+                        layout: PerTensor | PerChannel) -> np.ndarray:
+    """The weights `old` [O, ...] (output channels on axis 0) rounded one input at a time to the levels
+    `palettized` uses in each value table, each rounding error spread over the inputs not yet rounded
+    as the input second moments `hessian` say (GPTQ's update, with each table's levels as its grid),
+    inputs with the largest second moment first. Every value stays one of its table's levels."""
+    channels = old.shape[0]
+    w = old.reshape(channels, -1).astype(np.float64)
+    table = table_slices(palettized, layout)
+    levels = [np.unique(row) for row in table]
+    per_row = levels * channels if len(levels) == 1 else levels
+    width = max(len(level) for level in per_row)
+    grid = np.stack([np.pad(level, (0, width - len(level)), mode="edge") for level in per_row]).astype(np.float64)
+    h = hessian.astype(np.float64).copy()
+    dead = np.diag(h) <= 0
+    h[dead, dead] = 1.0
+    h += DAMPING * float(np.mean(np.diag(h))) * np.eye(len(h))
+    order = np.argsort(-np.diag(h), kind="stable")
+    h = h[np.ix_(order, order)]
+    w = w[:, order]
+    upper = np.linalg.cholesky(np.linalg.inv(h)).T  # GPTQ: the inverse's Cholesky factor, upper
+    q = np.empty_like(w)
+    for j in range(w.shape[1]):
+        nearest = np.argmin(np.abs(w[:, j:j + 1] - grid), axis=1)
+        q[:, j] = grid[np.arange(channels), nearest]
+        error = (w[:, j] - q[:, j]) / upper[j, j]
+        w[:, j + 1:] -= error[:, None] * upper[j, j + 1:][None, :]
+    result = np.empty_like(q)
+    result[:, order] = q
+    return result.reshape(old.shape).astype(old.dtype)
 
 
 def importance_of(second: np.ndarray) -> np.ndarray:
@@ -89,9 +136,64 @@ class Probe:
             raise ModelError(f"probe tensor {index} holds {length} bytes, not {len(values)}", self.source)
         self.buffer[start:start + length] = values
 
-    def moments(self, x: np.ndarray, geometries: list[Geometry]) -> list[InputMoments]:
-        rows, sums, squares = measure_sums(bytes(self.buffer), self.first, x, self.jobs, self.source)
-        return [moments(g, rows, s1, s2) for g, s1, s2 in zip(geometries, sums, squares)]
+    def moments(self, x: np.ndarray, geometries: list[Geometry],
+                gram: tuple[Geometry | None, ...] = ()) -> list[tuple[InputMoments, np.ndarray | None]]:
+        """Each probed input's moments per weight element and, where `gram` gives its geometry, E[p pᵀ]
+        over its input vectors p (`activations.patches`)."""
+        rows, sums, squares, grams = measure_sums(bytes(self.buffer), self.first, x, self.jobs, self.source, gram)
+        found = [moments(g, rows, s1, s2) for g, s1, s2 in zip(geometries, sums, squares)]
+        return [(m, None if g is None else g / m.samples) for m, g in zip(found, grams)]
+
+
+@dataclass(frozen=True)
+class LayerInputs:
+    """What one weight operator's input looked like on the calibration rows: its geometry, the moments per
+    weight element and (for error feedback on FC and conv) E[p pᵀ] over its input vectors."""
+
+    geometry: Geometry
+    moments: InputMoments
+    gram: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CalibratedWeight:
+    """One weight palettized with data: its values, its corrected bias (None: left as it is), the report."""
+
+    values: np.ndarray
+    bias_index: int | None
+    bias: np.ndarray | None
+    report: PalettizedTensor
+
+
+def layer_inputs(probe: Probe, weights: list[WeightTensor], geometries: list[Geometry],
+                 calibration: Calibration) -> list[LayerInputs]:
+    """Every weight's `LayerInputs` from one TFLM run of the probe on the calibration rows."""
+    gram = tuple(g if calibration.error_feedback and g.op in FEEDBACK_OPS else None for g in geometries)
+    return [LayerInputs(g, m, e) for g, (m, e) in zip(geometries, probe.moments(calibration.x, geometries, gram))]
+
+
+def calibrated_weight(model: Any, weight: WeightTensor, bits: int, inputs: LayerInputs, reference: InputMoments,
+                      calibration: Calibration, correct_bias: bool = True) -> CalibratedWeight:
+    """`weight` palettized to `bits` with the statistics `inputs` (its input as the model being palettized
+    sees it) and `reference` (as the int8 file does: the same unless sequential); `model` is only read."""
+    old = np.asarray(weight.array)
+    current = inputs.moments
+    moment = current.second - current.mean ** 2 if calibration.centered else current.second
+    importance = importance_of(np.maximum(moment, 0.0)) if calibration.weighted else None
+    new, report = palettize_weight(weight, bits, importance)
+    if inputs.gram is not None:
+        mean = current.mean.reshape(-1)
+        hessian = inputs.gram - np.outer(mean, mean) if calibration.centered else inputs.gram
+        new = with_error_feedback(old, new, hessian, quantization_layout(weight.tensor))
+        report = replace(report, rms_error=rms_change(old, new))
+    geometry = inputs.geometry
+    if not (calibration.bias_correction and correct_bias and geometry.bias_index is not None):
+        return CalibratedWeight(new, None, None, report)
+    axis = geometry.output_axis
+    shift = channel_sums(old, reference.mean, axis) - channel_sums(new, current.mean, axis)
+    bias = np.asarray(model.subgraphs[weight.subgraph].tensors[geometry.bias_index].array)
+    fixed = corrected_bias(bias, shift, bias_ratio(model, weight, geometry))
+    return CalibratedWeight(new, geometry.bias_index, fixed, replace(report, bias_shift=rms_change(bias, fixed)))
 
 
 def palettize_calibrated(model_bytes: bytes, model: Any, chosen: list[tuple[WeightTensor, int]],
@@ -103,35 +205,26 @@ def palettize_calibrated(model_bytes: bytes, model: Any, chosen: list[tuple[Weig
                          "palettize without --data, or name subgraph 0's weights")
     order = {id(op.inputs[1]): i for i, op in enumerate(model.subgraphs[0].operators) if len(op.inputs) > 1}
     chosen = sorted(chosen, key=lambda item: order[id(item[0].tensor)])
-    geometries = [geometry_of(model, w) for w, _ in chosen]
+    weights = [w for w, _ in chosen]
+    geometries = [geometry_of(model, w) for w in weights]
     probe = Probe(model_bytes, geometries, calibration.jobs, source)
     shared = shared_tensors(model)
-    reference = probe.moments(calibration.x, geometries)
-    measured = 1
-    done = []
-    for i, ((weight, bits), geometry) in enumerate(zip(chosen, geometries)):
-        current = reference[i]
-        if calibration.sequential and i > 0:
-            current = probe.moments(calibration.x, geometries)[i]
-            measured += 1
-        old = np.asarray(weight.array)
-        moment = current.second - current.mean ** 2 if calibration.centered else current.second
-        importance = importance_of(np.maximum(moment, 0.0)) if calibration.weighted else None
-        new, report = palettize_weight(weight, bits, importance)
-        weight.tensor.array = new
-        probe.replace(weight.index, new, weight.tensor.name)
-        if calibration.bias_correction and geometry.bias_index is not None and geometry.bias_index not in shared:
-            bias_tensor = model.subgraphs[0].tensors[geometry.bias_index]
-            axis = geometry.output_axis
-            shift = channel_sums(old, reference[i].mean, axis) - channel_sums(new, current.mean, axis)
-            bias = np.asarray(bias_tensor.array)
-            fixed = corrected_bias(bias, shift, bias_ratio(model, weight, geometry))
-            bias_tensor.array = fixed
-            probe.replace(geometry.bias_index, fixed, bias_tensor.name)
-            change = fixed.astype(np.float64) - bias.astype(np.float64)
-            report = _with_bias(report, float(np.sqrt(np.mean(change * change))))
-        done.append(report)
-    return done, {**calibration.describe(), "interpreter_runs": measured,
+    reference = layer_inputs(probe, weights, geometries, calibration)
+    runs, done = 1, []
+    for i, (weight, bits) in enumerate(chosen):
+        inputs = reference[i]
+        if calibration.sequential and i > 0:  # the earlier layers are palettized in the probe by now
+            inputs, runs = layer_inputs(probe, weights, geometries, calibration)[i], runs + 1
+        found = calibrated_weight(model, weight, bits, inputs, reference[i].moments, calibration,
+                                  correct_bias=geometries[i].bias_index not in shared)
+        weight.tensor.array = found.values
+        probe.replace(weight.index, found.values, weight.tensor.name)
+        if found.bias_index is not None and found.bias is not None:
+            bias_tensor = model.subgraphs[0].tensors[found.bias_index]
+            bias_tensor.array = found.bias
+            probe.replace(found.bias_index, found.bias, bias_tensor.name)
+        done.append(found.report)
+    return done, {**calibration.describe(), "interpreter_runs": runs,
                   "importance_floor": IMPORTANCE_FLOOR if calibration.weighted else None}
 
 
@@ -143,12 +236,6 @@ def shared_tensors(model: Any) -> set[int]:
             if tensor.buffer is not None and tensor.buffer.data:
                 readers.setdefault(id(tensor.buffer), []).append(tensor.index if s == 0 else -1)
     return {i for indices in readers.values() if len(indices) > 1 for i in indices if i >= 0}
-
-
-def _with_bias(report: PalettizedTensor, rms: float) -> PalettizedTensor:
-    from dataclasses import replace
-
-    return replace(report, bias_shift=rms)
 
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-
 FLOAT_HALF = 1e-9  # integer counts put a mean at least 1/(2·count) from a half; float sums err far less
 
 
