@@ -122,8 +122,8 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
         dataset = open_data(data_spec, splits=("train",))
         calibration, rows = calibration_of(data, dataset, calibration_rows, seed, jobs, str(model_path))
         render.info(f"Calibrating on {len(rows):,} of {dataset.name}'s {len(dataset.x_train):,} training rows "
-                    f"(seed {seed}) in TFLM: biases corrected for the mean output shift, levels weighed by each "
-                    "layer's input variances")
+                    f"(seed {seed}) in TFLM: levels weighed by each layer's input variances, weights rounded to them "
+                    "with error feedback, biases corrected for the mean output shift")
     if spec_path:
         spec = parse_palettization_spec(read_text(spec_path, "palettization spec"), spec_path)
         per_tensor, names = spec_bits(spec)
