@@ -14,16 +14,17 @@ from helpers import int8_models, ok
 
 @pytest.fixture(scope="module")
 def tiny_models() -> dict[str, bytes]:
-    """int8 I/O models: conv (SAME, stride 2) → depthwise → dense on 8×8×2 inputs; two Dense layers (the
+    """int8 I/O models: conv (SAME, stride 2) → depthwise → dense on 8×8×4 inputs (the dense kernel large
+    enough for LUT compression to shrink the file); two Dense layers (the
     last linear); one Dense layer with a zero bias (the converter stores none)."""
     import tf_keras
 
     layers = tf_keras.layers
     builds = {
-        "cnn": ((8, 8, 2), [layers.Conv2D(6, 3, strides=2, padding="same", activation="relu",
+        "cnn": ((8, 8, 4), [layers.Conv2D(16, 3, strides=2, padding="same", activation="relu",
                                           bias_initializer="random_uniform", name="conv"),
                             layers.DepthwiseConv2D(3, depth_multiplier=2, activation="relu", name="depthwise"),
-                            layers.Flatten(), layers.Dense(5, name="dense")]),
+                            layers.Flatten(), layers.Dense(32, name="dense")]),
         "dense": ((12,), [layers.Dense(16, activation="relu", bias_initializer="random_uniform", name="dense"),
                           layers.Dense(4, bias_initializer="random_uniform", name="dense_1")]),
         "nobias": ((12,), [layers.Dense(4, name="dense")]),
@@ -49,7 +50,7 @@ def test_probe_moments_of_the_first_layer_are_its_quantized_inputs(tiny_models):
     geometries = [geometry_of(model, w) for w in weights]
     assert [g.op for g in geometries] == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
     probe, first = probe_model(model_bytes, [g.input_index for g in geometries])
-    x = _rows((8, 8, 2))
+    x = _rows((8, 8, 4))
     gram = (geometries[0], None, geometries[2])
     rows, sums, squares, grams = measure_sums(probe, first, x, jobs=2, gram=gram)
     assert rows == len(x) and grams[1] is None
@@ -57,9 +58,9 @@ def test_probe_moments_of_the_first_layer_are_its_quantized_inputs(tiny_models):
     q = np.stack([tflm.quantize_input(row, {"dtype": details["dtype"], "quantization_parameters": {
         "scales": details["quantization_parameters"]["scales"],
         "zero_points": [int(z) for z in details["quantization_parameters"]["zero_points"]]}}) for row in x])
-    np.testing.assert_allclose(sums[0].reshape(8, 8, 2), q.astype(float).sum(axis=0))
+    np.testing.assert_allclose(sums[0].reshape(8, 8, 4), q.astype(float).sum(axis=0))
     found = moments(geometries[0], rows, sums[0], squares[0])
-    assert found.mean.shape == (1, 3, 3, 2) and found.samples == len(x) * 16  # 4×4 output positions
+    assert found.mean.shape == (1, 3, 3, 4) and found.samples == len(x) * 16  # 4×4 output positions
     assert np.all(found.second >= found.mean ** 2 - 1e-9)
     for i in (0, 2):  # E[p pᵀ]'s diagonal is the second moment of each weight's input
         found = moments(geometries[i], rows, sums[i], squares[i])
@@ -94,8 +95,8 @@ def test_palettize_with_data_records_its_rows_and_compresses(tiny_models, tmp_pa
     source.write_bytes(tiny_models["cnn"])
     data = tmp_path / "d.npz"
     rng = np.random.default_rng(1)
-    np.savez(data, x_train=rng.uniform(-1, 1, (300, 8, 8, 2)).astype(np.float32), y_train=rng.integers(0, 5, 300),
-             x_test=rng.uniform(-1, 1, (50, 8, 8, 2)).astype(np.float32), y_test=rng.integers(0, 5, 50))
+    np.savez(data, x_train=rng.uniform(-1, 1, (300, 8, 8, 4)).astype(np.float32), y_train=rng.integers(0, 5, 300),
+             x_test=rng.uniform(-1, 1, (50, 8, 8, 4)).astype(np.float32), y_test=rng.integers(0, 5, 50))
     out = tmp_path / "p.tflite"
     result = ok(["palettize", source, "--bits", "3", "--data", data, "--calibration-rows", "100", "--jobs", "2",
                  "-o", out])
