@@ -16,7 +16,7 @@ from helpers import int8_models, ok
 def tiny_models() -> dict[str, bytes]:
     """int8 I/O models: conv (SAME, stride 2) → depthwise → dense on 8×8×4 inputs (the dense kernel large
     enough for LUT compression to shrink the file); two Dense layers (the
-    last linear); one Dense layer with a zero bias (the converter stores none)."""
+    last linear), also as an int16x8 file; one Dense layer with a zero bias (the converter stores none)."""
     import tf_keras
 
     layers = tf_keras.layers
@@ -29,7 +29,16 @@ def tiny_models() -> dict[str, bytes]:
                           layers.Dense(4, bias_initializer="random_uniform", name="dense_1")]),
         "nobias": ((12,), [layers.Dense(4, name="dense")]),
     }
-    return int8_models(builds)
+    models = int8_models(builds)
+    import tf_keras
+
+    from tinycomp.convert import quantize
+
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.layers.Input(shape=(12,)), *builds["dense"][1]])
+    calibration = np.random.default_rng(0).uniform(-1, 1, (16, 12)).astype(np.float32)
+    models["int16x8"] = quantize(model, method="int16x8", io="float32", calibration=calibration)
+    return models
 
 
 def _rows(shape: tuple[int, ...], n: int = 64, seed: int = 0) -> np.ndarray:
@@ -85,6 +94,13 @@ def test_bias_correction_restores_the_mean_outputs(tiny_models):
                              workers=2)
     reference, uncorrected, fixed = (r.outputs.mean(axis=0) for r in runs)
     assert np.abs(fixed - reference).sum() < 0.5 * np.abs(uncorrected - reference).sum()
+    wide = palettize_model(tiny_models["int16x8"], 2, calibration=Calibration(x, jobs=1))  # int16 inputs, int64 biases
+    assert all(t.bias_shift is not None for t in wide.tensors)
+    runs = tflm.run_parallel(tflm.predict_chunk, [(m, x, False) for m in (tiny_models["int16x8"], wide.data,
+                                                                          palettize_model(tiny_models["int16x8"], 2).data)],
+                             workers=2)
+    reference, fixed, uncorrected = (r.outputs.mean(axis=0) for r in runs)
+    assert np.abs(fixed - reference).sum() < np.abs(uncorrected - reference).sum()
     nobias = palettize_model(tiny_models["nobias"], 2, calibration=Calibration(x, jobs=1))
     assert [t.bias_shift for t in nobias.tensors] == [None] and nobias.tensors[0].weighted
 

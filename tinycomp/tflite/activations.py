@@ -67,7 +67,8 @@ def geometry_of(model: Any, weight: WeightTensor) -> Geometry:
     op = next(o for o in subgraph.operators if len(o.inputs) > 1 and o.inputs[1] is weight.tensor)
     x = op.inputs[0]
     if x is None:
-        raise ModelError(f"operator {op.index} has no input tensor", "model", "")
+        raise ModelError(f"operator {op.index} ({op.opcode_name}) has no input tensor", "model",
+                         "palettize this model without --data")
     zero = int(x.quantization.zero_points[0]) if x.quantization is not None and len(x.quantization.zero_points) else 0
     bias = op.inputs[2] if len(op.inputs) > 2 else None
     bias_index = bias.index if bias is not None and bias.buffer is not None and bias.buffer.data else None
