@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from helpers import run_cli
 from tinycomp.specs import PerChannel
 from tinycomp.tflite.activations import Geometry, moments, output_size, patches
-from tinycomp.tflite.calibrated import channel_sums, corrected_bias, importance_of, with_error_feedback
+from tinycomp.tflite.calibrated import (
+    channel_sums,
+    corrected_bias,
+    importance_of,
+    output_error,
+    refit_levels,
+    with_error_feedback,
+)
 from tinycomp.tflite.kmeans import optimal_levels
 from tinycomp.tflite.palettize import palettize_array
 
@@ -237,3 +244,23 @@ def test_calibration_options_without_data_are_one_line(tmp_path, args, line):
     result = run_cli(["palettize", model, "--bits", "3", *args, "-o", tmp_path / "p.tflite"])
     assert result.exit_code != 0
     assert result.output.splitlines()[-1] == line
+
+
+def test_refit_levels_keeps_the_assignment_and_lowers_the_output_error():
+    """Least-squares levels of a fixed assignment: each channel keeps its grouping of weights (one level
+    per group), stays int8, and its output error under the input moments is no higher (before
+    rounding it is the least-squares optimum; the levels here are far apart, so rounding costs less
+    than the fit gains)."""
+    rng = np.random.default_rng(6)
+    x = np.abs(rng.normal(size=(400, 24)) @ rng.normal(size=(24, 24)) * 0.3 + rng.normal(size=(400, 24)))
+    hessian = x.T @ x / len(x)
+    w = np.clip(rng.normal(0, 40, (6, 24)), -127, 127).astype(np.int8)
+    assigned = with_error_feedback(w, palettize_array(w, PerChannel(0), 2), hessian, PerChannel(0))
+    refit = refit_levels(w, assigned, hessian)
+    assert refit.dtype == np.int8 and refit.min() >= -127
+    for before, after in zip(assigned, refit):
+        _, groups = np.unique(before, return_inverse=True)
+        for g in np.unique(groups):  # one level per group of weights that shared one
+            assert len(np.unique(after[groups == g])) == 1
+    assert output_error(w, refit, hessian) <= output_error(w, assigned, hessian)
+    assert output_error(w, w, hessian) == 0

@@ -12,13 +12,16 @@ units) by Σ_j Δq_oj · x̃_j (see `activations`), whose mean square is
   the variance of the input it multiplies (`kmeans.optimal_levels(weights=...)`); E[x̃_j²] when
   the mean shift is not corrected (`centered=False`). A small floor (IMPORTANCE_FLOOR × the
   tensor's mean) keeps inputs constant on the calibration rows from being ignored outright.
+- Error feedback (the second, with cross terms; FC and conv): the weights are rounded to those
+  levels one input at a time, each rounding error spread over the inputs not yet rounded by the
+  input covariance (GPTQ's update); then each channel's levels move to the least-squares levels of
+  that assignment under the same covariance and the rounding is done again, kept when its output
+  error is lower (one step of GPTVQ's codebook update, `refit_levels`).
 
-Measured alternatives, not the default (docs/palettize.md): `sequential` takes each layer's
-statistics with the layers before it already palettized and corrected, its bias shift then being
+Measured and not the default (docs/palettize.md): `sequential` takes each layer's statistics with
+the layers before it already palettized and corrected, its bias shift then being
 E[Σ_j q_oj x_j] − E[Σ_j q'_oj x'_j] (x: the int8 file's input, x': the palettized one's), so it
-also takes back the earlier layers' mean drift; `error_feedback` rounds FC and conv weights to
-their levels one input at a time, spreading each rounding error over the inputs not yet rounded
-by the full input covariance (GPTQ's update).
+also takes back the earlier layers' mean drift.
 
 The statistics come from the TFLM interpreter running a probe copy of the model (`activations`);
 the probe's weights and biases are replaced in place between layers, never rebuilt.
@@ -79,6 +82,33 @@ def with_error_feedback(old: np.ndarray, palettized: np.ndarray, hessian: np.nda
     result = np.empty_like(q)
     result[:, order] = q
     return result.reshape(old.shape).astype(old.dtype)
+
+
+def output_error(old: np.ndarray, new: np.ndarray, hessian: np.ndarray) -> float:
+    """Σ_o Δw_oᵀ H Δw_o: the output error of weights `new` instead of `old` [O, ...] for input moments H."""
+    delta = (new.astype(np.float64) - old.astype(np.float64)).reshape(old.shape[0], -1)
+    return float(np.einsum("oi,ij,oj->", delta, hessian, delta))
+
+
+def refit_levels(old: np.ndarray, palettized: np.ndarray, hessian: np.ndarray) -> np.ndarray:
+    """`palettized` [O, ...] with each output channel's levels moved to minimize its output error
+    (Δw_oᵀ H Δw_o) while every weight keeps its level: the least-squares levels (AᵀHA)⁻¹AᵀHw, A the
+    one-hot assignment of the channel's weights to its levels, rounded to integers in the int8 range."""
+    channels = old.shape[0]
+    w = old.reshape(channels, -1).astype(np.float64)
+    q = palettized.reshape(channels, -1)
+    out = np.empty_like(q)
+    info = np.iinfo(old.dtype)
+    for o in range(channels):
+        levels, assignment = np.unique(q[o], return_inverse=True)
+        one_hot = np.eye(len(levels))[assignment.ravel()]  # [inputs, levels]
+        gram = one_hot.T @ hessian @ one_hot
+        target = one_hot.T @ hessian @ w[o]
+        ridge = 1e-9 * max(float(np.trace(gram)), 1e-12) * np.eye(len(levels))
+        fitted = np.linalg.solve(gram + ridge, target)
+        fitted = np.clip(np.floor(fitted + 0.5), info.min + 1, info.max)
+        out[o] = fitted[assignment.ravel()].astype(q.dtype)
+    return out.reshape(old.shape)
 
 
 def importance_of(second: np.ndarray) -> np.ndarray:
@@ -184,7 +214,11 @@ def calibrated_weight(model: Any, weight: WeightTensor, bits: int, inputs: Layer
     if inputs.gram is not None:
         mean = current.mean.reshape(-1)
         hessian = inputs.gram - np.outer(mean, mean) if calibration.centered else inputs.gram
-        new = with_error_feedback(old, new, hessian, quantization_layout(weight.tensor))
+        layout = quantization_layout(weight.tensor)
+        new = with_error_feedback(old, new, hessian, layout)
+        if calibration.refit_levels and isinstance(layout, PerChannel):
+            again = with_error_feedback(old, refit_levels(old, new, hessian), hessian, layout)
+            new = again if output_error(old, again, hessian) < output_error(old, new, hessian) else new
         report = replace(report, rms_error=rms_change(old, new))
     geometry = inputs.geometry
     if not (calibration.bias_correction and correct_bias and geometry.bias_index is not None):

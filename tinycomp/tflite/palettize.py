@@ -93,6 +93,8 @@ class Calibration:
     output error without cross terms once the mean shift is corrected, instead of Σ_j Δq_j².
     `error_feedback`: FC and conv weights are then rounded to those levels one input at a time, each
     rounding error spread over the inputs not yet rounded by the input covariance (GPTQ's update).
+    `refit_levels` (per-channel tables): each channel's levels are then moved to the least-squares
+    levels of that assignment, and the rounding done again; kept when its output error is lower.
     `sequential`: each layer's statistics are measured with the layers before it already palettized
     (and corrected), so a layer's bias also takes back the mean shift the earlier ones cause.
     The defaults are what measured best across four models and datasets (docs/palettize.md).
@@ -105,10 +107,12 @@ class Calibration:
     jobs: int = 1
     centered: bool = True
     error_feedback: bool = True
+    refit_levels: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {"count": int(len(self.x)), "weighted": self.weighted, "bias_correction": self.bias_correction,
-                "sequential": self.sequential, "centered": self.centered, "error_feedback": self.error_feedback}
+                "sequential": self.sequential, "centered": self.centered, "error_feedback": self.error_feedback,
+                "refit_levels": self.refit_levels}
 
 
 def palettizable_weights(model: EditorModel) -> list[WeightTensor]:
