@@ -57,10 +57,11 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
     model zoo.
 
     With --data or --dataset, --calibration-rows training rows run through the model in TFLM
-    first, and each layer's input statistics correct its bias (each output channel's mean shift
-    goes back into its int32 bias) and choose its levels (each weight's error weighed by the
-    variance of the input it multiplies: the layer's output error). The rows used are recorded
-    in OUTPUT with .json.
+    first, and each layer's input statistics choose its levels for the layer's output error
+    (each weight's error weighed by the variance of the input it multiplies; FC and conv weights
+    then rounded to them with error feedback, GPTQ-style) and correct its bias (each output
+    channel's mean shift goes back into its int32 bias). The rows used are recorded in OUTPUT
+    with .json. docs/palettize.md has the measurements.
 
     Also writes OUTPUT without .tflite plus .yaml: the compression spec of the palettized tensors,
     for `tinycomp compress` as it is. Tensors whose LUT compression would not make the file smaller
