@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES, ok, run_cli
-from tinycomp.specs import PerTensor, parse_palettization_spec
+from tinycomp.specs import PerTensor, parse_compression_spec, parse_palettization_spec
 
 # ---------------------------------------------------------------- real int8 files (TensorFlow to build them)
 
@@ -97,9 +97,14 @@ def test_palettize_then_compress_takes_the_spec(int8_files, tmp_path, kind):
     assert "Wrote" in result.output
     before, after = _weights(source), _weights(out)
     assert {w.op for w in before.values()} == {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
-    for weight in after.values():
-        assert _values_per_channel(weight) <= 4
+    in_spec = {t.tensor for t in parse_compression_spec((tmp_path / "p.yaml").read_text()).tensors}
+    assert in_spec
+    for index, weight in after.items():
         assert weight.array.dtype == np.int8
+        if index in in_spec:
+            assert _values_per_channel(weight) <= 4
+        else:  # left out of the spec (LUT would not make the file smaller): its int8 values are kept
+            assert np.array_equal(weight.array, before[index].array)
     depthwise = next(w for w in after.values() if w.op == "DEPTHWISE_CONV_2D")
     assert depthwise.tensor.quantization.axis == 3  # clustered per channel on axis 3
     ok(["compress", out, "--spec", tmp_path / "p.yaml", "-o", tmp_path / "c.tflite"])  # verified identical in TFLM
@@ -267,3 +272,26 @@ def test_plan_tflite_refuses_keras_options_and_foreign_parts(int8_files, tmp_pat
     assert result.output.splitlines()[-1] == (
         f"Error: the partial table was measured with other model than this run ({tmp_path / 'part1.json'}) — merge "
         "the parts `plan MODEL.tflite --shard` wrote with the same model, data and options")
+
+
+@pytest.mark.slow
+def test_tensors_left_out_of_the_spec_keep_their_int8_values(int8_files, tmp_path):
+    """A palettized tensor that stays uncompressed would cost accuracy and save nothing."""
+    from tinycomp.specs import parse_compression_spec
+    from tinycomp.tflite.model import parse_tflite
+
+    out = tmp_path / "p.tflite"
+    result = ok(["palettize", int8_files["per_channel"], "--bits", "4", "-o", out])
+    assert "kept their int8 values" in result.output
+    compressed = {t.tensor for t in parse_compression_spec((tmp_path / "p.yaml").read_text()).tensors}
+    before, after = (parse_tflite(p.read_bytes()).subgraphs[0] for p in (int8_files["per_channel"], out))
+    weighted = [(op.inputs[1].index, i) for i, op in enumerate(before.operators)
+                if op.opcode_name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")]
+    left_out = [(t, i) for t, i in weighted if t not in compressed]
+    assert compressed and left_out
+    for t, _ in weighted:
+        same = np.array_equal(before.tensors[t].array, after.tensors[t].array)
+        assert same == (t not in compressed)
+    for _, i in left_out:
+        bias_before, bias_after = before.operators[i].inputs[2], after.operators[i].inputs[2]
+        assert np.array_equal(bias_before.array, bias_after.array)

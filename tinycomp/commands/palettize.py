@@ -22,7 +22,7 @@ from tinycomp.fileio import (
 from tinycomp.specs import PALETTIZATION_EXAMPLE, dump_compression_spec, parse_palettization_spec
 from tinycomp.tflite.file_growth import keep_shrinking
 from tinycomp.tflite.find_tensors import TensorChoice
-from tinycomp.tflite.palettize import compression_choices, palettize_model, spec_bits
+from tinycomp.tflite.palettize import compression_choices, palettize_model, restore_weights, spec_bits
 
 DEFAULT_CALIBRATION_ROWS = 512
 DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettization (see --data)  "
@@ -64,8 +64,9 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
     with .json. docs/palettize.md has the measurements.
 
     Also writes OUTPUT without .tflite plus .yaml: the compression spec of the palettized tensors,
-    for `tinycomp compress` as it is. Tensors whose LUT compression would not make the file smaller
-    (measured: each tensor compressed alone, with its DECODE operator and tensors) are left out and named.
+    for `tinycomp compress` as it is. With --bits, tensors whose LUT compression would not make the
+    file smaller (measured: each tensor compressed alone, with its DECODE operator and tensors) are
+    left out, named, and keep their int8 values; with --spec, the plan's choice stands.
 
     \b
     Examples:
@@ -139,13 +140,20 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     for tensor, reason in result.skipped:
         render.warn(f"skipped {tensor}: {reason}")
     found = compression_choices(result.data, result.tensors)
-    kept, growing = keep_shrinking(result.data, found, output)
+    growing: list[tuple[TensorChoice, int | None]]
+    if spec_path:  # the plan chose these tensors by the exact bytes of the file it measured (e.g. stripped)
+        kept, growing = found.without_growing(), [(c, None) for c in found.growing]
+    else:
+        kept, growing = keep_shrinking(result.data, found, output)
     if not kept.choices:
         raise ModelError(f"LUT compression would not shrink the file for any palettized tensor: {_sizes(growing)}",
                          str(model_path), "palettize larger weight tensors, or fewer bits")
     if growing:
         render.warn(f"left out of {yaml_path} {len(growing)} tensor(s) whose LUT compression would not make the "
-                    f"file smaller: {_sizes(growing)}")
+                    f"file smaller, and kept their int8 values: {_sizes(growing)}")
+        left_out = {(c.weight.subgraph, c.weight.index) for c, _ in growing}
+        result = replace(result, data=restore_weights(result.data, data, left_out),
+                         tensors=[t for t in result.tensors if t.key not in left_out])
     header = (f"Compression spec for {output}, written by tinycomp palettize "
               f"({'--spec ' + spec_path if spec_path else f'--bits {bits}'})")
     if dataset is not None and rows is not None:

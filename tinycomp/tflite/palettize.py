@@ -23,6 +23,7 @@ import numpy as np
 from tinycomp.errors import ModelError
 from tinycomp.specs import MAX_BITWIDTH, MIN_BITWIDTH, PalettizationSpec, PerChannel, PerTensor
 from tinycomp.tflite.find_tensors import (
+    WEIGHT_INPUT,
     FindResult,
     WeightTensor,
     choose_compression,
@@ -331,3 +332,33 @@ def compression_choices(palettized_bytes: bytes, done: list[PalettizedTensor],
     weights = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
     return FindResult([choose_compression(t.layer, weights[t.key]) for t in done], [])
 
+
+
+PALETTIZED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+BIAS_INPUT = 2  # bias input position of FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D
+
+
+def restore_weights(palettized: bytes, original: bytes, keys: set[TensorKey]) -> bytes:
+    """`palettized` with the weight tensors `keys`, and the biases of the operators that read them, as in
+    `original` (the same graph: palettize changes buffer values only).
+
+    A palettized tensor that LUT compression leaves uncompressed costs accuracy and saves no byte:
+    palettize puts its int8 values back (and the bias, which calibration may have corrected).
+    """
+    editor = model_editor()
+    model, source = editor.read(bytes(palettized)), editor.read(bytes(original))
+    for s, (subgraph, before) in enumerate(zip(model.subgraphs, source.subgraphs)):
+        for op, op_before in zip(subgraph.operators, before.operators):
+            inputs = list(op.inputs)
+            if op.opcode_name not in PALETTIZED_OPS or len(inputs) <= WEIGHT_INPUT or inputs[WEIGHT_INPUT] is None:
+                continue
+            if (s, inputs[WEIGHT_INPUT].index) not in keys:
+                continue
+            for position in (WEIGHT_INPUT, BIAS_INPUT):
+                if position < len(inputs) and inputs[position] is not None and inputs[position].buffer is not None \
+                        and inputs[position].buffer.data:
+                    inputs[position].array = op_before.inputs[position].array
+    editor.prune_buffers(model)  # metadata values: the writer re-adds them (else each rebuild adds a copy)
+    data = bytes(model.build())
+    parse_tflite(data, "palettized model")
+    return data
