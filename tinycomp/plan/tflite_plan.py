@@ -262,12 +262,19 @@ def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, 
         raise DataError(f"{n} training rows leave no validation rows at a split of {measurement.validation_split:g}",
                         data.name, "use more data or a larger validation split")
     x_all, y_all = np.asarray(data.x_train[n - held:]), np.asarray(data.y_train[n - held:])
-    rows = seeded_rows(held, measurement.validation_rows or None, seed=seed, stream=2)
-    rest = np.setdiff1d(np.arange(held), rows)
-    wanted = CHECK_MULTIPLE * measurement.validation_rows - len(rows) if measurement.validation_rows else len(rest)
-    fresh = rest[seeded_rows(len(rest), max(0, wanted), seed=seed, stream=3)] if len(rest) else rest
-    check = np.concatenate([rows, fresh])
+    rows, check = row_sets(held, measurement.validation_rows, seed)
     return Rows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
+
+
+def row_sets(held: int, validation_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates' rows: a seeded subset of `validation_rows` of the `held` rows, or all with 0; the
+    check's rows: those first, then seeded fresh ones up to CHECK_MULTIPLE times as many in all)."""
+
+    rows = seeded_rows(held, validation_rows or None, seed=seed, stream=2)
+    rest = np.setdiff1d(np.arange(held), rows)
+    wanted = max(0, CHECK_MULTIPLE * validation_rows - len(rows)) if validation_rows else len(rest)
+    fresh = rest[seeded_rows(len(rest), wanted, seed=seed, stream=3)] if len(rest) and wanted else rest[:0]
+    return rows, np.concatenate([rows, fresh])
 
 
 def score(outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
@@ -657,7 +664,8 @@ def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows
 @dataclass
 class TflitePlanOutcome:
     """The plan to use (exact bytes and arena measured), every plan the check tried, the table, the
-    budget (a ratio resolved to bytes), the noise of one validation score, and the spec for `palettize`."""
+    budget (a ratio resolved to bytes), the noise of one validation score on the check's rows, the spec
+    for `palettize`, and how many rows the check used."""
 
     plan: Plan
     tried: list[Plan]
@@ -665,6 +673,7 @@ class TflitePlanOutcome:
     budget: Budget
     noise: float
     spec: PalettizationSpec
+    check_rows: int = 0
 
     @property
     def over_budget(self) -> bool:
@@ -786,7 +795,7 @@ def _plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: Tflite
     chosen.exact_bytes = len(planned)
     if chosen.arena_bytes is None:
         [chosen.arena_bytes] = run_parallel(arena_of, [(planned,)], 1, source="the planned model", pool=pool)
-    return TflitePlanOutcome(chosen, tried, table, budget, noise, palettization_spec(palettes, chosen))
+    return TflitePlanOutcome(chosen, tried, table, budget, noise, palettization_spec(palettes, chosen), len(rows.y_check))
 
 
 def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
