@@ -54,7 +54,7 @@ def test_cut_candidates_and_checks_equal_the_whole_palettized_files(stacks, kind
             assert results[c.key].zero_shot == score(whole, rows.y, CLASSIFY)
         names = list(prepared.usable)
         assert len(names) >= 3
-        joints = [{names[0]: 2, names[-1]: 3}, {names[-1]: 2}, {n: 3 for n in names}, {names[1]: 2, names[-1]: 2}]
+        joints = [{names[0]: 2, names[-1]: 3}, {names[-1]: 2}, {n: 3 for n in names}, {names[1]: 2, names[-1]: 2}, {}]
         for choice in joints:
             whole = tflm.predict_chunk(palettes.model_with(choice), x, False).outputs
             assert np.array_equal(runner.run_joint(choice), whole), choice

@@ -446,6 +446,9 @@ class Runner:
         """Outputs of `choice` palettized together on the check's rows (see the class docstring)."""
 
         n = len(self.rows.y)
+        if not choice:  # nothing palettized: the given file's outputs
+            assert self.reference is not None
+            return self.reference
         first = min(choice, key=lambda name: self.op_of[name])
         rest = {name: bits for name, bits in choice.items() if name != first}
         tail = self.tails.get(f"{first}/{2 ** choice[first]}")
