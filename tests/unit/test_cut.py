@@ -91,11 +91,12 @@ def test_fast_buffer_packing_writes_the_same_bytes():
 
 
 @pytest.mark.parametrize("held,wanted", [(100, 20), (100, 60), (100, 0), (30, 20), (10, 50)])
-def test_check_rows_start_with_the_candidate_rows_then_fresh_ones(held, wanted):
-    rows, check = row_sets(held, wanted, seed=3)
+@pytest.mark.parametrize("multiple", sorted({1, 2, CHECK_MULTIPLE}))
+def test_check_rows_start_with_the_candidate_rows_then_fresh_ones(held, wanted, multiple):
+    rows, check = row_sets(held, wanted, seed=3, multiple=multiple)
     assert list(check[:len(rows)]) == list(rows)
     assert len(set(check.tolist())) == len(check) and set(check.tolist()) <= set(range(held))
-    expected = held if not wanted else min(held, CHECK_MULTIPLE * wanted)
+    expected = held if not wanted else min(held, multiple * wanted)
     assert len(rows) == min(held, wanted or held) and len(check) == expected
-    again = row_sets(held, wanted, seed=3)
+    again = row_sets(held, wanted, seed=3, multiple=multiple)
     assert all(np.array_equal(a, b) for a, b in zip((rows, check), again))

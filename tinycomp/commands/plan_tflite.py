@@ -166,8 +166,8 @@ def run_plan(options: Options, budget, measurement, data_spec: DataSpec) -> None
         render.info(f"Sensitivity of {options.model}: one weight tensor at a time palettized to "
                     f"{', '.join(map(str, measurement.bits))} bits, zero-shot in TFLM on the last "
                     f"{measurement.validation_split:g} of {data.name}'s training rows"
-                    + (f" (at most {measurement.validation_rows:,} of them per candidate, {CHECK_MULTIPLE}× as many "
-                       "for the check)"
+                    + (f" (at most {measurement.validation_rows:,} of them per candidate, "
+                       + (f"{CHECK_MULTIPLE}× as many for the check)" if CHECK_MULTIPLE > 1 else "the same for the check)")
                        if measurement.validation_rows else "")
                     + (f", in {options.jobs} processes" if options.jobs > 1 else ""))
     progress = Progress(task)

@@ -81,8 +81,10 @@ DEFAULT_BITS = tuple(sorted({bits_for(c) for c in DEFAULT_CLUSTER_COUNTS if c > 
 # Like the Keras plan's fast estimate: candidates on at most this many validation rows.
 DEFAULT_VALIDATION_ROWS = 2048
 # The check measures the chosen plan on the candidates' rows and fresh held-out rows, this many times as
-# many in all (with --validation-rows 0: on every held-out row). See docs/palettize.md for its noise.
-CHECK_MULTIPLE = 2
+# many in all (with --validation-rows 0: on every held-out row). 1: on the candidates' rows, where it costs
+# almost nothing (see Runner); each fresh row costs a run of the given file and one of the plan's cut
+# model. docs/palettize.md measures both, and what they cost in noise and time.
+CHECK_MULTIPLE = 1
 # Activations cached for cut models, at most (beyond it, fewer cuts: those candidates run more operators).
 MAX_CACHED_BYTES = 512 * 2 ** 20
 TensorKey = tuple[int, int]
@@ -266,13 +268,14 @@ def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, 
     return Rows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
 
 
-def row_sets(held: int, validation_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def row_sets(held: int, validation_rows: int, seed: int,
+             multiple: float = CHECK_MULTIPLE) -> tuple[np.ndarray, np.ndarray]:
     """(the candidates' rows: a seeded subset of `validation_rows` of the `held` rows, or all with 0; the
-    check's rows: those first, then seeded fresh ones up to CHECK_MULTIPLE times as many in all)."""
+    check's rows: those first, then seeded fresh ones up to `multiple` times as many in all)."""
 
     rows = seeded_rows(held, validation_rows or None, seed=seed, stream=2)
     rest = np.setdiff1d(np.arange(held), rows)
-    wanted = max(0, CHECK_MULTIPLE * validation_rows - len(rows)) if validation_rows else len(rest)
+    wanted = max(0, int(multiple * validation_rows) - len(rows)) if validation_rows else len(rest)
     fresh = rest[seeded_rows(len(rest), wanted, seed=seed, stream=3)] if len(rest) and wanted else rest[:0]
     return rows, np.concatenate([rows, fresh])
 
