@@ -100,3 +100,38 @@ def test_check_rows_start_with_the_candidate_rows_then_fresh_ones(held, wanted, 
     assert len(rows) == min(held, wanted or held) and len(check) == expected
     again = row_sets(held, wanted, seed=3, multiple=multiple)
     assert all(np.array_equal(a, b) for a, b in zip((rows, check), again))
+
+
+def tiny_runner(monkeypatch: pytest.MonkeyPatch | None = None, cache_limit: int | None = None):
+    """The plan's Runner on the tiny DAG (no worker pool: nothing here runs TFLM)."""
+    from tinycomp.metrics import CLASSIFY
+    from tinycomp.plan import tflite_plan
+
+    if cache_limit is not None and monkeypatch is not None:
+        monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", cache_limit)
+    palettes, _ = tflite_plan.plannable(tiny_dag(), tflite_plan.TfliteMeasurement(bits=(2,)), "tiny")
+    x = np.zeros((5, 4), np.float32)
+    rows = tflite_plan.Rows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
+    return tflite_plan.Runner(palettes, rows, None, 1, check_rows=True), palettes
+
+
+def test_each_tensor_is_cut_at_its_first_reader_and_its_values_land_in_the_cut_model():
+    runner, palettes = tiny_runner()
+    assert runner.op_of == {"w1": 0, "w2": 1}  # w1's first reader is the first operator: the whole file
+    assert runner.live == {1: [H1]} and runner.cached == [H1]
+    template, op = runner.model_with({"w2": 2})
+    assert op == 1 and template.extra == ()  # no later cut: no tail to return
+    start, length = buffer_data_span(template.data, template.buffers[W2])
+    assert template.data[start:start + length] == palettes.array("w2", 2).tobytes()
+    whole, op = runner.model_with({"w1": 2, "w2": 2})
+    assert op == 0 and template.extra == () and whole.extra == (H1,)  # the whole file returns w2's cut input
+    for name, index in (("w1", W1), ("w2", W2)):
+        start, length = buffer_data_span(whole.data, whole.buffers[index])
+        assert whole.data[start:start + length] == palettes.array(name, 2).tobytes()
+
+
+def test_cuts_whose_activations_would_not_fit_the_cache_run_whole(monkeypatch):
+    runner, _ = tiny_runner(monkeypatch, cache_limit=5 * 3 - 1)  # h1 is 3 bytes a row, 5 rows
+    assert runner.op_of == {"w1": 0, "w2": 0} and runner.cached == []
+    runner, _ = tiny_runner(monkeypatch, cache_limit=5 * 3)
+    assert runner.op_of == {"w1": 0, "w2": 1}
