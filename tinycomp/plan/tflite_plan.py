@@ -85,7 +85,8 @@ DEFAULT_VALIDATION_ROWS = 2048
 # almost nothing (see Runner); each fresh row costs a run of the given file and one of the plan's cut
 # model. docs/palettize.md measures both, and what they cost in noise and time.
 CHECK_MULTIPLE = 1
-# Activations cached for cut models, at most (beyond it, fewer cuts: those candidates run more operators).
+# Activations cached for cut models and the check, at most (beyond it, fewer cuts: those candidates run
+# more operators; fewer tails: the check runs from the plan's first tensor).
 MAX_CACHED_BYTES = 512 * 2 ** 20
 TensorKey = tuple[int, int]
 
@@ -441,7 +442,8 @@ class Runner:
             return
         extra = self._template(min(self.op_of[n] for n in choice)).extra
         size = result.outputs.nbytes + sum(a.nbytes for a in result.extra)
-        if self._tail_bytes + size <= MAX_CACHED_BYTES:
+        cached = sum(a.nbytes for a in self.activations.values())
+        if cached + self._tail_bytes + size <= MAX_CACHED_BYTES:  # one budget for all cached activations
             self._tail_bytes += size
             self.tails[key] = (result.outputs, dict(zip(extra, result.extra)))
 
