@@ -411,6 +411,9 @@ class Runner:
         self._started = [tflm.submit(self.pool, tflm.run_rows, model, (self.x[p],), True, first, len(self.cached))
                          for p in _chunks(len(self.x), self.jobs)]
 
+    def reference_ready(self) -> bool:
+        return self.reference is not None or all(f.done() for f in self._started)
+
     def run_reference(self) -> None:
         """The given file's outputs and activations on every row (started by `start_reference`, or now)."""
 
@@ -543,6 +546,19 @@ class Schedule:
 PIVOT_BITS = 4
 
 
+def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult]) -> list[tuple[str, int]]:
+    """(tensor, bits) of the candidates to measure, in the order a drop budget's `Schedule` is likely to
+    release them: every tensor's pivot, then each one's fewer bits."""
+
+    bits: dict[str, list[int]] = {}
+    for c in candidates:
+        if c.layer is not None and c.key not in results:
+            bits.setdefault(c.layer, []).append(bits_for(c.clusters or 2))
+    pivots = {name: min((b for b in sorted(found) if b >= PIVOT_BITS), default=max(found)) for name, found in bits.items()}
+    fewer = sorted(((name, b) for name, found in bits.items() for b in found if b < pivots[name]), key=lambda nb: -nb[1])
+    return list(pivots.items()) + fewer
+
+
 def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, CandidateResult] | None = None,
             max_drop: float | None = None, on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
     """Each candidate's zero-shot score in TFLM on the validation rows (what `done` lacks), one candidate
@@ -553,6 +569,11 @@ def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, Cand
     rows = runner.rows
     results = dict(done or {})
     if any(c.key not in results for c in candidates):
+        runner.start_reference()
+        for name, bits in likely_first(candidates, results):  # while the workers run the given file
+            if runner.reference_ready():
+                break
+            runner.palettes.array(name, bits)
         runner.run_reference()
     if any(c.key == CONTROL for c in candidates) and CONTROL not in results:
         results[CONTROL] = runner.control()
