@@ -441,7 +441,7 @@ class Runner:
     def keep(self, key: str, choice: dict[str, int], result: tflm.RowOutputs) -> None:
         """Keep a candidate's outputs and tail for the check (while the cache has room)."""
 
-        if not self.keep_tails or not result.extra:
+        if not self.keep_tails:
             return
         extra = self._template(min(self.op_of[n] for n in choice)).extra
         size = result.outputs.nbytes + sum(a.nbytes for a in result.extra)
