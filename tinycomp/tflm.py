@@ -112,6 +112,41 @@ def predict_chunk(model_bytes: bytes, x: np.ndarray, measure_arena: bool) -> Chu
     return ChunkResult(predictions, spent, arena, decode_memory(model_bytes, arena) if arena else None, outputs)
 
 
+@dataclass
+class RowOutputs:
+    """What `run_rows` returns: output 0 dequantized (one flattened row per input row) and the raw values
+    of the outputs after the model's own (one stacked array each), e.g. activations a cut model needs."""
+
+    outputs: np.ndarray
+    extra: tuple[np.ndarray, ...]
+
+
+def run_rows(model_bytes: bytes, inputs: tuple[np.ndarray, ...], float_input: bool, first_extra: int = 1,
+             extra: int = 0) -> RowOutputs:
+    """Run every row: input `i` of row `r` is `inputs[i][r]` (float rows quantized as the model's input 0
+    needs with `float_input`, else raw values of the inputs' types); outputs `first_extra`, ...,
+    `first_extra + extra - 1` are returned raw as well."""
+
+    interpreter = _interpreter(model_bytes)
+    details = [interpreter.get_input_details(i) for i in range(len(inputs))]
+    if float_input:
+        inputs = (quantize_input(np.asarray(inputs[0]), details[0]),)
+    shapes = [tuple(int(d) for d in d_["shape"]) for d_ in details]
+    rows = len(inputs[0]) if inputs else 0
+    main: list[np.ndarray] = []
+    extras: list[list[np.ndarray]] = [[] for _ in range(extra)]
+    for r in range(rows):
+        for i, values in enumerate(inputs):
+            interpreter.set_input(values[r].reshape(shapes[i]), i)
+        interpreter.invoke()
+        main.append(np.array(interpreter.get_output(0)).ravel())
+        for j in range(extra):
+            extras[j].append(np.array(interpreter.get_output(first_extra + j)))
+    out_details = interpreter.get_output_details(0)
+    outputs = dequantize_output(np.stack(main), out_details) if main else np.zeros((0, 0), np.float32)
+    return RowOutputs(outputs, tuple(np.stack(e) for e in extras) if rows else tuple(np.zeros(0) for e in extras))
+
+
 def arena_of(model_bytes: bytes, alt_decompression_bytes: int = 0) -> int | None:
     """The arena bytes TFLM allocates for the model (after one invoke on a zero input), given an
     alternate decompression memory of that many bytes outside the arena."""
@@ -187,16 +222,18 @@ def run_isolated(fn: Callable, *args, source: str = "model"):
 
 def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: str = "model",
                  on_done: Callable[[int], None] | None = None,
-                 on_result: Callable[[int, Any], None] | None = None) -> list:
+                 on_result: Callable[[int, Any], None] | None = None,
+                 pool: futures.ProcessPoolExecutor | None = None) -> list:
     """Run `fn` over `arg_list` in up to `workers` child processes, results in order (`on_done` gets
-    each finished item's index, `on_result` its index and result, as they finish).
+    each finished item's index, `on_result` its index and result, as they finish); in `pool` (from
+    `worker_pool`) when given, else in a pool of its own.
 
     The arguments are taken from `arg_list` as workers free up (at most two per worker in
     flight), so a lazy iterable of data chunks is never all in memory at once.
     """
     tasks = iter(enumerate(arg_list))
     results: dict[int, Any] = {}
-    with _worker_pool(workers, source) as pool:
+    with _worker_pool(workers, source, pool) as pool:
         pending: dict[futures.Future, int] = {}
 
         def submit_next() -> None:
@@ -217,15 +254,16 @@ def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: 
 
 
 def run_scheduled(fn: Callable, ready: Callable[[], list[tuple[Any, tuple]]], workers: int,
-                  on_result: Callable[[Any, Any], None], source: str = "model") -> None:
+                  on_result: Callable[[Any, Any], None], source: str = "model",
+                  pool: futures.ProcessPoolExecutor | None = None) -> None:
     """Run `fn` on tasks as `ready()` releases them, in one pool of up to `workers` child processes.
 
     `ready()` returns the (key, args) tasks that can start now; it is called at the start and after
     every result (`on_result(key, result)`), so what runs next can depend on what finished. The
-    run ends when nothing is in flight and `ready()` releases nothing more.
+    run ends when nothing is in flight and `ready()` releases nothing more. In `pool` when given.
     """
     waiting: list[tuple[Any, tuple]] = []
-    with _worker_pool(workers, source) as pool:
+    with _worker_pool(workers, source, pool) as pool:
         pending: dict[futures.Future, Any] = {}
 
         def fill() -> None:
@@ -241,10 +279,34 @@ def run_scheduled(fn: Callable, ready: Callable[[], list[tuple[Any, tuple]]], wo
             fill()
 
 
+def submit(pool: futures.ProcessPoolExecutor, fn: Callable, *args: Any) -> futures.Future:
+    """Start `fn(*args)` in `pool` (from `worker_pool`) and return at once; `gather` waits for it."""
+    return pool.submit(call_capturing_native_output, fn, *args)
+
+
+def gather(started: list[futures.Future], source: str = "model") -> list:
+    """The results of `submit`ted tasks, in order; failures and timeouts as in `run_parallel`."""
+    pending = dict(zip(started, range(len(started))))
+    results: dict[int, Any] = {}
+    while pending:
+        results.update((i, result) for i, result in _finished(pending, source))
+    return [results[i] for i in range(len(started))]
+
+
 @contextlib.contextmanager
-def _worker_pool(workers: int, source: str) -> Iterator[futures.ProcessPoolExecutor]:
-    """A pool of `workers` child processes, killed when anything fails; a timeout is an InterpreterError."""
-    with _pool(max(1, workers)) as pool:
+def worker_pool(workers: int, source: str = "model") -> Iterator[futures.ProcessPoolExecutor]:
+    """A pool of `workers` child processes for several `run_parallel`/`run_scheduled` calls (each new
+    pool spawns processes that import numpy and the interpreter again), killed when anything fails."""
+    with _worker_pool(workers, source) as pool:
+        yield pool
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, source: str,
+                 given: futures.ProcessPoolExecutor | None = None) -> Iterator[futures.ProcessPoolExecutor]:
+    """A pool of `workers` child processes (or `given`), killed when anything fails; a timeout is an
+    InterpreterError."""
+    with contextlib.nullcontext(given) if given is not None else _pool(max(1, workers)) as pool:
         try:
             yield pool
         except futures.TimeoutError as e:

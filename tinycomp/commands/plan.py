@@ -28,6 +28,7 @@ from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest
 from tinycomp.plan.candidates import ESTIMATES, Shard
 from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, read_part, read_record, write_plan
+from tinycomp.tflm import default_jobs
 
 
 @click.command("plan", context_settings=CONTEXT)
@@ -75,7 +76,7 @@ from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, rea
                    "used (the spec records it for `cluster`).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure candidates in N worker processes, each with its share of the cores' TensorFlow threads "
-                   "(the same table as one process).")
+                   "(the same table as one process). For a .tflite the default is one TFLM worker per core.")
 @click.option("--shard", metavar="I/N",
               help="Measure only shard I of N of the candidates and write that partial table to OUTPUT (a .json); "
                    "no budget needed. Then --merge every shard's part.")
@@ -185,7 +186,8 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             model=model, output=output, parts=parts, merge=merge, shard_text=shard, max_drop=max_accuracy_drop,
             max_snr_drop=max_snr_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_budget=ram_bytes,
             clusters=parse_counts(cluster_counts) if given_here(ctx, "cluster_counts") else None, layers=layers,
-            validation_split=validation_split, validation_rows=validation_rows, jobs=capped_jobs(jobs), strip=strip,
+            validation_split=validation_split, validation_rows=validation_rows, strip=strip,
+            jobs=capped_jobs(jobs) if given_here(ctx, "jobs") else default_jobs(),  # TFLM workers: every core
             check=check, task=task, seed=seed), data_spec)
         return
     given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS

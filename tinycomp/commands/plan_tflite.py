@@ -31,6 +31,7 @@ from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, PartialTable, Shard
 from tinycomp.plan.choose import Budget, check_counts
 from tinycomp.plan.tflite_plan import (
+    CHECK_MULTIPLE,
     DEFAULT_BITS,
     DEFAULT_VALIDATION_ROWS,
     TfliteMeasurement,
@@ -165,15 +166,17 @@ def run_plan(options: Options, budget, measurement, data_spec: DataSpec) -> None
         render.info(f"Sensitivity of {options.model}: one weight tensor at a time palettized to "
                     f"{', '.join(map(str, measurement.bits))} bits, zero-shot in TFLM on the last "
                     f"{measurement.validation_split:g} of {data.name}'s training rows"
-                    + (f" (at most {measurement.validation_rows:,} of them per candidate, all for the check)"
+                    + (f" (at most {measurement.validation_rows:,} of them per candidate, "
+                       + (f"{CHECK_MULTIPLE}× as many for the check)" if CHECK_MULTIPLE > 1 else "the same for the check)")
                        if measurement.validation_rows else "")
                     + (f", in {options.jobs} processes" if options.jobs > 1 else ""))
     progress = Progress(task)
 
     def checked(plan, drop: float) -> None:
         chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
-        render.info(f"Checked {chosen} palettized together: drop {drop:+.2f} {task.unit} on every validation row, "
-                    f"predicted {plan.predicted_drop:+.2f}")
+        noise = f" ±{plan.checked_noise:.2f}" if plan.checked_noise is not None else ""
+        render.info(f"Checked {chosen} palettized together: drop {drop:+.2f}{noise} {task.unit} on the check's "
+                    f"validation rows, predicted {plan.predicted_drop:+.2f}")
 
     outcome = plan_tflite(int8, data, budget, measurement, seed=options.seed, jobs=options.jobs,
                           strip=options.strip, check=options.check, source=options.model, parts=parts,
@@ -196,13 +199,14 @@ def run_plan(options: Options, budget, measurement, data_spec: DataSpec) -> None
     record = {"step": "plan-tflite", "source": options.model, "source_sha256": sha256(int8),
               "dataset": data.describe(), "seed": options.seed, "measurement": measurement.to_json(),
               "strip": options.strip, "budget": outcome.budget.describe(), "noise": outcome.noise,
+              "check_rows": outcome.check_rows,
               "sensitivity": table.to_json(), "plan": chosen.to_json(), "checked": [p.to_json() for p in outcome.tried]}
     write_json_atomic(sidecar_path(options.output, ".json"), as_json(record))
     render.out.print(sensitivity_table(outcome))
     render.out.print(
         f"Validation: {table.validation_samples:,} held-out training rows per candidate; the given file "
-        f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on all "
-        f"validation rows).")
+        f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on the "
+        f"{outcome.check_rows:,} rows of the check).")
     render.out.print(
         f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items())}; {chosen.exact_bytes:,} bytes "
         f"after compress ({table.int8_bytes:,} given), {outcome.budget.task.drop_text()} predicted "

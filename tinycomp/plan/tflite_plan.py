@@ -53,6 +53,7 @@ from tinycomp.plan.costs import _synthetic, ideal_bytes, kernel_decode_budgets
 from tinycomp.plan.measure import seeded_rows
 from tinycomp.specs import MAX_BITWIDTH, PalettizationSpec, PerChannel, TensorBits
 from tinycomp.tflite.compress import compress_model
+from tinycomp.tflite.cut import first_reader, live_tensors, suffix_model, why_not_cut
 from tinycomp.tflite.find_tensors import (
     FindResult,
     WeightTensor,
@@ -70,15 +71,23 @@ from tinycomp.tflite.palettize import (
     weight_label,
     why_not,
 )
-from tinycomp.tflite.private import buffer_data_span
+from tinycomp.tflite.private import buffer_data_span, fast_buffer_packing
 from tinycomp.tflite.strip import strip_model
-from tinycomp.tflm import ChunkResult, arena_of, default_jobs, run_parallel
+from tinycomp.tflm import arena_of, default_jobs, run_parallel
 
 TFLITE_KIND = "tflite"
 # 2 values per channel (1 bit) zero-shot is rarely usable; plan measures 2–6 bits unless told otherwise.
 DEFAULT_BITS = tuple(sorted({bits_for(c) for c in DEFAULT_CLUSTER_COUNTS if c > 2}))
-# Like the Keras plan's fast estimate: candidates on at most this many validation rows, the check on all.
+# Like the Keras plan's fast estimate: candidates on at most this many validation rows.
 DEFAULT_VALIDATION_ROWS = 2048
+# The check measures the chosen plan on the candidates' rows and fresh held-out rows, this many times as
+# many in all (with --validation-rows 0: on every held-out row). 1: on the candidates' rows, where it costs
+# almost nothing (see Runner); each fresh row costs a run of the given file and one of the plan's cut
+# model. docs/palettize.md measures both, and what they cost in noise and time.
+CHECK_MULTIPLE = 1
+# Activations cached for cut models and the check, at most (beyond it, fewer cuts: those candidates run
+# more operators; fewer tails: the check runs from the plan's first tensor).
+MAX_CACHED_BYTES = 512 * 2 ** 20
 TensorKey = tuple[int, int]
 
 
@@ -229,12 +238,13 @@ def tflite_candidates(usable: dict[str, list[int]]) -> list[Candidate]:
 
 @dataclass(frozen=True)
 class Rows:
-    """The validation rows candidates are measured on (a seeded subset), and all of them (for the check)."""
+    """The validation rows candidates are measured on (a seeded subset), and the check's rows: those, then
+    as many held-out rows again as `CHECK_MULTIPLE` says (seeded; all of them when there are fewer)."""
 
     x: np.ndarray
     y: np.ndarray
-    x_all: np.ndarray
-    y_all: np.ndarray
+    x_check: np.ndarray
+    y_check: np.ndarray
     task: Task
 
 
@@ -255,8 +265,20 @@ def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, 
         raise DataError(f"{n} training rows leave no validation rows at a split of {measurement.validation_split:g}",
                         data.name, "use more data or a larger validation split")
     x_all, y_all = np.asarray(data.x_train[n - held:]), np.asarray(data.y_train[n - held:])
-    rows = seeded_rows(held, measurement.validation_rows or None, seed=seed, stream=2)
-    return Rows(x_all[rows], y_all[rows], x_all, y_all, task)
+    rows, check = row_sets(held, measurement.validation_rows, seed)
+    return Rows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
+
+
+def row_sets(held: int, validation_rows: int, seed: int,
+             multiple: float = CHECK_MULTIPLE) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates' rows: a seeded subset of `validation_rows` of the `held` rows, or all with 0; the
+    check's rows: those first, then seeded fresh ones up to `multiple` times as many in all)."""
+
+    rows = seeded_rows(held, validation_rows or None, seed=seed, stream=2)
+    rest = np.setdiff1d(np.arange(held), rows)
+    wanted = max(0, int(multiple * validation_rows) - len(rows)) if validation_rows else len(rest)
+    fresh = rest[seeded_rows(len(rest), wanted, seed=seed, stream=3)] if len(rest) and wanted else rest[:0]
+    return rows, np.concatenate([rows, fresh])
 
 
 def score(outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
@@ -264,13 +286,200 @@ def score(outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
     return float(task.plan_score(outputs, y))
 
 
-def score_in_tflm(model: bytes, x: np.ndarray, y: np.ndarray, task: Task, jobs: int, source: str) -> float:
-    """One model's score on (x, y), the rows split across `jobs` TFLM worker processes."""
+def _chunks(n: int, jobs: int) -> list[slice]:
+    """`n` rows in up to `jobs` contiguous slices."""
+    return [slice(int(i[0]), int(i[-1]) + 1) for i in np.array_split(np.arange(n), max(1, min(jobs, n))) if len(i)]
 
-    chunks = [idx for idx in np.array_split(np.arange(len(x)), max(1, min(jobs, len(x)))) if len(idx)]
-    results = tflm.run_parallel(tflm.predict_chunk, ((model, x[idx[0]:idx[-1] + 1], False) for idx in chunks),
-                                workers=len(chunks), source=source)
-    return score(np.concatenate([r.outputs for r in results]), y, task)
+
+def _replaced(data: bytes, values: dict[int, bytes], source: str) -> bytes:
+    """`data` with the buffers `values` names ({buffer index: bytes}) overwritten in place, same sizes."""
+
+    out = bytearray(data)
+    for index, new in values.items():
+        start, length = buffer_data_span(data, index)
+        if length != len(new):
+            raise ModelError(f"buffer {index} holds {length} bytes, not {len(new)}", source)
+        out[start:start + length] = new
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A model to replace weight values in: its bytes, {given tensor index: buffer index}, and the given
+    model's tensors it also outputs (raw, from output `first_extra` on)."""
+
+    data: bytes
+    buffers: dict[int, int]
+    first_extra: int = 1
+    extra: tuple[int, ...] = ()
+
+
+class Runner:
+    """Runs the given file and its candidates in TFLM worker processes (one pool for the whole plan), each
+    candidate from the first operator that reads its palettized tensor.
+
+    The given file runs once on the check's rows with the activations every cut needs as extra
+    outputs (`tflite.cut`); a candidate then runs the cut model starting at its tensor's first reader,
+    fed those activations, with its tensor's values replaced in place. Its outputs are bit-identical to
+    running the whole palettized file (the operators before the cut do not read the tensor). Models
+    that cannot be cut (several subgraphs, variable tensors) run whole, as do tensors whose cut would
+    cache more than MAX_CACHED_BYTES of activations.
+
+    With `check_rows`, each candidate also returns the activations at the later cuts (its *tail*): the
+    check of a plan then runs, on the candidates' rows, only from the plan's second tensor on, fed
+    its first tensor's tail (bit-identical again: nothing between the two cuts reads the second).
+    """
+
+    def __init__(self, palettes: Palettes, rows: Rows, pool: Any, jobs: int, *, check_rows: bool):
+        self.palettes, self.rows, self.pool, self.jobs = palettes, rows, pool, max(1, jobs)
+        model = parse_tflite(palettes.int8, palettes.source)
+        self.given_buffers = {t.index: int(t.buffer.index) for t in model.subgraphs[0].tensors
+                              if t.buffer is not None and t.buffer.data}
+        self.x = rows.x_check if check_rows else rows.x
+        self.op_of = self._cuts(model, len(self.x))
+        self.live = {op: live_tensors(model, op) for op in set(self.op_of.values()) if op}
+        self.cached = sorted({i for tensors in self.live.values() for i in tensors})
+        self.keep_tails = check_rows
+        self.tails: dict[str, tuple[np.ndarray, dict[int, np.ndarray]]] = {}
+        self._tail_bytes = 0
+        self._templates: dict[int, Template] = {}
+        self.reference: np.ndarray | None = None
+        self.activations: dict[int, np.ndarray] = {}
+        self.reference_seconds = 0.0
+        self._started: list[Any] = []
+        self._reference_started = 0.0
+
+    def _cuts(self, model: Any, rows: int) -> dict[str, int]:
+        """Each tensor's cut (its first reader; 0: the whole file), latest first while the cache fits."""
+
+        if why_not_cut(model):
+            return {name: 0 for name in self.palettes.weights}
+        ops = {name: first_reader(model, w.index) for name, w in self.palettes.weights.items()}
+        tensors = model.subgraphs[0].tensors
+        kept: set[int] = set()
+        for op in sorted(set(ops.values()) - {0}, reverse=True):
+            more = kept | set(live_tensors(model, op))
+            per_row = sum(int(np.prod([max(int(d), 1) for d in tensors[i].shape])) *
+                          np.dtype(tensors[i].numpy_dtype).itemsize for i in more)
+            if per_row * rows > MAX_CACHED_BYTES:
+                break
+            kept = more
+        cuttable = {op for op in set(ops.values()) if op and set(live_tensors(model, op)) <= kept}
+        return {name: op if op in cuttable else 0 for name, op in ops.items()}
+
+    def _template(self, op: int) -> Template:
+        """The model that starts at operator `op` (with the later cuts' activations as extra outputs
+        when tails are kept)."""
+
+        if op not in self._templates:
+            later = sorted({i for o, tensors in self.live.items() if o > op for i in tensors}) if self.keep_tails else []
+            if op == 0 and not later:
+                self._templates[op] = Template(self.palettes.int8, self.given_buffers)
+            else:
+                cut = suffix_model(self.palettes.int8, op, later, source=self.palettes.source)
+                self._templates[op] = Template(cut.data, cut.buffers, cut.outputs, cut.extra_outputs)
+        return self._templates[op]
+
+    def model_with(self, choice: dict[str, int]) -> tuple[Template, int]:
+        """The model that runs `choice` (tensor → bits) palettized from its earliest cut, and that cut."""
+
+        op = min((self.op_of[name] for name in choice), default=0)
+        template = self._template(op)
+        values = {template.buffers[self.palettes.weights[name].index]: self.palettes.array(name, bits).tobytes()
+                  for name, bits in choice.items()}
+        return replace(template, data=_replaced(template.data, values, self.palettes.source)), op
+
+    def inputs(self, op: int, rows: slice) -> tuple[tuple[np.ndarray, ...], bool]:
+        """(the inputs of the model cut at `op` on `rows`, whether they are float rows to quantize)."""
+
+        if op == 0:
+            return (self.x[rows],), True
+        return tuple(self.activations[i][rows] for i in self.live[op]), False
+
+    def start_reference(self) -> None:
+        """Start the given file on every row, with the activations the cuts need, in the workers (what
+        the parent does meanwhile, e.g. byte costs, overlaps it); `run_reference` waits for it."""
+
+        if self.reference is not None or self._started:
+            return
+        self._reference_started = time.perf_counter()
+        if self.cached:
+            cut = suffix_model(self.palettes.int8, 0, self.cached, self.palettes.source)
+            model, first = cut.data, cut.outputs
+        else:
+            model, first = self.palettes.int8, 1
+        self._started = [tflm.submit(self.pool, tflm.run_rows, model, (self.x[p],), True, first, len(self.cached))
+                         for p in _chunks(len(self.x), self.jobs)]
+
+    def reference_ready(self) -> bool:
+        return self.reference is not None or all(f.done() for f in self._started)
+
+    def run_reference(self) -> None:
+        """The given file's outputs and activations on every row (started by `start_reference`, or now)."""
+
+        if self.reference is not None:
+            return
+        self.start_reference()
+        results = tflm.gather(self._started, self.palettes.source)
+        self.reference = np.concatenate([r.outputs for r in results])
+        self.activations = {i: np.concatenate([r.extra[j] for r in results]) for j, i in enumerate(self.cached)}
+        self.reference_seconds = time.perf_counter() - self._reference_started
+
+    def control(self) -> CandidateResult:
+        assert self.reference is not None
+        n = len(self.rows.y)
+        return CandidateResult(CONTROL, zero_shot=score(self.reference[:n], self.rows.y, self.rows.task),
+                               seconds=round(self.reference_seconds * n / len(self.x) * self.jobs, 3))
+
+    def candidate_task(self, choice: dict[str, int]) -> tuple[Any, ...]:
+        """The arguments of `tflm.run_rows` for one candidate on the candidates' rows."""
+
+        template, op = self.model_with(choice)
+        inputs, float_input = self.inputs(op, slice(0, len(self.rows.y)))
+        return template.data, inputs, float_input, template.first_extra, len(template.extra)
+
+    def keep(self, key: str, choice: dict[str, int], result: tflm.RowOutputs) -> None:
+        """Keep a candidate's outputs and tail for the check (while the cache has room)."""
+
+        if not self.keep_tails:
+            return
+        extra = self._template(min(self.op_of[n] for n in choice)).extra
+        size = result.outputs.nbytes + sum(a.nbytes for a in result.extra)
+        cached = sum(a.nbytes for a in self.activations.values())
+        if cached + self._tail_bytes + size <= MAX_CACHED_BYTES:  # one budget for all cached activations
+            self._tail_bytes += size
+            self.tails[key] = (result.outputs, dict(zip(extra, result.extra)))
+
+    def run_joint(self, choice: dict[str, int]) -> np.ndarray:
+        """Outputs of `choice` palettized together on the check's rows (see the class docstring)."""
+
+        n = len(self.rows.y)
+        if not choice:  # nothing palettized: the given file's outputs
+            assert self.reference is not None
+            return self.reference
+        first = min(choice, key=lambda name: self.op_of[name])
+        rest = {name: bits for name, bits in choice.items() if name != first}
+        tail = self.tails.get(f"{first}/{2 ** choice[first]}")
+        if tail is None or any(self.op_of[name] <= self.op_of[first] for name in rest):
+            template, op = self.model_with(choice)
+            return self._run(template.data, [self.inputs(op, p) for p in _chunks(len(self.x), self.jobs)])
+        outputs, activations = tail
+        if rest:
+            template, op = self.model_with(rest)
+            outputs = self._run(template.data, [(tuple(activations[i][p] for i in self.live[op]), False)
+                                                for p in _chunks(n, self.jobs)])
+        if len(self.x) == n:
+            return outputs
+        template, op = self.model_with(choice)
+        fresh = [self.inputs(op, slice(p.start + n, p.stop + n)) for p in _chunks(len(self.x) - n, self.jobs)]
+        return np.concatenate([outputs, self._run(template.data, fresh)])
+
+    def _run(self, model: bytes, inputs: list[tuple[tuple[np.ndarray, ...], bool]]) -> np.ndarray:
+        """Output 0 of `model` on each chunk of inputs, in the workers, concatenated."""
+
+        results = tflm.run_parallel(tflm.run_rows, [(model, *i) for i in inputs], self.jobs, self.palettes.source,
+                                    pool=self.pool)
+        return np.concatenate([r.outputs for r in results])
 
 
 ResultCallback = Callable[[CandidateResult], None]
@@ -337,35 +546,58 @@ class Schedule:
 PIVOT_BITS = 4
 
 
-def measure(palettes: Palettes, candidates: list[Candidate], rows: Rows, *, jobs: int = 1,
-            done: dict[str, CandidateResult] | None = None, max_drop: float | None = None,
-            on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
-    """Each candidate's zero-shot score in TFLM on the validation rows (what `done` lacks), one candidate
-    per task in `jobs` worker processes; each candidate's file is made when it is released. With a
-    budget on the drop (`max_drop`), candidates that could not be chosen are not measured (see `Schedule`)."""
+def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult]) -> list[tuple[str, int]]:
+    """(tensor, bits) of the candidates to measure, in the order a drop budget's `Schedule` is likely to
+    release them: every tensor's pivot, then each one's fewer bits."""
 
+    bits: dict[str, list[int]] = {}
+    for c in candidates:
+        if c.layer is not None and c.key not in results:
+            bits.setdefault(c.layer, []).append(bits_for(c.clusters or 2))
+    pivots = {name: min((b for b in sorted(found) if b >= PIVOT_BITS), default=max(found)) for name, found in bits.items()}
+    fewer = sorted(((name, b) for name, found in bits.items() for b in found if b < pivots[name]), key=lambda nb: -nb[1])
+    return list(pivots.items()) + fewer
+
+
+def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, CandidateResult] | None = None,
+            max_drop: float | None = None, on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
+    """Each candidate's zero-shot score in TFLM on the validation rows (what `done` lacks), one candidate
+    per task in the runner's worker processes, each run from its tensor's cut (`Runner`); each
+    candidate's model is made when it is released. With a budget on the drop (`max_drop`), candidates
+    that could not be chosen are not measured (see `Schedule`)."""
+
+    rows = runner.rows
     results = dict(done or {})
+    if any(c.key not in results for c in candidates):
+        runner.start_reference()
+        for name, bits in likely_first(candidates, results):  # while the workers run the given file
+            if runner.reference_ready():
+                break
+            runner.palettes.array(name, bits)
+        runner.run_reference()
+    if any(c.key == CONTROL for c in candidates) and CONTROL not in results:
+        results[CONTROL] = runner.control()
+        if on_result:
+            on_result(results[CONTROL])
     schedule = Schedule(candidates, results, task=rows.task, rows=len(rows.y), max_drop=max_drop)
     last = [time.perf_counter()]
 
-    def ready() -> list[tuple[Any, tuple[Any, ...]]]:
-        tasks = []
-        for c in schedule.ready():
-            choice = {} if c.layer is None else {c.layer: bits_for(c.clusters or 2)}
-            tasks.append((c.key, (palettes.model_with(choice), rows.x, False)))
-        return tasks
+    choices = {c.key: {c.layer: bits_for(c.clusters or 2)} for c in candidates if c.layer is not None}
 
-    def finished(key: str, chunk: ChunkResult) -> None:
+    def ready() -> list[tuple[Any, tuple[Any, ...]]]:
+        return [(c.key, runner.candidate_task(choices[c.key])) for c in schedule.ready() if c.layer is not None]
+
+    def finished(key: str, outputs: tflm.RowOutputs) -> None:
+        runner.keep(key, choices[key], outputs)
         now = time.perf_counter()
-        assert chunk.outputs is not None
-        result = CandidateResult(key, zero_shot=score(chunk.outputs, rows.y, rows.task),
-                                 seconds=round((now - last[0]) * max(1, jobs), 3))
+        result = CandidateResult(key, zero_shot=score(outputs.outputs, rows.y, rows.task),
+                                 seconds=round((now - last[0]) * runner.jobs, 3))
         last[0] = now
         results[key] = result
         if on_result:
             on_result(result)
 
-    tflm.run_scheduled(tflm.predict_chunk, ready, max(1, jobs), finished, source=palettes.source)
+    tflm.run_scheduled(tflm.run_rows, ready, runner.jobs, finished, source=runner.palettes.source, pool=runner.pool)
     return results
 
 
@@ -415,8 +647,13 @@ class Prepared:
         return tflite_candidates(self.usable)
 
 
-def prepare(int8: bytes, measurement: TfliteMeasurement, *, strip: bool, source: str) -> Prepared:
+def prepare(int8: bytes, measurement: TfliteMeasurement, *, strip: bool, source: str,
+            on_weights: Callable[[Palettes], None] | None = None) -> Prepared:
+    """The weights, bitwidths and byte costs; `on_weights` gets the weights before the byte costs are
+    measured (to start TFLM work that overlaps them)."""
     palettes, changing = plannable(int8, measurement, source)
+    if on_weights:
+        on_weights(palettes)
     costs, overhead, base = byte_costs(palettes, changing, strip)
     raw = {name: len(palettes.weights[name].tensor.buffer.data) for name in changing}
     usable = worth_measuring(costs, raw)
@@ -456,7 +693,8 @@ def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows
 @dataclass
 class TflitePlanOutcome:
     """The plan to use (exact bytes and arena measured), every plan the check tried, the table, the
-    budget (a ratio resolved to bytes), the noise of one validation score, and the spec for `palettize`."""
+    budget (a ratio resolved to bytes), the noise of one validation score on the check's rows, the spec
+    for `palettize`, and how many rows the check used."""
 
     plan: Plan
     tried: list[Plan]
@@ -464,6 +702,7 @@ class TflitePlanOutcome:
     budget: Budget
     noise: float
     spec: PalettizationSpec
+    check_rows: int = 0
 
     @property
     def over_budget(self) -> bool:
@@ -488,6 +727,16 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
                 on_checked: Callable[[Plan, float], None] | None = None) -> TflitePlanOutcome:
     """Plan `int8` on `data` within `budget`: measure (or merge `parts`, or complete `done`), choose, check."""
 
+    with tflm.worker_pool(max(1, jobs), source) as pool, fast_buffer_packing():
+        return _plan_tflite(int8, data, budget, measurement, pool, seed=seed, jobs=jobs, strip=strip, check=check,
+                            source=source, done=done, parts=parts, on_start=on_start, on_result=on_result,
+                            on_checked=on_checked)
+
+
+def _plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteMeasurement, pool: Any, *, seed: int,
+                 jobs: int, strip: bool, check: bool, source: str, done: dict[str, CandidateResult] | None,
+                 parts: list[tuple[str, PartialTable]] | None, on_start: Callable[[list[Candidate]], None] | None,
+                 on_result: ResultCallback | None, on_checked: Callable[[Plan, float], None] | None) -> TflitePlanOutcome:
     started = time.perf_counter()
     rows = validation_rows(data, int8, measurement, seed, source)
     if budget.max_drop is not None and budget.task != rows.task:
@@ -495,14 +744,21 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
                            f"{budget.task.unit}", budget.task.budget_field,
                            f"give the drop budget as --{rows.task.budget_field.replace('_', '-')}")
     budget = replace(budget, task=rows.task)
-    prepared = prepare(int8, measurement, strip=strip, source=source)
-    palettes, candidates = prepared.palettes, prepared.candidates
+    runners: list[Runner] = []
+
+    def start(palettes: Palettes) -> None:
+        runners.append(Runner(palettes, rows, pool, jobs, check_rows=check))
+        if parts is None or check:
+            runners[0].start_reference()
+
+    prepared = prepare(int8, measurement, strip=strip, source=source, on_weights=start)
+    palettes, candidates, runner = prepared.palettes, prepared.candidates, runners[0]
     if parts is not None:
         done = merge_parts(parts, candidates=candidates)
     if on_start:
         on_start(candidates)
     max_drop = budget.max_drop if parts is None else None
-    results = measure(palettes, candidates, rows, jobs=jobs, done=done, max_drop=max_drop, on_result=on_result)
+    results = measure(runner, candidates, done=done, max_drop=max_drop, on_result=on_result)
     table = assemble(prepared, results, rows, seed=seed, seconds=time.perf_counter() - started)
     if budget.target_ratio is not None:
         budget = budget.resolved(float32_bytes(int8, source))
@@ -513,7 +769,7 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
         missing = [s for s in dict.fromkeys(sets) if s not in cache]
         if missing:
             files = [(palettes.compressed({n: lowest[n] for n in s}, strip),) for s in missing]
-            measured = run_parallel(arena_of, files, min(default_jobs(), len(files)), source="the planned model")
+            measured = run_parallel(arena_of, files, max(1, jobs), source="the planned model", pool=pool)
             if None in measured:
                 raise InterpreterError("TFLM did not report its arena size", "the planned model", "plan without a RAM budget")
             cache.update(zip(missing, measured))
@@ -525,7 +781,7 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
         missing = [b for b in dict.fromkeys(budgets) if (names, b) not in sliced_cache]
         if missing:
             files = [(palettes.compressed({n: lowest[n] for n in names}, strip, b),) for b in missing]
-            measured = run_parallel(arena_of, files, min(default_jobs(), len(files)), source="the sliced planned model")
+            measured = run_parallel(arena_of, files, max(1, jobs), source="the sliced planned model", pool=pool)
             if None in measured:
                 raise InterpreterError("TFLM did not report its arena size", "the sliced planned model",
                                        "plan without a RAM budget")
@@ -545,20 +801,20 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
         return choose_plan_within_ram(table, within, arenas_of, slicing)
 
     reference = table.reference_accuracy
-    reference_all: list[float] = []
 
     def measure_joint(plan: Plan) -> float:
-        if not reference_all:  # the given file on every validation row (candidates may have used a subset)
-            reference_all.append(reference if len(rows.y_all) == len(rows.y) else
-                                 score_in_tflm(int8, rows.x_all, rows.y_all, rows.task, jobs, source))
-        model = palettes.model_with({n: o.bits for n, o in plan.clustered().items()})
-        drop = rows.task.scale * (reference_all[0] - score_in_tflm(model, rows.x_all, rows.y_all, rows.task,
-                                                                         jobs, source))
+        """The plan's drop on the check's rows, run from its earliest cut; its paired noise goes to the plan."""
+        if runner.reference is None:
+            runner.run_reference()
+        assert runner.reference is not None
+        outputs = runner.run_joint({n: o.bits for n, o in plan.clustered().items()})
+        drop = rows.task.scale * (score(runner.reference, rows.y_check, rows.task) - score(outputs, rows.y_check, rows.task))
+        plan.checked_noise = float(rows.task.paired_noise(runner.reference, outputs, rows.y_check))
         if on_checked:
             on_checked(plan, drop)
         return drop
 
-    noise = float(rows.task.noise(reference, len(rows.y_all)))
+    noise = float(rows.task.noise(reference, len(rows.y_check)))
     if check:
         chosen, tried = checked_plan(choose, measure_joint, budget.max_drop, noise)
     else:
@@ -567,8 +823,8 @@ def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteM
     planned = palettes.compressed(choice, strip, chosen.decode_budget)
     chosen.exact_bytes = len(planned)
     if chosen.arena_bytes is None:
-        [chosen.arena_bytes] = run_parallel(arena_of, [(planned,)], 1, source="the planned model")
-    return TflitePlanOutcome(chosen, tried, table, budget, noise, palettization_spec(palettes, chosen))
+        [chosen.arena_bytes] = run_parallel(arena_of, [(planned,)], 1, source="the planned model", pool=pool)
+    return TflitePlanOutcome(chosen, tried, table, budget, noise, palettization_spec(palettes, chosen), len(rows.y_check))
 
 
 def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
@@ -589,12 +845,15 @@ def measure_shard(int8: bytes, data: Dataset, measurement: TfliteMeasurement, sh
                   on_start: Callable[[list[Candidate]], None] | None = None,
                   on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
     """Shard `shard` of the canonical candidates, every one measured (no budget is known here)."""
-    prepared = prepare(int8, measurement, strip=strip, source=source)
+    with fast_buffer_packing():
+        prepared = prepare(int8, measurement, strip=strip, source=source)
     rows = validation_rows(data, int8, measurement, seed, source)
     mine = shard.select(prepared.candidates)
     if on_start:
         on_start(mine)
-    results = measure(prepared.palettes, mine, rows, jobs=jobs, done=done, on_result=on_result)
+    with tflm.worker_pool(max(1, jobs), source) as pool, fast_buffer_packing():
+        runner = Runner(prepared.palettes, rows, pool, jobs, check_rows=False)
+        results = measure(runner, mine, done=done, on_result=on_result)
     return {c.key: results[c.key] for c in mine}
 
 

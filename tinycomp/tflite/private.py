@@ -10,7 +10,11 @@ new version renames or removes them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 PINNED_VERSION = "0.dev20261023182759"
 
@@ -41,3 +45,28 @@ def buffer_data_span(model_bytes: bytes, buffer_index: int) -> tuple[int, int]:
     if not field:
         return 0, 0
     return table.Vector(field), table.VectorLen(field)
+
+
+@contextlib.contextmanager
+def fast_buffer_packing() -> Iterator[None]:
+    """While active, `model_editor`'s build writes each buffer's data with one copy, not one Python call per byte.
+
+    Its compiler hands the generated `BufferT` a list of ints, which `BufferT.Pack` writes byte by byte
+    (about a second per MB); given a uint8 array, the same generated Pack takes its numpy path,
+    which writes the same bytes (tests check it). For the thread that builds: other threads building
+    meanwhile would take the fast path too, with the same result.
+    """
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    original = schema.BufferT.Pack
+
+    def pack(self: Any, builder: Any) -> Any:
+        if self.data is not None and not isinstance(self.data, np.ndarray):
+            self.data = np.frombuffer(bytes(self.data), dtype=np.uint8)
+        return original(self, builder)
+
+    schema.BufferT.Pack = pack
+    try:
+        yield
+    finally:
+        schema.BufferT.Pack = original
