@@ -295,3 +295,21 @@ def test_tensors_left_out_of_the_spec_keep_their_int8_values(int8_files, tmp_pat
     for _, i in left_out:
         bias_before, bias_after = before.operators[i].inputs[2], after.operators[i].inputs[2]
         assert np.array_equal(bias_before.array, bias_after.array)
+
+
+@pytest.mark.slow
+def test_strip_chooses_tensors_for_the_stripped_file(int8_files, tmp_path):
+    """--strip measures each tensor's growth in the file `compress --strip` writes, where names cost nothing."""
+    from tinycomp.specs import parse_compression_spec
+
+    plain, stripped = tmp_path / "p.tflite", tmp_path / "s.tflite"
+    ok(["palettize", int8_files["per_channel"], "--bits", "4", "-o", plain])
+    result = ok(["palettize", int8_files["per_channel"], "--bits", "4", "--strip", "-o", stripped])
+    chosen = [{t.tensor for t in parse_compression_spec(p.with_suffix(".yaml").read_text()).tensors}
+              for p in (plain, stripped)]
+    assert chosen[0] <= chosen[1] and chosen[1]
+    assert "--bits 4 --strip" in (tmp_path / "s.yaml").read_text()
+    ok(["compress", stripped, "--spec", tmp_path / "s.yaml", "--strip", "-o", tmp_path / "c.tflite"])
+    ok(["strip", int8_files["per_channel"], "-o", tmp_path / "int8_stripped.tflite"])
+    assert (tmp_path / "c.tflite").stat().st_size < (tmp_path / "int8_stripped.tflite").stat().st_size
+    assert result.exit_code == 0

@@ -127,6 +127,9 @@ def test_palettization_spec_errors_name_the_key(text, message):
     (["palettize", "m.tflite", "-o", "o.tflite", "--spec", "p.yaml", "--tensor", "dense"],
      "Error: --tensor goes with --bits; the spec names its tensors itself (--tensor) — drop --tensor, or list the "
      "tensors in the spec"),
+    (["palettize", "m.tflite", "-o", "o.tflite", "--spec", "p.yaml", "--strip"],
+     "Error: --strip goes with --bits; with --spec the plan chose its tensors (`plan --strip` for stripped bytes) "
+     "(--strip) — drop --strip"),
     (["palettize", "m.tflite", "-o", "out.bin", "--bits", "3"],
      "Error: the output 'out.bin' is not a .tflite file name (-o/--output) — e.g. -o build/palettized.tflite (the "
      "compression spec goes next to it as .yaml)"),

@@ -40,13 +40,16 @@ DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettizat
 @click.option("--tensor", "tensors", multiple=True, metavar="NAME",
               help="With --bits: only this weight (tensor index, tensor name or layer name); repeatable "
                    "[default: every FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D weight].")
+@click.option("--strip", is_flag=True,
+              help="With --bits: choose the tensors for `compress --strip`, whose file has no names: a tensor is "
+                   "left out only when compressing it would not make the stripped file smaller.")
 @click.option("--calibration-rows", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_ROWS, show_default=True,
               help="With --data/--dataset: how many training rows (chosen at random with --seed) calibrate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --data/--dataset: which rows calibrate.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --data/--dataset: TFLM worker processes.")
 @optional_data_options(DATASET_HELP)
-def command(model: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...],
+def command(model: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...], strip: bool,
             calibration_rows: int, seed: int, jobs: int, data_spec: DataSpec | None) -> None:
     """Palettize an int8 .tflite: at most 2^BITS weight values per channel, without training.
 
@@ -65,14 +68,16 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
 
     Also writes OUTPUT without .tflite plus .yaml: the compression spec of the palettized tensors,
     for `tinycomp compress` as it is. With --bits, tensors whose LUT compression would not make the
-    file smaller (measured: each tensor compressed alone, with its DECODE operator and tensors) are
-    left out, named, and keep their int8 values; with --spec, the plan's choice stands.
+    file smaller (measured: each tensor compressed alone, with its DECODE operator and tensors; with
+    --strip, in the file `compress --strip` writes) are left out, named, and keep their int8 values;
+    with --spec, the plan's choice stands.
 
     \b
     Examples:
       tinycomp palettize build/model_int8.tflite --bits 3 -o build/palettized.tflite
       tinycomp palettize build/model_int8.tflite --bits 3 --data my.npz -o build/palettized.tflite
       tinycomp compress build/palettized.tflite --spec build/palettized.yaml -o build/compressed.tflite
+      tinycomp palettize model_int8.tflite --bits 4 --strip -o p.tflite && tinycomp compress p.tflite --spec p.yaml --strip -o c.tflite
       tinycomp plan build/model_int8.tflite --max-accuracy-drop 0.5 -o build/plan.yaml --dataset mnist
       tinycomp palettize build/model_int8.tflite --spec build/plan.yaml -o build/planned.tflite
     """
@@ -82,12 +87,15 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
 
         raise UsageError("--tensor goes with --bits; the spec names its tensors itself", "--tensor",
                          "drop --tensor, or list the tensors in the spec")
+    if strip and spec_path:
+        raise UsageError("--strip goes with --bits; with --spec the plan chose its tensors (`plan --strip` for "
+                         "stripped bytes)", "--strip", "drop --strip")
     if data_spec is None:
         for name, flag in (("calibration_rows", "--calibration-rows"), ("seed", "--seed"), ("jobs", "--jobs")):
             if click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
                 raise UsageError(f"{flag} goes with data", flag, "give --data or --dataset too, or drop it")
     run(model_path=model, output=output, bits=bits, spec_path=spec_path, tensors=tensors, data_spec=data_spec,
-        calibration_rows=calibration_rows, seed=seed, jobs=jobs)
+        calibration_rows=calibration_rows, seed=seed, jobs=jobs, strip=strip)
 
 
 def _sizes(growing: list[tuple[TensorChoice, int | None]]) -> str:
@@ -107,7 +115,7 @@ def spec_output(output: str) -> str:
 
 def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...],
         data_spec: DataSpec | None = None, calibration_rows: int = DEFAULT_CALIBRATION_ROWS, seed: int = 0,
-        jobs: int = 1) -> None:
+        jobs: int = 1, strip: bool = False) -> None:
 
     yaml_path = spec_output(output)
     record_path = sidecar_path(output, ".json")
@@ -144,18 +152,18 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     if spec_path:  # the plan chose these tensors by the exact bytes of the file it measured (e.g. stripped)
         kept, growing = found.without_growing(), [(c, None) for c in found.growing]
     else:
-        kept, growing = keep_shrinking(result.data, found, output)
+        kept, growing = keep_shrinking(result.data, found, output, strip)
     if not kept.choices:
         raise ModelError(f"LUT compression would not shrink the file for any palettized tensor: {_sizes(growing)}",
                          str(model_path), "palettize larger weight tensors, or fewer bits")
     if growing:
         render.warn(f"left out of {yaml_path} {len(growing)} tensor(s) whose LUT compression would not make the "
-                    f"file smaller, and kept their int8 values: {_sizes(growing)}")
+                    f"{'stripped ' if strip else ''}file smaller, and kept their int8 values: {_sizes(growing)}")
         left_out = {(c.weight.subgraph, c.weight.index) for c, _ in growing}
         result = replace(result, data=restore_weights(result.data, data, left_out),
                          tensors=[t for t in result.tensors if t.key not in left_out])
     header = (f"Compression spec for {output}, written by tinycomp palettize "
-              f"({'--spec ' + spec_path if spec_path else f'--bits {bits}'})")
+              f"({'--spec ' + spec_path if spec_path else f'--bits {bits}' + (' --strip' if strip else '')})")
     if dataset is not None and rows is not None:
         header += (f"\ncalibrated on {len(rows):,} training rows of {dataset.name} (seed {seed}; the rows are listed "
                    f"in {record_path})")
