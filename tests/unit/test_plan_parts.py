@@ -80,3 +80,17 @@ def test_merge_and_sensitivity_exclude_each_other(tmp_path):
                                                       "from a table, one at a time")
 
 
+
+
+def test_plan_check_line_shows_agreement_with_the_given_file():
+    from tinycomp.commands.plan_tflite import agreement_text
+    from tinycomp.plan import Plan
+
+    assert agreement_text({"agreement_top1": 0.9723, "agreement_snr_db": 31.42}) == \
+        "; agreement with the given file: top-1 97.2%, output SNR 31.4 dB"
+    assert agreement_text({"agreement_snr_db": 12.0}) == "; agreement with the given file: output SNR 12.0 dB"
+    assert agreement_text(None) == "" and agreement_text({}) == ""
+    plan = Plan(choices={}, predicted_bytes=0, predicted_drop=0.0, sum_drop=0.0, credit=0.0, ideal_bytes=0,
+                objective="fewest bytes", budget=0.5, checked_agreement={"agreement_top1": 0.5})
+    assert Plan.from_json(plan.to_json()).checked_agreement == {"agreement_top1": 0.5}
+    assert Plan.from_json({k: v for k, v in plan.to_json().items() if k != "checked_agreement"}).checked_agreement is None

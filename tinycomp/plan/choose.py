@@ -226,6 +226,8 @@ class Plan:
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
     checked_drop: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
     checked_noise: float | None = None  # that measurement's standard error as a paired difference (None: not known)
+    # that measurement's agreement with the given model's outputs (`Task.agreement`; None: not measured)
+    checked_agreement: dict[str, float] | None = None
     uncompressed_for_ram: list[str] = field(default_factory=list)  # layers left out to meet the RAM budget
     decode_budget: int | None = None  # kernels decoding to more are sliced (`compress --decode-budget`)
     # fine-tuning epochs that reproduce the (checked) drop: 0 when the plan is used zero-shot (None: older records)

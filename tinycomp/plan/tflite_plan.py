@@ -812,6 +812,9 @@ def _plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: Tflite
         outputs = runner.run_joint({n: o.bits for n, o in plan.clustered().items()})
         drop = rows.task.scale * (score(runner.reference, rows.y_check, rows.task) - score(outputs, rows.y_check, rows.task))
         plan.checked_noise = float(rows.task.paired_noise(runner.reference, outputs, rows.y_check))
+        # identical outputs have an infinite SNR, which JSON cannot hold: left out
+        plan.checked_agreement = {k: v for k, v in rows.task.agreement(outputs, runner.reference).items()
+                                  if np.isfinite(v)}
         if on_checked:
             on_checked(plan, drop)
         return drop
