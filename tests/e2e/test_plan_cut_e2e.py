@@ -59,3 +59,54 @@ def test_cut_candidates_and_checks_equal_the_whole_palettized_files(stacks, kind
             whole = tflm.predict_chunk(palettes.model_with(choice), x, False).outputs
             assert np.array_equal(runner.run_joint(choice), whole), choice
         assert runner.tails  # the checks above ran from the plans' second tensors on the candidates' rows
+
+
+def _skip_model() -> bytes:
+    """x→FC l0→s→FC l1→a (4,096 wide)→FC l2→b→FC l3→c, then ADD(s, c): s stays live across the wide part."""
+    from tinycomp.tflite.model import model_editor, schema
+
+    editor, types, ops = model_editor(), schema().TensorType, schema().BuiltinOperator
+    rng = np.random.default_rng(0)
+
+    def tensor(shape, name, scale, data=None):
+        values = None if data is None else rng.integers(-127, 128, data).astype(np.int8).tobytes()
+        return editor.Tensor(shape=shape, dtype=types.INT8, name=name, data=values,
+                             quantization=editor.Quantization(scales=scale, zero_points=0))
+
+    x = tensor((1, 4), "x", 0.1)
+    w0, s = tensor((8, 4), "l0/w", 0.02, (8, 4)), tensor((1, 8), "s", 0.2)
+    w1, a = tensor((4096, 8), "l1/w", 0.02, (4096, 8)), tensor((1, 4096), "a", 0.2)
+    w2, b = tensor((8, 4096), "l2/w", 0.002, (8, 4096)), tensor((1, 8), "b", 0.3)
+    w3, c = tensor((8, 8), "l3/w", 0.02, (8, 8)), tensor((1, 8), "c", 0.3)
+    out = tensor((1, 8), "out", 0.4)
+
+    def fc(i, w, o):
+        return editor.Operator(opcode=ops.FULLY_CONNECTED, inputs=[i, w, None], outputs=[o])
+
+    operators = [fc(x, w0, s), fc(s, w1, a), fc(a, w2, b), fc(b, w3, c),
+                 editor.Operator(opcode=ops.ADD, inputs=[s, c], outputs=[out])]
+    subgraph = editor.Subgraph(tensors=[x, w0, s, w1, a, w2, b, w3, c, out], operators=operators, inputs=[x],
+                               outputs=[out])
+    return bytes(editor.Model(subgraphs=[subgraph]).build())
+
+
+def test_cuts_stay_monotone_when_the_cache_overflows_across_a_skip_connection(monkeypatch):
+    """The wide activation overflows the cache at l2's cut; l1's cut would only need `s`, which l3's cut
+    caches anyway, but running l1 from its cut while l2 runs whole would measure the wrong model."""
+    from tinycomp.plan import tflite_plan
+    from tinycomp.plan.tflite_plan import plannable, tflite_candidates
+
+    monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", 20_000)
+    data = _skip_model()
+    palettes, usable = plannable(data, TfliteMeasurement(bits=(2,)), "skip")
+    x = np.random.default_rng(1).uniform(-1, 1, (10, 4)).astype(np.float32)
+    y = np.zeros(10, int)
+    with tflm.worker_pool(1) as pool:
+        runner = Runner(palettes, Rows(x, y, x, y, CLASSIFY), pool, 1, check_rows=True)
+        cut = sorted(op for op in runner.op_of.values() if op)
+        uncut = [name for name, op in runner.op_of.items() if not op]
+        assert cut and uncut and all(runner.op_of[name] == 0 for name in ("l0", "l1", "l2"))
+        measure(runner, tflite_candidates(usable))
+        for choice in ({"l1": 2, "l2": 2}, {"l1": 2, "l3": 2}, {"l0": 2, "l1": 2, "l2": 2, "l3": 2}):
+            whole = tflm.run_rows(palettes.model_with(choice), (x,), True).outputs
+            assert np.array_equal(runner.run_joint(choice), whole), choice

@@ -135,3 +135,32 @@ def test_cuts_whose_activations_would_not_fit_the_cache_run_whole(monkeypatch):
     assert runner.op_of == {"w1": 0, "w2": 0} and runner.cached == []
     runner, _ = tiny_runner(monkeypatch, cache_limit=5 * 3)
     assert runner.op_of == {"w1": 0, "w2": 1}
+
+
+def test_plan_refuses_weights_outside_subgraph_0():
+    """Candidates, cuts and the check address subgraph 0's tensors by index: another subgraph's weight
+    would be measured as subgraph 0's tensor of the same index."""
+    import numpy as np
+
+    from tinycomp.errors import ModelError
+    from tinycomp.plan.tflite_plan import TfliteMeasurement, plannable
+    from tinycomp.tflite.model import model_editor, schema
+
+    editor, types, ops = model_editor(), schema().TensorType, schema().BuiltinOperator
+
+    def subgraph(tag: str, seed: int):
+        def tensor(shape, name, scale, data=None):
+            return editor.Tensor(shape=shape, dtype=types.INT8, name=name,
+                                 data=None if data is None else data.astype(np.int8).tobytes(),
+                                 quantization=editor.Quantization(scales=scale, zero_points=0))
+        x, y = tensor((1, 16), f"x{tag}", 0.1), tensor((1, 16), f"y{tag}", 0.2)
+        w = tensor((16, 16), f"{tag}/w/MatMul", 0.02, np.random.default_rng(seed).integers(-127, 128, (16, 16)))
+        op = editor.Operator(opcode=ops.FULLY_CONNECTED, inputs=[x, w, None], outputs=[y])
+        return editor.Subgraph(tensors=[x, w, y], operators=[op], inputs=[x], outputs=[y])
+
+    data = bytes(editor.Model(subgraphs=[subgraph("a", 1), subgraph("b", 2)]).build())
+    with pytest.raises(ModelError) as error:
+        plannable(data, TfliteMeasurement(bits=(2,)), "m.tflite")
+    assert str(error.value) == ("the model has weight tensors in subgraph 1; plan measures the weights of subgraph 0 "
+                                "only (m.tflite) — palettize such a model with `tinycomp palettize --bits N`, then "
+                                "compress and eval it")

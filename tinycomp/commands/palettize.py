@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +24,12 @@ from tinycomp.specs import PALETTIZATION_EXAMPLE, dump_compression_spec, parse_p
 from tinycomp.tflite.file_growth import keep_shrinking
 from tinycomp.tflite.find_tensors import TensorChoice
 from tinycomp.tflite.palettize import compression_choices, palettize_model, restore_weights, spec_bits
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tinycomp.data.dataset import Dataset
+    from tinycomp.tflite.palettize import PalettizeResult
 
 DEFAULT_CALIBRATION_ROWS = 512
 DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettization (see --data)  "
@@ -182,8 +189,8 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
                      f"{output} --spec {yaml_path} -o ...")
 
 
-def palettize_record(model_path: str, data: bytes, output: str, result, bits: int | None, spec_path: str | None,
-                     dataset, rows, seed: int) -> dict:
+def palettize_record(model_path: str, data: bytes, output: str, result: PalettizeResult, bits: int | None,
+                     spec_path: str | None, dataset: Dataset, rows: np.ndarray, seed: int) -> dict[str, Any]:
     """What a data-aware palettize did and with which data: the sidecar OUTPUT.json."""
     import hashlib
 

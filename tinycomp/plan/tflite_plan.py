@@ -6,8 +6,10 @@ the validation rows, held out from the *training* data as `plan` does for Keras 
 set stays for the final measurement. Nothing is fine-tuned, so a drop is simply the given file's
 score minus the candidate's. Each candidate's byte cost is exact: its palettized tensor is
 LUT-compressed with tflite-micro as `compress` will do it. The choice is `plan.choose`'s, under the
-same budgets; the chosen tensors are then palettized together and measured on every validation
-row, and chosen again when that is over the budget (per-tensor drops need not add up).
+same budgets; the chosen tensors are then palettized together and measured on the candidates'
+validation rows plus as many fresh ones (`CHECK_MULTIPLE`), and chosen again when that is over the
+budget (per-tensor drops need not add up). Candidates and the check run only the operators from
+their tensor's first reader on, fed cached activations of the given file (`tflite.cut`).
 
 Candidates use `plan.candidates`' units (`Candidate(tensor label, 2^bits)`), so shards, worker
 processes and merged parts give the table one sequential run gives.
@@ -208,6 +210,11 @@ def plannable(int8: bytes, measurement: TfliteMeasurement, source: str) -> tuple
 
     model = parse_tflite(int8, source)
     chosen = select_weights(model, list(measurement.tensors) or None, source)
+    elsewhere = sorted({w.subgraph for w in chosen if w.subgraph != 0})
+    if elsewhere:  # candidates, cuts and the check run subgraph 0's tensors (by index)
+        raise ModelError(f"the model has weight tensors in subgraph {', '.join(map(str, elsewhere))}; plan measures "
+                         "the weights of subgraph 0 only", source,
+                         "palettize such a model with `tinycomp palettize --bits N`, then compress and eval it")
     usable_weights, reasons = [], []
     for w in chosen:
         reason = why_not(w)
@@ -359,6 +366,7 @@ class Runner:
         ops = {name: first_reader(model, w.index) for name, w in self.palettes.weights.items()}
         tensors = model.subgraphs[0].tensors
         kept: set[int] = set()
+        cut: set[int] = set()
         for op in sorted(set(ops.values()) - {0}, reverse=True):
             more = kept | set(live_tensors(model, op))
             per_row = sum(int(np.prod([max(int(d), 1) for d in tensors[i].shape])) *
@@ -366,8 +374,10 @@ class Runner:
             if per_row * rows > MAX_CACHED_BYTES:
                 break
             kept = more
-        cuttable = {op for op in set(ops.values()) if op and set(live_tensors(model, op)) <= kept}
-        return {name: op if op in cuttable else 0 for name, op in ops.items()}
+            cut.add(op)
+        # Cuts stay monotone: every cut operator comes after every uncut one, which run_joint relies on
+        # (an earlier operator whose live tensors happen to be cached must still run whole).
+        return {name: op if op in cut else 0 for name, op in ops.items()}
 
     def _template(self, op: int) -> Template:
         """The model that starts at operator `op` (with the later cuts' activations as extra outputs

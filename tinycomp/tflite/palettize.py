@@ -36,7 +36,6 @@ from tinycomp.tflite.kmeans import optimal_levels
 from tinycomp.tflite.model import model_editor, parse_tflite, schema, upgrade_opcodes
 
 if TYPE_CHECKING:
-    from tinycomp.tflite.find_tensors import FindResult
     from tinycomp.tflite.model import EditorModel
 
 PALETTIZED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
@@ -334,7 +333,6 @@ def compression_choices(palettized_bytes: bytes, done: list[PalettizedTensor],
 
 
 
-PALETTIZED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 BIAS_INPUT = 2  # bias input position of FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D
 
 
