@@ -153,3 +153,56 @@ def test_without_data_nothing_but_the_weights_changes_and_no_record(tiny_models,
     for ta, tb in zip(a.subgraphs[0].tensors, b.subgraphs[0].tensors):
         if ta.index not in weights and ta.buffer is not None:
             assert bytes(ta.buffer.data) == bytes(tb.buffer.data)  # biases included
+
+
+def _editor_model(kind: str) -> bytes:
+    """Tiny int8 models TFLM runs that calibration must not mis-model: a grouped CONV_2D (filter depth 2,
+    4 input channels), and one FULLY_CONNECTED weight and bias read by two operators."""
+    from tinycomp.tflite.model import model_editor, schema
+
+    editor, fb = model_editor(), schema()
+    types, ops = fb.TensorType, fb.BuiltinOperator
+    rng = np.random.default_rng(0)
+
+    def tensor(shape, name, scale, data=None, dtype=types.INT8, axis=None, zero=0):
+        zeros = [zero] * len(scale) if isinstance(scale, list) else zero
+        return editor.Tensor(shape=shape, dtype=dtype, name=name, data=None if data is None else data.tobytes(),
+                             quantization=editor.Quantization(scales=scale, zero_points=zeros, axis=axis))
+
+    if kind == "grouped":
+        x, y = tensor((1, 6, 6, 4), "x", 0.05), tensor((1, 6, 6, 8), "y", 0.1)
+        w = tensor((8, 3, 3, 2), "conv/w", [0.01] * 8, rng.integers(-127, 128, (8, 3, 3, 2)).astype(np.int8), axis=0)
+        b = tensor((8,), "conv/b", [0.0005] * 8, rng.integers(-500, 500, 8).astype(np.int32), types.INT32, axis=0)
+        options = fb.Conv2DOptionsT()
+        options.padding, options.strideH, options.strideW = fb.Padding.SAME, 1, 1
+        op = editor.Operator(opcode=ops.CONV_2D, inputs=[x, w, b], outputs=[y])
+        op._fb.builtinOptionsType, op._fb.builtinOptions = fb.BuiltinOptions.Conv2DOptions, options
+        subgraph = editor.Subgraph(tensors=[x, w, b, y], operators=[op], inputs=[x], outputs=[y])
+    else:
+        x, h, y = tensor((1, 16), "x", 0.05, zero=-10), tensor((1, 16), "h", 0.05, zero=-10), tensor((1, 16), "y", 0.1)
+        w = tensor((16, 16), "a/w", 0.01, rng.integers(-127, 128, (16, 16)).astype(np.int8))
+        b = tensor((16,), "a/b", 0.0005, rng.integers(-2000, 2000, 16).astype(np.int32), types.INT32)
+        operators = [editor.Operator(opcode=ops.FULLY_CONNECTED, inputs=[x, w, b], outputs=[h]),
+                     editor.Operator(opcode=ops.FULLY_CONNECTED, inputs=[h, w, b], outputs=[y])]
+        subgraph = editor.Subgraph(tensors=[x, w, b, h, y], operators=operators, inputs=[x], outputs=[y])
+    return bytes(editor.Model(subgraphs=[subgraph]).build())
+
+
+def test_grouped_conv_and_weights_read_twice_are_not_mis_calibrated():
+    from tinycomp.errors import ModelError
+    from tinycomp.tflite.model import parse_tflite
+    from tinycomp.tflite.palettize import Calibration, palettize_model
+
+    grouped = _editor_model("grouped")
+    palettize_model(grouped, 2)  # without data: fine
+    with pytest.raises(ModelError) as error:
+        palettize_model(grouped, 2, calibration=Calibration(np.random.default_rng(1).uniform(
+            -1, 1, (8, 6, 6, 4)).astype(np.float32)), source="g.tflite")
+    assert str(error.value).startswith("operator 0 is a grouped CONV_2D (filter depth 2, 4 input channels)")
+    shared = _editor_model("shared")
+    x = np.random.default_rng(1).uniform(-0.3, 0.6, (64, 16)).astype(np.float32)
+    result = palettize_model(shared, 2, calibration=Calibration(x))
+    assert result.calibration["without_data_read_by_several_operators"] == ["a/w"]
+    assert np.array_equal(parse_tflite(result.data).subgraphs[0].tensors[2].array,
+                          parse_tflite(shared).subgraphs[0].tensors[2].array)  # the shared bias is left alone
+    assert result.data == palettize_model(shared, 2).data  # palettized as without data

@@ -264,3 +264,24 @@ def test_refit_levels_keeps_the_assignment_and_lowers_the_output_error():
             assert len(np.unique(after[groups == g])) == 1
     assert output_error(w, refit, hessian) <= output_error(w, assigned, hessian)
     assert output_error(w, w, hessian) == 0
+
+
+def test_error_feedback_stays_within_its_memory_bounds():
+    """K×K matrices and one row's input vectors are bounded: a small file cannot make them unbounded."""
+    from types import SimpleNamespace
+
+    from tinycomp.tflite.activations import Geometry
+    from tinycomp.tflite.calibrated import feedback_geometries
+    from tinycomp.tflite.palettize import Calibration
+
+    probe = SimpleNamespace(tensors={0: SimpleNamespace(shape=(1, 30000)), 1: SimpleNamespace(shape=(1, 64)),
+                                     2: SimpleNamespace(shape=(1, 224, 224, 64)), 3: SimpleNamespace(shape=(1, 8, 8, 64))})
+    geometries = [Geometry("FULLY_CONNECTED", (10, 30000), 0, 0, None),  # a 300 KB weight: a 7.2 GB matrix
+                  Geometry("FULLY_CONNECTED", (10, 64), 1, 0, None),
+                  Geometry("CONV_2D", (8, 3, 3, 64), 2, 0, None),  # 231 MB of input vectors per row
+                  Geometry("CONV_2D", (8, 3, 3, 64), 3, 0, None),
+                  Geometry("DEPTHWISE_CONV_2D", (1, 3, 3, 64), 3, 0, None)]
+    chosen = feedback_geometries(probe, geometries, Calibration(np.zeros((1, 1))))  # type: ignore[arg-type]
+    assert [g is not None for g in chosen] == [False, True, False, True, False]
+    off = feedback_geometries(probe, geometries, Calibration(np.zeros((1, 1)), error_feedback=False))  # type: ignore[arg-type]
+    assert off == (None,) * 5

@@ -154,6 +154,13 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
                     "(TensorFlow before 2.4); written with the builtin codes newer TensorFlow writes")
     for tensor, reason in result.skipped:
         render.warn(f"skipped {tensor}: {reason}")
+    calibrated = result.calibration or {}
+    if calibrated.get("without_data_read_by_several_operators"):
+        render.warn("palettized without calibration (read by several operators, whose inputs differ): "
+                    + ", ".join(calibrated["without_data_read_by_several_operators"]))
+    if calibrated.get("without_error_feedback_memory_bound"):
+        render.warn("no error feedback for (its input statistics would need too much memory): "
+                    + ", ".join(calibrated["without_error_feedback_memory_bound"]))
     found = compression_choices(result.data, result.tensors)
     growing: list[tuple[TensorChoice, int | None]]
     if spec_path:  # the plan chose these tensors by the exact bytes of the file it measured (e.g. stripped)

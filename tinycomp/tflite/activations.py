@@ -61,13 +61,18 @@ class InputMoments:
     samples: int
 
 
-def geometry_of(model: Any, weight: WeightTensor) -> Geometry:
+def geometry_of(model: Any, weight: WeightTensor, source: str = "model") -> Geometry:
     """The operator that reads `weight` (as its filter input), described for `moments`."""
     subgraph = model.subgraphs[weight.subgraph]
     op = next(o for o in subgraph.operators if len(o.inputs) > 1 and o.inputs[1] is weight.tensor)
     x = op.inputs[0]
     if x is None:
-        raise ModelError(f"operator {op.index} ({op.opcode_name}) has no input tensor", "model",
+        raise ModelError(f"operator {op.index} ({op.opcode_name}) has no input tensor", source,
+                         "palettize this model without --data")
+    depth, channels = int(weight.tensor.shape[-1]), int(x.shape[-1]) if len(x.shape) else 0
+    if op.opcode_name == "CONV_2D" and depth != channels:
+        raise ModelError(f"operator {op.index} is a grouped CONV_2D (filter depth {depth}, {channels} input "
+                         "channels), whose input statistics palettize with data does not model", source,
                          "palettize this model without --data")
     zero = int(x.quantization.zero_points[0]) if x.quantization is not None and len(x.quantization.zero_points) else 0
     bias = op.inputs[2] if len(op.inputs) > 2 else None

@@ -44,6 +44,12 @@ from tinycomp.tflite.private import buffer_data_span
 
 IMPORTANCE_FLOOR = 0.01
 FEEDBACK_OPS = ("FULLY_CONNECTED", "CONV_2D")
+# Error feedback holds a K×K float64 matrix per layer (K: weights per output channel), in every worker
+# and for all layers at once in the parent, and builds each row's input vectors (positions × K): a small
+# file must not make them unbounded. Layers beyond these get weighted levels and bias correction only.
+MAX_FEEDBACK_INPUTS = 2048  # K: a 32 MB matrix
+MAX_PATCH_BYTES = 64 * 2 ** 20  # one row's input vectors, float64
+MAX_FEEDBACK_BYTES = 256 * 2 ** 20  # all layers' matrices together
 DAMPING = 0.01  # GPTQ's: 1% of the mean diagonal added to the input second moments before inverting them
 
 
@@ -195,10 +201,27 @@ class CalibratedWeight:
     report: PalettizedTensor
 
 
+def feedback_geometries(probe: Probe, geometries: list[Geometry], calibration: Calibration) -> tuple[Geometry | None, ...]:
+    """The geometries whose layers get error feedback (None: not), within the memory bounds above."""
+    chosen: list[Geometry | None] = []
+    total = 0
+    for g in geometries:
+        inputs = int(np.prod(g.weight_shape[1:]))
+        positions = int(np.prod([max(int(d), 1) for d in probe.tensors[g.input_index].shape])) // max(
+            g.weight_shape[-1], 1) if g.op == "CONV_2D" else 1
+        matrix = inputs * inputs * 8
+        fits = (inputs <= MAX_FEEDBACK_INPUTS and positions * inputs * 8 <= MAX_PATCH_BYTES
+                and total + matrix <= MAX_FEEDBACK_BYTES)
+        use = calibration.error_feedback and g.op in FEEDBACK_OPS and fits
+        total += matrix if use else 0
+        chosen.append(g if use else None)
+    return tuple(chosen)
+
+
 def layer_inputs(probe: Probe, weights: list[WeightTensor], geometries: list[Geometry],
                  calibration: Calibration) -> list[LayerInputs]:
     """Every weight's `LayerInputs` from one TFLM run of the probe on the calibration rows."""
-    gram = tuple(g if calibration.error_feedback and g.op in FEEDBACK_OPS else None for g in geometries)
+    gram = feedback_geometries(probe, geometries, calibration)
     return [LayerInputs(g, m, e) for g, (m, e) in zip(geometries, probe.moments(calibration.x, geometries, gram))]
 
 
@@ -240,12 +263,19 @@ def palettize_calibrated(model_bytes: bytes, model: Any, chosen: list[tuple[Weig
     order = {id(op.inputs[1]): i for i, op in enumerate(model.subgraphs[0].operators) if len(op.inputs) > 1}
     chosen = sorted(chosen, key=lambda item: order[id(item[0].tensor)])
     weights = [w for w, _ in chosen]
-    geometries = [geometry_of(model, w) for w in weights]
+    geometries = [geometry_of(model, w, source) for w in weights]
     probe = Probe(model_bytes, geometries, calibration.jobs, source)
     shared = shared_tensors(model)
     reference = layer_inputs(probe, weights, geometries, calibration)
-    runs, done = 1, []
+    runs, done, plain = 1, [], []
     for i, (weight, bits) in enumerate(chosen):
+        if readers(model, weight) > 1:  # its operators see different inputs: one set of statistics would not fit
+            new, report = palettize_weight(weight, bits)
+            weight.tensor.array = new
+            probe.replace(weight.index, new, weight.tensor.name)
+            done.append(report)
+            plain.append(weight.name)
+            continue
         inputs = reference[i]
         if calibration.sequential and i > 0:  # the earlier layers are palettized in the probe by now
             inputs, runs = layer_inputs(probe, weights, geometries, calibration)[i], runs + 1
@@ -258,8 +288,18 @@ def palettize_calibrated(model_bytes: bytes, model: Any, chosen: list[tuple[Weig
             bias_tensor.array = found.bias
             probe.replace(found.bias_index, found.bias, bias_tensor.name)
         done.append(found.report)
+    no_feedback = [w.name for w, r in zip(weights, reference) if calibration.error_feedback and r.gram is None
+                   and r.geometry.op in FEEDBACK_OPS and w.name not in plain]
     return done, {**calibration.describe(), "interpreter_runs": runs,
-                  "importance_floor": IMPORTANCE_FLOOR if calibration.weighted else None}
+                  "importance_floor": IMPORTANCE_FLOOR if calibration.weighted else None,
+                  "without_data_read_by_several_operators": plain,
+                  "without_error_feedback_memory_bound": no_feedback}
+
+
+def readers(model: Any, weight: WeightTensor) -> int:
+    """How many operators read `weight` as their filter."""
+    return sum(1 for op in model.subgraphs[weight.subgraph].operators
+               if len(op.inputs) > 1 and op.inputs[1] is weight.tensor)
 
 
 def shared_tensors(model: Any) -> set[int]:
