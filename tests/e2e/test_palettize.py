@@ -299,17 +299,26 @@ def test_tensors_left_out_of_the_spec_keep_their_int8_values(int8_files, tmp_pat
 
 @pytest.mark.slow
 def test_strip_chooses_tensors_for_the_stripped_file(int8_files, tmp_path):
-    """--strip measures each tensor's growth in the file `compress --strip` writes, where names cost nothing."""
-    from tinycomp.specs import parse_compression_spec
+    """--strip keeps exactly the tensors whose compression alone makes the *stripped* file smaller."""
+    from tinycomp.specs import CompressionSpec, parse_compression_spec
+    from tinycomp.tflite.compress import compress_model
+    from tinycomp.tflite.file_growth import file_growth
+    from tinycomp.tflite.palettize import compression_choices, palettize_model
+    from tinycomp.tflite.strip import strip_model
 
-    plain, stripped = tmp_path / "p.tflite", tmp_path / "s.tflite"
-    ok(["palettize", int8_files["per_channel"], "--bits", "4", "-o", plain])
-    result = ok(["palettize", int8_files["per_channel"], "--bits", "4", "--strip", "-o", stripped])
-    chosen = [{t.tensor for t in parse_compression_spec(p.with_suffix(".yaml").read_text()).tensors}
-              for p in (plain, stripped)]
-    assert chosen[0] <= chosen[1] and chosen[1]
+    out = tmp_path / "s.tflite"
+    ok(["palettize", int8_files["per_channel"], "--bits", "4", "--strip", "-o", out])
     assert "--bits 4 --strip" in (tmp_path / "s.yaml").read_text()
-    ok(["compress", stripped, "--spec", tmp_path / "s.yaml", "--strip", "-o", tmp_path / "c.tflite"])
+    chosen = {t.tensor for t in parse_compression_spec((tmp_path / "s.yaml").read_text()).tensors}
+    result = palettize_model(int8_files["per_channel"].read_bytes(), 4)
+    choices = compression_choices(result.data, result.tensors).choices
+    growth = file_growth(result.data, choices, strip=True)
+    base = strip_model(result.data).bytes_after
+    for choice, grown in zip(choices, growth):
+        alone = compress_model(result.data, CompressionSpec((choice.to_spec(),))).data
+        assert grown == strip_model(alone).bytes_after - base
+    assert chosen == {c.weight.index for c, g in zip(choices, growth) if g < 0 and c.bytes_after < c.bytes_before}
+    assert chosen
+    ok(["compress", out, "--spec", tmp_path / "s.yaml", "--strip", "-o", tmp_path / "c.tflite"])
     ok(["strip", int8_files["per_channel"], "-o", tmp_path / "int8_stripped.tflite"])
     assert (tmp_path / "c.tflite").stat().st_size < (tmp_path / "int8_stripped.tflite").stat().st_size
-    assert result.exit_code == 0
