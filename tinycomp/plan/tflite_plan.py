@@ -73,7 +73,7 @@ from tinycomp.tflite.palettize import (
     weight_label,
     why_not,
 )
-from tinycomp.tflite.private import buffer_data_span, fast_buffer_packing
+from tinycomp.tflite.private import fast_buffer_packing, replace_buffers
 from tinycomp.tflite.strip import strip_model
 from tinycomp.tflm import arena_of, default_jobs, run_parallel
 
@@ -154,15 +154,8 @@ class Palettes:
 
         if not choice:
             return self.int8
-        data = bytearray(self.int8)
-        for name, bits in choice.items():
-            weight = self.weights[name]
-            start, length = buffer_data_span(self.int8, weight.tensor.buffer.index)
-            values = self.array(name, bits).tobytes()
-            if length != len(values):
-                raise ModelError(f"tensor {weight.index} holds {length} bytes, not {len(values)}", self.source)
-            data[start:start + length] = values
-        return bytes(data)
+        return replace_buffers(self.int8, {int(self.weights[name].tensor.buffer.index): self.array(name, bits).tobytes()
+                                           for name, bits in choice.items()}, self.source)
 
     def lut_bytes(self, name: str, bits: int) -> int:
         """Bytes of the tensor's LUT encoding (indices, value tables, header) once palettized to `bits`, from
@@ -300,18 +293,6 @@ def _chunks(n: int, jobs: int) -> list[slice]:
     return [slice(int(i[0]), int(i[-1]) + 1) for i in np.array_split(np.arange(n), max(1, min(jobs, n))) if len(i)]
 
 
-def _replaced(data: bytes, values: dict[int, bytes], source: str) -> bytes:
-    """`data` with the buffers `values` names ({buffer index: bytes}) overwritten in place, same sizes."""
-
-    out = bytearray(data)
-    for index, new in values.items():
-        start, length = buffer_data_span(data, index)
-        if length != len(new):
-            raise ModelError(f"buffer {index} holds {length} bytes, not {len(new)}", source)
-        out[start:start + length] = new
-    return bytes(out)
-
-
 @dataclass(frozen=True)
 class Template:
     """A model to replace weight values in: its bytes, {given tensor index: buffer index}, and the given
@@ -399,7 +380,7 @@ class Runner:
         template = self._template(op)
         values = {template.buffers[self.palettes.weights[name].index]: self.palettes.array(name, bits).tobytes()
                   for name, bits in choice.items()}
-        return replace(template, data=_replaced(template.data, values, self.palettes.source)), op
+        return replace(template, data=replace_buffers(template.data, values, self.palettes.source)), op
 
     def inputs(self, op: int, rows: slice) -> tuple[tuple[np.ndarray, ...], bool]:
         """(the inputs of the model cut at `op` on `rows`, whether they are float rows to quantize)."""

@@ -40,7 +40,7 @@ from tinycomp.tflite.activations import Geometry, InputMoments, geometry_of, mea
 from tinycomp.tflite.find_tensors import WeightTensor, quantization_layout
 from tinycomp.tflite.model import parse_tflite
 from tinycomp.tflite.palettize import Calibration, PalettizedTensor, palettize_weight, table_slices
-from tinycomp.tflite.private import buffer_data_span
+from tinycomp.tflite.private import replace_buffers
 
 IMPORTANCE_FLOOR = 0.01
 FEEDBACK_OPS = ("FULLY_CONNECTED", "CONV_2D")
@@ -166,11 +166,8 @@ class Probe:
         tensor = self.tensors[index]
         if tensor.name != name or tuple(int(d) for d in tensor.shape) != array.shape:
             raise ModelError(f"probe tensor {index} is not the model's tensor {name!r}", self.source)
-        start, length = buffer_data_span(self.data, tensor.buffer.index)
         values = np.ascontiguousarray(array, dtype=tensor.numpy_dtype).tobytes()
-        if length != len(values):
-            raise ModelError(f"probe tensor {index} holds {length} bytes, not {len(values)}", self.source)
-        self.buffer[start:start + length] = values
+        self.buffer = bytearray(replace_buffers(bytes(self.buffer), {int(tensor.buffer.index): values}, self.source))
 
     def moments(self, x: np.ndarray, geometries: list[Geometry],
                 gram: tuple[Geometry | None, ...] = ()) -> list[tuple[InputMoments, np.ndarray | None]]:
