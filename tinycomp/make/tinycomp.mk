@@ -76,7 +76,9 @@ TINYCOMP_MIN_SNR ?=
 # decode_budget travels through NAME.planned.yaml and NAME.compression.yaml to compress). E.g. `--target-bytes 64KiB` instead: the smallest drop within 64 KiB.
 TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINYCOMP_RAM_BUDGET), --ram-budget $(TINYCOMP_RAM_BUDGET))
 # Extra options per step, e.g. TINYCOMP_PLAN_OPTIONS = --clusters 2,4,8,16 --epochs 2,
-# TINYCOMP_CLUSTER_OPTIONS = --batch-size 64 (the plan's spec sets the epochs and learning rate), TINYCOMP_EVAL_OPTIONS = --limit 1000.
+# TINYCOMP_CLUSTER_OPTIONS = --batch-size 64 (the plan's spec sets the epochs and learning rate), TINYCOMP_EVAL_OPTIONS = --limit 1000,
+# TINYCOMP_PALETTIZE_OPTIONS = $(TINYCOMP_DATA) to calibrate the palettized weights of a .tflite model on 512
+# training rows (closer to the int8 model; the plan measured them uncalibrated, and the gate decides).
 TINYCOMP_PLAN_OPTIONS ?=
 TINYCOMP_CLUSTER_OPTIONS ?=
 TINYCOMP_QUANTIZE_OPTIONS ?=
