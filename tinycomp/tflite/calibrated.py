@@ -39,7 +39,7 @@ from tinycomp.specs import PerChannel, PerTensor
 from tinycomp.tflite.activations import Geometry, InputMoments, geometry_of, measure_sums, moments, probe_model
 from tinycomp.tflite.find_tensors import WeightTensor, quantization_layout
 from tinycomp.tflite.model import parse_tflite
-from tinycomp.tflite.palettize import Calibration, PalettizedTensor, palettize_weight, table_slices
+from tinycomp.tflite.palettize import Calibration, PalettizedTensor, buffer_readers, palettize_weight, table_slices
 from tinycomp.tflite.private import replace_buffers
 
 IMPORTANCE_FLOOR = 0.01
@@ -301,13 +301,7 @@ def readers(model: Any, weight: WeightTensor) -> int:
 
 def shared_tensors(model: Any) -> set[int]:
     """Tensors of subgraph 0 whose buffer another tensor also reads (their bias is left as it is)."""
-    readers: dict[int, list[int]] = {}
-    for s, subgraph in enumerate(model.subgraphs):
-        for tensor in subgraph.tensors:
-            if tensor.buffer is not None and tensor.buffer.data:
-                readers.setdefault(id(tensor.buffer), []).append(tensor.index if s == 0 else -1)
-    return {i for indices in readers.values() if len(indices) > 1 for i in indices if i >= 0}
-
+    return {t for keys in buffer_readers(model) if len(keys) > 1 for s, t in keys if s == 0}
 
 
 def calibration_of(model_bytes: bytes, dataset: Any, count: int, seed: int, jobs: int,

@@ -298,15 +298,20 @@ def _weights_of(model: EditorModel, bits: Mapping[TensorKey, int], names: Mappin
     return found
 
 
-def _shared_buffers(model: EditorModel, chosen: set[TensorKey]) -> dict[TensorKey, str]:
-    """Chosen tensors whose buffer another, unchosen tensor reads too (palettizing would change that one)."""
+def buffer_readers(model: EditorModel) -> list[list[TensorKey]]:
+    """The tensors that read each constant buffer (the converter shares identical constants' buffers)."""
     readers: dict[int, list[TensorKey]] = {}
     for s, subgraph in enumerate(model.subgraphs):
         for tensor in subgraph.tensors:
             if tensor.buffer is not None and tensor.buffer.data:
                 readers.setdefault(id(tensor.buffer), []).append((s, tensor.index))
+    return list(readers.values())
+
+
+def _shared_buffers(model: EditorModel, chosen: set[TensorKey]) -> dict[TensorKey, str]:
+    """Chosen tensors whose buffer another, unchosen tensor reads too (palettizing would change that one)."""
     shared = {}
-    for keys in readers.values():
+    for keys in buffer_readers(model):
         others = [k for k in keys if k not in chosen]
         if len(keys) > 1 and others:
             for key in keys:
