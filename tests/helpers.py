@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -62,6 +63,15 @@ def ok(args: list[str]):
     result = run_cli(args)
     assert result.exit_code == 0, f"tinycomp {' '.join(map(str, args))} failed:\n{result.output}"
     return result
+
+
+def one_error_line(result, code: int, pattern: str) -> None:
+    """`result` exited with `code`, and its last line is its only `Error: ` line, matching `pattern` (a regex)."""
+    assert result.exit_code == code, result.output
+    lines = result.output.splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0] == lines[-1], result.output
+    assert re.fullmatch(pattern, errors[0][len("Error: "):]), errors[0]
 
 
 def int8_models(builds: dict) -> dict[str, bytes]:

@@ -13,17 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ok, run_cli
+from helpers import ok, one_error_line, run_cli
 
 STEPS, CHANNELS, CLASSES = 24, 3, 3
-
-
-def _one_error_line(result, code: int, pattern: str) -> None:
-    assert result.exit_code == code, result.output
-    lines = result.output.splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and errors[0] == lines[-1], result.output
-    assert re.fullmatch(pattern, errors[0][len("Error: "):]), errors[0]
 
 
 def _sensor_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,8 +255,8 @@ def test_keras3_layer_without_tf_keras_equivalent(keras3_models, sensor, tmp_pat
     expected = (re.escape(f"Keras 3 layers with no tf_keras equivalent: rms (RMSNormalization) ({path}) — cluster "
                           "and plan need tf_keras layers; convert the Keras 3 model with `tinycomp convert` (or "
                           "`quantize`) and compress the .tflite with `tinycomp palettize`"))
-    _one_error_line(run_cli(["cluster", path, "--all", "4", "-o", tmp_path / "c.keras"]), 1, expected)
-    _one_error_line(run_cli(["plan", path, "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml",
+    one_error_line(run_cli(["cluster", path, "--all", "4", "-o", tmp_path / "c.keras"]), 1, expected)
+    one_error_line(run_cli(["plan", path, "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml",
                              "--data", sensor["ints"]]), 1, expected)
     assert list(tmp_path.iterdir()) == []
     ok(["convert", path, "-o", tmp_path / "rms.tflite"])  # TFLiteConverter takes the Keras 3 model itself
@@ -274,7 +266,7 @@ def test_keras3_layer_without_tf_keras_equivalent(keras3_models, sensor, tmp_pat
 @pytest.mark.slow
 def test_keras3_lambda_is_refused_unless_trusted(keras3_models, tmp_path):
     path = keras3_models["lambda"]
-    _one_error_line(run_cli(["convert", path, "-o", tmp_path / "l.tflite"]), 1,
+    one_error_line(run_cli(["convert", path, "-o", tmp_path / "l.tflite"]), 1,
                     re.escape(f"model has a Lambda layer 'double' whose Python code would run on load ({path}) — "
                               "re-run with --trust-model if you trust this file"))
     assert not (tmp_path / "l.tflite").exists()
@@ -306,8 +298,8 @@ def test_plain_saved_model_cannot_be_clustered_or_planned(plain_saved_model, sen
                          f"({plain_saved_model}) — quantize it with `tinycomp quantize` and compress the int8 "
                          ".tflite with `tinycomp palettize` (no fine-tuning needed)")
     data = ["--data", sensor["ints"]]
-    _one_error_line(run_cli(["cluster", plain_saved_model, "--all", "4", "-o", tmp_path / "c.h5", *data]), 1, expected)
-    _one_error_line(run_cli(["plan", plain_saved_model, "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml", *data]),
+    one_error_line(run_cli(["cluster", plain_saved_model, "--all", "4", "-o", tmp_path / "c.h5", *data]), 1, expected)
+    one_error_line(run_cli(["plan", plain_saved_model, "--max-accuracy-drop", "1", "-o", tmp_path / "p.yaml", *data]),
                     1, expected)
     assert list(tmp_path.iterdir()) == []
 
@@ -348,7 +340,7 @@ def test_categorical_loss_fine_tunes_on_integer_and_one_hot_labels(categorical_t
 
 
 @pytest.mark.slow
-def test_targets_that_do_not_fit_the_loss_are_one_error_line(sensor, tmp_path):
+def test_targets_that_do_not_fit_the_loss_areone_error_line(sensor, tmp_path):
     import tf_keras
 
     model = tf_keras.Sequential([tf_keras.layers.Input((STEPS, CHANNELS)),  # no Flatten: one output row per step
@@ -357,6 +349,6 @@ def test_targets_that_do_not_fit_the_loss_are_one_error_line(sensor, tmp_path):
     model.save(tmp_path / "per_step.h5")
     result = run_cli(["cluster", tmp_path / "per_step.h5", "--all", "2", "--epochs", "1", "-o", tmp_path / "c.h5",
                       "--data", sensor["ints"]])
-    _one_error_line(result, 1, r"fine-tuning failed: .*\(loss categorical_crossentropy, targets of shape \(3,\), "
+    one_error_line(result, 1, r"fine-tuning failed: .*\(loss categorical_crossentropy, targets of shape \(3,\), "
                                r"outputs of shape \(24, 3\)\) — give targets the loss can take .*")
     assert not (tmp_path / "c.h5").exists()

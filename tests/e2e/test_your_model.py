@@ -4,28 +4,19 @@ preprocessing, and bad input that ends in one `Error:` line with nothing written
 from __future__ import annotations
 
 import json
-import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import ok, run_cli, save_subclassed_model
+from helpers import ok, one_error_line, run_cli, save_subclassed_model
 
 pytestmark = pytest.mark.slow
 
 
 def _snapshot(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
-
-
-def _one_error_line(result, code: int, pattern: str) -> None:
-    assert result.exit_code == code, result.output
-    lines = result.output.splitlines()
-    errors = [line for line in lines if line.startswith("Error: ")]
-    assert len(errors) == 1 and errors[0] == lines[-1], result.output
-    assert re.fullmatch(pattern, errors[0][len("Error: "):]), errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +101,7 @@ def test_a_model_that_runs_code_is_refused_unless_trusted(models, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     result = run_cli(["convert", tmp_path / "evil.h5", "-o", out / "evil.tflite"])
-    _one_error_line(result, 1, r"model has a Lambda layer 'scale' .*\(.*evil\.h5\) — .*--trust-model.*")
+    one_error_line(result, 1, r"model has a Lambda layer 'scale' .*\(.*evil\.h5\) — .*--trust-model.*")
     assert not marker.exists() and _snapshot(out) == []
     ok(["convert", tmp_path / "evil.h5", "-o", out / "evil.tflite", "--trust-model"])
     assert marker.exists() and (out / "evil.tflite").is_file()
@@ -167,7 +158,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(models, tmp_path):
          r"cannot read image: cannot identify image file .*3\.png.* — remove or replace the file"),
     ]
     for args, code, pattern in cases:
-        _one_error_line(run_cli(args), code, pattern)
+        one_error_line(run_cli(args), code, pattern)
     assert _snapshot(out) == []
 
 
