@@ -7,6 +7,7 @@ regression models; predictions.png (class predictions on test images) only for c
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ from tinycomp import report as rep
 from tinycomp.commands.common import CONTEXT, DataOptions, open_data, recorded_data_options
 from tinycomp.data import BUILTIN, Dataset, DataSpec, check_fits_model
 from tinycomp.errors import DataError, OutputFileError
-from tinycomp.fileio import read_text, write_bytes_atomic, write_text_atomic
+from tinycomp.fileio import read_text, write_bytes_atomic
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.records import EvalRecord
 from tinycomp.tflite.model import read_tflite
@@ -63,19 +64,27 @@ def command(eval_json: str, output: str, baseline: str | None, model: str | None
 
 
 def _report_dir(output: str) -> Path:
+    """The report directory, checked before any work; it is created only when everything is ready to write."""
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise OutputFileError("the report output is a file, not a directory", str(out), "give a directory, e.g. -o report/")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise OutputFileError("output directory's parent does not exist", str(parent), "create it first (mkdir -p)")
+    if not os.access(out if out.exists() else parent, os.W_OK):
+        raise OutputFileError("report directory is not writable", str(out), "choose another -o/--output")
+    return out
+
+
+def _write_report(out: Path, files: dict[str, bytes]) -> None:
+    """Create the directory and write every file (each atomically), only once all of them are made:
+    a failed report leaves no half-written directory behind."""
     try:
         out.mkdir(exist_ok=True)
     except OSError as e:
         raise OutputFileError(f"cannot create the report directory: {e.strerror}", str(out)) from e
-    if not os.access(out, os.W_OK):
-        raise OutputFileError("report directory is not writable", str(out), "choose another -o/--output")
-    return out
+    for name, content in files.items():
+        write_bytes_atomic(out / name, content)
 
 
 def recorded_spec(record: EvalRecord) -> DataSpec | None:
@@ -92,15 +101,26 @@ def recorded_spec(record: EvalRecord) -> DataSpec | None:
     return DataSpec(name, input_scale=float(preprocessing["scale"]), input_offset=float(preprocessing["offset"]))
 
 
-def report_dataset(options: DataOptions, record: EvalRecord) -> Dataset:
-    """The test rows of the data the options name, else of the data the eval JSON records."""
+def report_dataset(options: DataOptions, record: EvalRecord, eval_json: str) -> Dataset:
+    """The test rows of the data the options name, else of the data the eval JSON records (a relative
+    path that is not found from here is tried relative to the JSON's folder, as models are)."""
     if options.dataset is not None or options.path is not None:
         return open_data(options.spec(), splits=("test",))
     recorded = recorded_spec(record)
     if recorded is None:
         raise DataError(f"the eval JSON was measured on {record.dataset_name!r}, which is not a built-in dataset",
                         record.source, "give the same data with --data FILE.npz (or --images 0 for no predictions.png)")
-    return open_data(options.over(recorded), splits=("test",))
+    return open_data(options.over(_beside_json(recorded, eval_json)), splits=("test",))
+
+
+def _beside_json(spec: DataSpec, eval_json: str) -> DataSpec:
+    """`spec` with its recorded relative paths resolved against the eval JSON's folder when they do not
+    exist from the current directory but do there; says which path is used."""
+    moved = {key: _resolve_beside(getattr(spec, key), eval_json) for key in ("path", "targets")}
+    changed = {key: value for key, value in moved.items() if value != getattr(spec, key)}
+    for key, value in changed.items():
+        render.info(f"the eval JSON records {key} {getattr(spec, key)}, relative to its folder: using {value}")
+    return replace(spec, **changed) if changed else spec
 
 
 def _pick_models(report: EvalRecord, baseline: str | None, model: str | None) -> tuple[str | None, str | None]:
@@ -119,9 +139,10 @@ def run(*, eval_json: str, output: str, data_options: DataOptions, baseline: str
     parsed = EvalRecord.from_json(read_text(eval_json, "eval JSON"), str(eval_json))
     out = _report_dir(output)
     figures, notes = [], []
+    files: dict[str, bytes] = {}
     metric, shown = rep.plot_metric(parsed), rep.plotted(parsed)
     if shown:
-        write_bytes_atomic(out / "size_vs_accuracy.png", rep.size_vs_accuracy_png(parsed))
+        files["size_vs_accuracy.png"] = rep.size_vs_accuracy_png(parsed)
         figures.append((f"Size vs {metric.name}", "size_vs_accuracy.png"))
     else:
         notes.append(f"no model in the eval JSON has its {metric.name}: no size_vs_accuracy.png")
@@ -130,14 +151,15 @@ def run(*, eval_json: str, output: str, data_options: DataOptions, baseline: str
         notes.append(f"size_vs_accuracy.png plots {metric.name}, so it leaves out the models of another task: "
                      f"{', '.join(left_out)}")
     if images:
-        notes += _predictions(parsed, out, figures, eval_json=eval_json, data_options=data_options,
+        notes += _predictions(parsed, files, figures, eval_json=eval_json, data_options=data_options,
                               baseline=baseline, model=model, images=images, seed=seed, jobs=jobs)
-    write_text_atomic(out / "summary.md", rep.summary_markdown(parsed, figures, max_drop, notes, min_snr_db=min_snr))
+    files["summary.md"] = rep.summary_markdown(parsed, figures, max_drop, notes, min_snr_db=min_snr).encode()
+    _write_report(out, files)
     written = ", ".join(name for _, name in figures)
     render.out.print(f"Wrote {out}/: summary.md, {written} ({len(parsed.models)} models from {eval_json})")
 
 
-def _predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], *, eval_json: str,
+def _predictions(parsed: EvalRecord, files: dict[str, bytes], figures: list[tuple[str, str]], *, eval_json: str,
                  data_options: DataOptions, baseline: str | None, model: str | None, images: int, seed: int,
                  jobs: int | None) -> list[str]:
     """Draw predictions.png for two classifiers with image inputs; otherwise say why not. Returns notes."""
@@ -153,7 +175,7 @@ def _predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], 
                 f"{' and '.join(named)} {what} (task {REGRESS.name}): no predictions.png")
         render.info(note)
         return [note]
-    return _draw_predictions(parsed, out, figures, (first, second), eval_json=eval_json, data_options=data_options,
+    return _draw_predictions(parsed, files, figures, (first, second), eval_json=eval_json, data_options=data_options,
                              images=images, seed=seed, jobs=jobs)
 
 
@@ -165,16 +187,17 @@ def _task_of(parsed: EvalRecord, path: str) -> Task:
     return REGRESS if REGRESS in parsed.tasks else CLASSIFY
 
 
-def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, str]], pair: tuple[str, str], *,
+def _draw_predictions(parsed: EvalRecord, files: dict[str, bytes], figures: list[tuple[str, str]], pair: tuple[str, str], *,
                       eval_json: str, data_options: DataOptions, images: int, seed: int, jobs: int | None) -> list[str]:
 
     first, second = pair
     paths = [_resolve_model_path(p, eval_json) for p in pair]
     models = [read_tflite(p) for p in paths]
-    data = report_dataset(data_options, parsed)
+    data = report_dataset(data_options, parsed, eval_json)
     for m in models:
-        check_fits_model(data, tuple(m.model.subgraphs[0].inputs[0].shape[1:]),
-                         int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task=CLASSIFY)
+        input_shape = tuple(int(d) for d in m.model.subgraphs[0].inputs[0].shape[1:])
+        data = data.fit_to(input_shape)  # as eval does: (T, C) rows for a (T, C) model, H×W×1 images for H×W
+        check_fits_model(data, input_shape, int(m.model.subgraphs[0].outputs[0].shape[-1]), m.source, task=CLASSIFY)
     if not rep.can_show_images(data.x_test[:1]):
         render.warn(f"the rows of {data.name} are not images {data.input_shape}; predictions.png skipped")
         return []
@@ -190,7 +213,7 @@ def _draw_predictions(parsed: EvalRecord, out: Path, figures: list[tuple[str, st
     subtitle = (f"{len(chosen)} of the first {n:,} {data.name} test images: {notable} where a model errs or "
                 f"they disagree (shown first, red frame = a mistake), {len(chosen) - notable} at random")
     names = rep.display_names([first, second]) if first != second else {first: os.path.basename(first)}
-    write_bytes_atomic(out / "predictions.png", rep.predictions_png(
+    files["predictions.png"] = (rep.predictions_png(
         x[chosen], y[chosen], predicted[0][chosen], predicted[1][chosen], names[first], names[second], subtitle))
     figures.append(("TFLM predictions", "predictions.png"))
     return notes
@@ -214,7 +237,13 @@ def _check_accuracy(parsed: EvalRecord, paths: tuple[str, str], predicted: list[
 def _resolve_model_path(path: str, eval_json: str) -> str:
     """A model path from the eval JSON: as written (relative to the current directory) if it exists,
     else relative to the JSON's directory."""
-    if Path(path).exists() or Path(path).is_absolute():
+    return _resolve_beside(path, eval_json) or path
+
+
+def _resolve_beside(path: str | None, eval_json: str) -> str | None:
+    """A path recorded in the eval JSON: as written if it exists (or is absolute), else relative to the JSON's
+    folder when it exists there, else as written (the reader then says it is missing)."""
+    if path is None or Path(path).exists() or Path(path).is_absolute():
         return path
     beside = Path(eval_json).parent / path
     return str(beside) if beside.exists() else path

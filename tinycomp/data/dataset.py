@@ -384,8 +384,10 @@ def check_fits_model(data: Dataset, input_shape: tuple[int, ...], num_outputs: i
     what the targets must look like; `output_shape` is the model's output row shape.
     """
 
-    if tuple(int(d) for d in input_shape) != data.input_shape:
-        raise DataError(f"the data's rows have shape {data.input_shape} but the model expects {tuple(input_shape)}",
+    expected = tuple(int(d) for d in input_shape)
+    if expected != data.input_shape:
+        raise DataError(f"the data's rows have shape {tuple(int(d) for d in data.input_shape)} but the model expects "
+                        f"{expected}",
                         where, "use the dataset the model was trained on")
     if task is None:
         task = CLASSIFY if data.has_class_labels else REGRESS
