@@ -116,11 +116,11 @@ def report_dataset(options: DataOptions, record: EvalRecord, eval_json: str) -> 
 def _beside_json(spec: DataSpec, eval_json: str) -> DataSpec:
     """`spec` with its recorded relative paths resolved against the eval JSON's folder when they do not
     exist from the current directory but do there; says which path is used."""
-    moved = {key: _resolve_beside(getattr(spec, key), eval_json) for key in ("path", "targets")}
-    changed = {key: value for key, value in moved.items() if value != getattr(spec, key)}
-    for key, value in changed.items():
-        render.info(f"the eval JSON records {key} {getattr(spec, key)}, relative to its folder: using {value}")
-    return replace(spec, **changed) if changed else spec
+    path, targets = _resolve_beside(spec.path, eval_json), _resolve_beside(spec.targets, eval_json)
+    for key, was, now in (("path", spec.path, path), ("targets", spec.targets, targets)):
+        if now != was:
+            render.info(f"the eval JSON records {key} {was}, relative to its folder: using {now}")
+    return replace(spec, path=path, targets=targets)
 
 
 def _pick_models(report: EvalRecord, baseline: str | None, model: str | None) -> tuple[str | None, str | None]:
