@@ -34,8 +34,11 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Test processes (pytest-xdist), whole modules to a worker so module fixtures are built once;
+# TEST_JOBS=0 runs everything in this process.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # tests/unit: no TensorFlow, no subprocess (its conftest fails a test that does): seconds.
 test-fast: $(STAMP)
