@@ -70,12 +70,38 @@ def find_tensors_table(result) -> Table:
 
 
 def compress_table(result) -> Table:
-    table = Table(title="LUT-compressed tensors")
-    for column in ("tensor", "name", "layout", "bits", "bytes before", "bytes after"):
+    table = Table(title="Compressed tensors")
+    for column in ("tensor", "name", "method", "bits", "bytes before", "bytes after"):
         table.add_column(column, justify="right" if column in ("tensor", "bits", "bytes before", "bytes after") else "left")
     for t in result.tensors:
-        table.add_row(str(t.tensor), t.name, t.layout, str(t.index_bitwidth), f"{t.bytes_before:,}", f"{t.bytes_after:,}")
+        method = f"lut {t.layout}" if t.method == "lut" else t.method
+        table.add_row(str(t.tensor), t.name, method, str(t.index_bitwidth) if t.method == "lut" else "–",
+                      f"{t.bytes_before:,}", f"{t.bytes_after:,}")
     return table
+
+
+def lossless_table(choice: Any) -> Table:
+    """One row per weight tensor: each method's encoded bytes and file growth, and the method chosen."""
+    table = Table(title="Exact encodings per weight tensor (encoded bytes / bytes the file gains, − saves)")
+    for column in ("tensor", "name", "op", "bytes", "lut", "huffman", "pruning", "chosen"):
+        table.add_column(column, justify="left" if column in ("name", "op", "chosen") else "right")
+    for t in choice.tensors:
+        cells = []
+        for trial in t.trials:
+            if trial.encoded_bytes is None:
+                cells.append("–")
+            else:
+                growth = f" / {trial.growth:+,}" if trial.growth is not None else ""
+                cells.append(f"{trial.encoded_bytes:,}{growth}")
+        name = t.name if len(t.name) <= 48 else "…" + t.name[-47:]
+        table.add_row(str(t.tensor), name, t.op, f"{t.bytes_before:,}", *cells, t.chosen or "none")
+    return table
+
+
+def lossless_summary(choice: Any) -> str:
+    parts = [f"{method}: {n} tensor{'s' if n != 1 else ''}, {before:,} → {after:,} bytes"
+             for method, (n, before, after) in sorted(choice.bytes_by_method().items())]
+    return "By method: " + "; ".join(parts)
 
 
 def slicing_lines(result: Any, budget: int | None) -> list[str]:
