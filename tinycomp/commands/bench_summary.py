@@ -73,29 +73,34 @@ def bench_table(rows: list, base):
 
     t = Table(title="Bytes, the task's metric and the ideal bound" + (f" (vs {base.path})" if base else ""))
     for column in ("model", "bytes", "× smaller", "metric", "Δ pp / SNR vs base", "arena bytes", "ideal bound",
-                   "bytes / ideal", "… + biases", "non-weight bytes"):
+                   "bytes / ideal", "… + biases", "non-weight bytes", "weight bytes by method"):
         t.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for m, b in rows:
         ratio = base.flash_bytes / m.flash_bytes if base else None
         t.add_row(m.path, f"{m.flash_bytes:,}", f"{ratio:.2f}" if ratio else "–", _metric(m), _delta(m, base),
                   f"{m.arena_bytes:,}" if m.arena_bytes is not None else "–",
                   f"{b.ideal_bytes:,}", f"{b.file_bytes / b.ideal_bytes:.3f}",
-                  f"{b.file_bytes / b.ideal_with_constants:.3f}", f"{b.non_weight_bytes:,}")
+                  f"{b.file_bytes / b.ideal_with_constants:.3f}", f"{b.non_weight_bytes:,}", by_method(b))
     return t
+
+
+def by_method(b) -> str:
+    """`lut 3: 12,345 · raw 2: 1,024`: weight tensors and their stored bytes per decoder (raw: uncompressed)."""
+    return " · ".join(f"{method} {n}: {stored:,}" for method, (n, stored) in sorted(b.bytes_by_method().items()))
 
 
 def breakdown_table(path: str, b):
     from rich.table import Table
 
     t = Table(title=f"Where the {b.file_bytes:,} bytes of {path} go")
-    for column in ("part", "shape", "bits", "indices / raw", "value tables", "LUT header", "bytes", "ideal"):
+    for column in ("part", "method", "shape", "bits", "encoded / raw", "tables / values", "header", "bytes", "ideal"):
         t.add_column(column, justify="left" if column in ("part", "shape") else "right")
     for w in b.weights:
-        t.add_row(f"{w.layer} weights", "×".join(map(str, w.shape)), str(w.bits), f"{w.index_bytes:,}",
+        t.add_row(f"{w.layer} weights", w.method, "×".join(map(str, w.shape)), str(w.bits), f"{w.index_bytes:,}",
                   f"{w.table_bytes:,}", f"{w.header_bytes:,}", f"{w.stored_bytes:,}", f"{w.ideal_bytes:,}")
     for label, value in (("biases and other constants", b.other_constants),
                          ("quantization scales + zero points", b.quantization), ("tensor names", b.names),
                          ("operators, tensor tables, metadata, alignment", b.structure)):
-        t.add_row(label, "", "", "", "", "", f"{value:,}", "")
-    t.add_row("total", "", "", "", "", "", f"{b.file_bytes:,}", f"{b.ideal_bytes:,}")
+        t.add_row(label, "", "", "", "", "", "", f"{value:,}", "")
+    t.add_row("total", "", "", "", "", "", "", f"{b.file_bytes:,}", f"{b.ideal_bytes:,}")
     return t

@@ -130,9 +130,10 @@ def _report(result: CompressResult, output: str, verify: bool, stripped, decode_
             spec_path: str, budget_from_spec: bool) -> None:
     for t in result.tensors:
         if t.bytes_after >= t.bytes_before:
+            cost = ("its value table and LUT header cost more than the indices save" if t.method == "lut" else
+                    f"its {t.method} encoding costs more than it saves (`compress --lossless` chooses per tensor)")
             render.warn(f"tensor {t.tensor} ({t.name}) takes {t.bytes_after:,} bytes compressed against "
-                        f"{t.bytes_before:,} uncompressed: its encoding costs more than it saves "
-                        f"(`compress --lossless` chooses per tensor); leave it out of {spec_path}")
+                        f"{t.bytes_before:,} uncompressed: {cost}; leave it out of {spec_path}")
     if result.slicing is not None:
         for line in render.slicing_lines(result, decode_budget) + render.slice_count_lines(
                 result, spec_path if budget_from_spec else None):
