@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from decode_mirror import huffman_decode, prune_decode
 
+from decode_mirror import huffman_decode, prune_decode
 from tinycomp.tflite import huffman, prune_encoding
 
 # decode_state_huffman_test.cc: the code map, the 64 symbols, their encoded bytes and the tables.
