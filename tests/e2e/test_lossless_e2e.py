@@ -148,3 +148,23 @@ def test_a_decoder_that_lacks_the_type_is_one_error_line(files, tmp_path):
     both = run_cli(["compress", files["int8"], "--lossless", "--spec", tmp_path / "s.yaml", "-o", out])
     one_error_line(both, 2, r"give exactly one of --spec or --lossless \(compress\) — .*")
     assert not out.exists()
+
+
+def test_breakdown_counts_bytes_by_decoder(files, tmp_path):
+    """bench-summary's breakdown reads each DECODE's type: the weights of a lossless file by method."""
+    from tinycomp.commands.bench_summary import by_method
+    from tinycomp.tflite.breakdown import byte_breakdown
+    from tinycomp.tflite.lossless import choose
+    from tinycomp.tflite.model import read_tflite
+
+    out = tmp_path / "lossless.tflite"
+    ok(["compress", files["int8"], "--lossless", "--no-verify", "-o", out])
+    f = read_tflite(out)
+    b = byte_breakdown(f.model, len(f.data))
+    choice = choose(files["int8"].read_bytes())
+    expected = {t.chosen or "raw" for t in choice.tensors}
+    assert set(b.bytes_by_method()) == expected
+    assert sum(n for n, _ in b.bytes_by_method().values()) == len(choice.tensors)
+    for method, (n, stored) in b.bytes_by_method().items():
+        assert f"{method} {n}: {stored:,}" in by_method(b)
+    assert all(w.stored_bytes >= w.ideal_bytes for w in b.weights)
