@@ -57,14 +57,17 @@ def epoch_callback(advance):
 
 
 def find_tensors_table(result) -> Table:
-    table = Table(title="Weight tensors chosen for LUT compression")
+    table = Table(title="Weight tensors chosen for compression (LUT, or Huffman/pruning when smaller)")
     for column in ("layer", "tensor", "name", "shape", "unique (tensor / max per channel)", "layout", "bits",
                    "bytes before → after"):
         table.add_column(column, justify="right" if column in ("tensor", "bits") else "left")
     for c in result.choices:
         layout = "per_tensor" if type(c.layout).__name__ == "PerTensor" else f"per_channel axis {c.layout.axis}"
+        if c.method != "lut":
+            layout = f"{c.method} (LUT: {c.lut_bytes:,} bytes)"
         table.add_row(c.layer, str(c.weight.index), c.weight.name, "×".join(map(str, c.weight.shape)),
-                      f"{c.unique_total} / {c.unique_per_channel}", layout, str(c.index_bitwidth),
+                      f"{c.unique_total} / {c.unique_per_channel}", layout,
+                      str(c.index_bitwidth) if c.method == "lut" else "–",
                       f"{c.bytes_before:,} → {c.bytes_after:,}")
     return table
 

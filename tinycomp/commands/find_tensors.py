@@ -62,7 +62,7 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
         write_text_atomic(output, dump_compression_spec(CompressionSpec(()), header))
         render.warn(f"{clustering} clusters no layer: wrote {output} with no tensors (compress keeps the model as it is)")
         return
-    result = find_tensors(model.model, names, str(model_path), skip_incompressible)
+    result = find_tensors(model.model, names, str(model_path), skip_incompressible).smallest_exact()
     for layer, reason in result.skipped:
         render.warn(f"skipped {layer}: {reason}")
     growing = result.growing
