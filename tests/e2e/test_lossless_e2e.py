@@ -168,3 +168,61 @@ def test_breakdown_counts_bytes_by_decoder(files, tmp_path):
     for method, (n, stored) in b.bytes_by_method().items():
         assert f"{method} {n}: {stored:,}" in by_method(b)
     assert all(w.stored_bytes >= w.ideal_bytes for w in b.weights)
+
+
+def test_palettize_and_find_tensors_write_the_smallest_exact_method(files, tmp_path):
+    """With --smallest-exact, a sparse palettized kernel gets huffman or pruning; compress decodes it exactly."""
+    from tinycomp.specs import parse_compression_spec
+
+    out = tmp_path / "p.tflite"
+    ok(["palettize", files["int8"], "--bits", "4", "--smallest-exact", "-o", out])
+    spec = parse_compression_spec((tmp_path / "p.yaml").read_text())
+    assert {t.method for t in spec.tensors} & {"huffman", "pruning"}
+    lut_only = tmp_path / "q.tflite"
+    ok(["palettize", files["int8"], "--bits", "4", "-o", lut_only])
+    assert {t.method for t in parse_compression_spec((tmp_path / "q.yaml").read_text()).tensors} == {"lut"}
+    result = ok(["compress", out, "--spec", tmp_path / "p.yaml", "-o", tmp_path / "c.tflite", "--verify-samples", "6"])
+    assert "identical to the original on 6" in result.output
+    ok(["compress", lut_only, "--spec", tmp_path / "q.yaml", "-o", tmp_path / "d.tflite", "--no-verify"])
+    assert (tmp_path / "c.tflite").stat().st_size < (tmp_path / "d.tflite").stat().st_size
+    found = ok(["find-tensors", files["int8"], "--all", "--smallest-exact", "-o", tmp_path / "f.yaml"])
+    assert "huffman (LUT:" in found.output or "pruning (LUT:" in found.output
+
+
+def test_int16_tensors_decode_exactly_in_tflm():
+    """An int16 constant (ADD(0, w) == w) Huffman-coded with 32-bit tables, and pruned, decodes exactly in TFLM."""
+    import warnings
+
+    from tflite_micro import compression, runtime
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor as editor
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as tflite
+
+    from tinycomp.tflite.private import apply_flatbuffer_alignment, installed_encoders
+
+    rng = np.random.default_rng(0)
+    values = (np.round(rng.laplace(0, 300, (1, 64))) * (rng.random((1, 64)) < 0.5)).astype(np.int16)
+
+    def tensor(name, data=None):
+        return editor.Tensor(shape=(1, 64), dtype=tflite.TensorType.INT16, name=name, data=data,
+                             quantization=editor.Quantization(scales=[1.0], zero_points=[0]))
+
+    x, w, y = tensor("x"), tensor("w", values), tensor("y")
+    add = editor.Operator(opcode=tflite.BuiltinOperator.ADD, inputs=[x, w], outputs=[y])
+    graph = editor.Subgraph(tensors=[x, w, y], operators=[add], inputs=[x], outputs=[y])
+    model = apply_flatbuffer_alignment(bytes(editor.Model(subgraphs=[graph]).build()))
+
+    def run(data: bytes) -> np.ndarray:
+        interpreter = runtime.Interpreter.from_bytes(bytes(data), arena_size=1 << 16)
+        interpreter.set_input(np.zeros((1, 64), np.int16), 0)
+        interpreter.invoke()
+        return interpreter.get_output(0)
+
+    assert np.array_equal(run(model), values)
+    for method, header in ((spec.HuffmanCompression(), (1, 1)), (spec.PruningCompression(), (2, 0))):
+        with installed_encoders(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = bytes(compression.compress(model, [spec.Tensor(subgraph=0, tensor=1, compression=[method])]))
+        [ancillary] = [t for t in editor.read(out).subgraphs[0].tensors if (t.name or "").endswith("_ancillary")]
+        assert (ancillary.buffer.data[0], ancillary.buffer.data[5] & 1) == header  # type; 32-bit tables
+        assert np.array_equal(run(out), values)

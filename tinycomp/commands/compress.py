@@ -147,5 +147,6 @@ def _report(result: CompressResult, output: str, verify: bool, stripped, decode_
             if verify and result.verified_samples else "nothing compressed" if not result.tensors
             else "not verified (--no-verify)")
     change = (f"{result.bytes_before / len(result.data):.2f}× smaller" if len(result.data) < result.bytes_before
+              else "the same size" if len(result.data) == result.bytes_before
               else f"{len(result.data) - result.bytes_before:,} bytes larger")
     render.out.print(f"Wrote {output}: {result.bytes_before:,} → {len(result.data):,} bytes ({change}); {note}")
