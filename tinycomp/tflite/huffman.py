@@ -159,13 +159,11 @@ def _sorted(codes: Mapping[int, Code]) -> list[tuple[int, int, int]]:
     return sorted((code, length, symbol) for symbol, (code, length) in codes.items())
 
 
-def build_tables(codes: Mapping[int, Code], root_bits: int, wide: bool,
-                 widths: Mapping[tuple[int, int], int] | None = None) -> list[int] | None:
+def build_tables(codes: Mapping[int, Code], root_bits: int, wide: bool) -> list[int] | None:
     """The table entries for `codes` with a root of `root_bits` bits, laid out depth first; None when
     a sub-table is further from its pointer than the entry format can say.
 
-    Sub-table widths are the fewest-entries ones unless `widths` gives them by (prefix, depth).
-    A single code decodes with no bits at all: every root entry holds it and puts back every bit.
+    Sub-table widths are the fewest-entries ones (`_best_width`). A single code decodes with no bits at all: every root entry holds it and puts back every bit.
     """
     entries: list[int] = []
     found, count_shift, limit = (0x80000000, 27, WIDE_OFFSET_LIMIT) if wide else (0x8000, 11, NARROW_OFFSET_LIMIT)
@@ -174,27 +172,25 @@ def build_tables(codes: Mapping[int, Code], root_bits: int, wide: bool,
     if len(rest) == 1:
         return [found | (rest[0][2] & mask)] * (1 << root_bits)
 
-    def place(rest: list[tuple[int, int, int]], width: int, prefix: int, depth: int) -> bool:
+    def place(rest: list[tuple[int, int, int]], width: int) -> bool:
         start = len(entries)
         entries.extend([0] * (1 << width))
         for code, length, symbol in rest:
-            if length <= width:
-                consumed = length
+            if length <= width:  # the entry says how many of the bits read are this codeword's
                 first = code << (width - length)
                 for k in range(first, first + (1 << (width - length))):
-                    entries[start + k] = found | (consumed << count_shift) | (symbol & mask)
+                    entries[start + k] = found | (length << count_shift) | (symbol & mask)
         for top, group in sorted(_children(rest, width).items()):
-            child_prefix, child_depth = (prefix << width) | top, depth + width
-            child_width = (widths or {}).get((child_prefix, child_depth)) or _best_width(tuple(group))[1]
+            child_width = _best_width(tuple(group))[1]
             offset = len(entries) - (start + top)
             if offset > limit:
                 return False
             entries[start + top] = ((child_width - 1) << count_shift) | offset
-            if not place(group, child_width, child_prefix, child_depth):
+            if not place(group, child_width):
                 return False
         return True
 
-    return entries if place(rest, root_bits, 0, 0) else None
+    return entries if place(rest, root_bits) else None
 
 
 def table_bytes(entries: Sequence[int], wide: bool) -> bytes:
