@@ -249,7 +249,7 @@ def decoding_note(r: Any, ram_budget: int | None = None) -> str | None:
         return None
     rest = r.arena_bytes_with_alt_decompression
     decoding = r.arena_bytes - rest
-    line = (f"{r.path}: decoding LUT weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. TFLM can decode "
+    line = (f"{r.path}: decoding compressed weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. TFLM can decode "
             "into an alternate decompression memory instead (e.g. another RAM bank): with "
             f"{r.alt_decompression_bytes:,} bytes there, the arena is {rest:,}.")
     if ram_budget is not None and r.arena_bytes <= ram_budget:
