@@ -226,3 +226,15 @@ def test_int16_tensors_decode_exactly_in_tflm():
         [ancillary] = [t for t in editor.read(out).subgraphs[0].tensors if (t.name or "").endswith("_ancillary")]
         assert (ancillary.buffer.data[0], ancillary.buffer.data[5] & 1) == header  # type; 32-bit tables
         assert np.array_equal(run(out), values)
+
+
+def test_lossless_does_not_import_tensorflow(files, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "l.tflite"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom tinycomp.cli import cli\n"
+            f"r = CliRunner().invoke(cli, ['compress', {str(files['int8'])!r}, '--lossless', '--verify-samples', '2', "
+            f"'-o', {str(out)!r}])\nassert r.exit_code == 0, r.output\n"
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
