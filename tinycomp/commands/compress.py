@@ -65,16 +65,9 @@ def run(*, model_path: str, output: str, spec_path: str | None, verify: bool, ve
         render.warn(f"{spec_path} uses the tutorial's older spec form; layouts are taken from the tensors' "
                     "quantization (write the current form with `tinycomp find-tensors`)")
     budget_from_spec = decode_budget is None and spec.decode_budget is not None
-    if decode_budget is not None:
-        result = compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path)
-    else:  # plan chose the spec's budget by measured arena, for the fewest slices: the file it measured
-        decode_budget = spec.decode_budget
-        result = compress_model(data, spec, str(model_path), spec_path, decode_budget=decode_budget)
-    stripped = None
-    if strip:  # verification below then compares the original with the final, stripped output
-
-        stripped = strip_model(result.data, "compressed model")
-        result.data = stripped.data
+    # without --decode-budget: the spec's budget, sliced into the fewest slices that fit, as plan measured them
+    result, stripped = _compressed(data, spec, model_path, spec_path, decode_budget, strip, spec.decode_budget)
+    decode_budget = decode_budget if decode_budget is not None else spec.decode_budget
     if verify:
         with render.progress("verifying in TFLM", 1) as advance:
             if result.slicing_cost is None:
@@ -90,11 +83,14 @@ def run(*, model_path: str, output: str, spec_path: str | None, verify: bool, ve
 
 
 def _compressed(data: bytes, spec: CompressionSpec, model_path: str, spec_path: str, decode_budget: int | None,
-                strip: bool) -> tuple[CompressResult, object | None]:
+                strip: bool, fewest_slices_budget: int | None = None) -> tuple[CompressResult, object | None]:
+    """The compressed (and with `strip`, stripped) file: with `decode_budget`, each sliced kernel in the slice
+    count whose measured arena is smallest for its flash; else sliced into the fewest slices that fit
+    `fewest_slices_budget` (None: no slicing). Verification, after, compares the original with this file."""
     if decode_budget is not None:
         result = compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path)
     else:
-        result = compress_model(data, spec, str(model_path), spec_path)
+        result = compress_model(data, spec, str(model_path), spec_path, decode_budget=fewest_slices_budget)
     stripped = None
     if strip:
         stripped = strip_model(result.data, "compressed model")
