@@ -19,8 +19,9 @@ def command(bench_json: str, json_path: str | None) -> None:
     """Bytes vs the ideal bound, and where each compressed model's bytes go, from `eval --json`.
 
     The ideal bound of the weights is Σ weights × bits / 8 + value tables (raw bytes for
-    uncompressed weights); the rest of a file is biases, quantization parameters, names and
-    flatbuffer structure, listed per part.
+    uncompressed weights; the stored bytes for Huffman and pruning); the rest of a file is biases,
+    quantization parameters, names and flatbuffer structure, listed per part. One line per model
+    gives its weight bytes by decoder (raw, lut, huffman, pruning).
 
     \b
     Example:
@@ -44,6 +45,8 @@ def run(*, bench_json: str, json_path: str | None) -> None:
         f = read_tflite(m.path)
         rows.append((m, byte_breakdown(f.model, len(f.data))))
     render.out.print(bench_table(rows, base))
+    for m, b in rows:
+        render.out.print(f"Weight bytes by method, {m.path}: {by_method(b)}")
     for m, b in rows:
         if any(w.compressed for w in b.weights):
             render.out.print(breakdown_table(m.path, b))
@@ -73,14 +76,14 @@ def bench_table(rows: list, base):
 
     t = Table(title="Bytes, the task's metric and the ideal bound" + (f" (vs {base.path})" if base else ""))
     for column in ("model", "bytes", "× smaller", "metric", "Δ pp / SNR vs base", "arena bytes", "ideal bound",
-                   "bytes / ideal", "… + biases", "non-weight bytes", "weight bytes by method"):
+                   "bytes / ideal", "… + biases", "non-weight bytes"):
         t.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for m, b in rows:
         ratio = base.flash_bytes / m.flash_bytes if base else None
         t.add_row(m.path, f"{m.flash_bytes:,}", f"{ratio:.2f}" if ratio else "–", _metric(m), _delta(m, base),
                   f"{m.arena_bytes:,}" if m.arena_bytes is not None else "–",
                   f"{b.ideal_bytes:,}", f"{b.file_bytes / b.ideal_bytes:.3f}",
-                  f"{b.file_bytes / b.ideal_with_constants:.3f}", f"{b.non_weight_bytes:,}", by_method(b))
+                  f"{b.file_bytes / b.ideal_with_constants:.3f}", f"{b.non_weight_bytes:,}")
     return t
 
 
