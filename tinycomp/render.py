@@ -421,13 +421,19 @@ def palettize_table(tensors, choices: dict) -> Table:
     (`choices`: (subgraph, tensor) → find-tensors' TensorChoice)."""
     table = Table(title="Palettized weight tensors (values per quantization channel)")
     for column in ("layer", "tensor", "op", "shape", "tables", "values before → after", "RMS change (steps)",
-                   "LUT bits", "bytes → LUT bytes"):
+                   "LUT bits or method", "bytes → encoded bytes"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
     for t in tensors:
         choice = choices.get(t.key)
         table.add_row(t.layer, str(t.tensor), t.op, "×".join(map(str, t.shape)),
                       f"{t.tables}" + (f" (axis {t.layout.axis})" if type(t.layout).__name__ == "PerChannel" else ""),
                       f"{t.values_before} → {t.values_after}", f"{t.rms_error:.2f}",
-                      str(choice.index_bitwidth) if choice else "–",
-                      f"{choice.bytes_before:,} → {choice.bytes_after:,}" if choice else "–")
+                      _encoding(choice), f"{choice.bytes_before:,} → {choice.bytes_after:,}" if choice else "–")
     return table
+
+
+def _encoding(choice: Any) -> str:
+    """A TensorChoice's LUT index bits, or its other method with what LUT would take (`--smallest-exact`)."""
+    if choice is None:
+        return "–"
+    return str(choice.index_bitwidth) if choice.method == "lut" else f"{choice.method} (LUT {choice.lut_bytes:,} B)"
