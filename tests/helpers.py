@@ -90,6 +90,22 @@ def int8_models(builds: dict) -> dict[str, bytes]:
     return models
 
 
+def deprecated_opcodes(data: bytes) -> bytes:
+    """The file as TensorFlow before 2.4 wrote it: the builtin code only in deprecated_builtin_code."""
+    import flatbuffers
+
+    from tinycomp.tflite.model import schema
+
+    tflite = schema()
+    model = tflite.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for code in model.operatorCodes:
+        assert code.builtinCode < 127
+        code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
+    builder = flatbuffers.Builder(len(data) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def makefile_command():
     from tinycomp.commands.makefile import command
 

@@ -57,25 +57,54 @@ def epoch_callback(advance):
 
 
 def find_tensors_table(result) -> Table:
-    table = Table(title="Weight tensors chosen for LUT compression")
+    table = Table(title="Weight tensors chosen for compression (LUT, or Huffman/pruning when smaller)")
     for column in ("layer", "tensor", "name", "shape", "unique (tensor / max per channel)", "layout", "bits",
                    "bytes before → after"):
         table.add_column(column, justify="right" if column in ("tensor", "bits") else "left")
     for c in result.choices:
         layout = "per_tensor" if type(c.layout).__name__ == "PerTensor" else f"per_channel axis {c.layout.axis}"
+        if c.method != "lut":
+            layout = f"{c.method} (LUT: {c.lut_bytes:,} bytes)"
         table.add_row(c.layer, str(c.weight.index), c.weight.name, "×".join(map(str, c.weight.shape)),
-                      f"{c.unique_total} / {c.unique_per_channel}", layout, str(c.index_bitwidth),
+                      f"{c.unique_total} / {c.unique_per_channel}", layout,
+                      str(c.index_bitwidth) if c.method == "lut" else "–",
                       f"{c.bytes_before:,} → {c.bytes_after:,}")
     return table
 
 
 def compress_table(result) -> Table:
-    table = Table(title="LUT-compressed tensors")
-    for column in ("tensor", "name", "layout", "bits", "bytes before", "bytes after"):
+    table = Table(title="Compressed tensors")
+    for column in ("tensor", "name", "method", "bits", "bytes before", "bytes after"):
         table.add_column(column, justify="right" if column in ("tensor", "bits", "bytes before", "bytes after") else "left")
     for t in result.tensors:
-        table.add_row(str(t.tensor), t.name, t.layout, str(t.index_bitwidth), f"{t.bytes_before:,}", f"{t.bytes_after:,}")
+        method = f"lut {t.layout}" if t.method == "lut" else t.method
+        table.add_row(str(t.tensor), t.name, method, str(t.index_bitwidth) if t.method == "lut" else "–",
+                      f"{t.bytes_before:,}", f"{t.bytes_after:,}")
     return table
+
+
+def lossless_table(choice: Any) -> Table:
+    """One row per weight tensor: each method's encoded bytes and file growth, and the method chosen."""
+    table = Table(title="Exact encodings per weight tensor (encoded bytes / bytes the file gains, − saves)")
+    for column in ("tensor", "name", "op", "bytes", "lut", "huffman", "pruning", "chosen"):
+        table.add_column(column, justify="left" if column in ("name", "op", "chosen") else "right")
+    for t in choice.tensors:
+        cells = []
+        for trial in t.trials:
+            if trial.encoded_bytes is None:
+                cells.append("–")
+            else:
+                growth = f" / {trial.growth:+,}" if trial.growth is not None else ""
+                cells.append(f"{trial.encoded_bytes:,}{growth}")
+        name = t.name if len(t.name) <= 48 else "…" + t.name[-47:]
+        table.add_row(str(t.tensor), name, t.op, f"{t.bytes_before:,}", *cells, t.chosen or "none")
+    return table
+
+
+def lossless_summary(choice: Any) -> str:
+    parts = [f"{method}: {n} tensor{'s' if n != 1 else ''}, {before:,} → {after:,} bytes"
+             for method, (n, before, after) in sorted(choice.bytes_by_method().items())]
+    return "By method: " + "; ".join(parts)
 
 
 def slicing_lines(result: Any, budget: int | None) -> list[str]:
@@ -220,7 +249,7 @@ def decoding_note(r: Any, ram_budget: int | None = None) -> str | None:
         return None
     rest = r.arena_bytes_with_alt_decompression
     decoding = r.arena_bytes - rest
-    line = (f"{r.path}: decoding LUT weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. TFLM can decode "
+    line = (f"{r.path}: decoding compressed weights costs {decoding:,} of its {r.arena_bytes:,} arena bytes. TFLM can decode "
             "into an alternate decompression memory instead (e.g. another RAM bank): with "
             f"{r.alt_decompression_bytes:,} bytes there, the arena is {rest:,}.")
     if ram_budget is not None and r.arena_bytes <= ram_budget:
@@ -392,13 +421,19 @@ def palettize_table(tensors, choices: dict) -> Table:
     (`choices`: (subgraph, tensor) → find-tensors' TensorChoice)."""
     table = Table(title="Palettized weight tensors (values per quantization channel)")
     for column in ("layer", "tensor", "op", "shape", "tables", "values before → after", "RMS change (steps)",
-                   "LUT bits", "bytes → LUT bytes"):
+                   "LUT bits or method", "bytes → encoded bytes"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
     for t in tensors:
         choice = choices.get(t.key)
         table.add_row(t.layer, str(t.tensor), t.op, "×".join(map(str, t.shape)),
                       f"{t.tables}" + (f" (axis {t.layout.axis})" if type(t.layout).__name__ == "PerChannel" else ""),
                       f"{t.values_before} → {t.values_after}", f"{t.rms_error:.2f}",
-                      str(choice.index_bitwidth) if choice else "–",
-                      f"{choice.bytes_before:,} → {choice.bytes_after:,}" if choice else "–")
+                      _encoding(choice), f"{choice.bytes_before:,} → {choice.bytes_after:,}" if choice else "–")
     return table
+
+
+def _encoding(choice: Any) -> str:
+    """A TensorChoice's LUT index bits, or its other method with what LUT would take (`--smallest-exact`)."""
+    if choice is None:
+        return "–"
+    return str(choice.index_bitwidth) if choice.method == "lut" else f"{choice.method} (LUT {choice.lut_bytes:,} B)"

@@ -2,7 +2,8 @@
 
 Both parsers reject unknown keys and check types and ranges, reporting the key path
 (`tensors[1].compression[0].lut.index_bitwidth`) of the first problem. The compression spec
-is written in tflite-micro's current format; the tutorial's older form
+is written in tflite-micro's current format (`lut:`, and `huffman:` and `pruning:`, which take no
+parameters, as tflite-micro's own parser reads them); the tutorial's older form
 (`compression: {lut: {index_bitwidth: 4}}`, no layout) is accepted and upgraded later from
 the model's quantization (see `compress.resolve_layouts`).
 """
@@ -48,6 +49,14 @@ tensors:
       - lut:
           index_bitwidth: 2
           per_tensor:
+  - subgraph: 0
+    tensor: 11
+    compression:
+      - huffman:     # TFLM's HUFFMAN decoder: int8 or int16 tensors
+  - subgraph: 0
+    tensor: 13
+    compression:
+      - pruning:     # TFLM's PRUNE decoder: a bitmask and the values that are not the zero point
 """
 
 LEGACY_COMPRESSION_EXAMPLE = """\
@@ -275,20 +284,25 @@ class PerChannel:
     axis: int
 
 
+METHODS = ("lut", "huffman", "pruning")  # the spec keys; TFLM's DECODE types 0, 1 and 2
+
+
 @dataclass(frozen=True)
 class TensorCompression:
-    """LUT compression of one constant tensor. `layout` None means: derive it from the model."""
+    """The compression of one constant tensor: `method` "lut" (with `index_bitwidth` and `layout`; layout
+    None means: derive it from the model), "huffman" or "pruning" (no parameters: bitwidth 0, layout None)."""
 
     subgraph: int
     tensor: int
     index_bitwidth: int
     layout: PerTensor | PerChannel | None
     label: str = field(default="", compare=False)
+    method: str = "lut"
 
 
 @dataclass(frozen=True)
 class CompressionSpec:
-    """The tensors to LUT-compress; `upgraded` is True when read from the tutorial's older form."""
+    """The tensors to compress; `upgraded` is True when read from the tutorial's older form."""
 
     tensors: tuple[TensorCompression, ...]
     upgraded: bool = field(default=False, compare=False)
@@ -301,6 +315,10 @@ class CompressionSpec:
 
         result = []
         for t in self.tensors:
+            if t.method != "lut":
+                kind = tflm_spec.HuffmanCompression if t.method == "huffman" else tflm_spec.PruningCompression
+                result.append(tflm_spec.Tensor(subgraph=t.subgraph, tensor=t.tensor, compression=[kind()]))
+                continue
             if t.layout is None:
                 raise SpecError("tensor has no layout", f"tensor {t.tensor}", "resolve layouts against the model first")
             mode = tflm_spec.PerTensor() if isinstance(t.layout, PerTensor) else tflm_spec.PerChannel(axis=t.layout.axis)
@@ -322,19 +340,23 @@ def parse_compression_spec(text: str, source: str = "compression spec") -> Compr
         else:
             items = methods.items()
             if len(items) != 1:
-                raise methods.fail(f"{len(items)} compression methods given", "give exactly one (lut)")
+                raise methods.fail(f"{len(items)} compression methods given", "give exactly one: lut, huffman or pruning")
             method = items[0]
-        lut_node = method.mapping(("lut", "huffman", "pruning"))
-        if "lut" not in lut_node:
-            other = next(iter(lut_node), None)
-            if other is None:
-                raise method.fail("no compression method given", "give `lut:`")
-            raise lut_node[other].fail(f"{other} compression is not supported by tflite-micro yet", "use lut")
-        bitwidth, layout, was_legacy = _parse_lut(lut_node["lut"])
+        named = method.mapping(METHODS)
+        if len(named) != 1:
+            raise method.fail("no compression method given" if not named else
+                              f"{len(named)} compression methods given ({', '.join(named)})",
+                              "give exactly one: `lut:`, `huffman:` or `pruning:`")
+        name, node = next(iter(named.items()))
+        subgraph, tensor = keys["subgraph"].integer(0), keys["tensor"].integer(0)
+        if name != "lut":
+            if node.value not in (None, {}):
+                raise node.fail(f"{name} takes no parameters, got {_kind(node.value)}", f"write `{name}:` alone")
+            tensors.append(TensorCompression(subgraph, tensor, 0, None, method=name))
+            continue
+        bitwidth, layout, was_legacy = _parse_lut(node)
         upgraded = upgraded or was_legacy
-        tensors.append(TensorCompression(
-            subgraph=keys["subgraph"].integer(0), tensor=keys["tensor"].integer(0),
-            index_bitwidth=bitwidth, layout=layout))
+        tensors.append(TensorCompression(subgraph=subgraph, tensor=tensor, index_bitwidth=bitwidth, layout=layout))
     _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
     return CompressionSpec(tuple(tensors), upgraded, _decode_budget(top))
 
@@ -359,8 +381,11 @@ def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> s
     lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:" if spec.tensors else "tensors: []"]
     for t in spec.tensors:
         lines += _comments(t.label, "  ")
-        lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", "    compression:", "      - lut:",
-                  f"          index_bitwidth: {t.index_bitwidth}"]
+        lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", "    compression:"]
+        if t.method != "lut":
+            lines.append(f"      - {t.method}:")
+            continue
+        lines += ["      - lut:", f"          index_bitwidth: {t.index_bitwidth}"]
         if isinstance(t.layout, PerChannel):
             lines += ["          per_channel:", f"            axis: {t.layout.axis}"]
         elif isinstance(t.layout, PerTensor):

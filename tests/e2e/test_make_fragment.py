@@ -82,7 +82,8 @@ def test_fragment_rules_for_an_int8_tflite_model(tmp_path):
                     "tinycomp eval models/vendor.tflite build/vendor.compressed.tflite",
                     "--baseline models/vendor.tflite",
                     "tinycomp report build/vendor.eval.json -o build/vendor.report",
-                    "tinycomp gate build/vendor.eval.json --model build/vendor.compressed.tflite"):
+                    "tinycomp gate build/vendor.eval.json --model build/vendor.compressed.tflite",
+                    "tinycomp compress models/vendor.tflite --lossless --strip -o build/vendor.lossless.tflite"):
         assert command in dry.stdout, command
     vendor = [line for line in dry.stdout.splitlines() if "vendor" in line]
     assert not any(step in line for line in vendor for step in ("convert ", "cluster ", "quantize ", "find-tensors "))

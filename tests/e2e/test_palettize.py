@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import CLASSES, ok, run_cli
+from helpers import CLASSES, deprecated_opcodes, ok, run_cli
 from tinycomp.specs import PerTensor, parse_compression_spec, parse_palettization_spec
 
 # ---------------------------------------------------------------- real int8 files (TensorFlow to build them)
@@ -49,29 +49,13 @@ def int8_files(tmp_path_factory, tiny_npz) -> dict[str, Path]:
     files = {"per_channel": quantize(model, method="int8", io="uint8", calibration=calibration),
              "per_tensor": quantize(model, method="int8", io="uint8", calibration=calibration, per_tensor_dense=True),
              "int16x8": quantize(model, method="int16x8", io="float32", calibration=calibration)}
-    files["old"] = _deprecated_opcodes(files["per_channel"])
+    files["old"] = deprecated_opcodes(files["per_channel"])
     paths = {}
     for name, content in files.items():
         paths[name] = d / f"{name}.tflite"
         paths[name].write_bytes(content)
     paths["data"] = tiny_npz
     return paths
-
-
-def _deprecated_opcodes(data: bytes) -> bytes:
-    """The file as TensorFlow before 2.4 wrote it: the builtin code only in deprecated_builtin_code."""
-    import flatbuffers
-
-    from tinycomp.tflite.model import schema
-
-    tflite = schema()
-    model = tflite.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    for code in model.operatorCodes:
-        assert code.builtinCode < 127
-        code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
-    builder = flatbuffers.Builder(len(data) * 2)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 def _weights(path: Path) -> dict:

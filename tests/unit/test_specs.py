@@ -19,7 +19,8 @@ from tinycomp.specs import (
 
 def test_help_examples_parse():
     spec = parse_compression_spec(COMPRESSION_EXAMPLE)
-    assert [(t.tensor, t.index_bitwidth, t.layout) for t in spec.tensors] == [(7, 4, PerChannel(0)), (9, 2, PerTensor())]
+    assert [(t.tensor, t.index_bitwidth, t.layout) for t in spec.tensors] == [(7, 4, PerChannel(0)), (9, 2, PerTensor()),
+                                                                            (11, 0, None), (13, 0, None)]
     assert not spec.upgraded
     clustering = parse_clustering_spec(CLUSTERING_EXAMPLE)
     assert [(layer.name, layer.clusters) for layer in clustering.layers] == [("conv2d_1", 16), ("dense", 16)]
@@ -45,7 +46,11 @@ def test_dump_is_readable_by_tflite_micro_and_by_us():
     text = dump_compression_spec(spec, "header")
     assert parse_compression_spec(text) == spec
     upstream = compression.parse_yaml(text)
-    assert [(t.tensor, t.compression[0].index_bitwidth) for t in upstream] == [(7, 4), (9, 2)]
+    assert [(t.tensor, getattr(t.compression[0], "index_bitwidth", type(t.compression[0]).__name__))
+            for t in upstream] == [(7, 4), (9, 2), (11, "HuffmanCompression"), (13, "PruningCompression")]
+    assert [type(t.compression[0]) for t in upstream] == [type(t.compression[0]) for t in spec.to_tflm()[:2]] + \
+        [type(t.compression[0]) for t in spec.to_tflm()[2:]]
+    assert [t.method for t in spec.tensors] == ["lut", "lut", "huffman", "pruning"]
     clustering = parse_clustering_spec(CLUSTERING_EXAMPLE)
     assert parse_clustering_spec(dump_clustering_spec(clustering)) == clustering
 
@@ -61,8 +66,13 @@ def test_dump_is_readable_by_tflite_micro_and_by_us():
     ("tensors:\n  - {subgraph: 0, tensor: 1, compression: [{lut: {index_bitwidth: 4, per_channel: {axis: 0}, "
      "per_tensor: }}]}",
      "per_tensor and per_channel are contradictory (s.yaml: tensors[0].compression[0].lut) — give exactly one"),
-    ("tensors:\n  - {subgraph: 0, tensor: 3, compression: [{huffman: {}}]}",
-     "huffman compression is not supported by tflite-micro yet (s.yaml: tensors[0].compression[0].huffman) — use lut"),
+    ("tensors:\n  - {subgraph: 0, tensor: 3, compression: [{huffman: {bits: 4}}]}",
+     "huffman takes no parameters, got a mapping (s.yaml: tensors[0].compression[0].huffman) — write `huffman:` alone"),
+    ("tensors:\n  - {subgraph: 0, tensor: 3, compression: [{pruning: , lut: {index_bitwidth: 2, per_tensor: }}]}",
+     "2 compression methods given (pruning, lut) (s.yaml: tensors[0].compression[0]) — give exactly one: `lut:`, "
+     "`huffman:` or `pruning:`"),
+    ("tensors:\n  - {subgraph: 0, tensor: 3, compression: [{prune: }]}",
+     "unknown key 'prune' (s.yaml: tensors[0].compression[0].prune) — allowed keys here: lut, huffman, pruning"),
     ("", "spec is empty (s.yaml) — see `tinycomp --help` of the command for an example"),
 ])
 def test_compression_spec_errors_name_the_key_path(text, message):

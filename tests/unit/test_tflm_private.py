@@ -6,6 +6,7 @@ strip.py, which relies on the fields checked here) for the new version, then PIN
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import version
 
 import numpy as np
@@ -51,3 +52,32 @@ def test_flatbuffer_alignment_keeps_a_parseable_model():
     assert aligned[4:8] == b"TFL3"
     tensor = editor.read(aligned).subgraphs[0].tensors[0]
     assert tensor.array.tolist() == [[1, 2], [3, 4]]
+
+
+def test_compressor_table_is_keyed_by_spec_class_and_restored():
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+
+    from tinycomp.tflite.encoders import HuffmanPlugin, PrunePlugin
+    from tinycomp.tflite.private import compressor_table, installed_encoders
+
+    table = compressor_table()
+    stubs = table[spec.HuffmanCompression], table[spec.PruningCompression]
+    assert spec.LookUpTableCompression in table
+    with installed_encoders():
+        assert isinstance(table[spec.HuffmanCompression], HuffmanPlugin)
+        assert isinstance(table[spec.PruningCompression], PrunePlugin)
+    assert (table[spec.HuffmanCompression], table[spec.PruningCompression]) == stubs
+
+
+def test_compress_reaches_the_installed_encoders():
+    """tflite-micro's `compress` looks its plugins up in the table at call time (a DECODE op is inserted)."""
+    from tflite_micro.tensorflow.lite.micro.compression import compress, model_editor, spec
+
+    from tinycomp.tflite.private import installed_encoders
+
+    for method in (spec.HuffmanCompression(), spec.PruningCompression()):
+        with installed_encoders(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 4 bytes of weights grow: expected here
+            out = compress(_tiny_model_bytes(), [spec.Tensor(subgraph=0, tensor=0, compression=[method])])
+        ops = [op.opcode_name for op in model_editor.read(bytes(out)).subgraphs[0].operators]
+        assert "TFLM_DECODE" in ops, ops

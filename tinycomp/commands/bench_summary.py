@@ -19,8 +19,9 @@ def command(bench_json: str, json_path: str | None) -> None:
     """Bytes vs the ideal bound, and where each compressed model's bytes go, from `eval --json`.
 
     The ideal bound of the weights is Σ weights × bits / 8 + value tables (raw bytes for
-    uncompressed weights); the rest of a file is biases, quantization parameters, names and
-    flatbuffer structure, listed per part.
+    uncompressed weights; the stored bytes for Huffman and pruning); the rest of a file is biases,
+    quantization parameters, names and flatbuffer structure, listed per part. One line per model
+    gives its weight bytes by decoder (raw, lut, huffman, pruning).
 
     \b
     Example:
@@ -44,6 +45,8 @@ def run(*, bench_json: str, json_path: str | None) -> None:
         f = read_tflite(m.path)
         rows.append((m, byte_breakdown(f.model, len(f.data))))
     render.out.print(bench_table(rows, base))
+    for m, b in rows:
+        render.out.print(f"Weight bytes by method, {m.path}: {by_method(b)}")
     for m, b in rows:
         if any(w.compressed for w in b.weights):
             render.out.print(breakdown_table(m.path, b))
@@ -84,18 +87,23 @@ def bench_table(rows: list, base):
     return t
 
 
+def by_method(b) -> str:
+    """`lut 3: 12,345 · raw 2: 1,024`: weight tensors and their stored bytes per decoder (raw: uncompressed)."""
+    return " · ".join(f"{method} {n}: {stored:,}" for method, (n, stored) in sorted(b.bytes_by_method().items()))
+
+
 def breakdown_table(path: str, b):
     from rich.table import Table
 
     t = Table(title=f"Where the {b.file_bytes:,} bytes of {path} go")
-    for column in ("part", "shape", "bits", "indices / raw", "value tables", "LUT header", "bytes", "ideal"):
+    for column in ("part", "method", "shape", "bits", "encoded / raw", "tables / values", "header", "bytes", "ideal"):
         t.add_column(column, justify="left" if column in ("part", "shape") else "right")
     for w in b.weights:
-        t.add_row(f"{w.layer} weights", "×".join(map(str, w.shape)), str(w.bits), f"{w.index_bytes:,}",
+        t.add_row(f"{w.layer} weights", w.method, "×".join(map(str, w.shape)), str(w.bits), f"{w.index_bytes:,}",
                   f"{w.table_bytes:,}", f"{w.header_bytes:,}", f"{w.stored_bytes:,}", f"{w.ideal_bytes:,}")
     for label, value in (("biases and other constants", b.other_constants),
                          ("quantization scales + zero points", b.quantization), ("tensor names", b.names),
                          ("operators, tensor tables, metadata, alignment", b.structure)):
-        t.add_row(label, "", "", "", "", "", f"{value:,}", "")
-    t.add_row("total", "", "", "", "", "", f"{b.file_bytes:,}", f"{b.ideal_bytes:,}")
+        t.add_row(label, "", "", "", "", "", "", f"{value:,}", "")
+    t.add_row("total", "", "", "", "", "", "", f"{b.file_bytes:,}", f"{b.ideal_bytes:,}")
     return t

@@ -24,8 +24,11 @@ from tinycomp.tflite.model import read_tflite
 @click.option("--skip-incompressible", is_flag=True, help="Skip (with a warning) tensors with over 128 unique values.")
 @click.option("--keep-growing", is_flag=True,
               help="Keep tensors that LUT compression would not shrink (left out by default, named in one line).")
+@click.option("--smallest-exact", is_flag=True,
+              help="Write huffman or pruning instead of lut for a tensor when TFLM's HUFFMAN or PRUNE decoder takes "
+                   "fewer bytes for it (exact either way; docs/lossless.md).")
 def command(model: str, output: str, clustering: str | None, layers: tuple[str, ...], all_layers: bool,
-            skip_incompressible: bool, keep_growing: bool) -> None:
+            skip_incompressible: bool, keep_growing: bool, smallest_exact: bool) -> None:
     """Find layers' weight tensors in a .tflite and write a compression spec.
 
     Picks, per tensor, the layout (per_tensor or per_channel) and the smallest index
@@ -37,15 +40,16 @@ def command(model: str, output: str, clustering: str | None, layers: tuple[str, 
     Examples:
       tinycomp find-tensors build/clustered_int8.tflite --clustering build/clustered.yaml -o build/compression.yaml
       tinycomp find-tensors model_int8.tflite --layer conv2d_1 --layer dense -o compression.yaml
+      tinycomp find-tensors pruned_int8.tflite --all --smallest-exact -o compression.yaml
     """
     exactly_one_of({"--clustering": clustering, "--layer": layers, "--all": all_layers},
                    what="choose the tensors with", where="find-tensors", hint="e.g. --clustering build/clustered.yaml")
     run(model_path=model, output=output, clustering=clustering, layers=layers,
-        skip_incompressible=skip_incompressible, keep_growing=keep_growing)
+        skip_incompressible=skip_incompressible, keep_growing=keep_growing, smallest_exact=smallest_exact)
 
 
 def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[str, ...],
-        skip_incompressible: bool, keep_growing: bool = False) -> None:
+        skip_incompressible: bool, keep_growing: bool = False, smallest_exact: bool = False) -> None:
     """Layers from `clustering` or `layers`; every compressible tensor when neither is given."""
 
     names, decode_budget = None, None
@@ -63,6 +67,8 @@ def run(*, model_path: str, output: str, clustering: str | None, layers: tuple[s
         render.warn(f"{clustering} clusters no layer: wrote {output} with no tensors (compress keeps the model as it is)")
         return
     result = find_tensors(model.model, names, str(model_path), skip_incompressible)
+    if smallest_exact:
+        result = result.smallest_exact()
     for layer, reason in result.skipped:
         render.warn(f"skipped {layer}: {reason}")
     growing = result.growing

@@ -55,9 +55,12 @@ DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettizat
 @click.option("--seed", type=int, default=0, show_default=True, help="With --data/--dataset: which rows calibrate.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --data/--dataset: TFLM worker processes.")
+@click.option("--smallest-exact", is_flag=True,
+              help="In the written spec, huffman or pruning instead of lut for a tensor when TFLM's HUFFMAN or PRUNE "
+                   "decoder takes fewer bytes for it (exact either way; docs/lossless.md).")
 @optional_data_options(DATASET_HELP)
 def command(model: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...], strip: bool,
-            calibration_rows: int, seed: int, jobs: int, data_spec: DataSpec | None) -> None:
+            calibration_rows: int, seed: int, jobs: int, smallest_exact: bool, data_spec: DataSpec | None) -> None:
     """Palettize an int8 .tflite: at most 2^BITS weight values per channel, without training.
 
     Every chosen weight tensor gets the optimal ≤2^BITS int8 levels of each value table (per
@@ -85,6 +88,7 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
       tinycomp palettize build/model_int8.tflite --bits 3 --data my.npz -o build/palettized.tflite
       tinycomp compress build/palettized.tflite --spec build/palettized.yaml -o build/compressed.tflite
       tinycomp palettize model_int8.tflite --bits 4 --strip -o p.tflite && tinycomp compress p.tflite --spec p.yaml --strip -o c.tflite
+      tinycomp palettize pruned_int8.tflite --bits 4 --smallest-exact -o p.tflite
       tinycomp plan build/model_int8.tflite --max-accuracy-drop 0.5 -o build/plan.yaml --dataset mnist
       tinycomp palettize build/model_int8.tflite --spec build/plan.yaml -o build/planned.tflite
     """
@@ -102,7 +106,7 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
             if click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
                 raise UsageError(f"{flag} goes with data", flag, "give --data or --dataset too, or drop it")
     run(model_path=model, output=output, bits=bits, spec_path=spec_path, tensors=tensors, data_spec=data_spec,
-        calibration_rows=calibration_rows, seed=seed, jobs=jobs, strip=strip)
+        calibration_rows=calibration_rows, seed=seed, jobs=jobs, strip=strip, smallest_exact=smallest_exact)
 
 
 def _sizes(growing: list[tuple[TensorChoice, int | None]]) -> str:
@@ -122,7 +126,7 @@ def spec_output(output: str) -> str:
 
 def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None, tensors: tuple[str, ...],
         data_spec: DataSpec | None = None, calibration_rows: int = DEFAULT_CALIBRATION_ROWS, seed: int = 0,
-        jobs: int = 1, strip: bool = False) -> None:
+        jobs: int = 1, strip: bool = False, smallest_exact: bool = False) -> None:
 
     yaml_path = spec_output(output)
     record_path = sidecar_path(output, ".json")
@@ -161,7 +165,7 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     if calibrated.get("without_error_feedback_memory_bound"):
         render.warn("no error feedback for (its input statistics would need too much memory): "
                     + ", ".join(calibrated["without_error_feedback_memory_bound"]))
-    found = compression_choices(result.data, result.tensors)
+    found = compression_choices(result.data, result.tensors, smallest_exact=smallest_exact)
     growing: list[tuple[TensorChoice, int | None]]
     if spec_path:  # the plan chose these tensors by the exact bytes of the file it measured (e.g. stripped)
         kept, growing = found.without_growing(), [(c, None) for c in found.growing]

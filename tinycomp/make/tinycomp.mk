@@ -30,6 +30,8 @@
 #   NAME.palettized.yaml     the compression spec palettize writes for compress
 #   NAME.compressed.tflite, NAME.compressed.cc/.h, NAME.eval.json, NAME.report/, NAME.budgets.ok
 #                            as above, with models/NAME.tflite itself as the baseline
+#   NAME.lossless.tflite     compress --lossless --strip: every weight tensor's smallest exact encoding
+#                            (LUT, Huffman, pruning or none); TFLM outputs identical to models/NAME.tflite
 #
 # A name must be one kind of model: models/kws.h5 and models/kws.tflite together are ambiguous.
 #
@@ -104,7 +106,7 @@ tinycomp_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite
 # Every file built for the int8 .tflite models $1.
 tinycomp_tflite_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
                             palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md \
-                            budgets.ok))
+                            budgets.ok lossless.tflite))
 
 tinycomp_default_goal := $(.DEFAULT_GOAL)
 
@@ -116,7 +118,7 @@ tinycomp_default_goal := $(.DEFAULT_GOAL)
 # Keep every step's file, also when a goal like build/kws.compressed.tflite made it on the way.
 .PRECIOUS: $(addprefix $(TINYCOMP_BUILD)/%.,float.tflite plan.yaml plan.json planned.h5 planned.yaml int8.tflite \
              compression.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md \
-             palettized.tflite palettized.yaml)
+             palettized.tflite palettized.yaml lossless.tflite)
 
 # $(1): a model file extension. The steps that read the model itself.
 define tinycomp_model_rules
@@ -149,6 +151,11 @@ $(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml &: $(T
 
 $(TINYCOMP_BUILD)/%.compressed.tflite: $(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml | $(TINYCOMP_DEPS)
 	$(TINYCOMP) compress $< --spec $(TINYCOMP_BUILD)/$*.palettized.yaml --strip $(TINYCOMP_COMPRESS_OPTIONS) -o $@
+
+# Exact: each weight tensor's smallest encoding TFLM decodes (no data, no accuracy question), verified in TFLM.
+$(TINYCOMP_BUILD)/%.lossless.tflite: $(TINYCOMP_MODELS)/%.tflite | $(TINYCOMP_DEPS)
+	@mkdir -p $(@D)
+	$(TINYCOMP) compress $< --lossless --strip -o $@
 
 # Full-integer int8, one weight scale per Dense layer (as plan measured it).
 $(TINYCOMP_BUILD)/%.int8.tflite: $(TINYCOMP_BUILD)/%.planned.h5 $(tinycomp_data) | $(TINYCOMP_DEPS)
@@ -214,6 +221,6 @@ tinycomp-clean:
 	  planned.h5 planned.yaml planned.json int8.tflite compression.yaml compressed.tflite compressed.cc \
 	  compressed.h eval.json report budgets.ok)) \
 	  $(foreach n,$(TINYCOMP_TFLITE_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
-	  palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report budgets.ok))
+	  palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report budgets.ok lossless.tflite))
 
 .DEFAULT_GOAL := $(tinycomp_default_goal)

@@ -1,11 +1,14 @@
 """Where the bytes of a .tflite go, and the ideal bound of its weights.
 
-Works on plain and LUT-compressed models (read from the graph: the filter input of CONV_2D,
+Works on plain and compressed models (read from the graph: the filter input of CONV_2D,
 DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV, which in a compressed model is the output
-of a TFLM_DECODE operator fed by the encoded indices and the ancillary value tables).
+of a TFLM_DECODE operator fed by the encoded data and the ancillary data, whose byte 0 is the
+decoder: 0 LUT, 1 HUFFMAN, 2 PRUNE).
 
-The ideal bound of a weight tensor is what no LUT encoder can beat for its index bitwidth:
-ceil(weights × bits / 8) + its value tables (int8: one byte per value); an uncompressed tensor's
+The ideal bound of a LUT-compressed weight tensor is what no LUT encoder can beat for its index
+bitwidth: ceil(weights × bits / 8) + its value tables (int8: one byte per value); a Huffman or
+PRUNE tensor's is its codewords or bitmask and its tables or kept values (what it stores, without
+the 16-byte header), with `bits` its encoded bits per weight, rounded up; an uncompressed tensor's
 bound is its raw bytes. The rest of the file (biases, quantization parameters, tensor names,
 operators, metadata, flatbuffer structure) is reported separately. Nothing here imports TensorFlow.
 """
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from tinycomp.tflite.model import EditorModel, EditorTensor
 
 LUT_HEADER_BYTES = 16  # tflite-micro's DCM header at the start of every ancillary tensor
+DECODE_METHODS = {0: "lut", 1: "huffman", 2: "pruning"}  # byte 0 of the ancillary data
 SCALE_BYTES, ZERO_POINT_BYTES = 4, 8  # float32 scales, int64 zero points
 
 
@@ -42,6 +46,7 @@ class WeightBytes:
     table_bytes: int  # value tables (without the 16-byte header)
     header_bytes: int
     ideal_bytes: int
+    method: str = "raw"  # raw (uncompressed), lut, huffman or pruning
 
     @property
     def stored_bytes(self) -> int:
@@ -66,6 +71,14 @@ class ByteBreakdown:
     def ideal_bytes(self) -> int:
         return sum(w.ideal_bytes for w in self.weights)
 
+    def bytes_by_method(self) -> dict[str, tuple[int, int]]:
+        """method (raw, lut, huffman, pruning) → (weight tensors, their stored bytes)."""
+        out: dict[str, tuple[int, int]] = {}
+        for w in self.weights:
+            n, stored = out.get(w.method, (0, 0))
+            out[w.method] = (n + 1, stored + w.stored_bytes)
+        return out
+
     @property
     def ideal_with_constants(self) -> int:
         """The bound with biases and other constants counted as stored (for readings of "weights"
@@ -85,7 +98,8 @@ class ByteBreakdown:
         payload = asdict(self)
         for w, row in zip(self.weights, payload["weights"]):
             row["stored_bytes"] = w.stored_bytes
-        payload.update(weight_bytes=self.weight_bytes, ideal_bytes=self.ideal_bytes, structure=self.structure,
+        payload.update(bytes_by_method={k: {"tensors": n, "bytes": b} for k, (n, b) in self.bytes_by_method().items()},
+                       weight_bytes=self.weight_bytes, ideal_bytes=self.ideal_bytes, structure=self.structure,
                        non_weight_bytes=self.non_weight_bytes, ideal_with_constants=self.ideal_with_constants,
                        bytes_per_ideal=self.file_bytes / self.ideal_bytes,
                        bytes_per_ideal_with_constants=self.file_bytes / self.ideal_with_constants)
@@ -144,8 +158,13 @@ def _weight_bytes(layer: str, tensor: EditorTensor, source: EditorTensor | None)
         bits = 8 * raw // max(weights, 1)
         return WeightBytes(layer, tensor.index, shape, weights, bits, False, raw, 0, 0, raw)
     encoded, ancillary = (_data(t) for t in source)
-    bits = ancillary[5] & 0x07 if len(ancillary) > 5 else 8
+    method = DECODE_METHODS.get(ancillary[0], f"type {ancillary[0]}") if ancillary else "lut"
     tables = max(len(ancillary) - LUT_HEADER_BYTES, 0)
-    ideal = math.ceil(weights * bits / 8) + tables
+    if method == "lut":
+        bits = ancillary[5] & 0x07 if len(ancillary) > 5 else 8
+        ideal = math.ceil(weights * bits / 8) + tables
+    else:
+        bits = math.ceil(8 * len(encoded) / max(weights, 1))
+        ideal = len(encoded) + tables
     return WeightBytes(layer, tensor.index, shape, weights, bits, True, len(encoded), tables,
-                       len(ancillary) - tables, ideal)
+                       len(ancillary) - tables, ideal, method)

@@ -1,9 +1,11 @@
-"""LUT compression of a .tflite with tflite_micro.compression, checked before and verified after.
+"""Compression of a .tflite with tflite_micro.compression, checked before and verified after.
 
+LUT entries are encoded by tflite-micro; HUFFMAN and PRUNE entries by tinycomp's encoders
+(tinycomp.tflite.encoders), which tflite-micro's compressor calls while they are installed.
 Before compressing, every spec entry is checked against the model (subgraph and tensor exist,
 the tensor is a constant that may be replaced by a DECODE output, its values fit the index
-bitwidth in the chosen layout) so the user gets one precise error instead of a failure deep
-inside the compressor. Specs in the tutorial's older form get their layout from the tensor's
+bitwidth in the chosen layout, its type is one TFLM's decoder writes) so the user gets one
+precise error instead of a failure deep inside the compressor. Specs in the tutorial's older form get their layout from the tensor's
 quantization. Verification runs both models in TFLM on the same random inputs and requires
 identical outputs. With a decode budget, large kernels are sliced first (tinycomp.tflite.slicing):
 into the fewest slices that fit (`compress_model`, what `plan` measures), or into the count whose
@@ -25,6 +27,7 @@ from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, InterpreterError, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
 from tinycomp.tflite.encoded import without_encoded_quantization
+from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
 from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
 from tinycomp.tflite.model import parse_tflite, require_subgraph, require_tensor, upgraded_bytes
 from tinycomp.tflite.slicing import SliceResult, slice_model
@@ -44,6 +47,7 @@ class TensorReport:
     index_bitwidth: int
     bytes_before: int
     bytes_after: int
+    method: str = "lut"
 
 
 @dataclass
@@ -94,7 +98,7 @@ def resolve_layouts(spec: CompressionSpec, model: EditorModel) -> CompressionSpe
     A per-channel quantized tensor gets per_channel on its quantized dimension, as its values
     repeat per channel, not across the tensor; anything else gets per_tensor.
     """
-    resolved = [t if t.layout is not None else
+    resolved = [t if t.layout is not None or t.method != "lut" else
                 replace(t, layout=quantization_layout(model.subgraphs[t.subgraph].tensors[t.tensor]))
                 for t in spec.tensors]
     return replace(spec, tensors=tuple(resolved))
@@ -106,7 +110,14 @@ def check_spec(spec: CompressionSpec, model: EditorModel, source: str) -> None:
         subgraph = require_subgraph(model, entry.subgraph, where(source, i, ".subgraph"))
         tensor = require_tensor(subgraph, entry.tensor, where(source, i, ".tensor"))
         _check_constant(subgraph, tensor, where(source, i, ".tensor"))
-        if entry.layout is not None:
+        if entry.method != "lut":
+            reason = check_decodable(entry.method, tensor)
+            if reason is not None:
+                raise ModelError(f"tensor {tensor.index} ({tensor.name}): {reason}",
+                                 where(source, i, f".compression[0].{entry.method}"),
+                                 "use lut or leave the tensor out" if entry.method == "huffman"
+                                 else "use lut or huffman, or leave the tensor out")
+        elif entry.layout is not None:
             _check_fits(tensor, entry, where(source, i, ".compression[0].lut"))
 
 
@@ -335,8 +346,10 @@ def sliced_spec(spec: CompressionSpec, sliced: SliceResult) -> CompressionSpec:
 def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> bytes:
     from tflite_micro import compression
 
+    from tinycomp.tflite.private import installed_encoders
+
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), installed_encoders():
             warnings.simplefilter("ignore")
             compressed = bytes(compression.compress(model_bytes, spec.to_tflm()))
     except Exception as e:
@@ -347,6 +360,10 @@ def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> by
 def _tensor_report(model: EditorModel, entry: TensorCompression) -> TensorReport:
 
     tensor = model.subgraphs[entry.subgraph].tensors[entry.tensor]
+    if entry.method != "lut":
+        encoding = huffman_of(tensor) if entry.method == "huffman" else prune_of(tensor)
+        return TensorReport(entry.subgraph, entry.tensor, tensor.name or "", entry.method, 0,
+                            len(tensor.buffer.data), encoding.size, entry.method)
     assert entry.layout is not None, "resolve_layouts runs before compression"
     layout = "per_tensor" if isinstance(entry.layout, PerTensor) else f"per_channel (axis {entry.layout.axis})"
     return TensorReport(entry.subgraph, entry.tensor, tensor.name or "", layout, entry.index_bitwidth,
@@ -365,7 +382,7 @@ def random_inputs(model_bytes: bytes, count: int, seed: int = 0) -> np.ndarray:
 
 
 def verify_identical(original: bytes, compressed: bytes, samples: int = 32, seed: int = 0,
-                     what: str = "compressed model", hint: str = "report this: LUT compression should be lossless") -> int:
+                     what: str = "compressed model", hint: str = "report this: compression should be lossless") -> int:
     """Run both models in TFLM on the same random inputs; raise unless every output is identical."""
     inputs = random_inputs(original, samples, seed)
     expected, actual = tflm.run_parallel(tflm.run_raw_outputs, [(original, inputs), (compressed, inputs)],

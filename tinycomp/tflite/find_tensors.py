@@ -5,7 +5,9 @@ DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV operators. A layer name ma
 whole path component of the weight's or the operator output's tensor name, so `dense` never
 matches `dense_1`. For each tensor the unique values are counted per tensor and per channel,
 and the layout and smallest index bitwidth that fit with the fewest bytes are chosen, measured
-with tflite-micro's own LUT encoder.
+with tflite-micro's own LUT encoder. `smallest_exact` then gives each chosen tensor TFLM's
+HUFFMAN or PRUNE encoding instead when that is fewer bytes (the same values, decoded exactly; the
+DECODE operator each costs is the same whichever the method).
 """
 
 from __future__ import annotations
@@ -58,11 +60,16 @@ class TensorChoice:
     index_bitwidth: int
     bytes_before: int
     bytes_after: int
+    method: str = "lut"  # or huffman, pruning (`smallest_exact`): then layout and bitwidth are LUT's, unused
+    lut_bytes: int | None = None  # with another method: what LUT would take
 
     def to_spec(self) -> TensorCompression:
         w = self.weight
         label = (f"{self.layer}: {w.name}  shape {list(w.shape)}  unique {self.unique_total} "
                  f"(max {self.unique_per_channel} per channel)")
+        if self.method != "lut":
+            label += f"  {self.method}: {self.bytes_after:,} bytes, LUT {self.lut_bytes:,}"
+            return TensorCompression(w.subgraph, w.index, 0, None, label=label, method=self.method)
         return TensorCompression(w.subgraph, w.index, self.index_bitwidth, self.layout, label=label)
 
 
@@ -198,11 +205,26 @@ def choose_compression(layer: str, weight: WeightTensor) -> TensorChoice:
     return TensorChoice(layer, weight, unique_total, per_channel, layout, bits, array.nbytes, after)
 
 
+def smallest_exact(choice: TensorChoice) -> TensorChoice:
+    """`choice` with HUFFMAN or PRUNE instead of its LUT when that encodes the tensor in fewer bytes."""
+    from dataclasses import replace
+
+    from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
+
+    best = choice
+    for method, encode in (("huffman", huffman_of), ("pruning", prune_of)):
+        if check_decodable(method, choice.weight.tensor) is None:
+            size = encode(choice.weight.tensor).size
+            if size < best.bytes_after:
+                best = replace(choice, method=method, bytes_after=size, lut_bytes=choice.bytes_after)
+    return best
+
+
 @dataclass
 class FindResult:
     """The chosen tensors and the ones skipped, with why.
 
-    `choices` includes tensors that LUT compression would not shrink (`growing`); the caller
+    `choices` includes tensors that their encoding would not shrink (`growing`); the caller
     decides whether to keep them (`without_growing`).
     """
 
@@ -219,6 +241,10 @@ class FindResult:
 
     def spec(self) -> CompressionSpec:
         return CompressionSpec(tuple(choice.to_spec() for choice in self.choices))
+
+    def smallest_exact(self) -> FindResult:
+        """Each choice with the fewest-bytes exact method: LUT, HUFFMAN or PRUNE (`smallest_exact`)."""
+        return FindResult([smallest_exact(c) for c in self.choices], list(self.skipped))
 
 
 def find_tensors(model: EditorModel, layers: list[str] | None, source: str = "model",

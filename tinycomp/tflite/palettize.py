@@ -328,13 +328,15 @@ def spec_bits(spec: PalettizationSpec) -> tuple[dict[TensorKey, int], dict[Tenso
 
 
 def compression_choices(palettized_bytes: bytes, done: list[PalettizedTensor],
-                        source: str = "palettized model") -> FindResult:
-    """find-tensors' choice (layout from the quantization, smallest bitwidth, exact bytes) for each
-    palettized tensor of the palettized file: a `FindResult` whose `growing` LUT would not shrink."""
+                        source: str = "palettized model", smallest_exact: bool = False) -> FindResult:
+    """find-tensors' choice (layout from the quantization, smallest bitwidth, exact bytes; with
+    `smallest_exact`, HUFFMAN or PRUNE when fewer bytes) for each palettized tensor of the palettized
+    file: a `FindResult` whose `growing` its encoding would not shrink."""
 
     model = parse_tflite(palettized_bytes, source)
     weights = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
-    return FindResult([choose_compression(t.layer, weights[t.key]) for t in done], [])
+    found = FindResult([choose_compression(t.layer, weights[t.key]) for t in done], [])
+    return found.smallest_exact() if smallest_exact else found
 
 
 

@@ -3,7 +3,9 @@
 tflite-micro's `model_editor` wraps each flatbuffer object and keeps the generated object API
 table (`schema_py_generated.*T`) in a private `_fb` attribute; some fields TFLM ignores (signature
 defs, shape signatures, metadata buffer lists, debug metadata indices) are reachable only there.
-Its compress module aligns buffers with the private `_apply_flatbuffer_alignment`. Both are
+Its compress module aligns buffers with the private `_apply_flatbuffer_alignment` and finds each
+method's encoder in the private `_COMPRESSORS` table (where tinycomp installs its HUFFMAN and PRUNE
+encoders while it compresses). All are
 pinned with tflite-micro's version in pyproject.toml; tests/test_tflm_private.py fails loudly if a
 new version renames or removes them.
 """
@@ -84,3 +86,38 @@ def replace_buffers(data: bytes, values: dict[int, bytes], source: str = "model"
             raise ModelError(f"buffer {index} holds {length} bytes, not {len(new)}", source)
         out[start:start + length] = new
     return bytes(out)
+
+
+COMPRESS_MODULE = "tflite_micro.tensorflow.lite.micro.compression.compress"
+
+
+def compressor_table() -> dict[Any, Any]:
+    """tflite-micro's plugin table: compression method class → compressor (`compress._COMPRESSORS`).
+
+    `tflite_micro...compression.compress` is the function the package re-exports, so the module is
+    reached by name.
+    """
+    import importlib
+
+    return importlib.import_module(COMPRESS_MODULE)._COMPRESSORS
+
+
+@contextlib.contextmanager
+def installed_encoders() -> Iterator[None]:
+    """While active, tflite-micro's `compress` encodes `huffman:` and `pruning:` entries with tinycomp's
+    encoders (tinycomp.tflite.encoders) instead of its stubs, which raise; the stubs come back after."""
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+
+    from tinycomp.tflite.encoders import HuffmanPlugin, PrunePlugin
+
+    table = compressor_table()
+    saved = {key: table.get(key) for key in (spec.HuffmanCompression, spec.PruningCompression)}
+    table[spec.HuffmanCompression], table[spec.PruningCompression] = HuffmanPlugin(), PrunePlugin()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
