@@ -8,7 +8,7 @@ Every layer in the spec is checked against the model before any work starts.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,9 @@ CENTROID_INITS = {
 VALIDATION_SPLIT = 0.1
 # TFMOT's registry lists DepthwiseConv2D with no clusterable weights ("big unrecoverable accuracy loss").
 UNCLUSTERABLE_TYPES = ("DepthwiseConv2D",)
+# A kernel with at least this share of exact zeros was pruned (a trained float kernel has none): unless the
+# spec says otherwise, its zeros are kept (TFMOT's preserve_sparsity: one centroid pinned at 0, zeros masked).
+SPARSE_KERNEL_ZEROS = 0.01
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ClusterResult:
     loss: dict = field(default_factory=dict)  # LossChoice.describe(): loss, from_logits and why
     # {"epochs", "used"} and, when fine-tuned, the validation scores zero-shot and fine-tuned (see better_of)
     fine_tuning: dict = field(default_factory=dict)
+    spec: ClusteringSpec | None = None  # the spec as applied: preserve_sparsity decided for every layer
 
 
 def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, batch_size: int = 128,
@@ -75,6 +79,9 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     `task` (CLASSIFY | REGRESS, default from the data: see metrics.choose_task) picks the
     metric and, unless the model was saved with a compile config, the fine-tuning loss
     (models.choose_loss). Data without labels is reconstructed (y = x).
+
+    A layer whose `preserve_sparsity` the spec leaves open (None) keeps its zeros when its kernel is
+    sparse (`with_sparsity_decided`): clustering a pruned model keeps it pruned.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -82,6 +89,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     if epochs < 0:
         raise InvalidValue(f"epochs must be 0 or more, got {epochs}", "epochs", "e.g. 2, or 0 for no fine-tuning")
     validate_spec(model, spec)
+    spec = with_sparsity_decided(model, spec)
     data = data.fit_to(tuple(model.input_shape[1:]))
     output_shape = tuple(model.output_shape[1:])
     chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
@@ -106,7 +114,23 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     metrics = score_keras(result_model, data, chosen)
     unique = {name: count_unique_kernel_values(result_model, name) for name in spec.layer_names()}
     return ClusterResult(result_model, metrics.get("accuracy"), unique, time.perf_counter() - start, history,
-                         chosen, metrics, loss.describe(), fine_tuning)
+                         chosen, metrics, loss.describe(), fine_tuning, spec)
+
+
+def kernel_zero_fraction(model, layer_name: str) -> float:
+    """The share of a layer's kernel weights that are exactly zero."""
+    values = np.asarray(kernel_of(model.get_layer(layer_name)).numpy())
+    return float(np.count_nonzero(values == 0)) / max(1, values.size)
+
+
+def with_sparsity_decided(model, spec: ClusteringSpec) -> ClusteringSpec:
+    """`spec` with every open `preserve_sparsity` (None) decided: True for a kernel with at least
+    SPARSE_KERNEL_ZEROS of exact zeros (a pruned one) and at least 3 clusters (one is pinned at 0), else False."""
+    layers = tuple(entry if entry.preserve_sparsity is not None else
+                   replace(entry, preserve_sparsity=entry.clusters >= 3
+                           and kernel_zero_fraction(model, entry.name) >= SPARSE_KERNEL_ZEROS)
+                   for entry in spec.layers)
+    return replace(spec, layers=layers)
 
 
 def validation_rows_of(data: Dataset, split: float = VALIDATION_SPLIT) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +254,7 @@ def wrap_layers(model, spec: ClusteringSpec):
         init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[entry.init])
         return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=entry.clusters, cluster_centroids_init=init,
-            cluster_per_channel=entry.per_channel, preserve_sparsity=entry.preserve_sparsity)
+            cluster_per_channel=entry.per_channel, preserve_sparsity=bool(entry.preserve_sparsity))
 
     return tf_keras.models.clone_model(copy, clone_function=clone_function)
 
