@@ -238,14 +238,15 @@ def wrap_layers(model, spec: ClusteringSpec):
 
     clone_model re-initialises weights, so the model is first cloned and given the original
     weights; that copy's layers are then reused (unwrapped) or wrapped in the second clone, so
-    the k-means centroids start from the trained kernels.
+    the k-means centroids start from the trained kernels. An open `preserve_sparsity` is decided as
+    `with_sparsity_decided` does, so `plan`'s candidates keep a pruned model's zeros as `cluster` will.
     """
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     copy = tf_keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    entries = {entry.name: entry for entry in spec.layers}
+    entries = {entry.name: entry for entry in with_sparsity_decided(model, spec).layers}
 
     def clone_function(layer):
         entry = entries.get(layer.name)
