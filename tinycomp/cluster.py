@@ -81,7 +81,8 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     (models.choose_loss). Data without labels is reconstructed (y = x).
 
     A layer whose `preserve_sparsity` the spec leaves open (None) keeps its zeros when its kernel is
-    sparse (`with_sparsity_decided`): clustering a pruned model keeps it pruned.
+    sparse (`with_sparsity_decided`), and so does every sparse layer the spec does not cluster while
+    the model is fine-tuned (`keep_zeros_callbacks`): clustering a pruned model keeps it pruned.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -104,7 +105,8 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
         set_seed(seed)  # the same centroids as the zero-shot model
         clustered = wrap_layers(model, spec)
         loss = compile_for_training(clustered, learning_rate, task=chosen, saved_from=model)
-        history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch)
+        history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch,
+                      callbacks=keep_zeros_callbacks(clustered, set(spec.layer_names())))
         tuned = tfmot.clustering.keras.strip_clustering(clustered)
         fine_tuning = better_of(zero_shot, tuned, data, chosen, epochs)
         result_model = tuned if fine_tuning["used"] else zero_shot
@@ -121,6 +123,33 @@ def kernel_zero_fraction(model, layer_name: str) -> float:
     """The share of a layer's kernel weights that are exactly zero."""
     values = np.asarray(kernel_of(model.get_layer(layer_name)).numpy())
     return float(np.count_nonzero(values == 0)) / max(1, values.size)
+
+
+def sparse_kernels(model, skip: set[str]) -> list[tuple[str, Any]]:
+    """(name, kernel variable) of every layer not in `skip` whose kernel is at least SPARSE_KERNEL_ZEROS zeros."""
+    found = []
+    for layer in model.layers:
+        kernel = kernel_of(layer) if layer.name not in skip else None
+        if kernel is not None and kernel_zero_fraction(model, layer.name) >= SPARSE_KERNEL_ZEROS:
+            found.append((layer.name, kernel))
+    return found
+
+
+def keep_zeros_callbacks(model, skip: set[str]) -> list:
+    """Keras callbacks that keep the zeros of the sparse kernels of `model`'s layers not in `skip` (the ones
+    not clustered) through fine-tuning: after every batch each such kernel is multiplied by its zero mask."""
+    import tf_keras
+
+    masks = [(kernel, (np.asarray(kernel.numpy()) != 0).astype(np.float32)) for _, kernel in sparse_kernels(model, skip)]
+    if not masks:
+        return []
+
+    class _KeepZeros(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for kernel, mask in masks:
+                kernel.assign(kernel * mask)
+
+    return [_KeepZeros()]
 
 
 def with_sparsity_decided(model, spec: ClusteringSpec) -> ClusteringSpec:

@@ -91,9 +91,13 @@ def test_cluster_keeps_the_zeros_of_a_pruned_model(pruned, pipeline, tmp_path):
         assert np.all(after[name][before[name] == 0] == 0), name  # every pruned weight is still zero
         assert zeros(after[name]) >= zeros(before[name])
         assert 0 in np.unique(after[name]) and np.unique(after[name]).size <= 8
+    for name in ("conv2d", "dense_1", "dense_2"):  # not clustered, but fine-tuned: their zeros stay too
+        assert np.all(after[name][before[name] == 0] == 0), name
+        assert not np.array_equal(after[name], before[name]), name  # they were trained
     spec = yaml.safe_load(out.with_suffix(".yaml").read_text())
     assert all(layer["preserve_sparsity"] is True for layer in spec["layers"])
     assert "zeros kept" in result.output
+    assert "Kept the zeros of the pruned layers not clustered: conv2d, dense_1, dense_2" in result.output
 
 
 def test_cluster_of_an_unpruned_model_does_not_pin_a_zero(pipeline, tmp_path):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from tinycomp import render
-from tinycomp.cluster import cluster_all_spec, cluster_model, kernel_zero_fraction, left_out_layers, validate_spec
+from tinycomp.cluster import (
+    cluster_all_spec,
+    cluster_model,
+    kernel_zero_fraction,
+    left_out_layers,
+    sparse_kernels,
+    validate_spec,
+)
 from tinycomp.commands.common import (
     CONTEXT,
     data_options,
@@ -71,7 +78,8 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
 
     A pruned layer (at least 1% of its kernel exactly zero, e.g. from `tinycomp prune`) keeps its zeros
     (TFMOT's preserve_sparsity: one centroid is pinned at zero) unless the spec says
-    `preserve_sparsity: false`; the effective spec records the choice per layer.
+    `preserve_sparsity: false`; the effective spec records the choice per layer. Pruned layers that
+    are not clustered keep their zeros through the fine-tuning too.
 
     \b
     Examples:
@@ -129,6 +137,9 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
                            learning_rate=learning_rate, batch_size=batch_size, fine_tuning=result.fine_tuning)
     write_json_atomic(sidecar_path(output, ".json"), record.to_json())
     describe_fine_tuning(result.fine_tuning, result.task)
+    unclustered = [name for name, _ in sparse_kernels(model, set(spec.layer_names()))]
+    if unclustered:
+        render.info(f"Kept the zeros of the pruned layers not clustered: {', '.join(unclustered)}")
     kept_zeros = {entry.name for entry in spec.layers if entry.preserve_sparsity}
     for name, count in result.unique_values.items():
         zeros = f", zeros kept ({kernel_zero_fraction(result.model, name):.2%} of the weights)" if name in kept_zeros else ""
