@@ -178,3 +178,13 @@ def test_a_model_with_no_prunable_layer_is_one_error_line(depthwise_only, pipeli
     one_error_line(result, 1, r"the model has no layer TFMOT can prune \(model\) — pruning needs a Dense or "
                               r"convolution layer with a kernel \(DepthwiseConv2D is not pruned\)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_all_with_sparsity_prunes_every_prunable_layer_once(pipeline, tmp_path):
+    out = tmp_path / "all.h5"
+    ok(["prune", pipeline["model_h5"], "--all", "--sparsity", "0.5", "--epochs", "0", "-o", out,
+        "--data", pipeline["data"]])
+    saved = kernels(out)
+    assert sorted(saved) == sorted(LAYERS)
+    for name in LAYERS:
+        assert abs(np.count_nonzero(saved[name]) - round(saved[name].size * 0.5)) <= 1, name
