@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tinycomp.errors import SpecError
@@ -64,3 +65,19 @@ def test_schedule_reaches_the_target_at_a_mask_update_within_the_steps(steps, sp
     assert s["final_sparsity"] == sparsity and s["initial_sparsity"] == min(INITIAL_SPARSITY, sparsity)
     if steps >= 30:
         assert s["end_step"] <= steps * 2 / 3 + 1  # a third of the steps train under the final mask
+
+
+@pytest.mark.parametrize("rows, batch, expected", [
+    (60_000, 128, 3),   # full MNIST: 422 steps per epoch, 3 epochs are 1,266 steps
+    (8_096, 128, 15),   # 57 steps per epoch: 15 epochs for 800 steps
+    (600, 32, 48),      # 17 steps per epoch
+    (10, 128, 800),     # one step per epoch
+])
+def test_default_epochs_give_at_least_min_steps(rows, batch, expected):
+    from types import SimpleNamespace
+
+    from tinycomp.prune import MIN_STEPS, default_epochs, training_steps
+
+    data = SimpleNamespace(x_train=np.zeros((rows, 1)))
+    assert default_epochs(data, batch) == expected
+    assert training_steps(data, expected, batch) >= MIN_STEPS

@@ -21,7 +21,16 @@ from tinycomp.errors import UsageError
 from tinycomp.fileio import check_output_path, read_text, sidecar_path, write_json_atomic, write_text_atomic
 from tinycomp.metrics import Task
 from tinycomp.models import save_keras_model
-from tinycomp.prune import PRUNE_LEARNING_RATE, left_out_layers, prune_all_spec, prune_model, validate_spec
+from tinycomp.prune import (
+    MIN_EPOCHS,
+    MIN_STEPS,
+    PRUNE_LEARNING_RATE,
+    default_epochs,
+    left_out_layers,
+    prune_all_spec,
+    prune_model,
+    validate_spec,
+)
 from tinycomp.records import PruneRecord
 from tinycomp.specs import (
     PRUNING_EXAMPLE,
@@ -31,8 +40,6 @@ from tinycomp.specs import (
     parse_prune_layer_options,
     parse_pruning_spec,
 )
-
-DEFAULT_EPOCHS = 3
 
 
 @click.command("prune", context_settings=CONTEXT, epilog=verbatim("Pruning spec example:", PRUNING_EXAMPLE))
@@ -47,7 +54,9 @@ DEFAULT_EPOCHS = 3
 @click.option("--spec", "spec_path", type=click.Path(), help="Pruning spec YAML (see below).")
 @click.option("--epochs", type=click.IntRange(min=0), default=None,
               help=f"Fine-tuning epochs; the sparsity rises over the first two thirds of them. 0: prune once by "
-                   f"magnitude, no fine-tuning. Default: the spec's `epochs`, else {DEFAULT_EPOCHS}.")
+                   f"magnitude, no fine-tuning. Default: the spec's `epochs`, else {MIN_EPOCHS}, or more on small "
+                   f"data: enough for {MIN_STEPS} optimizer steps (80% pruning recovered in 855 steps, not in 171: "
+                   "docs/prune.md).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Fine-tuning batch size.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -111,7 +120,7 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
                         + "; ".join(f"{name} ({why})" for name, why in left_out))
     validate_spec(model, spec)
     if epochs is None:
-        epochs = spec.epochs if spec.epochs is not None else DEFAULT_EPOCHS
+        epochs = spec.epochs if spec.epochs is not None else default_epochs(data, batch_size)
     if learning_rate is None:
         learning_rate = spec.learning_rate or PRUNE_LEARNING_RATE
     render.info(f"Pruning {', '.join(f'{e.name}→{e.sparsity:.0%}' for e in spec.layers)}; "
