@@ -22,7 +22,7 @@ from tinycomp.commands.common import CONTEXT  # noqa: E402
 from tinycomp.errors import FieldError, TinycompError  # noqa: E402
 
 # The order of `tinycomp --help`: the tutorial's pipeline first, then the tools beyond it.
-COMMAND_MODULES = ("train", "cluster", "convert", "quantize", "palettize", "find_tensors", "compress", "evaluate",
+COMMAND_MODULES = ("train", "prune", "cluster", "convert", "quantize", "palettize", "find_tensors", "compress", "evaluate",
                    "strip", "export", "report", "plan", "bench_summary", "gate", "makefile")
 
 

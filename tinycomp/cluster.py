@@ -8,7 +8,7 @@ Every layer in the spec is checked against the model before any work starts.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,9 @@ CENTROID_INITS = {
 VALIDATION_SPLIT = 0.1
 # TFMOT's registry lists DepthwiseConv2D with no clusterable weights ("big unrecoverable accuracy loss").
 UNCLUSTERABLE_TYPES = ("DepthwiseConv2D",)
+# A kernel with at least this share of exact zeros was pruned (a trained float kernel has none): unless the
+# spec says otherwise, its zeros are kept (TFMOT's preserve_sparsity: one centroid pinned at 0, zeros masked).
+SPARSE_KERNEL_ZEROS = 0.01
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ClusterResult:
     loss: dict = field(default_factory=dict)  # LossChoice.describe(): loss, from_logits and why
     # {"epochs", "used"} and, when fine-tuned, the validation scores zero-shot and fine-tuned (see better_of)
     fine_tuning: dict = field(default_factory=dict)
+    spec: ClusteringSpec | None = None  # the spec as applied: preserve_sparsity decided for every layer
 
 
 def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, batch_size: int = 128,
@@ -75,6 +79,10 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     `task` (CLASSIFY | REGRESS, default from the data: see metrics.choose_task) picks the
     metric and, unless the model was saved with a compile config, the fine-tuning loss
     (models.choose_loss). Data without labels is reconstructed (y = x).
+
+    A layer whose `preserve_sparsity` the spec leaves open (None) keeps its zeros when its kernel is
+    sparse (`with_sparsity_decided`), and so does every sparse layer the spec does not cluster while
+    the model is fine-tuned (`keep_zeros_callbacks`): clustering a pruned model keeps it pruned.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -82,6 +90,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     if epochs < 0:
         raise InvalidValue(f"epochs must be 0 or more, got {epochs}", "epochs", "e.g. 2, or 0 for no fine-tuning")
     validate_spec(model, spec)
+    spec = with_sparsity_decided(model, spec)
     data = data.fit_to(tuple(model.input_shape[1:]))
     output_shape = tuple(model.output_shape[1:])
     chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
@@ -96,7 +105,8 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
         set_seed(seed)  # the same centroids as the zero-shot model
         clustered = wrap_layers(model, spec)
         loss = compile_for_training(clustered, learning_rate, task=chosen, saved_from=model)
-        history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch)
+        history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch,
+                      callbacks=keep_zeros_callbacks(clustered, set(spec.layer_names())))
         tuned = tfmot.clustering.keras.strip_clustering(clustered)
         fine_tuning = better_of(zero_shot, tuned, data, chosen, epochs)
         result_model = tuned if fine_tuning["used"] else zero_shot
@@ -106,7 +116,50 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     metrics = score_keras(result_model, data, chosen)
     unique = {name: count_unique_kernel_values(result_model, name) for name in spec.layer_names()}
     return ClusterResult(result_model, metrics.get("accuracy"), unique, time.perf_counter() - start, history,
-                         chosen, metrics, loss.describe(), fine_tuning)
+                         chosen, metrics, loss.describe(), fine_tuning, spec)
+
+
+def kernel_zero_fraction(model, layer_name: str) -> float:
+    """The share of a layer's kernel weights that are exactly zero."""
+    values = np.asarray(kernel_of(model.get_layer(layer_name)).numpy())
+    return float(np.count_nonzero(values == 0)) / max(1, values.size)
+
+
+def sparse_kernels(model, skip: set[str]) -> list[tuple[str, Any]]:
+    """(name, kernel variable) of every layer not in `skip` whose kernel is at least SPARSE_KERNEL_ZEROS zeros."""
+    found = []
+    for layer in model.layers:
+        kernel = kernel_of(layer) if layer.name not in skip else None
+        if kernel is not None and kernel_zero_fraction(model, layer.name) >= SPARSE_KERNEL_ZEROS:
+            found.append((layer.name, kernel))
+    return found
+
+
+def keep_zeros_callbacks(model, skip: set[str]) -> list:
+    """Keras callbacks that keep the zeros of the sparse kernels of `model`'s layers not in `skip` (the ones
+    not clustered) through fine-tuning: after every batch each such kernel is multiplied by its zero mask."""
+    import tf_keras
+
+    masks = [(kernel, (np.asarray(kernel.numpy()) != 0).astype(np.float32)) for _, kernel in sparse_kernels(model, skip)]
+    if not masks:
+        return []
+
+    class _KeepZeros(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for kernel, mask in masks:
+                kernel.assign(kernel * mask)
+
+    return [_KeepZeros()]
+
+
+def with_sparsity_decided(model, spec: ClusteringSpec) -> ClusteringSpec:
+    """`spec` with every open `preserve_sparsity` (None) decided: True for a kernel with at least
+    SPARSE_KERNEL_ZEROS of exact zeros (a pruned one) and at least 3 clusters (one is pinned at 0), else False."""
+    layers = tuple(entry if entry.preserve_sparsity is not None else
+                   replace(entry, preserve_sparsity=entry.clusters >= 3
+                           and kernel_zero_fraction(model, entry.name) >= SPARSE_KERNEL_ZEROS)
+                   for entry in spec.layers)
+    return replace(spec, layers=layers)
 
 
 def validation_rows_of(data: Dataset, split: float = VALIDATION_SPLIT) -> tuple[np.ndarray, np.ndarray]:
@@ -214,14 +267,15 @@ def wrap_layers(model, spec: ClusteringSpec):
 
     clone_model re-initialises weights, so the model is first cloned and given the original
     weights; that copy's layers are then reused (unwrapped) or wrapped in the second clone, so
-    the k-means centroids start from the trained kernels.
+    the k-means centroids start from the trained kernels. An open `preserve_sparsity` is decided as
+    `with_sparsity_decided` does, so `plan`'s candidates keep a pruned model's zeros as `cluster` will.
     """
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     copy = tf_keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    entries = {entry.name: entry for entry in spec.layers}
+    entries = {entry.name: entry for entry in with_sparsity_decided(model, spec).layers}
 
     def clone_function(layer):
         entry = entries.get(layer.name)
@@ -230,7 +284,7 @@ def wrap_layers(model, spec: ClusteringSpec):
         init = getattr(tfmot.clustering.keras.CentroidInitialization, CENTROID_INITS[entry.init])
         return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=entry.clusters, cluster_centroids_init=init,
-            cluster_per_channel=entry.per_channel, preserve_sparsity=entry.preserve_sparsity)
+            cluster_per_channel=entry.per_channel, preserve_sparsity=bool(entry.preserve_sparsity))
 
     return tf_keras.models.clone_model(copy, clone_function=clone_function)
 

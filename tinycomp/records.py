@@ -5,7 +5,7 @@ by this version and by earlier tinycomp versions that had no `schema_version` (r
 a file from a newer or unknown schema, or of another kind, is an `InputFileError` that says so.
 
 - `EvalRecord`: `tinycomp eval --json` (read by `report` and `gate`).
-- `TrainRecord`, `ClusterRecord`: the sidecars `train` and `cluster` write next to their model.
+- `TrainRecord`, `ClusterRecord`, `PruneRecord`: the sidecars `train`, `cluster` and `prune` write next to their model.
 - `Record` is their base: one header check (kind and schema version) for every record, the plan's
   (`tinycomp.plan.record.PlanRecord`, `tinycomp.plan.candidates.PartialTable`) included.
 """
@@ -268,6 +268,45 @@ class ClusterRecord(SidecarRecord):
 
     @classmethod
     def from_payload(cls, payload: JsonDict, source: str) -> ClusterRecord:
+        task = _task_named(payload.get("task", CLASSIFY.name), "task", source, cls.HINT)
+        return super().from_payload({**payload, "task": task}, source)
+
+    def to_json(self) -> JsonDict:
+        return {**super().to_json(), "task": self.task.name}
+
+
+@dataclass
+class PruneRecord(SidecarRecord):
+    """The sidecar `prune -o MODEL` writes as MODEL's .json: measured sparsity, scores before and after."""
+
+    STEP: ClassVar[str | None] = "prune"
+    HINT: ClassVar[str] = "give the .json that `tinycomp prune -o MODEL` wrote"
+
+    source: str
+    dataset: dict[str, Any]
+    target_sparsity: dict[str, float]  # layer → the spec's sparsity
+    sparsity: dict[str, float]  # layer → fraction of its kernel weights that are zero in the saved model
+    epochs: int
+    seed: int
+    seconds: float
+    task: Task = CLASSIFY
+    test_before: dict[str, float] = field(default_factory=dict)  # the task's metrics of the unpruned model
+    test_after: dict[str, float] = field(default_factory=dict)  # ... of the saved (pruned) model
+    # held-out validation rows: unpruned, pruned_once, fine_tuned scores and which model was kept (`used`)
+    held_out: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)  # layer → PolynomialDecay parameters
+    loss: dict[str, Any] = field(default_factory=dict)
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    step: str = "prune"
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_json(cls, data: str | object, source: str = "prune record") -> PruneRecord:
+        return super().from_json(data, source)
+
+    @classmethod
+    def from_payload(cls, payload: JsonDict, source: str) -> PruneRecord:
         task = _task_named(payload.get("task", CLASSIFY.name), "task", source, cls.HINT)
         return super().from_payload({**payload, "task": task}, source)
 

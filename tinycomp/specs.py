@@ -1,6 +1,6 @@
-"""Clustering and compression specs: strict dataclasses, YAML parse and dump.
+"""Clustering, compression, palettization and pruning specs: strict dataclasses, YAML parse and dump.
 
-Both parsers reject unknown keys and check types and ranges, reporting the key path
+The parsers reject unknown keys and check types and ranges, reporting the key path
 (`tensors[1].compression[0].lut.index_bitwidth`) of the first problem. The compression spec
 is written in tflite-micro's current format (`lut:`, and `huffman:` and `pruning:`, which take no
 parameters, as tflite-micro's own parser reads them); the tutorial's older form
@@ -30,6 +30,7 @@ layers:
   - name: conv2d_1
     clusters: 16
     per_channel: false  # true: one set of centroids per output channel (Conv2D)
+    # preserve_sparsity: true  # keep the zeros (default: yes when >= 1% of the kernel is zero, e.g. after prune)
   - name: dense
     clusters: 16
 """
@@ -165,7 +166,8 @@ class LayerClustering:
     clusters: int
     init: str = "kmeans++"
     per_channel: bool = False
-    preserve_sparsity: bool = False
+    # keep the kernel's zeros (one centroid pinned at 0); None: `cluster` decides from the weights (a pruned kernel: yes)
+    preserve_sparsity: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def parse_clustering_spec(text: str, source: str = "clustering spec") -> Cluster
                                             "learning_rate", "layers"), ("layers",))
     init = top["init"].string(CLUSTER_INITS) if "init" in top else "kmeans++"
     per_channel = top["per_channel"].boolean() if "per_channel" in top else False
-    sparsity = top["preserve_sparsity"].boolean() if "preserve_sparsity" in top else False
+    sparsity = top["preserve_sparsity"].boolean() if "preserve_sparsity" in top else None
     layers = []
     for node in top["layers"].items():
         keys = node.mapping(("name", "clusters", "init", "per_channel", "preserve_sparsity"), ("name", "clusters"))
@@ -239,8 +241,9 @@ def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str
     lines += ["layers:" if spec.layers else "layers: []"]
     for layer in spec.layers:
         lines += [f"  - name: {_yaml_string(layer.name)}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
-                  f"    per_channel: {str(layer.per_channel).lower()}",
-                  f"    preserve_sparsity: {str(layer.preserve_sparsity).lower()}"]
+                  f"    per_channel: {str(layer.per_channel).lower()}"]
+        if layer.preserve_sparsity is not None:
+            lines.append(f"    preserve_sparsity: {str(layer.preserve_sparsity).lower()}")
     return "\n".join(lines) + "\n"
 
 
@@ -455,3 +458,111 @@ def dump_palettization_spec(spec: PalettizationSpec, header: str | None = None) 
         if t.name is not None:
             lines.append(f"    name: {_yaml_string(t.name)}")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- pruning spec
+
+PRUNING_EXAMPLE = """\
+# Magnitude pruning: the fraction of each layer's kernel weights set to zero.
+sparsity: 0.8           # optional: the default for the layers below
+epochs: 3               # optional: fine-tuning epochs (0: prune once, no fine-tuning); `prune --epochs` overrides it
+layers:
+  - name: conv2d_1
+  - name: dense
+    sparsity: 0.9
+"""
+
+
+@dataclass(frozen=True)
+class LayerPruning:
+    """The target sparsity (fraction of kernel weights that are zero) of one layer."""
+
+    name: str
+    sparsity: float
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    """Which layers to prune to what sparsity, and optionally the fine-tuning epochs and learning rate."""
+
+    layers: tuple[LayerPruning, ...]
+    epochs: int | None = None
+    learning_rate: float | None = None
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+SPARSITY_HINT = "give the fraction of kernel weights to set to zero, at least 0 and below 1, e.g. 0.8"
+
+
+def check_sparsity(value: float, where: str) -> float:
+    """`value` when it is a sparsity in [0, 1), else a SpecError naming `where`."""
+    if not 0.0 <= value < 1.0:  # also False for NaN
+        raise SpecError(f"sparsity {value:g} is outside [0, 1)", where, SPARSITY_HINT)
+    return float(value)
+
+
+def _sparsity(node: _Node) -> float:
+    v = node.value
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise node.fail(f"expected a sparsity (a number in [0, 1)), got {_kind(v)}", SPARSITY_HINT)
+    if not 0.0 <= v < 1.0:
+        raise node.fail(f"sparsity {v:g} is outside [0, 1)", SPARSITY_HINT)
+    return float(v)
+
+
+def parse_pruning_spec(text: str, source: str = "pruning spec") -> PruningSpec:
+    """Parse and validate a pruning spec (see PRUNING_EXAMPLE)."""
+    top = _load_yaml(text, source).mapping(("sparsity", "epochs", "learning_rate", "layers"), ("layers",))
+    default = _sparsity(top["sparsity"]) if "sparsity" in top else None
+    layers = []
+    for node in top["layers"].items():
+        keys = node.mapping(("name", "sparsity"), ("name",))
+        if "sparsity" not in keys and default is None:
+            raise node.fail("no sparsity for this layer", "add `sparsity:` to the layer or at the top of the spec")
+        layers.append(LayerPruning(keys["name"].string(),
+                                   _sparsity(keys["sparsity"]) if "sparsity" in keys else float(default or 0.0)))
+    if not layers:
+        raise top["layers"].fail("no layers listed", "list at least one layer to prune")
+    _reject_duplicates([layer.name for layer in layers], top["layers"], "layer")
+    epochs = top["epochs"].integer(0, MAX_SPEC_EPOCHS) if "epochs" in top else None
+    rate = top["learning_rate"].positive_number() if "learning_rate" in top else None
+    return PruningSpec(tuple(layers), epochs, rate)
+
+
+def dump_pruning_spec(spec: PruningSpec, header: str | None = None, notes: dict[str, str] | None = None) -> str:
+    """YAML that `parse_pruning_spec` reads back to an equal spec; `notes` (layer name → text) become comments."""
+    lines = _comments(header)
+    lines += [f"epochs: {spec.epochs}"] if spec.epochs is not None else []
+    lines += [f"learning_rate: {spec.learning_rate!r}"] if spec.learning_rate is not None else []
+    lines += ["layers:"]
+    for layer in spec.layers:
+        lines += _comments((notes or {}).get(layer.name), "  ")
+        lines += [f"  - name: {_yaml_string(layer.name)}", f"    sparsity: {layer.sparsity!r}"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_prune_layer_options(values: tuple[str, ...], sparsity: float | None) -> PruningSpec:
+    """Parse repeated `--layer NAME=S` (or `--layer NAME` with `sparsity`, from --sparsity) options into a spec."""
+    layers = []
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not name or (sep and not text.strip()):
+            raise SpecError(f"cannot read --layer {value!r}", "--layer", "write it as NAME=SPARSITY, e.g. --layer dense=0.8")
+        if not sep:
+            if sparsity is None:
+                raise SpecError(f"no sparsity for layer {name!r}", f"--layer {value}",
+                                f"write --layer {name}=0.8, or give --sparsity for every --layer without one")
+            layers.append(LayerPruning(name, sparsity))
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise SpecError(f"cannot read sparsity {text!r}", f"--layer {value}", SPARSITY_HINT) from None
+        layers.append(LayerPruning(name, check_sparsity(number, f"--layer {value}")))
+    names = [layer.name for layer in layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(f"layer {dupes[0]!r} is given twice", "--layer", "name each layer once")
+    return PruningSpec(tuple(layers))

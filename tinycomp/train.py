@@ -45,13 +45,15 @@ def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validatio
 
 
 def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: float,
-        on_epoch: EpochCallback | None = None) -> dict[str, list[float]]:
+        on_epoch: EpochCallback | None = None, callbacks: list | None = None) -> dict[str, list[float]]:
     """model.fit quietly (verbose=0), reporting epochs to `on_epoch`; returns the history as floats.
+
+    `callbacks`: more Keras callbacks (e.g. TFMOT's UpdatePruningStep), run before the progress one.
 
     A model compiled with a categorical loss (one-hot targets) gets one-hot labels built from the
     integer labels. A failure inside Keras's fit is one ModelError saying what the loss and targets were.
     """
-    callbacks = [epoch_callback(on_epoch, epochs)] if on_epoch else []
+    callbacks = list(callbacks or []) + ([epoch_callback(on_epoch, epochs)] if on_epoch else [])
     if data.has_class_labels and wants_one_hot(model):
         data = data.one_hot(max(int(model.output_shape[-1]), data.num_classes or 0))  # a misfit is Keras's to report
     try:

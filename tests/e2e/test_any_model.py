@@ -250,6 +250,26 @@ def test_keras3_conv1d_goes_through_the_chain_and_cluster_writes_keras3(keras3_m
 
 
 @pytest.mark.slow
+def test_keras3_conv1d_is_pruned_and_written_back_as_keras3(keras3_models, sensor, tmp_path):
+    import keras
+
+    out = tmp_path / "pruned.keras"
+    ok(["prune", keras3_models["conv1d"], "--sparsity", "0.5", "--epochs", "1", "-o", out, "--data", sensor["ints"]])
+    pruned = keras.saving.load_model(out)  # the user's Keras 3 loads it
+    kernels = [layer.get_weights()[0] for layer in pruned.layers if type(layer).__name__ in ("Conv1D", "Dense")]
+    assert len(kernels) == 3
+    for kernel in kernels:
+        assert abs(np.count_nonzero(kernel) - round(kernel.size * 0.5)) <= 2
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["loss"]["loss"] == "categorical_crossentropy" and len(record["sparsity"]) == 3
+    lam = keras3_models["lambda"]
+    one_error_line(run_cli(["prune", lam, "--sparsity", "0.5", "-o", tmp_path / "l.keras", "--data", sensor["ints"]]),
+                   1, re.escape(f"model has a Lambda layer 'double' whose Python code would run on load ({lam}) — ")
+                   + ".+")
+    assert not (tmp_path / "l.keras").exists()
+
+
+@pytest.mark.slow
 def test_keras3_layer_without_tf_keras_equivalent(keras3_models, sensor, tmp_path):
     path = keras3_models["rms"]
     expected = (re.escape(f"Keras 3 layers with no tf_keras equivalent: rms (RMSNormalization) ({path}) — cluster "

@@ -69,6 +69,24 @@ def test_fragment_rules_for_every_model_keep_the_users_default_goal(tmp_path):
     assert "--symbol g_kws_model" in everything.stdout and "--symbol g_person_det_model" in everything.stdout
 
 
+def test_tinycomp_prune_adds_the_prune_step_before_plan_and_cluster(tmp_path):
+    user_project(tmp_path, f"TINYCOMP_PRUNE = 0.8\nTINYCOMP_PRUNE_OPTIONS = --epochs 2\ninclude {FRAGMENT}\n")
+    (tmp_path / "models" / "vendor.tflite").touch()
+    dry = make(tmp_path, "-n", "tinycomp-all")
+    assert dry.returncode == 0, dry.stderr
+    for name in NAMES:
+        for command in (f"tinycomp prune models/{name}.h5 --sparsity 0.8 --epochs 2 -o build/{name}.pruned.h5 "
+                        "--data data.npz",
+                        f"tinycomp convert models/{name}.h5 -o build/{name}.float.tflite",  # the baseline: unpruned
+                        f"tinycomp plan build/{name}.pruned.h5 --max-accuracy-drop 0.5",
+                        f"tinycomp cluster build/{name}.pruned.h5 --spec build/{name}.plan.yaml"):
+            assert command in dry.stdout, command
+    # an int8 .tflite model has no Keras model to prune
+    assert "tinycomp plan models/vendor.tflite" in dry.stdout and "vendor.pruned" not in dry.stdout
+    without = make(user_project(tmp_path / "plain", f"include {FRAGMENT}\n"), "-n", "tinycomp-all")
+    assert without.returncode == 0 and " prune " not in without.stdout and "pruned" not in without.stdout
+
+
 def test_fragment_rules_for_an_int8_tflite_model(tmp_path):
     """models/NAME.tflite goes plan → palettize → compress → export → eval → report → gate, with no Keras step."""
     user_project(tmp_path, f"include {FRAGMENT}\n")

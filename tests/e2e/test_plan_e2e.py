@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,7 +36,9 @@ def test_plan_writes_a_spec_cluster_consumes(planned, pipeline):
     ok(["cluster", pipeline["model_h5"], "--spec", d / "plan.yaml", "-o", d / "planned.h5", "--epochs", "1",
         "--data", pipeline["data"]])
     clustered = parse_clustering_spec((d / "planned.yaml").read_text(), "planned.yaml")
-    assert clustered == spec
+    # the effective spec is the plan's, with preserve_sparsity decided (the plan leaves it to cluster): no zeros kept
+    assert all(layer.preserve_sparsity is None for layer in spec.layers)
+    assert clustered == replace(spec, layers=tuple(replace(layer, preserve_sparsity=False) for layer in spec.layers))
 
 
 def test_plan_is_reproducible_with_seed(planned):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from tinycomp import render
-from tinycomp.cluster import cluster_all_spec, cluster_model, left_out_layers, validate_spec
+from tinycomp.cluster import (
+    cluster_all_spec,
+    cluster_model,
+    kernel_zero_fraction,
+    left_out_layers,
+    sparse_kernels,
+    validate_spec,
+)
 from tinycomp.commands.common import (
     CONTEXT,
     data_options,
@@ -69,6 +76,11 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
     the output has no softmax; MSE for regression). Writes the effective clustering spec next to
     the output (OUTPUT with .yaml) for `find-tensors --clustering`, and metrics (OUTPUT with .json).
 
+    A pruned layer (at least 1% of its kernel exactly zero, e.g. from `tinycomp prune`) keeps its zeros
+    (TFMOT's preserve_sparsity: one centroid is pinned at zero) unless the spec says
+    `preserve_sparsity: false`; the effective spec records the choice per layer. Pruned layers that
+    are not clustered keep their zeros through the fine-tuning too.
+
     \b
     Examples:
       tinycomp cluster build/model.h5 --spec specs/clustering.yaml -o build/clustered.h5
@@ -116,6 +128,7 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
         result = cluster_model(model, spec, data, epochs=epochs, batch_size=batch_size, seed=seed,
                                on_epoch=render.epoch_callback(advance), learning_rate=learning_rate, task=task)
     save_keras_model(result.model, output, like=model, trust=trust)
+    spec = result.spec or spec
     write_text_atomic(sidecar_path(output, ".yaml"),
                       dump_clustering_spec(spec, f"Effective clustering of {output} (from {model_path})"))
     record = ClusterRecord(source=str(model_path), dataset=data.describe(), test_accuracy=result.test_accuracy,
@@ -124,8 +137,13 @@ def run(*, model_path: str, output: str, spec_path: str | None, layers: tuple[st
                            learning_rate=learning_rate, batch_size=batch_size, fine_tuning=result.fine_tuning)
     write_json_atomic(sidecar_path(output, ".json"), record.to_json())
     describe_fine_tuning(result.fine_tuning, result.task)
+    unclustered = [name for name, _ in sparse_kernels(model, set(spec.layer_names()))]
+    if unclustered:
+        render.info(f"Kept the zeros of the pruned layers not clustered: {', '.join(unclustered)}")
+    kept_zeros = {entry.name for entry in spec.layers if entry.preserve_sparsity}
     for name, count in result.unique_values.items():
-        render.out.print(f"  {name}: {count} unique kernel values")
+        zeros = f", zeros kept ({kernel_zero_fraction(result.model, name):.2%} of the weights)" if name in kept_zeros else ""
+        render.out.print(f"  {name}: {count} unique kernel values{zeros}")
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.yaml')}: {render.task_metrics(result.test_metrics)} "
                      f"on {data.name}, {result.seconds:.1f} s")
 

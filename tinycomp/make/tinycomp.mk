@@ -12,6 +12,9 @@
 # For every models/NAME.h5 (or NAME.keras) it builds, under build/ (file names start with the model's name):
 #
 #   NAME.float.tflite        convert: the float32 model, the baseline for size and accuracy
+#   NAME.pruned.h5, .yaml    prune, only when TINYCOMP_PRUNE is set: every prunable layer pruned to that sparsity
+#                            (and the effective pruning spec); plan and cluster then start from it, and cluster
+#                            keeps its zeros
 #   NAME.plan.yaml, .json    plan: a cluster count per layer within the budgets (and its sensitivity table)
 #   NAME.planned.h5, .yaml   cluster: the model clustered as planned (and the effective clustering spec)
 #   NAME.int8.tflite         quantize --per-tensor-dense: full-integer int8
@@ -76,11 +79,15 @@ TINYCOMP_MIN_SNR ?=
 # What plan optimises: by default the fewest bytes within the accuracy drop (and, with a RAM budget,
 # an arena within it: large weights are then sliced so they decode one slice at a time; the plan's
 # decode_budget travels through NAME.planned.yaml and NAME.compression.yaml to compress). E.g. `--target-bytes 64KiB` instead: the smallest drop within 64 KiB.
+# Deep Compression's first step: a sparsity, e.g. 0.8, prunes every prunable layer of each Keras model to it
+# (`tinycomp prune`, fine-tuning on TINYCOMP_DATA) before plan and cluster; empty: no pruning.
+TINYCOMP_PRUNE ?=
 TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINYCOMP_RAM_BUDGET), --ram-budget $(TINYCOMP_RAM_BUDGET))
 # Extra options per step, e.g. TINYCOMP_PLAN_OPTIONS = --clusters 2,4,8,16 --epochs 2,
 # TINYCOMP_CLUSTER_OPTIONS = --batch-size 64 (the plan's spec sets the epochs and learning rate), TINYCOMP_EVAL_OPTIONS = --limit 1000,
 # TINYCOMP_PALETTIZE_OPTIONS = $(TINYCOMP_DATA) to calibrate the palettized weights of a .tflite model on 512
 # training rows (closer to the int8 model; the plan measured them uncalibrated, and the gate decides).
+TINYCOMP_PRUNE_OPTIONS ?=
 TINYCOMP_PLAN_OPTIONS ?=
 TINYCOMP_CLUSTER_OPTIONS ?=
 TINYCOMP_QUANTIZE_OPTIONS ?=
@@ -102,7 +109,9 @@ tinycomp_data := $(call tinycomp_data_file,$(TINYCOMP_DATA))
 # Every file built for the models $1 (listing them also keeps Make from deleting them as intermediates).
 tinycomp_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite plan.yaml plan.json planned.h5 \
                      planned.yaml int8.tflite compression.yaml compressed.tflite compressed.cc compressed.h \
-                     eval.json report/summary.md budgets.ok))
+                     eval.json report/summary.md budgets.ok $(if $(TINYCOMP_PRUNE),pruned.h5 pruned.yaml)))
+# The Keras model plan and cluster start from, for the model file $1: the pruned one when TINYCOMP_PRUNE is set.
+tinycomp_start = $(if $(TINYCOMP_PRUNE),$(TINYCOMP_BUILD)/%.pruned.h5,$1)
 # Every file built for the int8 .tflite models $1.
 tinycomp_tflite_outputs = $(foreach n,$1,$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
                             palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md \
@@ -118,7 +127,7 @@ tinycomp_default_goal := $(.DEFAULT_GOAL)
 # Keep every step's file, also when a goal like build/kws.compressed.tflite made it on the way.
 .PRECIOUS: $(addprefix $(TINYCOMP_BUILD)/%.,float.tflite plan.yaml plan.json planned.h5 planned.yaml int8.tflite \
              compression.yaml compressed.tflite compressed.cc compressed.h eval.json report/summary.md \
-             palettized.tflite palettized.yaml lossless.tflite)
+             palettized.tflite palettized.yaml lossless.tflite pruned.h5 pruned.yaml)
 
 # $(1): a model file extension. The steps that read the model itself.
 define tinycomp_model_rules
@@ -127,15 +136,20 @@ $(TINYCOMP_BUILD)/%.float.tflite: $(TINYCOMP_MODELS)/%.$(1) | $(TINYCOMP_DEPS)
 	@mkdir -p $$(@D)
 	$$(TINYCOMP) convert $$< -o $$@
 
+# With TINYCOMP_PRUNE: TFMOT magnitude pruning of every prunable layer while fine-tuning (and the effective spec).
+$(TINYCOMP_BUILD)/%.pruned.h5 $(TINYCOMP_BUILD)/%.pruned.yaml &: $(TINYCOMP_MODELS)/%.$(1) $(tinycomp_data) | $(TINYCOMP_DEPS)
+	@mkdir -p $$(@D)
+	$$(TINYCOMP) prune $$< --sparsity $$(TINYCOMP_PRUNE) $$(TINYCOMP_PRUNE_OPTIONS) -o $$(TINYCOMP_BUILD)/$$*.pruned.h5 $$(TINYCOMP_DATA)
+
 # The plan: per-layer sensitivity, exact LUT bytes, and the cluster counts within the budget. Bytes
 # are measured as the chain below makes them (--per-tensor-dense, --strip).
-$(TINYCOMP_BUILD)/%.plan.yaml $(TINYCOMP_BUILD)/%.plan.json: $(TINYCOMP_MODELS)/%.$(1) $(tinycomp_data) | $(TINYCOMP_DEPS)
+$(TINYCOMP_BUILD)/%.plan.yaml $(TINYCOMP_BUILD)/%.plan.json: $(call tinycomp_start,$(TINYCOMP_MODELS)/%.$(1)) $(tinycomp_data) | $(TINYCOMP_DEPS)
 	@mkdir -p $$(@D)
 	$$(TINYCOMP) plan $$< $$(TINYCOMP_PLAN_BUDGET) --per-tensor-dense --strip $$(TINYCOMP_PLAN_OPTIONS) -o $$(TINYCOMP_BUILD)/$$*.plan.yaml $$(TINYCOMP_DATA)
 
 # Clusters the planned layers (TFMOT), fine-tunes as the plan's spec says (epochs: 0, or nothing to cluster: not at all),
 # and writes the effective spec next to the model.
-$(TINYCOMP_BUILD)/%.planned.h5 $(TINYCOMP_BUILD)/%.planned.yaml: $(TINYCOMP_MODELS)/%.$(1) $(TINYCOMP_BUILD)/%.plan.yaml $(tinycomp_data) | $(TINYCOMP_DEPS)
+$(TINYCOMP_BUILD)/%.planned.h5 $(TINYCOMP_BUILD)/%.planned.yaml: $(call tinycomp_start,$(TINYCOMP_MODELS)/%.$(1)) $(TINYCOMP_BUILD)/%.plan.yaml $(tinycomp_data) | $(TINYCOMP_DEPS)
 	$$(TINYCOMP) cluster $$< --spec $$(TINYCOMP_BUILD)/$$*.plan.yaml $$(TINYCOMP_CLUSTER_OPTIONS) -o $$(TINYCOMP_BUILD)/$$*.planned.h5 $$(TINYCOMP_DATA)
 endef
 $(foreach tinycomp_ext,$(TINYCOMP_MODEL_EXTS),$(eval $(call tinycomp_model_rules,$(tinycomp_ext))))
@@ -217,8 +231,8 @@ tinycomp-all: $(call tinycomp_outputs,$(TINYCOMP_NAMES)) $(call tinycomp_tflite_
 
 # Removes the files built for the models in TINYCOMP_NAMES (not TINYCOMP_BUILD itself).
 tinycomp-clean:
-	rm -rf $(foreach n,$(TINYCOMP_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite plan.yaml plan.json \
-	  planned.h5 planned.yaml planned.json int8.tflite compression.yaml compressed.tflite compressed.cc \
+	rm -rf $(foreach n,$(TINYCOMP_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite pruned.h5 pruned.yaml \
+	  pruned.json plan.yaml plan.json planned.h5 planned.yaml planned.json int8.tflite compression.yaml compressed.tflite compressed.cc \
 	  compressed.h eval.json report budgets.ok)) \
 	  $(foreach n,$(TINYCOMP_TFLITE_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
 	  palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report budgets.ok lossless.tflite))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.cluster import is_conv2d, wrap_layers
+from tinycomp.cluster import is_conv2d, keep_zeros_callbacks, wrap_layers
 from tinycomp.data import Dataset
 from tinycomp.metrics import CLASSIFY, Task
 from tinycomp.models import (
@@ -69,7 +69,8 @@ def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Datas
         candidate = wrap_layers(model, spec)
     if epochs > 0:
         compile_for_training(candidate, learning_rate, task=task, loss=loss)
-        fit(candidate, fit_data, epochs, batch_size, 0.0)
+        fit(candidate, fit_data, epochs, batch_size, 0.0,  # a pruned model's other layers stay pruned, as in `cluster`
+            callbacks=keep_zeros_callbacks(candidate, set(spec.layer_names()) if spec is not None else set()))
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)
     return score_of(candidate, x_val, y_val, task)

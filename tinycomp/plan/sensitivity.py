@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.cluster import clusterable_layers, is_conv2d, validate_spec, wrap_layers
+from tinycomp.cluster import clusterable_layers, is_conv2d, keep_zeros_callbacks, validate_spec, wrap_layers
 from tinycomp.convert import quantize
 from tinycomp.data import Dataset, calibration_samples, check_fits_model
 from tinycomp.errors import DataError, ModelError
@@ -163,7 +163,8 @@ def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val
     candidate = wrap_layers(model, spec)
     if epochs > 0:
         compile_for_training(candidate, learning_rate, task=task, loss=loss)
-        fit(candidate, fit_data, epochs, batch_size, 0.0)
+        fit(candidate, fit_data, epochs, batch_size, 0.0,  # a pruned model's other layers stay pruned, as in `cluster`
+            callbacks=keep_zeros_callbacks(candidate, set(spec.layer_names())))
     return outputs_of(tfmot.clustering.keras.strip_clustering(candidate), x_val)
 
 
