@@ -94,7 +94,8 @@ clean:
 #                  planned      fewest bytes within PLAN_BUDGET (0.5 pp accuracy drop)
 #                  planned_12x  smallest accuracy drop within PLAN_12X_BUDGET (12× smaller than model.tflite)
 #                  planned_ram  fewest bytes within PLAN_RAM_BUDGET (0.5 pp, and a TFLM arena of at most 100 KiB)
-#                  deep         Deep Compression: prune (PRUNE_SPARSITY) → cluster (CLUSTERING_SPEC) → quantize → compress
+#                  deep         Deep Compression: prune (PRUNE_SPARSITY) → cluster (CLUSTERING_SPEC) → quantize →
+#                               compress --lossless (Huffman/PRUNE/LUT per tensor, the fewest bytes)
 # The plans' candidates fine-tune PLAN_EPOCHS epochs; `cluster` then fine-tunes as the plan's spec says (its
 # `epochs`: PLAN_EPOCHS, or 0 when the plan's check found the zero-shot plan no worse).
 PLAN_BUDGET ?= --max-accuracy-drop 0.5
@@ -147,7 +148,6 @@ $(eval $(call PLANNED_CHAIN,_ram))
 
 # Deep Compression (prune → trained quantization → entropy coding): prune every layer to PRUNE_SPARSITY, cluster
 # the tutorial's layers (their zeros kept), quantize, LUT-compress. The entropy-coding step is to be
-# `compress --lossless` (HUFFMAN/PRUNE per tensor) in place of find-tensors + `compress --spec`.
 PRUNE_SPARSITY ?= 0.8
 
 $(BUILD)/pruned.h5 $(BUILD)/pruned.yaml &: $(BUILD)/model.h5
@@ -159,11 +159,9 @@ $(BUILD)/deep.h5 $(BUILD)/deep.yaml &: $(BUILD)/pruned.h5 $(CLUSTERING_SPEC)
 $(BUILD)/deep_int8.tflite: $(BUILD)/deep.h5
 	$(TINYCOMP) quantize $< -o $@ $(DATA)
 
-$(BUILD)/deep_compression.yaml: $(BUILD)/deep_int8.tflite $(BUILD)/deep.yaml
-	$(TINYCOMP) find-tensors $< --clustering $(BUILD)/deep.yaml -o $@
-
-$(BUILD)/deep.tflite: $(BUILD)/deep_int8.tflite $(BUILD)/deep_compression.yaml
-	$(TINYCOMP) compress $< --spec $(BUILD)/deep_compression.yaml --strip -o $@
+# Every weight tensor gets the smallest exact encoding TFLM decodes (LUT, HUFFMAN or PRUNE), no spec needed.
+$(BUILD)/deep.tflite: $(BUILD)/deep_int8.tflite
+	$(TINYCOMP) compress $< --lossless --strip -o $@
 
 $(BUILD)/bench.json: $(BUILD)/model.tflite $(BUILD)/compressed.tflite $(BUILD)/planned.tflite $(BUILD)/planned_12x.tflite \
                      $(BUILD)/planned_ram.tflite $(BUILD)/deep.tflite

@@ -212,11 +212,10 @@ def test_make_bench_chains_every_plan(tmp_path):
     [evaluation] = [line for line in lines if line.startswith("tinycomp eval ")]
     assert evaluation.startswith(f"tinycomp eval {build}/model.tflite {build}/compressed.tflite {build}/planned.tflite "
                                  f"{build}/planned_12x.tflite {build}/planned_ram.tflite {build}/deep.tflite --baseline")
-    # Deep Compression: prune → cluster (the pruned model) → quantize → find-tensors → compress
+    # Deep Compression: prune → cluster (the pruned model) → quantize → compress --lossless
     assert f"tinycomp prune {build}/model.h5 --sparsity 0.8 -o {build}/pruned.h5" in dry.stdout
     assert f"tinycomp cluster {build}/pruned.h5 --spec specs/clustering.yaml -o {build}/deep.h5" in dry.stdout
-    assert f"tinycomp compress {build}/deep_int8.tflite --spec {build}/deep_compression.yaml --strip " \
-           f"-o {build}/deep.tflite" in dry.stdout
+    assert f"tinycomp compress {build}/deep_int8.tflite --lossless --strip -o {build}/deep.tflite" in dry.stdout
 
 
 def test_per_tensor_dense_quantization_gives_smaller_lossless_luts(pipeline, tmp_path):
