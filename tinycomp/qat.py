@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +155,9 @@ def qat_model(model, structure: Structure):
     quantization = tfmot.quantization.keras
     try:
         annotated = quantization.quantize_annotate_model(copy)
-        with quantization.quantize_scope():
+        # CQAT warns "No clustering performed" for every layer that is not clustered: expected, not news
+        with quantization.quantize_scope(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No clustering performed", category=UserWarning)
             return quantization.quantize_apply(annotated, scheme) if scheme else quantization.quantize_apply(annotated)
     except (RuntimeError, ValueError) as e:
         raise _unsupported(model, scheme, e) from e
