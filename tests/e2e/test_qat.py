@@ -93,3 +93,23 @@ def test_a_layer_tfmot_cannot_quantize_is_one_error_line(tmp_path):
     one_error_line(result, 1, "TFMOT cannot quantize-annotate layer\\(s\\) conv1d \\(Conv1D\\) with "
                               "Default8BitQuantizeScheme \\(quantize --qat\\) — use post-training quantization .*")
     assert not (tmp_path / "q.tflite").exists()
+
+
+def test_a_keras3_model_trains_as_its_tf_keras_rebuild_with_its_own_loss(pipeline, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    with np.load(pipeline["data"]) as f:
+        x, y = f["x_train"].astype(np.float32)[..., None] / 255.0, f["y_train"]
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+                              keras.layers.Dense(int(y.max()) + 1, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.fit(x, keras.utils.to_categorical(y), epochs=1, batch_size=32, verbose=0)
+    model.save(tmp_path / "k3.keras")
+    output = tmp_path / "k3_int8.tflite"
+    ok(["quantize", tmp_path / "k3.keras", "--qat", "1", "--batch-size", "32", "--calibration-samples", "20",
+        "--data", pipeline["data"], "-o", output])
+    record = json.loads(output.with_suffix(".json").read_text())
+    assert record["loss"]["loss"] == "categorical_crossentropy" and record["loss"]["reason"] == "saved compile config"
+    assert record["scheme"] == "default-8bit" and record["kept"] in ("qat", "ptq")
