@@ -193,7 +193,8 @@ def run_qat(*, model_path: str, output: str, method: str, io_type: str, calibrat
 
 
 def _sidecar_spec(model_path: str):
-    """The clustering spec `cluster` wrote next to the model (MODEL with .yaml), or None."""
+    """The clustering spec `cluster` wrote next to the model (MODEL with .yaml), or None (no such file, or
+    another step's sidecar)."""
     from tinycomp.errors import TinycompError
     from tinycomp.fileio import read_text
     from tinycomp.specs import parse_clustering_spec
@@ -201,10 +202,12 @@ def _sidecar_spec(model_path: str):
     path = sidecar_path(model_path, ".yaml")
     if not path.is_file():
         return None
+    text = read_text(path, "clustering spec")
     try:
-        return parse_clustering_spec(read_text(path, "clustering spec"), str(path))
-    except TinycompError as e:
-        render.warn(f"ignored {path}: not a clustering spec ({e.what}); the weights alone decide what is clustered")
+        return parse_clustering_spec(text, str(path))
+    except TinycompError as e:  # another step's sidecar (prune writes one too) is not news; a broken clustering spec is
+        if "clusters:" in text:
+            render.warn(f"ignored {path}: {e.what}; the weights alone decide what is clustered")
         return None
 
 
