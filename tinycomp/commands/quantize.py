@@ -167,9 +167,8 @@ def run_qat(*, model_path: str, output: str, method: str, io_type: str, calibrat
                                learning_rate=learning_rate, seed=seed, task=chosen,
                                on_epoch=render.epoch_callback(advance))
     calibration = pick_calibration(data, calibration_samples, seed)
-    convert = {"method": "int8", "io": io_type, "calibration": calibration, "per_tensor_dense": per_tensor_dense}
-    ptq_bytes = quantize_model(model, **convert)
-    qat_bytes = quantize_model(result.model, **convert)
+    ptq_bytes, qat_bytes = (quantize_model(m, method="int8", io=io_type, calibration=calibration,
+                                           per_tensor_dense=per_tensor_dense) for m in (model, result.model))
     x_val, y_val = validation_rows_of(data, qat.VALIDATION_SPLIT)
     if len(x_val) == 0:
         raise ModelError("no held-out training rows to compare QAT with post-training quantization", data.name,
