@@ -113,3 +113,24 @@ def test_a_keras3_model_trains_as_its_tf_keras_rebuild_with_its_own_loss(pipelin
     record = json.loads(output.with_suffix(".json").read_text())
     assert record["loss"]["loss"] == "categorical_crossentropy" and record["loss"]["reason"] == "saved compile config"
     assert record["scheme"] == "default-8bit" and record["kept"] in ("qat", "ptq")
+
+
+def test_a_lower_qat_score_writes_the_ptq_file_with_one_warning(pipeline, tmp_path, monkeypatch):
+    from tinycomp import qat
+
+    measured = qat.tflm_scores
+
+    def qat_scores_lower(files, *args, **kwargs):
+        scores = measured(files, *args, **kwargs)
+        return {**scores, "qat": scores["ptq"] - 0.01}
+
+    monkeypatch.setattr(qat, "tflm_scores", qat_scores_lower)
+    output, ptq = tmp_path / "int8.tflite", tmp_path / "ptq.tflite"
+    data = ["--calibration-samples", "20", "--data", pipeline["data"]]
+    result = run_cli(["quantize", pipeline["model_h5"], "--qat", "1", "--batch-size", "32", *data, "-o", output])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "QAT scored lower" in warnings[0] and "wrote the post-training" in warnings[0]
+    ok(["quantize", pipeline["model_h5"], *data, "-o", ptq])
+    assert output.read_bytes() == ptq.read_bytes()
+    assert json.loads(output.with_suffix(".json").read_text())["kept"] == "ptq"
