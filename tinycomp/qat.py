@@ -217,7 +217,7 @@ def trained_copy(model, wrapped, structure: Structure):
     for layer in copy.layers:
         if not layer.weights:
             continue
-        source = by_name.get("quant_" + layer.name) or by_name.get(layer.name)
+        source = by_name.get("quant_" + layer.name, by_name.get(layer.name))
         if source is None:
             raise ModelError(f"the QAT model has no layer for {layer.name!r}", "quantize --qat",
                              "report this model: TFMOT's transforms changed its layers")

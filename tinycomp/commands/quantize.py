@@ -160,6 +160,10 @@ def run_qat(*, model_path: str, output: str, method: str, io_type: str, calibrat
     check_output_path(record_path, model_path)
     model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task)
     chosen = choose_task(data.y_test[:1] if data.labels else None, tuple(model.output_shape[1:]), task)
+    x_val, y_val = validation_rows_of(data, qat.VALIDATION_SPLIT)
+    if len(x_val) == 0:
+        raise ModelError(f"{len(data.x_train)} training rows leave none held out to compare QAT with post-training "
+                         "quantization", data.name, "use at least 10 training rows")
     structure = qat.find_structure(model, _sidecar_spec(model_path))
     render.info(_structure_line(structure, epochs, data.name))
     with render.progress("quantization-aware training", epochs) as advance:
@@ -167,16 +171,13 @@ def run_qat(*, model_path: str, output: str, method: str, io_type: str, calibrat
                                learning_rate=learning_rate, seed=seed, task=chosen,
                                on_epoch=render.epoch_callback(advance))
     calibration = pick_calibration(data, calibration_samples, seed)
-    ptq_bytes, qat_bytes = (quantize_model(m, method="int8", io=io_type, calibration=calibration,
-                                           per_tensor_dense=per_tensor_dense) for m in (model, result.model))
-    x_val, y_val = validation_rows_of(data, qat.VALIDATION_SPLIT)
-    if len(x_val) == 0:
-        raise ModelError("no held-out training rows to compare QAT with post-training quantization", data.name,
-                         "use at least 10 training rows")
-    scores = qat.tflm_scores({"ptq": ptq_bytes, "qat": qat_bytes}, x_val, y_val, chosen, jobs, source=model_path)
+    files = {name: quantize_model(m, method="int8", io=io_type, calibration=calibration,
+                                  per_tensor_dense=per_tensor_dense) for name, m in (("ptq", model), ("qat", result.model))}
+    scores = qat.tflm_scores(files, x_val, y_val, chosen, jobs, source=model_path)
     kept = "qat" if scores["qat"] >= scores["ptq"] else "ptq"
-    kept_structure = qat.int8_structure(qat_bytes, structure), qat.int8_structure(ptq_bytes, structure)
-    write_bytes_atomic(output, qat_bytes if kept == "qat" else ptq_bytes)
+    int8_weights = {name: qat.int8_structure(data_, structure) for name, data_ in files.items()}
+    _warn_lost_structure(int8_weights["qat"], structure)
+    write_bytes_atomic(output, files[kept])
     record = {
         "step": "quantize-qat", "source": str(model_path), "output": str(output), "dataset": data.describe(),
         "task": chosen.name, "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size, "seed": seed,
@@ -184,11 +185,22 @@ def run_qat(*, model_path: str, output: str, method: str, io_type: str, calibrat
         "conversion": {"io": io_type, "per_tensor_dense": per_tensor_dense, "calibration_samples": len(calibration)},
         "scored_on": {"split": "train", "first_row": int(len(data.x_train) - len(x_val)), "rows": int(len(x_val)),
                       "runs_in": "TFLM", "why": "the last 10% of the training rows, held out from QAT"},
-        "metric": chosen.metric, "scores": scores, "bytes": {"ptq": len(ptq_bytes), "qat": len(qat_bytes)},
-        "int8_weights": {"qat": kept_structure[0], "ptq": kept_structure[1]}, "kept": kept,
+        "metric": chosen.metric, "scores": scores, "bytes": {name: len(b) for name, b in files.items()},
+        "int8_weights": int8_weights, "kept": kept,
     }
     write_json_atomic(record_path, record)
     _report(output, record_path, chosen, scores, kept, len(x_val))
+
+
+def _warn_lost_structure(qat_weights: dict[str, dict[str, Any]], structure: Any) -> None:
+    """One warning naming the layers whose QAT int8 weights hold more values per output channel than the
+    clustered float kernel, or fewer zeros than the sparse one (the preserving schemes should prevent both)."""
+    lost = [name for name, found in qat_weights.items()
+            if (name in structure.clustered and found["max_per_channel"] > structure.clustered[name]["max_per_channel"])
+            or (name in structure.sparse and found["zero_fraction"] < structure.sparse[name] - 1e-6)]
+    if lost:
+        render.warn(f"QAT did not keep the structure of {', '.join(lost)}: its int8 weights have more values per "
+                    "channel or fewer zeros than the model's kernels (see int8_weights in OUTPUT.json)")
 
 
 def _sidecar_spec(model_path: str):
