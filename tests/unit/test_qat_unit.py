@@ -105,3 +105,19 @@ def test_qat_refuses_a_tflite_and_points_to_palettize(tmp_path):
     one_error_line(result, 1, "quantization-aware training needs the Keras model; this is a .tflite file "
                               f"\\({model}\\) — palettize a .tflite with data instead: tinycomp palettize {model} "
                               "--bits 4 --data \\.\\.\\. -o \\.\\.\\.")
+
+
+def test_lost_clusters_or_zeros_are_one_warning(monkeypatch):
+    from tinycomp import render
+    from tinycomp.commands.quantize import _warn_lost_structure
+
+    warned: list[str] = []
+    monkeypatch.setattr(render, "warn", warned.append)
+    structure = Structure(clustered={"dense": {"values": 16, "max_per_channel": 16, "by": "weights"}},
+                          sparse={"conv2d": 0.8})
+    _warn_lost_structure({"dense": {"max_per_channel": 16, "zero_fraction": 0.0},
+                          "conv2d": {"max_per_channel": 9, "zero_fraction": 0.8}}, structure)
+    assert warned == []
+    _warn_lost_structure({"dense": {"max_per_channel": 17, "zero_fraction": 0.0},
+                          "conv2d": {"max_per_channel": 9, "zero_fraction": 0.79}}, structure)
+    assert len(warned) == 1 and "QAT did not keep the structure of dense, conv2d" in warned[0]
