@@ -40,6 +40,8 @@ _API: dict[str, tuple[str, str]] = {
     "prune_model": ("tinycomp.prune", "prune_model"),
     "convert_float32": ("tinycomp.convert", "convert_float32"),
     "quantize": ("tinycomp.convert", "quantize"),
+    "find_structure": ("tinycomp.qat", "find_structure"),
+    "train_qat": ("tinycomp.qat", "train_qat"),
     "read_tflite": ("tinycomp.tflite.model", "read_tflite"),
     "parse_tflite": ("tinycomp.tflite.model", "parse_tflite"),
     "find_tensors": ("tinycomp.tflite.find_tensors", "find_tensors"),

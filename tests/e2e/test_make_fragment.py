@@ -87,6 +87,15 @@ def test_tinycomp_prune_adds_the_prune_step_before_plan_and_cluster(tmp_path):
     assert without.returncode == 0 and " prune " not in without.stdout and "pruned" not in without.stdout
 
 
+def test_tinycomp_qat_trains_in_the_int8_step(tmp_path):
+    user_project(tmp_path, f"TINYCOMP_QAT = 2\ninclude {FRAGMENT}\n")
+    dry = make(tmp_path, "-n", "build/kws.int8.tflite")
+    assert dry.returncode == 0, dry.stderr
+    assert "tinycomp quantize build/kws.planned.h5 -o build/kws.int8.tflite --per-tensor-dense --qat 2" in dry.stdout
+    user_project(tmp_path, f"include {FRAGMENT}\n")  # empty by default: post-training quantization only
+    assert "--qat" not in make(tmp_path, "-n", "build/kws.int8.tflite").stdout
+
+
 def test_fragment_rules_for_an_int8_tflite_model(tmp_path):
     """models/NAME.tflite goes plan → palettize → compress → export → eval → report → gate, with no Keras step."""
     user_project(tmp_path, f"include {FRAGMENT}\n")

@@ -17,7 +17,7 @@
 #                            keeps its zeros
 #   NAME.plan.yaml, .json    plan: a cluster count per layer within the budgets (and its sensitivity table)
 #   NAME.planned.h5, .yaml   cluster: the model clustered as planned (and the effective clustering spec)
-#   NAME.int8.tflite         quantize --per-tensor-dense: full-integer int8
+#   NAME.int8.tflite         quantize --per-tensor-dense: full-integer int8 (with TINYCOMP_QAT: --qat, and NAME.int8.json)
 #   NAME.compression.yaml    find-tensors: which tensors to LUT-compress, and how
 #   NAME.compressed.tflite   compress --strip: the file to put on the device
 #   NAME.compressed.cc, .h   export: the same as a C array for the firmware
@@ -88,6 +88,11 @@ TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINY
 # TINYCOMP_PALETTIZE_OPTIONS = $(TINYCOMP_DATA) to calibrate the palettized weights of a .tflite model on 512
 # training rows (closer to the int8 model; the plan measured them uncalibrated, and the gate decides).
 TINYCOMP_PRUNE_OPTIONS ?=
+# Quantization-aware training in the int8 step: `TINYCOMP_QAT = 1` fine-tunes that many epochs with TFMOT
+# (clustered layers keep their values, zeros stay zero) and keeps the QAT file only when it scores no
+# lower than post-training quantization on held-out training rows in TFLM (NAME.int8.json says which).
+# Empty: post-training quantization only.
+TINYCOMP_QAT ?=
 TINYCOMP_PLAN_OPTIONS ?=
 TINYCOMP_CLUSTER_OPTIONS ?=
 TINYCOMP_QUANTIZE_OPTIONS ?=
@@ -171,9 +176,10 @@ $(TINYCOMP_BUILD)/%.lossless.tflite: $(TINYCOMP_MODELS)/%.tflite | $(TINYCOMP_DE
 	@mkdir -p $(@D)
 	$(TINYCOMP) compress $< --lossless --strip -o $@
 
-# Full-integer int8, one weight scale per Dense layer (as plan measured it).
+# Full-integer int8, one weight scale per Dense layer (as plan measured it); with TINYCOMP_QAT, after
+# quantization-aware training (and NAME.int8.json records both scores).
 $(TINYCOMP_BUILD)/%.int8.tflite: $(TINYCOMP_BUILD)/%.planned.h5 $(tinycomp_data) | $(TINYCOMP_DEPS)
-	$(TINYCOMP) quantize $< -o $@ --per-tensor-dense $(TINYCOMP_QUANTIZE_OPTIONS) $(TINYCOMP_DATA)
+	$(TINYCOMP) quantize $< -o $@ --per-tensor-dense $(if $(TINYCOMP_QAT),--qat $(TINYCOMP_QAT)) $(TINYCOMP_QUANTIZE_OPTIONS) $(TINYCOMP_DATA)
 
 # The clustered layers' weight tensors, with the layout and bitwidth their int8 values need.
 $(TINYCOMP_BUILD)/%.compression.yaml: $(TINYCOMP_BUILD)/%.int8.tflite $(TINYCOMP_BUILD)/%.planned.yaml | $(TINYCOMP_DEPS)
@@ -232,7 +238,8 @@ tinycomp-all: $(call tinycomp_outputs,$(TINYCOMP_NAMES)) $(call tinycomp_tflite_
 # Removes the files built for the models in TINYCOMP_NAMES (not TINYCOMP_BUILD itself).
 tinycomp-clean:
 	rm -rf $(foreach n,$(TINYCOMP_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,float.tflite pruned.h5 pruned.yaml \
-	  pruned.json plan.yaml plan.json planned.h5 planned.yaml planned.json int8.tflite compression.yaml compressed.tflite compressed.cc \
+	  pruned.json plan.yaml plan.json planned.h5 planned.yaml planned.json int8.tflite int8.json compression.yaml \
+	  compressed.tflite compressed.cc \
 	  compressed.h eval.json report budgets.ok)) \
 	  $(foreach n,$(TINYCOMP_TFLITE_NAMES),$(addprefix $(TINYCOMP_BUILD)/$n.,plan.yaml plan.json palettized.tflite \
 	  palettized.yaml compressed.tflite compressed.cc compressed.h eval.json report budgets.ok lossless.tflite))
