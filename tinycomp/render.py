@@ -335,6 +335,17 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
     ]
 
 
+def plan_next_line(outcome: PlanOutcome, model_path: str, output: str, record: Any, seconds: float,
+                   calibrated: bool) -> str:
+    """What `plan` wrote and the next command of its chain (palettize with the same data when calibrated)."""
+    if outcome.backend == "tflite":
+        data = " with the same --data/--dataset" if calibrated else ""
+        return (f"Wrote {output} and {record}; next: tinycomp palettize {model_path} --spec {output} -o OUT.tflite"
+                f"{data}  ({seconds:.1f} s)")
+    return (f"Wrote {output} and {record}; next: tinycomp cluster {model_path} --spec {output} -o ...  (the spec "
+            f"fine-tunes {outcome.plan.epochs or 0} epochs; {seconds:.0f} s)")
+
+
 def nothing_fits_line(outcome: PlanOutcome) -> str:
     """The one-line warning of a plan that clusters nothing: why, and what the chain will make."""
 

@@ -263,11 +263,8 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     for line in (render.palettization_summary(outcome, request.costs.strip) if inputs.kind == "tflite" else
                  render.plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning)):
         render.out.print(line)
-    seconds = time.perf_counter() - started
-    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: " + (
-        f"tinycomp palettize {model_path} --spec {output} -o OUT.tflite  ({seconds:.1f} s)" if inputs.kind == "tflite"
-        else f"tinycomp cluster {model_path} --spec {output} -o ...  (the spec fine-tunes {outcome.plan.epochs or 0} "
-             f"epochs; {seconds:.0f} s)"))
+    render.out.print(render.plan_next_line(outcome, model_path, output, sidecar_path(output, ".json"),
+                                           time.perf_counter() - started, bool(request.measurement.calibration_rows)))
 
 
 def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: int, shard: Shard, jobs: int,

@@ -94,8 +94,11 @@ class KerasBackend:
     def raw_bytes(self, name: str) -> int:
         return self._infos[name].bytes
 
+    def size_of(self, choice: dict[str, int]) -> int:
+        return len(self.model_bytes(choice))
+
     def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
-        return {b: len(self.model_bytes({name: b})) for b in bits}
+        return {b: self.size_of({name: b}) for b in bits}
 
     def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
         """The int8 file with each chosen layer's kernel refilled with synthetic values of its bits (the

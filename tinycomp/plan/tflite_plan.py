@@ -70,7 +70,7 @@ from tinycomp.tflite.find_tensors import (
 from tinycomp.tflite.levels import most_values, palettize_array, weight_label
 from tinycomp.tflite.model import parse_tflite, schema
 from tinycomp.tflite.palettize import palettizable_weights, select_weights, why_not
-from tinycomp.tflite.private import fast_buffer_packing, replace_buffers
+from tinycomp.tflite.private import fast_buffer_packing, fast_index_packing, replace_buffers
 from tinycomp.tflite.strip import strip_model
 
 TFLITE_KIND = "tflite"
@@ -102,29 +102,30 @@ class Palettes:
     source: str = "model"
     model: Any = None  # the parsed int8 file the weights are of
     calibrator: Any = None
-    _values: dict[tuple[str, int], dict[int, np.ndarray]] = field(default_factory=dict)
+    _values: dict[tuple[str, int, bool], dict[int, np.ndarray]] = field(default_factory=dict)
     _lut_model: Any = None
 
-    def values(self, name: str, bits: int) -> dict[int, np.ndarray]:
+    def values(self, name: str, bits: int, calibrated: bool = True) -> dict[int, np.ndarray]:
         """{tensor index: new values} of `name` palettized to `bits`: its weight, and with calibration its
-        operator's corrected bias."""
+        operator's corrected bias (`calibrated` False: without data, as fast as the bytes need it)."""
 
-        if (name, bits) not in self._values:
+        calibrated = calibrated and self.calibrator is not None
+        if (name, bits, calibrated) not in self._values:
             weight = self.weights[name]
-            if self.calibrator is None:
+            if not calibrated:
                 array = palettize_array(np.asarray(weight.array), quantization_layout(weight.tensor), bits)
-                self._values[(name, bits)] = {weight.index: array}
+                self._values[(name, bits, calibrated)] = {weight.index: array}
             else:
                 found = self.calibrator.calibrated(weight, bits)
                 extra = {} if found.bias_index is None else {found.bias_index: found.bias}
-                self._values[(name, bits)] = {weight.index: found.values, **extra}
-        return self._values[(name, bits)]
+                self._values[(name, bits, calibrated)] = {weight.index: found.values, **extra}
+        return self._values[(name, bits, calibrated)]
 
     def array(self, name: str, bits: int) -> np.ndarray:
         """The palettized values of `name`'s weight."""
         return self.values(name, bits)[self.weights[name].index]
 
-    def model_with(self, choice: dict[str, int]) -> bytes:
+    def model_with(self, choice: dict[str, int], calibrated: bool = True) -> bytes:
         """The int8 file with each named weight palettized to its bits, everything else byte for byte as given.
 
         The values are replaced in place (same bytes, same places), not rebuilt: model_editor's
@@ -134,7 +135,7 @@ class Palettes:
             return self.int8
         tensors = self.model.subgraphs[0].tensors
         return replace_buffers(self.int8, {int(tensors[t].buffer.index): a.tobytes() for name, bits in choice.items()
-                                           for t, a in self.values(name, bits).items()}, self.source)
+                                           for t, a in self.values(name, bits, calibrated).items()}, self.source)
 
     def lut_bytes(self, name: str, bits: int) -> int:
         """Bytes of the tensor's LUT encoding (indices, value tables, header) once palettized to `bits`, from
@@ -153,11 +154,12 @@ class Palettes:
         finally:
             tensor.array = original
 
-    def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None) -> bytes:
+    def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None,
+                   calibrated: bool = True) -> bytes:
         """`model_with(choice)` LUT-compressed as `palettize`'s spec says (and stripped, with `strip`; the
         kernels decoding to more than `decode_budget` sliced, as `compress` does with the spec's budget)."""
 
-        data = self.model_with(choice)
+        data = self.model_with(choice, calibrated)
         if choice:
             model = parse_tflite(data, "palettized model")
             by_key = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
@@ -672,7 +674,14 @@ class TfliteBackend:
 
     @contextlib.contextmanager
     def opened(self, jobs: int) -> Iterator[TfliteBackend]:
-        with tflm.worker_pool(max(1, jobs), self.source) as pool, fast_buffer_packing():
+        """The worker pool, fast packing, and one BLAS thread in this process: its linear algebra (calibration)
+        runs while the TFLM workers use the cores, where more BLAS threads only contend (measured: 5 inversions
+        and Cholesky factors of an 800×800 matrix took 11.0 s with OpenBLAS's threads, 1.9 s with one, on the 2
+        loaded cores)."""
+        from threadpoolctl import threadpool_limits
+
+        with tflm.worker_pool(max(1, jobs), self.source) as pool, fast_buffer_packing(), fast_index_packing(), \
+                threadpool_limits(limits=1, user_api="blas"):
             self.pool, self.jobs = pool, max(1, jobs)
             try:
                 yield self
@@ -736,11 +745,17 @@ class TfliteBackend:
 
     def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
         """The file with only `name` palettized and compressed at its fewest bits; at other bits, the
-        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers)."""
+        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers). Palettized
+        without data (`size_of`): the bytes depend on the values per table, not on which (the chosen plan's
+        exact bytes are measured on its calibrated file)."""
         fewest = min(bits)
-        at_fewest = len(self.model_bytes({name: fewest}))
+        at_fewest = self.size_of({name: fewest})
         lut_fewest = self.palettes.lut_bytes(name, fewest)
         return {b: at_fewest + self.palettes.lut_bytes(name, b) - lut_fewest for b in bits}
+
+    def size_of(self, choice: dict[str, int]) -> int:
+        """Bytes of the file of `choice`, palettized without data (the same values per table)."""
+        return len(self.palettes.compressed(choice, self.strip, calibrated=False))
 
     def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
         return self.palettes.compressed(choice, self.strip, decode_budget)
