@@ -127,7 +127,7 @@ def tiny_runner(monkeypatch: pytest.MonkeyPatch | None = None, cache_limit: int 
         monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", cache_limit)
     palettes, _ = tflite_plan.plannable(tiny_dag(), tflite_plan.Measurement(cluster_counts=(4,)), "tiny")
     x = np.zeros((5, 4), np.float32)
-    rows = tflite_plan.Rows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
+    rows = tflite_plan.PlanRows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
     return tflite_plan.Runner(palettes, rows, None, 1, check_rows=True), palettes
 
 

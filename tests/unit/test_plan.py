@@ -307,7 +307,7 @@ class _FakeMeasurer:
     def __new__(cls, zero_drops, tuned_drops, estimate="fast"):
 
         from tinycomp.plan import Measurement
-        from tinycomp.plan.measure import Measurer, Rows
+        from tinycomp.plan.measure import CandidateRows, Measurer
 
         class Fake(Measurer):
             def accuracy(self, candidate, *, epochs):
@@ -317,7 +317,7 @@ class _FakeMeasurer:
                     self.tuned.append((candidate.tensor, candidate.values))
                 return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.values] / 100
 
-        rows = Rows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
+        rows = CandidateRows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
         fake = Fake(None, rows, loss=None, measurement=Measurement(estimate=estimate), seed=0, reference=0.9)
         fake.tuned = []
         return fake

@@ -2,10 +2,11 @@
 
 Every comparison of a measured drop with the budget goes through `DECISION`, for both backends:
 the joint check (`choose.checked_plan`), each refinement step (`make.refined_plan`, the Keras step
-measurer's "fine-tune this step?"), and the budget's pruning of candidates (`Pruning`: a tensor's
-fewer bits are not measured, or not fine-tuned, once more bits of it measured a drop the budget
-cannot take). Today the rule is a point estimate with one standard error of slack: `Measured.drop`
-(the task's unit) and its paired standard error `Measured.noise`. A rule on a confidence bound
+measurer's "fine-tune this step?"), and the budget's pruning of candidates (`Limit`, used by
+`candidates.ruled_out` and `candidates.fine_tune_limit`: a tensor's fewer bits are not measured, or
+not fine-tuned, once more bits of it measured a drop the budget cannot take). Today the rule is a
+point estimate with one standard error of slack: `Measured.drop` (the task's unit) and its paired
+standard error `Measured.noise`. A rule on a confidence bound
 replaces `Decision`'s three methods and nothing else.
 """
 

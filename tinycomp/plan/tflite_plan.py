@@ -35,6 +35,7 @@ from tinycomp.plan.candidates import (
     Candidate,
     CandidateResult,
     candidates_of,
+    ruled_out,
 )
 from tinycomp.plan.choose import (
     DEFAULT_CLUSTER_COUNTS,
@@ -225,7 +226,7 @@ def tflite_candidates(usable: dict[str, list[int]]) -> list[Candidate]:
 
 
 @dataclass(frozen=True)
-class Rows:
+class PlanRows:
     """The validation rows candidates are measured on (a seeded subset), and the check's rows: those, then
     as many held-out rows again as `CHECK_MULTIPLE` says (seeded; all of them when there are fewer)."""
 
@@ -236,7 +237,7 @@ class Rows:
     task: Task
 
 
-def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> Rows:
+def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> PlanRows:
     """The last `validation_split` of the training rows, fitted to the model's input; a seeded subset of
     `validation_rows` of them for the candidates."""
 
@@ -254,7 +255,7 @@ def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: 
                         data.name, "use more data or a larger validation split")
     x_all, y_all = np.asarray(data.x_train[n - held:]), np.asarray(data.y_train[n - held:])
     rows, check = row_sets(held, measurement.validation_rows or 0, seed)
-    return Rows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
+    return PlanRows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
 
 
 def row_sets(held: int, validation_rows: int, seed: int,
@@ -306,7 +307,7 @@ class Runner:
     its first tensor's tail (bit-identical again: nothing between the two cuts reads the second).
     """
 
-    def __init__(self, palettes: Palettes, rows: Rows, pool: Any, jobs: int, *, check_rows: bool):
+    def __init__(self, palettes: Palettes, rows: PlanRows, pool: Any, jobs: int, *, check_rows: bool):
         self.palettes, self.rows, self.pool, self.jobs = palettes, rows, pool, max(1, jobs)
         model = parse_tflite(palettes.int8, palettes.source)
         self.given_buffers = {t.index: int(t.buffer.index) for t in model.subgraphs[0].tensors
@@ -514,7 +515,7 @@ class Schedule:
         drop, limit = self.drop(c.tensor, neighbour), self.limit
         if drop is None or limit is None:
             return False
-        return not limit.exceeded_by(drop) if bits < pivot else drop > 0
+        return not ruled_out({2 ** neighbour: drop}, 2 ** bits, limit) if bits < pivot else drop > 0
 
     def ready(self) -> list[Candidate]:
         out = [c for c in self.all if c.key not in self.released and self.wanted(c)]
@@ -588,7 +589,7 @@ def worth_measuring(costs: dict[str, dict[int, int]], raw: dict[str, int]) -> di
 
 
 def assemble(palettes: Palettes, usable: dict[str, list[int]], costs: tuple[dict[str, dict[int, int]], int, int],
-             results: dict[str, CandidateResult], rows: Rows, *, seed: int, seconds: float) -> SensitivityTable:
+             results: dict[str, CandidateResult], rows: PlanRows, *, seed: int, seconds: float) -> SensitivityTable:
     """The sensitivity table: every tensor's measured options with their drops and byte costs."""
 
     reference = results[CONTROL].zero_shot
