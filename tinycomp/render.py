@@ -292,8 +292,9 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
     chosen, table, task = outcome.plan, outcome.table, outcome.table.task
     return [
         f"Validation: {table.validation_samples:,} held-out training rows per candidate; the given file "
-        f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on the "
-        f"{outcome.check_rows:,} rows of the check).",
+        f"{task.score_text(table.reference_accuracy)}"
+        + (f" (one score is ±{outcome.noise:.2f} {table.unit} on the {outcome.check_rows:,} rows of the check)."
+           if outcome.check_rows else " (not checked: --no-check)."),
         f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items()) or 'no tensor palettized'}"
         f"{'; stepped down after the table: ' + ', '.join(chosen.stepped) if chosen.stepped else ''}; "
         f"{chosen.exact_bytes:,} bytes after compress{' --strip' if strip else ''} ({table.int8_bytes:,} given), "
