@@ -56,8 +56,8 @@ from tinycomp.plan.choose import (
 )
 from tinycomp.plan.decision import DECISION, Decision, Measured
 from tinycomp.plan.make import Backend, PlanProgress, make_plan
-from tinycomp.plan.provenance import Provenance
 from tinycomp.plan.plan_record import SCHEMA_VERSION, CheckedPlan, PlanRecord
+from tinycomp.plan.provenance import Provenance
 from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
 from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, write_plan
 
