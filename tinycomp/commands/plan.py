@@ -1,4 +1,4 @@
-"""`tinycomp plan`: choose a cluster count per layer (mixed bitwidth) within a budget."""
+"""`tinycomp plan`: bits per layer (a Keras model: cluster counts) or per weight tensor (an int8 .tflite) within a budget."""
 
 from __future__ import annotations
 

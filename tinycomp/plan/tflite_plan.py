@@ -1,18 +1,20 @@
-"""Plans for an int8 .tflite: index bits per weight tensor, measured zero-shot in TFLM (no TensorFlow).
+"""The .tflite backend of the plan core (`TfliteBackend`): index bits per weight tensor of an int8 file,
+measured zero-shot in TFLM (no TensorFlow).
 
-A candidate is one weight tensor palettized to one bitwidth (`tflite.palettize`), everything else
-as given; the control is the given file. Each is run in the TFLM interpreter (worker processes) on
-the validation rows, held out from the *training* data as `plan` does for Keras models, so the test
-set stays for the final measurement. Nothing is fine-tuned, so a drop is simply the given file's
-score minus the candidate's. Each candidate's byte cost is exact: its palettized tensor is
-LUT-compressed with tflite-micro as `compress` will do it. The choice is `plan.choose`'s, under the
-same budgets; the chosen tensors are then palettized together and measured on the candidates'
-validation rows plus as many fresh ones (`CHECK_MULTIPLE`), and chosen again when that is over the
-budget (per-tensor drops need not add up). Candidates and the check run only the operators from
-their tensor's first reader on, fed cached activations of the given file (`tflite.cut`).
+A candidate is one weight tensor palettized to one bitwidth, everything else as given; the control is
+the given file. With calibration rows (`Measurement.calibration_rows`, the CLI's default 512), the
+tensor is palettized as `palettize --data` does it (`tflite.calibrated.Calibrator`: levels, error
+feedback and its operator's bias from the int8 file's layer inputs on those training rows), so
+`palettize --spec` with the same data makes exactly the measured file. Each candidate runs in the
+TFLM interpreter (worker processes) on validation rows held out from the *training* data, from its
+tensor's first reader on, fed cached activations of the given file (`Runner`, `tflite.cut`); a drop
+budget leaves hopeless bitwidths unmeasured (`Schedule`). Nothing is fine-tuned: a drop is the given
+file's score minus the candidate's. The core (`plan.make`) chooses, checks the chosen tensors
+palettized together on the candidates' rows plus as many fresh ones (`CHECK_MULTIPLE`), refines, and
+measures exact bytes and arenas on the files `Palettes.compressed` makes (as `compress` will).
 
-Candidates use `plan.candidates`' units (`Candidate(tensor label, 2^bits)`), so shards, worker
-processes and merged parts give the table one sequential run gives.
+Candidates are `Candidate(tensor label, bits)` in the canonical order, so shards, worker processes,
+resumed runs and merged parts give the table one sequential run gives.
 """
 
 from __future__ import annotations
