@@ -484,3 +484,37 @@ def test_a_budget_of_zero_is_a_budget():
     with pytest.raises(UsageError):
         exactly_one_of({"--all": False, "--layer": ()}, what="give", where="plan", hint="h")
 
+
+
+def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypatch):
+    """checked_plan, refined_plan and candidate pruning ask `decision.DECISION`: a rule that refuses
+    everything changes all three (the honest-plans rule replaces this one object)."""
+    from tinycomp.plan import decision, make
+    from tinycomp.plan.candidates import ruled_out
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    asked = []
+
+    def refuse(measured, limit):
+        asked.append(measured)
+        return False
+
+    def choose(max_drop):
+        return choose_plan(table, Budget(max_drop=max_drop))
+
+    class Zero:
+        max_drop, exhausted = 1.0, False
+
+        def measure(self, plan):
+            return 0.0, 0.0, 0
+
+    first, _ = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
+    assert make.refined_plan(table, first, Zero(), make.Silent()).stepped
+    assert not ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
+    for name in ("accepts", "keeps_step", "may_fit"):
+        monkeypatch.setattr(decision.DECISION, name, refuse)
+    _, tried = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
+    assert len(tried) > 1  # refused: chosen again
+    assert not make.refined_plan(table, first, Zero(), make.Silent()).stepped
+    assert ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
+    assert len(asked) >= 3
