@@ -307,17 +307,17 @@ class _FakeMeasurer:
     def __new__(cls, zero_drops, tuned_drops, estimate="fast"):
 
         from tinycomp.plan import Measurement
-        from tinycomp.plan.measure import Measurer, Rows
+        from tinycomp.plan.measure import CandidateRows, Measurer
 
         class Fake(Measurer):
             def accuracy(self, candidate, *, epochs):
-                if candidate.layer is None:
+                if candidate.tensor is None:
                     return 0.9
                 if epochs:
-                    self.tuned.append((candidate.layer, candidate.clusters))
-                return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.clusters] / 100
+                    self.tuned.append((candidate.tensor, candidate.values))
+                return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.values] / 100
 
-        rows = Rows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
+        rows = CandidateRows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
         fake = Fake(None, rows, loss=None, measurement=Measurement(estimate=estimate), seed=0, reference=0.9)
         fake.tuned = []
         return fake
@@ -463,9 +463,11 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
         def measure(self, plan):
             return 0.0, 0.01, 2
 
-    monkeypatch.setattr(make, "StepMeasurer", Generous)
+    class Backend:  # the core asks the backend for its step measurer
+        step_measurer = Generous
+
     tried = [checked]
-    chosen = make._refined(None, None, table, None, budget, checked, tried, lambda drop: checked,
+    chosen = make._refined(Backend(), table, budget, checked, tried, lambda drop: checked,
                            lambda plan: refined_check, make.Silent(), lambda sets: [0] * len(sets), 0.1)
     assert len(tried) == 2 and tried[1].stepped and tried[1].predicted_bytes < checked.predicted_bytes
     assert chosen is (tried[1] if kept else checked)
@@ -482,3 +484,37 @@ def test_a_budget_of_zero_is_a_budget():
     with pytest.raises(UsageError):
         exactly_one_of({"--all": False, "--layer": ()}, what="give", where="plan", hint="h")
 
+
+
+def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypatch):
+    """checked_plan, refined_plan and candidate pruning ask `decision.DECISION`: a rule that refuses
+    everything changes all three (the honest-plans rule replaces this one object)."""
+    from tinycomp.plan import decision, make
+    from tinycomp.plan.candidates import ruled_out
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    asked = []
+
+    def refuse(measured, limit):
+        asked.append(measured)
+        return False
+
+    def choose(max_drop):
+        return choose_plan(table, Budget(max_drop=max_drop))
+
+    class Zero:
+        max_drop, exhausted = 1.0, False
+
+        def measure(self, plan):
+            return 0.0, 0.0, 0
+
+    first, _ = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
+    assert make.refined_plan(table, first, Zero(), make.Silent()).stepped
+    assert not ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
+    for name in ("accepts", "keeps_step", "may_fit"):
+        monkeypatch.setattr(decision.DECISION, name, refuse)
+    _, tried = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
+    assert len(tried) > 1  # refused: chosen again
+    assert not make.refined_plan(table, first, Zero(), make.Silent()).stepped
+    assert ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
+    assert len(asked) >= 3

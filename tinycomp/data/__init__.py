@@ -5,6 +5,7 @@
   `open_dataset(spec, splits=...)`, which reads only the splits a command needs.
 - `dataset`: `Dataset`, `Rows` (rows preprocessed to float32 only when indexed) and `Preprocessing`.
 - `arrays`: `.npz` members and `.npy` files read within the limits of `tinycomp.limits`.
+- `checks`: a dataset's shapes and dtypes from headers, values only for the splits a command reads.
 
 Memory: `.npy` inputs and uncompressed `.npz` members are memory-mapped (larger than memory is
 fine); compressed `.npz` members are inflated only within TINYCOMP_MAX_ARRAY_BYTES.

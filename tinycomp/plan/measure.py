@@ -77,7 +77,7 @@ def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Datas
 
 
 @dataclass(frozen=True)
-class Rows:
+class CandidateRows:
     """The rows candidates fine-tune on and are measured on."""
 
     x_fit: np.ndarray
@@ -89,7 +89,7 @@ class Rows:
 class Measurer:
     """Measures one candidate at a time: zero-shot and/or fine-tuned validation accuracy."""
 
-    def __init__(self, model: Any, rows: Rows, *, loss: LossChoice, measurement: Measurement, seed: int,
+    def __init__(self, model: Any, rows: CandidateRows, *, loss: LossChoice, measurement: Measurement, seed: int,
                  reference: float, task: Task = CLASSIFY):
         self.model, self.rows, self.loss = model, rows, loss
         self.measurement, self.seed, self.reference, self.task = measurement, seed, reference, task
@@ -97,10 +97,10 @@ class Measurer:
         self.scale = task.scale
 
     def spec_of(self, candidate: Candidate) -> ClusteringSpec | None:
-        if candidate.layer is None or candidate.clusters is None:
+        if candidate.tensor is None or candidate.values is None:
             return None
-        per_channel = self.measurement.per_channel_conv and is_conv2d(self.model.get_layer(candidate.layer))
-        return ClusteringSpec((LayerClustering(name=candidate.layer, clusters=candidate.clusters,
+        per_channel = self.measurement.per_channel_conv and is_conv2d(self.model.get_layer(candidate.tensor))
+        return ClusteringSpec((LayerClustering(name=candidate.tensor, clusters=candidate.values,
                                                init=self.measurement.init, per_channel=per_channel),))
 
     def accuracy(self, candidate: Candidate, *, epochs: int) -> float:
@@ -166,7 +166,7 @@ def _start_worker(setup: WorkerSetup) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(setup.threads)
     tf.config.threading.set_inter_op_parallelism_threads(setup.threads)
     model = load_keras_model(setup.model_path, trust=True)  # the parent wrote it from the model it loaded
-    rows = Rows(*(np.load(Path(setup.rows_dir) / f"{name}.npy") for name in ("x_fit", "y_fit", "x_val", "y_val")))
+    rows = CandidateRows(*(np.load(Path(setup.rows_dir) / f"{name}.npy") for name in ("x_fit", "y_fit", "x_val", "y_val")))
     _MEASURER = Measurer(model, rows, loss=setup.loss, measurement=setup.measurement, seed=setup.seed,
                          reference=setup.reference, task=setup.task)
 
