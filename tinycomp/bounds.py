@@ -80,6 +80,11 @@ class Interval:
                  "two": f"{level} interval {_number(fmt, self.low)} to {_number(fmt, self.high)} {self.unit}"}[self.sided]
         return f"{fmt.format(self.estimate)} {self.unit} ({bound}; {self.resting_on})"
 
+    def negated(self) -> Interval:
+        """The interval of minus this quantity (a drop as a Δ): the bounds swap sides."""
+        sided = {"upper": "lower", "lower": "upper", "two": "two"}[self.sided]
+        return Interval(-self.estimate, -self.high, -self.low, self.rows, self.groups, self.confidence, sided, self.unit)
+
     def to_json(self) -> dict[str, Any]:
         return {"estimate": self.estimate, "low": _finite(self.low), "high": _finite(self.high), "rows": self.rows,
                 "groups": self.groups, "confidence": self.confidence, "sided": self.sided, "unit": self.unit}
@@ -106,6 +111,30 @@ def _number(fmt: str, value: float) -> str:
 def _finite(value: float) -> float | None:
     """JSON has no infinity: an unbounded side is null."""
     return value if math.isfinite(value) else None
+
+
+def unresolved_note(bound: Interval, budget: float, what: str = "the validation set") -> str | None:
+    """One line when `bound` cannot resolve `budget` even at zero drop (None when it can): how far the
+    bound lies above the estimate, and how many rows or groups would resolve it."""
+    needed = bound.units_needed(budget)
+    if needed is None:
+        return None
+    unit = "groups" if bound.groups is not None else "rows"
+    level = f"{100 * bound.confidence:g}%"
+    spread = (f"its {level} bound lies {bound.half_width:.2f} {bound.unit} above the estimate"
+              if math.isfinite(bound.half_width) else "one group shows no variation between groups")
+    return (f"{what} cannot resolve a {budget:g} {bound.unit} budget even at zero drop: {spread} on "
+            f"{bound.resting_on}; about {needed:,} {unit} would (give more {unit} for validation)")
+
+
+def drop_within(drop: Interval, max_drop: float) -> bool:
+    """The decision rule: a drop is within its budget when its upper confidence bound is."""
+    return drop.high <= max_drop
+
+
+def agreement_within(agree: Interval, min_agreement: float) -> bool:
+    """Top-1 agreement meets its floor (percent) when its lower confidence bound does."""
+    return agree.low >= min_agreement
 
 
 # ---------------------------------------------------------------- public bounds

@@ -239,6 +239,23 @@ def eval_notes(results) -> list[str]:
     return [f"{r.path}: {note}" for r in results for note in getattr(r, "notes", [])]
 
 
+def paired_lines(results) -> list[str]:
+    """One line per model compared with a baseline: its paired 95% intervals of Δ and agreement."""
+    from tinycomp.bounds import Interval
+
+    lines = []
+    for r in results:
+        paired = getattr(r, "paired", None)
+        if not paired:
+            continue
+        delta = Interval.from_json(paired["delta"], r.path)
+        parts = [f"Δ {'accuracy' if delta.unit == 'pp' else 'SNR'} {delta.text()}"]
+        if paired.get("agreement"):
+            parts.append(f"top-1 agreement {Interval.from_json(paired['agreement'], r.path).text()}")
+        lines.append(f"{r.path} vs the baseline: " + "; ".join(parts))
+    return lines
+
+
 def task_metrics(metrics: dict) -> str:
     """A task's test metrics in words: 'test accuracy 92.10%' or 'test MSE 0.0123, SNR 18.2 dB'."""
     if metrics.get("accuracy") is not None:

@@ -138,3 +138,21 @@ def test_interval_json_round_trip_keeps_infinite_sides():
 def test_text_names_the_bound_and_what_it_rests_on():
     b = bounds.mean_difference(np.full(10, 0.5), np.repeat([1, 2], 5))
     assert b.text() == "+0.50 pp (95% upper bound +0.50 pp; 2 groups (10 rows))"
+
+
+def test_unresolved_note_says_how_many_groups_would_resolve_the_budget():
+    d = np.repeat([-3.0, 2.0, 0.0, 4.0], 10)
+    b = bounds.mean_difference(d, np.repeat(np.arange(4), 10))
+    note = bounds.unresolved_note(b, 1.0)
+    assert note is not None and note.startswith("the validation set cannot resolve a 1 pp budget even at zero drop: "
+                                                "its 95% bound lies ")
+    assert note.endswith(f"on 4 groups (40 rows); about {b.units_needed(1.0):,} groups would (give more groups for "
+                         "validation)")
+    assert bounds.unresolved_note(b, b.half_width + 0.01) is None
+
+
+def test_decisions_compare_the_bound_not_the_estimate():
+    drop = bounds.Interval(0.2, -math.inf, 1.3, 100, None, 0.95, "upper", "pp")
+    assert not bounds.drop_within(drop, 1.0) and bounds.drop_within(drop, 1.3)
+    agree = bounds.Interval(99.0, 97.5, math.inf, 100, None, 0.95, "lower", "%")
+    assert bounds.agreement_within(agree, 97.5) and not bounds.agreement_within(agree, 98.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from helpers import run_cli
 from tinycomp.data import load_dataset
 from tinycomp.data.spec import DataSpec

@@ -284,7 +284,7 @@ class Npy:
         note = f"the {len(x):,} rows of {x_path.name} serve both training/calibration and evaluation"
         data = assemble(spec, x_path.name, raws, splits=splits, preprocessing=_preprocessing(spec, x.dtype),
                         streamed=True, notes=[note])
-        extra = {}
+        extra: dict[str, RawArray] = {}
         if spec.groups is not None:
             groups = open_npy(Path(spec.groups), "groups")
             extra.update(groups_train=groups, groups_test=groups)
@@ -400,7 +400,7 @@ class Npz:
         preprocessing = _preprocessing(spec, headers["x_train"].dtype)
         data = assemble(spec, Path(spec.path).name, raws, splits=splits, preprocessing=preprocessing,
                         streamed=_stream_training(raws["x_train"]))
-        extra = {}
+        extra: dict[str, RawArray] = {}
         for key in (k for k in VALIDATION_KEYS if k in archive.keys):
             archive.check_inflatable(key)
             extra[key] = archive.raw(key)
