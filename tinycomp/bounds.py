@@ -137,6 +137,49 @@ def agreement_within(agree: Interval, min_agreement: float) -> bool:
     return agree.low >= min_agreement
 
 
+@dataclass(frozen=True)
+class Checked:
+    """One checked model against the given one on the validation rows: the drop with its one-sided
+    upper bound, and (classifiers) top-1 agreement with its one-sided lower bound."""
+
+    drop: Interval
+    agreement: Interval | None = None
+
+    def within(self, max_drop: float | None, min_agreement: float | None = None) -> bool:
+        """Both bounds within their budgets (None: no such budget)."""
+        drop_ok = max_drop is None or drop_within(self.drop, max_drop)
+        agreement_ok = min_agreement is None or (self.agreement is not None
+                                                 and agreement_within(self.agreement, min_agreement))
+        return drop_ok and agreement_ok
+
+    def text(self) -> str:
+        """'+0.42 pp (95% upper bound +0.80 pp; 12,000 rows), agreement 99.1 % (95% lower bound 98.9 %; …)'."""
+        agreement = f", agreement {self.agreement.text()}" if self.agreement is not None else ""
+        return self.drop.text() + agreement
+
+    def to_json(self) -> dict[str, Any]:
+        return {"drop": self.drop.to_json(), "agreement": None if self.agreement is None else self.agreement.to_json()}
+
+    @classmethod
+    def from_json(cls, payload: object, where: str) -> Checked:
+        if not isinstance(payload, dict) or "drop" not in payload:
+            raise DataError("a checked bound is not a JSON object with a drop", where,
+                            "re-create the file with this tinycomp")
+        agreement = payload.get("agreement")
+        return cls(Interval.from_json(payload["drop"], where),
+                   None if agreement is None else Interval.from_json(agreement, where))
+
+
+def checked(has_accuracy: bool, targets: np.ndarray, reference_outputs: np.ndarray, outputs: np.ndarray,
+            groups: np.ndarray | None = None, *, confidence: float = CONFIDENCE, seed: int = 0) -> Checked:
+    """The paired bounds of one model against the reference on the same validation rows: accuracy drop
+    and agreement for a classifier (`has_accuracy`), SNR drop for a regression model."""
+    if has_accuracy:
+        return Checked(accuracy_drop(targets, reference_outputs, outputs, groups, confidence=confidence, seed=seed),
+                       agreement(reference_outputs, outputs, groups, confidence=confidence, seed=seed))
+    return Checked(snr_drop(targets, reference_outputs, outputs, groups, confidence=confidence, seed=seed))
+
+
 # ---------------------------------------------------------------- public bounds
 
 def accuracy_drop(labels: np.ndarray, reference_outputs: np.ndarray, outputs: np.ndarray,

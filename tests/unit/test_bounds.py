@@ -156,3 +156,16 @@ def test_decisions_compare_the_bound_not_the_estimate():
     assert not bounds.drop_within(drop, 1.0) and bounds.drop_within(drop, 1.3)
     agree = bounds.Interval(99.0, 97.5, math.inf, 100, None, 0.95, "lower", "%")
     assert bounds.agreement_within(agree, 97.5) and not bounds.agreement_within(agree, 98.0)
+
+
+def test_checked_holds_both_bounds_and_decides_on_them():
+    labels = np.arange(200) % 3
+    new = labels.copy()
+    new[:4] = (labels[:4] + 1) % 3
+    c = bounds.checked(True, labels, one_hot_outputs(labels), one_hot_outputs(new))
+    assert c.drop.estimate == pytest.approx(2.0) and c.agreement.estimate == pytest.approx(98.0)
+    assert c.within(c.drop.high, c.agreement.low) and not c.within(c.drop.high - 0.01)
+    assert not c.within(None, c.agreement.low + 0.01)
+    assert bounds.Checked.from_json(c.to_json(), "x") == c
+    regress = bounds.checked(False, np.ones((5, 2)), np.ones((5, 2)) * 1.1, np.ones((5, 2)) * 1.2)
+    assert regress.agreement is None and regress.drop.unit == "dB"
