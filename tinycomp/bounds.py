@@ -52,7 +52,8 @@ class Interval:
     @property
     def resting_on(self) -> str:
         """'1,429 rows' or '2 groups (1,429 rows)'."""
-        return f"{self.rows:,} rows" if self.groups is None else f"{self.groups} groups ({self.rows:,} rows)"
+        rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
+        return rows if self.groups is None else f"{self.groups} group{'' if self.groups == 1 else 's'} ({rows})"
 
     @property
     def half_width(self) -> float:
@@ -83,7 +84,8 @@ class Interval:
     def negated(self) -> Interval:
         """The interval of minus this quantity (a drop as a Δ): the bounds swap sides."""
         sided = {"upper": "lower", "lower": "upper", "two": "two"}[self.sided]
-        return Interval(-self.estimate, -self.high, -self.low, self.rows, self.groups, self.confidence, sided, self.unit)
+        return Interval(0.0 - self.estimate, 0.0 - self.high, 0.0 - self.low, self.rows, self.groups, self.confidence,
+                        sided, self.unit)
 
     def to_json(self) -> dict[str, Any]:
         return {"estimate": self.estimate, "low": _finite(self.low), "high": _finite(self.high), "rows": self.rows,
