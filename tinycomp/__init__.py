@@ -6,6 +6,20 @@ use, so `import tinycomp` stays light and imports no TensorFlow:
     import tinycomp
     data = tinycomp.load_dataset(npz="data.npz")
     model = tinycomp.load_model("model.h5")
+
+Modules here (the library; `commands/` is the file edge, `data/`, `plan/` and `tflite/` are packages):
+- `cli`: the command group and the one place errors are rendered; `cli_reference`: docs/cli.md from `--help`.
+- `errors`: the one error family; `fileio`: reading inputs, writing outputs atomically; `limits`: size limits.
+- `models`: Keras models (the tutorial CNN, safe load, save, compile, seeding); `model_config`: reading a saved
+  architecture without deserializing it; `keras3`: Keras 3 files rebuilt as tf_keras; `saved_model`: plain
+  SavedModels by their serving signature.
+- `train`: training the tutorial model; `cluster`: TFMOT clustering; `convert`: float32 and quantized .tflite.
+- `specs`: clustering, compression and palettization specs (strict dataclasses, YAML).
+- `tflm`: running models in the TFLM interpreter, in worker processes; `lite_interpreter`: models TFLM
+  cannot run, evaluated with TensorFlow Lite's interpreter; `native_output`: capturing C++ output.
+- `metrics`: the task's metric and agreement; `evaluate`: metric, flash, RAM and latency of models.
+- `export`: a .tflite as C++ source; `gate`: budget gates on an eval record; `report`: figures and a summary.
+- `records`: typed JSON records (one dataclass and one reader each); `render`: rich tables and progress.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycomp import bounds, tflite_runtime, tflm
+from tinycomp import bounds, lite_interpreter, tflm
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import BudgetExceeded, DataError, InvalidValue
 from tinycomp.fileio import is_tflite_file
@@ -120,15 +120,15 @@ def evaluate_tflite(path: str, data: Dataset, limit: int | None = None, jobs: in
                      output_shape=output_shape)
     n = _rows(data, limit)
     y = data.y_test[:n]
-    why = tflite_runtime.why_not_tflm(model.model)
+    why = lite_interpreter.why_not_tflm(model.model)
     if why:
         x = np.asarray(data.x_test[:n])
-        outputs, seconds = tflite_runtime.predict(model.data, x)
+        outputs, seconds = lite_interpreter.predict(model.data, x)
         if on_progress:
             on_progress(len(x))
         result = ModelResult(path, "tflite", len(model.data), None, len(y), ms_per_inference=1000 * seconds / len(y),
                              gzip_bytes=gzip_size(path), runs_in="TFLite",
-                             notes=[tflite_runtime.NOT_ON_MCU_NOTE.format(why=why)])
+                             notes=[lite_interpreter.NOT_ON_MCU_NOTE.format(why=why)])
         return _scored(result, chosen, outputs, y)
     tflm.run_isolated(tflm.input_details, model.data, source=path)  # a refusal becomes one clear error
     chunks = _chunks(n, jobs)

@@ -387,3 +387,10 @@ def set_seed(seed: int) -> None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:300]
+
+
+def devices() -> str:
+    """TensorFlow's devices (a GPU, when present, is used without any option)."""
+    import tensorflow as tf
+
+    return ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"

@@ -267,6 +267,8 @@ def task_metrics(metrics: dict) -> str:
 
 def sensitivity_table(outcome: PlanOutcome) -> Table:
     """`plan`'s per-layer table: every option's score, measured and counted drop, bytes, and the choice."""
+    if outcome.backend == "tflite":
+        return palettization_table(outcome)
     chosen, task, unit = outcome.plan, outcome.table.task, outcome.table.unit
     t = Table(title="Per-layer sensitivity (one layer clustered at a time; Δ vs the fine-tuned unclustered model)")
     for column in ("layer", "clusters", "bits", f"val {task.metric}", f"measured Δ {unit}", f"counted Δ {unit}",
@@ -281,6 +283,46 @@ def sensitivity_table(outcome: PlanOutcome) -> Table:
                       f"{o.measured_drop:+.2f}" if o.measured_drop is not None else "–",
                       f"{o.drop:.2f}", f"{o.bytes:,}", f"{o.ideal_bytes:,}", mark)
     return t
+
+
+def palettization_table(outcome: PlanOutcome) -> Table:
+    """A .tflite plan's per-tensor table: every bitwidth's score, measured and counted drop, bytes, the choice."""
+    chosen, table = outcome.plan, outcome.table
+    unit = table.unit
+    t = Table(title="Per-tensor sensitivity (one tensor palettized at a time, zero-shot in TFLM)")
+    for column in ("tensor", "bits", "val SNR" if table.task is REGRESS else "val accuracy", f"measured Δ {unit}",
+                   f"counted Δ {unit}", "bytes", "plan"):
+        t.add_column(column, justify="left" if column in ("tensor", "plan") else "right")
+    for layer in table.layers:
+        for o in sorted(layer.options, key=lambda o: -(o.bits)):
+            mark = "◀" if chosen.choices.get(layer.name) is o else ""
+            t.add_row(f"{layer.name} ({layer.kind})" if o is layer.options[0] else "",
+                      str(o.bits) if o.clusters else "int8",
+                      table.task.score_text(o.accuracy) if o.accuracy is not None else "–",
+                      f"{o.measured_drop:+.2f}" if o.measured_drop is not None else "–", f"{o.drop:.2f}",
+                      f"{o.bytes:,}", mark)
+    return t
+
+
+def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
+    """A .tflite plan's lines under the table: the validation, the plan's prediction and its arena."""
+    chosen, table, task = outcome.plan, outcome.table, outcome.table.task
+    return [
+        f"Validation: {table.validation_samples:,} held-out training rows per candidate; the given file "
+        f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on the "
+        f"{outcome.check_rows:,} rows of the check).",
+        f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items()) or 'no tensor palettized'}"
+        f"{'; stepped down after the table: ' + ', '.join(chosen.stepped) if chosen.stepped else ''}; "
+        f"{chosen.exact_bytes:,} bytes after compress{' --strip' if strip else ''} ({table.int8_bytes:,} given), "
+        f"{outcome.budget.task.drop_text()} predicted {chosen.predicted_drop:+.2f} {table.unit}"
+        + (f", measured {chosen.checked_drop:+.2f} {table.unit}" if chosen.checked_drop is not None else "")
+        + f"; a {chosen.arena_bytes:,}-byte TFLM arena"
+        + (f" (left unpalettized for --ram-budget: {', '.join(chosen.uncompressed_for_ram)})"
+           if chosen.uncompressed_for_ram else "")
+        + (f", with kernels decoding to over {chosen.decode_budget:,} bytes sliced along their output channels "
+           "(decode_budget in the spec; palettize passes it to compress)" if chosen.decode_budget is not None else "")
+        + ".",
+    ]
 
 
 def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]:
@@ -325,31 +367,35 @@ def nothing_fits_line(outcome: PlanOutcome) -> str:
     return f"{what}: the plan clusters nothing, so the chain makes the plain int8 model ({table.int8_bytes:,} bytes)"
 
 
-def devices() -> str:
-    """TensorFlow's devices (a GPU, when present, is used without any option)."""
-    import tensorflow as tf
-
-    return ", ".join(d.name for d in tf.config.list_logical_devices()) or "none"
-
-
 class PlanProgressLines:
     """PlanProgress on stderr: what is measured or reused, a bar with ETA over the candidates, one line per
-    measured candidate and per check."""
+    measured candidate and per check. `kind` is the backend ("keras" or "tflite"); `devices` the
+    TensorFlow devices a Keras plan measures on (the caller finds them: rendering imports no TensorFlow)."""
 
-    def __init__(self, model_path: str, data_name: str, task: Task, advance: Callable[..., None] | None = None):
+    def __init__(self, model_path: str, data_name: str, task: Task, advance: Callable[..., None] | None = None, *,
+                 kind: str = "keras", devices: str = ""):
         self.model_path, self.data_name, self.task, self.advance = model_path, data_name, task, advance
+        self.kind, self.devices = kind, devices
         self.total, self.count = 0, 0
 
     def measuring(self, m: Measurement, task: Task, jobs: int, shard: Shard | None) -> None:
-        rows = f" ({m.fine_tune_rows or 'all'} fit rows, {m.validation_rows or 'all'} validation rows per candidate)"
         where = f" in {jobs} processes" if jobs > 1 else ""
         part = f", shard {shard.describe()}" if shard else ""
         if task == REGRESS:
             part += " (regress task: drops in output SNR vs the targets, dB)"
+        if self.kind == "tflite":
+            bits = sorted({max(1, (c - 1).bit_length()) for c in m.cluster_counts})
+            rows = (f" (at most {m.validation_rows:,} of them per candidate, more for the check)"
+                    if m.validation_rows else "")
+            info(f"Sensitivity of {self.model_path}{part}: one weight tensor at a time palettized to "
+                 f"{', '.join(map(str, bits))} bits, zero-shot in TFLM on the last {m.validation_split:g} of "
+                 f"{self.data_name}'s training rows{rows}{where}")
+            return
+        rows = f" ({m.fine_tune_rows or 'all'} fit rows, {m.validation_rows or 'all'} validation rows per candidate)"
         info(f"Sensitivity of {self.model_path}{part}: one layer at a time, cluster counts "
                     f"{', '.join(map(str, m.cluster_counts))}, {m.estimate.announcement}{m.epochs} fine-tuning epochs "
                     f"each, validated on the last {m.validation_split:g} of {self.data_name}'s training rows{rows}"
-                    f"{where}; TensorFlow devices: {devices()}")
+                    f"{where}; TensorFlow devices: {self.devices}")
 
     def reusing(self, source: str, table: SensitivityTable) -> None:
         info(f"Sensitivity of {self.model_path} from {source} (measured in {table.seconds:.0f} s); choosing "
@@ -372,7 +418,7 @@ class PlanProgressLines:
 
     def measured(self, result: CandidateResult) -> None:
         self.count += 1
-        what = describe_result(result, self.task)
+        what = describe_result(result, self.task, self.kind)
         err.print(f"  [{self.count}/{self.total}] {what}")
         if self.advance:
             self.advance(1, status=what)
@@ -382,8 +428,14 @@ class PlanProgressLines:
                     f"float32 .tflite, so the budget is {budget.target_bytes:,} bytes")
 
     def checked(self, plan: Plan, drop: float, epochs: int) -> None:
-        layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         unit = self.task.unit
+        if self.kind == "tflite":
+            chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
+            noise = f" ±{plan.checked_noise:.2f}" if plan.checked_noise is not None else ""
+            info(f"Checked {chosen} palettized together: drop {drop:+.2f}{noise} {unit} on the check's validation "
+                 f"rows, predicted {plan.predicted_drop:+.2f}{agreement_text(plan.checked_agreement)}")
+            return
+        layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot (fine-tuning scored no better)"
         info(f"Checked {layers} clustered together ({how}): drop {drop:+.2f} {unit}, "
                     f"predicted {plan.predicted_drop:+.2f} {unit}")
@@ -394,8 +446,25 @@ class PlanProgressLines:
              + (f"kept ({plan.predicted_bytes:,} bytes predicted)" if kept else "refused"))
 
 
-def describe_result(result: CandidateResult, task: Task) -> str:
-    """e.g. 'dense → 4 clusters: zero-shot 97.10%, fine-tuned 98.20% (3 s)' (regress: 'zero-shot SNR 20.30 dB')."""
+def agreement_text(agreement: dict[str, float] | None) -> str:
+    """"; agreement with the given file: top-1 97.2%, output SNR 31.4 dB" (empty when not measured).
+
+    Accuracy within budget can hide many changed predictions (one wrong made right for each right made
+    wrong); agreement shows how far the planned file moved from the given one."""
+    if not agreement:
+        return ""
+    parts = ([f"top-1 {agreement['agreement_top1']:.1%}"] if "agreement_top1" in agreement else []) + \
+            ([f"output SNR {agreement['agreement_snr_db']:.1f} dB"] if "agreement_snr_db" in agreement else [])
+    return "; agreement with the given file: " + ", ".join(parts)
+
+
+def describe_result(result: CandidateResult, task: Task, kind: str = "keras") -> str:
+    """e.g. 'dense → 4 clusters: zero-shot 97.10%, fine-tuned 98.20% (3 s)' (regress: 'zero-shot SNR 20.30 dB');
+    for a .tflite: 'dense → 3 bits: 97.10% (zero-shot, TFLM)'."""
+    if kind == "tflite":
+        name, _, values = result.key.rpartition("/")
+        what = "the given file" if result.key == CONTROL else f"{name} → {max(1, (int(values) - 1).bit_length())} bits"
+        return f"{what}: {task.score_text(result.zero_shot or 0.0)} (zero-shot, TFLM)"
     what = ("control (fine-tuned, unclustered)" if result.key == CONTROL
             else "{} → {} clusters".format(*result.key.rsplit("/", 1)))
     measured = [f"{label} {task.score_text(value)}" for label, value in (("zero-shot", result.zero_shot),

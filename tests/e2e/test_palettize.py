@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def _weights(path: Path) -> dict:
 
 def _values_per_channel(weight) -> int:
     from tinycomp.tflite.find_tensors import quantization_layout
-    from tinycomp.tflite.palettize import most_values
+    from tinycomp.tflite.levels import most_values
 
     return most_values(np.asarray(weight.array), quantization_layout(weight.tensor))
 
@@ -202,21 +203,43 @@ def test_palettize_compress_and_tflite_plan_do_not_import_tensorflow(int8_files,
 
 @pytest.mark.slow
 def test_plan_tflite_writes_the_spec_palettize_takes(int8_files, tmp_path):
+    """The plan's candidates are calibrated as `palettize --data` calibrates (weights and biases), so
+    `palettize --spec PLAN --data` makes exactly the file the plan measured, and compress its exact bytes."""
+    from tinycomp.data import load_dataset
+    from tinycomp.plan import Measurement
+    from tinycomp.plan.workflow import PlanInputs
+    from tinycomp.tflite.model import parse_tflite
+
     source, data = int8_files["per_channel"], ["--data", int8_files["data"]]
     plan = tmp_path / "plan.yaml"
     result = ok(["plan", source, "--max-accuracy-drop", "5", "-o", plan, "--jobs", "2", *data])
     assert "Plan:" in result.output and "measured" in result.output
     spec = parse_palettization_spec(plan.read_text(), str(plan))
     record = json.loads((tmp_path / "plan.json").read_text())
-    assert record["step"] == "plan-tflite" and record["plan"]["checked_drop_pp"] is not None
+    assert record["step"] == "plan" and record["backend"] == "tflite" and record["schema_version"] == 1
+    assert record["calibration_rows"] == 512 and "--data/--dataset (as given to plan)" in plan.read_text()
+    assert record["plan"]["checked_drop_pp"] is not None
     assert record["plan"]["checked_drop_pp"] <= 5 + record["noise"]
     out = tmp_path / "planned.tflite"
-    ok(["palettize", source, "--spec", plan, "-o", out])
+    ok(["palettize", source, "--spec", plan, "-o", out, *data])
     weights = _weights(out)
     for entry in spec.tensors:
         assert _values_per_channel(weights[entry.tensor]) <= 2 ** entry.bits
     ok(["compress", out, "--spec", tmp_path / "planned.yaml", "-o", tmp_path / "c.tflite"])
     assert (tmp_path / "c.tflite").stat().st_size == record["plan"]["exact_bytes"]  # the plan's bytes are the file's
+    inputs = PlanInputs.of(source.read_bytes(), load_dataset(npz=int8_files["data"]), str(source))
+    backend = inputs.backend(Measurement(cluster_counts=(4, 8, 16, 32, 64), calibration_rows=512))
+    choice = {name: option["bits"] for name, option in record["plan"]["choices"].items() if option["clusters"]}
+    with backend.opened(1):
+        measured = parse_tflite(backend.palettes.model_with(choice)).subgraphs[0].tensors
+    made = parse_tflite(out.read_bytes()).subgraphs[0].tensors
+    given = parse_tflite(source.read_bytes()).subgraphs[0].tensors
+    changed = [i for i, t in enumerate(given) if t.buffer is not None and t.buffer.data
+               and not np.array_equal(t.array, made[i].array)]
+    assert len(changed) > len(choice)  # the weights and their operators' corrected biases
+    for i, t in enumerate(made):
+        if t.buffer is not None and t.buffer.data:
+            assert np.array_equal(t.array, measured[i].array), t.name
 
 
 def test_plan_tflite_slices_before_it_leaves_a_tensor_unpalettized(int8_files, tmp_path):
@@ -258,6 +281,35 @@ def test_plan_tflite_shards_merge_to_the_unsharded_plan(int8_files, tmp_path):
 
 
 @pytest.mark.slow
+def test_plan_tflite_resumes_and_rechooses_from_its_record(int8_files, tmp_path):
+    """--resume measures only what the progress file lacks (here: nothing), and --sensitivity re-chooses
+    from the record without measuring a candidate; both give the plan the first run gave."""
+    source, data = int8_files["per_channel"], ["--data", int8_files["data"]]
+    first = tmp_path / "first.yaml"
+    ok(["plan", source, "--max-accuracy-drop", "5", "-o", first, *data])
+    record = json.loads((tmp_path / "first.json").read_text())
+    progress = tmp_path / "again.partial.json"
+    partial = {"step": "plan-partial", "schema_version": 1, "source_sha256": record["source_sha256"],
+               "dataset": record["dataset"], "seed": 0, "shard": "1/1", "task": "classify",
+               "candidates": [], "results": [],
+               "measurement": None}
+    ok(["plan", source, "--shard", "1/1", "-o", tmp_path / "whole.json", *data])
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    partial.update(measurement=whole["measurement"], candidates=whole["candidates"], results=whole["results"])
+    progress.write_text(json.dumps(partial))
+    resumed = ok(["plan", source, "--max-accuracy-drop", "5", "--resume", "-o", tmp_path / "again.yaml", *data])
+    assert f"{len(whole['results'])} candidate(s) measured before" in resumed.output
+    assert "zero-shot, TFLM)" not in resumed.output  # no candidate measured again
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["plan"]["choices"] == record["plan"]["choices"]
+    started = time.perf_counter()
+    rechosen = ok(["plan", source, "--max-accuracy-drop", "5", "--sensitivity", tmp_path / "first.json",
+                   "-o", tmp_path / "re.yaml", *data])
+    assert time.perf_counter() - started < 30 and "zero-shot, TFLM)" not in rechosen.output
+    assert parse_palettization_spec((tmp_path / "re.yaml").read_text()) == parse_palettization_spec(first.read_text())
+
+
+@pytest.mark.slow
 def test_plan_tflite_refuses_keras_options_and_foreign_parts(int8_files, tmp_path):
     source, data = int8_files["per_channel"], ["--data", int8_files["data"]]
     result = run_cli(["plan", source, "--max-accuracy-drop", "1", "--epochs", "3", "-o", tmp_path / "p.yaml", *data])
@@ -270,8 +322,8 @@ def test_plan_tflite_refuses_keras_options_and_foreign_parts(int8_files, tmp_pat
                       "-o", tmp_path / "m.yaml", *data])
     assert result.exit_code != 0
     assert result.output.splitlines()[-1] == (
-        f"Error: the partial table was measured with other model than this run ({tmp_path / 'part1.json'}) — merge "
-        "the parts `plan MODEL.tflite --shard` wrote with the same model, data and options")
+        f"Error: the partial table was measured on another model than {int8_files['per_tensor']} "
+        f"({tmp_path / 'part1.json'}) — merge the parts of this model")
 
 
 @pytest.mark.slow

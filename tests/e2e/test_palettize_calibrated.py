@@ -82,7 +82,8 @@ def test_bias_correction_restores_the_mean_outputs(tiny_models):
     corrected for its own and the first layer's shift) are closer to the int8 model's than the
     uncorrected one's; a layer without a bias is palettized and left uncorrected."""
     from tinycomp import tflm
-    from tinycomp.tflite.palettize import Calibration, palettize_model
+    from tinycomp.tflite.levels import Calibration
+    from tinycomp.tflite.palettize import palettize_model
 
     model_bytes = tiny_models["dense"]
     x = _rows((12,), 200)
@@ -190,8 +191,9 @@ def _editor_model(kind: str) -> bytes:
 
 def test_grouped_conv_and_weights_read_twice_are_not_mis_calibrated():
     from tinycomp.errors import ModelError
+    from tinycomp.tflite.levels import Calibration
     from tinycomp.tflite.model import parse_tflite
-    from tinycomp.tflite.palettize import Calibration, palettize_model
+    from tinycomp.tflite.palettize import palettize_model
 
     grouped = _editor_model("grouped")
     palettize_model(grouped, 2)  # without data: fine

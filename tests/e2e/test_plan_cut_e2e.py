@@ -10,7 +10,7 @@ import pytest
 from helpers import int8_models
 from tinycomp import tflm
 from tinycomp.metrics import CLASSIFY
-from tinycomp.plan.tflite_plan import Rows, Runner, TfliteMeasurement, bits_for, measure, prepare, score
+from tinycomp.plan.tflite_plan import Measurement, Rows, Runner, measure, plannable, score, tflite_candidates
 
 pytestmark = pytest.mark.slow
 
@@ -40,19 +40,19 @@ def test_cut_candidates_and_checks_equal_the_whole_palettized_files(stacks, kind
     x = rng.uniform(-1, 1, (48, *shape)).astype(np.float32)
     y = rng.integers(0, classes, 48)
     rows = Rows(x[:20], y[:20], x, y, CLASSIFY)  # the check's rows start with the candidates' rows
-    prepared = prepare(int8, TfliteMeasurement(bits=(2, 3)), strip=True, source=kind)
-    palettes = prepared.palettes
+    palettes, usable = plannable(int8, Measurement(cluster_counts=(4, 8)), kind)
+    candidates = tflite_candidates(usable)
     with tflm.worker_pool(2) as pool:
         runner = Runner(palettes, rows, pool, 2, check_rows=True)
-        results = measure(runner, prepared.candidates)
+        results = measure(runner, candidates)
         assert any(op > 0 for op in runner.op_of.values())  # the candidates are cut, not run whole
         assert np.array_equal(runner.reference, tflm.predict_chunk(int8, x, False).outputs)
-        for c in prepared.candidates[1:]:
-            choice = {c.layer: bits_for(c.clusters)}
+        for c in candidates[1:]:
+            choice = {c.tensor: c.bits}
             whole = tflm.predict_chunk(palettes.model_with(choice), rows.x, False).outputs
             assert np.array_equal(tflm.run_rows(*runner.candidate_task(choice)).outputs, whole), c.key
             assert results[c.key].zero_shot == score(whole, rows.y, CLASSIFY)
-        names = list(prepared.usable)
+        names = list(usable)
         assert len(names) >= 3
         joints = [{names[0]: 2, names[-1]: 3}, {names[-1]: 2}, {n: 3 for n in names}, {names[1]: 2, names[-1]: 2}, {}]
         for choice in joints:
@@ -94,11 +94,10 @@ def test_cuts_stay_monotone_when_the_cache_overflows_across_a_skip_connection(mo
     """The wide activation overflows the cache at l2's cut; l1's cut would only need `s`, which l3's cut
     caches anyway, but running l1 from its cut while l2 runs whole would measure the wrong model."""
     from tinycomp.plan import tflite_plan
-    from tinycomp.plan.tflite_plan import plannable, tflite_candidates
 
     monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", 20_000)
     data = _skip_model()
-    palettes, usable = plannable(data, TfliteMeasurement(bits=(2,)), "skip")
+    palettes, usable = plannable(data, Measurement(cluster_counts=(4,)), "skip")
     x = np.random.default_rng(1).uniform(-1, 1, (10, 4)).astype(np.float32)
     y = np.zeros(10, int)
     with tflm.worker_pool(1) as pool:

@@ -109,7 +109,7 @@ def tiny_runner(monkeypatch: pytest.MonkeyPatch | None = None, cache_limit: int 
 
     if cache_limit is not None and monkeypatch is not None:
         monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", cache_limit)
-    palettes, _ = tflite_plan.plannable(tiny_dag(), tflite_plan.TfliteMeasurement(bits=(2,)), "tiny")
+    palettes, _ = tflite_plan.plannable(tiny_dag(), tflite_plan.Measurement(cluster_counts=(4,)), "tiny")
     x = np.zeros((5, 4), np.float32)
     rows = tflite_plan.Rows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
     return tflite_plan.Runner(palettes, rows, None, 1, check_rows=True), palettes
@@ -143,7 +143,7 @@ def test_plan_refuses_weights_outside_subgraph_0():
     import numpy as np
 
     from tinycomp.errors import ModelError
-    from tinycomp.plan.tflite_plan import TfliteMeasurement, plannable
+    from tinycomp.plan.tflite_plan import Measurement, plannable
     from tinycomp.tflite.model import model_editor, schema
 
     editor, types, ops = model_editor(), schema().TensorType, schema().BuiltinOperator
@@ -160,7 +160,7 @@ def test_plan_refuses_weights_outside_subgraph_0():
 
     data = bytes(editor.Model(subgraphs=[subgraph("a", 1), subgraph("b", 2)]).build())
     with pytest.raises(ModelError) as error:
-        plannable(data, TfliteMeasurement(bits=(2,)), "m.tflite")
+        plannable(data, Measurement(cluster_counts=(4,)), "m.tflite")
     assert str(error.value) == ("the model has weight tensors in subgraph 1; plan measures the weights of subgraph 0 "
                                 "only (m.tflite) — palettize such a model with `tinycomp palettize --bits N`, then "
                                 "compress and eval it")

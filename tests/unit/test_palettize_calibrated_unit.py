@@ -23,7 +23,7 @@ from tinycomp.tflite.calibrated import (
     with_error_feedback,
 )
 from tinycomp.tflite.kmeans import optimal_levels
-from tinycomp.tflite.palettize import palettize_array
+from tinycomp.tflite.levels import palettize_array
 
 # ---------------------------------------------------------------- weighted k-means
 
@@ -272,7 +272,7 @@ def test_error_feedback_stays_within_its_memory_bounds():
 
     from tinycomp.tflite.activations import Geometry
     from tinycomp.tflite.calibrated import feedback_geometries
-    from tinycomp.tflite.palettize import Calibration
+    from tinycomp.tflite.levels import Calibration
 
     probe = SimpleNamespace(tensors={0: SimpleNamespace(shape=(1, 30000)), 1: SimpleNamespace(shape=(1, 64)),
                                      2: SimpleNamespace(shape=(1, 224, 224, 64)), 3: SimpleNamespace(shape=(1, 8, 8, 64))})

@@ -22,7 +22,7 @@ from tinycomp.specs import (
     parse_palettization_spec,
 )
 from tinycomp.tflite.kmeans import optimal_levels
-from tinycomp.tflite.palettize import palettize_array
+from tinycomp.tflite.levels import palettize_array
 
 # ---------------------------------------------------------------- k-means
 

@@ -311,11 +311,11 @@ class _FakeMeasurer:
 
         class Fake(Measurer):
             def accuracy(self, candidate, *, epochs):
-                if candidate.layer is None:
+                if candidate.tensor is None:
                     return 0.9
                 if epochs:
-                    self.tuned.append((candidate.layer, candidate.clusters))
-                return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.clusters] / 100
+                    self.tuned.append((candidate.tensor, candidate.values))
+                return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.values] / 100
 
         rows = Rows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
         fake = Fake(None, rows, loss=None, measurement=Measurement(estimate=estimate), seed=0, reference=0.9)
@@ -463,9 +463,11 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
         def measure(self, plan):
             return 0.0, 0.01, 2
 
-    monkeypatch.setattr(make, "StepMeasurer", Generous)
+    class Backend:  # the core asks the backend for its step measurer
+        step_measurer = Generous
+
     tried = [checked]
-    chosen = make._refined(None, None, table, None, budget, checked, tried, lambda drop: checked,
+    chosen = make._refined(Backend(), table, budget, checked, tried, lambda drop: checked,
                            lambda plan: refined_check, make.Silent(), lambda sets: [0] * len(sets), 0.1)
     assert len(tried) == 2 and tried[1].stepped and tried[1].predicted_bytes < checked.predicted_bytes
     assert chosen is (tried[1] if kept else checked)

@@ -15,7 +15,7 @@ USABLE = {"conv": [2, 4, 8], "dense": [2, 4]}
 
 def _part(shard: Shard, **changes) -> PartialTable:
     mine = shard.select(candidates_of(USABLE))
-    results = [CandidateResult(c.key, zero_shot=0.9, fine_tuned=0.85 if c.clusters == 2 else None) for c in mine]
+    results = [CandidateResult(c.key, zero_shot=0.9, fine_tuned=0.85 if c.values == 2 else None) for c in mine]
     fields = dict(source_sha256="ab" * 32, dataset={"name": "d", "train": 10}, measurement={"estimate": "fast"},
                   seed=0, shard=shard, candidates=[c.key for c in mine], results=results)
     return PartialTable(**{**fields, **changes})
@@ -83,8 +83,8 @@ def test_merge_and_sensitivity_exclude_each_other(tmp_path):
 
 
 def test_plan_check_line_shows_agreement_with_the_given_file():
-    from tinycomp.commands.plan_tflite import agreement_text
     from tinycomp.plan import Plan
+    from tinycomp.render import agreement_text
 
     assert agreement_text({"agreement_top1": 0.9723, "agreement_snr_db": 31.42}) == \
         "; agreement with the given file: top-1 97.2%, output SNR 31.4 dB"

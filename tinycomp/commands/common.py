@@ -7,7 +7,8 @@ Nothing here imports TensorFlow at module level: `tinycomp --help` must stay fas
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from tinycomp.commands import CONTEXT  # noqa: F401  (re-exported: the commands 
 from tinycomp.data import check_fits_model, open_dataset
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
-from tinycomp.fileio import check_keras_model_path
+from tinycomp.fileio import check_keras_model_path, is_tflite_file
 from tinycomp.metrics import TASKS, Task, choose_task, get_task
 from tinycomp.models import load_keras_model
 from tinycomp.native_output import import_tensorflow_quietly
@@ -299,3 +300,45 @@ def strip_summary(result: Any) -> str:
     removed = ", ".join(f"{kind} ({n})" for kind, n in result.removed.items()) or "nothing"
     return (f"{result.bytes_before:,} → {result.bytes_after:,} bytes ({result.bytes_saved:,} saved); "
             f"removed {removed}")
+
+
+def parse_learning_rate(text: str) -> float | None:
+    """'auto' → None; a number above 0 → that number; UsageError otherwise."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise UsageError(f"cannot read --learning-rate {text!r}", "--learning-rate", "give a number above 0, e.g. "
+                         "1e-4, or auto")
+    return rate
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """'2,4,8' → (2, 4, 8); UsageError when unreadable (the range is checked by Measurement)."""
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise UsageError(f"cannot read --clusters {text!r}", "--clusters", "write e.g. 2,4,8,16") from None
+
+
+def capped_jobs(jobs: int) -> int:
+    """--jobs, at most the number of cores (more processes only compete for them)."""
+    cores = os.cpu_count() or 1
+    if jobs > cores:
+        render.warn(f"--jobs {jobs} is more than the {cores} cores; using {cores}")
+    return min(jobs, cores)
+
+
+def is_tflite(path: str) -> bool:
+    """The model argument is a .tflite: by its content, or by its name when it does not exist yet."""
+    return is_tflite_file(path) or path.lower().endswith(".tflite")
+
+
+def options_given(ctx: click.Context, names: Iterable[str]) -> list[str]:
+    """The flags (e.g. --epochs) of the named parameters that were given on the command line."""
+    wanted = set(names)
+    return [max(p.opts, key=len) for p in ctx.command.params if p.name in wanted
+            and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]

@@ -21,6 +21,7 @@ from tinycomp.fileio import (
     write_text_atomic,
 )
 from tinycomp.specs import PALETTIZATION_EXAMPLE, dump_compression_spec, parse_palettization_spec
+from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS
 from tinycomp.tflite.file_growth import keep_shrinking
 from tinycomp.tflite.find_tensors import TensorChoice
 from tinycomp.tflite.palettize import compression_choices, palettize_model, restore_weights, spec_bits
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from tinycomp.data.dataset import Dataset
     from tinycomp.tflite.palettize import PalettizeResult
 
-DEFAULT_CALIBRATION_ROWS = 512
 DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettization (see --data)  "
                 "[default: no data: the levels depend on the weights alone]")
 

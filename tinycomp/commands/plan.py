@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import time
+from typing import Any
 
 import click
 
 from tinycomp import render
-from tinycomp.commands import plan_tflite
 from tinycomp.commands.common import (
     CONTEXT,
     SIZE,
+    capped_jobs,
     data_options,
     exactly_one_of,
+    is_tflite,
     load_model_and_data,
+    open_data,
+    options_given,
     output_option,
+    parse_counts,
+    parse_learning_rate,
     seed_option,
     task_option,
     trust_option,
 )
 from tinycomp.data.spec import DataSpec
 from tinycomp.errors import UsageError
-from tinycomp.fileio import check_output_path, sidecar_path
+from tinycomp.fileio import check_output_path, read_bytes, sidecar_path
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest
 from tinycomp.plan.candidates import ESTIMATES, Shard
 from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, read_part, read_record, write_plan
+from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS
 from tinycomp.tflm import default_jobs
 
 
@@ -86,6 +92,9 @@ from tinycomp.tflm import default_jobs
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run: measure only the candidates OUTPUT.partial.json (written after "
                    "every candidate) lacks.")
+@click.option("--calibration-rows", type=click.IntRange(min=0), default=DEFAULT_CALIBRATION_ROWS, show_default=True,
+              help="A .tflite's candidates are palettized with data as `palettize --data` does, on this many training "
+                   "rows chosen with --seed (0: without data).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
@@ -116,49 +125,39 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             max_snr_drop: float | None, target_bytes: int | None, target_ratio: float | None, ram_bytes: int | None,
             cluster_counts: str, layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str,
             fine_tune_rows: int | None, validation_rows: int | None, learning_rate_text: str, jobs: int,
-            shard: str | None, merge: bool, resume: bool, batch_size: int, validation_split: float,
+            shard: str | None, merge: bool, resume: bool, calibration_rows: int, batch_size: int, validation_split: float,
             credit_fine_tuning: bool, refine: bool, check: bool, per_tensor_dense: bool, io: str, strip: bool,
             sensitivity_path: str | None, task: Task | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
-    """Choose a cluster count per layer (mixed bitwidth) and write a clustering spec.
+    """Choose bits per layer (mixed bitwidth) within a budget and write the spec of the chain.
 
-    Clusters one layer at a time over the cluster counts, fine-tunes briefly and measures the
-    accuracy drop on held-out training rows (for a regression or reconstruction model, e.g. an
-    autoencoder: the drop of the output SNR vs the targets in dB, budgeted with --max-snr-drop); measures each layer's compressed bytes exactly with
-    tflite-micro; then picks the counts with the fewest bytes within the accuracy budget (or the
-    smallest drop within --target-bytes or --target-ratio). Writes the spec for `cluster`
-    (OUTPUT) and the sensitivity table with the predictions (OUTPUT with .json).
+    A Keras MODEL: clusters one layer at a time over the cluster counts (zero-shot, and fine-tuned
+    briefly when that is needed) and measures the drop on held-out training rows (top-1 accuracy; for
+    a regression or reconstruction model the output SNR vs the targets in dB, --max-snr-drop);
+    measures each layer's compressed bytes exactly with tflite-micro; picks the counts with the fewest
+    bytes within the budget (or the smallest drop within --target-bytes or --target-ratio); writes the
+    spec for `cluster` (OUTPUT) and the sensitivity table (OUTPUT with .json). An int8 MODEL.tflite
+    (from any framework) is planned without TensorFlow: each weight tensor palettized to 2–6 bits at a
+    time, measured zero-shot in TFLM, bits per tensor written for `palettize --spec`
+    (docs/palettize.md). Both go through the same choice, check, refinement and options.
 
-    Per-layer drops need not add up, so the choice is checked before it is written: its
-    layers are clustered together, fine-tuned and measured, and a choice over the accuracy
-    budget is made again (--no-check skips this). LUT decoding costs RAM: the planned file's
-    TFLM arena is measured and printed; --ram-budget slices large weights so that they decode
-    one slice at a time (docs/slicing.md) and leaves uncompressed the layers that still would
-    not fit.
+    Per-layer drops need not add up, so the choice is checked with all its layers compressed at once
+    (as `cluster`, or `palettize`, will make it) and chosen again when over budget (--no-check skips
+    this); then (--refine) stepped down while its measured drop stays within the budget minus its
+    noise. The check of a Keras plan measures zero-shot and fine-tuned and writes the better one's
+    epochs into the spec (`epochs: 0`: zero-shot). When nothing fits a drop budget, the plan clusters
+    nothing (a warning; the chain then makes the plain int8 model). LUT decoding costs RAM: the planned
+    file's TFLM arena is measured; --ram-budget slices large weights so that they decode one slice at
+    a time (docs/slicing.md) and leaves uncompressed the layers that still would not fit.
 
-    The byte predictions match the real chain when --per-tensor-dense, --io and --strip are given
-    to plan as to quantize and compress (`make bench` runs this chain). --sensitivity re-chooses
-    from an earlier plan's table under another budget without measuring again.
-
-    Every candidate is measured without fine-tuning too (zero-shot); a fine-tune that scores lower
-    is not used, and a plan is predicted both fine-tuned and zero-shot. The check measures the plan
-    both ways and writes the better one's fine-tuning epochs into the spec (`epochs: 0`: zero-shot),
-    which `cluster --spec` follows. When nothing fits a drop budget, the plan clusters nothing (a
-    warning; the chain then makes the plain int8 model).
-
-    The default --estimate fast measures every candidate zero-shot and fine-tunes only those it
-    cannot settle, on subsets of the rows (--fine-tune-rows, --validation-rows); then (--refine)
-    steps the chosen plan down while its measured drop, all layers clustered together, stays within
-    the budget minus its noise. The check uses every row. --estimate fine-tune fine-tunes every
-    candidate on every row: several times slower, and on the models measured no smaller plans
-    (docs/plan.md). --jobs N
-    measures in N processes; --shard I/N measures a part of the candidates (e.g. one CI job each) and
-    --merge chooses from all parts. The table is written after every candidate to
-    OUTPUT.partial.json, and --resume measures only what it lacks. TensorFlow uses a GPU when one is
-    present; the devices are printed.
-
-    An int8 MODEL.tflite (from any framework) is planned without TensorFlow: each weight tensor
-    palettized to 2–6 bits at a time, measured zero-shot in TFLM, bits per tensor written for
-    `palettize --spec` (docs/palettize.md).
+    The byte predictions match the real chain when --per-tensor-dense, --io and --strip are given to
+    plan as to quantize and compress (`make bench`). --sensitivity re-chooses from an earlier plan's
+    table under another budget without measuring again. --estimate fast (the default) fine-tunes only
+    the candidates zero-shot cannot settle, on subsets of the rows (--fine-tune-rows,
+    --validation-rows); the check uses every row. --estimate fine-tune fine-tunes every candidate on
+    every row (docs/plan.md). --jobs N measures in N processes; --shard I/N measures a part of the
+    candidates (e.g. one CI job each) and --merge chooses from all parts. The table is written after
+    every candidate to OUTPUT.partial.json, and --resume measures only what it lacks. TensorFlow uses
+    a GPU when one is present; the devices are printed.
 
     \b
     Example:
@@ -173,6 +172,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
       tinycomp plan build/model.h5 --shard 1/2 -o build/part1.json   (and 2/2, e.g. on another machine)
       tinycomp plan build/model.h5 --merge build/part1.json build/part2.json --max-accuracy-drop 0.5 --per-tensor-dense --strip -o build/plan.yaml
       tinycomp plan build/model.h5 --max-accuracy-drop 0.5 --resume -o build/plan.yaml   (after an interruption)
+      tinycomp plan build/int8.tflite --max-accuracy-drop 0.5 --data d.npz -o build/pal.yaml   (then palettize --spec)
     """
     check_modes(parts=parts, merge=merge, shard=shard, sensitivity_path=sensitivity_path, resume=resume)
     if not shard:
@@ -180,28 +180,23 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                         "--target-bytes": target_bytes, "--target-ratio": target_ratio}, what="give", where="plan",
                        hint="e.g. --max-accuracy-drop 0.5 (a classifier), --max-snr-drop 1 (a regression model), "
                             "--target-bytes 38KiB or --target-ratio 12")
-    if plan_tflite.is_tflite(model):  # an int8 .tflite: per-tensor bits for `palettize`, zero-shot in TFLM
-        plan_tflite.reject_keras_options(ctx)
-        plan_tflite.run(plan_tflite.Options(
-            model=model, output=output, parts=parts, merge=merge, shard_text=shard, max_drop=max_accuracy_drop,
-            max_snr_drop=max_snr_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_budget=ram_bytes,
-            clusters=parse_counts(cluster_counts) if given_here(ctx, "cluster_counts") else None, layers=layers,
-            validation_split=validation_split, validation_rows=validation_rows, strip=strip,
-            jobs=capped_jobs(jobs) if given_here(ctx, "jobs") else default_jobs(),  # TFLM workers: every core
-            check=check, task=task, seed=seed), data_spec)
-        return
-    given = [p.opts[0] for p in ctx.command.params if p.name in MEASUREMENT_OPTIONS
-             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    tflite = is_tflite(model)
+    for flag in options_given(ctx, KERAS_ONLY if tflite else ["calibration_rows"]):
+        raise UsageError(f"{flag} has no effect on a .tflite: plan measures its candidates zero-shot in TFLM, without "
+                         "fine-tuning or quantizing" if tflite else f"{flag} is for a .tflite's palettization", flag,
+                         "drop the option")
+    given = options_given(ctx, MEASUREMENT_OPTIONS)
     for flag, used in (("--sensitivity", sensitivity_path), ("--merge", merge)):
         if used and given:
             raise UsageError(f"{given[0]} has no effect with {flag}: the table was measured already", flag,
                              f"drop the option, or measure a new table without {flag}")
-    measurement = Measurement(cluster_counts=parse_counts(cluster_counts), layers=layers,
-                              per_channel_conv=per_channel_conv, epochs=epochs, estimate=ESTIMATES[estimate],
-                              batch_size=batch_size, validation_split=validation_split,
-                              fine_tune_rows=fine_tune_rows, validation_rows=validation_rows,
-                              learning_rate=parse_learning_rate(learning_rate_text), task=task)
-    jobs = capped_jobs(jobs)
+    counts = TFLITE_COUNTS if tflite and not options_given(ctx, ["cluster_counts"]) else parse_counts(cluster_counts)
+    measurement = Measurement(cluster_counts=counts, layers=layers, per_channel_conv=per_channel_conv,
+                              epochs=0 if tflite else epochs, estimate=ESTIMATES[estimate], batch_size=batch_size,
+                              validation_split=validation_split, fine_tune_rows=fine_tune_rows,
+                              validation_rows=validation_rows, learning_rate=parse_learning_rate(learning_rate_text),
+                              task=task, calibration_rows=calibration_rows if tflite else 0)
+    jobs = default_jobs() if tflite and not options_given(ctx, ["jobs"]) else capped_jobs(jobs)  # TFLM: every core
     if shard:
         run_shard(model_path=model, output=output, measurement=measurement, seed=seed, shard=Shard.parse(shard),
                   jobs=jobs, resume=resume, trust=trust, data_spec=data_spec)
@@ -209,42 +204,22 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     budget_task, max_drop = (CLASSIFY, max_accuracy_drop) if max_snr_drop is None else (REGRESS, max_snr_drop)
     request = PlanRequest(
         budget=Budget(max_drop=max_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_bytes=ram_bytes,
-                      credit_fine_tuning=credit_fine_tuning, task=budget_task),
+                      credit_fine_tuning=credit_fine_tuning and not tflite, task=budget_task),
         measurement=measurement, costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io, strip=strip), check=check,
         seed=seed, refine=refine)
     run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path,
         parts=parts if merge else (), resume=resume, jobs=jobs, trust=trust, data_spec=data_spec)
 
 
-def given_here(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-
-
+# A .tflite's candidates: 2–6 bits (2 values per channel, 1 bit, zero-shot is rarely usable).
+TFLITE_COUNTS = (4, 8, 16, 32, 64)
+# plan's options that fine-tune or quantize a Keras model: nothing of the kind happens to a .tflite
+KERAS_ONLY = ("epochs", "estimate", "fine_tune_rows", "learning_rate_text", "per_channel_conv", "credit_fine_tuning",
+              "per_tensor_dense", "io", "batch_size", "trust")
 # Options that change how the table is measured: refused when the table is reused (--sensitivity, --merge).
 MEASUREMENT_OPTIONS = ("cluster_counts", "layers", "per_channel_conv", "epochs", "estimate", "batch_size",
-                       "validation_split", "seed", "fine_tune_rows", "validation_rows", "learning_rate_text", "task")
-
-
-def parse_learning_rate(text: str) -> float | None:
-    """'auto' → None; a number above 0 → that number; UsageError otherwise."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = 0.0
-    if not rate > 0:
-        raise UsageError(f"cannot read --learning-rate {text!r}", "--learning-rate", "give a number above 0, e.g. "
-                         "1e-4, or auto")
-    return rate
-
-
-def parse_counts(text: str) -> tuple[int, ...]:
-    """'2,4,8' → (2, 4, 8); UsageError when unreadable (the range is checked by Measurement)."""
-    try:
-        return tuple(int(c) for c in text.split(",") if c.strip())
-    except ValueError:
-        raise UsageError(f"cannot read --clusters {text!r}", "--clusters", "write e.g. 2,4,8,16") from None
+                       "validation_split", "seed", "fine_tune_rows", "validation_rows", "learning_rate_text", "task",
+                       "calibration_rows")
 
 
 def check_modes(*, parts: tuple[str, ...], merge: bool, shard: str | None, sensitivity_path: str | None,
@@ -263,14 +238,6 @@ def check_modes(*, parts: tuple[str, ...], merge: bool, shard: str | None, sensi
         raise UsageError("--resume continues a measurement; nothing is measured here", "--resume", "drop --resume")
 
 
-def capped_jobs(jobs: int) -> int:
-    """--jobs, at most the number of cores (more processes only compete for them)."""
-    cores = os.cpu_count() or 1
-    if jobs > cores:
-        render.warn(f"--jobs {jobs} is more than the {cores} cores; using {cores}")
-    return min(jobs, cores)
-
-
 def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path: str | None, parts: tuple[str, ...],
         resume: bool, jobs: int, trust: bool, data_spec: DataSpec) -> None:
     """Read any recorded table or parts, the model and data; make the plan; write the spec and its record; render."""
@@ -279,26 +246,28 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     recorded = (sensitivity_path, read_record(sensitivity_path)) if sensitivity_path else None
     read_parts = [(path, read_part(path)) for path in parts]
     inputs = load_inputs(model_path, data_spec, trust, request.measurement.task)
-    progress = render.PlanProgressLines(model_path, inputs.data.name, inputs.task)
+    progress = progress_lines(inputs)
     if recorded or read_parts:
         request, outcome = plan_model(inputs, request, recorded=recorded, parts=read_parts, progress=progress)
     else:
         with render.progress("sensitivity", 0) as advance:
             progress.advance = advance
             request, outcome = plan_model(inputs, request, output=output, resume=resume, jobs=jobs, progress=progress)
-    unit = outcome.table.unit
     if outcome.over_budget:
-        render.warn(f"the plan's measured drop {outcome.plan.checked_drop:+.2f} {unit} is over the budget of "
-                    f"{outcome.budget.max_drop:g} {unit} (validation noise ±{outcome.noise:.2f} {unit})")
-    if not outcome.plan.clustered():
+        render.warn(f"the plan's measured drop {outcome.plan.checked_drop:+.2f} {outcome.table.unit} is over the budget "
+                    f"of {outcome.budget.max_drop:g} {outcome.table.unit} (validation noise ±{outcome.noise:.2f})")
+    if not outcome.plan.clustered() and inputs.kind == "keras":
         render.warn(render.nothing_fits_line(outcome))
     write_plan(output, inputs, request, outcome)
     render.out.print(render.sensitivity_table(outcome))
-    for line in render.plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning):
+    for line in (render.palettization_summary(outcome, request.costs.strip) if inputs.kind == "tflite" else
+                 render.plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning)):
         render.out.print(line)
-    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: tinycomp cluster {model_path} "
-                     f"--spec {output} -o ...  (the spec fine-tunes {outcome.plan.epochs or 0} epochs; "
-                     f"{time.perf_counter() - started:.0f} s)")
+    seconds = time.perf_counter() - started
+    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: " + (
+        f"tinycomp palettize {model_path} --spec {output} -o OUT.tflite  ({seconds:.1f} s)" if inputs.kind == "tflite"
+        else f"tinycomp cluster {model_path} --spec {output} -o ...  (the spec fine-tunes {outcome.plan.epochs or 0} "
+             f"epochs; {seconds:.0f} s)"))
 
 
 def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: int, shard: Shard, jobs: int,
@@ -309,13 +278,23 @@ def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: i
     inputs = load_inputs(model_path, data_spec, trust, measurement.task)
     with render.progress(f"shard {shard.describe()}", 0) as advance:
         part = measure_shard_to(output, inputs, measurement, seed=seed, shard=shard, resume=resume, jobs=jobs,
-                                progress=render.PlanProgressLines(model_path, inputs.data.name, inputs.task, advance))
+                                progress=progress_lines(inputs, advance))
     render.out.print(f"Wrote {output}: shard {shard.describe()}, {len(part.results)} of the candidates "
                      f"({time.perf_counter() - started:.0f} s); next: tinycomp plan {model_path} --merge PART.json ... "
                      "with a budget")
 
 
 def load_inputs(model_path: str, data_spec: DataSpec, trust: bool, task: Task | None) -> PlanInputs:
-    """The model and data, checked to fit each other, with the task chosen once."""
+    """The model (a Keras model, or a .tflite's bytes) and data, checked to fit each other, with the task chosen once."""
+    if is_tflite(model_path):
+        return PlanInputs.of(read_bytes(model_path, ".tflite model"), open_data(data_spec), model_path, task)
     model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task)
     return PlanInputs.of(model, data, model_path, task)
+
+
+def progress_lines(inputs: PlanInputs, advance: Any = None) -> render.PlanProgressLines:
+    """Progress on stderr; a Keras plan names TensorFlow's devices (a GPU, when present, is used)."""
+    from tinycomp.models import devices  # TensorFlow only when called: a .tflite plan does not
+
+    return render.PlanProgressLines(inputs.model_path, inputs.data.name, inputs.task, advance, kind=inputs.kind,
+                                    devices="" if inputs.kind == "tflite" else devices())

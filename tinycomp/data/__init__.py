@@ -5,6 +5,7 @@
   `open_dataset(spec, splits=...)`, which reads only the splits a command needs.
 - `dataset`: `Dataset`, `Rows` (rows preprocessed to float32 only when indexed) and `Preprocessing`.
 - `arrays`: `.npz` members and `.npy` files read within the limits of `tinycomp.limits`.
+- `checks`: a dataset's shapes and dtypes from headers, values only for the splits a command reads.
 - `validation`: the validation split a plan uses (the data's own validation set, whole held-out groups,
   or the last rows) and the `ValidationSource` that records which it was.
 

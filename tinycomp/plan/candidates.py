@@ -21,6 +21,7 @@ from typing import ClassVar
 from tinycomp.errors import InputFileError, InvalidValue
 from tinycomp.fileio import JsonDict
 from tinycomp.metrics import CLASSIFY, Task, get_task
+from tinycomp.plan.decision import Limit
 from tinycomp.plan.provenance import Provenance
 from tinycomp.records import Record
 
@@ -39,14 +40,23 @@ PART_HINT = "give the .json files `plan --shard I/N -o PART.json` wrote (or dele
 
 @dataclass(frozen=True)
 class Candidate:
-    """The control (layer None) or one layer clustered to `clusters`."""
+    """The control (tensor None) or one tensor (a Keras layer's kernel, a .tflite weight) at `bits` index
+    bits: at most `values` levels (clusters) per value table, 2^bits unless a cluster count says fewer."""
 
-    layer: str | None = None
-    clusters: int | None = None
+    tensor: str | None = None
+    bits: int | None = None
+    clusters: int | None = None  # None: 2^bits
+
+    @property
+    def values(self) -> int | None:
+        """The levels per value table (the key's number: a cluster count, 2^bits by default)."""
+        if self.bits is None:
+            return None
+        return self.clusters if self.clusters is not None else 2 ** self.bits
 
     @property
     def key(self) -> str:
-        return CONTROL if self.layer is None else f"{self.layer}/{self.clusters}"
+        return CONTROL if self.tensor is None else f"{self.tensor}/{self.values}"
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,15 @@ class CandidateResult:
 
 
 def candidates_of(usable: dict[str, list[int]]) -> list[Candidate]:
-    """Every candidate in the canonical order: the control, then each layer's counts, many clusters to few."""
-    return [Candidate()] + [Candidate(name, c) for name, counts in usable.items() for c in sorted(counts, reverse=True)]
+    """Every candidate in the canonical order: the control, then each tensor's cluster counts (levels per
+    value table), many to few."""
+    return [Candidate()] + [Candidate(name, bits_for(c), c) for name, counts in usable.items()
+                            for c in sorted(counts, reverse=True)]
+
+
+def bits_for(values: int) -> int:
+    """Index bits that address `values` levels (at least 1)."""
+    return max(1, (int(values) - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -122,12 +139,12 @@ class Drop:
 
 
 def fine_tune_limit(max_drop: float | None, *, reference: float, control: float, noise: float,
-                      scale: float = 100.0) -> float | None:
-    """The drop above which a fine-tuned candidate cannot be part of any plan within the budget (the
-    budget plus the most fine-tuning can credit plus one noise; other layers' drops are ≥ 0)."""
+                      scale: float = 100.0) -> Limit | None:
+    """When a fine-tuned candidate cannot be part of any plan within the budget (the budget plus the most
+    fine-tuning can credit, with one noise, as `Decision.may_fit` allows; other layers' drops are ≥ 0)."""
     if max_drop is None:
         return None
-    return max_drop + max(0.0, scale * (control - reference)) + noise
+    return Limit(max_drop + max(0.0, scale * (control - reference)), noise)
 
 
 class Estimate(ABC):
@@ -177,7 +194,7 @@ class FineTune(Estimate):
     def still_needed(self, candidate: Candidate, result: CandidateResult | None, *, reference: float, noise: float,
                      hopeless: bool = False, scale: float = 100.0) -> tuple[bool, bool]:
         tune = result is None or result.fine_tuned is None
-        return candidate.layer is not None and (result is None or result.zero_shot is None), tune
+        return candidate.tensor is not None and (result is None or result.zero_shot is None), tune
 
     def counted(self, result: CandidateResult, *, hopeless: bool) -> tuple[float, bool] | None:
         if result.fine_tuned is None:
@@ -203,7 +220,7 @@ class Fast(Estimate):
                      hopeless: bool = False, scale: float = 100.0) -> tuple[bool, bool]:
         zero = result.zero_shot if result else None
         have_tuned = result is not None and result.fine_tuned is not None
-        if candidate.layer is None:
+        if candidate.tensor is None:
             return False, not have_tuned
         if zero is None:
             return True, not hopeless  # decided after the zero-shot measurement
@@ -231,7 +248,7 @@ def estimate_named(name: str) -> Estimate:
 
 
 def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, estimate: Estimate, reference: float,
-                   control: float, limit: float | None, scale: float = 100.0) -> dict[int, Drop]:
+                   control: float, limit: Limit | None, scale: float = 100.0) -> dict[int, Drop]:
     """One layer's drops from its candidates' results.
 
     A fine-tuned score counts as its drop vs the control, unless it is below the same candidate's
@@ -251,7 +268,7 @@ def assemble_drops(counts: list[int], results: dict[int, CandidateResult], *, es
         score, tuned = counted
         drops[c] = Drop(scale * ((control if tuned else reference) - score), score, tuned)
         if tuned or results[c].fine_tuned is not None:  # a fine-tune that lost to zero-shot counts too
-            hopeless = hopeless or (limit is not None and drops[c].drop > limit)
+            hopeless = hopeless or (limit is not None and limit.exceeded_by(drops[c].drop))
     return {c: drops[c] for c in counts}
 
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from tinycomp.errors import InvalidValue, NothingFits
 from tinycomp.fileio import JsonDict
 from tinycomp.metrics import CLASSIFY, Task, get_task
+from tinycomp.plan.decision import DECISION, Measured
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 
 DEFAULT_CLUSTER_COUNTS = (2, 4, 8, 16, 32, 64)
@@ -470,8 +471,7 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[
     smallest whose measured drop is within budget + noise, else the least harmful) and every plan tried.
     """
     def within(plan: Plan) -> bool:
-        error = plan.checked_noise if plan.checked_noise is not None else noise
-        return _checked(plan) <= (max_drop or 0.0) + error
+        return DECISION.accepts(measured_of(plan, noise), max_drop or 0.0)
 
     plan = choose(max_drop)
     plan.checked_drop = measure_drop(plan)
@@ -544,6 +544,12 @@ def _checked(plan: Plan) -> float:
     """The plan's measured drop (every plan `checked_plan` tried was measured)."""
     assert plan.checked_drop is not None
     return plan.checked_drop
+
+
+def measured_of(plan: Plan, noise: float) -> Measured:
+    """The plan's checked drop with its paired noise (`noise`, that of one validation score, when the
+    measurement gave none)."""
+    return Measured(_checked(plan), plan.checked_noise if plan.checked_noise is not None else noise)
 
 
 def _uncompressed(table: SensitivityTable, names: set[str]) -> SensitivityTable:

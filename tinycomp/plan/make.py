@@ -1,45 +1,122 @@
-"""`make_plan`: one request in, one outcome out. Measures the sensitivity table (or reuses a recorded
-one), resolves a size ratio against the float32 file, chooses within the budget (and the RAM
-budget), checks the choice with all its layers clustered at once, and measures the chosen plan's
-exact bytes and arena on a synthetic file. The CLI and Python callers use the same function.
+"""The plan core: `make_plan(backend, request)`, one way for every model a backend can measure.
+
+A `Backend` measures; the core decides. The backend lists candidates (`Candidate(tensor, bits)`),
+measures them into a `SensitivityTable`, makes the file of any choice (`model_bytes(choice,
+decode_budget)`: tensor → bits, LUT-compressed as the real chain will), measures a choice with all its
+tensors compressed at once (the joint check) and each refinement step, and writes the spec its chain
+reads. From `model_bytes` alone the core measures byte costs (`byte_costs`), arenas and sliced arenas
+(`Sizes`, in TFLM worker processes) and the chosen plan's exact size. Two backends:
+`keras_backend.KerasBackend` (TFMOT clustering, fine-tuned) and `tflite_plan.TfliteBackend`
+(palettization of an int8 .tflite, measured in TFLM). Every accept or refuse of a measured drop
+against the budget goes through `decision.DECISION`.
+
+Measuring (or reusing a recorded table, or merging shards' parts), resolving a size ratio against the
+float32 file, choosing within the budget (and the RAM budget), checking the choice with all its tensors
+compressed at once, refining it while the measured drop allows, and measuring the chosen plan's exact
+bytes and arena happen here, once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from tinycomp.convert import convert_float32
-from tinycomp.data import Dataset
-from tinycomp.errors import InvalidValue
+from tinycomp.errors import InterpreterError, InvalidValue
 from tinycomp.metrics import Task
-from tinycomp.models import FINE_TUNE_LEARNING_RATE
-from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, Shard
+from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, Shard, merge_parts
 from tinycomp.plan.choose import (
     ArenasOf,
     Budget,
     Plan,
     SensitivityTable,
+    Slicing,
     checked_plan,
     choose_plan,
     choose_plan_within_ram,
+    measured_of,
     step_downs,
     stepped,
 )
-from tinycomp.plan.costs import arena_measurer, plan_bytes_exact, slicing_measurer
-from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
-from tinycomp.plan.sensitivity import (
-    int8_for_costs,
-    joint_drop,
-    sensitivity,
-    split_validation,
-    task_of,
-    validation_rows,
-)
+from tinycomp.plan.decision import DECISION, Measured
+from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
 
 # At most this many steps of the refinement after the table's choice are measured (see refined_plan).
 MAX_STEPS = 8
+
+
+class StepMeasurer(Protocol):
+    """Measures refinement steps (a backend's `step_measurer`)."""
+
+    max_drop: float
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more can be measured meaningfully."""
+
+    def measure(self, plan: Plan) -> tuple[float, float, int]:
+        """(drop, its paired noise, fine-tuning epochs of the measurement) of `plan`."""
+
+    def drop_of(self, plan: Plan) -> float:
+        """For checked_plan: the drop, with the plan's noise and epochs set."""
+
+
+class Backend(Protocol):
+    """What measures a plan's candidates and makes its files (see the module docstring)."""
+
+    kind: str  # "keras" or "tflite": recorded as the plan's backend
+    task: Task
+    data_name: str
+    pool: Any  # the TFLM worker pool arenas are measured in (None: one per measurement)
+
+    def opened(self, jobs: int) -> contextlib.AbstractContextManager[Any]:
+        """The backend ready to measure in `jobs` processes (worker pools live as long as this)."""
+
+    def candidates(self) -> list[Candidate]:
+        """Every candidate in the canonical order (the control first)."""
+
+    def measure(self, todo: list[Candidate], done: dict[str, CandidateResult], *, jobs: int,
+                max_drop: float | None, on_result: Callable[[CandidateResult], None]) -> dict[str, CandidateResult]:
+        """`done` plus the results `todo` still lacks (a drop budget may leave hopeless ones out)."""
+
+    def table(self, results: dict[str, CandidateResult], *, max_drop: float | None, seconds: float) -> SensitivityTable:
+        """The sensitivity table of every candidate's results, with byte costs (`byte_costs`)."""
+
+    def adopt(self, table: SensitivityTable) -> SensitivityTable:
+        """A recorded table, with the backend made ready to make files and check plans of it."""
+
+    def raw_bytes(self, name: str) -> int:
+        """Bytes of the tensor as given (int8)."""
+
+    def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
+        """The file's size with only `name` compressed, at each of `bits`."""
+
+    def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
+        """The file the chain makes of `choice` (tensor → bits), LUT-compressed (kernels decoding to more than
+        `decode_budget` sliced), stripped when the plan is for `compress --strip`."""
+
+    def decode_budgets(self, names: frozenset[str]) -> list[int]:
+        """Decode budgets that slice the named tensors differently, largest first."""
+
+    def float32_bytes(self) -> int:
+        """Bytes of the model as a float32 .tflite (what --target-ratio divides)."""
+
+    def noise(self, table: SensitivityTable) -> float:
+        """The standard error of one score on the check's rows, in drop units."""
+
+    def check_rows(self) -> int:
+        """Rows the joint check measures on."""
+
+    def joint_drop(self, table: SensitivityTable, plan: Plan) -> JointDrop:
+        """`plan` measured with all its tensors compressed at once, as its chain will make it."""
+
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool) -> StepMeasurer:
+        """What measures refinement steps (`fine_tuned`: the plan being refined was checked fine-tuned)."""
+
+    def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
+        """The spec its chain reads (`cluster --spec`, `palettize --spec`), with a header of what is predicted."""
 
 
 class PlanProgress(Protocol):
@@ -99,121 +176,204 @@ class Silent:
         pass
 
 
-def make_plan(model: Any, data: Dataset, request: PlanRequest, *, recorded: SensitivityTable | None = None,
+def make_plan(backend: Backend, request: PlanRequest, *, recorded: SensitivityTable | None = None,
               recorded_costs: ByteCosts | None = None, progress: PlanProgress | None = None, jobs: int = 1,
               done: dict[str, CandidateResult] | None = None,
-              parts: list[tuple[str, PartialTable]] | None = None, task: Task | None = None) -> PlanOutcome:
-    """Plan `model` on `data` as `request` asks, measuring candidates in `jobs` processes.
+              parts: list[tuple[str, PartialTable]] | None = None) -> PlanOutcome:
+    """Plan as `request` asks, `backend` measuring candidates in `jobs` processes.
 
     With `recorded` (a table an earlier plan measured; `recorded_costs` the byte-cost settings it
-    was measured with), nothing is measured again: the request's measurement must be the one the
+    was measured with), nothing is measured again: the backend's measurement must be the one the
     table was made with (the CLI takes it from the record), and its byte costs must match. `done`
     holds results measured before (a resumed run: only what they lack is measured); `parts` are
-    every shard's partial table (nothing is measured; they must cover every candidate once). `task` is
-    the model's task as the caller chose it (default: the recorded table's, else chosen from the data
-    and the model's output, or the measurement's override).
+    every shard's partial table (nothing is measured; they must cover every candidate once).
     """
     progress = progress or Silent()
-    if task is None:
-        task = recorded.task if recorded is not None else task_of(model, data, request.measurement.task)
-    budget = budget_for_task(request.budget, task, data.name)  # before measuring
+    with backend.opened(jobs):
+        return _make_plan(backend, request, recorded=recorded, recorded_costs=recorded_costs, progress=progress,
+                          jobs=jobs, done=done, parts=parts)
+
+
+def _make_plan(backend: Backend, request: PlanRequest, *, recorded: SensitivityTable | None,
+               recorded_costs: ByteCosts | None, progress: PlanProgress, jobs: int,
+               done: dict[str, CandidateResult] | None, parts: list[tuple[str, PartialTable]] | None) -> PlanOutcome:
+    budget = budget_for_task(request.budget, backend.task, backend.data_name)  # before measuring
     if recorded is not None:
         _check_same_costs(recorded_costs, request.costs)
-        table = recorded
-        int8, infos = int8_for_costs(model, data, [layer.name for layer in table.layers], seed=table.seed,
-                                     costs=request.costs)
+        table = backend.adopt(recorded)
     else:
-        table, int8, infos = sensitivity(model, data, task=task, measurement=request.measurement, costs=request.costs,
-                                         seed=request.seed, max_drop=budget.max_drop, jobs=jobs,
-                                         done=done, parts=parts, on_start=progress.started,
-                                         on_result=progress.measured)
-    rate = table.learning_rate or request.measurement.learning_rate or FINE_TUNE_LEARNING_RATE
-    table.learning_rate = rate
-    request = replace(request, measurement=replace(request.measurement, learning_rate=rate))
+        table = measured_table(backend, budget.max_drop, jobs=jobs, done=done, parts=parts, progress=progress)
     if budget.target_ratio is not None:
-        budget = budget.resolved(_float32_bytes(model))
+        budget = budget.resolved(backend.float32_bytes())
         progress.budget_resolved(budget)
-    arenas_of = arena_measurer(int8, infos, table, request.costs.strip)
+    sizes = Sizes(backend, table)
 
     def choose(max_drop: float | None) -> Plan:
         within = budget if max_drop is None else replace(budget, max_drop=max_drop)
         if within.ram_bytes is None:
             return choose_plan(table, within)
-        return choose_plan_within_ram(table, within, arenas_of, slicing_measurer(int8, infos, table, request.costs.strip))
+        return choose_plan_within_ram(table, within, sizes.arenas_of, sizes.slicing())
 
-    noise = task.noise(table.control_accuracy, validation_rows(data, request.measurement.validation_split))
+    noise = backend.noise(table)
     if request.check:
         def full_check(plan: Plan) -> float:
-            return _checked_drop(model, data, table, plan, request, progress)
+            return _checked_drop(backend, table, plan, progress)
 
         chosen, tried = checked_plan(choose, full_check, budget.max_drop, noise)
         if budget.max_drop is not None and request.refine:
-            chosen = _refined(model, data, table, request, budget, chosen, tried, choose, full_check, progress,
-                              arenas_of, noise)
+            chosen = _refined(backend, table, budget, chosen, tried, choose, full_check, progress, sizes.arenas_of,
+                              noise)
     else:
         chosen, tried = choose(budget.max_drop), []
-    chosen.exact_bytes = plan_bytes_exact(int8, infos, chosen, request.costs.strip)
+    chosen.exact_bytes = len(backend.model_bytes(bits_of(chosen), chosen.decode_budget))
     if chosen.arena_bytes is None:
-        [chosen.arena_bytes] = arenas_of([frozenset(chosen.clustered())])
-    return PlanOutcome(chosen, tried, table, budget, noise)
+        [chosen.arena_bytes] = sizes.arenas_of([frozenset(chosen.clustered())])
+    return PlanOutcome(chosen, tried, table, budget, noise, backend=backend.kind,
+                       check_rows=backend.check_rows() if request.check else 0)
 
 
-def _checked_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, request: PlanRequest,
-                  progress: PlanProgress) -> float:
-    """The check: the plan measured as `cluster` will make it (every fit row, the whole validation
-    split), zero-shot and fine-tuned; sets `plan.epochs` to the better one's (0: zero-shot)."""
+def measured_table(backend: Backend, max_drop: float | None, *, jobs: int, done: dict[str, CandidateResult] | None,
+                   parts: list[tuple[str, PartialTable]] | None, progress: PlanProgress) -> SensitivityTable:
+    """Measure every candidate `done` lacks (or merge `parts`: nothing is measured) into the table."""
+    start = time.perf_counter()
+    candidates = backend.candidates()
+    if parts is not None:
+        done = merge_parts(parts, candidates=candidates)
+    progress.started(candidates)
+    results = backend.measure(candidates, dict(done or {}), jobs=jobs, max_drop=max_drop,
+                              on_result=progress.measured)
+    return backend.table(results, max_drop=max_drop, seconds=time.perf_counter() - start)
+
+
+def measure_shard(backend: Backend, shard: Shard, *, jobs: int = 1, done: dict[str, CandidateResult] | None = None,
+                  on_start: Callable[[list[Candidate]], None] | None = None,
+                  on_result: Callable[[CandidateResult], None] | None = None) -> dict[str, CandidateResult]:
+    """Measure shard `shard` of the canonical candidates (what `done` lacks); returns its results.
+    No budget is known here, so nothing is left out for being hopeless."""
+    with backend.opened(jobs):
+        mine = shard.select(backend.candidates())
+        if on_start:
+            on_start(mine)
+        results = backend.measure(mine, dict(done or {}), jobs=jobs, max_drop=None,
+                                  on_result=on_result or (lambda result: None))
+    return {c.key: results[c.key] for c in mine}
+
+
+def bits_of(plan: Plan) -> dict[str, int]:
+    """The plan's choice as tensor → bits."""
+    return {name: o.bits for name, o in plan.clustered().items()}
+
+
+def byte_costs(backend: Backend, bits: dict[str, list[int]]) -> tuple[dict[str, dict[int, int]], int, int]:
+    """({tensor: {bits: bytes it costs in the compressed file}}, once-only DECODE overhead, the file's own bytes).
+
+    A tensor's cost is the file's size change when only that tensor is compressed (`backend.sizes_alone`,
+    from `model_bytes`), plus its int8 bytes. What every single-tensor compression pays once (the DECODE
+    operator code, alignment) is measured from one two-tensor compression and taken out."""
+    base = len(backend.model_bytes({}))
+    costs: dict[str, dict[int, int]] = {}
+    for name, wanted in bits.items():
+        raw = backend.raw_bytes(name)
+        costs[name] = {b: raw + size - base for b, size in backend.sizes_alone(name, wanted).items()}
+    overhead = 0
+    measured = [(name, min(c)) for name, c in costs.items() if c]
+    if len(measured) >= 2:  # one tensor: the shared part cannot be separated; it stays in the tensor's cost
+        (first, a), (second, b) = measured[:2]
+        pair = len(backend.model_bytes({first: a, second: b})) - base
+        overhead = max(0, (costs[first][a] - backend.raw_bytes(first)) + (costs[second][b] - backend.raw_bytes(second))
+                       - pair)
+    return {n: {b: v - overhead for b, v in c.items()} for n, c in costs.items()}, overhead, base
+
+
+class Sizes:
+    """Arenas of sets of compressed tensors, unsliced and sliced, measured in TFLM worker processes on
+    `model_bytes` files at each tensor's fewest measured bits (the decoded tensors, not the indices, take
+    arena), cached."""
+
+    def __init__(self, backend: Backend, table: SensitivityTable):
+        self.backend = backend
+        self.lowest = {layer.name: min(o.bits for o in layer.options if o.clusters is not None)
+                       for layer in table.layers if len(layer.options) > 1}
+        self._arenas: dict[frozenset[str], int] = {}
+        self._sliced: dict[tuple[frozenset[str], int], int] = {}
+
+    def _measure(self, files: list[bytes], what: str) -> list[int]:
+        from tinycomp.tflm import arena_of, default_jobs, run_parallel
+
+        measured = run_parallel(arena_of, [(f,) for f in files], default_jobs(), source=what, pool=self.backend.pool)
+        if None in measured:
+            raise InterpreterError("TFLM did not report its arena size", what, "plan without a RAM budget")
+        return measured
+
+    def arenas_of(self, sets: list[frozenset[str]]) -> list[int]:
+        missing = [s for s in dict.fromkeys(sets) if s not in self._arenas]
+        if missing:
+            files = [self.backend.model_bytes({n: self.lowest[n] for n in s}) for s in missing]
+            self._arenas.update(zip(missing, self._measure(files, "the plan's model")))
+        return [self._arenas[s] for s in sets]
+
+    def sliced_arenas(self, names: frozenset[str], budgets: list[int]) -> list[int]:
+        missing = [b for b in dict.fromkeys(budgets) if (names, b) not in self._sliced]
+        if missing:
+            files = [self.backend.model_bytes({n: self.lowest[n] for n in names}, b) for b in missing]
+            self._sliced.update(((names, b), a) for b, a in zip(missing, self._measure(files, "the plan's sliced model")))
+        return [self._sliced[(names, b)] for b in budgets]
+
+    def slicing(self) -> Slicing:
+        from tinycomp.tflm import default_jobs
+
+        return Slicing(budgets=self.backend.decode_budgets, arenas=self.sliced_arenas, batch=default_jobs())
+
+
+def _checked_drop(backend: Backend, table: SensitivityTable, plan: Plan, progress: PlanProgress) -> float:
+    """The check: the plan measured as its chain will make it; sets `plan.epochs` (0: zero-shot), its
+    paired noise and its agreement with the given model."""
     if not plan.clustered():
         plan.epochs = 0
         return 0.0
-    measured = joint_drop(model, data, table, plan, measurement=request.measurement)
+    measured = backend.joint_drop(table, plan)
     plan.epochs, plan.checked_noise = measured.epochs, measured.noise
+    if measured.agreement is not None:
+        plan.checked_agreement = measured.agreement
     progress.checked(plan, measured.drop, measured.epochs)
     return measured.drop
 
 
-def _checked(plan: Plan) -> float:
-    assert plan.checked_drop is not None
-    return plan.checked_drop
-
-
-def _refined(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
-             checked: Plan, tried: list[Plan], choose: Callable[[float | None], Plan],
-             full_check: Callable[[Plan], float], progress: PlanProgress, arenas_of: ArenasOf, noise: float) -> Plan:
+def _refined(backend: Backend, table: SensitivityTable, budget: Budget, checked: Plan, tried: list[Plan],
+             choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float], progress: PlanProgress,
+             arenas_of: ArenasOf, noise: float) -> Plan:
     """The checked table plan `checked`, stepped down while the budget its measured drop leaves allows
-    (`refined_plan`); the stepped plan is checked as `cluster` will make it and used only when that
-    check is within budget + noise. Starting from the checked plan, refinement never ends larger
+    (`refined_plan`); the stepped plan is checked as its chain will make it and used only when that
+    check is accepted (`DECISION.accepts`). Starting from the checked plan, refinement never ends larger
     than the plan without it, and only the steps cost extra (appended to `tried`). When the checked
-    plan is over budget or clusters nothing, the cheap path is tried instead
+    plan is refused or compresses nothing, the cheap path is tried instead
     (`_cheaply_rechosen_and_refined`), and its plan is used when its full check passes."""
     assert budget.max_drop is not None
-    within = _checked(checked) <= budget.max_drop + (checked.checked_noise if checked.checked_noise is not None
-                                                      else noise)
+    within = DECISION.accepts(measured_of(checked, noise), budget.max_drop)
     if not within or not checked.clustered():
-        found, more = _cheaply_rechosen_and_refined(model, data, table, request, budget, choose, full_check,
-                                                    progress, arenas_of)
+        found, more = _cheaply_rechosen_and_refined(backend, table, budget, choose, full_check, progress, arenas_of)
         tried += more
         return found if found is not None and (found.clustered() or not within) else checked
     ram = budget.ram_bytes
     fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
     start = replace(checked, checked_drop=None, checked_noise=None)
-    refined = refined_plan(table, start, StepMeasurer(model, data, table, request, budget.max_drop,
-                                                      fine_tuned=bool(checked.epochs)), progress, fits_ram=fits_ram)
+    refined = refined_plan(table, start, backend.step_measurer(table, budget.max_drop, fine_tuned=bool(checked.epochs)),
+                           progress, fits_ram=fits_ram)
     if not refined.stepped:
         return checked
     refined.checked_drop = full_check(refined)
     tried.append(refined)
-    error = refined.checked_noise if refined.checked_noise is not None else noise
-    return refined if _checked(refined) <= budget.max_drop + error else checked
+    return refined if DECISION.accepts(measured_of(refined, noise), budget.max_drop) else checked
 
 
-def _cheaply_rechosen_and_refined(model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, budget: Budget,
-                         choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float],
-                         progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
+def _cheaply_rechosen_and_refined(backend: Backend, table: SensitivityTable, budget: Budget,
+                                  choose: Callable[[float | None], Plan], full_check: Callable[[Plan], float],
+                                  progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
     """When the table's plan fails its full check (the table was optimistic): the table's plan checked
     cheaply (as refinement steps are measured) and chosen again while over budget, then refined, then
-    checked as `cluster` will make it. Returns (None, tried) when the refined plan fails that check."""
+    checked as its chain will make it. Returns (None, tried) when the refined plan fails that check."""
     assert budget.max_drop is not None
-    cheap = StepMeasurer(model, data, table, request, budget.max_drop)
+    cheap = backend.step_measurer(table, budget.max_drop, fine_tuned=False)
     start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop)
     start = replace(start, checked_drop=None, checked_noise=None)
     ram = budget.ram_bytes
@@ -222,67 +382,20 @@ def _cheaply_rechosen_and_refined(model: Any, data: Dataset, table: SensitivityT
     if not refined.clustered():
         return refined, []
     refined.checked_drop = full_check(refined)
-    if _checked(refined) <= budget.max_drop + (refined.checked_noise or 0.0):
+    if DECISION.accepts(measured_of(refined, 0.0), budget.max_drop):
         return refined, [refined]
     return None, [refined]
 
 
-class StepMeasurer:
-    """Measures a plan as refinement steps are measured: all its layers clustered at once, on every
-    validation row, zero-shot, and only when that is over budget − noise, fine-tuned for the table's
-    epochs on the candidates' fit rows while the fine-tuning allowance lasts (a quarter of the rows one
-    `cluster` run fine-tunes on, at least one fine-tune: on full-size MNIST two 4,096-row fine-tunes).
-    With `fine_tuned` (the plan being refined was checked fine-tuned), a zero-shot measurement would
-    charge every step with the damage fine-tuning repairs, so steps are only measured fine-tuned, and
-    none is measured once the allowance is spent."""
-
-    def __init__(self, model: Any, data: Dataset, table: SensitivityTable, request: PlanRequest, max_drop: float,
-                 *, fine_tuned: bool = False):
-        self.model, self.data, self.table, self.request, self.max_drop = model, data, table, request, max_drop
-        self.fine_tuned = fine_tuned
-        measurement = request.measurement
-        fit_rows = len(split_validation(data, measurement.validation_split)[0].x_train)
-        self.step_rows = min(measurement.rows("fine_tune_rows") or fit_rows, fit_rows)
-        self.tunes_left = max(1, fit_rows // max(4 * self.step_rows, 1)) if table.epochs > 0 else 0
-
-    @property
-    def exhausted(self) -> bool:
-        """Nothing more can be measured meaningfully (fine-tuned steps, and no fine-tune left)."""
-        return self.fine_tuned and self.tunes_left <= 0
-
-    def measure(self, plan: Plan) -> tuple[float, float, int]:
-        """(drop, its paired noise, epochs of the better measurement) of `plan`."""
-        measurement = self.request.measurement
-        if self.fine_tuned:
-            self.tunes_left -= 1
-            tuned = joint_drop(self.model, self.data, self.table, plan, measurement=measurement,
-                               fine_tune_rows=self.step_rows)
-            return tuned.drop, tuned.noise, tuned.epochs
-        measured = joint_drop(self.model, self.data, replace(self.table, epochs=0), plan, measurement=measurement)
-        if measured.drop > self.max_drop - measured.noise and self.tunes_left > 0:
-            self.tunes_left -= 1
-            tuned = joint_drop(self.model, self.data, self.table, plan, measurement=measurement,
-                               fine_tune_rows=self.step_rows)
-            if tuned.drop < measured.drop:
-                measured = tuned
-        return measured.drop, measured.noise, measured.epochs
-
-    def drop_of(self, plan: Plan) -> float:
-        """For checked_plan: the drop, with the plan's noise and epochs set."""
-        drop, plan.checked_noise, plan.epochs = self.measure(plan)
-        return drop
-
-
 def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, progress: PlanProgress, *,
                  fits_ram: Callable[[Plan], bool] | None = None) -> Plan:
-    """Use the budget the table's (pessimistic, additive) prediction leaves: step the layer with the
+    """Use the budget the table's (pessimistic, additive) prediction leaves: step the tensor with the
     most bytes saved per counted drop to the cheapest of its least harmful cheaper options, measure
-    the whole plan (`measurer`: all layers clustered at once, on every validation row), and keep the
-    step while the measured drop stays within the budget minus that measurement's noise. After a
-    refused step, that layer is only offered options less aggressive than the refused one. At most
-    MAX_STEPS steps are measured; the final check still decides. With `fits_ram` (a RAM budget), a step
-    that compresses a layer whose decoding does not fit is not taken (the arena depends on which layers
-    are compressed, not on their bitwidths).
+    the whole plan (`measurer`: all tensors compressed at once), and keep the step while
+    `DECISION.keeps_step` accepts its measured drop. After a refused step, that tensor is only offered
+    options less aggressive than the refused one. At most MAX_STEPS steps are measured; the final check
+    still decides. With `fits_ram` (a RAM budget), a step that compresses a tensor whose decoding does
+    not fit is not taken (the arena depends on which tensors are compressed, not on their bitwidths).
     """
     above: dict[str, int] = {}  # layer → bytes of its refused option: only options with more bytes are tried
     skip: set[str] = set()  # layers whose compression does not fit the RAM budget
@@ -298,7 +411,7 @@ def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, pr
             continue
         measured_steps += 1
         drop, noise, epochs = measurer.measure(candidate)
-        kept = drop <= measurer.max_drop - noise
+        kept = DECISION.keeps_step(Measured(drop, noise), measurer.max_drop)
         progress.stepped(candidate, step.describe, drop, noise, epochs, kept)
         if kept:
             plan = candidate
@@ -329,8 +442,3 @@ def _check_same_costs(recorded: ByteCosts | None, wanted: ByteCosts) -> None:
             shown = ("on" if was else "off") if isinstance(was, bool) else str(was)
             raise InvalidValue(f"the table's byte costs were measured with {name} {shown}", name,
                                "plan with the byte-cost settings of the table, or measure a new table")
-
-
-def _float32_bytes(model: Any) -> int:
-    """Bytes of `model` as the float32 .tflite `convert` writes."""
-    return len(convert_float32(model))

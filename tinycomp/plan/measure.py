@@ -96,10 +96,10 @@ class Measurer:
         self.scale = task.scale
 
     def spec_of(self, candidate: Candidate) -> ClusteringSpec | None:
-        if candidate.layer is None or candidate.clusters is None:
+        if candidate.tensor is None or candidate.values is None:
             return None
-        per_channel = self.measurement.per_channel_conv and is_conv2d(self.model.get_layer(candidate.layer))
-        return ClusteringSpec((LayerClustering(name=candidate.layer, clusters=candidate.clusters,
+        per_channel = self.measurement.per_channel_conv and is_conv2d(self.model.get_layer(candidate.tensor))
+        return ClusteringSpec((LayerClustering(name=candidate.tensor, clusters=candidate.values,
                                                init=self.measurement.init, per_channel=per_channel),))
 
     def accuracy(self, candidate: Candidate, *, epochs: int) -> float:

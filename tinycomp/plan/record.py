@@ -1,7 +1,8 @@
 """`PlanRecord`: the plan sidecar (OUTPUT .json) as a typed record with one writer and one reader.
 
 Other tools read these files, so the keys and values are those `plan` always wrote, plus
-`schema_version`, `task` ("classify": drops in pp of top-1 accuracy; "regress": drops in dB of
+`schema_version`, `backend` ("keras": TFMOT clustering measured it; "tflite": palettization of an
+int8 .tflite, measured in TFLM), `task` ("classify": drops in pp of top-1 accuracy; "regress": drops in dB of
 output SNR, see metrics.Task) and `max_snr_drop` (the regress budget, as `max_accuracy_drop` is the
 classify one). In a regress record every `*_pp` value (drops, credit, check) is in dB and
 every `accuracy`/`*_accuracy` value is an output SNR in dB; the key names stay those of classifiers. Files written before `schema_version` existed read as version 1; a newer or
@@ -78,6 +79,11 @@ class PlanRecord(Record):
     schema_version: int = SCHEMA_VERSION
     task: Task = CLASSIFY  # records from before regress plans are classify
     max_snr_drop: float | None = None
+    backend: str = "keras"  # what measured: "keras" (TFMOT clustering) or "tflite" (palettization in TFLM)
+    layers: list[str] = field(default_factory=list)  # the layers/tensors planned (empty: every one)
+    noise: float | None = None  # the standard error of one score on the check's rows (drop units)
+    check_rows: int = 0  # rows the joint check measured on (0: no check)
+    calibration_rows: int = 0  # a .tflite's candidates calibrated on this many training rows (0: without data)
 
     @classmethod
     def of(cls, *, model_path: str, provenance: Provenance, request: PlanRequest, outcome: PlanOutcome) -> PlanRecord:
@@ -94,7 +100,9 @@ class PlanRecord(Record):
             float32_bytes=budget.float32_bytes, sensitivity=outcome.table, plan=outcome.plan,
             checked=[CheckedPlan.of(p) for p in outcome.tried], estimate=m.estimate,
             fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
-            learning_rate=outcome.table.learning_rate or m.rate, task=outcome.table.task)
+            learning_rate=outcome.table.learning_rate or m.rate, task=outcome.table.task, backend=outcome.backend,
+            layers=list(m.layers), noise=outcome.noise, check_rows=outcome.check_rows,
+            calibration_rows=m.calibration_rows)
 
     @property
     def provenance(self) -> Provenance:
@@ -108,10 +116,12 @@ class PlanRecord(Record):
 
     def measurement(self, *, batch_size: int) -> Measurement:
         """The measurement the table was made with (the batch size is not recorded: the check uses `batch_size`)."""
-        return Measurement(cluster_counts=tuple(self.clusters), per_channel_conv=self.per_channel_conv,
+        return Measurement(cluster_counts=tuple(self.clusters), layers=tuple(self.layers),
+                           per_channel_conv=self.per_channel_conv,
                            epochs=self.sensitivity.epochs, validation_split=self.validation_split,
                            batch_size=batch_size, estimate=self.estimate, fine_tune_rows=self.fine_tune_rows,
-                           validation_rows=self.validation_rows, learning_rate=self.learning_rate, task=self.task)
+                           validation_rows=self.validation_rows, learning_rate=self.learning_rate, task=self.task,
+                           calibration_rows=self.calibration_rows)
 
     def to_json(self) -> JsonDict:
         return {"step": "plan", "schema_version": self.schema_version, "source": self.source,
@@ -126,7 +136,9 @@ class PlanRecord(Record):
                 "learning_rate": self.learning_rate, "sensitivity": self.sensitivity.to_json(),
                 "plan": self.plan.to_json(),
                 "checked": [json_keys(asdict(c)) for c in self.checked],
-                "task": self.task.name, "max_snr_drop": self.max_snr_drop}
+                "task": self.task.name, "max_snr_drop": self.max_snr_drop, "backend": self.backend,
+                "layers": list(self.layers), "noise": self.noise, "check_rows": self.check_rows,
+                "calibration_rows": self.calibration_rows}
 
     @classmethod
     def wrong_kind(cls, step: object, *, is_object: bool = True) -> str:
@@ -159,7 +171,8 @@ class PlanRecord(Record):
         return record
 
 
-_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate", "task", "max_snr_drop")  # absent from older records: the defaults hold
+_LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate", "task", "max_snr_drop", "backend",
+               "layers", "noise", "check_rows", "calibration_rows")  # absent from older records: the defaults hold
 _SCALAR_KEYS = ("source", "source_sha256", "dataset", "seed", "clusters", "per_channel_conv", "epochs",
                 "validation_split", "credit_fine_tuning", "per_tensor_dense", "strip", "max_accuracy_drop",
                 "target_bytes", "target_ratio", "ram_budget", "float32_bytes")

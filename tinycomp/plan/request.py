@@ -1,5 +1,7 @@
-"""What `make_plan` is asked (`PlanRequest`) and what it answers (`PlanOutcome`): plain, frozen
-dataclasses with no TensorFlow, so the CLI, notebooks and tests build them alike.
+"""What `make_plan` is asked (`PlanRequest`: the budget, the `Measurement`, the `ByteCosts`) and what
+it answers (`PlanOutcome`), and what a backend's joint check measures (`JointDrop`): plain dataclasses
+with no TensorFlow, so the CLI, notebooks and tests build them alike. One `Measurement` serves both
+backends: a .tflite is measured zero-shot (its epochs are 0), at the bits of its cluster counts.
 
 Values are checked here, by field name (`InvalidValue.field`), because Python callers can get them
 wrong too; the CLI maps the fields to its options.
@@ -16,7 +18,8 @@ from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan.candidates import FAST, FAST_FINE_TUNE_ROWS, FAST_VALIDATION_ROWS, Estimate, estimate_named
 from tinycomp.plan.choose import DEFAULT_CLUSTER_COUNTS, Budget, Plan, SensitivityTable, check_counts
 
-__all__ = ["AUTO_LEARNING_RATES", "FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS", "ByteCosts", "Measurement", "PlanOutcome", "PlanRequest"]
+__all__ = ["AUTO_LEARNING_RATES", "FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS", "ByteCosts", "JointDrop", "Measurement",
+           "PlanOutcome", "PlanRequest"]
 
 DEFAULT_VALIDATION_SPLIT = 0.2
 IO_TYPES = ("uint8", "int8", "float32")
@@ -46,6 +49,8 @@ class Measurement:
     learning_rate: float | None = None  # Adam's, for every fine-tune; None: the best of AUTO_LEARNING_RATES
     # CLASSIFY or REGRESS (or its name); None: chosen from the data and the model's output, as `cluster` does
     task: Task | None = None
+    # a .tflite's candidates palettized with data as `palettize --data --calibration-rows N` does (0: without)
+    calibration_rows: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.task, str):
@@ -65,6 +70,9 @@ class Measurement:
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.epochs < 0:
             raise InvalidValue(f"epochs must be 0 or more, got {self.epochs}", "epochs", "e.g. 1")
+        if self.calibration_rows < 0:
+            raise InvalidValue(f"calibration rows must be 0 (none) or more, got {self.calibration_rows}",
+                               "calibration_rows", "e.g. 512")
         if self.batch_size < 1:
             raise InvalidValue(f"batch size must be 1 or more, got {self.batch_size}", "batch_size", "e.g. 128")
         if not 0 < self.validation_split < 1:
@@ -88,7 +96,8 @@ class Measurement:
                 "per_channel_conv": self.per_channel_conv, "epochs": self.epochs, "batch_size": self.batch_size,
                 "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate.name,
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
-                "learning_rate": self.learning_rate, "task": self.task.name if self.task else None}
+                "learning_rate": self.learning_rate, "task": self.task.name if self.task else None,
+                **({"calibration_rows": self.calibration_rows} if self.calibration_rows else {})}
 
     @classmethod
     def from_json(cls, payload: JsonDict) -> Measurement:
@@ -123,15 +132,31 @@ class PlanRequest:
 
 
 @dataclass(frozen=True)
+class JointDrop:
+    """A plan measured with all its tensors compressed at once: its drop vs the given model (the table's
+    unit), the fine-tuning epochs that gave it (0: zero-shot), the standard error of that drop as a
+    paired difference on the same rows, and the agreement with the given model's outputs (None: not
+    measured)."""
+
+    drop: float
+    epochs: int
+    noise: float
+    agreement: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
 class PlanOutcome:
     """What `make_plan` found: the plan to use (exact bytes and arena measured), every plan the check
-    tried, the sensitivity table, and the budget with a target ratio resolved to bytes."""
+    tried, the sensitivity table, the budget with a target ratio resolved to bytes, the backend that
+    measured ("keras" or "tflite") and the rows the check measured on."""
 
     plan: Plan
     tried: list[Plan]
     table: SensitivityTable
     budget: Budget
     noise: float  # the standard error of one validation accuracy
+    backend: str = "keras"
+    check_rows: int = 0
 
     @property
     def over_budget(self) -> bool:

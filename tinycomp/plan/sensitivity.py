@@ -19,7 +19,6 @@ fine-tunes on every fit row and measures on the whole validation split, as `clus
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,15 +44,12 @@ from tinycomp.plan.candidates import (
     Candidate,
     CandidateResult,
     Estimate,
-    PartialTable,
-    Shard,
     assemble_drops,
     candidates_of,
     fine_tune_limit,
-    merge_parts,
 )
 from tinycomp.plan.choose import LayerSensitivity, Option, Plan, SensitivityTable, counted_drops, plan_spec
-from tinycomp.plan.costs import WeightInfo, final_size, ideal_bytes, layer_byte_costs, weight_info
+from tinycomp.plan.costs import WeightInfo, ideal_bytes, weight_info
 from tinycomp.plan.measure import (
     Measurer,
     ResultCallback,
@@ -63,7 +59,7 @@ from tinycomp.plan.measure import (
     measure_in_processes,
     seeded_rows,
 )
-from tinycomp.plan.request import AUTO_LEARNING_RATES, ByteCosts, Measurement
+from tinycomp.plan.request import AUTO_LEARNING_RATES, ByteCosts, JointDrop, Measurement
 from tinycomp.specs import MAX_BITWIDTH, ClusteringSpec, LayerClustering
 from tinycomp.tflite.find_tensors import bits_for
 from tinycomp.train import fit
@@ -111,18 +107,6 @@ def training_loss(model: Any, data: Dataset, task: Task | None = None) -> LossCh
     saved = saved_config(model)
     return choose_loss(model, task=task or task_of(model, data),
                        saved_loss=saved.saved_loss if saved else None)
-
-
-@dataclass(frozen=True)
-class JointDrop:
-    """A plan measured with all its layers clustered at once: its drop vs the given model (the table's
-    unit), the fine-tuning epochs that gave it (0: zero-shot was no worse than fine-tuned), and the
-    standard error of that drop as a paired difference on the same rows (classify: from the rows the
-    two models disagree on; regress: one SNR's noise)."""
-
-    drop: float
-    epochs: int
-    noise: float
 
 
 def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *, measurement: Measurement,
@@ -274,33 +258,33 @@ class HopelessLayers:
 
     def __call__(self, candidate: Candidate) -> bool:
         control = self.results.get(CONTROL)
-        if (not self.estimate.zero_shot or candidate.layer is None or candidate.clusters is None or control is None
+        if (not self.estimate.zero_shot or candidate.tensor is None or candidate.values is None or control is None
                 or control.fine_tuned is None):
             return False
         limit = fine_tune_limit(self.max_drop, reference=self.reference, control=control.fine_tuned,
                                    noise=self.noise, scale=self.scale)
-        prefix = f"{candidate.layer}/"
+        prefix = f"{candidate.tensor}/"
         larger = {int(k[len(prefix):]): r for k, r in self.results.items()
-                  if k.startswith(prefix) and int(k[len(prefix):]) > candidate.clusters}
+                  if k.startswith(prefix) and int(k[len(prefix):]) > candidate.values}
         if limit is None or not larger:
             return False
         drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
                                control=control.fine_tuned, limit=limit, scale=self.scale)
-        return any(d.drop > limit and larger[c].fine_tuned is not None for c, d in drops.items())
+        return any(limit.exceeded_by(d.drop) and larger[c].fine_tuned is not None for c, d in drops.items())
 
 
-def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *, int8: bytes,
-                   infos: dict[str, WeightInfo], costs: ByteCosts, max_drop: float | None,
-                   seconds: float) -> SensitivityTable:
-    """The sensitivity table from every candidate's results and the layers' exact byte costs."""
+def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *,
+                   infos: dict[str, WeightInfo], costs: tuple[dict[str, dict[int, int]], int, int],
+                   max_drop: float | None, seconds: float) -> SensitivityTable:
+    """The sensitivity table from every candidate's results and the layers' exact byte costs
+    ((layer → bits → bytes, once-paid overhead, the int8 file's bytes): `make.byte_costs`)."""
     m = prepared.measurer
     measurement, reference = m.measurement, m.reference
     control = results[CONTROL].fine_tuned
     if control is None:
         raise ValueError("the control was not measured")
     limit = fine_tune_limit(max_drop, reference=reference, control=control, noise=m.noise, scale=m.scale)
-    byte_costs, overhead = layer_byte_costs(int8, infos, {n: sorted({bits_for(c) for c in cs})
-                                                          for n, cs in prepared.usable.items()}, costs.strip)
+    byte_costs, overhead, base = costs
     layers = []
     for name in prepared.names:
         info, counts = infos[name], prepared.usable[name]
@@ -317,47 +301,6 @@ def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateR
         counted_drops(options)
         layers.append(LayerSensitivity(name, type(model.get_layer(name)).__name__, info.weights, info.channels,
                                        measurement.per_channel_conv and is_conv2d(model.get_layer(name)), options))
-    return SensitivityTable(layers, final_size(int8, costs.strip), overhead, reference, control,
+    return SensitivityTable(layers, base, overhead, reference, control,
                             len(m.rows.y_val), measurement.epochs, m.seed, seconds, task=m.task,
                             learning_rate=measurement.learning_rate)
-
-
-def sensitivity(model: Any, data: Dataset, *, task: Task, measurement: Measurement, costs: ByteCosts, seed: int,
-                max_drop: float | None = None, jobs: int = 1, done: dict[str, CandidateResult] | None = None,
-                parts: list[tuple[str, PartialTable]] | None = None, on_result: ResultCallback | None = None,
-                on_start: Callable[[list[Candidate]], None] | None = None) -> tuple[SensitivityTable, bytes, dict[str, WeightInfo]]:
-    """Measure every eligible layer at every usable cluster count (what `done` lacks), in `jobs`
-    processes; returns the table, the int8 model bytes the costs were measured on, and the layers'
-    WeightInfo.
-
-    `costs` makes the byte costs those of `quantize --per-tensor-dense --io IO` and `compress
-    --strip`: pass what the real chain will use. `max_drop` (the accuracy budget, if any) lets the
-    fast estimate skip fine-tunes it would not count. `on_start` gets the canonical candidates before
-    anything is measured, `on_result` every new result. With `parts` ((source, PartialTable) of
-    every shard), nothing is measured: the parts must cover every candidate exactly once.
-    """
-    start = time.perf_counter()
-    prepared = prepare(model, data, task=task, measurement=measurement, seed=seed)
-    if parts is not None:
-        done = merge_parts(parts, candidates=prepared.candidates)
-    if on_start:
-        on_start(prepared.candidates)
-    int8, infos = int8_for_costs(model, data, prepared.names, seed=seed, costs=costs)
-    results = measure_candidates(prepared, todo=prepared.candidates, done=done or {}, jobs=jobs,
-                                 max_drop=max_drop, on_result=on_result)
-    table = assemble_table(model, prepared, results, int8=int8, infos=infos, costs=costs, max_drop=max_drop,
-                           seconds=time.perf_counter() - start)
-    return table, int8, infos
-
-
-def measure_shard(model: Any, data: Dataset, *, task: Task, measurement: Measurement, seed: int, shard: Shard, jobs: int = 1,
-                  done: dict[str, CandidateResult] | None = None, on_result: ResultCallback | None = None,
-                  on_start: Callable[[list[Candidate]], None] | None = None) -> dict[str, CandidateResult]:
-    """Measure shard `shard` of the canonical candidates (what `done` lacks); returns its results.
-    No budget is known here, so the fast estimate makes every fine-tune its zero-shot measurement asks for."""
-    prepared = prepare(model, data, task=task, measurement=measurement, seed=seed)
-    mine = shard.select(prepared.candidates)
-    if on_start:
-        on_start(mine)
-    results = measure_candidates(prepared, todo=mine, done=done or {}, jobs=jobs, on_result=on_result)
-    return {c.key: results[c.key] for c in mine}

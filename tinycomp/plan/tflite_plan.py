@@ -17,9 +17,10 @@ processes and merged parts give the table one sequential run gives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,33 +28,35 @@ import numpy as np
 
 from tinycomp import tflm
 from tinycomp.data import Dataset, check_fits_model
-from tinycomp.errors import DataError, InterpreterError, InvalidValue, ModelError
-from tinycomp.metrics import Task, choose_task, get_task
+from tinycomp.errors import DataError, ModelError
+from tinycomp.metrics import Task, choose_task
 from tinycomp.plan.candidates import (
     CONTROL,
     Candidate,
     CandidateResult,
-    PartialTable,
-    Shard,
     candidates_of,
-    merge_parts,
 )
 from tinycomp.plan.choose import (
     DEFAULT_CLUSTER_COUNTS,
-    Budget,
     LayerSensitivity,
     Option,
     Plan,
     SensitivityTable,
-    Slicing,
-    checked_plan,
-    choose_plan,
-    choose_plan_within_ram,
     counted_drops,
 )
 from tinycomp.plan.costs import _synthetic, ideal_bytes, kernel_decode_budgets
+from tinycomp.plan.decision import Limit
+from tinycomp.plan.make import byte_costs
 from tinycomp.plan.measure import seeded_rows
-from tinycomp.specs import MAX_BITWIDTH, PalettizationSpec, PerChannel, TensorBits
+from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
+from tinycomp.specs import (
+    PalettizationSpec,
+    PerChannel,
+    TensorBits,
+    dump_palettization_spec,
+    parse_palettization_spec,
+)
+from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS, Calibrator, calibration_of
 from tinycomp.tflite.compress import compress_model
 from tinycomp.tflite.cut import first_reader, live_tensors, suffix_model, why_not_cut
 from tinycomp.tflite.find_tensors import (
@@ -64,18 +67,11 @@ from tinycomp.tflite.find_tensors import (
     encoded_size,
     quantization_layout,
 )
+from tinycomp.tflite.levels import most_values, palettize_array, weight_label
 from tinycomp.tflite.model import parse_tflite, schema
-from tinycomp.tflite.palettize import (
-    most_values,
-    palettizable_weights,
-    palettize_array,
-    select_weights,
-    weight_label,
-    why_not,
-)
+from tinycomp.tflite.palettize import palettizable_weights, select_weights, why_not
 from tinycomp.tflite.private import fast_buffer_packing, replace_buffers
 from tinycomp.tflite.strip import strip_model
-from tinycomp.tflm import arena_of, default_jobs, run_parallel
 
 TFLITE_KIND = "tflite"
 # 2 values per channel (1 bit) zero-shot is rarely usable; plan measures 2–6 bits unless told otherwise.
@@ -95,56 +91,38 @@ MAX_CACHED_BYTES = 512 * 2 ** 20
 TensorKey = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class TfliteMeasurement:
-    """How candidates of a .tflite are measured: the bitwidths, the tensors, the validation rows, the task."""
-
-    bits: tuple[int, ...] = DEFAULT_BITS
-    tensors: tuple[str, ...] = ()  # empty: every palettizable weight
-    validation_split: float = 0.2
-    validation_rows: int = DEFAULT_VALIDATION_ROWS  # per candidate; 0: all of the held-out rows
-    task: Task | None = None  # CLASSIFY or REGRESS (or its name); None: chosen from the data and the model's output
-
-    def __post_init__(self) -> None:
-        if isinstance(self.task, str):
-            object.__setattr__(self, "task", get_task(self.task))
-        object.__setattr__(self, "bits", tuple(sorted(set(self.bits))))
-        object.__setattr__(self, "tensors", tuple(self.tensors))
-        bad = [b for b in self.bits if not 1 <= b <= MAX_BITWIDTH]
-        if not self.bits or bad:
-            raise InvalidValue(f"bitwidths must be 1–{MAX_BITWIDTH}" + (f", got {bad[0]}" if bad else ""),
-                               "cluster_counts", "e.g. 2,4,8,16 (cluster counts: 1–4 bits)")
-        if not 0 < self.validation_split < 1:
-            raise InvalidValue(f"validation split must be in (0, 1), got {self.validation_split}", "validation_split",
-                               "e.g. 0.2")
-        if self.validation_rows < 0:
-            raise InvalidValue(f"validation rows must be 0 (all) or more, got {self.validation_rows}",
-                               "validation_rows", "e.g. 2048")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": TFLITE_KIND, "bits": list(self.bits), "tensors": list(self.tensors),
-                "validation_split": self.validation_split, "validation_rows": self.validation_rows,
-                "task": self.task.name if self.task else None}
-
-
 @dataclass
 class Palettes:
     """The int8 file and its weights' palettized values per bitwidth (computed once each), and the files
-    made from them."""
+    made from them. With a `calibrator` (`tflite.calibrated.Calibrator`), each weight is palettized with
+    data as `palettize --data` palettizes it, its operator's bias corrected too."""
 
     int8: bytes
     weights: dict[str, WeightTensor]  # label → weight, in graph order
     source: str = "model"
-    _arrays: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    model: Any = None  # the parsed int8 file the weights are of
+    calibrator: Any = None
+    _values: dict[tuple[str, int], dict[int, np.ndarray]] = field(default_factory=dict)
     _lut_model: Any = None
 
-    def array(self, name: str, bits: int) -> np.ndarray:
+    def values(self, name: str, bits: int) -> dict[int, np.ndarray]:
+        """{tensor index: new values} of `name` palettized to `bits`: its weight, and with calibration its
+        operator's corrected bias."""
 
-        if (name, bits) not in self._arrays:
+        if (name, bits) not in self._values:
             weight = self.weights[name]
-            self._arrays[(name, bits)] = palettize_array(np.asarray(weight.array), quantization_layout(weight.tensor),
-                                                         bits)
-        return self._arrays[(name, bits)]
+            if self.calibrator is None:
+                array = palettize_array(np.asarray(weight.array), quantization_layout(weight.tensor), bits)
+                self._values[(name, bits)] = {weight.index: array}
+            else:
+                found = self.calibrator.calibrated(weight, bits)
+                extra = {} if found.bias_index is None else {found.bias_index: found.bias}
+                self._values[(name, bits)] = {weight.index: found.values, **extra}
+        return self._values[(name, bits)]
+
+    def array(self, name: str, bits: int) -> np.ndarray:
+        """The palettized values of `name`'s weight."""
+        return self.values(name, bits)[self.weights[name].index]
 
     def model_with(self, choice: dict[str, int]) -> bytes:
         """The int8 file with each named weight palettized to its bits, everything else byte for byte as given.
@@ -154,8 +132,9 @@ class Palettes:
 
         if not choice:
             return self.int8
-        return replace_buffers(self.int8, {int(self.weights[name].tensor.buffer.index): self.array(name, bits).tobytes()
-                                           for name, bits in choice.items()}, self.source)
+        tensors = self.model.subgraphs[0].tensors
+        return replace_buffers(self.int8, {int(tensors[t].buffer.index): a.tobytes() for name, bits in choice.items()
+                                           for t, a in self.values(name, bits).items()}, self.source)
 
     def lut_bytes(self, name: str, bits: int) -> int:
         """Bytes of the tensor's LUT encoding (indices, value tables, header) once palettized to `bits`, from
@@ -198,11 +177,11 @@ def tensor_labels(weights: list[WeightTensor]) -> dict[str, WeightTensor]:
     return {(label if labels.count(label) == 1 else f"{label}#{w.index}"): w for label, w in zip(labels, weights)}
 
 
-def plannable(int8: bytes, measurement: TfliteMeasurement, source: str) -> tuple[Palettes, dict[str, list[int]]]:
+def plannable(int8: bytes, measurement: Measurement, source: str) -> tuple[Palettes, dict[str, list[int]]]:
     """The weights to plan (named, or every palettizable one) and each one's bitwidths that change it."""
 
     model = parse_tflite(int8, source)
-    chosen = select_weights(model, list(measurement.tensors) or None, source)
+    chosen = select_weights(model, list(measurement.layers) or None, source)
     elsewhere = sorted({w.subgraph for w in chosen if w.subgraph != 0})
     if elsewhere:  # candidates, cuts and the check run subgraph 0's tensors (by index)
         raise ModelError(f"the model has weight tensors in subgraph {', '.join(map(str, elsewhere))}; plan measures "
@@ -211,7 +190,7 @@ def plannable(int8: bytes, measurement: TfliteMeasurement, source: str) -> tuple
     usable_weights, reasons = [], []
     for w in chosen:
         reason = why_not(w)
-        if reason and measurement.tensors:
+        if reason and measurement.layers:
             raise ModelError(reason, source, "leave this tensor out of --layer")
         if reason:
             reasons.append(reason)
@@ -224,17 +203,22 @@ def plannable(int8: bytes, measurement: TfliteMeasurement, source: str) -> tuple
     usable = {}
     for name, w in weights.items():
         values = most_values(np.asarray(w.array), quantization_layout(w.tensor))
-        bits = [b for b in measurement.bits if 2 ** b < values]
+        bits = [b for b in bits_of(measurement) if 2 ** b < values]
         if bits:
             usable[name] = bits
     if not usable:
         raise ModelError("no weight tensor has more values per channel than the bitwidths planned keep", source,
                          "plan with more bits (--clusters), or the model is palettized already")
-    return Palettes(int8, {n: weights[n] for n in usable}, source), usable
+    return Palettes(int8, {n: weights[n] for n in usable}, source, model), usable
+
+
+def bits_of(measurement: Measurement) -> tuple[int, ...]:
+    """The measurement's cluster counts as index bitwidths (8 values per channel: 3 bits)."""
+    return tuple(sorted({bits_for(c) for c in measurement.cluster_counts}))
 
 
 def tflite_candidates(usable: dict[str, list[int]]) -> list[Candidate]:
-    """The control, then each tensor's bitwidths from many values to few (as `Candidate(name, 2^bits)`)."""
+    """The control, then each tensor's bitwidths from many values to few."""
     return candidates_of({name: [2 ** b for b in bits] for name, bits in usable.items()})
 
 
@@ -250,7 +234,7 @@ class Rows:
     task: Task
 
 
-def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, seed: int, source: str) -> Rows:
+def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> Rows:
     """The last `validation_split` of the training rows, fitted to the model's input; a seeded subset of
     `validation_rows` of them for the candidates."""
 
@@ -267,7 +251,7 @@ def validation_rows(data: Dataset, int8: bytes, measurement: TfliteMeasurement, 
         raise DataError(f"{n} training rows leave no validation rows at a split of {measurement.validation_split:g}",
                         data.name, "use more data or a larger validation split")
     x_all, y_all = np.asarray(data.x_train[n - held:]), np.asarray(data.y_train[n - held:])
-    rows, check = row_sets(held, measurement.validation_rows, seed)
+    rows, check = row_sets(held, measurement.validation_rows or 0, seed)
     return Rows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
 
 
@@ -378,8 +362,8 @@ class Runner:
 
         op = min((self.op_of[name] for name in choice), default=0)
         template = self._template(op)
-        values = {template.buffers[self.palettes.weights[name].index]: self.palettes.array(name, bits).tobytes()
-                  for name, bits in choice.items()}
+        values = {template.buffers[t]: a.tobytes() for name, bits in choice.items()
+                  for t, a in self.palettes.values(name, bits).items()}
         return replace(template, data=replace_buffers(template.data, values, self.palettes.source)), op
 
     def inputs(self, op: int, rows: slice) -> tuple[tuple[np.ndarray, ...], bool]:
@@ -494,8 +478,8 @@ class Schedule:
         self.scale = task.scale
         self.bits: dict[str, list[int]] = {}
         for c in candidates:
-            if c.layer is not None:
-                self.bits.setdefault(c.layer, []).append(bits_for(c.clusters or 2))
+            if c.tensor is not None and c.bits is not None:
+                self.bits.setdefault(c.tensor, []).append(c.bits)
         self.bits = {name: sorted(bits) for name, bits in self.bits.items()}
         self.released: set[str] = set(results)
         self.all = candidates
@@ -511,24 +495,24 @@ class Schedule:
         return self.scale * (control.zero_shot - result.zero_shot)
 
     @property
-    def limit(self) -> float | None:
+    def limit(self) -> Limit | None:
         control = self.results.get(CONTROL)
         if self.max_drop is None or control is None or control.zero_shot is None:
             return None
-        return self.max_drop + float(self.task.noise(control.zero_shot, self.rows))
+        return Limit(self.max_drop, float(self.task.noise(control.zero_shot, self.rows)))
 
     def wanted(self, c: Candidate) -> bool:
-        if self.max_drop is None or c.layer is None:
+        if self.max_drop is None or c.tensor is None or c.bits is None:
             return True
-        bits, order = bits_for(c.clusters or 2), self.bits[c.layer]
-        pivot, i = self.pivot(c.layer), order.index(bits_for(c.clusters or 2))
+        bits, order = c.bits, self.bits[c.tensor]
+        pivot, i = self.pivot(c.tensor), order.index(c.bits)
         if bits == pivot:
             return True
         neighbour = order[i + 1] if bits < pivot else order[i - 1]
-        drop, limit = self.drop(c.layer, neighbour), self.limit
+        drop, limit = self.drop(c.tensor, neighbour), self.limit
         if drop is None or limit is None:
             return False
-        return drop <= limit if bits < pivot else drop > 0
+        return not limit.exceeded_by(drop) if bits < pivot else drop > 0
 
     def ready(self) -> list[Candidate]:
         out = [c for c in self.all if c.key not in self.released and self.wanted(c)]
@@ -545,8 +529,8 @@ def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult
 
     bits: dict[str, list[int]] = {}
     for c in candidates:
-        if c.layer is not None and c.key not in results:
-            bits.setdefault(c.layer, []).append(bits_for(c.clusters or 2))
+        if c.tensor is not None and c.bits is not None and c.key not in results:
+            bits.setdefault(c.tensor, []).append(c.bits)
     pivots = {name: min((b for b in sorted(found) if b >= PIVOT_BITS), default=max(found)) for name, found in bits.items()}
     fewer = sorted(((name, b) for name, found in bits.items() for b in found if b < pivots[name]), key=lambda nb: -nb[1])
     return list(pivots.items()) + fewer
@@ -575,10 +559,10 @@ def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, Cand
     schedule = Schedule(candidates, results, task=rows.task, rows=len(rows.y), max_drop=max_drop)
     last = [time.perf_counter()]
 
-    choices = {c.key: {c.layer: bits_for(c.clusters or 2)} for c in candidates if c.layer is not None}
+    choices = {c.key: {c.tensor: c.bits} for c in candidates if c.tensor is not None and c.bits is not None}
 
     def ready() -> list[tuple[Any, tuple[Any, ...]]]:
-        return [(c.key, runner.candidate_task(choices[c.key])) for c in schedule.ready() if c.layer is not None]
+        return [(c.key, runner.candidate_task(choices[c.key])) for c in schedule.ready() if c.tensor is not None]
 
     def finished(key: str, outputs: tflm.RowOutputs) -> None:
         runner.keep(key, choices[key], outputs)
@@ -594,29 +578,6 @@ def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, Cand
     return results
 
 
-def byte_costs(palettes: Palettes, usable: dict[str, list[int]], strip: bool) -> tuple[dict[str, dict[int, int]], int, int]:
-    """({tensor: {bits: bytes it costs in the compressed file}}, once-only DECODE overhead, the file's own bytes).
-
-    A tensor's cost at its fewest bits is the file's size change when only that tensor is palettized and
-    compressed with tflite-micro, plus its int8 bytes; at other bits, the difference of its LUT
-    encodings is added (exact up to the 16-byte alignment of buffers). What every single-tensor
-    compression pays once (the DECODE operator code) is measured with two tensors and taken out."""
-    base = len(palettes.compressed({}, strip))
-    raw = {name: len(palettes.weights[name].tensor.buffer.data) for name in usable}
-    costs: dict[str, dict[int, int]] = {}
-    for name, bits in usable.items():
-        fewest = min(bits)
-        at_fewest = raw[name] + len(palettes.compressed({name: fewest}, strip)) - base
-        lut_fewest = palettes.lut_bytes(name, fewest)
-        costs[name] = {b: at_fewest + palettes.lut_bytes(name, b) - lut_fewest for b in bits}
-    overhead = 0
-    if len(costs) >= 2:
-        (first, a), (second, b) = [(n, min(c)) for n, c in list(costs.items())[:2]]
-        pair = len(palettes.compressed({first: a, second: b}, strip)) - base
-        overhead = max(0, costs[first][a] - raw[first] + costs[second][b] - raw[second] - pair)
-    return {n: {b: v - overhead for b, v in c.items()} for n, c in costs.items()}, overhead, base
-
-
 def worth_measuring(costs: dict[str, dict[int, int]], raw: dict[str, int]) -> dict[str, list[int]]:
     """Each tensor's bitwidths whose compressed bytes are below its int8 bytes (the others can never be chosen:
     leaving the tensor as it is costs fewer bytes at no drop)."""
@@ -624,48 +585,17 @@ def worth_measuring(costs: dict[str, dict[int, int]], raw: dict[str, int]) -> di
     return {name: bits for name, bits in kept.items() if bits}
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """The weights, the bitwidths worth measuring per tensor, and their byte costs (all from the file alone,
-    so every shard finds the same candidates)."""
-
-    palettes: Palettes
-    usable: dict[str, list[int]]
-    costs: dict[str, dict[int, int]]
-    overhead: int
-    base: int
-
-    @property
-    def candidates(self) -> list[Candidate]:
-        return tflite_candidates(self.usable)
-
-
-def prepare(int8: bytes, measurement: TfliteMeasurement, *, strip: bool, source: str,
-            on_weights: Callable[[Palettes], None] | None = None) -> Prepared:
-    """The weights, bitwidths and byte costs; `on_weights` gets the weights before the byte costs are
-    measured (to start TFLM work that overlaps them)."""
-    palettes, changing = plannable(int8, measurement, source)
-    if on_weights:
-        on_weights(palettes)
-    costs, overhead, base = byte_costs(palettes, changing, strip)
-    raw = {name: len(palettes.weights[name].tensor.buffer.data) for name in changing}
-    usable = worth_measuring(costs, raw)
-    if not usable:
-        raise ModelError("LUT compression would not shrink any weight tensor at the bitwidths planned", source,
-                         "the model's weight tensors are too small to gain from palettizing")
-    return Prepared(palettes, usable, {n: costs[n] for n in usable}, overhead, base)
-
-
-def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows, *, seed: int,
-             seconds: float) -> SensitivityTable:
+def assemble(palettes: Palettes, usable: dict[str, list[int]], costs: tuple[dict[str, dict[int, int]], int, int],
+             results: dict[str, CandidateResult], rows: Rows, *, seed: int, seconds: float) -> SensitivityTable:
     """The sensitivity table: every tensor's measured options with their drops and byte costs."""
 
     reference = results[CONTROL].zero_shot
     assert reference is not None
+    by_bits, overhead, base = costs
     scale = rows.task.scale
     layers = []
-    for name, bits in prepared.usable.items():
-        w = prepared.palettes.weights[name]
+    for name, bits in usable.items():
+        w = palettes.weights[name]
         layout = quantization_layout(w.tensor)
         tables = int(w.array.shape[layout.axis]) if isinstance(layout, PerChannel) else 1
         size = len(w.tensor.buffer.data)
@@ -674,33 +604,12 @@ def assemble(prepared: Prepared, results: dict[str, CandidateResult], rows: Rows
             result = results.get(f"{name}/{2 ** b}")
             if result is None or result.zero_shot is None:  # not measured: it could not be chosen
                 continue
-            options.append(Option(2 ** b, b, prepared.costs[name][b], ideal_bytes(int(w.array.size), tables, b),
+            options.append(Option(2 ** b, b, by_bits[name][b], ideal_bytes(int(w.array.size), tables, b),
                                   measured_drop=scale * (reference - result.zero_shot), accuracy=result.zero_shot,
                                   fine_tuned=False))
         counted_drops(options)
         layers.append(LayerSensitivity(name, w.op, int(w.array.size), tables, isinstance(layout, PerChannel), options))
-    return SensitivityTable(layers, prepared.base, prepared.overhead, reference, reference, len(rows.y), 0, seed,
-                            seconds, task=rows.task)
-
-
-@dataclass
-class TflitePlanOutcome:
-    """The plan to use (exact bytes and arena measured), every plan the check tried, the table, the
-    budget (a ratio resolved to bytes), the noise of one validation score on the check's rows, the spec
-    for `palettize`, and how many rows the check used."""
-
-    plan: Plan
-    tried: list[Plan]
-    table: SensitivityTable
-    budget: Budget
-    noise: float
-    spec: PalettizationSpec
-    check_rows: int = 0
-
-    @property
-    def over_budget(self) -> bool:
-        drop, budget = self.plan.checked_drop, self.budget.max_drop
-        return drop is not None and budget is not None and drop > budget
+    return SensitivityTable(layers, base, overhead, reference, reference, len(rows.y), 0, seed, seconds, task=rows.task)
 
 
 def float32_bytes(int8: bytes, source: str = "model") -> int:
@@ -711,116 +620,6 @@ def float32_bytes(int8: bytes, source: str = "model") -> int:
     extra = sum(3 * len(t.buffer.data) for s in model.subgraphs for t in s.tensors
                 if t.buffer is not None and t.buffer.data and t.dtype == schema().TensorType.INT8)
     return len(int8) + extra
-
-
-def plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteMeasurement, *, seed: int = 0, jobs: int = 1,
-                strip: bool = False, check: bool = True, source: str = "model",
-                done: dict[str, CandidateResult] | None = None, parts: list[tuple[str, PartialTable]] | None = None,
-                on_start: Callable[[list[Candidate]], None] | None = None, on_result: ResultCallback | None = None,
-                on_checked: Callable[[Plan, float], None] | None = None) -> TflitePlanOutcome:
-    """Plan `int8` on `data` within `budget`: measure (or merge `parts`, or complete `done`), choose, check."""
-
-    with tflm.worker_pool(max(1, jobs), source) as pool, fast_buffer_packing():
-        return _plan_tflite(int8, data, budget, measurement, pool, seed=seed, jobs=jobs, strip=strip, check=check,
-                            source=source, done=done, parts=parts, on_start=on_start, on_result=on_result,
-                            on_checked=on_checked)
-
-
-def _plan_tflite(int8: bytes, data: Dataset, budget: Budget, measurement: TfliteMeasurement, pool: Any, *, seed: int,
-                 jobs: int, strip: bool, check: bool, source: str, done: dict[str, CandidateResult] | None,
-                 parts: list[tuple[str, PartialTable]] | None, on_start: Callable[[list[Candidate]], None] | None,
-                 on_result: ResultCallback | None, on_checked: Callable[[Plan, float], None] | None) -> TflitePlanOutcome:
-    started = time.perf_counter()
-    rows = validation_rows(data, int8, measurement, seed, source)
-    if budget.max_drop is not None and budget.task != rows.task:
-        raise InvalidValue(f"this is a {rows.task.name} model: drops are measured in {rows.task.unit}, not "
-                           f"{budget.task.unit}", budget.task.budget_field,
-                           f"give the drop budget as --{rows.task.budget_field.replace('_', '-')}")
-    budget = replace(budget, task=rows.task)
-    runners: list[Runner] = []
-
-    def start(palettes: Palettes) -> None:
-        runners.append(Runner(palettes, rows, pool, jobs, check_rows=check))
-        if parts is None or check:
-            runners[0].start_reference()
-
-    prepared = prepare(int8, measurement, strip=strip, source=source, on_weights=start)
-    palettes, candidates, runner = prepared.palettes, prepared.candidates, runners[0]
-    if parts is not None:
-        done = merge_parts(parts, candidates=candidates)
-    if on_start:
-        on_start(candidates)
-    max_drop = budget.max_drop if parts is None else None
-    results = measure(runner, candidates, done=done, max_drop=max_drop, on_result=on_result)
-    table = assemble(prepared, results, rows, seed=seed, seconds=time.perf_counter() - started)
-    if budget.target_ratio is not None:
-        budget = budget.resolved(float32_bytes(int8, source))
-    lowest = {layer.name: min(o.bits for o in layer.options if o.clusters is not None) for layer in table.layers}
-    cache: dict[frozenset[str], int] = {}
-
-    def arenas_of(sets: list[frozenset[str]]) -> list[int]:
-        missing = [s for s in dict.fromkeys(sets) if s not in cache]
-        if missing:
-            files = [(palettes.compressed({n: lowest[n] for n in s}, strip),) for s in missing]
-            measured = run_parallel(arena_of, files, max(1, jobs), source="the planned model", pool=pool)
-            if None in measured:
-                raise InterpreterError("TFLM did not report its arena size", "the planned model", "plan without a RAM budget")
-            cache.update(zip(missing, measured))
-        return [cache[s] for s in sets]
-
-    sliced_cache: dict[tuple[frozenset[str], int], int] = {}
-
-    def sliced_arenas(names: frozenset[str], budgets: list[int]) -> list[int]:
-        missing = [b for b in dict.fromkeys(budgets) if (names, b) not in sliced_cache]
-        if missing:
-            files = [(palettes.compressed({n: lowest[n] for n in names}, strip, b),) for b in missing]
-            measured = run_parallel(arena_of, files, max(1, jobs), source="the sliced planned model", pool=pool)
-            if None in measured:
-                raise InterpreterError("TFLM did not report its arena size", "the sliced planned model",
-                                       "plan without a RAM budget")
-            sliced_cache.update(((names, b), a) for b, a in zip(missing, measured))
-        return [sliced_cache[(names, b)] for b in budgets]
-
-    def decode_budgets(names: frozenset[str]) -> list[int]:
-        kernels = [palettes.weights[n] for n in names]
-        return kernel_decode_budgets([(w.op, w.shape, int(np.prod(w.shape))) for w in kernels])
-
-    slicing = Slicing(budgets=decode_budgets, arenas=sliced_arenas, batch=default_jobs())
-
-    def choose(max_drop: float | None) -> Plan:
-        within = budget if max_drop is None else replace(budget, max_drop=max_drop)
-        if within.ram_bytes is None:
-            return choose_plan(table, within)
-        return choose_plan_within_ram(table, within, arenas_of, slicing)
-
-    reference = table.reference_accuracy
-
-    def measure_joint(plan: Plan) -> float:
-        """The plan's drop on the check's rows, run from its earliest cut; its paired noise goes to the plan."""
-        if runner.reference is None:
-            runner.run_reference()
-        assert runner.reference is not None
-        outputs = runner.run_joint({n: o.bits for n, o in plan.clustered().items()})
-        drop = rows.task.scale * (score(runner.reference, rows.y_check, rows.task) - score(outputs, rows.y_check, rows.task))
-        plan.checked_noise = float(rows.task.paired_noise(runner.reference, outputs, rows.y_check))
-        # identical outputs have an infinite SNR, which JSON cannot hold: left out
-        plan.checked_agreement = {k: v for k, v in rows.task.agreement(outputs, runner.reference).items()
-                                  if np.isfinite(v)}
-        if on_checked:
-            on_checked(plan, drop)
-        return drop
-
-    noise = float(rows.task.noise(reference, len(rows.y_check)))
-    if check:
-        chosen, tried = checked_plan(choose, measure_joint, budget.max_drop, noise)
-    else:
-        chosen, tried = choose(budget.max_drop), []
-    choice = {n: o.bits for n, o in chosen.clustered().items()}
-    planned = palettes.compressed(choice, strip, chosen.decode_budget)
-    chosen.exact_bytes = len(planned)
-    if chosen.arena_bytes is None:
-        [chosen.arena_bytes] = run_parallel(arena_of, [(planned,)], 1, source="the planned model", pool=pool)
-    return TflitePlanOutcome(chosen, tried, table, budget, noise, palettization_spec(palettes, chosen), len(rows.y_check))
 
 
 def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
@@ -836,26 +635,192 @@ def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
     return PalettizationSpec(tuple(entries), plan.decode_budget)
 
 
-def measure_shard(int8: bytes, data: Dataset, measurement: TfliteMeasurement, shard: Shard, *, seed: int = 0, jobs: int = 1,
-                  strip: bool = False, source: str = "model", done: dict[str, CandidateResult] | None = None,
-                  on_start: Callable[[list[Candidate]], None] | None = None,
-                  on_result: ResultCallback | None = None) -> dict[str, CandidateResult]:
-    """Shard `shard` of the canonical candidates, every one measured (no budget is known here)."""
-    with fast_buffer_packing():
-        prepared = prepare(int8, measurement, strip=strip, source=source)
-    rows = validation_rows(data, int8, measurement, seed, source)
-    mine = shard.select(prepared.candidates)
-    if on_start:
-        on_start(mine)
-    with tflm.worker_pool(max(1, jobs), source) as pool, fast_buffer_packing():
-        runner = Runner(prepared.palettes, rows, pool, jobs, check_rows=False)
-        results = measure(runner, mine, done=done, on_result=on_result)
-    return {c.key: results[c.key] for c in mine}
+def input_shape(int8: bytes, source: str = "model") -> tuple[int, ...]:
+    """The shape of one input row of the model (its batch axis left out)."""
+    return tuple(int(d) for d in parse_tflite(int8, source).subgraphs[0].inputs[0].shape[1:])
 
 
-def task_of(int8: bytes, data: Dataset, measurement: TfliteMeasurement, source: str = "model") -> Task:
-    """The task the data and the model's output make (or the measurement's)."""
-    return validation_rows(data, int8, replace(measurement, validation_rows=1), 0, source).task
+def task_of(int8: bytes, data: Dataset, task: Task | None, source: str = "model") -> Task:
+    """The task the data and the model's output make (or `task`); the data is checked to fit the model."""
+    return validation_rows(data, int8, Measurement(validation_rows=1, task=task), 0, source).task
+
+
+class TfliteBackend:
+    """The .tflite backend of the plan core: each candidate one weight tensor palettized (`Palettes`), run
+    zero-shot in TFLM worker processes from its cut (`Runner`), a drop budget leaving hopeless bits
+    unmeasured (`Schedule`); the joint check and refinement steps run the plan's tensors palettized
+    together on the check's rows (`CHECK_MULTIPLE`); files are the palettized tensors LUT-compressed as
+    `palettize` → `compress` make them; the spec written is `palettize`'s."""
+
+    kind = "tflite"
+
+    def __init__(self, int8: bytes, data: Dataset, *, measurement: Measurement, costs: ByteCosts, seed: int,
+                 task: Task, source: str = "model", check: bool = True):
+        self.int8, self.measurement, self.strip, self.seed, self.source = int8, measurement, costs.strip, seed, source
+        self.data = data
+        self.rows = validation_rows(data, int8, replace(measurement, task=task), seed, source)
+        self.task, self.data_name, self.check = self.rows.task, data.name, check
+        self.pool: Any = None
+        self.jobs = 1
+        self._palettes: Palettes | None = None
+        self._changing: dict[str, list[int]] = {}
+        self._runner: Runner | None = None
+        self._candidates: list[Candidate] | None = None
+        self._usable: dict[str, list[int]] = {}
+        self._costs: tuple[dict[str, dict[int, int]], int, int] = ({}, 0, 0)
+        self._joint: dict[frozenset[tuple[str, int]], JointDrop] = {}
+
+    @contextlib.contextmanager
+    def opened(self, jobs: int) -> Iterator[TfliteBackend]:
+        with tflm.worker_pool(max(1, jobs), self.source) as pool, fast_buffer_packing():
+            self.pool, self.jobs = pool, max(1, jobs)
+            try:
+                yield self
+            finally:
+                self.pool, self._runner = None, None
+
+    @property
+    def palettes(self) -> Palettes:
+        """The weights to plan; with calibration rows, palettized as `palettize --data` does (the int8 file's
+        layer inputs measured once, on the rows `palettize --calibration-rows N --seed SEED` takes)."""
+        if self._palettes is None:
+            palettes, self._changing = plannable(self.int8, self.measurement, self.source)
+            count = self.measurement.calibration_rows
+            if count:
+                calibration, _ = calibration_of(self.int8, self.data, count, self.seed, self.jobs, self.source)
+                palettes.calibrator = Calibrator(self.int8, palettes.model, list(palettes.weights.values()),
+                                                 calibration, self.source, self.pool)
+            self._palettes = palettes
+        return self._palettes
+
+    @property
+    def runner(self) -> Runner:
+        """The TFLM runner (started on the given file as soon as it exists: what the parent does meanwhile,
+        byte costs, overlaps it)."""
+        if self._runner is None:
+            self._runner = Runner(self.palettes, self.rows, self.pool, self.jobs, check_rows=self.check)
+            self._runner.start_reference()
+        return self._runner
+
+    def candidates(self) -> list[Candidate]:
+        if self._candidates is None:
+            palettes = self.palettes
+            _ = self.runner  # the given file runs in the workers while the byte costs are measured
+            costs, overhead, base = byte_costs(self, self._changing)
+            raw = {name: self.raw_bytes(name) for name in self._changing}
+            self._usable = worth_measuring(costs, raw)
+            if not self._usable:
+                raise ModelError("LUT compression would not shrink any weight tensor at the bitwidths planned",
+                                 palettes.source, "the model's weight tensors are too small to gain from palettizing")
+            self._costs = ({n: costs[n] for n in self._usable}, overhead, base)
+            self._candidates = tflite_candidates(self._usable)
+        return self._candidates
+
+    def measure(self, todo: list[Candidate], done: dict[str, CandidateResult], *, jobs: int, max_drop: float | None,
+                on_result: Callable[[CandidateResult], None]) -> dict[str, CandidateResult]:
+        return measure(self.runner, todo, done=done, max_drop=max_drop, on_result=on_result)
+
+    def table(self, results: dict[str, CandidateResult], *, max_drop: float | None, seconds: float) -> SensitivityTable:
+        return assemble(self.palettes, self._usable, self._costs, results, self.rows, seed=self.seed, seconds=seconds)
+
+    def adopt(self, table: SensitivityTable) -> SensitivityTable:
+        missing = [layer.name for layer in table.layers if layer.name not in self.palettes.weights]
+        if missing:
+            raise ModelError(f"the table's tensor {missing[0]!r} is not a weight of this model", self.source,
+                             "measure a new table")
+        _ = self.runner
+        return table
+
+    def raw_bytes(self, name: str) -> int:
+        return len(self.palettes.weights[name].tensor.buffer.data)
+
+    def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
+        """The file with only `name` palettized and compressed at its fewest bits; at other bits, the
+        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers)."""
+        fewest = min(bits)
+        at_fewest = len(self.model_bytes({name: fewest}))
+        lut_fewest = self.palettes.lut_bytes(name, fewest)
+        return {b: at_fewest + self.palettes.lut_bytes(name, b) - lut_fewest for b in bits}
+
+    def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
+        return self.palettes.compressed(choice, self.strip, decode_budget)
+
+    def decode_budgets(self, names: frozenset[str]) -> list[int]:
+        kernels = [self.palettes.weights[n] for n in names]
+        return kernel_decode_budgets([(w.op, w.shape, int(np.prod(w.shape))) for w in kernels])
+
+    def float32_bytes(self) -> int:
+        return float32_bytes(self.int8, self.source)
+
+    def noise(self, table: SensitivityTable) -> float:
+        return float(self.task.noise(table.reference_accuracy, self.check_rows()))
+
+    def check_rows(self) -> int:
+        return len(self.rows.y_check)
+
+    def joint_drop(self, table: SensitivityTable, plan: Plan) -> JointDrop:
+        """The plan's drop on the check's rows, run from its earliest cut, with its paired noise and its
+        agreement with the given file (measured once per choice)."""
+        choice = {n: o.bits for n, o in plan.clustered().items()}
+        key = frozenset(choice.items())
+        if key not in self._joint:
+            runner, rows = self.runner, self.rows
+            runner.run_reference()
+            assert runner.reference is not None
+            outputs = runner.run_joint(choice)
+            drop = rows.task.scale * (score(runner.reference, rows.y_check, rows.task)
+                                      - score(outputs, rows.y_check, rows.task))
+            noise = float(rows.task.paired_noise(runner.reference, outputs, rows.y_check))
+            # identical outputs have an infinite SNR, which JSON cannot hold: left out
+            agreement = {k: v for k, v in rows.task.agreement(outputs, runner.reference).items() if np.isfinite(v)}
+            self._joint[key] = JointDrop(drop, 0, noise, agreement)
+        return self._joint[key]
+
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool) -> JointSteps:
+        return JointSteps(self, table, max_drop)
+
+    def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
+        """The palettization spec `palettize --spec` reads, with a header saying what the plan predicts."""
+        chosen, table = outcome.plan, outcome.table
+        header = (f"Palettization plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
+                  f"seed {request.seed})\n"
+                  f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after "
+                  f"palettize → compress{' --strip' if self.strip else ''}; {outcome.budget.task.drop_text()} "
+                  f"{chosen.predicted_drop:+.2f} {table.unit} on the validation split"
+                  + (f" (measured with all tensors palettized: {chosen.checked_drop:+.2f} {table.unit})"
+                     if chosen.checked_drop is not None else "")
+                  + f"\nuse: tinycomp palettize {model_path} --spec {output}" + palettize_options(self.measurement, self.seed)
+                  + " -o OUT.tflite")
+        palettes = self._palettes or plannable(self.int8, self.measurement, self.source)[0]  # names only
+        text = dump_palettization_spec(palettization_spec(palettes, chosen), header)
+        parse_palettization_spec(text, output)  # what `palettize --spec` will read
+        return text
+
+
+def palettize_options(measurement: Measurement, seed: int) -> str:
+    """The options `palettize --spec` needs to make what the plan measured (calibration: the same data, rows
+    and seed)."""
+    count = measurement.calibration_rows
+    if not count:
+        return ""
+    return (" --data/--dataset (as given to plan)" + (f" --calibration-rows {count}" if count != DEFAULT_CALIBRATION_ROWS
+                                                      else "") + (f" --seed {seed}" if seed else ""))
+
+
+class JointSteps:
+    """Refinement steps of a .tflite plan, measured as the joint check measures (nothing is fine-tuned)."""
+
+    def __init__(self, backend: TfliteBackend, table: SensitivityTable, max_drop: float):
+        self.backend, self.table, self.max_drop = backend, table, max_drop
+        self.exhausted = False
+
+    def measure(self, plan: Plan) -> tuple[float, float, int]:
+        measured = self.backend.joint_drop(self.table, plan)
+        return measured.drop, measured.noise, 0
+
+    def drop_of(self, plan: Plan) -> float:
+        drop, plan.checked_noise, plan.epochs = self.measure(plan)
+        return drop
 
 
 def sha256(data: bytes) -> str:

@@ -1,11 +1,12 @@
 """Plans from files, as `tinycomp plan` makes them, for Python callers too.
 
-`PlanInputs` is the model, its data, the model file and the task (chosen once, from the data and
-the model's output unless overridden). `plan_model` makes a plan one of three ways: measuring (a
+`PlanInputs` is the model (a tf_keras model, or an int8 .tflite's bytes), its data, the model file
+and the task (chosen once, from the data and the model's output unless overridden); `backend` gives
+the plan core's backend for it (`KerasBackend` or `TfliteBackend`). `plan_model` makes a plan one of three ways: measuring (a
 progress file next to the output is rewritten after every candidate, and `resume` measures only
 what it lacks), from a recorded plan's sensitivity table, or from every shard's partial table;
 recorded tables and parts are used only for the model, data and task they were measured on.
-`write_plan` writes the clustering spec and its `PlanRecord`. `measure_shard_to` measures one
+`write_plan` writes the spec (`cluster`'s or `palettize`'s) and its `PlanRecord`. `measure_shard_to` measures one
 shard into a partial table.
 """
 
@@ -20,13 +21,11 @@ from tinycomp.errors import FieldError, InputFileError
 from tinycomp.fileio import check_input_file, read_json_if_present, sidecar_path, write_json_atomic, write_text_atomic
 from tinycomp.metrics import Task
 from tinycomp.plan.candidates import NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
-from tinycomp.plan.choose import Budget, Plan, SensitivityTable, plan_spec
-from tinycomp.plan.make import PlanProgress, Silent, budget_for_task, make_plan
+from tinycomp.plan.choose import Budget, Plan, SensitivityTable
+from tinycomp.plan.make import Backend, PlanProgress, Silent, budget_for_task, make_plan, measure_shard
 from tinycomp.plan.provenance import Provenance, as_json, file_sha256
 from tinycomp.plan.record import PlanRecord
-from tinycomp.plan.request import Measurement, PlanOutcome, PlanRequest
-from tinycomp.plan.sensitivity import measure_shard, task_of
-from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
+from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
 
 PARTIAL_SUFFIX = ".partial.json"
 AGAIN = "measure again: run plan without --sensitivity"
@@ -36,7 +35,7 @@ AGAIN = "measure again: run plan without --sensitivity"
 class PlanInputs:
     """The model and data a plan is made of, the model's file and the task (chosen once)."""
 
-    model: Any  # a tf_keras model
+    model: Any  # a tf_keras model, or an int8 .tflite's bytes
     data: Dataset
     model_path: str
     task: Task
@@ -46,9 +45,37 @@ class PlanInputs:
     def of(cls, model: Any, data: Dataset, model_path: str, task: Task | None = None) -> PlanInputs:
         """`task` overrides the task the data and the model's output make (metrics.choose_task); `data`
         gets the trailing axis of size 1 the model's input has or lacks (Dataset.fit_to)."""
-        data = data.fit_to(tuple(model.input_shape[1:]))
-        chosen = task_of(model, data, task)
+        if isinstance(model, (bytes, bytearray)):
+            from tinycomp.plan.tflite_plan import input_shape
+            from tinycomp.plan.tflite_plan import task_of as tflite_task
+
+            model = bytes(model)
+            data = data.fit_to(input_shape(model, str(model_path)))
+            chosen = tflite_task(model, data, task, str(model_path))
+        else:
+            from tinycomp.plan.sensitivity import task_of
+
+            data = data.fit_to(tuple(model.input_shape[1:]))
+            chosen = task_of(model, data, task)
         return cls(model, data, str(model_path), chosen, Provenance.of(file_sha256(str(model_path)), data, chosen))
+
+    @property
+    def kind(self) -> str:
+        """"tflite" for an int8 .tflite, else "keras": the backend that plans it."""
+        return "tflite" if isinstance(self.model, bytes) else "keras"
+
+    def backend(self, measurement: Measurement, *, costs: ByteCosts | None = None, seed: int = 0,
+                check: bool = True) -> Backend:
+        """The plan core's backend for this model, measuring as `measurement` says."""
+        costs = costs or ByteCosts()
+        if self.kind == "tflite":
+            from tinycomp.plan.tflite_plan import TfliteBackend
+
+            return TfliteBackend(self.model, self.data, measurement=measurement, costs=costs, seed=seed,
+                                 task=self.task, source=self.model_path, check=check)
+        from tinycomp.plan.keras_backend import KerasBackend
+
+        return KerasBackend(self.model, self.data, measurement=measurement, costs=costs, seed=seed, task=self.task)
 
 
 def read_record(path: str) -> PlanRecord:
@@ -158,7 +185,6 @@ def plan_model(inputs: PlanInputs, request: PlanRequest, *, output: str | None =
     progress = progress or Silent()
     budget = budget_for_task(request.budget, inputs.task, inputs.data.name)
     request = replace(request, budget=budget)
-    model, data = inputs.model, inputs.data
     if recorded:
         path, record = recorded
         record.provenance.check_is(inputs.provenance, what="sensitivity table", source=str(path),
@@ -167,19 +193,23 @@ def plan_model(inputs: PlanInputs, request: PlanRequest, *, output: str | None =
         request = replace(request, measurement=record.measurement(batch_size=request.measurement.batch_size),
                           seed=record.seed)
         progress.reusing(str(path), record.sensitivity)
-        return request, make_plan(model, data, request, recorded=record.sensitivity, recorded_costs=record.costs,
-                                  progress=progress, task=inputs.task)
+        return request, make_plan(_backend(inputs, request), request, recorded=record.sensitivity,
+                                  recorded_costs=record.costs, progress=progress, jobs=jobs)
     if parts:
         request = request_of_parts(inputs, request, parts)
         progress.merging(len(parts))
-        return request, make_plan(model, data, request, parts=parts, progress=progress, task=inputs.task)
+        return request, make_plan(_backend(inputs, request), request, parts=parts, progress=progress, jobs=jobs)
     progress.measuring(request.measurement, inputs.task, jobs, None)
     done: dict[str, CandidateResult] = {}
     if output is not None:
         partial = PartialWriter(partial_path(output), origin(inputs, request.measurement, request.seed, Shard()))
         done = partial.resumed(inputs.model_path, progress) if resume else {}
         progress = Recording(partial, progress)
-    return request, make_plan(model, data, request, jobs=jobs, done=done, progress=progress, task=inputs.task)
+    return request, make_plan(_backend(inputs, request), request, jobs=jobs, done=done, progress=progress)
+
+
+def _backend(inputs: PlanInputs, request: PlanRequest) -> Backend:
+    return inputs.backend(request.measurement, costs=request.costs, seed=request.seed, check=request.check)
 
 
 def request_of_parts(inputs: PlanInputs, request: PlanRequest, parts: list[tuple[str, PartialTable]]) -> PlanRequest:
@@ -204,8 +234,8 @@ def measure_shard_to(output: str, inputs: PlanInputs, measurement: Measurement, 
     partial = PartialWriter(partial_path(output), origin(inputs, measurement, seed, shard))
     done = partial.resumed(inputs.model_path, progress) if resume else {}
     recording = Recording(partial, progress)
-    measure_shard(inputs.model, inputs.data, task=inputs.task, measurement=measurement, seed=seed, shard=shard,
-                  jobs=jobs, done=done, on_start=recording.started, on_result=recording.measured)
+    measure_shard(inputs.backend(measurement, seed=seed, check=False), shard, jobs=jobs, done=done,
+                  on_start=recording.started, on_result=recording.measured)
     write_json_atomic(output, partial.part.to_json())
     remove_partial(output)
     return partial.part
@@ -215,30 +245,12 @@ def remove_partial(output: str) -> None:
     partial_path(output).unlink(missing_ok=True)
 
 
-def spec_header(model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
-    """The comment at the top of the written spec: budget, prediction, the chain and the next command."""
-    costs, chosen = request.costs, outcome.plan
-    chain = (f"cluster → quantize{' --per-tensor-dense' if costs.per_tensor_dense else ''}"
-             f"{f' --io {costs.io}' if costs.io != 'uint8' else ''} → find-tensors → "
-             f"compress{' --strip' if costs.strip else ''}")
-    unit, what = outcome.table.unit, outcome.budget.task.drop_text()
-    checked = (f" (measured with all layers clustered: {chosen.checked_drop:+.2f} {unit})"
-               if chosen.checked_drop is not None else "")
-    return (f"Clustering plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
-            f"seed {request.seed})\n"
-            f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after {chain}, "
-            f"{what} {chosen.predicted_drop:+.2f} {unit} on the validation split{checked}\n"
-            f"use: tinycomp cluster {model_path} --spec {output}  (epochs below: "
-            f"{'fine-tuned' if chosen.epochs else 'zero-shot, no fine-tuning'}, as the check measured it)")
-
-
-def write_plan(output: str, inputs: PlanInputs, request: PlanRequest, outcome: PlanOutcome) -> PlanRecord:
-    """Write the clustering spec `cluster` reads (OUTPUT) and the plan's record (OUTPUT with .json);
-    remove the progress file. Returns the record."""
-    text = dump_clustering_spec(plan_spec(outcome.table, outcome.plan),
-                                spec_header(inputs.model_path, output, request, outcome))
-    parse_clustering_spec(text, str(output))  # what `cluster` will read
-    write_text_atomic(output, text)
+def write_plan(output: str, inputs: PlanInputs, request: PlanRequest, outcome: PlanOutcome,
+               backend: Backend | None = None) -> PlanRecord:
+    """Write the spec the backend's chain reads (OUTPUT: `cluster`'s or `palettize`'s) and the plan's record
+    (OUTPUT with .json); remove the progress file. Returns the record."""
+    backend = backend or _backend(inputs, request)
+    write_text_atomic(output, backend.spec_text(inputs.model_path, str(output), request, outcome))
     record = PlanRecord.of(model_path=inputs.model_path, provenance=inputs.provenance, request=request,
                            outcome=outcome)
     write_json_atomic(sidecar_path(output, ".json"), record.to_json())

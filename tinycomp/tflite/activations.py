@@ -170,11 +170,13 @@ def interpreter_outputs(model_bytes: bytes) -> list[int]:
 # ---------------------------------------------------------------- in the parent process
 
 def measure_sums(probe: bytes, first_probe: int, x: np.ndarray, jobs: int = 1, source: str = "model",
-                 gram: tuple[Geometry | None, ...] = ()) -> tuple[int, list[np.ndarray], list[np.ndarray], list[Any]]:
-    """`input_sums` over all of `x`, in up to `jobs` worker processes (row chunks summed)."""
+                 gram: tuple[Geometry | None, ...] = (), pool: Any = None) -> tuple[int, list[np.ndarray],
+                                                                                    list[np.ndarray], list[Any]]:
+    """`input_sums` over all of `x`, in up to `jobs` worker processes (row chunks summed; in `pool`, from
+    `tflm.worker_pool`, when given)."""
     chunks = [c for c in np.array_split(np.asarray(x), max(1, min(jobs, len(x)))) if len(c)]
     parts = tflm.run_parallel(input_sums, [(probe, first_probe, c, gram) for c in chunks], workers=jobs,
-                              source=source)
+                              source=source, pool=pool)
     rows = sum(p[0] for p in parts)
     total: list[list[Any]] = [[sum(p[k][i] for p in parts) if parts[0][k][i] is not None else None
                                for i in range(len(parts[0][k]))] for k in (1, 2, 3)]

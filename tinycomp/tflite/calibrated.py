@@ -29,7 +29,7 @@ the probe's weights and biases are replaced in place between layers, never rebui
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,11 +38,12 @@ from tinycomp.errors import DataError, ModelError
 from tinycomp.specs import PerChannel, PerTensor
 from tinycomp.tflite.activations import Geometry, InputMoments, geometry_of, measure_sums, moments, probe_model
 from tinycomp.tflite.find_tensors import WeightTensor, quantization_layout
+from tinycomp.tflite.levels import Calibration, PalettizedTensor, buffer_readers, palettize_weight, table_slices
 from tinycomp.tflite.model import parse_tflite
-from tinycomp.tflite.palettize import Calibration, PalettizedTensor, buffer_readers, palettize_weight, table_slices
 from tinycomp.tflite.private import replace_buffers
 
 IMPORTANCE_FLOOR = 0.01
+DEFAULT_CALIBRATION_ROWS = 512  # training rows `palettize --data` (and `plan MODEL.tflite`) calibrate on
 FEEDBACK_OPS = ("FULLY_CONNECTED", "CONV_2D")
 # Error feedback holds a K×K float64 matrix per layer (K: weights per output channel), in every worker
 # and for all layers at once in the parent, and builds each row's input vectors (positions × K): a small
@@ -58,12 +59,27 @@ def rms_change(old: np.ndarray, new: np.ndarray) -> float:
     return float(np.sqrt(np.mean(diff * diff))) if diff.size else 0.0
 
 
+def feedback_factor(hessian: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the inputs in the order they are rounded: largest second moment first; the upper Cholesky factor of
+    the damped `hessian`'s inverse in that order): what `with_error_feedback` needs of the input moments,
+    the same for every bitwidth."""
+    h = hessian.astype(np.float64).copy()
+    dead = np.diag(h) <= 0
+    h[dead, dead] = 1.0
+    h += DAMPING * float(np.mean(np.diag(h))) * np.eye(len(h))
+    order = np.argsort(-np.diag(h), kind="stable")
+    h = h[np.ix_(order, order)]
+    return order, np.linalg.cholesky(np.linalg.inv(h)).T  # GPTQ: the inverse's Cholesky factor, upper
+
+
 def with_error_feedback(old: np.ndarray, palettized: np.ndarray, hessian: np.ndarray,
-                        layout: PerTensor | PerChannel) -> np.ndarray:
+                        layout: PerTensor | PerChannel,
+                        factor: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The weights `old` [O, ...] (output channels on axis 0) rounded one input at a time to the levels
     `palettized` uses in each value table, each rounding error spread over the inputs not yet rounded
     as the input second moments `hessian` say (GPTQ's update, with each table's levels as its grid),
-    inputs with the largest second moment first. Every value stays one of its table's levels."""
+    inputs with the largest second moment first. Every value stays one of its table's levels.
+    `factor`: `feedback_factor(hessian)`, when known."""
     channels = old.shape[0]
     w = old.reshape(channels, -1).astype(np.float64)
     table = table_slices(palettized, layout)
@@ -71,14 +87,8 @@ def with_error_feedback(old: np.ndarray, palettized: np.ndarray, hessian: np.nda
     per_row = levels * channels if len(levels) == 1 else levels
     width = max(len(level) for level in per_row)
     grid = np.stack([np.pad(level, (0, width - len(level)), mode="edge") for level in per_row]).astype(np.float64)
-    h = hessian.astype(np.float64).copy()
-    dead = np.diag(h) <= 0
-    h[dead, dead] = 1.0
-    h += DAMPING * float(np.mean(np.diag(h))) * np.eye(len(h))
-    order = np.argsort(-np.diag(h), kind="stable")
-    h = h[np.ix_(order, order)]
+    order, upper = factor if factor is not None else feedback_factor(hessian)
     w = w[:, order]
-    upper = np.linalg.cholesky(np.linalg.inv(h)).T  # GPTQ: the inverse's Cholesky factor, upper
     q = np.empty_like(w)
     for j in range(w.shape[1]):
         nearest = np.argmin(np.abs(w[:, j:j + 1] - grid), axis=1)
@@ -155,10 +165,10 @@ def bias_ratio(model: Any, weight: WeightTensor, geometry: Geometry) -> np.ndarr
 class Probe:
     """The probe model's bytes, with weights and biases replaceable in place."""
 
-    def __init__(self, model_bytes: bytes, geometries: list[Geometry], jobs: int, source: str):
+    def __init__(self, model_bytes: bytes, geometries: list[Geometry], jobs: int, source: str, pool: Any = None):
         self.data, self.first = probe_model(model_bytes, [g.input_index for g in geometries])
         self.buffer = bytearray(self.data)
-        self.jobs, self.source = jobs, source
+        self.jobs, self.source, self.pool = jobs, source, pool
         probe = parse_tflite(self.data, "probe model")
         self.tensors = probe.subgraphs[0].tensors
 
@@ -173,7 +183,8 @@ class Probe:
                 gram: tuple[Geometry | None, ...] = ()) -> list[tuple[InputMoments, np.ndarray | None]]:
         """Each probed input's moments per weight element and, where `gram` gives its geometry, E[p pᵀ]
         over its input vectors p (`activations.patches`)."""
-        rows, sums, squares, grams = measure_sums(bytes(self.buffer), self.first, x, self.jobs, self.source, gram)
+        rows, sums, squares, grams = measure_sums(bytes(self.buffer), self.first, x, self.jobs, self.source, gram,
+                                                  self.pool)
         found = [moments(g, rows, s1, s2) for g, s1, s2 in zip(geometries, sums, squares)]
         return [(m, None if g is None else g / m.samples) for m, g in zip(found, grams)]
 
@@ -186,6 +197,17 @@ class LayerInputs:
     geometry: Geometry
     moments: InputMoments
     gram: np.ndarray | None = None
+    _feedback: dict[bool, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def feedback(self, centered: bool) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """(the input second moments H, centered or not; `feedback_factor(H)`), computed once for every bitwidth."""
+        assert self.gram is not None
+        if centered not in self._feedback:
+            mean = self.moments.mean.reshape(-1)
+            hessian = self.gram - np.outer(mean, mean) if centered else self.gram
+            self._feedback[centered] = (hessian, feedback_factor(hessian))
+        return self._feedback[centered]
 
 
 @dataclass(frozen=True)
@@ -232,12 +254,11 @@ def calibrated_weight(model: Any, weight: WeightTensor, bits: int, inputs: Layer
     importance = importance_of(np.maximum(moment, 0.0)) if calibration.weighted else None
     new, report = palettize_weight(weight, bits, importance)
     if inputs.gram is not None:
-        mean = current.mean.reshape(-1)
-        hessian = inputs.gram - np.outer(mean, mean) if calibration.centered else inputs.gram
+        hessian, factor = inputs.feedback(calibration.centered)
         layout = quantization_layout(weight.tensor)
-        new = with_error_feedback(old, new, hessian, layout)
+        new = with_error_feedback(old, new, hessian, layout, factor)
         if calibration.refit_levels and isinstance(layout, PerChannel):
-            again = with_error_feedback(old, refit_levels(old, new, hessian), hessian, layout)
+            again = with_error_feedback(old, refit_levels(old, new, hessian), hessian, layout, factor)
             new = again if output_error(old, again, hessian) < output_error(old, new, hessian) else new
         report = replace(report, rms_error=rms_change(old, new))
     geometry = inputs.geometry
@@ -250,34 +271,65 @@ def calibrated_weight(model: Any, weight: WeightTensor, bits: int, inputs: Layer
     return CalibratedWeight(new, geometry.bias_index, fixed, replace(report, bias_shift=rms_change(bias, fixed)))
 
 
+class Calibrator:
+    """The statistics of `weights` (subgraph 0 of `model`, model_editor) on `calibration`'s rows, from one
+    TFLM run of a probe of the int8 file, and each weight palettized with them (`calibrated`).
+
+    Without `sequential`, a weight's calibrated values and bias depend only on the int8 file, the rows
+    and its bits: the same whichever other weights are palettized with it (unless the error feedback's
+    memory bound, taken over `weights` together, drops it). `plan` measures exactly what `palettize
+    --data` makes of its spec this way."""
+
+    def __init__(self, model_bytes: bytes, model: Any, weights: list[WeightTensor], calibration: Calibration,
+                 source: str, pool: Any = None):
+        if any(w.subgraph != 0 for w in weights):
+            raise ModelError("palettize with data measures subgraph 0 only (TFLM runs it)", source,
+                             "palettize without --data, or name subgraph 0's weights")
+        order = {id(op.inputs[1]): i for i, op in enumerate(model.subgraphs[0].operators) if len(op.inputs) > 1}
+        self.weights = sorted(weights, key=lambda w: order[id(w.tensor)])
+        self.model, self.calibration = model, calibration
+        self.geometries = [geometry_of(model, w, source) for w in self.weights]
+        self.probe = Probe(model_bytes, self.geometries, calibration.jobs, source, pool)
+        self.shared = shared_tensors(model)
+        self.reference = layer_inputs(self.probe, self.weights, self.geometries, calibration)
+        self.position = {w.index: i for i, w in enumerate(self.weights)}
+
+    def plain(self, weight: WeightTensor) -> bool:
+        """Its operators see different inputs (several read it): one set of statistics would not fit, so
+        it is palettized without data."""
+        return readers(self.model, weight) > 1
+
+    def calibrated(self, weight: WeightTensor, bits: int, inputs: LayerInputs | None = None) -> CalibratedWeight:
+        """`weight` palettized to `bits` with the int8 file's statistics (or `inputs`: sequential)."""
+        if self.plain(weight):
+            new, report = palettize_weight(weight, bits)
+            return CalibratedWeight(new, None, None, report)
+        i = self.position[weight.index]
+        return calibrated_weight(self.model, weight, bits, inputs or self.reference[i], self.reference[i].moments,
+                                 self.calibration, correct_bias=self.geometries[i].bias_index not in self.shared)
+
+
 def palettize_calibrated(model_bytes: bytes, model: Any, chosen: list[tuple[WeightTensor, int]],
                          calibration: Calibration, source: str) -> tuple[list[PalettizedTensor], dict[str, Any]]:
     """Palettize `chosen` (weight, bits) in `model` (model_editor, edited in place: weights and biases)
     with the statistics of `calibration`'s rows; what was done, and how the data was used."""
-    if any(w.subgraph != 0 for w, _ in chosen):
-        raise ModelError("palettize with data measures subgraph 0 only (TFLM runs it)", source,
-                         "palettize without --data, or name subgraph 0's weights")
-    order = {id(op.inputs[1]): i for i, op in enumerate(model.subgraphs[0].operators) if len(op.inputs) > 1}
-    chosen = sorted(chosen, key=lambda item: order[id(item[0].tensor)])
-    weights = [w for w, _ in chosen]
-    geometries = [geometry_of(model, w, source) for w in weights]
-    probe = Probe(model_bytes, geometries, calibration.jobs, source)
-    shared = shared_tensors(model)
-    reference = layer_inputs(probe, weights, geometries, calibration)
+    bits_of = {w.index: b for w, b in chosen}
+    calibrator = Calibrator(model_bytes, model, [w for w, _ in chosen], calibration, source)
+    weights, geometries, probe = calibrator.weights, calibrator.geometries, calibrator.probe
     runs, done, plain = 1, [], []
-    for i, (weight, bits) in enumerate(chosen):
-        if readers(model, weight) > 1:  # its operators see different inputs: one set of statistics would not fit
-            new, report = palettize_weight(weight, bits)
-            weight.tensor.array = new
-            probe.replace(weight.index, new, weight.tensor.name)
-            done.append(report)
+    for i, weight in enumerate(weights):
+        bits = bits_of[weight.index]
+        if calibrator.plain(weight):
+            found = calibrator.calibrated(weight, bits)
+            weight.tensor.array = found.values
+            probe.replace(weight.index, found.values, weight.tensor.name)
+            done.append(found.report)
             plain.append(weight.name)
             continue
-        inputs = reference[i]
+        inputs = None
         if calibration.sequential and i > 0:  # the earlier layers are palettized in the probe by now
             inputs, runs = layer_inputs(probe, weights, geometries, calibration)[i], runs + 1
-        found = calibrated_weight(model, weight, bits, inputs, reference[i].moments, calibration,
-                                  correct_bias=geometries[i].bias_index not in shared)
+        found = calibrator.calibrated(weight, bits, inputs)
         weight.tensor.array = found.values
         probe.replace(weight.index, found.values, weight.tensor.name)
         if found.bias_index is not None and found.bias is not None:
@@ -285,7 +337,7 @@ def palettize_calibrated(model_bytes: bytes, model: Any, chosen: list[tuple[Weig
             bias_tensor.array = found.bias
             probe.replace(found.bias_index, found.bias, bias_tensor.name)
         done.append(found.report)
-    no_feedback = [w.name for w, r in zip(weights, reference) if calibration.error_feedback and r.gram is None
+    no_feedback = [w.name for w, r in zip(weights, calibrator.reference) if calibration.error_feedback and r.gram is None
                    and r.geometry.op in FEEDBACK_OPS and w.name not in plain]
     return done, {**calibration.describe(), "interpreter_runs": runs,
                   "importance_floor": IMPORTANCE_FLOOR if calibration.weighted else None,
