@@ -14,7 +14,7 @@ from rich.table import Table
 from tinycomp.metrics import CLASSIFY, REGRESS, SNR_CAP_DB, TASKS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, Shard
 from tinycomp.plan.choose import Budget, Plan, SensitivityTable, least_harmful
-from tinycomp.plan.request import Measurement, PlanOutcome
+from tinycomp.plan.request import JointDrop, Measurement, PlanOutcome
 
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -325,6 +325,35 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
     ]
 
 
+def validation_lines(outcome: PlanOutcome, data_name: str) -> list[str]:
+    """Where the plan's validation rows came from (with, for rows of the training set, how to give groups or
+    a validation set), the check's estimate and bounds against the budget, and, once, when the validation
+    rows cannot resolve the budget even at zero drop."""
+    from tinycomp.bounds import Checked, unresolved_note
+    from tinycomp.data.validation import ROWS_NOTE
+
+    source, budget, chosen = outcome.validation, outcome.budget, outcome.plan
+    lines = []
+    if source is not None:
+        lines.append(source.describe(data_name) + "." if source.kind != "rows" else
+                     "Note: " + ROWS_NOTE.format(fraction=source.rows / max(source.rows + source.fit_rows, 1),
+                                                 name=data_name, rows=source.rows) + ".")
+    if chosen.checked_bound is None:
+        return lines
+    checked = Checked.from_json(chosen.checked_bound, "the plan's check")
+    limits = [f"{budget.max_drop:g} {checked.drop.unit} budget" if budget.max_drop is not None else "",
+              f"{budget.min_agreement:g} % agreement" if budget.min_agreement is not None else ""]
+    wanted = " and ".join(part for part in limits if part)
+    verdict = ("" if not wanted else
+               f": {'within' if checked.within(budget.max_drop, budget.min_agreement) else 'NOT within'} the {wanted}"
+               " (decided on the bounds)")
+    lines.append(f"Check: {budget.task.drop_text()} {checked.text()}{verdict}.")
+    note = None if budget.max_drop is None else unresolved_note(checked.drop, budget.max_drop)
+    if note:
+        lines.append(f"Note: {note}.")
+    return lines
+
+
 def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]:
     """`plan`'s lines under the table: the validation, the plan's prediction and its arena."""
     table, chosen = outcome.table, outcome.plan
@@ -429,21 +458,36 @@ class PlanProgressLines:
 
     def checked(self, plan: Plan, drop: float, epochs: int) -> None:
         unit = self.task.unit
+        measured = bound_text(plan.checked_bound) or f"{drop:+.2f} {unit}"
         if self.kind == "tflite":
             chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
-            noise = f" ±{plan.checked_noise:.2f}" if plan.checked_noise is not None else ""
-            info(f"Checked {chosen} palettized together: drop {drop:+.2f}{noise} {unit} on the check's validation "
-                 f"rows, predicted {plan.predicted_drop:+.2f}{agreement_text(plan.checked_agreement)}")
+            info(f"Checked {chosen} palettized together: drop {measured} on the check's validation rows, "
+                 f"predicted {plan.predicted_drop:+.2f}{agreement_text(plan.checked_agreement)}")
             return
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot (fine-tuning scored no better)"
-        info(f"Checked {layers} clustered together ({how}): drop {drop:+.2f} {unit}, "
-                    f"predicted {plan.predicted_drop:+.2f} {unit}")
+        info(f"Checked {layers} clustered together ({how}): drop {measured}, "
+             f"predicted {plan.predicted_drop:+.2f} {unit}{agreement_text(plan.checked_agreement)}")
 
-    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
-        how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot"
-        info(f"  step {step}: measured {drop:+.2f} ± {noise:.2f} {self.task.unit} ({how}) — "
+    def stepped(self, plan: Plan, step: str, measured: JointDrop, kept: bool) -> None:
+        how = f"fine-tuned {measured.epochs} epochs" if measured.epochs else "zero-shot"
+        shown = (measured.checked.drop.text() if measured.checked is not None
+                 else f"{measured.drop:+.2f} ± {measured.noise:.2f} {self.task.unit}")
+        agreement = (f", agreement {measured.checked.agreement.estimate:.2f} % (lower bound "
+                     f"{measured.checked.agreement.low:.2f} %)"
+                     if measured.checked is not None and measured.checked.agreement is not None else "")
+        info(f"  step {step}: measured {shown}{agreement} ({how}) — "
              + (f"kept ({plan.predicted_bytes:,} bytes predicted)" if kept else "refused"))
+
+
+def bound_text(checked: dict | None) -> str:
+    """The check's drop with its bound and what it rests on, and agreement with its lower bound ('' when the
+    check has no bounds: a table recorded before they existed)."""
+    if not checked:
+        return ""
+    from tinycomp.bounds import Checked
+
+    return Checked.from_json(checked, "the plan's check").text()
 
 
 def agreement_text(agreement: dict[str, float] | None) -> str:

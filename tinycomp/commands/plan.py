@@ -53,6 +53,9 @@ from tinycomp.tflm import default_jobs
 @click.option("--target-ratio", type=click.FloatRange(min=1), metavar="R",
               help="Instead: the smallest predicted drop at least R times smaller than MODEL as a "
                    "float32 .tflite (the file `convert` writes), e.g. 12.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), metavar="PCT",
+              help="Classifiers, with --max-accuracy-drop: also keep top-1 agreement with MODEL on the validation rows "
+                   "at least PCT percent (its 95% lower bound, like the drop's upper bound), e.g. --min-agreement 97")
 @click.option("--ram-budget", "ram_bytes", type=SIZE,
               help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): large decoded weights "
                    "are sliced (a decode_budget in the spec, see `compress --decode-budget`), and layers that "
@@ -97,7 +100,10 @@ from tinycomp.tflm import default_jobs
                    "rows chosen with --seed (0: without data).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
+              show_default=True,
+              help="Fraction of the training rows held out to measure accuracy: the last rows, or with groups "
+                   "(groups_train in an .npz, --groups with .npy) that fraction of the groups, chosen by --seed, "
+                   "never fine-tuned on. A validation set in the data (x_val/y_val, --val-data) is used instead.")
 @click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
@@ -123,7 +129,7 @@ from tinycomp.tflm import default_jobs
 @click.pass_context
 def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str, max_accuracy_drop: float | None,
             max_snr_drop: float | None, target_bytes: int | None, target_ratio: float | None, ram_bytes: int | None,
-            cluster_counts: str, layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str,
+            min_agreement: float | None, cluster_counts: str, layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str,
             fine_tune_rows: int | None, validation_rows: int | None, learning_rate_text: str, jobs: int,
             shard: str | None, merge: bool, resume: bool, calibration_rows: int, batch_size: int, validation_split: float,
             credit_fine_tuning: bool, refine: bool, check: bool, per_tensor_dense: bool, io: str, strip: bool,
@@ -180,6 +186,9 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                         "--target-bytes": target_bytes, "--target-ratio": target_ratio}, what="give", where="plan",
                        hint="e.g. --max-accuracy-drop 0.5 (a classifier), --max-snr-drop 1 (a regression model), "
                             "--target-bytes 38KiB or --target-ratio 12")
+    if min_agreement is not None and max_accuracy_drop is None:
+        raise UsageError("--min-agreement goes with --max-accuracy-drop", "--min-agreement",
+                         "give both, e.g. --max-accuracy-drop 1 --min-agreement 97")
     tflite = is_tflite(model)
     for flag in options_given(ctx, KERAS_ONLY if tflite else ["calibration_rows"]):
         raise UsageError(f"{flag} has no effect on a .tflite: plan measures its candidates zero-shot in TFLM, without "
@@ -204,7 +213,8 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     budget_task, max_drop = (CLASSIFY, max_accuracy_drop) if max_snr_drop is None else (REGRESS, max_snr_drop)
     request = PlanRequest(
         budget=Budget(max_drop=max_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_bytes=ram_bytes,
-                      credit_fine_tuning=credit_fine_tuning and not tflite, task=budget_task),
+                      credit_fine_tuning=credit_fine_tuning and not tflite, task=budget_task,
+                      min_agreement=min_agreement),
         measurement=measurement, costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io, strip=strip), check=check,
         seed=seed, refine=refine)
     run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path,
@@ -262,6 +272,8 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
     render.out.print(render.sensitivity_table(outcome))
     for line in (render.palettization_summary(outcome, request.costs.strip) if inputs.kind == "tflite" else
                  render.plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning)):
+        render.out.print(line)
+    for line in render.validation_lines(outcome, inputs.data.name):
         render.out.print(line)
     seconds = time.perf_counter() - started
     render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: " + (
