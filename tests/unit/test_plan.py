@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from helpers import run_cli
 from tinycomp.errors import InvalidValue
-from tinycomp.plan.request import JointDrop
 from tinycomp.plan import (
     Budget,
     LayerSensitivity,
@@ -24,6 +23,7 @@ from tinycomp.plan import (
     counted_drops,
     plan_spec,
 )
+from tinycomp.plan.request import JointDrop
 
 
 def _layer(name, weights, rows, per_channel=False):
