@@ -108,11 +108,12 @@ from tinycomp.tflm import default_jobs
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="With a drop budget: after the table's choice, step the layers with the most bytes saved per drop "
-                   "down one option at a time, each step measured with all layers clustered, while the measured drop "
-                   "stays within the budget minus its noise.")
+                   "down one option at a time, each step measured with all layers clustered, while the drop's 95% "
+                   "upper bound stays within the budget; then, while the bound leaves budget, the step saving the "
+                   "most bytes measured as the check measures.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Cluster the chosen layers together, fine-tune and measure the drop (per-layer drops need not "
-                   "add up); with --max-accuracy-drop, choose again if it is over budget by more than the noise.")
+                   "add up); with a drop budget, choose again if the drop's 95% upper bound is over it.")
 @click.option("--per-tensor-dense", is_flag=True,
               help="Measure bytes as `quantize --per-tensor-dense` will quantize (give it there too).")
 @click.option("--io", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
@@ -148,8 +149,12 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
 
     Per-layer drops need not add up, so the choice is checked with all its layers compressed at once
     (as `cluster`, or `palettize`, will make it) and chosen again when over budget (--no-check skips
-    this); then (--refine) stepped down while its measured drop stays within the budget minus its
-    noise. The check of a Keras plan measures zero-shot and fine-tuned and writes the better one's
+    this); then (--refine) stepped down while the budget allows. Every accept or refuse compares the
+    paired 95% upper bound of the drop vs MODEL with the budget (and with --min-agreement the lower
+    bound of top-1 agreement): its spread comes from the validation rows, or from whole groups when
+    the data has groups (groups_train: subjects, sessions), which are then held out from fine-tuning
+    (docs/data.md). The output and the .json show the estimate, the bound and the rows and groups it
+    rests on. The check of a Keras plan measures zero-shot and fine-tuned and writes the better one's
     epochs into the spec (`epochs: 0`: zero-shot). When nothing fits a drop budget, the plan clusters
     nothing (a warning; the chain then makes the plain int8 model). LUT decoding costs RAM: the planned
     file's TFLM arena is measured; --ram-budget slices large weights so that they decode one slice at
@@ -264,8 +269,9 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
             progress.advance = advance
             request, outcome = plan_model(inputs, request, output=output, resume=resume, jobs=jobs, progress=progress)
     if outcome.over_budget:
-        render.warn(f"the plan's measured drop {outcome.plan.checked_drop:+.2f} {outcome.table.unit} is over the budget "
-                    f"of {outcome.budget.max_drop:g} {outcome.table.unit} (validation noise ±{outcome.noise:.2f})")
+        render.warn(f"the plan's measured drop ({outcome.plan.checked_drop:+.2f} {outcome.table.unit}, or its upper "
+                    f"bound) is over the budget of {outcome.budget.max_drop:g} {outcome.table.unit}: it is the least "
+                    "harmful plan the check tried (see the Check line below)")
     if not outcome.plan.clustered() and inputs.kind == "keras":
         render.warn(render.nothing_fits_line(outcome))
     write_plan(output, inputs, request, outcome)
