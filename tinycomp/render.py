@@ -467,7 +467,7 @@ class PlanProgressLines:
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot (fine-tuning scored no better)"
         info(f"Checked {layers} clustered together ({how}): drop {measured}, "
-             f"predicted {plan.predicted_drop:+.2f} {unit}{agreement_text(plan.checked_agreement)}")
+             f"predicted {plan.predicted_drop:+.2f} {unit}")
 
     def stepped(self, plan: Plan, step: str, measured: JointDrop, kept: bool) -> None:
         how = f"fine-tuned {measured.epochs} epochs" if measured.epochs else "zero-shot"
