@@ -137,3 +137,10 @@ def test_npy_group_options_only_go_with_npy(tmp_path, npz_with_groups):
     assert result.exit_code == 2
     assert result.output.splitlines()[-1].startswith("Error: --groups goes with --data X.npy (--groups) — give the "
                                                      "inputs as --data X.npy, or put groups_train")
+
+
+def test_min_agreement_goes_with_an_accuracy_budget(tmp_path):
+    result = run_cli(["plan", "m.h5", "--target-bytes", "1000", "--min-agreement", "97", "-o", tmp_path / "p.yaml"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == ("Error: --min-agreement goes with --max-accuracy-drop (--min-agreement) — "
+                                              "give both, e.g. --max-accuracy-drop 1 --min-agreement 97")
