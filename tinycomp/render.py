@@ -335,7 +335,7 @@ def validation_lines(outcome: PlanOutcome, data_name: str) -> list[str]:
     source, budget, chosen = outcome.validation, outcome.budget, outcome.plan
     lines = []
     if source is not None:
-        lines.append(source.describe(data_name) + "." if source.kind != "rows" else
+        lines.append(source.describe(data_name, fine_tunes=outcome.backend != "tflite") + "." if source.kind != "rows" else
                      "Note: " + ROWS_NOTE.format(fraction=source.rows / max(source.rows + source.fit_rows, 1),
                                                  name=data_name, rows=source.rows) + ".")
     if chosen.checked_bound is None:

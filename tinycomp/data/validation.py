@@ -44,16 +44,17 @@ class ValidationSource:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
 
-    def describe(self, name: str = "the data") -> str:
-        """One line: where the validation rows come from."""
+    def describe(self, name: str = "the data", fine_tunes: bool = True) -> str:
+        """One line: where the validation rows come from (`fine_tunes`: and what fine-tuning may see)."""
         if self.kind == "given":
             groups = f" in {self.groups} groups" if self.groups is not None else ""
-            return (f"validation: {name}'s own validation set ({self.rows:,} rows{groups}); "
-                    f"all {self.fit_rows:,} training rows may be fine-tuned on")
+            return (f"validation: {name}'s own validation set ({self.rows:,} rows{groups})"
+                    + (f"; all {self.fit_rows:,} training rows may be fine-tuned on" if fine_tunes else ""))
         if self.kind == "groups":
             shown = ", ".join(self.held_out[:8]) + (", …" if len(self.held_out) > 8 else "")
             return (f"validation: {self.groups} held-out groups of {name} ({shown}; {self.rows:,} rows, seed "
-                    f"{self.seed}); fine-tuning sees only the other groups' {self.fit_rows:,} rows")
+                    f"{self.seed})" + (f"; fine-tuning sees only the other groups' {self.fit_rows:,} rows"
+                                       if fine_tunes else ""))
         return f"validation: the last {self.rows:,} of {name}'s training rows (no groups given)"
 
     def to_json(self) -> dict[str, Any]:
