@@ -308,7 +308,7 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
     """A .tflite plan's lines under the table: the validation, the plan's prediction and its arena."""
     chosen, table, task = outcome.plan, outcome.table, outcome.table.task
     return [
-        f"Validation: {table.validation_samples:,} held-out training rows per candidate; the given file "
+        f"Validation: {table.validation_samples:,} validation rows per candidate; the given file "
         f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on the "
         f"{outcome.check_rows:,} rows of the check).",
         f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items()) or 'no tensor palettized'}"
@@ -365,7 +365,7 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
     sliced = (f"; kernels decoding to over {chosen.decode_budget:,} bytes are sliced along their output channels "
               "(decode_budget in the spec; `compress` applies it)" if chosen.decode_budget is not None else "")
     return [
-        f"Validation: {table.validation_samples:,} held-out training rows (one run's {task.metric} is "
+        f"Validation: {table.validation_samples:,} validation rows (one run's {task.metric} is "
         f"±{outcome.noise:.1f} {unit}). Given model {task.score_text(table.reference_accuracy)}, fine-tuned "
         f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain:+.2f} {unit}"
         f"{', credited' if credit_fine_tuning and table.fine_tune_gain > 0 else ''}).",

@@ -138,7 +138,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     """Choose bits per layer (mixed bitwidth) within a budget and write the spec of the chain.
 
     A Keras MODEL: clusters one layer at a time over the cluster counts (zero-shot, and fine-tuned
-    briefly when that is needed) and measures the drop on held-out training rows (top-1 accuracy; for
+    briefly when that is needed) and measures the drop on validation rows (top-1 accuracy; for
     a regression or reconstruction model the output SNR vs the targets in dB, --max-snr-drop);
     measures each layer's compressed bytes exactly with tflite-micro; picks the counts with the fewest
     bytes within the budget (or the smallest drop within --target-bytes or --target-ratio); writes the
