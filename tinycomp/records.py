@@ -7,7 +7,7 @@ a file from a newer or unknown schema, or of another kind, is an `InputFileError
 - `EvalRecord`: `tinycomp eval --json` (read by `report` and `gate`).
 - `TrainRecord`, `ClusterRecord`: the sidecars `train` and `cluster` write next to their model.
 - `Record` is their base: one header check (kind and schema version) for every record, the plan's
-  (`tinycomp.plan.record.PlanRecord`, `tinycomp.plan.candidates.PartialTable`) included.
+  (`tinycomp.plan.plan_record.PlanRecord`, `tinycomp.plan.candidates.PartialTable`) included.
 """
 
 from __future__ import annotations

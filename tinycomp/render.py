@@ -309,8 +309,9 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
     chosen, table, task = outcome.plan, outcome.table, outcome.table.task
     return [
         f"Validation: {table.validation_samples:,} validation rows per candidate; the given file "
-        f"{task.score_text(table.reference_accuracy)} (one score is ±{outcome.noise:.2f} {table.unit} on the "
-        f"{outcome.check_rows:,} rows of the check).",
+        f"{task.score_text(table.reference_accuracy)}"
+        + (f" (one score is ±{outcome.noise:.2f} {table.unit} on the {outcome.check_rows:,} rows of the check)."
+           if outcome.check_rows else " (not checked: --no-check)."),
         f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items()) or 'no tensor palettized'}"
         f"{'; stepped down after the table: ' + ', '.join(chosen.stepped) if chosen.stepped else ''}; "
         f"{chosen.exact_bytes:,} bytes after compress{' --strip' if strip else ''} ({table.int8_bytes:,} given), "
@@ -379,6 +380,17 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
         f"RAM: a {chosen.arena_bytes:,}-byte TFLM arena, measured on the planned file (decoded LUT weights live "
         f"there while their layer runs){kept}{sliced}.",
     ]
+
+
+def plan_next_line(outcome: PlanOutcome, model_path: str, output: str, record: Any, seconds: float,
+                   calibrated: bool) -> str:
+    """What `plan` wrote and the next command of its chain (palettize with the same data when calibrated)."""
+    if outcome.backend == "tflite":
+        data = " with the same --data/--dataset" if calibrated else ""
+        return (f"Wrote {output} and {record}; next: tinycomp palettize {model_path} --spec {output} -o OUT.tflite"
+                f"{data}  ({seconds:.1f} s)")
+    return (f"Wrote {output} and {record}; next: tinycomp cluster {model_path} --spec {output} -o ...  (the spec "
+            f"fine-tunes {outcome.plan.epochs or 0} epochs; {seconds:.0f} s)")
 
 
 def nothing_fits_line(outcome: PlanOutcome) -> str:

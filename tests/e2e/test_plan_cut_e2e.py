@@ -10,7 +10,7 @@ import pytest
 from helpers import int8_models
 from tinycomp import tflm
 from tinycomp.metrics import CLASSIFY
-from tinycomp.plan.tflite_plan import Measurement, Rows, Runner, measure, plannable, score, tflite_candidates
+from tinycomp.plan.tflite_plan import Measurement, PlanRows, Runner, measure, plannable, score, tflite_candidates
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_cut_candidates_and_checks_equal_the_whole_palettized_files(stacks, kind
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (48, *shape)).astype(np.float32)
     y = rng.integers(0, classes, 48)
-    rows = Rows(x[:20], y[:20], x, y, CLASSIFY)  # the check's rows start with the candidates' rows
+    rows = PlanRows(x[:20], y[:20], x, y, CLASSIFY)  # the check's rows start with the candidates' rows
     palettes, usable = plannable(int8, Measurement(cluster_counts=(4, 8)), kind)
     candidates = tflite_candidates(usable)
     with tflm.worker_pool(2) as pool:
@@ -101,7 +101,7 @@ def test_cuts_stay_monotone_when_the_cache_overflows_across_a_skip_connection(mo
     x = np.random.default_rng(1).uniform(-1, 1, (10, 4)).astype(np.float32)
     y = np.zeros(10, int)
     with tflm.worker_pool(1) as pool:
-        runner = Runner(palettes, Rows(x, y, x, y, CLASSIFY), pool, 1, check_rows=True)
+        runner = Runner(palettes, PlanRows(x, y, x, y, CLASSIFY), pool, 1, check_rows=True)
         cut = sorted(op for op in runner.op_of.values() if op)
         uncut = [name for name, op in runner.op_of.items() if not op]
         assert cut and uncut and all(runner.op_of[name] == 0 for name in ("l0", "l1", "l2"))

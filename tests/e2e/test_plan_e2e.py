@@ -219,7 +219,7 @@ def test_the_choice_and_the_record_import_neither_tensorflow_nor_tflite_micro():
     import subprocess
     import sys
 
-    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.record, tinycomp.plan.candidates; "
+    code = ("import sys, tinycomp.plan, tinycomp.plan.choose, tinycomp.plan.plan_record, tinycomp.plan.candidates; "
             "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'tflite_micro')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

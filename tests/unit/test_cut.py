@@ -82,6 +82,22 @@ def test_models_with_state_or_several_subgraphs_are_not_cut():
     assert "2 subgraphs" in (why_not_cut(model) or "")
 
 
+@pytest.mark.parametrize("bitwidth", range(1, 8))
+def test_fast_index_packing_writes_the_bytes_tflite_micro_writes(bitwidth):
+    from tflite_micro.tensorflow.lite.micro.compression import lut
+
+    from tinycomp.tflite.private import fast_index_packing, packed_indices
+
+    rng = np.random.default_rng(bitwidth)
+    for size in (0, 1, 7, 8, 9, 1000, 1003):
+        indices = rng.integers(0, 2 ** bitwidth, size).reshape(-1, 1) if size else np.zeros(0, int)
+        assert packed_indices(indices, bitwidth) == lut.pack_indices(indices, bitwidth)
+    original = lut.pack_indices
+    with fast_index_packing():
+        assert lut.pack_indices is packed_indices
+    assert lut.pack_indices is original
+
+
 def test_fast_buffer_packing_writes_the_same_bytes():
     slow = bytes(model_editor().read(tiny_dag()).build())
     with fast_buffer_packing():
@@ -111,7 +127,7 @@ def tiny_runner(monkeypatch: pytest.MonkeyPatch | None = None, cache_limit: int 
         monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", cache_limit)
     palettes, _ = tflite_plan.plannable(tiny_dag(), tflite_plan.Measurement(cluster_counts=(4,)), "tiny")
     x = np.zeros((5, 4), np.float32)
-    rows = tflite_plan.Rows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
+    rows = tflite_plan.PlanRows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
     return tflite_plan.Runner(palettes, rows, None, 1, check_rows=True), palettes
 
 

@@ -309,7 +309,7 @@ class _FakeMeasurer:
     def __new__(cls, zero_drops, tuned_drops, estimate="fast"):
 
         from tinycomp.plan import Measurement
-        from tinycomp.plan.measure import Measurer, Rows
+        from tinycomp.plan.measure import CandidateRows, Measurer
 
         class Fake(Measurer):
             def accuracy(self, candidate, *, epochs):
@@ -319,7 +319,7 @@ class _FakeMeasurer:
                     self.tuned.append((candidate.tensor, candidate.values))
                 return 0.9 - (tuned_drops if epochs else zero_drops)[candidate.values] / 100
 
-        rows = Rows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
+        rows = CandidateRows(np.zeros(1), np.zeros(1), np.zeros(3600), np.zeros(3600))  # ±0.5 pp at 90%
         fake = Fake(None, rows, loss=None, measurement=Measurement(estimate=estimate), seed=0, reference=0.9)
         fake.tuned = []
         return fake
@@ -545,3 +545,37 @@ def test_spent_budget_takes_the_biggest_step_measured_as_the_check_measures():
     assert spent.choices[step.layer] == step.option and spent.predicted_bytes < plan.predicted_bytes
     full = replace(plan, checked_bound=_bounded(0.9, 1.0).to_json())
     assert make.spent_budget(table, full, budget, full_check, [], 0.05) is full and len(checks) == 1
+
+
+def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypatch):
+    """checked_plan, refined_plan and candidate pruning ask `decision.DECISION`: a rule that refuses
+    everything changes all three (the honest-plans rule replaces this one object)."""
+    from tinycomp.plan import decision, make
+    from tinycomp.plan.candidates import ruled_out
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    asked = []
+
+    def refuse(measured, limit, *min_agreement):
+        asked.append(measured)
+        return False
+
+    def choose(max_drop):
+        return choose_plan(table, Budget(max_drop=max_drop))
+
+    class Zero:
+        max_drop, exhausted, min_agreement = 1.0, False, None
+
+        def measure(self, plan):
+            return JointDrop(0.0, 0, 0.0)
+
+    first, _ = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
+    assert make.refined_plan(table, first, Zero(), make.Silent()).stepped
+    assert not ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
+    for name in ("accepts", "keeps_step", "may_fit"):
+        monkeypatch.setattr(decision.DECISION, name, refuse)
+    _, tried = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
+    assert len(tried) > 1  # refused: chosen again
+    assert not make.refined_plan(table, first, Zero(), make.Silent()).stepped
+    assert ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
+    assert len(asked) >= 3

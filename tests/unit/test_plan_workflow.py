@@ -30,7 +30,7 @@ from tinycomp.plan import (
     plan_model,
 )
 from tinycomp.plan.make import Silent, budget_for_task
-from tinycomp.plan.record import PlanRecord
+from tinycomp.plan.plan_record import PlanRecord
 from tinycomp.plan.workflow import PartialWriter, origin, partial_path
 
 DATA = Dataset("d.npz", np.zeros((10, 4), np.float32), np.arange(10) % 2, np.zeros((4, 4), np.float32),

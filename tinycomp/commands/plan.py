@@ -1,4 +1,4 @@
-"""`tinycomp plan`: choose a cluster count per layer (mixed bitwidth) within a budget."""
+"""`tinycomp plan`: bits per layer (a Keras model: cluster counts) or per weight tensor (an int8 .tflite) within a budget."""
 
 from __future__ import annotations
 
@@ -281,11 +281,8 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
         render.out.print(line)
     for line in render.validation_lines(outcome, inputs.data.name):
         render.out.print(line)
-    seconds = time.perf_counter() - started
-    render.out.print(f"Wrote {output} and {sidecar_path(output, '.json')}; next: " + (
-        f"tinycomp palettize {model_path} --spec {output} -o OUT.tflite  ({seconds:.1f} s)" if inputs.kind == "tflite"
-        else f"tinycomp cluster {model_path} --spec {output} -o ...  (the spec fine-tunes {outcome.plan.epochs or 0} "
-             f"epochs; {seconds:.0f} s)"))
+    render.out.print(render.plan_next_line(outcome, model_path, output, sidecar_path(output, ".json"),
+                                           time.perf_counter() - started, bool(request.measurement.calibration_rows)))
 
 
 def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: int, shard: Shard, jobs: int,

@@ -77,8 +77,8 @@ TINYCOMP_MIN_SNR ?=
 TINYCOMP_PLAN_BUDGET ?= --max-accuracy-drop $(TINYCOMP_ACCURACY_DROP)$(if $(TINYCOMP_RAM_BUDGET), --ram-budget $(TINYCOMP_RAM_BUDGET))
 # Extra options per step, e.g. TINYCOMP_PLAN_OPTIONS = --clusters 2,4,8,16 --epochs 2,
 # TINYCOMP_CLUSTER_OPTIONS = --batch-size 64 (the plan's spec sets the epochs and learning rate), TINYCOMP_EVAL_OPTIONS = --limit 1000,
-# TINYCOMP_PALETTIZE_OPTIONS = $(TINYCOMP_DATA) to calibrate the palettized weights of a .tflite model on 512
-# training rows (closer to the int8 model; the plan measured them uncalibrated, and the gate decides).
+# TINYCOMP_PALETTIZE_OPTIONS = --jobs 2 (a .tflite's palettize step calibrates on $(TINYCOMP_DATA)'s training rows,
+# as its plan measured the candidates: the same rows, so it makes the file the plan measured).
 TINYCOMP_PLAN_OPTIONS ?=
 TINYCOMP_CLUSTER_OPTIONS ?=
 TINYCOMP_QUANTIZE_OPTIONS ?=
@@ -143,9 +143,10 @@ $(TINYCOMP_BUILD)/%.plan.yaml $(TINYCOMP_BUILD)/%.plan.json: $(TINYCOMP_MODELS)/
 	@mkdir -p $(@D)
 	$(TINYCOMP) plan $< $(TINYCOMP_PLAN_BUDGET) --strip $(TINYCOMP_PLAN_OPTIONS) -o $(TINYCOMP_BUILD)/$*.plan.yaml $(TINYCOMP_DATA)
 
-# Each planned tensor's int8 values clustered per channel (exact 1-D k-means), and the spec for compress.
-$(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml &: $(TINYCOMP_MODELS)/%.tflite $(TINYCOMP_BUILD)/%.plan.yaml | $(TINYCOMP_DEPS)
-	$(TINYCOMP) palettize $< --spec $(TINYCOMP_BUILD)/$*.plan.yaml $(TINYCOMP_PALETTIZE_OPTIONS) -o $(TINYCOMP_BUILD)/$*.palettized.tflite
+# Each planned tensor's int8 values clustered per channel, calibrated on the data as the plan measured them,
+# and the spec for compress.
+$(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml &: $(TINYCOMP_MODELS)/%.tflite $(TINYCOMP_BUILD)/%.plan.yaml $(tinycomp_data) | $(TINYCOMP_DEPS)
+	$(TINYCOMP) palettize $< --spec $(TINYCOMP_BUILD)/$*.plan.yaml $(TINYCOMP_PALETTIZE_OPTIONS) -o $(TINYCOMP_BUILD)/$*.palettized.tflite $(TINYCOMP_DATA)
 
 $(TINYCOMP_BUILD)/%.compressed.tflite: $(TINYCOMP_BUILD)/%.palettized.tflite $(TINYCOMP_BUILD)/%.palettized.yaml | $(TINYCOMP_DEPS)
 	$(TINYCOMP) compress $< --spec $(TINYCOMP_BUILD)/$*.palettized.yaml --strip $(TINYCOMP_COMPRESS_OPTIONS) -o $@

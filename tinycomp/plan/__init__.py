@@ -14,7 +14,7 @@ Split by dependency:
 - `request`: one `PlanRequest` in (`Measurement`, `ByteCosts`), one `PlanOutcome` out, `JointDrop`;
 - `workflow`: plans from files, as `tinycomp plan` makes them (`PlanInputs`, `plan_model`: measure,
   resume, reuse a recorded table or merge shards; `write_plan`; `measure_shard_to`);
-- `record`: the plan sidecar as a typed `PlanRecord` (which backend measured included);
+- `plan_record`: the plan sidecar as a typed `PlanRecord` (which backend measured included);
 - `provenance`: the model, data and task a table was measured on, and the one comparison of them;
 - `candidates`: the units of a measurement (`Candidate(tensor, bits)`, `CandidateResult`), the estimates
   (`FINE_TUNE`, `FAST`), shards and the partial tables `plan --shard` writes and `--merge` reads
@@ -56,8 +56,8 @@ from tinycomp.plan.choose import (
 )
 from tinycomp.plan.decision import DECISION, Decision, Measured
 from tinycomp.plan.make import Backend, PlanProgress, make_plan
+from tinycomp.plan.plan_record import SCHEMA_VERSION, CheckedPlan, PlanRecord
 from tinycomp.plan.provenance import Provenance
-from tinycomp.plan.record import SCHEMA_VERSION, CheckedPlan, PlanRecord
 from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
 from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, write_plan
 

@@ -147,6 +147,14 @@ def fine_tune_limit(max_drop: float | None, *, reference: float, control: float,
     return Limit(max_drop + max(0.0, scale * (control - reference)), noise)
 
 
+def ruled_out(drops: dict[int, float], values: int, limit: Limit | None) -> bool:
+    """A tensor's candidate at `values` levels cannot be part of a plan within the budget when a candidate
+    of the same tensor with more levels (`drops`: levels → measured drop) measured a drop `limit` refuses
+    (`Decision.may_fit`): fewer levels never count as better (`choose.counted_drops`). Both backends
+    leave such candidates out: the Keras one their fine-tunes, the .tflite one their measurement."""
+    return limit is not None and any(v > values and limit.exceeded_by(d) for v, d in drops.items())
+
+
 class Estimate(ABC):
     """How a candidate's drop is estimated: what to measure for it, and which measurement counts.
 

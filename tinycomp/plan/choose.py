@@ -41,7 +41,7 @@ SLICING_PATIENCE = 4  # decode budgets measured past the smallest arena so far b
 
 @dataclass
 class Slicing:
-    """What choosing with sliced kernels needs from the caller (see `costs.slicing_measurer`)."""
+    """What choosing with sliced kernels needs from the caller (see `make.Sizes`)."""
 
     budgets: Callable[[frozenset[str]], list[int]]  # decode budgets worth trying for a set of layers, largest first
     arenas: Callable[[frozenset[str], list[int]], list[int]]  # the set's arena sliced at each of those budgets
@@ -226,7 +226,7 @@ class Plan:
     ideal_bytes: int  # Σ ideal bytes of the eligible layers
     objective: str
     budget: float | int
-    exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see plan_bytes_exact)
+    exact_bytes: int | None = None  # synthetic compression of the whole plan at once (see `make.make_plan`)
     arena_bytes: int | None = None  # TFLM arena of that file (see choose_plan_within_ram)
     checked_drop: float | None = None  # all its layers clustered at once, fine-tuned, measured (see checked_plan)
     checked_noise: float | None = None  # that measurement's standard error as a paired difference (None: not known)

@@ -2,9 +2,9 @@
 
 Every comparison of a measured drop with the budget goes through `DECISION`, for both backends:
 the joint check (`choose.checked_plan`), each refinement step (`make.refined_plan`, the Keras step
-measurer's "fine-tune this step?"), and the budget's pruning of candidates (`Pruning`: a tensor's
-fewer bits are not measured, or not fine-tuned, once more bits of it measured a drop the budget
-cannot take).
+measurer's "fine-tune this step?"), and the budget's pruning of candidates (`Limit`, used by
+`candidates.ruled_out` and `candidates.fine_tune_limit`: a tensor's fewer bits are not measured, or
+not fine-tuned, once more bits of it measured a drop the budget cannot take).
 
 The rule is on a confidence bound: a measurement that carries its paired bounds (`Measured.checked`:
 the one-sided 95% upper bound of the drop, and of top-1 agreement the lower bound, over validation rows

@@ -20,7 +20,7 @@ from tinycomp.metrics import Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan.candidates import Candidate, CandidateResult
 from tinycomp.plan.choose import Plan, SensitivityTable, plan_spec
-from tinycomp.plan.costs import WeightInfo, _compressed_model, decode_budgets
+from tinycomp.plan.costs import WeightInfo, decode_budgets, synthetic_file
 from tinycomp.plan.decision import DECISION, Measured
 from tinycomp.plan.make import byte_costs
 from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
@@ -95,8 +95,11 @@ class KerasBackend:
     def raw_bytes(self, name: str) -> int:
         return self._infos[name].bytes
 
+    def size_of(self, choice: dict[str, int]) -> int:
+        return len(self.model_bytes(choice))
+
     def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
-        return {b: len(self.model_bytes({name: b})) for b in bits}
+        return {b: self.size_of({name: b}) for b in bits}
 
     def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
         """The int8 file with each chosen layer's kernel refilled with synthetic values of its bits (the
@@ -104,7 +107,7 @@ class KerasBackend:
         assert self._int8 is not None
         infos = self._infos
         fills = {(infos[n].subgraph, infos[n].tensor): (infos[n].layout, b) for n, b in choice.items()}
-        return _compressed_model(self._int8, fills, self.costs.strip, decode_budget)
+        return synthetic_file(self._int8, fills, self.costs.strip, decode_budget)
 
     def decode_budgets(self, names: frozenset[str]) -> list[int]:
         return decode_budgets(self._infos, names)

@@ -95,8 +95,11 @@ class Backend(Protocol):
     def raw_bytes(self, name: str) -> int:
         """Bytes of the tensor as given (int8)."""
 
+    def size_of(self, choice: dict[str, int]) -> int:
+        """Bytes of `model_bytes(choice)`, for byte costs (the values may be stand-ins with as many per table)."""
+
     def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
-        """The file's size with only `name` compressed, at each of `bits`."""
+        """`size_of({name: b})` at each of `bits`."""
 
     def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
         """The file the chain makes of `choice` (tensor → bits), LUT-compressed (kernels decoding to more than
@@ -277,9 +280,9 @@ def byte_costs(backend: Backend, bits: dict[str, list[int]]) -> tuple[dict[str, 
     """({tensor: {bits: bytes it costs in the compressed file}}, once-only DECODE overhead, the file's own bytes).
 
     A tensor's cost is the file's size change when only that tensor is compressed (`backend.sizes_alone`,
-    from `model_bytes`), plus its int8 bytes. What every single-tensor compression pays once (the DECODE
+    sizes of `model_bytes` files), plus its int8 bytes. What every single-tensor compression pays once (the DECODE
     operator code, alignment) is measured from one two-tensor compression and taken out."""
-    base = len(backend.model_bytes({}))
+    base = backend.size_of({})
     costs: dict[str, dict[int, int]] = {}
     for name, wanted in bits.items():
         raw = backend.raw_bytes(name)
@@ -288,7 +291,7 @@ def byte_costs(backend: Backend, bits: dict[str, list[int]]) -> tuple[dict[str, 
     measured = [(name, min(c)) for name, c in costs.items() if c]
     if len(measured) >= 2:  # one tensor: the shared part cannot be separated; it stays in the tensor's cost
         (first, a), (second, b) = measured[:2]
-        pair = len(backend.model_bytes({first: a, second: b})) - base
+        pair = backend.size_of({first: a, second: b}) - base
         overhead = max(0, (costs[first][a] - backend.raw_bytes(first)) + (costs[second][b] - backend.raw_bytes(second))
                        - pair)
     return {n: {b: v - overhead for b, v in c.items()} for n, c in costs.items()}, overhead, base

@@ -76,7 +76,7 @@ def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Datas
 
 
 @dataclass(frozen=True)
-class Rows:
+class CandidateRows:
     """The rows candidates fine-tune on and are measured on."""
 
     x_fit: np.ndarray
@@ -88,7 +88,7 @@ class Rows:
 class Measurer:
     """Measures one candidate at a time: zero-shot and/or fine-tuned validation accuracy."""
 
-    def __init__(self, model: Any, rows: Rows, *, loss: LossChoice, measurement: Measurement, seed: int,
+    def __init__(self, model: Any, rows: CandidateRows, *, loss: LossChoice, measurement: Measurement, seed: int,
                  reference: float, task: Task = CLASSIFY):
         self.model, self.rows, self.loss = model, rows, loss
         self.measurement, self.seed, self.reference, self.task = measurement, seed, reference, task
@@ -165,7 +165,7 @@ def _start_worker(setup: WorkerSetup) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(setup.threads)
     tf.config.threading.set_inter_op_parallelism_threads(setup.threads)
     model = load_keras_model(setup.model_path, trust=True)  # the parent wrote it from the model it loaded
-    rows = Rows(*(np.load(Path(setup.rows_dir) / f"{name}.npy") for name in ("x_fit", "y_fit", "x_val", "y_val")))
+    rows = CandidateRows(*(np.load(Path(setup.rows_dir) / f"{name}.npy") for name in ("x_fit", "y_fit", "x_val", "y_val")))
     _MEASURER = Measurer(model, rows, loss=setup.loss, measurement=setup.measurement, seed=setup.seed,
                          reference=setup.reference, task=setup.task)
 

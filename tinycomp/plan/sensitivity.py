@@ -48,13 +48,14 @@ from tinycomp.plan.candidates import (
     assemble_drops,
     candidates_of,
     fine_tune_limit,
+    ruled_out,
 )
 from tinycomp.plan.choose import LayerSensitivity, Option, Plan, SensitivityTable, counted_drops, plan_spec
 from tinycomp.plan.costs import WeightInfo, ideal_bytes, weight_info
 from tinycomp.plan.measure import (
+    CandidateRows,
     Measurer,
     ResultCallback,
-    Rows,
     fine_tuned_accuracy,
     measure_in_order,
     measure_in_processes,
@@ -198,7 +199,7 @@ def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, 
     fit_data, x_val, y_val = split_validation(data, measurement.validation_split, seed)
     fit = seeded_rows(len(fit_data.x_train), measurement.rows("fine_tune_rows"), seed=seed, stream=1)
     val = seeded_rows(len(x_val), measurement.rows("validation_rows"), seed=seed, stream=2)
-    rows = Rows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),
+    rows = CandidateRows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),
                 np.asarray(y_val[val]))
     reference = score_of(model, rows.x_val, rows.y_val, task)
     control = None
@@ -209,7 +210,7 @@ def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, 
     return Prepared(names, usable, candidates_of(usable), measurer, control)
 
 
-def chosen_learning_rate(model: Any, rows: Rows, *, loss: LossChoice, measurement: Measurement, seed: int,
+def chosen_learning_rate(model: Any, rows: CandidateRows, *, loss: LossChoice, measurement: Measurement, seed: int,
                          task: Task) -> tuple[float, CandidateResult | None]:
     """The rate of AUTO_LEARNING_RATES whose fine-tuned unclustered control scores best on the candidates'
     validation rows (ties: the first), and that control's result; the first rate when nothing is fine-tuned."""
@@ -281,7 +282,8 @@ class HopelessLayers:
             return False
         drops = assemble_drops(sorted(larger), larger, estimate=self.estimate, reference=self.reference,
                                control=control.fine_tuned, limit=limit, scale=self.scale)
-        return any(limit.exceeded_by(d.drop) and larger[c].fine_tuned is not None for c, d in drops.items())
+        return ruled_out({c: d.drop for c, d in drops.items() if larger[c].fine_tuned is not None}, candidate.values or 0,
+                         limit)
 
 
 def assemble_table(model: Any, prepared: Prepared, results: dict[str, CandidateResult], *,

@@ -1,18 +1,20 @@
-"""Plans for an int8 .tflite: index bits per weight tensor, measured zero-shot in TFLM (no TensorFlow).
+"""The .tflite backend of the plan core (`TfliteBackend`): index bits per weight tensor of an int8 file,
+measured zero-shot in TFLM (no TensorFlow).
 
-A candidate is one weight tensor palettized to one bitwidth (`tflite.palettize`), everything else
-as given; the control is the given file. Each is run in the TFLM interpreter (worker processes) on
-the validation rows, held out from the *training* data as `plan` does for Keras models, so the test
-set stays for the final measurement. Nothing is fine-tuned, so a drop is simply the given file's
-score minus the candidate's. Each candidate's byte cost is exact: its palettized tensor is
-LUT-compressed with tflite-micro as `compress` will do it. The choice is `plan.choose`'s, under the
-same budgets; the chosen tensors are then palettized together and measured on the candidates'
-validation rows plus as many fresh ones (`CHECK_MULTIPLE`), and chosen again when that is over the
-budget (per-tensor drops need not add up). Candidates and the check run only the operators from
-their tensor's first reader on, fed cached activations of the given file (`tflite.cut`).
+A candidate is one weight tensor palettized to one bitwidth, everything else as given; the control is
+the given file. With calibration rows (`Measurement.calibration_rows`, the CLI's default 512), the
+tensor is palettized as `palettize --data` does it (`tflite.calibrated.Calibrator`: levels, error
+feedback and its operator's bias from the int8 file's layer inputs on those training rows), so
+`palettize --spec` with the same data makes exactly the measured file. Each candidate runs in the
+TFLM interpreter (worker processes) on validation rows held out from the *training* data, from its
+tensor's first reader on, fed cached activations of the given file (`Runner`, `tflite.cut`); a drop
+budget leaves hopeless bitwidths unmeasured (`Schedule`). Nothing is fine-tuned: a drop is the given
+file's score minus the candidate's. The core (`plan.make`) chooses, checks the chosen tensors
+palettized together on the candidates' rows plus as many fresh ones (`CHECK_MULTIPLE`), refines, and
+measures exact bytes and arenas on the files `Palettes.compressed` makes (as `compress` will).
 
-Candidates use `plan.candidates`' units (`Candidate(tensor label, 2^bits)`), so shards, worker
-processes and merged parts give the table one sequential run gives.
+Candidates are `Candidate(tensor label, bits)` in the canonical order, so shards, worker processes,
+resumed runs and merged parts give the table one sequential run gives.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tinycomp.plan.candidates import (
     Candidate,
     CandidateResult,
     candidates_of,
+    ruled_out,
 )
 from tinycomp.plan.choose import (
     DEFAULT_CLUSTER_COUNTS,
@@ -71,7 +74,7 @@ from tinycomp.tflite.find_tensors import (
 from tinycomp.tflite.levels import most_values, palettize_array, weight_label
 from tinycomp.tflite.model import parse_tflite, schema
 from tinycomp.tflite.palettize import palettizable_weights, select_weights, why_not
-from tinycomp.tflite.private import fast_buffer_packing, replace_buffers
+from tinycomp.tflite.private import fast_buffer_packing, fast_index_packing, replace_buffers
 from tinycomp.tflite.strip import strip_model
 
 TFLITE_KIND = "tflite"
@@ -103,29 +106,30 @@ class Palettes:
     source: str = "model"
     model: Any = None  # the parsed int8 file the weights are of
     calibrator: Any = None
-    _values: dict[tuple[str, int], dict[int, np.ndarray]] = field(default_factory=dict)
+    _values: dict[tuple[str, int, bool], dict[int, np.ndarray]] = field(default_factory=dict)
     _lut_model: Any = None
 
-    def values(self, name: str, bits: int) -> dict[int, np.ndarray]:
+    def values(self, name: str, bits: int, calibrated: bool = True) -> dict[int, np.ndarray]:
         """{tensor index: new values} of `name` palettized to `bits`: its weight, and with calibration its
-        operator's corrected bias."""
+        operator's corrected bias (`calibrated` False: without data, as fast as the bytes need it)."""
 
-        if (name, bits) not in self._values:
+        calibrated = calibrated and self.calibrator is not None
+        if (name, bits, calibrated) not in self._values:
             weight = self.weights[name]
-            if self.calibrator is None:
+            if not calibrated:
                 array = palettize_array(np.asarray(weight.array), quantization_layout(weight.tensor), bits)
-                self._values[(name, bits)] = {weight.index: array}
+                self._values[(name, bits, calibrated)] = {weight.index: array}
             else:
                 found = self.calibrator.calibrated(weight, bits)
                 extra = {} if found.bias_index is None else {found.bias_index: found.bias}
-                self._values[(name, bits)] = {weight.index: found.values, **extra}
-        return self._values[(name, bits)]
+                self._values[(name, bits, calibrated)] = {weight.index: found.values, **extra}
+        return self._values[(name, bits, calibrated)]
 
     def array(self, name: str, bits: int) -> np.ndarray:
         """The palettized values of `name`'s weight."""
         return self.values(name, bits)[self.weights[name].index]
 
-    def model_with(self, choice: dict[str, int]) -> bytes:
+    def model_with(self, choice: dict[str, int], calibrated: bool = True) -> bytes:
         """The int8 file with each named weight palettized to its bits, everything else byte for byte as given.
 
         The values are replaced in place (same bytes, same places), not rebuilt: model_editor's
@@ -135,7 +139,7 @@ class Palettes:
             return self.int8
         tensors = self.model.subgraphs[0].tensors
         return replace_buffers(self.int8, {int(tensors[t].buffer.index): a.tobytes() for name, bits in choice.items()
-                                           for t, a in self.values(name, bits).items()}, self.source)
+                                           for t, a in self.values(name, bits, calibrated).items()}, self.source)
 
     def lut_bytes(self, name: str, bits: int) -> int:
         """Bytes of the tensor's LUT encoding (indices, value tables, header) once palettized to `bits`, from
@@ -154,11 +158,12 @@ class Palettes:
         finally:
             tensor.array = original
 
-    def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None) -> bytes:
+    def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None,
+                   calibrated: bool = True) -> bytes:
         """`model_with(choice)` LUT-compressed as `palettize`'s spec says (and stripped, with `strip`; the
         kernels decoding to more than `decode_budget` sliced, as `compress` does with the spec's budget)."""
 
-        data = self.model_with(choice)
+        data = self.model_with(choice, calibrated)
         if choice:
             model = parse_tflite(data, "palettized model")
             by_key = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
@@ -224,7 +229,7 @@ def tflite_candidates(usable: dict[str, list[int]]) -> list[Candidate]:
 
 
 @dataclass(frozen=True)
-class Rows:
+class PlanRows:
     """The validation rows candidates are measured on (a seeded subset), and the check's rows: those, then
     as many held-out rows again as `CHECK_MULTIPLE` says (seeded; all of them when there are fewer)."""
 
@@ -236,7 +241,7 @@ class Rows:
     groups_check: np.ndarray | None = None  # the group of each check row (None: rows are the bound's unit)
 
 
-def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> Rows:
+def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> PlanRows:
     """The data's validation rows (`Dataset.validation_split`: its own validation set, whole groups held out
     by `seed`, else the last `validation_split` of the training rows), fitted to the model's input; a seeded
     subset of `validation_rows` of them for the candidates."""
@@ -256,7 +261,7 @@ def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: 
     _, x_all, y_all = data.validation_rows(split)
     rows, check = row_sets(len(x_all), measurement.validation_rows or 0, seed)
     groups = None if split.val_groups is None else split.val_groups[check]
-    return Rows(x_all[rows], y_all[rows], x_all[check], y_all[check], task, groups)
+    return PlanRows(x_all[rows], y_all[rows], x_all[check], y_all[check], task, groups)
 
 
 def row_sets(held: int, validation_rows: int, seed: int,
@@ -308,7 +313,7 @@ class Runner:
     its first tensor's tail (bit-identical again: nothing between the two cuts reads the second).
     """
 
-    def __init__(self, palettes: Palettes, rows: Rows, pool: Any, jobs: int, *, check_rows: bool):
+    def __init__(self, palettes: Palettes, rows: PlanRows, pool: Any, jobs: int, *, check_rows: bool):
         self.palettes, self.rows, self.pool, self.jobs = palettes, rows, pool, max(1, jobs)
         model = parse_tflite(palettes.int8, palettes.source)
         self.given_buffers = {t.index: int(t.buffer.index) for t in model.subgraphs[0].tensors
@@ -516,7 +521,7 @@ class Schedule:
         drop, limit = self.drop(c.tensor, neighbour), self.limit
         if drop is None or limit is None:
             return False
-        return not limit.exceeded_by(drop) if bits < pivot else drop > 0
+        return not ruled_out({2 ** neighbour: drop}, 2 ** bits, limit) if bits < pivot else drop > 0
 
     def ready(self) -> list[Candidate]:
         out = [c for c in self.all if c.key not in self.released and self.wanted(c)]
@@ -590,7 +595,7 @@ def worth_measuring(costs: dict[str, dict[int, int]], raw: dict[str, int]) -> di
 
 
 def assemble(palettes: Palettes, usable: dict[str, list[int]], costs: tuple[dict[str, dict[int, int]], int, int],
-             results: dict[str, CandidateResult], rows: Rows, *, seed: int, seconds: float) -> SensitivityTable:
+             results: dict[str, CandidateResult], rows: PlanRows, *, seed: int, seconds: float) -> SensitivityTable:
     """The sensitivity table: every tensor's measured options with their drops and byte costs."""
 
     reference = results[CONTROL].zero_shot
@@ -676,7 +681,14 @@ class TfliteBackend:
 
     @contextlib.contextmanager
     def opened(self, jobs: int) -> Iterator[TfliteBackend]:
-        with tflm.worker_pool(max(1, jobs), self.source) as pool, fast_buffer_packing():
+        """The worker pool, fast packing, and one BLAS thread in this process: its linear algebra (calibration)
+        runs while the TFLM workers use the cores, where more BLAS threads only contend (measured: 5 inversions
+        and Cholesky factors of an 800×800 matrix took 11.0 s with OpenBLAS's threads, 1.9 s with one, on the 2
+        loaded cores)."""
+        from threadpoolctl import threadpool_limits
+
+        with tflm.worker_pool(max(1, jobs), self.source) as pool, fast_buffer_packing(), fast_index_packing(), \
+                threadpool_limits(limits=1, user_api="blas"):
             self.pool, self.jobs = pool, max(1, jobs)
             try:
                 yield self
@@ -732,7 +744,8 @@ class TfliteBackend:
         if missing:
             raise ModelError(f"the table's tensor {missing[0]!r} is not a weight of this model", self.source,
                              "measure a new table")
-        _ = self.runner
+        if self.check:  # the given file runs in the workers while the plan is chosen
+            _ = self.runner
         return table
 
     def raw_bytes(self, name: str) -> int:
@@ -740,11 +753,17 @@ class TfliteBackend:
 
     def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
         """The file with only `name` palettized and compressed at its fewest bits; at other bits, the
-        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers)."""
+        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers). Palettized
+        without data (`size_of`): the bytes depend on the values per table, not on which (the chosen plan's
+        exact bytes are measured on its calibrated file)."""
         fewest = min(bits)
-        at_fewest = len(self.model_bytes({name: fewest}))
+        at_fewest = self.size_of({name: fewest})
         lut_fewest = self.palettes.lut_bytes(name, fewest)
         return {b: at_fewest + self.palettes.lut_bytes(name, b) - lut_fewest for b in bits}
+
+    def size_of(self, choice: dict[str, int]) -> int:
+        """Bytes of the file of `choice`, palettized without data (the same values per table)."""
+        return len(self.palettes.compressed(choice, self.strip, calibrated=False))
 
     def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
         return self.palettes.compressed(choice, self.strip, decode_budget)

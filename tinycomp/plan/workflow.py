@@ -23,8 +23,8 @@ from tinycomp.metrics import Task
 from tinycomp.plan.candidates import NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
 from tinycomp.plan.choose import Budget, Plan, SensitivityTable
 from tinycomp.plan.make import Backend, PlanProgress, Silent, budget_for_task, make_plan, measure_shard
+from tinycomp.plan.plan_record import PlanRecord
 from tinycomp.plan.provenance import Provenance, as_json, file_sha256
-from tinycomp.plan.record import PlanRecord
 from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
 
 PARTIAL_SUFFIX = ".partial.json"

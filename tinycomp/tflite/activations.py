@@ -177,6 +177,18 @@ def measure_sums(probe: bytes, first_probe: int, x: np.ndarray, jobs: int = 1, s
     chunks = [c for c in np.array_split(np.asarray(x), max(1, min(jobs, len(x)))) if len(c)]
     parts = tflm.run_parallel(input_sums, [(probe, first_probe, c, gram) for c in chunks], workers=jobs,
                               source=source, pool=pool)
+    return summed(parts)
+
+
+def start_sums(probe: bytes, first_probe: int, x: np.ndarray, jobs: int, pool: Any,
+               gram: tuple[Geometry | None, ...] = ()) -> list[Any]:
+    """`measure_sums` started in `pool` (one task per row chunk); `summed(tflm.gather(...))` finishes it."""
+    chunks = [c for c in np.array_split(np.asarray(x), max(1, min(jobs, len(x)))) if len(c)]
+    return [tflm.submit(pool, input_sums, probe, first_probe, c, gram) for c in chunks]
+
+
+def summed(parts: list[Any]) -> tuple[int, list[np.ndarray], list[np.ndarray], list[Any]]:
+    """The row chunks' `input_sums` added up."""
     rows = sum(p[0] for p in parts)
     total: list[list[Any]] = [[sum(p[k][i] for p in parts) if parts[0][k][i] is not None else None
                                for i in range(len(parts[0][k]))] for k in (1, 2, 3)]

@@ -34,9 +34,19 @@ from typing import Any
 
 import numpy as np
 
+from tinycomp import tflm
 from tinycomp.errors import DataError, ModelError
 from tinycomp.specs import PerChannel, PerTensor
-from tinycomp.tflite.activations import Geometry, InputMoments, geometry_of, measure_sums, moments, probe_model
+from tinycomp.tflite.activations import (
+    Geometry,
+    InputMoments,
+    geometry_of,
+    measure_sums,
+    moments,
+    probe_model,
+    start_sums,
+    summed,
+)
 from tinycomp.tflite.find_tensors import WeightTensor, quantization_layout
 from tinycomp.tflite.levels import Calibration, PalettizedTensor, buffer_readers, palettize_weight, table_slices
 from tinycomp.tflite.model import parse_tflite
@@ -52,6 +62,7 @@ MAX_FEEDBACK_INPUTS = 2048  # K: a 32 MB matrix
 MAX_PATCH_BYTES = 64 * 2 ** 20  # one row's input vectors, float64
 MAX_FEEDBACK_BYTES = 256 * 2 ** 20  # all layers' matrices together
 DAMPING = 0.01  # GPTQ's: 1% of the mean diagonal added to the input second moments before inverting them
+FEEDBACK_BLOCK = 128  # columns rounded before the later ones are updated in one matrix product
 
 
 def rms_change(old: np.ndarray, new: np.ndarray) -> float:
@@ -90,11 +101,17 @@ def with_error_feedback(old: np.ndarray, palettized: np.ndarray, hessian: np.nda
     order, upper = factor if factor is not None else feedback_factor(hessian)
     w = w[:, order]
     q = np.empty_like(w)
-    for j in range(w.shape[1]):
-        nearest = np.argmin(np.abs(w[:, j:j + 1] - grid), axis=1)
-        q[:, j] = grid[np.arange(channels), nearest]
-        error = (w[:, j] - q[:, j]) / upper[j, j]
-        w[:, j + 1:] -= error[:, None] * upper[j, j + 1:][None, :]
+    rows = np.arange(channels)
+    for start in range(0, w.shape[1], FEEDBACK_BLOCK):  # GPTQ's lazy batches: later columns updated once per block
+        end = min(start + FEEDBACK_BLOCK, w.shape[1])
+        errors = np.empty((channels, end - start))
+        for j in range(start, end):
+            nearest = np.argmin(np.abs(w[:, j:j + 1] - grid), axis=1)
+            q[:, j] = grid[rows, nearest]
+            error = (w[:, j] - q[:, j]) / upper[j, j]
+            errors[:, j - start] = error
+            w[:, j + 1:end] -= error[:, None] * upper[j, j + 1:end][None, :]
+        w[:, end:] -= errors @ upper[start:end, end:]
     result = np.empty_like(q)
     result[:, order] = q
     return result.reshape(old.shape).astype(old.dtype)
@@ -103,25 +120,33 @@ def with_error_feedback(old: np.ndarray, palettized: np.ndarray, hessian: np.nda
 def output_error(old: np.ndarray, new: np.ndarray, hessian: np.ndarray) -> float:
     """Σ_o Δw_oᵀ H Δw_o: the output error of weights `new` instead of `old` [O, ...] for input moments H."""
     delta = (new.astype(np.float64) - old.astype(np.float64)).reshape(old.shape[0], -1)
-    return float(np.einsum("oi,ij,oj->", delta, hessian, delta))
+    return float(np.sum((delta @ hessian) * delta))
 
 
 def refit_levels(old: np.ndarray, palettized: np.ndarray, hessian: np.ndarray) -> np.ndarray:
     """`palettized` [O, ...] with each output channel's levels moved to minimize its output error
     (Δw_oᵀ H Δw_o) while every weight keeps its level: the least-squares levels (AᵀHA)⁻¹AᵀHw, A the
-    one-hot assignment of the channel's weights to its levels, rounded to integers in the int8 range."""
+    one-hot assignment of the channel's weights to its levels, rounded to integers in the int8 range.
+    H A is one matrix product for all channels at once (H is symmetric, so AᵀHw = (HA)ᵀw)."""
     channels = old.shape[0]
     w = old.reshape(channels, -1).astype(np.float64)
     q = palettized.reshape(channels, -1)
+    inputs = q.shape[1]
+    found = [np.unique(row, return_inverse=True) for row in q]
+    width = max(len(levels) for levels, _ in found)
+    one_hot = np.zeros((channels, inputs, width))
+    for o, (_, assignment) in enumerate(found):
+        one_hot[o, np.arange(inputs), assignment.ravel()] = 1.0
+    ha = (hessian @ one_hot.transpose(1, 0, 2).reshape(inputs, -1)).reshape(inputs, channels, width).transpose(1, 0, 2)
+    grams = np.matmul(one_hot.transpose(0, 2, 1), ha)
+    targets = np.einsum("okl,ok->ol", ha, w)
     out = np.empty_like(q)
     info = np.iinfo(old.dtype)
-    for o in range(channels):
-        levels, assignment = np.unique(q[o], return_inverse=True)
-        one_hot = np.eye(len(levels))[assignment.ravel()]  # [inputs, levels]
-        gram = one_hot.T @ hessian @ one_hot
-        target = one_hot.T @ hessian @ w[o]
-        ridge = 1e-9 * max(float(np.trace(gram)), 1e-12) * np.eye(len(levels))
-        fitted = np.linalg.solve(gram + ridge, target)
+    for o, (levels, assignment) in enumerate(found):
+        n = len(levels)
+        gram = grams[o, :n, :n]
+        ridge = 1e-9 * max(float(np.trace(gram)), 1e-12) * np.eye(n)
+        fitted = np.linalg.solve(gram + ridge, targets[o, :n])
         fitted = np.clip(np.floor(fitted + 0.5), info.min + 1, info.max)
         out[o] = fitted[assignment.ravel()].astype(q.dtype)
     return out.reshape(old.shape)
@@ -183,9 +208,17 @@ class Probe:
                 gram: tuple[Geometry | None, ...] = ()) -> list[tuple[InputMoments, np.ndarray | None]]:
         """Each probed input's moments per weight element and, where `gram` gives its geometry, E[p pᵀ]
         over its input vectors p (`activations.patches`)."""
-        rows, sums, squares, grams = measure_sums(bytes(self.buffer), self.first, x, self.jobs, self.source, gram,
-                                                  self.pool)
-        found = [moments(g, rows, s1, s2) for g, s1, s2 in zip(geometries, sums, squares)]
+        return self.finish(measure_sums(bytes(self.buffer), self.first, x, self.jobs, self.source, gram), geometries)
+
+    def start(self, x: np.ndarray, gram: tuple[Geometry | None, ...]) -> list[Any]:
+        """`moments` started in the pool (what this process does meanwhile overlaps it)."""
+        return start_sums(bytes(self.buffer), self.first, x, self.jobs, self.pool, gram)
+
+    @staticmethod
+    def finish(sums: tuple[int, list[np.ndarray], list[np.ndarray], list[Any]],
+               geometries: list[Geometry]) -> list[tuple[InputMoments, np.ndarray | None]]:
+        rows, firsts, squares, grams = sums
+        found = [moments(g, rows, s1, s2) for g, s1, s2 in zip(geometries, firsts, squares)]
         return [(m, None if g is None else g / m.samples) for m, g in zip(found, grams)]
 
 
@@ -291,8 +324,24 @@ class Calibrator:
         self.geometries = [geometry_of(model, w, source) for w in self.weights]
         self.probe = Probe(model_bytes, self.geometries, calibration.jobs, source, pool)
         self.shared = shared_tensors(model)
-        self.reference = layer_inputs(self.probe, self.weights, self.geometries, calibration)
         self.position = {w.index: i for i, w in enumerate(self.weights)}
+        self.source = source
+        self._reference: list[LayerInputs] | None = None
+        self._started: list[Any] = []
+        self._gram: tuple[Geometry | None, ...] = ()
+        if pool is not None:  # the probe runs in the pool while this process goes on; `reference` waits for it
+            self._gram = feedback_geometries(self.probe, self.geometries, calibration)
+            self._started = self.probe.start(calibration.x, self._gram)
+        else:
+            self._reference = layer_inputs(self.probe, self.weights, self.geometries, calibration)
+
+    @property
+    def reference(self) -> list[LayerInputs]:
+        """Each weight's inputs as the int8 file sees them on the calibration rows."""
+        if self._reference is None:
+            found = self.probe.finish(summed(tflm.gather(self._started, self.source)), self.geometries)
+            self._reference = [LayerInputs(g, m, e) for g, (m, e) in zip(self.geometries, found)]
+        return self._reference
 
     def plain(self, weight: WeightTensor) -> bool:
         """Its operators see different inputs (several read it): one set of statistics would not fit, so
