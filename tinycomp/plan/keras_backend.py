@@ -19,7 +19,7 @@ from tinycomp.data.validation import ValidationSource
 from tinycomp.metrics import Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan.candidates import Candidate, CandidateResult
-from tinycomp.plan.choose import Plan, SensitivityTable, plan_spec
+from tinycomp.plan.choose import Plan, SensitivityTable, plan_spec, upper_bound_text
 from tinycomp.plan.costs import WeightInfo, decode_budgets, synthetic_file
 from tinycomp.plan.decision import DECISION, Measured
 from tinycomp.plan.make import byte_costs
@@ -151,7 +151,7 @@ def spec_header(model_path: str, output: str, request: PlanRequest, outcome: Pla
              f"{f' --io {costs.io}' if costs.io != 'uint8' else ''} → find-tensors → "
              f"compress{' --strip' if costs.strip else ''}")
     unit, what = outcome.table.unit, outcome.budget.task.drop_text()
-    checked = (f" (measured with all layers clustered: {chosen.checked_drop:+.2f} {unit})"
+    checked = (f" (measured with all layers clustered: {chosen.checked_drop:+.2f} {unit}{upper_bound_text(chosen)})"
                if chosen.checked_drop is not None else "")
     return (f"Clustering plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
             f"seed {request.seed})\n"

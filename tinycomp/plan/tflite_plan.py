@@ -47,6 +47,7 @@ from tinycomp.plan.choose import (
     Plan,
     SensitivityTable,
     counted_drops,
+    upper_bound_text,
 )
 from tinycomp.plan.costs import _synthetic, ideal_bytes, kernel_decode_budgets
 from tinycomp.plan.decision import Limit
@@ -816,7 +817,8 @@ class TfliteBackend:
                   f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after "
                   f"palettize → compress{' --strip' if self.strip else ''}; {outcome.budget.task.drop_text()} "
                   f"{chosen.predicted_drop:+.2f} {table.unit} on the validation split"
-                  + (f" (measured with all tensors palettized: {chosen.checked_drop:+.2f} {table.unit})"
+                  + (f" (measured with all tensors palettized: {chosen.checked_drop:+.2f} {table.unit}"
+                     f"{upper_bound_text(chosen)})"
                      if chosen.checked_drop is not None else "")
                   + f"\nuse: tinycomp palettize {model_path} --spec {output}" + palettize_options(self.measurement, self.seed)
                   + " -o OUT.tflite")
