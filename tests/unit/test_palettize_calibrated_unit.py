@@ -60,8 +60,11 @@ def test_equal_weights_give_the_unweighted_levels(values, bits, weight):
     values = np.array(values, dtype=np.int8)
     plain = optimal_levels(values, 2 ** bits)
     weighted = optimal_levels(values, 2 ** bits, np.full(values.shape, weight))
-    assert weighted.mapping == plain.mapping
     assert weighted.sse == pytest.approx(plain.sse * weight)
+    # equally good levelings (e.g. [-1, 0, 0, 0, 0, 1] to 2 levels) may break the tie differently: the
+    # weighted one is then as good unweighted
+    sse = sum((int(v) - weighted.mapping[int(v)]) ** 2 for v in values)
+    assert sse == pytest.approx(plain.sse)
 
 
 def test_a_heavy_weight_pulls_its_runs_level_to_itself():

@@ -110,27 +110,33 @@ class Palettes:
     _values: dict[tuple[str, int, bool], dict[int, np.ndarray]] = field(default_factory=dict)
     _lut_model: Any = None
 
-    def values(self, name: str, bits: int, calibrated: bool = True) -> dict[int, np.ndarray]:
+    def values(self, name: str, bits: int, for_bytes: bool = False) -> dict[int, np.ndarray]:
         """{tensor index: new values} of `name` palettized to `bits`: its weight, and with calibration its
-        operator's corrected bias (`calibrated` False: without data, as fast as the bytes need it)."""
+        operator's corrected bias. `for_bytes`: values only a file's size is measured on; with calibration
+        these are stand-ins with as many values per table (`costs._synthetic`), not the costly calibrated
+        ones (the LUT encoding's size depends on the values per table, not on which)."""
 
-        calibrated = calibrated and self.calibrator is not None
-        if (name, bits, calibrated) not in self._values:
+        stand_in = for_bytes and self.calibrator is not None
+        if (name, bits, stand_in) not in self._values:
             weight = self.weights[name]
-            if not calibrated:
-                array = palettize_array(np.asarray(weight.array), quantization_layout(weight.tensor), bits)
-                self._values[(name, bits, calibrated)] = {weight.index: array}
+            layout = quantization_layout(weight.tensor)
+            if stand_in:
+                array = _synthetic(np.asarray(weight.array), layout, bits, seed=weight.index)
+                self._values[(name, bits, stand_in)] = {weight.index: array}
+            elif self.calibrator is None:
+                self._values[(name, bits, stand_in)] = {weight.index: palettize_array(np.asarray(weight.array), layout,
+                                                                                       bits)}
             else:
                 found = self.calibrator.calibrated(weight, bits)
                 extra = {} if found.bias_index is None else {found.bias_index: found.bias}
-                self._values[(name, bits, calibrated)] = {weight.index: found.values, **extra}
-        return self._values[(name, bits, calibrated)]
+                self._values[(name, bits, stand_in)] = {weight.index: found.values, **extra}
+        return self._values[(name, bits, stand_in)]
 
     def array(self, name: str, bits: int) -> np.ndarray:
         """The palettized values of `name`'s weight."""
         return self.values(name, bits)[self.weights[name].index]
 
-    def model_with(self, choice: dict[str, int], calibrated: bool = True) -> bytes:
+    def model_with(self, choice: dict[str, int], for_bytes: bool = False) -> bytes:
         """The int8 file with each named weight palettized to its bits, everything else byte for byte as given.
 
         The values are replaced in place (same bytes, same places), not rebuilt: model_editor's
@@ -140,7 +146,7 @@ class Palettes:
             return self.int8
         tensors = self.model.subgraphs[0].tensors
         return replace_buffers(self.int8, {int(tensors[t].buffer.index): a.tobytes() for name, bits in choice.items()
-                                           for t, a in self.values(name, bits, calibrated).items()}, self.source)
+                                           for t, a in self.values(name, bits, for_bytes).items()}, self.source)
 
     def lut_bytes(self, name: str, bits: int) -> int:
         """Bytes of the tensor's LUT encoding (indices, value tables, header) once palettized to `bits`, from
@@ -160,11 +166,11 @@ class Palettes:
             tensor.array = original
 
     def compressed(self, choice: dict[str, int], strip: bool = False, decode_budget: int | None = None,
-                   calibrated: bool = True) -> bytes:
+                   for_bytes: bool = False) -> bytes:
         """`model_with(choice)` LUT-compressed as `palettize`'s spec says (and stripped, with `strip`; the
         kernels decoding to more than `decode_budget` sliced, as `compress` does with the spec's budget)."""
 
-        data = self.model_with(choice, calibrated)
+        data = self.model_with(choice, for_bytes)
         if choice:
             model = parse_tflite(data, "palettized model")
             by_key = {(w.subgraph, w.index): w for w in palettizable_weights(model)}
@@ -754,8 +760,8 @@ class TfliteBackend:
 
     def sizes_alone(self, name: str, bits: list[int]) -> dict[int, int]:
         """The file with only `name` palettized and compressed at its fewest bits; at other bits, the
-        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers). Palettized
-        without data (`size_of`): the bytes depend on the values per table, not on which (the chosen plan's
+        difference of its LUT encodings added (exact up to the 16-byte alignment of buffers). Measured on
+        `size_of`'s stand-ins: the bytes depend on the values per table, not on which (the chosen plan's
         exact bytes are measured on its calibrated file)."""
         fewest = min(bits)
         at_fewest = self.size_of({name: fewest})
@@ -763,8 +769,8 @@ class TfliteBackend:
         return {b: at_fewest + self.palettes.lut_bytes(name, b) - lut_fewest for b in bits}
 
     def size_of(self, choice: dict[str, int]) -> int:
-        """Bytes of the file of `choice`, palettized without data (the same values per table)."""
-        return len(self.palettes.compressed(choice, self.strip, calibrated=False))
+        """Bytes of the file of `choice`, made of stand-in values when calibrated (the same values per table)."""
+        return len(self.palettes.compressed(choice, self.strip, for_bytes=True))
 
     def model_bytes(self, choice: dict[str, int], decode_budget: int | None = None) -> bytes:
         return self.palettes.compressed(choice, self.strip, decode_budget)
