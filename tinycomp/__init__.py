@@ -19,6 +19,7 @@ Modules here (the library; `commands/` is the file edge, `data/`, `plan/` and `t
 - `tflm`: running models in the TFLM interpreter, in worker processes; `lite_interpreter`: models TFLM
   cannot run, evaluated with TensorFlow Lite's interpreter; `native_output`: capturing C++ output.
 - `metrics`: the task's metric and agreement; `evaluate`: metric, flash, RAM and latency of models.
+- `bounds`: paired confidence bounds of a drop and of agreement against the given model (rows or groups).
 - `export`: a .tflite as C++ source; `gate`: budget gates on an eval record; `report`: figures and a summary.
 - `records`: typed JSON records (one dataclass and one reader each); `render`: rich tables and progress.
 """

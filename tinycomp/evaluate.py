@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinycomp import lite_interpreter, tflm
+from tinycomp import bounds, lite_interpreter, tflm
 from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import BudgetExceeded, DataError, InvalidValue
 from tinycomp.fileio import is_tflite_file
@@ -59,6 +59,9 @@ class ModelResult:
     gzip_bytes: int | None = None  # gzip -9 of the file (TFMOT's published figure)
     runs_in: str | None = None  # TFLM | TFLite | Keras
     notes: list[str] = field(default_factory=list)
+    # Paired 95% intervals against the baseline (bounds.Interval as JSON): "delta" (accuracy pp or SNR dB,
+    # model − baseline) and "agreement" (top-1, percent; classifiers), over test rows or test groups.
+    paired: dict | None = None
     outputs: np.ndarray | None = field(default=None, repr=False, compare=False)  # in memory only
 
     def to_json(self) -> dict:
@@ -186,9 +189,12 @@ def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int
     return result
 
 
-def compare_to_baseline(results: list[ModelResult], baseline: ModelResult) -> None:
+def compare_to_baseline(results: list[ModelResult], baseline: ModelResult, targets: np.ndarray | None = None,
+                        groups: np.ndarray | None = None, seed: int = 0) -> None:
     """Fill in size ratio, accuracy delta (percentage points, classifiers) and agreement with the
-    baseline's outputs on the same test rows (top-1 agreement for classifiers, output SNR for all)."""
+    baseline's outputs on the same test rows (top-1 agreement for classifiers, output SNR for all).
+    With the test rows' `targets`, also the paired 95% intervals of Δ and agreement (`paired`), by test
+    group when `groups` (one id per test row) are given."""
 
     for r in results:
         r.ratio_vs_baseline = baseline.flash_bytes / r.flash_bytes if r.flash_bytes else math.inf
@@ -202,6 +208,22 @@ def compare_to_baseline(results: list[ModelResult], baseline: ModelResult) -> No
         agreement = r.task.agreement(r.outputs, baseline.outputs)
         r.agreement_top1 = agreement.get("agreement_top1")
         r.agreement_snr_db = agreement.get("agreement_snr_db")
+        if targets is not None:
+            r.paired = paired_intervals(r, baseline, np.asarray(targets)[:len(r.outputs)],
+                                        None if groups is None else np.asarray(groups)[:len(r.outputs)], seed)
+
+
+def paired_intervals(result: ModelResult, baseline: ModelResult, targets: np.ndarray, groups: np.ndarray | None,
+                     seed: int) -> dict:
+    """{"delta": Δ of the task's metric (model − baseline), "agreement": top-1 agreement (classifiers)},
+    each a two-sided paired 95% interval as JSON."""
+    assert result.outputs is not None and baseline.outputs is not None
+    if result.task.has_accuracy:
+        delta = bounds.accuracy_drop(targets, baseline.outputs, result.outputs, groups, sided="two", seed=seed)
+        agree = bounds.agreement(baseline.outputs, result.outputs, groups, sided="two", seed=seed)
+        return {"delta": delta.negated().to_json(), "agreement": agree.to_json()}
+    delta = bounds.snr_drop(targets, baseline.outputs, result.outputs, groups, sided="two", seed=seed)
+    return {"delta": delta.negated().to_json(), "agreement": None}
 
 
 def apply_budgets(results: list[ModelResult], flash: int | None, ram: int | None) -> None:

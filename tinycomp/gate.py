@@ -4,6 +4,10 @@ Pure: takes the `EvalRecord` that `eval --json` wrote and the limits, returns on
 model. The edge prints them and exits 1 when one fails. An accuracy limit applies to classifiers
 only (a regression model has no accuracy: asking for one is an `InvalidValue` naming the model);
 the output-SNR limit applies to every task.
+
+The accuracy limit is checked on the measured Δ (`on="estimate"`, the default), or on the low end
+of eval's paired 95% interval of Δ (`on="bound"`): the model passes only when the test rows (or
+test groups) show, at that confidence, that it lost no more than the limit.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tinycomp.bounds import Interval
 from tinycomp.errors import InvalidValue, TinycompError
 
 
@@ -20,6 +25,7 @@ class GateLimits:
 
     max_accuracy_drop_pp: float | None = None  # classifiers: top-1 accuracy vs the eval's baseline
     min_agreement_snr_db: float | None = None  # every task: output SNR against the baseline's outputs
+    on: str = "estimate"  # the accuracy limit on the measured Δ, or on the low end of its paired 95% interval ("bound")
 
 
 @dataclass
@@ -50,7 +56,7 @@ def _verdict(result: Any, record: Any, limits: GateLimits) -> Verdict:
     verdict = Verdict(result.path)
     _check_size(verdict, result, record)
     if limits.max_accuracy_drop_pp is not None:
-        _check_accuracy(verdict, result, limits.max_accuracy_drop_pp, record.source)
+        _check_accuracy(verdict, result, limits.max_accuracy_drop_pp, record.source, limits.on)
     if limits.min_agreement_snr_db is not None:
         _check_agreement(verdict, result, limits.min_agreement_snr_db, record.source)
     return verdict
@@ -65,7 +71,7 @@ def _check_size(verdict: Verdict, result: Any, record: Any) -> None:
         verdict.checked.append(", ".join(part for part in limits if part))
 
 
-def _check_accuracy(verdict: Verdict, result: Any, max_drop_pp: float, source: str) -> None:
+def _check_accuracy(verdict: Verdict, result: Any, max_drop_pp: float, source: str, on: str = "estimate") -> None:
     if not result.task.has_accuracy:
         raise InvalidValue(f"{result.path} is a regression model (task {result.task.name}): it has no accuracy to "
                            "compare with the baseline's", "max_accuracy_drop",
@@ -74,10 +80,28 @@ def _check_accuracy(verdict: Verdict, result: Any, max_drop_pp: float, source: s
     if delta is None:
         raise TinycompError(f"{result.path} has no accuracy against a baseline", source,
                             "run eval with --baseline on a classifier, or drop --max-accuracy-drop")
-    if delta < -max_drop_pp:
+    if on == "bound":
+        _check_accuracy_bound(verdict, result, max_drop_pp, source)
+    elif delta < -max_drop_pp:
         verdict.failures.append(f"accuracy {delta:+.2f} pp vs the baseline, more than {max_drop_pp:g} pp below it")
     else:
         verdict.checked.append(f"accuracy {delta:+.2f} pp ≥ −{max_drop_pp:g} pp")
+
+
+def _check_accuracy_bound(verdict: Verdict, result: Any, max_drop_pp: float, source: str) -> None:
+    paired = getattr(result, "paired", None)
+    if not paired or not paired.get("delta"):
+        raise TinycompError(f"{result.path} has no paired interval of its accuracy against the baseline", source,
+                            "run eval --baseline with this tinycomp (older eval JSON has none), or gate --on estimate")
+    delta = Interval.from_json(paired["delta"], source)
+    level = f"{100 * delta.confidence:g}%"
+    if delta.low < -max_drop_pp:
+        verdict.failures.append(f"accuracy {delta.estimate:+.2f} pp vs the baseline, but the low end of its {level} "
+                                f"interval, {delta.low:+.2f} pp ({delta.resting_on}), is more than {max_drop_pp:g} pp "
+                                "below it")
+    else:
+        verdict.checked.append(f"accuracy {delta.estimate:+.2f} pp, {level} interval low end {delta.low:+.2f} pp ≥ "
+                               f"−{max_drop_pp:g} pp ({delta.resting_on})")
 
 
 def _check_agreement(verdict: Verdict, result: Any, min_snr_db: float, source: str) -> None:

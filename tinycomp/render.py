@@ -14,7 +14,7 @@ from rich.table import Table
 from tinycomp.metrics import CLASSIFY, REGRESS, SNR_CAP_DB, TASKS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, Shard
 from tinycomp.plan.choose import Budget, Plan, SensitivityTable, least_harmful
-from tinycomp.plan.request import Measurement, PlanOutcome
+from tinycomp.plan.request import JointDrop, Measurement, PlanOutcome
 
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -268,6 +268,23 @@ def eval_notes(results) -> list[str]:
     return [f"{r.path}: {note}" for r in results for note in getattr(r, "notes", [])]
 
 
+def paired_lines(results) -> list[str]:
+    """One line per model compared with a baseline: its paired 95% intervals of Δ and agreement."""
+    from tinycomp.bounds import Interval
+
+    lines = []
+    for r in results:
+        paired = getattr(r, "paired", None)
+        if not paired:
+            continue
+        delta = Interval.from_json(paired["delta"], r.path)
+        parts = [f"Δ {'accuracy' if delta.unit == 'pp' else 'SNR'} {delta.text()}"]
+        if paired.get("agreement"):
+            parts.append(f"top-1 agreement {Interval.from_json(paired['agreement'], r.path).text()}")
+        lines.append(f"{r.path} vs the baseline: " + "; ".join(parts))
+    return lines
+
+
 def task_metrics(metrics: dict) -> str:
     """A task's test metrics in words: 'test accuracy 92.10%' or 'test MSE 0.0123, SNR 18.2 dB'."""
     if metrics.get("accuracy") is not None:
@@ -320,7 +337,7 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
     """A .tflite plan's lines under the table: the validation, the plan's prediction and its arena."""
     chosen, table, task = outcome.plan, outcome.table, outcome.table.task
     return [
-        f"Validation: {table.validation_samples:,} held-out training rows per candidate; the given file "
+        f"Validation: {table.validation_samples:,} validation rows per candidate; the given file "
         f"{task.score_text(table.reference_accuracy)}"
         + (f" (one score is ±{outcome.noise:.2f} {table.unit} on the {outcome.check_rows:,} rows of the check)."
            if outcome.check_rows else " (not checked: --no-check)."),
@@ -338,6 +355,35 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
     ]
 
 
+def validation_lines(outcome: PlanOutcome, data_name: str) -> list[str]:
+    """Where the plan's validation rows came from (with, for rows of the training set, how to give groups or
+    a validation set), the check's estimate and bounds against the budget, and, once, when the validation
+    rows cannot resolve the budget even at zero drop."""
+    from tinycomp.bounds import Checked, unresolved_note
+    from tinycomp.data.validation import ROWS_NOTE
+
+    source, budget, chosen = outcome.validation, outcome.budget, outcome.plan
+    lines = []
+    if source is not None:
+        lines.append(source.describe(data_name, fine_tunes=outcome.backend != "tflite") + "." if source.kind != "rows" else
+                     "Note: " + ROWS_NOTE.format(fraction=source.rows / max(source.rows + source.fit_rows, 1),
+                                                 name=data_name, rows=source.rows) + ".")
+    if chosen.checked_bound is None:
+        return lines
+    checked = Checked.from_json(chosen.checked_bound, "the plan's check")
+    limits = [f"{budget.max_drop:g} {checked.drop.unit} budget" if budget.max_drop is not None else "",
+              f"{budget.min_agreement:g} % agreement" if budget.min_agreement is not None else ""]
+    wanted = " and ".join(part for part in limits if part)
+    verdict = ("" if not wanted else
+               f": {'within' if checked.within(budget.max_drop, budget.min_agreement) else 'NOT within'} the {wanted}"
+               " (decided on the bounds)")
+    lines.append(f"Check: {budget.task.drop_text()} {checked.text()}{verdict}.")
+    note = None if budget.max_drop is None else unresolved_note(checked.drop, budget.max_drop)
+    if note:
+        lines.append(f"Note: {note}.")
+    return lines
+
+
 def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]:
     """`plan`'s lines under the table: the validation, the plan's prediction and its arena."""
     table, chosen = outcome.table, outcome.plan
@@ -349,7 +395,7 @@ def plan_summary(outcome: PlanOutcome, *, credit_fine_tuning: bool) -> list[str]
     sliced = (f"; kernels decoding to over {chosen.decode_budget:,} bytes are sliced along their output channels "
               "(decode_budget in the spec; `compress` applies it)" if chosen.decode_budget is not None else "")
     return [
-        f"Validation: {table.validation_samples:,} held-out training rows (one run's {task.metric} is "
+        f"Validation: {table.validation_samples:,} validation rows (one run's {task.metric} is "
         f"±{outcome.noise:.1f} {unit}). Given model {task.score_text(table.reference_accuracy)}, fine-tuned "
         f"unclustered {task.score_text(table.control_accuracy)} ({table.fine_tune_gain:+.2f} {unit}"
         f"{', credited' if credit_fine_tuning and table.fine_tune_gain > 0 else ''}).",
@@ -453,21 +499,36 @@ class PlanProgressLines:
 
     def checked(self, plan: Plan, drop: float, epochs: int) -> None:
         unit = self.task.unit
+        measured = bound_text(plan.checked_bound) or f"{drop:+.2f} {unit}"
         if self.kind == "tflite":
             chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
-            noise = f" ±{plan.checked_noise:.2f}" if plan.checked_noise is not None else ""
-            info(f"Checked {chosen} palettized together: drop {drop:+.2f}{noise} {unit} on the check's validation "
-                 f"rows, predicted {plan.predicted_drop:+.2f}{agreement_text(plan.checked_agreement)}")
+            info(f"Checked {chosen} palettized together: drop {measured} on the check's validation rows, "
+                 f"predicted {plan.predicted_drop:+.2f}{agreement_text(plan.checked_agreement)}")
             return
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())
         how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot (fine-tuning scored no better)"
-        info(f"Checked {layers} clustered together ({how}): drop {drop:+.2f} {unit}, "
-                    f"predicted {plan.predicted_drop:+.2f} {unit}")
+        info(f"Checked {layers} clustered together ({how}): drop {measured}, "
+             f"predicted {plan.predicted_drop:+.2f} {unit}")
 
-    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
-        how = f"fine-tuned {epochs} epochs" if epochs else "zero-shot"
-        info(f"  step {step}: measured {drop:+.2f} ± {noise:.2f} {self.task.unit} ({how}) — "
+    def stepped(self, plan: Plan, step: str, measured: JointDrop, kept: bool) -> None:
+        how = f"fine-tuned {measured.epochs} epochs" if measured.epochs else "zero-shot"
+        shown = (measured.checked.drop.text() if measured.checked is not None
+                 else f"{measured.drop:+.2f} ± {measured.noise:.2f} {self.task.unit}")
+        agreement = (f", agreement {measured.checked.agreement.estimate:.2f} % (lower bound "
+                     f"{measured.checked.agreement.low:.2f} %)"
+                     if measured.checked is not None and measured.checked.agreement is not None else "")
+        info(f"  step {step}: measured {shown}{agreement} ({how}) — "
              + (f"kept ({plan.predicted_bytes:,} bytes predicted)" if kept else "refused"))
+
+
+def bound_text(checked: dict | None) -> str:
+    """The check's drop with its bound and what it rests on, and agreement with its lower bound ('' when the
+    check has no bounds: a table recorded before they existed)."""
+    if not checked:
+        return ""
+    from tinycomp.bounds import Checked
+
+    return Checked.from_json(checked, "the plan's check").text()
 
 
 def agreement_text(agreement: dict[str, float] | None) -> str:

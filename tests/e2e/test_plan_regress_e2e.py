@@ -37,7 +37,9 @@ def test_plan_writes_a_spec_cluster_consumes_for_an_autoencoder(autoencoder, tmp
     out = tmp_path / "plan.yaml"
     result = ok(["plan", autoencoder["model"], "--max-snr-drop", "30", "--clusters", "2,4", "--epochs", "1", "--per-tensor-dense",
                  "--data", autoencoder["data"], "-o", out])
-    assert "SNR" in result.output and " dB" in result.output and "%" not in result.output.split("Plan:")[1]
+    # no accuracy in percent for a regression model (the bound's confidence level, "95%", is not one)
+    assert "SNR" in result.output and " dB" in result.output and "%" not in result.output.split("Plan:")[1].replace("95%", "")
+    assert "Check: SNR drop " in result.output and "dB (95% upper bound " in result.output
     header = out.read_text().splitlines()[:3]
     assert "SNR drop ≤ 30 dB" in header[0] and " dB on the validation split" in header[1]
     record = json.loads(out.with_suffix(".json").read_text())

@@ -128,3 +128,43 @@ def test_gate_cli_agreement_on_eval_json_without_it_says_so(tmp_path):
     assert result.output.splitlines() == [
         f"Error: m.tflite has no output SNR against a baseline ({path}) — run eval with --baseline (eval JSON from "
         "before tinycomp measured agreement has none), or drop --min-agreement-snr"]
+
+
+def _paired_record(tmp_path, low: float, estimate: float = -0.3):
+    from tinycomp.bounds import Interval
+
+    delta = Interval(estimate, low, 0.2, 773, 2, 0.95, "two", "pp")
+    record = _record(delta=estimate)
+    record.models[1].paired = {"delta": delta.to_json(), "agreement": None}
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(record.to_json()))
+    return path
+
+
+def test_gate_on_bound_checks_the_low_end_of_the_paired_interval(tmp_path):
+    path = _paired_record(tmp_path, low=-1.4)
+    assert run_cli(["gate", path, "--max-accuracy-drop", "1"]).exit_code == 0  # the estimate, −0.30 pp, passes
+    result = run_cli(["gate", path, "--max-accuracy-drop", "1", "--on", "bound"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: m.tflite fails its budget: accuracy -0.30 pp vs the baseline, but the low end of its 95% interval, "
+        f"-1.40 pp (2 groups (773 rows)), is more than 1 pp below it ({path}) — see the eval JSON and report; "
+        "shrink the model or relax the budget"]
+
+
+def test_gate_on_bound_passes_when_the_interval_is_within(tmp_path):
+    result = run_cli(["gate", _paired_record(tmp_path, low=-0.8), "--max-accuracy-drop", "1", "--on", "bound"])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "PASS m.tflite: flash 3,000 ≤ 4,096 B, arena 2,000 ≤ 4,096 B; accuracy -0.30 pp, 95% interval low end "
+        "-0.80 pp ≥ −1 pp (2 groups (773 rows))"]
+
+
+def test_gate_on_bound_without_an_interval_says_to_rerun_eval(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(_record().to_json()))
+    result = run_cli(["gate", path, "--max-accuracy-drop", "1", "--on", "bound"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: m.tflite has no paired interval of its accuracy against the baseline ({path}) — run eval --baseline "
+        "with this tinycomp (older eval JSON has none), or gate --on estimate"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from tinycomp.plan import (
     counted_drops,
     plan_spec,
 )
+from tinycomp.plan.request import JointDrop
 
 
 def _layer(name, weights, rows, per_channel=False):
@@ -401,11 +403,12 @@ def test_refinement_steps_down_while_the_measured_drop_stays_within_budget_minus
 
     class HalfTheTable:
         max_drop = budget
+        min_agreement = None
         exhausted = False
 
         def measure(self, plan):
             measured.append({n: o.clusters for n, o in plan.clustered().items()})
-            return 0.5 * sum(o.drop for o in plan.choices.values()), noise, 0
+            return JointDrop(0.5 * sum(o.drop for o in plan.choices.values()), 0, noise)
 
     first = choose_plan(table, Budget(max_drop=budget))
     refined = make.refined_plan(table, first, HalfTheTable(), make.Silent())
@@ -458,10 +461,10 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
     class Generous:
         def __init__(self, *args, fine_tuned=False, **kwargs):
             assert fine_tuned  # the checked plan was fine-tuned: steps are measured fine-tuned too
-            self.max_drop, self.exhausted = budget.max_drop, False
+            self.max_drop, self.exhausted, self.min_agreement = budget.max_drop, False, None
 
         def measure(self, plan):
-            return 0.0, 0.01, 2
+            return JointDrop(0.0, 2, 0.01)
 
     class Backend:  # the core asks the backend for its step measurer
         step_measurer = Generous
@@ -486,6 +489,64 @@ def test_a_budget_of_zero_is_a_budget():
 
 
 
+def _bounded(estimate: float, high: float, agreement_low: float | None = None):
+    import math
+
+    from tinycomp.bounds import Checked, Interval
+
+    agreement = None if agreement_low is None else Interval(99.0, agreement_low, math.inf, 100, 2, 0.95, "lower", "%")
+    return Checked(Interval(estimate, -math.inf, high, 100, 2, 0.95, "upper", "pp"), agreement)
+
+
+def test_the_check_decides_on_the_upper_bound_not_the_estimate():
+    """A plan whose estimate is within budget but whose bound is not is refused; the next, smaller-drop plan
+    whose bound fits is used."""
+    table = _table()
+    bounds_of = iter([_bounded(0.2, 1.4), _bounded(0.1, 0.8)])
+
+    def measure(plan):
+        checked = next(bounds_of)
+        plan.checked_bound = checked.to_json()
+        return checked.drop.estimate
+
+    chosen, tried = checked_plan(lambda drop: choose_plan(table, Budget(max_drop=drop if drop is not None else 1.0)),
+                                 measure, 1.0, noise=0.05)
+    assert len(tried) == 2 and chosen is tried[1]
+
+
+def test_min_agreement_refuses_a_plan_whose_agreement_bound_is_below_it():
+    from tinycomp.plan.decision import DECISION, Measured
+
+    measured = Measured(0.1, 0.05, _bounded(0.1, 0.5, agreement_low=96.0))
+    assert DECISION.accepts(measured, 1.0) and DECISION.accepts(measured, 1.0, 95.0)
+    assert not DECISION.accepts(measured, 1.0, 97.0) and not DECISION.keeps_step(measured, 1.0, 97.0)
+
+
+def test_spent_budget_takes_the_biggest_step_measured_as_the_check_measures():
+    """With the bound leaving budget, the step that saves the most bytes is checked fully and kept when its
+    bound fits; with no budget left, nothing is measured."""
+    from tinycomp.plan import make
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    plan = choose_plan(table, Budget(max_drop=0.2))
+    plan.checked_drop, plan.checked_bound = 0.1, _bounded(0.1, 0.3).to_json()
+    checks = []
+
+    def full_check(candidate):
+        checks.append(candidate)
+        candidate.checked_bound = _bounded(0.4, 0.9).to_json()
+        return 0.4
+
+    tried: list = []
+    spent = make.spent_budget(table, plan, budget, full_check, tried, 0.05)
+    [step] = [s for s in make.step_downs(table, plan) if s.saved_bytes == max(x.saved_bytes for x in
+                                                                               make.step_downs(table, plan))]
+    assert tried == checks and len(checks) == make.MAX_CHECKED_STEPS and spent is checks[0]
+    assert spent.choices[step.layer] == step.option and spent.predicted_bytes < plan.predicted_bytes
+    full = replace(plan, checked_bound=_bounded(0.9, 1.0).to_json())
+    assert make.spent_budget(table, full, budget, full_check, [], 0.05) is full and len(checks) == 1
+
+
 def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypatch):
     """checked_plan, refined_plan and candidate pruning ask `decision.DECISION`: a rule that refuses
     everything changes all three (the honest-plans rule replaces this one object)."""
@@ -495,7 +556,7 @@ def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypa
     table, budget = _table(), Budget(max_drop=1.0)
     asked = []
 
-    def refuse(measured, limit):
+    def refuse(measured, limit, *min_agreement):
         asked.append(measured)
         return False
 
@@ -503,10 +564,10 @@ def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypa
         return choose_plan(table, Budget(max_drop=max_drop))
 
     class Zero:
-        max_drop, exhausted = 1.0, False
+        max_drop, exhausted, min_agreement = 1.0, False, None
 
         def measure(self, plan):
-            return 0.0, 0.0, 0
+            return JointDrop(0.0, 0, 0.0)
 
     first, _ = checked_plan(choose, lambda plan: 0.0, budget.max_drop)
     assert make.refined_plan(table, first, Zero(), make.Silent()).stepped

@@ -100,14 +100,25 @@ class DataOptions:
     input_scale: float | None = None
     input_offset: float | None = None
     image_size: tuple[int, int] | None = None
+    groups: str | None = None
+    val_data: str | None = None
+    val_targets: str | None = None
 
     def spec(self) -> DataSpec:
         """The DataSpec these options name (--dataset defaults to mnist)."""
-        if self.targets and not (self.path and self.path.lower().endswith(".npy")):
-            raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
+        npy = bool(self.path and self.path.lower().endswith(".npy"))
+        for flag, value in (("--targets", self.targets), ("--groups", self.groups), ("--val-data", self.val_data),
+                            ("--val-targets", self.val_targets)):
+            if value and not npy:
+                hint = ("give the inputs as --data X.npy" if flag == "--targets" else
+                        "give the inputs as --data X.npy, or put groups_train or x_val/y_val in the .npz")
+                raise UsageError(f"{flag} goes with --data X.npy", flag, hint)
+        if self.val_targets and not self.val_data:
+            raise UsageError("--val-targets goes with --val-data", "--val-targets", "give the inputs as --val-data XV.npy")
         return data_layer.spec_of_options(dataset=self.dataset or "mnist", path=self.path, targets=self.targets,
                                input_scale=self.input_scale, input_offset=self.input_offset,
-                               image_size=self.image_size)
+                               image_size=self.image_size, groups=self.groups, val_data=self.val_data,
+                               val_targets=self.val_targets)
 
     def over(self, recorded: DataSpec) -> DataSpec:
         """These options where given, else the `recorded` spec: --dataset or --data names other data
@@ -115,8 +126,10 @@ class DataOptions:
         the recorded one."""
         if self.dataset is not None or self.path is not None:
             return self.spec()
-        if self.targets is not None:
-            raise UsageError("--targets goes with --data X.npy", "--targets", "give the inputs as --data X.npy")
+        for flag, value in (("--targets", self.targets), ("--groups", self.groups), ("--val-data", self.val_data),
+                            ("--val-targets", self.val_targets)):
+            if value is not None:
+                raise UsageError(f"{flag} goes with --data X.npy", flag, "give the inputs as --data X.npy")
         return replace(recorded,
                        input_scale=recorded.input_scale if self.input_scale is None else self.input_scale,
                        input_offset=recorded.input_offset if self.input_offset is None else self.input_offset,
@@ -141,12 +154,22 @@ def _data_option_decorators(default_dataset: str | None,
                      help="Added after --input-scale  [default: 0]"),
         click.option("--image-size", type=IMAGE_SIZE, default=None, metavar="HxW",
                      help="With an image directory: resize every image to H×W  [default: all images must be one size]"),
+        click.option("--groups", "groups_path", type=click.Path(), default=None, metavar="FILE.npy",
+                     help="With --data X.npy: one group id per row (subject, speaker, session, device). plan "
+                          "validates on whole held-out groups, and bounds drops by group (an .npz carries "
+                          "groups_train and groups_test instead), e.g. --groups subjects.npy"),
+        click.option("--val-data", "val_data_path", type=click.Path(), default=None, metavar="FILE.npy",
+                     help="With --data X.npy: plan's validation inputs, never fine-tuned on (an .npz carries "
+                          "x_val and y_val instead), e.g. --val-data x_val.npy --val-targets y_val.npy"),
+        click.option("--val-targets", "val_targets_path", type=click.Path(), default=None, metavar="FILE.npy",
+                     help="With --val-data: the validation rows' labels or targets."),
     ]
 
 
 def _options_of(kwargs: dict[str, Any]) -> DataOptions:
     return DataOptions(kwargs.pop("dataset"), kwargs.pop("data_path"), kwargs.pop("targets_path"),
-                       kwargs.pop("input_scale"), kwargs.pop("input_offset"), kwargs.pop("image_size"))
+                       kwargs.pop("input_scale"), kwargs.pop("input_offset"), kwargs.pop("image_size"),
+                       kwargs.pop("groups_path"), kwargs.pop("val_data_path"), kwargs.pop("val_targets_path"))
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:

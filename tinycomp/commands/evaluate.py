@@ -66,10 +66,10 @@ def run(*, models: tuple[str, ...], baseline: str | None, limit: int | None, job
             results[path] = evaluate_model(path, data, limit, jobs, on_progress=advance, task=task, trust=trust)
     shown = [results[p] for p in models]
     if baseline:
-        compare_to_baseline(shown, results[baseline])
+        compare_to_baseline(shown, results[baseline], data.y_test[:count], data.groups_test)
     apply_budgets(shown, flash_budget, ram_budget)
     render.out.print(render.eval_table(shown, data.name))
-    for line in render.eval_notes(shown):
+    for line in render.eval_notes(shown) + render.paired_lines(shown):
         render.out.print(line)
     for r in shown:
         note = render.decoding_note(r, ram_budget)

@@ -53,6 +53,9 @@ from tinycomp.tflm import default_jobs
 @click.option("--target-ratio", type=click.FloatRange(min=1), metavar="R",
               help="Instead: the smallest predicted drop at least R times smaller than MODEL as a "
                    "float32 .tflite (the file `convert` writes), e.g. 12.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), metavar="PCT",
+              help="Classifiers, with --max-accuracy-drop: also keep top-1 agreement with MODEL on the validation rows "
+                   "at least PCT percent (its 95% lower bound, like the drop's upper bound), e.g. --min-agreement 97")
 @click.option("--ram-budget", "ram_bytes", type=SIZE,
               help="Also keep the TFLM arena of the planned file within SIZE (e.g. 100KiB): large decoded weights "
                    "are sliced (a decode_budget in the spec, see `compress --decode-budget`), and layers that "
@@ -97,16 +100,20 @@ from tinycomp.tflm import default_jobs
                    "rows chosen with --seed (0: without data).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="Last fraction of the training rows held out to measure accuracy.")
+              show_default=True,
+              help="Fraction of the training rows held out to measure accuracy: the last rows, or with groups "
+                   "(groups_train in an .npz, --groups with .npy) that fraction of the groups, chosen by --seed, "
+                   "never fine-tuned on. A validation set in the data (x_val/y_val, --val-data) is used instead.")
 @click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="With a drop budget: after the table's choice, step the layers with the most bytes saved per drop "
-                   "down one option at a time, each step measured with all layers clustered, while the measured drop "
-                   "stays within the budget minus its noise.")
+                   "down one option at a time, each step measured with all layers clustered, while the drop's 95% "
+                   "upper bound stays within the budget; then, while the bound leaves budget, the step saving the "
+                   "most bytes measured as the check measures.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Cluster the chosen layers together, fine-tune and measure the drop (per-layer drops need not "
-                   "add up); with --max-accuracy-drop, choose again if it is over budget by more than the noise.")
+                   "add up); with a drop budget, choose again if the drop's 95% upper bound is over it.")
 @click.option("--per-tensor-dense", is_flag=True,
               help="Measure bytes as `quantize --per-tensor-dense` will quantize (give it there too).")
 @click.option("--io", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True,
@@ -123,7 +130,7 @@ from tinycomp.tflm import default_jobs
 @click.pass_context
 def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str, max_accuracy_drop: float | None,
             max_snr_drop: float | None, target_bytes: int | None, target_ratio: float | None, ram_bytes: int | None,
-            cluster_counts: str, layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str,
+            min_agreement: float | None, cluster_counts: str, layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str,
             fine_tune_rows: int | None, validation_rows: int | None, learning_rate_text: str, jobs: int,
             shard: str | None, merge: bool, resume: bool, calibration_rows: int, batch_size: int, validation_split: float,
             credit_fine_tuning: bool, refine: bool, check: bool, per_tensor_dense: bool, io: str, strip: bool,
@@ -131,7 +138,7 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     """Choose bits per layer (mixed bitwidth) within a budget and write the spec of the chain.
 
     A Keras MODEL: clusters one layer at a time over the cluster counts (zero-shot, and fine-tuned
-    briefly when that is needed) and measures the drop on held-out training rows (top-1 accuracy; for
+    briefly when that is needed) and measures the drop on validation rows (top-1 accuracy; for
     a regression or reconstruction model the output SNR vs the targets in dB, --max-snr-drop);
     measures each layer's compressed bytes exactly with tflite-micro; picks the counts with the fewest
     bytes within the budget (or the smallest drop within --target-bytes or --target-ratio); writes the
@@ -142,8 +149,12 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
 
     Per-layer drops need not add up, so the choice is checked with all its layers compressed at once
     (as `cluster`, or `palettize`, will make it) and chosen again when over budget (--no-check skips
-    this); then (--refine) stepped down while its measured drop stays within the budget minus its
-    noise. The check of a Keras plan measures zero-shot and fine-tuned and writes the better one's
+    this); then (--refine) stepped down while the budget allows. Every accept or refuse compares the
+    paired 95% upper bound of the drop vs MODEL with the budget (and with --min-agreement the lower
+    bound of top-1 agreement): its spread comes from the validation rows, or from whole groups when
+    the data has groups (groups_train: subjects, sessions), which are then held out from fine-tuning
+    (docs/data.md). The output and the .json show the estimate, the bound and the rows and groups it
+    rests on. The check of a Keras plan measures zero-shot and fine-tuned and writes the better one's
     epochs into the spec (`epochs: 0`: zero-shot). When nothing fits a drop budget, the plan clusters
     nothing (a warning; the chain then makes the plain int8 model). LUT decoding costs RAM: the planned
     file's TFLM arena is measured; --ram-budget slices large weights so that they decode one slice at
@@ -180,6 +191,9 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
                         "--target-bytes": target_bytes, "--target-ratio": target_ratio}, what="give", where="plan",
                        hint="e.g. --max-accuracy-drop 0.5 (a classifier), --max-snr-drop 1 (a regression model), "
                             "--target-bytes 38KiB or --target-ratio 12")
+    if min_agreement is not None and max_accuracy_drop is None:
+        raise UsageError("--min-agreement goes with --max-accuracy-drop", "--min-agreement",
+                         "give both, e.g. --max-accuracy-drop 1 --min-agreement 97")
     tflite = is_tflite(model)
     for flag in options_given(ctx, KERAS_ONLY if tflite else ["calibration_rows"]):
         raise UsageError(f"{flag} has no effect on a .tflite: plan measures its candidates zero-shot in TFLM, without "
@@ -204,7 +218,8 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
     budget_task, max_drop = (CLASSIFY, max_accuracy_drop) if max_snr_drop is None else (REGRESS, max_snr_drop)
     request = PlanRequest(
         budget=Budget(max_drop=max_drop, target_bytes=target_bytes, target_ratio=target_ratio, ram_bytes=ram_bytes,
-                      credit_fine_tuning=credit_fine_tuning and not tflite, task=budget_task),
+                      credit_fine_tuning=credit_fine_tuning and not tflite, task=budget_task,
+                      min_agreement=min_agreement),
         measurement=measurement, costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io, strip=strip), check=check,
         seed=seed, refine=refine)
     run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path,
@@ -254,14 +269,17 @@ def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path:
             progress.advance = advance
             request, outcome = plan_model(inputs, request, output=output, resume=resume, jobs=jobs, progress=progress)
     if outcome.over_budget:
-        render.warn(f"the plan's measured drop {outcome.plan.checked_drop:+.2f} {outcome.table.unit} is over the budget "
-                    f"of {outcome.budget.max_drop:g} {outcome.table.unit} (validation noise ±{outcome.noise:.2f})")
+        render.warn(f"the plan's measured drop ({outcome.plan.checked_drop:+.2f} {outcome.table.unit}, or its upper "
+                    f"bound) is over the budget of {outcome.budget.max_drop:g} {outcome.table.unit}: it is the least "
+                    "harmful plan the check tried (see the Check line below)")
     if not outcome.plan.clustered() and inputs.kind == "keras":
         render.warn(render.nothing_fits_line(outcome))
     write_plan(output, inputs, request, outcome)
     render.out.print(render.sensitivity_table(outcome))
     for line in (render.palettization_summary(outcome, request.costs.strip) if inputs.kind == "tflite" else
                  render.plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning)):
+        render.out.print(line)
+    for line in render.validation_lines(outcome, inputs.data.name):
         render.out.print(line)
     render.out.print(render.plan_next_line(outcome, model_path, output, sidecar_path(output, ".json"),
                                            time.perf_counter() - started, bool(request.measurement.calibration_rows)))

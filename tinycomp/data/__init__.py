@@ -6,6 +6,8 @@
 - `dataset`: `Dataset`, `Rows` (rows preprocessed to float32 only when indexed) and `Preprocessing`.
 - `arrays`: `.npz` members and `.npy` files read within the limits of `tinycomp.limits`.
 - `checks`: a dataset's shapes and dtypes from headers, values only for the splits a command reads.
+- `validation`: the validation split a plan uses (the data's own validation set, whole held-out groups,
+  or the last rows) and the `ValidationSource` that records which it was.
 
 Memory: `.npy` inputs and uncompressed `.npz` members are memory-mapped (larger than memory is
 fine); compressed `.npz` members are inflated only within TINYCOMP_MAX_ARRAY_BYTES.

@@ -13,7 +13,7 @@ its float32 size exceeds the array limit (`tinycomp.limits`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +22,7 @@ from tinycomp import limits
 from tinycomp.data import checks
 from tinycomp.data.arrays import RawArray
 from tinycomp.data.spec import DataSpec
+from tinycomp.data.validation import ValidationSplit, split_validation_rows
 from tinycomp.errors import DataError, InvalidValue
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 
@@ -259,6 +260,13 @@ class Dataset:
     labels: bool = True
     spec: DataSpec | None = None
     splits: tuple[str, ...] = ("train", "test")  # the splits opened for reading; the others give only their shape
+    # Deployment-like validation (see tinycomp.data.validation): one group id per training row (subject,
+    # session, …), a validation set of its own (x_val, y_val, groups_val), and one group id per test row.
+    groups_train: np.ndarray | None = None
+    x_val: Array | None = None
+    y_val: Array | None = None
+    groups_val: np.ndarray | None = None
+    groups_test: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -298,6 +306,12 @@ class Dataset:
         }
         if self.spec is not None:
             described["spec"] = self.spec.to_json()
+        for key, groups in (("groups_train", self.groups_train), ("groups_val", self.groups_val),
+                            ("groups_test", self.groups_test)):
+            if groups is not None:
+                described[key] = int(len(np.unique(groups)))
+        if self.x_val is not None:
+            described["val"] = int(len(self.x_val))
         return described
 
     def fit_to(self, input_shape: tuple[int, ...]) -> Dataset:
@@ -308,16 +322,38 @@ class Dataset:
             return self
         x_train, x_test = _reshape_rows(self.x_train, want), _reshape_rows(self.x_test, want)
         y_train, y_test = (self.y_train, self.y_test) if self.labels else (x_train, x_test)
-        return Dataset(self.name, x_train, y_train, x_test, y_test, list(self.notes), self.preprocessing, self.labels,
-                       self.spec, self.splits)
+        x_val = None if self.x_val is None else _reshape_rows(self.x_val, want)
+        y_val = self.y_val if self.labels else x_val
+        return replace(self, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, notes=list(self.notes),
+                       x_val=x_val, y_val=y_val)
 
     def one_hot(self, classes: int) -> Dataset:
         """This data with the integer labels as one-hot float32 rows of `classes` columns (for a loss
         that takes one-hot targets)."""
         eye = np.eye(classes, dtype=np.float32)
-        return Dataset(self.name, self.x_train, eye[np.asarray(self.y_train)], self.x_test, eye[np.asarray(self.y_test)],
-                       list(self.notes) + [f"labels one-hot encoded ({classes} columns) for the loss"],
-                       self.preprocessing, self.labels, self.spec, self.splits)
+        return replace(self, y_train=eye[np.asarray(self.y_train)], y_test=eye[np.asarray(self.y_test)],
+                       notes=list(self.notes) + [f"labels one-hot encoded ({classes} columns) for the loss"],
+                       y_val=None if self.y_val is None else eye[np.asarray(self.y_val)])
+
+    def validation_split(self, fraction: float, seed: int = 0) -> ValidationSplit:
+        """Which training rows validate and which fine-tune (see tinycomp.data.validation): the data's
+        own validation set, else whole groups held out (by `seed`), else the last `fraction` of the rows."""
+        return split_validation_rows(len(self.x_train), fraction=fraction, seed=seed, groups=self.groups_train,
+                                     given_rows=None if self.x_val is None else len(self.x_val),
+                                     given_groups=self.groups_val)
+
+    def validation_rows(self, split: ValidationSplit) -> tuple[Dataset, np.ndarray, np.ndarray]:
+        """(the rows to fine-tune on as a dataset, x and y of the validation rows) of `split`."""
+        if split.val is None:
+            assert self.x_val is not None and self.y_val is not None
+            x_val, y_val = np.asarray(self.x_val[:]), np.asarray(self.y_val[:])
+            return Dataset(self.name, self.x_train, self.y_train, x_val, y_val, preprocessing=self.preprocessing), x_val, y_val
+        if split.source.kind == "rows":
+            fit, x_val, y_val = self.hold_out(len(split.val))
+            return fit, x_val, y_val
+        x_fit, y_fit = _take(self.x_train, split.fit), _take(self.y_train, split.fit)
+        x_val, y_val = _take(self.x_train, split.val), _take(self.y_train, split.val)
+        return Dataset(self.name, x_fit, y_fit, x_val, y_val, preprocessing=self.preprocessing), x_val, y_val
 
     def hold_out(self, held: int) -> tuple[Dataset, np.ndarray, np.ndarray]:
         """(the other training rows as a dataset, x and y of the last `held` training rows): the rows
@@ -364,6 +400,10 @@ class Dataset:
 
         signature = (tf.TensorSpec((None, *x.shape[1:]), tf.float32), tf.TensorSpec((None, *y_row), y_dtype))
         return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
+def _take(a: Array, index: np.ndarray) -> np.ndarray:
+    return a.take(index) if isinstance(a, Rows) else np.asarray(a)[index]
 
 
 def _rows_view(a: Array, start: int, stop: int) -> Array:

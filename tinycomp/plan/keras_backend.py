@@ -15,10 +15,11 @@ from dataclasses import replace
 from typing import Any
 
 from tinycomp.data import Dataset
+from tinycomp.data.validation import ValidationSource
 from tinycomp.metrics import Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
 from tinycomp.plan.candidates import Candidate, CandidateResult
-from tinycomp.plan.choose import Plan, SensitivityTable, plan_spec
+from tinycomp.plan.choose import Plan, SensitivityTable, plan_spec, upper_bound_text
 from tinycomp.plan.costs import WeightInfo, decode_budgets, synthetic_file
 from tinycomp.plan.decision import DECISION, Measured
 from tinycomp.plan.make import byte_costs
@@ -120,14 +121,18 @@ class KerasBackend:
         return self.task.noise(table.control_accuracy, self.check_rows())
 
     def check_rows(self) -> int:
-        return validation_rows(self.data, self.measurement.validation_split)
+        return validation_rows(self.data, self.measurement.validation_split, self.seed)
+
+    def validation(self) -> ValidationSource:
+        return self.data.validation_split(self.measurement.validation_split, self.seed).source
 
     def joint_drop(self, table: SensitivityTable, plan: Plan) -> JointDrop:
         """Every fit row, the whole validation split, zero-shot and fine-tuned: as `cluster` will."""
         return joint_drop(self.model, self.data, table, plan, measurement=self.measurement)
 
-    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool) -> StepMeasurer:
-        return StepMeasurer(self, table, max_drop, fine_tuned=fine_tuned)
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool,
+                      min_agreement: float | None = None) -> StepMeasurer:
+        return StepMeasurer(self, table, max_drop, fine_tuned=fine_tuned, min_agreement=min_agreement)
 
     def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
         """The clustering spec `cluster` reads, with a header saying what the plan predicts."""
@@ -146,7 +151,7 @@ def spec_header(model_path: str, output: str, request: PlanRequest, outcome: Pla
              f"{f' --io {costs.io}' if costs.io != 'uint8' else ''} → find-tensors → "
              f"compress{' --strip' if costs.strip else ''}")
     unit, what = outcome.table.unit, outcome.budget.task.drop_text()
-    checked = (f" (measured with all layers clustered: {chosen.checked_drop:+.2f} {unit})"
+    checked = (f" (measured with all layers clustered: {chosen.checked_drop:+.2f} {unit}{upper_bound_text(chosen)})"
                if chosen.checked_drop is not None else "")
     return (f"Clustering plan for {model_path}, written by tinycomp plan ({outcome.budget.describe()}, "
             f"seed {request.seed})\n"
@@ -165,10 +170,12 @@ class StepMeasurer:
     measurement would charge every step with the damage fine-tuning repairs, so steps are only measured
     fine-tuned, and none is measured once the allowance is spent."""
 
-    def __init__(self, backend: KerasBackend, table: SensitivityTable, max_drop: float, *, fine_tuned: bool = False):
+    def __init__(self, backend: KerasBackend, table: SensitivityTable, max_drop: float, *, fine_tuned: bool = False,
+                 min_agreement: float | None = None):
         self.backend, self.table, self.max_drop, self.fine_tuned = backend, table, max_drop, fine_tuned
+        self.min_agreement = min_agreement
         measurement = backend.measurement
-        fit_rows = len(split_validation(backend.data, measurement.validation_split)[0].x_train)
+        fit_rows = len(split_validation(backend.data, measurement.validation_split, backend.seed)[0].x_train)
         self.step_rows = min(measurement.rows("fine_tune_rows") or fit_rows, fit_rows)
         self.tunes_left = max(1, fit_rows // max(4 * self.step_rows, 1)) if table.epochs > 0 else 0
 
@@ -177,24 +184,27 @@ class StepMeasurer:
         """Nothing more can be measured meaningfully (fine-tuned steps, and no fine-tune left)."""
         return self.fine_tuned and self.tunes_left <= 0
 
-    def measure(self, plan: Plan) -> tuple[float, float, int]:
-        """(drop, its paired noise, epochs of the better measurement) of `plan`."""
+    def measure(self, plan: Plan) -> JointDrop:
+        """`plan` measured as a step (the better of zero-shot and fine-tuned, as described above)."""
         b = self.backend
         if self.fine_tuned:
             self.tunes_left -= 1
-            tuned = joint_drop(b.model, b.data, self.table, plan, measurement=b.measurement,
-                               fine_tune_rows=self.step_rows)
-            return tuned.drop, tuned.noise, tuned.epochs
+            return joint_drop(b.model, b.data, self.table, plan, measurement=b.measurement,
+                              fine_tune_rows=self.step_rows)
         measured = joint_drop(b.model, b.data, replace(self.table, epochs=0), plan, measurement=b.measurement)
-        if not DECISION.keeps_step(Measured(measured.drop, measured.noise), self.max_drop) and self.tunes_left > 0:
+        kept = DECISION.keeps_step(Measured(measured.drop, measured.noise, measured.checked), self.max_drop,
+                                   self.min_agreement)
+        if not kept and self.tunes_left > 0:
             self.tunes_left -= 1
             tuned = joint_drop(b.model, b.data, self.table, plan, measurement=b.measurement,
                                fine_tune_rows=self.step_rows)
             if tuned.drop < measured.drop:
                 measured = tuned
-        return measured.drop, measured.noise, measured.epochs
+        return measured
 
     def drop_of(self, plan: Plan) -> float:
-        """For checked_plan: the drop, with the plan's noise and epochs set."""
-        drop, plan.checked_noise, plan.epochs = self.measure(plan)
-        return drop
+        """For checked_plan: the drop, with the plan's noise, bounds and epochs set."""
+        measured = self.measure(plan)
+        plan.checked_noise, plan.epochs = measured.noise, measured.epochs
+        plan.checked_bound = None if measured.checked is None else measured.checked.to_json()
+        return measured.drop

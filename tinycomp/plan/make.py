@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from tinycomp.bounds import Checked
+from tinycomp.data.validation import ValidationSource
 from tinycomp.errors import InterpreterError, InvalidValue
 from tinycomp.metrics import Task
 from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, Shard, merge_parts
@@ -45,19 +47,22 @@ from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome
 
 # At most this many steps of the refinement after the table's choice are measured (see refined_plan).
 MAX_STEPS = 8
+# At most this many of the biggest steps are then measured as the check measures (see spent_budget).
+MAX_CHECKED_STEPS = 1
 
 
 class StepMeasurer(Protocol):
     """Measures refinement steps (a backend's `step_measurer`)."""
 
     max_drop: float
+    min_agreement: float | None
 
     @property
     def exhausted(self) -> bool:
         """Nothing more can be measured meaningfully."""
 
-    def measure(self, plan: Plan) -> tuple[float, float, int]:
-        """(drop, its paired noise, fine-tuning epochs of the measurement) of `plan`."""
+    def measure(self, plan: Plan) -> JointDrop:
+        """`plan` measured as a step: its drop, paired noise and bounds, and the fine-tuning epochs used."""
 
     def drop_of(self, plan: Plan) -> float:
         """For checked_plan: the drop, with the plan's noise and epochs set."""
@@ -112,10 +117,14 @@ class Backend(Protocol):
     def check_rows(self) -> int:
         """Rows the joint check measures on."""
 
+    def validation(self) -> ValidationSource:
+        """Where the validation rows come from (the data's own set, held-out groups, or the last rows)."""
+
     def joint_drop(self, table: SensitivityTable, plan: Plan) -> JointDrop:
         """`plan` measured with all its tensors compressed at once, as its chain will make it."""
 
-    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool) -> StepMeasurer:
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool,
+                      min_agreement: float | None = None) -> StepMeasurer:
         """What measures refinement steps (`fine_tuned`: the plan being refined was checked fine-tuned)."""
 
     def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
@@ -145,7 +154,7 @@ class PlanProgress(Protocol):
     def resumed(self, path: str, count: int | None) -> None:
         """A resumed run found `count` results measured before in `path` (None: no such file yet)."""
 
-    def stepped(self, plan: Plan, step: str, drop_pp: float, noise_pp: float, epochs: int, kept: bool) -> None: ...
+    def stepped(self, plan: Plan, step: str, measured: JointDrop, kept: bool) -> None: ...
 
 
 class Silent:
@@ -169,7 +178,7 @@ class Silent:
     def merging(self, count: int) -> None:
         pass
 
-    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
+    def stepped(self, plan: Plan, step: str, measured: JointDrop, kept: bool) -> None:
         pass
 
     def measuring(self, measurement: Measurement, task: Task, jobs: int, shard: Shard | None) -> None:
@@ -222,7 +231,7 @@ def _make_plan(backend: Backend, request: PlanRequest, *, recorded: SensitivityT
         def full_check(plan: Plan) -> float:
             return _checked_drop(backend, table, plan, progress)
 
-        chosen, tried = checked_plan(choose, full_check, budget.max_drop, noise)
+        chosen, tried = checked_plan(choose, full_check, budget.max_drop, noise, min_agreement=budget.min_agreement)
         if budget.max_drop is not None and request.refine:
             chosen = _refined(backend, table, budget, chosen, tried, choose, full_check, progress, sizes.arenas_of,
                               noise)
@@ -232,7 +241,7 @@ def _make_plan(backend: Backend, request: PlanRequest, *, recorded: SensitivityT
     if chosen.arena_bytes is None:
         [chosen.arena_bytes] = sizes.arenas_of([frozenset(chosen.clustered())])
     return PlanOutcome(chosen, tried, table, budget, noise, backend=backend.kind,
-                       check_rows=backend.check_rows() if request.check else 0)
+                       check_rows=backend.check_rows() if request.check else 0, validation=backend.validation())
 
 
 def measured_table(backend: Backend, max_drop: float | None, *, jobs: int, done: dict[str, CandidateResult] | None,
@@ -338,6 +347,7 @@ def _checked_drop(backend: Backend, table: SensitivityTable, plan: Plan, progres
     plan.epochs, plan.checked_noise = measured.epochs, measured.noise
     if measured.agreement is not None:
         plan.checked_agreement = measured.agreement
+    plan.checked_bound = None if measured.checked is None else measured.checked.to_json()
     progress.checked(plan, measured.drop, measured.epochs)
     return measured.drop
 
@@ -350,23 +360,58 @@ def _refined(backend: Backend, table: SensitivityTable, budget: Budget, checked:
     check is accepted (`DECISION.accepts`). Starting from the checked plan, refinement never ends larger
     than the plan without it, and only the steps cost extra (appended to `tried`). When the checked
     plan is refused or compresses nothing, the cheap path is tried instead
-    (`_cheaply_rechosen_and_refined`), and its plan is used when its full check passes."""
+    (`_cheaply_rechosen_and_refined`), and its plan is used when its full check passes. Then the budget the
+    accepted plan's bound leaves is spent (`spent_budget`)."""
     assert budget.max_drop is not None
-    within = DECISION.accepts(measured_of(checked, noise), budget.max_drop)
+    within = DECISION.accepts(measured_of(checked, noise), budget.max_drop, budget.min_agreement)
     if not within or not checked.clustered():
         found, more = _cheaply_rechosen_and_refined(backend, table, budget, choose, full_check, progress, arenas_of)
         tried += more
         return found if found is not None and (found.clustered() or not within) else checked
     ram = budget.ram_bytes
     fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
-    start = replace(checked, checked_drop=None, checked_noise=None)
-    refined = refined_plan(table, start, backend.step_measurer(table, budget.max_drop, fine_tuned=bool(checked.epochs)),
+    start = replace(checked, checked_drop=None, checked_noise=None, checked_bound=None)
+    refined = refined_plan(table, start, backend.step_measurer(table, budget.max_drop, fine_tuned=bool(checked.epochs),
+                                                               min_agreement=budget.min_agreement),
                            progress, fits_ram=fits_ram)
-    if not refined.stepped:
-        return checked
-    refined.checked_drop = full_check(refined)
-    tried.append(refined)
-    return refined if DECISION.accepts(measured_of(refined, noise), budget.max_drop) else checked
+    if refined.stepped:
+        refined.checked_drop = full_check(refined)
+        tried.append(refined)
+        if not DECISION.accepts(measured_of(refined, noise), budget.max_drop, budget.min_agreement):
+            refined = checked
+    else:
+        refined = checked
+    return spent_budget(table, refined, budget, full_check, tried, noise, fits_ram=fits_ram)
+
+
+def spent_budget(table: SensitivityTable, plan: Plan, budget: Budget, full_check: Callable[[Plan], float],
+                 tried: list[Plan], noise: float, *, fits_ram: Callable[[Plan], bool] | None = None) -> Plan:
+    """Use the budget that was measured: while the accepted plan's bound leaves some of the budget unused,
+    take the step that saves the most bytes, measured as the check measures (on every fit row, fine-tuned
+    when the backend fine-tunes), and keep it when `DECISION.accepts` it. A step a quick measurement
+    refused (a subset fine-tune, or the table's candidate on its subset) gets this measurement once before
+    it is dropped: a full fine-tune can recover what a subset's cannot. At most MAX_CHECKED_STEPS steps."""
+    assert budget.max_drop is not None
+    refused: dict[str, int] = {}
+    for _ in range(MAX_CHECKED_STEPS):
+        if plan.checked_bound is None or not plan.clustered():
+            break
+        bound = Checked.from_json(plan.checked_bound, "the plan's check")
+        if bound.drop.high >= budget.max_drop or not bound.within(budget.max_drop, budget.min_agreement):
+            break  # nothing of the budget left to spend
+        steps = sorted(step_downs(table, plan, above=refused), key=lambda s: (-s.saved_bytes, s.layer))
+        steps = [s for s in steps if fits_ram is None or plan.choices[s.layer].clusters is not None
+                 or fits_ram(stepped(plan, s, table.decode_overhead))]
+        if not steps:
+            break
+        candidate = stepped(plan, steps[0], table.decode_overhead)
+        candidate.checked_drop = full_check(candidate)
+        tried.append(candidate)
+        if DECISION.accepts(measured_of(candidate, noise), budget.max_drop, budget.min_agreement):
+            plan = candidate
+        else:
+            refused[steps[0].layer] = steps[0].option.bytes
+    return plan
 
 
 def _cheaply_rechosen_and_refined(backend: Backend, table: SensitivityTable, budget: Budget,
@@ -376,16 +421,16 @@ def _cheaply_rechosen_and_refined(backend: Backend, table: SensitivityTable, bud
     cheaply (as refinement steps are measured) and chosen again while over budget, then refined, then
     checked as its chain will make it. Returns (None, tried) when the refined plan fails that check."""
     assert budget.max_drop is not None
-    cheap = backend.step_measurer(table, budget.max_drop, fine_tuned=False)
-    start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop)
-    start = replace(start, checked_drop=None, checked_noise=None)
+    cheap = backend.step_measurer(table, budget.max_drop, fine_tuned=False, min_agreement=budget.min_agreement)
+    start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop, min_agreement=budget.min_agreement)
+    start = replace(start, checked_drop=None, checked_noise=None, checked_bound=None)
     ram = budget.ram_bytes
     fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
     refined = refined_plan(table, start, cheap, progress, fits_ram=fits_ram)
     if not refined.clustered():
         return refined, []
     refined.checked_drop = full_check(refined)
-    if DECISION.accepts(measured_of(refined, 0.0), budget.max_drop):
+    if DECISION.accepts(measured_of(refined, 0.0), budget.max_drop, budget.min_agreement):
         return refined, [refined]
     return None, [refined]
 
@@ -413,12 +458,13 @@ def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, pr
             skip.add(step.layer)
             continue
         measured_steps += 1
-        drop, noise, epochs = measurer.measure(candidate)
-        kept = DECISION.keeps_step(Measured(drop, noise), measurer.max_drop)
-        progress.stepped(candidate, step.describe, drop, noise, epochs, kept)
+        measured = measurer.measure(candidate)
+        kept = DECISION.keeps_step(Measured(measured.drop, measured.noise, measured.checked), measurer.max_drop,
+                                   measurer.min_agreement)
+        progress.stepped(candidate, step.describe, measured, kept)
         if kept:
             plan = candidate
-            plan.epochs = epochs
+            plan.epochs = measured.epochs
         else:
             above[step.layer] = step.option.bytes
     return plan
@@ -432,6 +478,9 @@ def budget_for_task(budget: Budget, task: Task, data_name: str) -> Budget:
                            f"{task.name} task ({task.evidence}): plan measures its drops in {task.long_metric} "
                            f"({task.unit})", budget.task.budget_field,
                            f"give {task.budget_option} {task.budget_example}")
+    if budget.min_agreement is not None and not task.has_accuracy:
+        raise InvalidValue(f"a top-1 agreement budget needs a classifier, but {data_name} makes this a {task.name} task",
+                           "min_agreement", "budget a regression model's agreement with --max-snr-drop")
     return replace(budget, task=task)
 
 

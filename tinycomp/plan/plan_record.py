@@ -37,11 +37,12 @@ class CheckedPlan:
     predicted_drop: float
     checked_drop: float | None
     epochs: int | None = None  # the fine-tuning epochs of the better measurement (0: zero-shot)
+    bound: JsonDict | None = None  # its paired bounds (`bounds.Checked` as JSON; None: not measured)
 
     @classmethod
     def of(cls, plan: Plan) -> CheckedPlan:
         return cls({n: o.clusters or 0 for n, o in plan.clustered().items()}, plan.predicted_drop,
-                   plan.checked_drop, plan.epochs)
+                   plan.checked_drop, plan.epochs, plan.checked_bound)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class PlanRecord(Record):
     noise: float | None = None  # the standard error of one score on the check's rows (drop units)
     check_rows: int = 0  # rows the joint check measured on (0: no check)
     calibration_rows: int = 0  # a .tflite's candidates calibrated on this many training rows (0: without data)
+    # where the validation rows came from (`ValidationSource` as JSON: kind rows|groups|given, rows, groups)
+    validation: JsonDict | None = None
+    min_agreement: float | None = None  # classifiers: the top-1 agreement budget, percent (None: none)
 
     @classmethod
     def of(cls, *, model_path: str, provenance: Provenance, request: PlanRequest, outcome: PlanOutcome) -> PlanRecord:
@@ -102,7 +106,9 @@ class PlanRecord(Record):
             fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
             learning_rate=outcome.table.learning_rate or m.rate, task=outcome.table.task, backend=outcome.backend,
             layers=list(m.layers), noise=outcome.noise, check_rows=outcome.check_rows,
-            calibration_rows=m.calibration_rows)
+            calibration_rows=m.calibration_rows,
+            validation=None if outcome.validation is None else outcome.validation.to_json(),
+            min_agreement=budget.min_agreement)
 
     @property
     def provenance(self) -> Provenance:
@@ -138,7 +144,8 @@ class PlanRecord(Record):
                 "checked": [json_keys(asdict(c)) for c in self.checked],
                 "task": self.task.name, "max_snr_drop": self.max_snr_drop, "backend": self.backend,
                 "layers": list(self.layers), "noise": self.noise, "check_rows": self.check_rows,
-                "calibration_rows": self.calibration_rows}
+                "calibration_rows": self.calibration_rows, "validation": self.validation,
+                "min_agreement": self.min_agreement}
 
     @classmethod
     def wrong_kind(cls, step: object, *, is_object: bool = True) -> str:
@@ -172,7 +179,8 @@ class PlanRecord(Record):
 
 
 _LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate", "task", "max_snr_drop", "backend",
-               "layers", "noise", "check_rows", "calibration_rows")  # absent from older records: the defaults hold
+               "layers", "noise", "check_rows", "calibration_rows", "validation",
+               "min_agreement")  # absent from older records: the defaults hold
 _SCALAR_KEYS = ("source", "source_sha256", "dataset", "seed", "clusters", "per_channel_conv", "epochs",
                 "validation_split", "credit_fine_tuning", "per_tensor_dense", "strip", "max_accuracy_drop",
                 "target_bytes", "target_ratio", "ram_budget", "float32_bytes")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tinycomp.bounds import Checked
+from tinycomp.data.validation import ValidationSource
 from tinycomp.errors import InvalidValue
 from tinycomp.fileio import JsonDict
 from tinycomp.metrics import Task, get_task
@@ -142,6 +144,8 @@ class JointDrop:
     epochs: int
     noise: float
     agreement: dict[str, float] | None = None
+    # its paired confidence bounds on the validation rows (by group when the data has groups), which decide
+    checked: Checked | None = None
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,13 @@ class PlanOutcome:
     noise: float  # the standard error of one validation accuracy
     backend: str = "keras"
     check_rows: int = 0
+    validation: ValidationSource | None = None  # where the validation rows came from (rows, groups or given)
 
     @property
     def over_budget(self) -> bool:
-        """The checked drop exceeds an accuracy budget (the check kept the least harmful plan it tried)."""
+        """The checked drop's upper bound (the drop itself for a check without bounds) exceeds a drop budget
+        (the check kept the least harmful plan it tried)."""
         drop, budget = self.plan.checked_drop, self.budget.max_drop
+        if self.plan.checked_bound is not None and budget is not None:
+            return Checked.from_json(self.plan.checked_bound, "the plan's check").drop.high > budget
         return drop is not None and budget is not None and drop > budget

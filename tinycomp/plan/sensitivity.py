@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tinycomp import bounds
 from tinycomp.cluster import clusterable_layers, is_conv2d, keep_zeros_callbacks, validate_spec, wrap_layers
 from tinycomp.convert import quantize
 from tinycomp.data import Dataset, calibration_samples, check_fits_model
@@ -86,14 +87,20 @@ def usable_counts(model: Any, name: str, counts: tuple[int, ...], per_channel_co
     return [c for c in counts if c < per and bits_for(c) <= MAX_BITWIDTH]
 
 
-def split_validation(data: Dataset, validation_split: float) -> tuple[Dataset, np.ndarray, np.ndarray]:
-    """(fit data, x_val, y_val): the last `validation_split` of the training rows are held out."""
-    n = len(data.x_train)
-    held = int(round(n * validation_split))
-    if held < 1 or n - held < 1:
-        raise DataError(f"{n} training rows cannot be split {1 - validation_split:g}/{validation_split:g}",
-                        data.name, "use more data or another validation split")
-    return data.hold_out(held)  # the fit rows stay unread: streamed when memory-mapped and large
+def split_validation(data: Dataset, validation_split: float, seed: int = 0) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """(fit data, x_val, y_val) of the data's validation split (`Dataset.validation_split`): its own
+    validation set, else whole groups held out (chosen by `seed`), else the last `validation_split` of the
+    training rows (the fit rows stay unread then: streamed when memory-mapped and large)."""
+    split = data.validation_split(validation_split, seed)
+    if len(split.fit) < 1:
+        raise DataError(f"{len(data.x_train)} training rows leave none to fine-tune on", data.name,
+                        "use more data or another validation split")
+    return data.validation_rows(split)
+
+
+def validation_groups(data: Dataset, validation_split: float, seed: int = 0) -> np.ndarray | None:
+    """The group of each validation row (None: rows are the unit of the bound)."""
+    return data.validation_split(validation_split, seed).val_groups
 
 
 def task_of(model: Any, data: Dataset, override: Task | None = None) -> Task:
@@ -118,7 +125,7 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
     fine-tuned model counts only when it scores no lower than the zero-shot one (as in `cluster`)."""
     if not plan.clustered():
         return JointDrop(0.0, 0, 0.0)
-    fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
+    fit_data, x_val, y_val = split_validation(data, measurement.validation_split, table.seed)
     if fine_tune_rows:
         rows = seeded_rows(len(fit_data.x_train), fine_tune_rows, seed=table.seed, stream=1)
         fit_data = Dataset(fit_data.name, fit_data.x_train[rows], fit_data.y_train[rows], x_val, y_val)
@@ -135,7 +142,11 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
     assert best is not None
     score, epochs, outputs = best
     drop = table.task.scale * (table.task.plan_score(reference, np.asarray(y_val)) - score)
-    return JointDrop(drop, epochs, table.task.paired_noise(reference, outputs, np.asarray(y_val)))
+    # identical outputs have an infinite SNR, which JSON cannot hold: left out
+    agreement = {k: v for k, v in table.task.agreement(outputs, reference).items() if np.isfinite(v)}
+    checked = bounds.checked(table.task.has_accuracy, np.asarray(y_val), reference, outputs,
+                             validation_groups(data, measurement.validation_split, table.seed), seed=table.seed)
+    return JointDrop(drop, epochs, table.task.paired_noise(reference, outputs, np.asarray(y_val)), agreement, checked)
 
 
 def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val: np.ndarray, *, epochs: int,
@@ -153,9 +164,9 @@ def clustered_outputs(model: Any, spec: ClusteringSpec, fit_data: Dataset, x_val
     return outputs_of(tfmot.clustering.keras.strip_clustering(candidate), x_val)
 
 
-def validation_rows(data: Dataset, validation_split: float) -> int:
-    """How many rows `split_validation` holds out."""
-    return int(round(len(data.x_train) * validation_split))
+def validation_rows(data: Dataset, validation_split: float, seed: int = 0) -> int:
+    """How many rows `split_validation` validates on."""
+    return data.validation_split(validation_split, seed).source.rows
 
 
 def int8_for_costs(model: Any, data: Dataset, names: list[str], *, seed: int, costs: ByteCosts) -> tuple[bytes, dict[str, WeightInfo]]:
@@ -186,7 +197,7 @@ def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, 
     counts, per_channel_conv = measurement.cluster_counts, measurement.per_channel_conv
     names = eligible_layers(model, layers=measurement.layers, counts=counts, per_channel_conv=per_channel_conv)
     usable = {n: usable_counts(model, n, counts, per_channel_conv) for n in names}
-    fit_data, x_val, y_val = split_validation(data, measurement.validation_split)
+    fit_data, x_val, y_val = split_validation(data, measurement.validation_split, seed)
     fit = seeded_rows(len(fit_data.x_train), measurement.rows("fine_tune_rows"), seed=seed, stream=1)
     val = seeded_rows(len(x_val), measurement.rows("validation_rows"), seed=seed, stream=2)
     rows = CandidateRows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),

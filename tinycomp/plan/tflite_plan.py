@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp import tflm
+from tinycomp import bounds, tflm
 from tinycomp.data import Dataset, check_fits_model
+from tinycomp.data.validation import ValidationSource
 from tinycomp.errors import DataError, ModelError
 from tinycomp.metrics import Task, choose_task
 from tinycomp.plan.candidates import (
@@ -46,6 +47,7 @@ from tinycomp.plan.choose import (
     Plan,
     SensitivityTable,
     counted_drops,
+    upper_bound_text,
 )
 from tinycomp.plan.costs import _synthetic, ideal_bytes, kernel_decode_budgets
 from tinycomp.plan.decision import Limit
@@ -243,11 +245,13 @@ class PlanRows:
     x_check: np.ndarray
     y_check: np.ndarray
     task: Task
+    groups_check: np.ndarray | None = None  # the group of each check row (None: rows are the bound's unit)
 
 
 def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> PlanRows:
-    """The last `validation_split` of the training rows, fitted to the model's input; a seeded subset of
-    `validation_rows` of them for the candidates."""
+    """The data's validation rows (`Dataset.validation_split`: its own validation set, whole groups held out
+    by `seed`, else the last `validation_split` of the training rows), fitted to the model's input; a seeded
+    subset of `validation_rows` of them for the candidates."""
 
     subgraph = parse_tflite(int8, source).subgraphs[0]
     input_shape = tuple(int(d) for d in subgraph.inputs[0].shape[1:])
@@ -257,13 +261,14 @@ def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: 
     check_fits_model(data, input_shape, int(output_shape[-1]) if output_shape else 1, source, task=task,
                      output_shape=output_shape)
     n = len(data.x_train)
-    held = int(round(n * measurement.validation_split))
-    if held < 1:
+    if data.x_val is None and data.groups_train is None and int(round(n * measurement.validation_split)) < 1:
         raise DataError(f"{n} training rows leave no validation rows at a split of {measurement.validation_split:g}",
                         data.name, "use more data or a larger validation split")
-    x_all, y_all = np.asarray(data.x_train[n - held:]), np.asarray(data.y_train[n - held:])
-    rows, check = row_sets(held, measurement.validation_rows or 0, seed)
-    return PlanRows(x_all[rows], y_all[rows], x_all[check], y_all[check], task)
+    split = data.validation_split(measurement.validation_split, seed)
+    _, x_all, y_all = data.validation_rows(split)
+    rows, check = row_sets(len(x_all), measurement.validation_rows or 0, seed)
+    groups = None if split.val_groups is None else split.val_groups[check]
+    return PlanRows(x_all[rows], y_all[rows], x_all[check], y_all[check], task, groups)
 
 
 def row_sets(held: int, validation_rows: int, seed: int,
@@ -783,6 +788,9 @@ class TfliteBackend:
     def check_rows(self) -> int:
         return len(self.rows.y_check)
 
+    def validation(self) -> ValidationSource:
+        return self.data.validation_split(self.measurement.validation_split, self.seed).source
+
     def joint_drop(self, table: SensitivityTable, plan: Plan) -> JointDrop:
         """The plan's drop on the check's rows, run from its earliest cut, with its paired noise and its
         agreement with the given file (measured once per choice)."""
@@ -798,11 +806,14 @@ class TfliteBackend:
             noise = float(rows.task.paired_noise(runner.reference, outputs, rows.y_check))
             # identical outputs have an infinite SNR, which JSON cannot hold: left out
             agreement = {k: v for k, v in rows.task.agreement(outputs, runner.reference).items() if np.isfinite(v)}
-            self._joint[key] = JointDrop(drop, 0, noise, agreement)
+            checked = bounds.checked(rows.task.has_accuracy, rows.y_check, runner.reference, outputs,
+                                     rows.groups_check, seed=self.seed)
+            self._joint[key] = JointDrop(drop, 0, noise, agreement, checked)
         return self._joint[key]
 
-    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool) -> JointSteps:
-        return JointSteps(self, table, max_drop)
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool,
+                      min_agreement: float | None = None) -> JointSteps:
+        return JointSteps(self, table, max_drop, min_agreement)
 
     def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
         """The palettization spec `palettize --spec` reads, with a header saying what the plan predicts."""
@@ -812,7 +823,8 @@ class TfliteBackend:
                   f"predicted {chosen.exact_bytes:,} bytes and a {chosen.arena_bytes:,}-byte TFLM arena after "
                   f"palettize → compress{' --strip' if self.strip else ''}; {outcome.budget.task.drop_text()} "
                   f"{chosen.predicted_drop:+.2f} {table.unit} on the validation split"
-                  + (f" (measured with all tensors palettized: {chosen.checked_drop:+.2f} {table.unit})"
+                  + (f" (measured with all tensors palettized: {chosen.checked_drop:+.2f} {table.unit}"
+                     f"{upper_bound_text(chosen)})"
                      if chosen.checked_drop is not None else "")
                   + f"\nuse: tinycomp palettize {model_path} --spec {output}" + palettize_options(self.measurement, self.seed)
                   + " -o OUT.tflite")
@@ -835,17 +847,19 @@ def palettize_options(measurement: Measurement, seed: int) -> str:
 class JointSteps:
     """Refinement steps of a .tflite plan, measured as the joint check measures (nothing is fine-tuned)."""
 
-    def __init__(self, backend: TfliteBackend, table: SensitivityTable, max_drop: float):
-        self.backend, self.table, self.max_drop = backend, table, max_drop
+    def __init__(self, backend: TfliteBackend, table: SensitivityTable, max_drop: float,
+                 min_agreement: float | None = None):
+        self.backend, self.table, self.max_drop, self.min_agreement = backend, table, max_drop, min_agreement
         self.exhausted = False
 
-    def measure(self, plan: Plan) -> tuple[float, float, int]:
-        measured = self.backend.joint_drop(self.table, plan)
-        return measured.drop, measured.noise, 0
+    def measure(self, plan: Plan) -> JointDrop:
+        return self.backend.joint_drop(self.table, plan)
 
     def drop_of(self, plan: Plan) -> float:
-        drop, plan.checked_noise, plan.epochs = self.measure(plan)
-        return drop
+        measured = self.measure(plan)
+        plan.checked_noise, plan.epochs = measured.noise, 0
+        plan.checked_bound = None if measured.checked is None else measured.checked.to_json()
+        return measured.drop
 
 
 def sha256(data: bytes) -> str:

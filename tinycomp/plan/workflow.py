@@ -25,7 +25,7 @@ from tinycomp.plan.choose import Budget, Plan, SensitivityTable
 from tinycomp.plan.make import Backend, PlanProgress, Silent, budget_for_task, make_plan, measure_shard
 from tinycomp.plan.plan_record import PlanRecord
 from tinycomp.plan.provenance import Provenance, as_json, file_sha256
-from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
+from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
 
 PARTIAL_SUFFIX = ".partial.json"
 AGAIN = "measure again: run plan without --sensitivity"
@@ -154,8 +154,8 @@ class Recording:
     def checked(self, plan: Plan, drop: float, epochs: int) -> None:
         self.progress.checked(plan, drop, epochs)
 
-    def stepped(self, plan: Plan, step: str, drop: float, noise: float, epochs: int, kept: bool) -> None:
-        self.progress.stepped(plan, step, drop, noise, epochs, kept)
+    def stepped(self, plan: Plan, step: str, measured: JointDrop, kept: bool) -> None:
+        self.progress.stepped(plan, step, measured, kept)
 
     def reusing(self, source: str, table: SensitivityTable) -> None:
         self.progress.reusing(source, table)

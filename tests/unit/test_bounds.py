@@ -1,0 +1,171 @@
+"""Paired confidence bounds (tinycomp.bounds) against brute force and known cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tinycomp import bounds
+
+
+def one_hot_outputs(classes: np.ndarray, count: int = 3) -> np.ndarray:
+    return np.eye(count)[classes]
+
+
+def test_constant_differences_have_no_width_over_rows_and_groups():
+    d = np.full(50, 2.0)
+    by_rows = bounds.mean_difference(d)
+    by_groups = bounds.mean_difference(d, np.repeat(np.arange(5), 10))
+    assert (by_rows.estimate, by_rows.high) == (2.0, 2.0)
+    assert by_groups.estimate == pytest.approx(2.0) and by_groups.high == pytest.approx(2.0)
+    assert by_groups.groups == 5 and by_groups.rows == 50
+
+
+def test_rows_bound_is_the_normal_bound_of_the_paired_mean():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.3, 2.0, 400)
+    got = bounds.mean_difference(d, confidence=0.95)
+    expected = d.mean() + 1.6448536 * d.std(ddof=1) / math.sqrt(len(d))
+    assert got.high == pytest.approx(expected, rel=1e-6)
+    assert got.low == -math.inf
+
+
+def test_accuracy_drop_counts_rows_lost_and_gained():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    reference = one_hot_outputs(labels)  # all right
+    new = labels.copy()
+    new[:2] = (new[:2] + 1) % 3  # two rows lost
+    drop = bounds.accuracy_drop(labels, reference, one_hot_outputs(new))
+    assert drop.estimate == pytest.approx(25.0)
+    assert drop.high > drop.estimate
+
+
+def test_single_group_cannot_bound_and_says_two_groups_would():
+    d = np.linspace(-1, 1, 30)
+    one = bounds.mean_difference(d, np.zeros(30, int))
+    assert one.groups == 1 and one.high == math.inf
+    assert one.units_needed(1.0) == bounds.MIN_GROUPS
+
+
+def test_group_bootstrap_is_seeded_and_deterministic():
+    rng = np.random.default_rng(3)
+    d, groups = rng.normal(0, 1, 200), np.repeat(np.arange(8), 25)
+    a = bounds.mean_difference(d, groups, seed=7)
+    assert a == bounds.mean_difference(d, groups, seed=7)
+    assert a.high != bounds.mean_difference(d, groups, seed=8).high
+
+
+def test_group_bound_is_wider_than_rows_when_groups_differ():
+    groups = np.repeat(np.arange(6), 50)
+    d = np.repeat(np.array([-2.0, 3.0, 0.0, 4.0, -1.0, 2.0]), 50) + np.random.default_rng(0).normal(0, 0.1, 300)
+    assert bounds.mean_difference(d, groups).high - d.mean() > 3 * (bounds.mean_difference(d).high - d.mean())
+
+
+def test_group_bootstrap_covers_the_true_mean():
+    """Brute force: 300 draws of 20 groups whose means vary; the 95% upper bound covers ≥ 92%."""
+    rng = np.random.default_rng(11)
+    covered = 0
+    for trial in range(300):
+        group_means = rng.normal(1.0, 2.0, 20)
+        groups = np.repeat(np.arange(20), 15)
+        d = np.repeat(group_means, 15) + rng.normal(0, 1.0, len(groups))
+        covered += bounds.mean_difference(d, groups, seed=trial).high >= 1.0
+    assert covered / 300 >= 0.92
+
+
+def test_rows_bound_covers_the_true_drop():
+    rng = np.random.default_rng(5)
+    covered = sum(bounds.mean_difference(rng.choice([-100.0, 0.0, 0.0, 0.0, 100.0, 100.0], 500)).high >= 100 / 6
+                  for _ in range(300))
+    assert covered / 300 >= 0.92
+
+
+def test_agreement_wilson_bound_below_100_when_every_row_agrees():
+    outputs = one_hot_outputs(np.arange(300) % 3)
+    a = bounds.agreement(outputs, outputs)
+    assert a.estimate == 100.0 and a.low < 100.0 and a.low > 98.0
+    # Wilson's lower bound for 300/300 at 95% one-sided: n / (n + z²)
+    assert a.low == pytest.approx(100 * 300 / (300 + 1.6448536 ** 2), rel=1e-6)
+
+
+def test_agreement_over_groups_stays_within_0_and_100():
+    ref = np.arange(100) % 3
+    new = ref.copy()
+    new[:10] = (new[:10] + 1) % 3
+    a = bounds.agreement(one_hot_outputs(ref), one_hot_outputs(new), np.repeat(np.arange(5), 20), sided="two")
+    assert a.estimate == pytest.approx(90.0)
+    assert 0.0 <= a.low <= 90.0 <= a.high <= 100.0
+
+
+def test_snr_drop_is_the_difference_of_snrs_and_constant_scaling_has_no_width():
+    rng = np.random.default_rng(2)
+    y = rng.normal(0, 1, (200, 4))
+    ref = y + rng.normal(0, 0.1, y.shape)
+    new = y + 2 * (ref - y)  # every row's error energy is 4×: 6.02 dB, exactly, on every row
+    for groups in (None, np.repeat(np.arange(10), 20)):
+        drop = bounds.snr_drop(y, ref, new, groups)
+        assert drop.estimate == pytest.approx(10 * math.log10(4))
+        assert drop.high == pytest.approx(drop.estimate, abs=1e-9)
+
+
+def test_snr_drop_rows_bound_covers():
+    rng = np.random.default_rng(4)
+    y = rng.normal(0, 1, (300, 2))
+    covered = 0
+    for _ in range(200):
+        ref = y + rng.normal(0, 0.1, y.shape)
+        new = y + rng.normal(0, 0.12, y.shape)  # true drop: 20·log10(1.2) = 1.58 dB
+        covered += bounds.snr_drop(y, ref, new).high >= 20 * math.log10(1.2)
+    assert covered / 200 >= 0.92
+
+
+def test_units_needed_scales_with_the_square_of_the_half_width():
+    d = np.random.default_rng(0).normal(0, 10, 100)
+    b = bounds.mean_difference(d)
+    assert b.units_needed(b.half_width * 2) is None
+    needed = b.units_needed(b.half_width / 2)
+    assert needed == math.ceil(100 * 4)
+
+
+def test_interval_json_round_trip_keeps_infinite_sides():
+    b = bounds.mean_difference(np.array([1.0, 2.0, 3.0]))
+    assert bounds.Interval.from_json(b.to_json(), "x") == b
+    assert b.to_json()["low"] is None
+
+
+def test_text_names_the_bound_and_what_it_rests_on():
+    b = bounds.mean_difference(np.full(10, 0.5), np.repeat([1, 2], 5))
+    assert b.text() == "+0.50 pp (95% upper bound +0.50 pp; 2 groups (10 rows))"
+
+
+def test_unresolved_note_says_how_many_groups_would_resolve_the_budget():
+    d = np.repeat([-3.0, 2.0, 0.0, 4.0], 10)
+    b = bounds.mean_difference(d, np.repeat(np.arange(4), 10))
+    note = bounds.unresolved_note(b, 1.0)
+    assert note is not None and note.startswith("the validation set cannot resolve a 1 pp budget even at zero drop: "
+                                                "its 95% bound lies ")
+    assert note.endswith(f"on 4 groups (40 rows); about {b.units_needed(1.0):,} groups would (give more groups for "
+                         "validation)")
+    assert bounds.unresolved_note(b, b.half_width + 0.01) is None
+
+
+def test_decisions_compare_the_bound_not_the_estimate():
+    drop = bounds.Interval(0.2, -math.inf, 1.3, 100, None, 0.95, "upper", "pp")
+    assert not bounds.drop_within(drop, 1.0) and bounds.drop_within(drop, 1.3)
+    agree = bounds.Interval(99.0, 97.5, math.inf, 100, None, 0.95, "lower", "%")
+    assert bounds.agreement_within(agree, 97.5) and not bounds.agreement_within(agree, 98.0)
+
+
+def test_checked_holds_both_bounds_and_decides_on_them():
+    labels = np.arange(200) % 3
+    new = labels.copy()
+    new[:4] = (labels[:4] + 1) % 3
+    c = bounds.checked(True, labels, one_hot_outputs(labels), one_hot_outputs(new))
+    assert c.drop.estimate == pytest.approx(2.0) and c.agreement.estimate == pytest.approx(98.0)
+    assert c.within(c.drop.high, c.agreement.low) and not c.within(c.drop.high - 0.01)
+    assert not c.within(None, c.agreement.low + 0.01)
+    assert bounds.Checked.from_json(c.to_json(), "x") == c
+    regress = bounds.checked(False, np.ones((5, 2)), np.ones((5, 2)) * 1.1, np.ones((5, 2)) * 1.2)
+    assert regress.agreement is None and regress.drop.unit == "dB"
