@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.data import Dataset, check_fits_model
+from tinycomp.data import Dataset
 from tinycomp.errors import InvalidValue, ModelError, SpecError
-from tinycomp.metrics import CLASSIFY, Task, choose_task
+from tinycomp.metrics import CLASSIFY, Task
 from tinycomp.models import (
     FINE_TUNE_LEARNING_RATE,
     choose_loss,
@@ -27,7 +27,7 @@ from tinycomp.models import (
     set_seed,
 )
 from tinycomp.specs import ClusteringSpec, LayerClustering
-from tinycomp.train import EpochCallback, check_enough_training_data, check_fit_options, fit
+from tinycomp.train import EpochCallback, check_fit_options, fine_tune_data, fit
 
 # spec init name → tfmot.clustering.keras.CentroidInitialization member
 CENTROID_INITS = {
@@ -91,12 +91,7 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
         raise InvalidValue(f"epochs must be 0 or more, got {epochs}", "epochs", "e.g. 2, or 0 for no fine-tuning")
     validate_spec(model, spec)
     spec = with_sparsity_decided(model, spec)
-    data = data.fit_to(tuple(model.input_shape[1:]))
-    output_shape = tuple(model.output_shape[1:])
-    chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
-    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
-                     task=chosen, output_shape=output_shape)
-    check_enough_training_data(data, VALIDATION_SPLIT)
+    data, chosen = fine_tune_data(model, data, task, VALIDATION_SPLIT)
     start = time.perf_counter()
     set_seed(seed)
     zero_shot = tfmot.clustering.keras.strip_clustering(wrap_layers(model, spec))

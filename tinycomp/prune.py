@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from tinycomp.cluster import VALIDATION_SPLIT, validation_rows_of
-from tinycomp.data import Dataset, check_fits_model
+from tinycomp.data import Dataset
 from tinycomp.errors import InvalidValue, ModelError
-from tinycomp.metrics import CLASSIFY, Task, choose_task
+from tinycomp.metrics import CLASSIFY, Task
 from tinycomp.models import (
     choose_loss,
     compile_for_training,
@@ -30,7 +30,7 @@ from tinycomp.models import (
     set_seed,
 )
 from tinycomp.specs import LayerPruning, PruningSpec, check_sparsity
-from tinycomp.train import EpochCallback, check_enough_training_data, check_fit_options, fit
+from tinycomp.train import EpochCallback, check_fit_options, fine_tune_data, fit
 
 # The schedule starts here (or at the target, when that is lower): the TFMOT guide's polynomial ramp,
 # as in "10% → 80%", so the first mask update removes few weights and training adapts while more go.
@@ -201,12 +201,7 @@ def prune_model(model, spec: PruningSpec, data: Dataset, epochs: int = 3, batch_
     if epochs < 0:
         raise InvalidValue(f"epochs must be 0 or more, got {epochs}", "epochs", "e.g. 3, or 0 for no fine-tuning")
     validate_spec(model, spec)
-    data = data.fit_to(tuple(model.input_shape[1:]))
-    output_shape = tuple(model.output_shape[1:])
-    chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
-    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
-                     task=chosen, output_shape=output_shape)
-    check_enough_training_data(data, VALIDATION_SPLIT)
+    data, chosen = fine_tune_data(model, data, task, VALIDATION_SPLIT)
     start = time.perf_counter()
     set_seed(seed)
     pruned_once = magnitude_prune(model, spec)

@@ -215,6 +215,23 @@ class SidecarRecord(Record):
 S = TypeVar("S", bound=SidecarRecord)
 
 
+
+class TaskSidecarRecord(SidecarRecord):
+    """A sidecar with a `task` field (a `metrics.Task`), stored in JSON by its name."""
+
+    task: Task
+
+    @classmethod
+    def from_payload(cls: type[T], payload: JsonDict, source: str) -> T:
+        task = _task_named(payload.get("task", CLASSIFY.name), "task", source, cls.HINT)
+        return super().from_payload({**payload, "task": task}, source)
+
+    def to_json(self) -> JsonDict:
+        return {**super().to_json(), "task": self.task.name}
+
+
+T = TypeVar("T", bound=TaskSidecarRecord)
+
 @dataclass
 class TrainRecord(SidecarRecord):
     """The sidecar `train -o MODEL` writes as MODEL's .json."""
@@ -239,7 +256,7 @@ class TrainRecord(SidecarRecord):
 
 
 @dataclass
-class ClusterRecord(SidecarRecord):
+class ClusterRecord(TaskSidecarRecord):
     """The sidecar `cluster -o MODEL` writes as MODEL's .json."""
 
     STEP: ClassVar[str | None] = "cluster"
@@ -266,17 +283,9 @@ class ClusterRecord(SidecarRecord):
     def from_json(cls, data: str | object, source: str = "cluster record") -> ClusterRecord:
         return super().from_json(data, source)
 
-    @classmethod
-    def from_payload(cls, payload: JsonDict, source: str) -> ClusterRecord:
-        task = _task_named(payload.get("task", CLASSIFY.name), "task", source, cls.HINT)
-        return super().from_payload({**payload, "task": task}, source)
-
-    def to_json(self) -> JsonDict:
-        return {**super().to_json(), "task": self.task.name}
-
 
 @dataclass
-class PruneRecord(SidecarRecord):
+class PruneRecord(TaskSidecarRecord):
     """The sidecar `prune -o MODEL` writes as MODEL's .json: measured sparsity, scores before and after."""
 
     STEP: ClassVar[str | None] = "prune"
@@ -304,11 +313,3 @@ class PruneRecord(SidecarRecord):
     @classmethod
     def from_json(cls, data: str | object, source: str = "prune record") -> PruneRecord:
         return super().from_json(data, source)
-
-    @classmethod
-    def from_payload(cls, payload: JsonDict, source: str) -> PruneRecord:
-        task = _task_named(payload.get("task", CLASSIFY.name), "task", source, cls.HINT)
-        return super().from_payload({**payload, "task": task}, source)
-
-    def to_json(self) -> JsonDict:
-        return {**super().to_json(), "task": self.task.name}

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from tinycomp.data import Dataset
+from tinycomp.data import Dataset, check_fits_model
 from tinycomp.errors import DataError, InvalidValue, ModelError
+from tinycomp.metrics import Task, choose_task
 from tinycomp.models import build_tutorial_cnn, compile_for_training, evaluate_keras, set_seed
 
 # on_epoch(epoch_index, epochs, logs): epoch_index counts from 0; logs maps metric → float.
@@ -131,3 +132,16 @@ def check_enough_training_data(data: Dataset, validation_split: float) -> None:
     if remaining < 1:
         raise DataError(f"{len(data.x_train)} training rows leave none for training after a "
                         f"{validation_split:g} validation split", data.name, "use more data or a smaller split")
+
+
+def fine_tune_data(model: Any, data: Dataset, task: Task | None, validation_split: float) -> tuple[Dataset, Task]:
+    """The data fitted to a model about to be fine-tuned (a trailing axis of 1 added or dropped), and the task
+    chosen for it; fails clearly when the data does not fit the model or leaves no training rows."""
+    data = data.fit_to(tuple(model.input_shape[1:]))
+    output_shape = tuple(model.output_shape[1:])
+    chosen = choose_task(data.y_test[:1] if data.labels else None, output_shape, task)
+    check_fits_model(data, tuple(model.input_shape[1:]), int(model.output_shape[-1]), "model input/output",
+                     task=chosen, output_shape=output_shape)
+    check_enough_training_data(data, validation_split)
+    return data, chosen
+
