@@ -190,7 +190,7 @@ def evaluate_model(path: str, data: Dataset, limit: int | None = None, jobs: int
 
 
 def compare_to_baseline(results: list[ModelResult], baseline: ModelResult, targets: np.ndarray | None = None,
-                        groups: np.ndarray | None = None, seed: int = 0) -> None:
+                        groups: np.ndarray | None = None) -> None:
     """Fill in size ratio, accuracy delta (percentage points, classifiers) and agreement with the
     baseline's outputs on the same test rows (top-1 agreement for classifiers, output SNR for all).
     With the test rows' `targets`, also the paired 95% intervals of Δ and agreement (`paired`), by test
@@ -210,19 +210,19 @@ def compare_to_baseline(results: list[ModelResult], baseline: ModelResult, targe
         r.agreement_snr_db = agreement.get("agreement_snr_db")
         if targets is not None:
             r.paired = paired_intervals(r, baseline, np.asarray(targets)[:len(r.outputs)],
-                                        None if groups is None else np.asarray(groups)[:len(r.outputs)], seed)
+                                        None if groups is None else np.asarray(groups)[:len(r.outputs)])
 
 
-def paired_intervals(result: ModelResult, baseline: ModelResult, targets: np.ndarray, groups: np.ndarray | None,
-                     seed: int) -> dict:
+def paired_intervals(result: ModelResult, baseline: ModelResult, targets: np.ndarray,
+                     groups: np.ndarray | None) -> dict:
     """{"delta": Δ of the task's metric (model − baseline), "agreement": top-1 agreement (classifiers)},
     each a two-sided paired 95% interval as JSON."""
     assert result.outputs is not None and baseline.outputs is not None
     if result.task.has_accuracy:
-        delta = bounds.accuracy_drop(targets, baseline.outputs, result.outputs, groups, sided="two", seed=seed)
-        agree = bounds.agreement(baseline.outputs, result.outputs, groups, sided="two", seed=seed)
+        delta = bounds.accuracy_drop(targets, baseline.outputs, result.outputs, groups, sided="two")
+        agree = bounds.agreement(baseline.outputs, result.outputs, groups, sided="two")
         return {"delta": delta.negated().to_json(), "agreement": agree.to_json()}
-    delta = bounds.snr_drop(targets, baseline.outputs, result.outputs, groups, sided="two", seed=seed)
+    delta = bounds.snr_drop(targets, baseline.outputs, result.outputs, groups, sided="two")
     return {"delta": delta.negated().to_json(), "agreement": None}
 
 

@@ -247,6 +247,8 @@ class TrainRecord(SidecarRecord):
     seed: int
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    # the rows held out of training (ValidationSource.to_json(); None: no split, or a record from before)
+    validation: dict[str, Any] | None = None
     step: str = "train"
     schema_version: int = SCHEMA_VERSION
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from tinycomp.metrics import CLASSIFY, REGRESS, SNR_CAP_DB, TASKS, Task
 from tinycomp.plan.candidates import CONTROL, Candidate, CandidateResult, Shard
 from tinycomp.plan.choose import Budget, Plan, SensitivityTable, least_harmful
-from tinycomp.plan.request import JointDrop, Measurement, PlanOutcome
+from tinycomp.plan.request import JointDrop, Measurement, PlanOutcome, PlanRequest
 
 # Piped output (Make logs, CI) gets a wide fixed width so tables and summary lines do not wrap.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -368,16 +368,18 @@ def validation_lines(outcome: PlanOutcome, data_name: str) -> list[str]:
         lines.append(source.describe(data_name, fine_tunes=outcome.backend != "tflite") + "." if source.kind != "rows" else
                      "Note: " + ROWS_NOTE.format(fraction=source.rows / max(source.rows + source.fit_rows, 1),
                                                  name=data_name, rows=source.rows) + ".")
-    if chosen.checked_bound is None:
+    checked_plan = outcome.refused or chosen  # a plan that compresses nothing: the check of the least harmful
+    if checked_plan.checked_bound is None:
         return lines
-    checked = Checked.from_json(chosen.checked_bound, "the plan's check")
+    checked = Checked.from_json(checked_plan.checked_bound, "the plan's check")
     limits = [f"{budget.max_drop:g} {checked.drop.unit} budget" if budget.max_drop is not None else "",
               f"{budget.min_agreement:g} % agreement" if budget.min_agreement is not None else ""]
     wanted = " and ".join(part for part in limits if part)
     verdict = ("" if not wanted else
                f": {'within' if checked.within(budget.max_drop, budget.min_agreement) else 'NOT within'} the {wanted}"
                " (decided on the bounds)")
-    lines.append(f"Check: {budget.task.drop_text()} {checked.text()}{verdict}.")
+    refused = " (the least harmful plan measured; refused)" if outcome.refused is not None else ""
+    lines.append(f"Check{refused}: {budget.task.drop_text()} {checked.text()}{verdict}.")
     note = None if budget.max_drop is None else unresolved_note(checked.drop, budget.max_drop)
     if note:
         lines.append(f"Note: {note}.")
@@ -420,6 +422,43 @@ def plan_next_line(outcome: PlanOutcome, model_path: str, output: str, record: A
                 f"{data}  ({seconds:.1f} s)")
     return (f"Wrote {output} and {record}; next: tinycomp cluster {model_path} --spec {output} -o ...  (the spec "
             f"fine-tunes {outcome.plan.epochs or 0} epochs; {seconds:.0f} s)")
+
+
+def plan_warning(outcome: PlanOutcome) -> str | None:
+    """The one warning of a plan that compresses nothing (every measured plan refused, or nothing fits), if any."""
+    if outcome.refused is not None:
+        return refused_line(outcome, outcome.refused)
+    if not outcome.plan.clustered() and outcome.backend == "keras":
+        return nothing_fits_line(outcome)
+    return None
+
+
+def plan_report(outcome: PlanOutcome, request: PlanRequest, model_path: str, output: str, record: Any, *,
+                data_name: str, seconds: float) -> list[Any]:
+    """What `plan` prints after writing: the sensitivity table, the plan, its validation and check, the next command."""
+    summary = (palettization_summary(outcome, request.costs.strip) if outcome.backend == "tflite" else
+               plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning))
+    return [sensitivity_table(outcome), *summary, *validation_lines(outcome, data_name),
+            plan_next_line(outcome, model_path, output, record, seconds, bool(request.measurement.calibration_rows))]
+
+
+def refused_line(outcome: PlanOutcome, refused: Plan) -> str:
+    """The warning of a plan whose check accepted none of the plans it measured: the least harmful one's
+    measurement, and what the chain makes instead."""
+    from tinycomp.bounds import Checked, unresolved_note
+
+    unit, budget = outcome.table.unit, outcome.budget
+    checked = None if refused.checked_bound is None else Checked.from_json(refused.checked_bound, "the check")
+    bound = "" if checked is None else f" (95% upper bound {checked.drop.high:+.2f} {unit})"
+    unresolved = checked is not None and budget.max_drop is not None and unresolved_note(checked.drop, budget.max_drop)
+    return (f"no plan the check measured is within the {budget.task.drop_text()} of {budget.max_drop:g} {unit} on its "
+            f"bound; the least harmful ({_choice_text(refused)}) measured {refused.checked_drop:+.2f} {unit}{bound}. "
+            f"The plan compresses nothing: the chain makes the given model as it is ({outcome.table.int8_bytes:,} "
+            "bytes)" + (". See the Note on how much validation data would resolve the budget" if unresolved else ""))
+
+
+def _choice_text(plan: Plan) -> str:
+    return ", ".join(f"{name}→{o.bits} bit" for name, o in plan.clustered().items())
 
 
 def nothing_fits_line(outcome: PlanOutcome) -> str:

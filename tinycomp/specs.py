@@ -433,6 +433,9 @@ class PalettizationSpec:
 def parse_palettization_spec(text: str, source: str = "palettization spec") -> PalettizationSpec:
     """Parse and validate a palettization spec (see PALETTIZATION_EXAMPLE)."""
     top = _load_yaml(text, source).mapping(("decode_budget", "tensors"), ("tensors",))
+    if top["tensors"].value is None:
+        raise top["tensors"].fail("no tensors listed", "list at least one tensor (`tensors: []` palettizes none), "
+                                  "or run `tinycomp plan MODEL.tflite`")
     tensors = []
     for node in top["tensors"].items():
         if isinstance(node.value, dict) and "compression" in node.value:
@@ -443,15 +446,13 @@ def parse_palettization_spec(text: str, source: str = "palettization spec") -> P
         tensors.append(TensorBits(subgraph=keys["subgraph"].integer(0), tensor=keys["tensor"].integer(0),
                                   bits=keys["bits"].integer(MIN_BITWIDTH, MAX_BITWIDTH),
                                   name=keys["name"].string() if "name" in keys else None))
-    if not tensors:
-        raise top["tensors"].fail("no tensors listed", "list at least one tensor, or run `tinycomp plan MODEL.tflite`")
     _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
     return PalettizationSpec(tuple(tensors), _decode_budget(top))
 
 
 def dump_palettization_spec(spec: PalettizationSpec, header: str | None = None) -> str:
     """YAML that `parse_palettization_spec` reads back to an equal spec; labels become comments."""
-    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:"]
+    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:" if spec.tensors else "tensors: []"]
     for t in spec.tensors:
         lines += _comments(t.label, "  ")
         lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", f"    bits: {t.bits}"]

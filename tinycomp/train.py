@@ -1,4 +1,11 @@
-"""Training the tutorial's baseline model on a Dataset, with a per-epoch progress callback."""
+"""Training the tutorial's baseline model on a Dataset, with a per-epoch progress callback.
+
+What the model never sees is decided as `plan` decides its validation rows (`Dataset.validation_split`,
+tinycomp.data.validation): data with groups (groups_train) holds out whole groups chosen by the seed,
+data with its own validation set (x_val/y_val) validates on it and trains on every training row, and
+other data holds out its last rows (Keras's validation_split). `TrainResult.validation` records which,
+so that a later plan can validate on rows the model was not trained on.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tinycomp.data import Dataset, check_fits_model
+from tinycomp.data.validation import ValidationSource
 from tinycomp.errors import DataError, InvalidValue, ModelError
 from tinycomp.metrics import Task, choose_task
 from tinycomp.models import build_tutorial_cnn, compile_for_training, evaluate_keras, set_seed
@@ -26,6 +34,7 @@ class TrainResult:
     test_accuracy: float
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+    validation: ValidationSource | None = None  # the rows held out of training (None: no validation split)
 
 
 def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validation_split: float = 0.1,
@@ -40,14 +49,26 @@ def train_model(data: Dataset, epochs: int = 3, batch_size: int = 128, validatio
                         "give y_train and y_test as labels 0..N-1")
     model = build_tutorial_cnn(data.input_shape, data.num_classes)
     compile_for_training(model)
-    history = fit(model, data, epochs, batch_size, validation_split, on_epoch)
+    validation = None
+    if validation_split > 0 and (data.groups_train is not None or data.x_val is not None):
+        split = data.validation_split(validation_split, seed)
+        fit_data, _, _ = data.validation_rows(split)
+        history = fit(model, fit_data, epochs, batch_size, 0.0, on_epoch, validate_on_val=True)
+        validation = split.source
+    else:
+        history = fit(model, data, epochs, batch_size, validation_split, on_epoch)
+        if validation_split > 0:
+            kept = int(len(data.x_train) * (1 - validation_split))  # Keras's cut
+            validation = ValidationSource("rows", len(data.x_train) - kept, None, kept)
     accuracy = evaluate_keras(model, np.asarray(data.x_test), np.asarray(data.y_test))
-    return TrainResult(model, accuracy, history, time.perf_counter() - start)
+    return TrainResult(model, accuracy, history, time.perf_counter() - start, validation)
 
 
 def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: float,
-        on_epoch: EpochCallback | None = None, callbacks: list | None = None) -> dict[str, list[float]]:
+        on_epoch: EpochCallback | None = None, callbacks: list | None = None, *,
+        validate_on_val: bool = False) -> dict[str, list[float]]:
     """model.fit quietly (verbose=0), reporting epochs to `on_epoch`; returns the history as floats.
+    `validate_on_val`: Keras validates on the data's own x_val/y_val (instead of `validation_split`).
 
     `callbacks`: more Keras callbacks (e.g. TFMOT's UpdatePruningStep), run before the progress one.
 
@@ -57,14 +78,17 @@ def fit(model, data: Dataset, epochs: int, batch_size: int, validation_split: fl
     callbacks = list(callbacks or []) + ([epoch_callback(on_epoch, epochs)] if on_epoch else [])
     if data.has_class_labels and wants_one_hot(model):
         data = data.one_hot(max(int(model.output_shape[-1]), data.num_classes or 0))  # a misfit is Keras's to report
+    validation_data = None
+    if validate_on_val and data.x_val is not None and data.y_val is not None:
+        validation_data = (np.asarray(data.x_val), np.asarray(data.y_val))
     try:
-        if data.streamed:
+        if data.streamed and validation_data is None:
             history = _fit_streamed(model, data, epochs, batch_size, validation_split, callbacks)
         else:
             # read whole (preprocessed chunk by chunk, within the array limit): Keras shuffles arrays as before
             history = model.fit(np.asarray(data.x_train), np.asarray(data.y_train), epochs=epochs,
                                 batch_size=batch_size, validation_split=validation_split, shuffle=True, verbose=0,
-                                callbacks=callbacks)
+                                callbacks=callbacks, validation_data=validation_data)
     except (ValueError, TypeError) as e:  # Keras's shape and dtype checks of targets against outputs and loss
         raise ModelError(f"fine-tuning failed: {_first_line(e)}", f"loss {_loss_name(model)}, targets of shape "
                          f"{tuple(data.y_train.shape[1:])}, outputs of shape {tuple(model.output_shape[1:])}",

@@ -96,6 +96,16 @@ def test_palettize_then_compress_takes_the_spec(int8_files, tmp_path, kind):
     assert (tmp_path / "c.tflite").stat().st_size < source.stat().st_size
 
 
+def test_a_spec_with_no_tensors_leaves_the_model_as_it_is(int8_files, tmp_path):
+    source = int8_files["per_channel"]
+    (tmp_path / "plan.yaml").write_text("tensors: []\n")
+    result = ok(["palettize", source, "--spec", tmp_path / "plan.yaml", "-o", tmp_path / "p.tflite"])
+    assert "The spec palettizes no tensor" in result.output
+    assert (tmp_path / "p.tflite").read_bytes() == source.read_bytes()
+    assert parse_compression_spec((tmp_path / "p.yaml").read_text()).tensors == ()
+    ok(["compress", tmp_path / "p.tflite", "--spec", tmp_path / "p.yaml", "-o", tmp_path / "c.tflite"])
+
+
 @pytest.mark.slow
 def test_palettize_changes_nothing_but_the_chosen_weights(int8_files, tmp_path):
     from tinycomp.tflite.find_tensors import quantization_layout

@@ -49,12 +49,29 @@ def test_single_group_cannot_bound_and_says_two_groups_would():
     assert one.units_needed(1.0) == bounds.MIN_GROUPS
 
 
-def test_group_bootstrap_is_seeded_and_deterministic():
+def test_student_t_matches_known_quantiles():
+    # tables of Student's t (one-sided 95% and 97.5%)
+    for probability, df, expected in [(0.95, 1, 6.3138), (0.95, 2, 2.9200), (0.95, 3, 2.3534), (0.95, 5, 2.0150),
+                                      (0.975, 10, 2.2281), (0.95, 30, 1.6973), (0.975, 4, 2.7764)]:
+        assert bounds.student_t(probability, df) == pytest.approx(expected, abs=2e-4)
+
+
+def test_group_bound_is_cluster_robust_t():
+    """Brute force: the CR1 standard error of a mean over equal groups is the standard error of the group means."""
     rng = np.random.default_rng(3)
-    d, groups = rng.normal(0, 1, 200), np.repeat(np.arange(8), 25)
-    a = bounds.mean_difference(d, groups, seed=7)
-    assert a == bounds.mean_difference(d, groups, seed=7)
-    assert a.high != bounds.mean_difference(d, groups, seed=8).high
+    groups = np.repeat(np.arange(4), 25)
+    d = np.repeat(np.array([1.0, -2.0, 4.0, 0.5]), 25) + rng.normal(0, 0.1, 100)
+    means = np.array([d[groups == g].mean() for g in range(4)])
+    expected = d.mean() + 2.3534 * means.std(ddof=1) / 2
+    assert bounds.mean_difference(d, groups).high == pytest.approx(expected, rel=1e-3)
+
+
+def test_two_agreeing_groups_are_no_surer_than_their_rows():
+    """Two groups with the same drop: no variation between them, so the bound is the rows' bound."""
+    d = np.tile(np.r_[np.full(3, 100.0), np.zeros(97)], 2)
+    by_groups = bounds.mean_difference(d, np.repeat([0, 1], 100))
+    assert by_groups.high == pytest.approx(bounds.mean_difference(d).high)
+    assert by_groups.high > by_groups.estimate
 
 
 def test_group_bound_is_wider_than_rows_when_groups_differ():
@@ -63,16 +80,17 @@ def test_group_bound_is_wider_than_rows_when_groups_differ():
     assert bounds.mean_difference(d, groups).high - d.mean() > 3 * (bounds.mean_difference(d).high - d.mean())
 
 
-def test_group_bootstrap_covers_the_true_mean():
-    """Brute force: 300 draws of 20 groups whose means vary; the 95% upper bound covers ≥ 92%."""
+def test_group_bound_covers_the_true_mean_with_few_and_many_groups():
+    """Brute force: 300 draws of G groups whose means vary; the 95% upper bound covers ≥ 92%."""
     rng = np.random.default_rng(11)
-    covered = 0
-    for trial in range(300):
-        group_means = rng.normal(1.0, 2.0, 20)
-        groups = np.repeat(np.arange(20), 15)
-        d = np.repeat(group_means, 15) + rng.normal(0, 1.0, len(groups))
-        covered += bounds.mean_difference(d, groups, seed=trial).high >= 1.0
-    assert covered / 300 >= 0.92
+    for count in (3, 20):
+        covered = 0
+        for _ in range(300):
+            group_means = rng.normal(1.0, 2.0, count)
+            groups = np.repeat(np.arange(count), 15)
+            d = np.repeat(group_means, 15) + rng.normal(0, 1.0, len(groups))
+            covered += bounds.mean_difference(d, groups).high >= 1.0
+        assert covered / 300 >= 0.92, count
 
 
 def test_rows_bound_covers_the_true_drop():

@@ -98,7 +98,15 @@ def test_palettization_spec_carries_the_plans_decode_budget():
     assert text.startswith("decode_budget: 25600\ntensors:\n") and parse_palettization_spec(text) == spec
 
 
+def test_a_plan_that_found_nothing_writes_a_spec_with_no_tensors():
+    spec = PalettizationSpec(())
+    text = dump_palettization_spec(spec, "nothing within the budget")
+    assert text.endswith("tensors: []\n") and parse_palettization_spec(text) == spec
+
+
 @pytest.mark.parametrize("text, message", [
+    ("tensors:\n", "no tensors listed (spec: tensors) — list at least one tensor (`tensors: []` palettizes none), or "
+                   "run `tinycomp plan MODEL.tflite`"),
     ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 8\n",
      "8 is out of range (spec: tensors[0].bits) — use a value in 1–7"),
     ("tensors:\n  - subgraph: 0\n    tensor: 7\n    bits: 3\n    clusters: 8\n",

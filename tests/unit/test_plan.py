@@ -579,3 +579,20 @@ def test_every_accept_or_refuse_of_a_drop_goes_through_the_one_decision(monkeypa
     assert not make.refined_plan(table, first, Zero(), make.Silent()).stepped
     assert ruled_out({4: 0.0}, 2, decision.Limit(1.0, 0.1))
     assert len(asked) >= 3
+
+
+def test_a_plan_no_check_accepts_compresses_nothing_and_names_the_least_harmful():
+    """A budget is a promise: when the check's bound refuses every plan it measured, the plan compresses
+    nothing, and the outcome names the measured plan with the lowest bound (what the warning shows)."""
+    from tinycomp.plan import make
+    from tinycomp.plan.request import PlanOutcome
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    first, second = choose_plan(table, budget), choose_plan(table, Budget(max_drop=0.3))
+    first.checked_drop, first.checked_bound = 0.5, _bounded(0.5, 3.0).to_json()
+    second.checked_drop, second.checked_bound = 0.6, _bounded(0.6, 2.0).to_json()
+    nothing = make._refused_all(table, budget.max_drop)
+    assert not nothing.clustered() and nothing.predicted_bytes == table.int8_bytes
+    outcome = PlanOutcome(nothing, [first, second], table, budget, 0.1)
+    assert outcome.refused is second
+    assert PlanOutcome(first, [first, second], table, budget, 0.1).refused is None  # a plan was accepted

@@ -39,7 +39,8 @@ def test_at_least_one_group_validates_and_one_fine_tunes():
 
 def test_string_group_ids_work():
     split = split_validation_rows(6, fraction=0.34, groups=np.array(["a", "a", "b", "b", "c", "c"]))
-    assert split.source.kind == "groups" and split.source.rows == 2
+    assert split.source.kind == "groups" and split.source.rows == 4  # two of three: a bound needs two groups
+    assert set(split.source.held_out) < {"a", "b", "c"} and len(split.fit) == 2
 
 
 def test_a_given_validation_set_leaves_every_training_row_to_fine_tune():

@@ -20,7 +20,7 @@ from tinycomp.fileio import (
     write_json_atomic,
     write_text_atomic,
 )
-from tinycomp.specs import PALETTIZATION_EXAMPLE, dump_compression_spec, parse_palettization_spec
+from tinycomp.specs import PALETTIZATION_EXAMPLE, CompressionSpec, dump_compression_spec, parse_palettization_spec
 from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS
 from tinycomp.tflite.file_growth import keep_shrinking
 from tinycomp.tflite.find_tensors import TensorChoice
@@ -147,6 +147,9 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
                     "with error feedback, biases corrected for the mean output shift")
     if spec_path:
         spec = parse_palettization_spec(read_text(spec_path, "palettization spec"), spec_path)
+        if not spec.tensors:
+            write_unchanged(model_path, data, output, yaml_path, spec_path)
+            return
         per_tensor, names = spec_bits(spec)
         result = palettize_model(data, per_tensor, names=names, source=spec_path, calibration=calibration)
     else:
@@ -198,6 +201,17 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
                      + (f", {record_path}" if dataset is not None else "") + f" and {yaml_path} "
                      f"({len(kept.choices)} tensor(s), {before:,} → {after:,} bytes predicted); next: tinycomp compress "
                      f"{output} --spec {yaml_path} -o ...")
+
+
+def write_unchanged(model_path: str, data: bytes, output: str, yaml_path: str, spec_path: str) -> None:
+    """A spec with no tensors (`plan` found nothing within its budget): OUTPUT is the model as given, and the
+    compression spec lists no tensor, so the chain after it runs and compresses nothing."""
+    header = f"Compression spec for {output}, written by tinycomp palettize --spec {spec_path}: no tensor palettized"
+    write_bytes_atomic(output, data)
+    write_text_atomic(yaml_path, dump_compression_spec(CompressionSpec(()), header))
+    render.info(f"The spec palettizes no tensor: {model_path} is written unchanged")
+    render.out.print(f"Wrote {output} ({len(data):,} bytes, unchanged) and {yaml_path} (no tensors); next: "
+                     f"tinycomp compress {output} --spec {yaml_path} -o ...")
 
 
 def palettize_record(model_path: str, data: bytes, output: str, result: PalettizeResult, bits: int | None,

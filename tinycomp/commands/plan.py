@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -30,9 +31,9 @@ from tinycomp.errors import UsageError
 from tinycomp.fileio import check_output_path, read_bytes, sidecar_path
 from tinycomp.metrics import CLASSIFY, REGRESS, Task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
-from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest
+from tinycomp.plan import Budget, ByteCosts, Measurement, PlanRequest, workflow
 from tinycomp.plan.candidates import ESTIMATES, Shard
-from tinycomp.plan.workflow import PlanInputs, measure_shard_to, plan_model, read_part, read_record, write_plan
+from tinycomp.plan.request import DEFAULT_VALIDATION_SPLIT, TFLITE_CANDIDATE_COUNTS
 from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS
 from tinycomp.tflm import default_jobs
 
@@ -71,7 +72,7 @@ from tinycomp.tflm import default_jobs
               help="fast: every candidate zero-shot, fine-tuning (on --fine-tune-rows) only those beyond the noise, "
                    "then step the plan down while its measured drop allows (measured: 2.9-7.7x one cluster run on "
                    "small data sets, 2.8-3.3x before the steps on full-size data; docs/plan.md). fine-tune: every "
-                   "candidate fine-tuned on every row as well (11.8x on mnist-sample, 18.9x on full MNIST in issue 18), no "
+                   "candidate fine-tuned on every row as well (11.8x on mnist-sample, 18.9x on full MNIST), no "
                    "smaller plans measured.")
 @click.option("--fine-tune-rows", type=click.IntRange(min=0), default=None,
               help="Fit rows each candidate fine-tunes on (a seeded subset; 0: all). Default: 4096 with --estimate "
@@ -99,11 +100,11 @@ from tinycomp.tflm import default_jobs
               help="A .tflite's candidates are palettized with data as `palettize --data` does, on this many training "
                    "rows chosen with --seed (0: without data).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
-              show_default=True,
+@click.option("--validation-split", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="Fraction of the training rows held out to measure accuracy: the last rows, or with groups "
                    "(groups_train in an .npz, --groups with .npy) that fraction of the groups, chosen by --seed, "
-                   "never fine-tuned on. A validation set in the data (x_val/y_val, --val-data) is used instead.")
+                   "never fine-tuned on. A validation set in the data (x_val/y_val, --val-data) is used instead. "
+                   "Default: what `tinycomp train` held out of MODEL (its .json), else 0.2.")
 @click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
@@ -132,43 +133,30 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
             max_snr_drop: float | None, target_bytes: int | None, target_ratio: float | None, ram_bytes: int | None,
             min_agreement: float | None, cluster_counts: str, layers: tuple[str, ...], per_channel_conv: bool, epochs: int, estimate: str,
             fine_tune_rows: int | None, validation_rows: int | None, learning_rate_text: str, jobs: int,
-            shard: str | None, merge: bool, resume: bool, calibration_rows: int, batch_size: int, validation_split: float,
+            shard: str | None, merge: bool, resume: bool, calibration_rows: int, batch_size: int,
+            validation_split: float | None,
             credit_fine_tuning: bool, refine: bool, check: bool, per_tensor_dense: bool, io: str, strip: bool,
             sensitivity_path: str | None, task: Task | None, trust: bool, seed: int, data_spec: DataSpec) -> None:
     """Choose bits per layer (mixed bitwidth) within a budget and write the spec of the chain.
 
     A Keras MODEL: clusters one layer at a time over the cluster counts (zero-shot, and fine-tuned
-    briefly when that is needed) and measures the drop on validation rows (top-1 accuracy; for
-    a regression or reconstruction model the output SNR vs the targets in dB, --max-snr-drop);
-    measures each layer's compressed bytes exactly with tflite-micro; picks the counts with the fewest
-    bytes within the budget (or the smallest drop within --target-bytes or --target-ratio); writes the
-    spec for `cluster` (OUTPUT) and the sensitivity table (OUTPUT with .json). An int8 MODEL.tflite
-    (from any framework) is planned without TensorFlow: each weight tensor palettized to 2–6 bits at a
-    time, measured zero-shot in TFLM, bits per tensor written for `palettize --spec`
-    (docs/palettize.md). Both go through the same choice, check, refinement and options.
+    when that is needed), measures the drop on validation rows (top-1 accuracy; for regression the
+    output SNR in dB, --max-snr-drop) and each layer's compressed bytes exactly with tflite-micro,
+    and writes the spec for `cluster` (OUTPUT) and the sensitivity table (OUTPUT with .json). An
+    int8 MODEL.tflite (any framework) is planned without TensorFlow: each weight tensor palettized
+    to 2–6 bits in TFLM, bits per tensor written for `palettize --spec` (docs/palettize.md).
 
-    Per-layer drops need not add up, so the choice is checked with all its layers compressed at once
-    (as `cluster`, or `palettize`, will make it) and chosen again when over budget (--no-check skips
-    this); then (--refine) stepped down while the budget allows. Every accept or refuse compares the
-    paired 95% upper bound of the drop vs MODEL with the budget (and with --min-agreement the lower
-    bound of top-1 agreement): its spread comes from the validation rows, or from whole groups when
-    the data has groups (groups_train: subjects, sessions), which are then held out from fine-tuning
-    (docs/data.md). The output and the .json show the estimate, the bound and the rows and groups it
-    rests on. The check of a Keras plan measures zero-shot and fine-tuned and writes the better one's
-    epochs into the spec (`epochs: 0`: zero-shot). When nothing fits a drop budget, the plan clusters
-    nothing (a warning; the chain then makes the plain int8 model). LUT decoding costs RAM: the planned
-    file's TFLM arena is measured; --ram-budget slices large weights so that they decode one slice at
-    a time (docs/slicing.md) and leaves uncompressed the layers that still would not fit.
-
-    The byte predictions match the real chain when --per-tensor-dense, --io and --strip are given to
-    plan as to quantize and compress (`make bench`). --sensitivity re-chooses from an earlier plan's
-    table under another budget without measuring again. --estimate fast (the default) fine-tunes only
-    the candidates zero-shot cannot settle, on subsets of the rows (--fine-tune-rows,
-    --validation-rows); the check uses every row. --estimate fine-tune fine-tunes every candidate on
-    every row (docs/plan.md). --jobs N measures in N processes; --shard I/N measures a part of the
-    candidates (e.g. one CI job each) and --merge chooses from all parts. The table is written after
-    every candidate to OUTPUT.partial.json, and --resume measures only what it lacks. TensorFlow uses
-    a GPU when one is present; the devices are printed.
+    The choice is checked with all its layers compressed at once and chosen again when over budget,
+    then (--refine) stepped down while the budget allows. Every accept or refuse compares the paired
+    95% upper bound of the drop vs MODEL with the budget (with --min-agreement, also agreement's lower
+    bound); its spread comes from the validation rows, or from whole held-out groups when the data
+    has groups (groups_train: subjects, sessions; docs/data.md). When no plan's bound fits, the plan
+    compresses nothing, says so, and names how many groups or rows would resolve the budget; the
+    chain then makes the plain int8 model. The plan says whether MODEL was trained on its validation
+    rows (from `tinycomp train`'s record). --ram-budget slices large decoded weights
+    (docs/slicing.md). Give --per-tensor-dense, --io and --strip as to quantize and compress, so the
+    bytes are the chain's. --sensitivity re-chooses from an earlier table; --jobs, --shard/--merge
+    and --resume split or continue the measuring (docs/plan.md).
 
     \b
     Example:
@@ -204,16 +192,16 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
         if used and given:
             raise UsageError(f"{given[0]} has no effect with {flag}: the table was measured already", flag,
                              f"drop the option, or measure a new table without {flag}")
-    counts = TFLITE_COUNTS if tflite and not options_given(ctx, ["cluster_counts"]) else parse_counts(cluster_counts)
+    counts = TFLITE_CANDIDATE_COUNTS if tflite and not options_given(ctx, ["cluster_counts"]) else parse_counts(cluster_counts)
     measurement = Measurement(cluster_counts=counts, layers=layers, per_channel_conv=per_channel_conv,
                               epochs=0 if tflite else epochs, estimate=ESTIMATES[estimate], batch_size=batch_size,
-                              validation_split=validation_split, fine_tune_rows=fine_tune_rows,
+                              validation_split=validation_split or DEFAULT_VALIDATION_SPLIT, fine_tune_rows=fine_tune_rows,
                               validation_rows=validation_rows, learning_rate=parse_learning_rate(learning_rate_text),
                               task=task, calibration_rows=calibration_rows if tflite else 0)
     jobs = default_jobs() if tflite and not options_given(ctx, ["jobs"]) else capped_jobs(jobs)  # TFLM: every core
     if shard:
         run_shard(model_path=model, output=output, measurement=measurement, seed=seed, shard=Shard.parse(shard),
-                  jobs=jobs, resume=resume, trust=trust, data_spec=data_spec)
+                  jobs=jobs, resume=resume, trust=trust, data_spec=data_spec, split_given=validation_split is not None)
         return
     budget_task, max_drop = (CLASSIFY, max_accuracy_drop) if max_snr_drop is None else (REGRESS, max_snr_drop)
     request = PlanRequest(
@@ -223,11 +211,10 @@ def command(ctx: click.Context, model: str, parts: tuple[str, ...], output: str,
         measurement=measurement, costs=ByteCosts(per_tensor_dense=per_tensor_dense, io=io, strip=strip), check=check,
         seed=seed, refine=refine)
     run(model_path=model, output=output, request=request, sensitivity_path=sensitivity_path,
-        parts=parts if merge else (), resume=resume, jobs=jobs, trust=trust, data_spec=data_spec)
+        parts=parts if merge else (), resume=resume, jobs=jobs, trust=trust, data_spec=data_spec,
+        split_given=validation_split is not None)
 
 
-# A .tflite's candidates: 2–6 bits (2 values per channel, 1 bit, zero-shot is rarely usable).
-TFLITE_COUNTS = (4, 8, 16, 32, 64)
 # plan's options that fine-tune or quantize a Keras model: nothing of the kind happens to a .tflite
 KERAS_ONLY = ("epochs", "estimate", "fine_tune_rows", "learning_rate_text", "per_channel_conv", "credit_fine_tuning",
               "per_tensor_dense", "io", "batch_size", "trust")
@@ -254,60 +241,58 @@ def check_modes(*, parts: tuple[str, ...], merge: bool, shard: str | None, sensi
 
 
 def run(*, model_path: str, output: str, request: PlanRequest, sensitivity_path: str | None, parts: tuple[str, ...],
-        resume: bool, jobs: int, trust: bool, data_spec: DataSpec) -> None:
+        resume: bool, jobs: int, trust: bool, data_spec: DataSpec, split_given: bool = True) -> None:
     """Read any recorded table or parts, the model and data; make the plan; write the spec and its record; render."""
     check_output_path(output, model_path, sensitivity_path, *parts)
     started = time.perf_counter()
-    recorded = (sensitivity_path, read_record(sensitivity_path)) if sensitivity_path else None
-    read_parts = [(path, read_part(path)) for path in parts]
+    recorded = (sensitivity_path, workflow.read_record(sensitivity_path)) if sensitivity_path else None
+    read_parts = [(path, workflow.read_part(path)) for path in parts]
     inputs = load_inputs(model_path, data_spec, trust, request.measurement.task)
     progress = progress_lines(inputs)
     if recorded or read_parts:
-        request, outcome = plan_model(inputs, request, recorded=recorded, parts=read_parts, progress=progress)
+        request, outcome = workflow.plan_model(inputs, request, recorded=recorded, parts=read_parts, progress=progress)
     else:
+        measurement, line = workflow.with_validation_of_training(inputs, request.measurement, request.seed,
+                                                                 split_given=split_given)
+        request = replace(request, measurement=measurement)
+        render.info(line)
         with render.progress("sensitivity", 0) as advance:
             progress.advance = advance
-            request, outcome = plan_model(inputs, request, output=output, resume=resume, jobs=jobs, progress=progress)
-    if outcome.over_budget:
-        render.warn(f"the plan's measured drop ({outcome.plan.checked_drop:+.2f} {outcome.table.unit}, or its upper "
-                    f"bound) is over the budget of {outcome.budget.max_drop:g} {outcome.table.unit}: it is the least "
-                    "harmful plan the check tried (see the Check line below)")
-    if not outcome.plan.clustered() and inputs.kind == "keras":
-        render.warn(render.nothing_fits_line(outcome))
-    write_plan(output, inputs, request, outcome)
-    render.out.print(render.sensitivity_table(outcome))
-    for line in (render.palettization_summary(outcome, request.costs.strip) if inputs.kind == "tflite" else
-                 render.plan_summary(outcome, credit_fine_tuning=request.budget.credit_fine_tuning)):
+            request, outcome = workflow.plan_model(inputs, request, output=output, resume=resume, jobs=jobs, progress=progress)
+    warning = render.plan_warning(outcome)
+    if warning:
+        render.warn(warning)
+    workflow.write_plan(output, inputs, request, outcome)
+    for line in render.plan_report(outcome, request, model_path, output, sidecar_path(output, ".json"),
+                                   data_name=inputs.data.name, seconds=time.perf_counter() - started):
         render.out.print(line)
-    for line in render.validation_lines(outcome, inputs.data.name):
-        render.out.print(line)
-    render.out.print(render.plan_next_line(outcome, model_path, output, sidecar_path(output, ".json"),
-                                           time.perf_counter() - started, bool(request.measurement.calibration_rows)))
 
 
 def run_shard(*, model_path: str, output: str, measurement: Measurement, seed: int, shard: Shard, jobs: int,
-              resume: bool, trust: bool, data_spec: DataSpec) -> None:
+              resume: bool, trust: bool, data_spec: DataSpec, split_given: bool = True) -> None:
     """Measure one shard of the candidates into the partial table OUTPUT (written after every candidate)."""
     check_output_path(output, model_path)
     started = time.perf_counter()
     inputs = load_inputs(model_path, data_spec, trust, measurement.task)
+    measurement, line = workflow.with_validation_of_training(inputs, measurement, seed, split_given=split_given)
+    render.info(line)
     with render.progress(f"shard {shard.describe()}", 0) as advance:
-        part = measure_shard_to(output, inputs, measurement, seed=seed, shard=shard, resume=resume, jobs=jobs,
+        part = workflow.measure_shard_to(output, inputs, measurement, seed=seed, shard=shard, resume=resume, jobs=jobs,
                                 progress=progress_lines(inputs, advance))
     render.out.print(f"Wrote {output}: shard {shard.describe()}, {len(part.results)} of the candidates "
                      f"({time.perf_counter() - started:.0f} s); next: tinycomp plan {model_path} --merge PART.json ... "
                      "with a budget")
 
 
-def load_inputs(model_path: str, data_spec: DataSpec, trust: bool, task: Task | None) -> PlanInputs:
+def load_inputs(model_path: str, data_spec: DataSpec, trust: bool, task: Task | None) -> workflow.PlanInputs:
     """The model (a Keras model, or a .tflite's bytes) and data, checked to fit each other, with the task chosen once."""
     if is_tflite(model_path):
-        return PlanInputs.of(read_bytes(model_path, ".tflite model"), open_data(data_spec), model_path, task)
+        return workflow.PlanInputs.of(read_bytes(model_path, ".tflite model"), open_data(data_spec), model_path, task)
     model, data = load_model_and_data(model_path, data_spec, trust=trust, task=task)
-    return PlanInputs.of(model, data, model_path, task)
+    return workflow.PlanInputs.of(model, data, model_path, task)
 
 
-def progress_lines(inputs: PlanInputs, advance: Any = None) -> render.PlanProgressLines:
+def progress_lines(inputs: workflow.PlanInputs, advance: Any = None) -> render.PlanProgressLines:
     """Progress on stderr; a Keras plan names TensorFlow's devices (a GPU, when present, is used)."""
     from tinycomp.models import devices  # TensorFlow only when called: a .tflite plan does not
 

@@ -55,8 +55,11 @@ def run(*, output: str, epochs: int, batch_size: int, validation_split: float, s
     save_keras_model(result.model, output)
     record = TrainRecord(dataset=data.describe(), test_accuracy=result.test_accuracy, epochs=epochs,
                          batch_size=batch_size, validation_split=validation_split, seed=seed, seconds=result.seconds,
-                         history=result.history)
+                         history=result.history,
+                         validation=None if result.validation is None else result.validation.to_json())
     write_json_atomic(sidecar_path(output, ".json"), record.to_json())
+    if result.validation is not None:
+        render.info(result.validation.describe(data.name, fine_tunes=False, label="held out of training"))
     render.out.print(f"Wrote {output} ({Path(output).stat().st_size:,} bytes): test accuracy "
                      f"{100 * result.test_accuracy:.2f}% on {data.name} ({len(data.x_test):,} images), "
                      f"{result.seconds:.1f} s")

@@ -4,7 +4,9 @@ Three kinds, as the data gives them (like scikit-learn's GroupShuffleSplit for g
 - `given`: the data carries a validation set (x_val/y_val in an .npz, --val-data with .npy). Every
   training row may be fine-tuned on; validation is the given rows (by group when groups_val is given).
 - `groups`: the data carries one group id per training row (groups_train: subject, speaker, session,
-  device). Whole groups, chosen by the seed, are held out for validation; fine-tuning never sees them.
+  device). Whole groups, chosen by the seed, are held out for validation (about `fraction` of them, at
+  least two of three or more: a bound over groups needs two); fine-tuning never sees them. The same
+  fraction and seed hold out the same groups, and a larger fraction holds out those and more.
 - `rows`: neither. The last `fraction` of the training rows are held out, and `ROWS_NOTE` says so in
   one line, with how to give groups or a validation set.
 
@@ -23,6 +25,7 @@ import numpy as np
 from tinycomp.errors import DataError, InvalidValue
 
 KINDS = ("rows", "groups", "given")
+MIN_HELD_OUT_GROUPS = 2  # a bound over groups needs two (held out whenever three or more are given)
 ROWS_NOTE = ("validation rows are the last {fraction:g} of {name}'s training rows ({rows:,}), so the check's bound "
              "counts rows: give groups_train (one subject/session id per training row; --groups with .npy) to hold "
              "out whole groups, or x_val/y_val (--val-data/--val-targets with .npy) to validate on your own rows")
@@ -44,18 +47,19 @@ class ValidationSource:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
 
-    def describe(self, name: str = "the data", fine_tunes: bool = True) -> str:
-        """One line: where the validation rows come from (`fine_tunes`: and what fine-tuning may see)."""
+    def describe(self, name: str = "the data", fine_tunes: bool = True, label: str = "validation") -> str:
+        """One line, '`label`: …': where the validation rows come from (`fine_tunes`: and what
+        fine-tuning may see)."""
         if self.kind == "given":
             groups = f" in {self.groups} groups" if self.groups is not None else ""
-            return (f"validation: {name}'s own validation set ({self.rows:,} rows{groups})"
+            return (f"{label}: {name}'s own validation set ({self.rows:,} rows{groups})"
                     + (f"; all {self.fit_rows:,} training rows may be fine-tuned on" if fine_tunes else ""))
         if self.kind == "groups":
             shown = ", ".join(self.held_out[:8]) + (", …" if len(self.held_out) > 8 else "")
-            return (f"validation: {self.groups} held-out groups of {name} ({shown}; {self.rows:,} rows, seed "
+            return (f"{label}: {self.groups} held-out groups of {name} ({shown}; {self.rows:,} rows, seed "
                     f"{self.seed})" + (f"; fine-tuning sees only the other groups' {self.fit_rows:,} rows"
                                        if fine_tunes else ""))
-        return f"validation: the last {self.rows:,} of {name}'s training rows (no groups given)"
+        return f"{label}: the last {self.rows:,} of {name}'s training rows (no groups given)"
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "rows": self.rows, "groups": self.groups, "fit_rows": self.fit_rows,
@@ -126,7 +130,8 @@ def _by_groups(train_rows: int, groups: np.ndarray, fraction: float, seed: int) 
     if len(ids) < 2:
         raise DataError(f"groups_train has {len(ids)} group; holding out whole groups needs at least 2", "groups_train",
                         "give more groups, or x_val/y_val as the validation set")
-    count = min(max(1, int(round(fraction * len(ids)))), len(ids) - 1)
+    fewest = MIN_HELD_OUT_GROUPS if len(ids) > MIN_HELD_OUT_GROUPS else 1
+    count = min(max(fewest, int(round(fraction * len(ids)))), len(ids) - 1)
     held = np.sort(np.random.default_rng(seed).permutation(ids)[:count])
     is_val = np.isin(groups, held)
     val = np.flatnonzero(is_val)

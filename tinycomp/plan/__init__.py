@@ -16,6 +16,7 @@ Split by dependency:
   resume, reuse a recorded table or merge shards; `write_plan`; `measure_shard_to`);
 - `plan_record`: the plan sidecar as a typed `PlanRecord` (which backend measured included);
 - `provenance`: the model, data and task a table was measured on, and the one comparison of them;
+- `seen_rows`: whether the given model was trained on the plan's validation rows (`validation_note`);
 - `candidates`: the units of a measurement (`Candidate(tensor, bits)`, `CandidateResult`), the estimates
   (`FINE_TUNE`, `FAST`), shards and the partial tables `plan --shard` writes and `--merge` reads
   (`Shard`, `PartialTable`, `merge_parts`);

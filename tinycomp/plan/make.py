@@ -39,6 +39,7 @@ from tinycomp.plan.choose import (
     choose_plan,
     choose_plan_within_ram,
     measured_of,
+    nothing_clustered,
     step_downs,
     stepped,
 )
@@ -235,6 +236,9 @@ def _make_plan(backend: Backend, request: PlanRequest, *, recorded: SensitivityT
         if budget.max_drop is not None and request.refine:
             chosen = _refined(backend, table, budget, chosen, tried, choose, full_check, progress, sizes.arenas_of,
                               noise)
+        if budget.max_drop is not None and chosen.clustered() and not DECISION.accepts(
+                measured_of(chosen, noise), budget.max_drop, budget.min_agreement):
+            chosen = _refused_all(table, budget.max_drop)
     else:
         chosen, tried = choose(budget.max_drop), []
     chosen.exact_bytes = len(backend.model_bytes(bits_of(chosen), chosen.decode_budget))
@@ -242,6 +246,14 @@ def _make_plan(backend: Backend, request: PlanRequest, *, recorded: SensitivityT
         [chosen.arena_bytes] = sizes.arenas_of([frozenset(chosen.clustered())])
     return PlanOutcome(chosen, tried, table, budget, noise, backend=backend.kind,
                        check_rows=backend.check_rows() if request.check else 0, validation=backend.validation())
+
+
+def _refused_all(table: SensitivityTable, max_drop: float) -> Plan:
+    """No plan the check measured is within the budget on its bound: the plan compresses nothing (a
+    budget is a promise; the plans tried, with their measurements, stay in the outcome's `tried`)."""
+    plan = nothing_clustered(table)
+    plan.budget = max_drop
+    return plan
 
 
 def measured_table(backend: Backend, max_drop: float | None, *, jobs: int, done: dict[str, CandidateResult] | None,

@@ -24,6 +24,8 @@ __all__ = ["AUTO_LEARNING_RATES", "FAST_FINE_TUNE_ROWS", "FAST_VALIDATION_ROWS",
            "PlanOutcome", "PlanRequest"]
 
 DEFAULT_VALIDATION_SPLIT = 0.2
+# A .tflite's candidates: 2–6 bits (2 values per channel, 1 bit, zero-shot is rarely usable).
+TFLITE_CANDIDATE_COUNTS = (4, 8, 16, 32, 64)
 IO_TYPES = ("uint8", "int8", "float32")
 # With no learning rate given, plan fine-tunes the unclustered control at each of these and uses the one whose
 # control scores best on validation (ties: the first). Measured (docs/plan.md): 1e-3 loses accuracy on
@@ -164,10 +166,17 @@ class PlanOutcome:
     validation: ValidationSource | None = None  # where the validation rows came from (rows, groups or given)
 
     @property
-    def over_budget(self) -> bool:
-        """The checked drop's upper bound (the drop itself for a check without bounds) exceeds a drop budget
-        (the check kept the least harmful plan it tried)."""
-        drop, budget = self.plan.checked_drop, self.budget.max_drop
-        if self.plan.checked_bound is not None and budget is not None:
-            return Checked.from_json(self.plan.checked_bound, "the plan's check").drop.high > budget
-        return drop is not None and budget is not None and drop > budget
+    def refused(self) -> Plan | None:
+        """Under a drop budget, when the check accepted none of the plans it measured (so the plan compresses
+        nothing): the least harmful of them; else None."""
+        measured = [p for p in self.tried if p.clustered() and p.checked_drop is not None]
+        if self.budget.max_drop is None or self.plan.clustered() or not measured:
+            return None
+        return min(measured, key=lambda p: (_upper(p), p.checked_drop or 0.0))
+
+
+def _upper(plan: Plan) -> float:
+    """The checked drop's upper bound (the drop itself for a check without bounds)."""
+    if plan.checked_bound is not None:
+        return Checked.from_json(plan.checked_bound, "the plan's check").drop.high
+    return plan.checked_drop if plan.checked_drop is not None else float("inf")

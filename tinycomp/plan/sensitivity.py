@@ -145,7 +145,7 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
     # identical outputs have an infinite SNR, which JSON cannot hold: left out
     agreement = {k: v for k, v in table.task.agreement(outputs, reference).items() if np.isfinite(v)}
     checked = bounds.checked(table.task.has_accuracy, np.asarray(y_val), reference, outputs,
-                             validation_groups(data, measurement.validation_split, table.seed), seed=table.seed)
+                             validation_groups(data, measurement.validation_split, table.seed))
     return JointDrop(drop, epochs, table.task.paired_noise(reference, outputs, np.asarray(y_val)), agreement, checked)
 
 

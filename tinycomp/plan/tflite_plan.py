@@ -639,15 +639,14 @@ def float32_bytes(int8: bytes, source: str = "model") -> int:
 
 
 def palettization_spec(palettes: Palettes, plan: Plan) -> PalettizationSpec:
-    """The spec `palettize --spec` takes: each planned tensor with its bits and name."""
+    """The spec `palettize --spec` takes: each planned tensor with its bits and name (none: a plan that found
+    nothing within its budget, which palettize reads as "leave the model as it is")."""
     entries = []
     for name, option in plan.clustered().items():
         w = palettes.weights[name]
         entries.append(TensorBits(w.subgraph, w.index, option.bits, w.name or None,
                                   label=f"{name} ({w.op}, {'×'.join(map(str, w.array.shape))}): "
                                         f"{option.drop:+.2f} counted drop, {option.bytes:,} bytes"))
-    if not entries:
-        raise ModelError("the plan palettizes no tensor", None, "allow a larger drop or byte target")
     return PalettizationSpec(tuple(entries), plan.decode_budget)
 
 
@@ -807,7 +806,7 @@ class TfliteBackend:
             # identical outputs have an infinite SNR, which JSON cannot hold: left out
             agreement = {k: v for k, v in rows.task.agreement(outputs, runner.reference).items() if np.isfinite(v)}
             checked = bounds.checked(rows.task.has_accuracy, rows.y_check, runner.reference, outputs,
-                                     rows.groups_check, seed=self.seed)
+                                     rows.groups_check)
             self._joint[key] = JointDrop(drop, 0, noise, agreement, checked)
         return self._joint[key]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tinycomp.data import Dataset
-from tinycomp.errors import FieldError, InputFileError
+from tinycomp.errors import FieldError, InputFileError, TinycompError
 from tinycomp.fileio import check_input_file, read_json_if_present, sidecar_path, write_json_atomic, write_text_atomic
 from tinycomp.metrics import Task
 from tinycomp.plan.candidates import NOT_A_PART, PART_HINT, Candidate, CandidateResult, PartialTable, Shard
@@ -26,6 +26,7 @@ from tinycomp.plan.make import Backend, PlanProgress, Silent, budget_for_task, m
 from tinycomp.plan.plan_record import PlanRecord
 from tinycomp.plan.provenance import Provenance, as_json, file_sha256
 from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome, PlanRequest
+from tinycomp.plan.seen_rows import TrainedRows
 
 PARTIAL_SUFFIX = ".partial.json"
 AGAIN = "measure again: run plan without --sensitivity"
@@ -76,6 +77,53 @@ class PlanInputs:
         from tinycomp.plan.keras_backend import KerasBackend
 
         return KerasBackend(self.model, self.data, measurement=measurement, costs=costs, seed=seed, task=self.task)
+
+
+SIDECAR_LIMIT = 1 << 20  # bytes: a sidecar is a few KiB; a larger file is not read
+SOURCE_HOPS = 4  # how many `source` links (cluster, prune sidecars) are followed back to a train record
+
+
+def trained_rows(model_path: str) -> TrainedRows | None:
+    """What the model's training held out, from the `tinycomp train` record next to it, or next to the
+    model a cluster or prune sidecar names as its source (None: no such record)."""
+    from tinycomp.data.validation import ValidationSource
+    from tinycomp.records import TrainRecord
+
+    path = Path(model_path)
+    for _ in range(SOURCE_HOPS):
+        sidecar = sidecar_path(path, ".json")
+        payload = read_json_if_present(sidecar) if sidecar.is_file() and sidecar.stat().st_size <= SIDECAR_LIMIT else None
+        if not isinstance(payload, dict):
+            return None
+        if payload.get("step") == "train":
+            try:
+                record = TrainRecord.from_json(payload, str(sidecar))
+                if record.validation is None:
+                    return None
+                held = ValidationSource.from_json(record.validation, str(sidecar))
+            except TinycompError:
+                return None
+            return TrainedRows(held, record.validation_split, record.seed, str(sidecar))
+        source = payload.get("source")
+        if payload.get("step") not in ("cluster", "prune") or not isinstance(source, str):
+            return None
+        path = next((p for p in (Path(source), sidecar.parent / Path(source).name) if p.is_file()), Path(source))
+    return None
+
+
+def with_validation_of_training(inputs: PlanInputs, measurement: Measurement, seed: int, *,
+                                split_given: bool) -> tuple[Measurement, str]:
+    """The measurement validating on rows the model's training held out, when its record is known and no
+    --validation-split was given, and the plan's one line on whether its validation rows were trained on."""
+    from tinycomp.plan.seen_rows import trained_on_validation, validation_note
+
+    trained = trained_rows(inputs.model_path)
+    if trained is not None and not split_given:
+        measurement = replace(measurement, validation_split=trained.validation_split)
+    split = inputs.data.validation_split(measurement.validation_split, seed)
+    seen = None if trained is None else trained_on_validation(trained.held_out, split, inputs.data.groups_train,
+                                                              len(inputs.data.x_train))
+    return measurement, validation_note(Path(inputs.model_path).name, trained, seen, split)
 
 
 def read_record(path: str) -> PlanRecord:
