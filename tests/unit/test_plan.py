@@ -468,6 +468,7 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
 
     class Backend:  # the core asks the backend for its step measurer
         step_measurer = Generous
+        kind = "keras"
 
     tried = [checked]
     chosen = make._refined(Backend(), table, budget, checked, tried, lambda drop: checked,
@@ -541,7 +542,7 @@ def test_spent_budget_takes_the_biggest_step_measured_as_the_check_measures():
     spent = make.spent_budget(table, plan, budget, full_check, tried, 0.05)
     [step] = [s for s in make.step_downs(table, plan) if s.saved_bytes == max(x.saved_bytes for x in
                                                                                make.step_downs(table, plan))]
-    assert tried == checks and len(checks) == make.MAX_CHECKED_STEPS and spent is checks[0]
+    assert tried == checks and len(checks) == 1 and spent is checks[0]
     assert spent.choices[step.layer] == step.option and spent.predicted_bytes < plan.predicted_bytes
     full = replace(plan, checked_bound=_bounded(0.9, 1.0).to_json())
     assert make.spent_budget(table, full, budget, full_check, [], 0.05) is full and len(checks) == 1
@@ -596,3 +597,31 @@ def test_a_plan_no_check_accepts_compresses_nothing_and_names_the_least_harmful(
     outcome = PlanOutcome(nothing, [first, second], table, budget, 0.1)
     assert outcome.refused is second
     assert PlanOutcome(first, [first, second], table, budget, 0.1).refused is None  # a plan was accepted
+
+
+def test_spent_budget_keeps_stepping_while_the_bound_allows_and_stops_when_no_step_fits():
+    """With more steps allowed, each accepted step is followed by the next biggest; a refused step's layer is
+    offered only larger options after it; the loop ends when no step is left or the budget is spent."""
+    from tinycomp.plan import make
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    plan = choose_plan(table, Budget(max_drop=0.0))
+    plan.checked_drop, plan.checked_bound = 0.0, _bounded(0.0, 0.1).to_json()
+    checks = []
+
+    def full_check(candidate):  # every step adds 0.1 pp to the estimate and its bound
+        checks.append(candidate)
+        drop = 0.1 * len(checks)
+        candidate.checked_bound = _bounded(drop, drop + 0.1).to_json()
+        return drop
+
+    spent = make.spent_budget(table, plan, budget, full_check, [], 0.05, max_steps=100)
+    sizes = [plan.predicted_bytes] + [c.predicted_bytes for c in checks]
+    assert len(checks) >= 2 and sizes == sorted(set(sizes), reverse=True)  # every step accepted, each smaller
+    assert spent is checks[-1]
+    # it ended because the bound reached the budget (the 9th step: +0.9, bound +1.0) or no step was left
+    assert len(checks) == 9 or not make.step_downs(table, spent)
+    checks.clear()  # a budget of 0.5 pp: the 4th step's bound (+0.5) spends it, and the loop ends there
+    assert make.spent_budget(table, plan, Budget(max_drop=0.5), full_check, [], 0.05, max_steps=100) is checks[3]
+    assert len(checks) == 4
+    assert make.MAX_CHECKED_STEPS["tflite"] > make.MAX_CHECKED_STEPS["keras"] >= 1

@@ -48,8 +48,10 @@ from tinycomp.plan.request import ByteCosts, JointDrop, Measurement, PlanOutcome
 
 # At most this many steps of the refinement after the table's choice are measured (see refined_plan).
 MAX_STEPS = 8
-# At most this many of the biggest steps are then measured as the check measures (see spent_budget).
-MAX_CHECKED_STEPS = 1
+# At most this many of the biggest steps are then measured as the check measures (see spent_budget), by
+# backend: a Keras step is a full fine-tune on every fit row (on full MNIST about one `cluster` run each);
+# a .tflite step is one zero-shot run in TFLM (seconds), so it steps until no step fits.
+MAX_CHECKED_STEPS = {"keras": 2, "tflite": 16}
 
 
 class StepMeasurer(Protocol):
@@ -393,19 +395,22 @@ def _refined(backend: Backend, table: SensitivityTable, budget: Budget, checked:
             refined = checked
     else:
         refined = checked
-    return spent_budget(table, refined, budget, full_check, tried, noise, fits_ram=fits_ram)
+    return spent_budget(table, refined, budget, full_check, tried, noise, fits_ram=fits_ram,
+                        max_steps=MAX_CHECKED_STEPS.get(backend.kind, 1))
 
 
 def spent_budget(table: SensitivityTable, plan: Plan, budget: Budget, full_check: Callable[[Plan], float],
-                 tried: list[Plan], noise: float, *, fits_ram: Callable[[Plan], bool] | None = None) -> Plan:
+                 tried: list[Plan], noise: float, *, fits_ram: Callable[[Plan], bool] | None = None,
+                 max_steps: int = 1) -> Plan:
     """Use the budget that was measured: while the accepted plan's bound leaves some of the budget unused,
     take the step that saves the most bytes, measured as the check measures (on every fit row, fine-tuned
     when the backend fine-tunes), and keep it when `DECISION.accepts` it. A step a quick measurement
     refused (a subset fine-tune, or the table's candidate on its subset) gets this measurement once before
-    it is dropped: a full fine-tune can recover what a subset's cannot. At most MAX_CHECKED_STEPS steps."""
+    it is dropped: a full fine-tune can recover what a subset's cannot. Stops when no step fits, or after
+    `max_steps` measured steps (`MAX_CHECKED_STEPS` of the backend)."""
     assert budget.max_drop is not None
     refused: dict[str, int] = {}
-    for _ in range(MAX_CHECKED_STEPS):
+    for _ in range(max_steps):
         if plan.checked_bound is None or not plan.clustered():
             break
         bound = Checked.from_json(plan.checked_bound, "the plan's check")
