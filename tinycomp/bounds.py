@@ -4,8 +4,9 @@ Pure numpy (no TensorFlow). A drop is measured on the same rows for both models,
 comes from per-row differences (a paired comparison), and the unit whose results are exchangeable
 sets the variance:
 
-- rows (no groups): a normal bound from the rows' paired differences (accuracy drop), the delta
-  method on the per-row error energies (SNR drop, dB), or a Wilson bound (top-1 agreement);
+- rows (no groups): a normal bound from the rows' paired differences (accuracy drop; never inside
+  Wilson's bound on the rows that changed, so that no change on n rows is not a bound of zero), the
+  delta method on the per-row error energies (SNR drop, dB), or a Wilson bound (top-1 agreement);
 - groups (one id per validation row: subject, speaker, session): the cluster-robust (CR1) variance
   of the pooled statistic over whole groups (each group's linearized residual), with Student's t
   quantile at G−1 degrees of freedom: with few groups the variance between them is itself
@@ -202,8 +203,32 @@ def accuracy_drop(labels: np.ndarray, reference_outputs: np.ndarray, outputs: np
     truth = np.asarray(labels).reshape(-1)
     right_ref = predicted_classes(reference_outputs) == truth
     right_new = predicted_classes(outputs) == truth
-    return mean_difference(100.0 * (right_ref.astype(np.float64) - right_new), groups, sided=sided,
-                           confidence=confidence, unit="pp")
+    differences = 100.0 * (right_ref.astype(np.float64) - right_new)
+    rows = _with_discordant_floor(mean_difference(differences, sided=sided, confidence=confidence, unit="pp"),
+                                  differences)
+    if groups is None:
+        return rows
+    return _widest(mean_difference(differences, groups, sided=sided, confidence=confidence, unit="pp"), rows)
+
+
+def _with_discordant_floor(interval: Interval, differences: np.ndarray) -> Interval:
+    """The rows' normal bound, widened where it is degenerate: with few or no rows changing, the normal
+    approximation gives a bound at the estimate (no row changed: +0.00), although on n rows a change rate
+    up to Wilson's bound (about 2.7/n at 95%) is not ruled out. The drop's upper bound is at least that bound
+    on the rows the model got wrong and the given model right, less the rows it newly got right (and the
+    other way round for the lower bound)."""
+    n = len(differences)
+    lost, gained = int(np.count_nonzero(differences > 0)), int(np.count_nonzero(differences < 0))
+    z = _z(interval.sided, interval.confidence)
+    high = max(interval.high, 100.0 * (_wilson_high(lost, n, z) - gained / n)) if interval.sided != "lower" else interval.high
+    low = min(interval.low, 100.0 * (lost / n - _wilson_high(gained, n, z))) if interval.sided != "upper" else interval.low
+    return replace(interval, low=low, high=high)
+
+
+def _wilson_high(count: int, n: int, z: float) -> float:
+    """Wilson's upper score bound of a proportion count/n."""
+    p = count / n
+    return ((p + z * z / (2 * n)) + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
 
 
 def agreement(reference_outputs: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None = None, *,

@@ -42,6 +42,29 @@ def test_accuracy_drop_counts_rows_lost_and_gained():
     assert drop.high > drop.estimate
 
 
+def test_no_row_changed_is_not_a_bound_of_zero():
+    """611 rows, every prediction the same: the normal bound is degenerate (+0.00); Wilson's bound on the
+    rows that changed is not (z²/(n+z²) ≈ 0.44 pp at 95% one-sided)."""
+    labels = np.arange(611) % 3
+    outputs = np.eye(3)[labels]
+    drop = bounds.accuracy_drop(labels, outputs, outputs)
+    z = 1.6448536269514722
+    assert drop.estimate == 0.0 and drop.high == pytest.approx(100 * z * z / (611 + z * z))
+    two = bounds.accuracy_drop(labels, outputs, outputs, sided="two")
+    assert two.low == pytest.approx(-two.high) and two.high > 0
+    grouped = bounds.accuracy_drop(labels, outputs, outputs, np.arange(611) % 2)
+    assert grouped.high == pytest.approx(drop.high) and grouped.groups == 2
+
+
+def test_the_floor_leaves_a_wide_normal_bound_alone():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    reference, noisy = (np.eye(2)[np.where(rng.random(2000) < 0.2, 1 - labels, labels)] for _ in range(2))
+    d = 100.0 * ((reference.argmax(1) == labels).astype(float) - (noisy.argmax(1) == labels))
+    normal = bounds.mean_difference(d)  # rows lost and gained both many: the normal bound is the wider
+    assert bounds.accuracy_drop(labels, reference, noisy).high == normal.high
+
+
 def test_single_group_cannot_bound_and_says_two_groups_would():
     d = np.linspace(-1, 1, 30)
     one = bounds.mean_difference(d, np.zeros(30, int))
