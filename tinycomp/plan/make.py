@@ -436,20 +436,29 @@ def _cheaply_rechosen_and_refined(backend: Backend, table: SensitivityTable, bud
                                   progress: PlanProgress, arenas_of: ArenasOf) -> tuple[Plan | None, list[Plan]]:
     """When the table's plan fails its full check (the table was optimistic): the table's plan checked
     cheaply (as refinement steps are measured) and chosen again while over budget, then refined, then
-    checked as its chain will make it. Returns (None, tried) when the refined plan fails that check."""
+    checked as its chain will make it. When that check refuses it too, a plan grown from the uncompressed
+    model: refinement steps from nothing compressed (the gentlest option of the layer that saves the most
+    bytes per counted drop first), each kept while its bound fits, then checked the same way: a bound too
+    wide for the table's plans can still admit a gentler one. Returns (None, tried) when every plan
+    checked is refused, (a plan that compresses nothing, tried) when no step fits."""
     assert budget.max_drop is not None
     cheap = backend.step_measurer(table, budget.max_drop, fine_tuned=False, min_agreement=budget.min_agreement)
     start, _ = checked_plan(choose, cheap.drop_of, budget.max_drop, min_agreement=budget.min_agreement)
     start = replace(start, checked_drop=None, checked_noise=None, checked_bound=None)
     ram = budget.ram_bytes
     fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
+    tried: list[Plan] = []
     refined = refined_plan(table, start, cheap, progress, fits_ram=fits_ram)
-    if not refined.clustered():
-        return refined, []
-    refined.checked_drop = full_check(refined)
-    if DECISION.accepts(measured_of(refined, 0.0), budget.max_drop, budget.min_agreement):
-        return refined, [refined]
-    return None, [refined]
+    for grown in (False, True):
+        if grown:
+            refined = refined_plan(table, nothing_clustered(table), cheap, progress, fits_ram=fits_ram)
+        if not refined.clustered() or any(refined.choices == p.choices for p in tried):
+            continue
+        refined.checked_drop = full_check(refined)
+        tried.append(refined)
+        if DECISION.accepts(measured_of(refined, 0.0), budget.max_drop, budget.min_agreement):
+            return refined, tried
+    return (None, tried) if tried else (refined, tried)
 
 
 def refined_plan(table: SensitivityTable, plan: Plan, measurer: StepMeasurer, progress: PlanProgress, *,
