@@ -238,3 +238,23 @@ def test_lossless_does_not_import_tensorflow(files, tmp_path):
             f"'-o', {str(out)!r}])\nassert r.exit_code == 0, r.output\n"
             "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("method", ["huffman", "pruning"])
+def test_decoded_copies_keep_only_what_tflm_reads(files, tmp_path, method):
+    """A HUFFMAN or PRUNE DECODE output keeps its scales, not min/max, and one zero point when all are equal."""
+    from tinycomp.tflite.model import read_tflite
+    from tinycomp.tflite.private import raw
+
+    weights = [w.index for w in _weights(files["int8"])]
+    out = tmp_path / "out.tflite"
+    ok(["compress", files["int8"], "--spec", _spec(tmp_path / "s.yaml", method, weights), "-o", out,
+        "--verify-samples", "8"])
+    decoded = [t for sg in read_tflite(out).model.subgraphs for op in sg.operators
+               if op.custom_code == "TFLM_DECODE" for t in op.outputs]
+    assert len(decoded) == len(weights)
+    for t in decoded:
+        q = raw(t).quantization
+        assert q.scale is not None and len(q.scale) >= 1
+        assert q.min is None and q.max is None
+        assert len(q.zeroPoint) == 1  # int8 weights: every zero point is 0

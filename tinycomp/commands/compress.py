@@ -105,7 +105,7 @@ def _run_lossless(*, model_path: str, output: str, verify: bool, verify_samples:
     check_output_path(output, model_path)
     data = read_bytes(model_path, ".tflite model")
     with render.progress("measuring each weight tensor's encodings", 1) as advance:
-        choice = choose(data, str(model_path), strip)
+        choice = choose(data, str(model_path), strip, decode_budget)
         advance()
     render.out.print(render.lossless_table(choice))
     result, stripped = _compressed(data, choice.spec, model_path, "--lossless", decode_budget, strip)

@@ -194,7 +194,7 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
     result.slicing = sliced
     if sliced.sliced:
         result.unsliced_bytes = len(compressed)
-        result.data = _compress(sliced.data, sliced_spec(spec, sliced), spec_source)
+        result.data = _compress(sliced.data, sliced_spec(spec, sliced), spec_source, huffman_bases(model, spec, sliced))
         parse_tflite(result.data, "compressed model")
         result.slicing_cost = len(result.data) - len(compressed)
     return result
@@ -343,15 +343,34 @@ def sliced_spec(spec: CompressionSpec, sliced: SliceResult) -> CompressionSpec:
     return replace(spec, tensors=tuple(entries))
 
 
-def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> bytes:
+def huffman_bases(model: EditorModel, spec: CompressionSpec, sliced: SliceResult) -> dict[tuple[int, int], Any]:
+    """(subgraph, slice index in the sliced model) → the whole kernel's values, for every slice of a
+    Huffman-coded kernel: its slices are coded with the kernel's code, so their ancillary data are the
+    same bytes and one tensor holds them (tinycomp.tflite.encoded.share_ancillary_tensors)."""
+    bases = {}
+    for entry in spec.tensors:
+        slices = sliced.slices_of(entry.subgraph, entry.tensor)
+        if entry.method == "huffman" and slices is not None:
+            kernel = model.subgraphs[entry.subgraph].tensors[entry.tensor].array
+            bases.update({(entry.subgraph, t): kernel for t in slices.tensors})
+    return bases
+
+
+def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str,
+              bases: dict[tuple[int, int], Any] | None = None) -> bytes:
     from tflite_micro import compression
 
+    from tinycomp.tflite.encoders import HUFFMAN_BASIS
     from tinycomp.tflite.private import installed_encoders
 
+    entries = spec.to_tflm()
+    for entry in entries:  # the plugin reads a Huffman entry's basis from its method object
+        if (entry.subgraph, entry.tensor) in (bases or {}):
+            setattr(entry.compression[0], HUFFMAN_BASIS, (bases or {})[(entry.subgraph, entry.tensor)])
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), installed_encoders():
             warnings.simplefilter("ignore")
-            compressed = bytes(compression.compress(model_bytes, spec.to_tflm()))
+            compressed = bytes(compression.compress(model_bytes, entries))
     except Exception as e:
         raise CompressionFailed(f"tflite-micro could not compress the model: {e}", spec_source) from e
     return without_encoded_quantization(compressed)
