@@ -8,7 +8,8 @@ from tinycomp import render
 from tinycomp.commands.common import CONTEXT, SIZE, exactly_one_of, output_option, strip_summary, verbatim
 from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
 from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, CompressionSpec, parse_compression_spec
-from tinycomp.tflite.compress import CompressResult, compress_choosing_slices, compress_model, verify_identical
+from tinycomp.tflite.compress import (CompressResult, compress_choosing_slices, compress_model, verify_identical,
+                                      with_merged_decodes)
 from tinycomp.tflite.strip import strip_model
 
 
@@ -88,7 +89,7 @@ def _compressed(data: bytes, spec: CompressionSpec, model_path: str, spec_path: 
     count whose measured arena is smallest for its flash; else sliced into the fewest slices that fit
     `fewest_slices_budget` (None: no slicing). Verification, after, compares the original with this file."""
     if decode_budget is not None:
-        result = compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path)
+        result = with_merged_decodes(compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path))
     else:
         result = compress_model(data, spec, str(model_path), spec_path, decode_budget=fewest_slices_budget)
     stripped = None
@@ -137,6 +138,10 @@ def _report(result: CompressResult, output: str, verify: bool, stripped, decode_
         for whole in result.slicing.left_whole:
             render.warn(f"tensor {whole.tensor} ({whole.name}) decodes to {whole.decoded_bytes:,} bytes, over the "
                         f"decode budget, and stays whole: {whole.reason}")
+    merge = result.decode_merge
+    if merge is not None and merge.merged:
+        render.out.print(f"Merged {merge.merged} TFLM_DECODE operator{'s' if merge.merged > 1 else ''} into the one "
+                         f"before: TFLM arena {merge.arena_before:,} → {merge.arena_after:,} bytes")
     if stripped:
         render.out.print(f"Stripped: {strip_summary(stripped)}")
     note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"

@@ -26,6 +26,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, InterpreterError, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
+from tinycomp.tflite.decode_merge import MergeResult, merge_decodes
 from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
 from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
@@ -62,6 +63,7 @@ class CompressResult:
     unsliced_bytes: int | None = None  # with slices: the same compression without slicing
     slicing_cost: int | None = None  # with slices: the flash bytes they cost (sliced − unsliced compressed file)
     slice_counts: list[SliceCountChoice] = field(default_factory=list)  # from compress_choosing_slices
+    decode_merge: MergeResult | None = None  # from with_merged_decodes
 
 
 @dataclass
@@ -220,6 +222,24 @@ def compress_choosing_slices(model_bytes: bytes, spec: CompressionSpec, decode_b
     tflm.run_scheduled(_compressed_with_arena, search.ready, max(1, workers), search.record,
                        source="the sliced and compressed model")
     return search.result()
+
+
+def with_merged_decodes(result: CompressResult, workers: int = 2) -> CompressResult:
+    """`result` with its HUFFMAN and PRUNE DECODE operators merged where the TFLM arena, measured in
+    worker processes, gets smaller (tinycomp.tflite.decode_merge); `decode_merge` says what changed."""
+    def arenas(files: list[bytes]) -> list[int]:
+        measured = tflm.run_parallel(tflm.arena_of, [(f,) for f in files], workers=max(1, workers),
+                                     source="the compressed model")
+        if any(a is None for a in measured):
+            raise InterpreterError("TFLM did not report its arena size", "the compressed model")
+        return [int(a) for a in measured]
+
+    merge = merge_decodes(result.data, arenas)
+    result.decode_merge = merge
+    if merge.merged:
+        result.data = merge.data
+        parse_tflite(result.data, "compressed model")
+    return result
 
 
 def _compressed_with_arena(model_bytes: bytes, spec: CompressionSpec, decode_budget: int,

@@ -53,7 +53,7 @@ def has_quantization(tensor: Any) -> bool:
 OWN_DECODERS = (1, 2)  # byte 0 of the ancillary data: HUFFMAN, PRUNE (0 is LUT)
 
 
-def _own_decodes(subgraph: Any) -> list[Any]:
+def own_decodes(subgraph: Any) -> list[Any]:
     """The DECODE operators of `subgraph` whose every ancillary tensor is HUFFMAN or PRUNE data."""
     found = []
     for op in subgraph.operators:
@@ -71,7 +71,7 @@ def trim_decoded_quantization(model: Any) -> int:
     how many tensors changed."""
     n = 0
     for subgraph in model.subgraphs:
-        for op in _own_decodes(subgraph):
+        for op in own_decodes(subgraph):
             for t in op.outputs:
                 n += int(bool(clear_min_max(t) | reduce_zero_points(t)))
     return n
@@ -86,7 +86,7 @@ def share_ancillary_tensors(model: Any) -> int:
     for subgraph in model.subgraphs:
         first: dict[tuple, Any] = {}
         gone: list[Any] = []
-        for op in _own_decodes(subgraph):
+        for op in own_decodes(subgraph):
             for k in range(1, len(op.inputs), 2):
                 tensor = op.inputs[k]
                 key = (bytes(tensor.buffer.data), tensor.dtype, tuple(tensor.shape))
