@@ -24,7 +24,8 @@ from tinycomp.tflite.strip import strip_model
 @click.option("--lossless", is_flag=True,
               help="No spec: give every CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV weight tensor "
                    "whichever of LUT (its existing values), Huffman, pruning (bitmask) or none makes the written file "
-                   "smallest, each measured; prints what each tensor got (docs/lossless.md).")
+                   "smallest, each measured; with --decode-budget, measured on the sliced file by flash and TFLM arena "
+                   "together; prints what each tensor got (docs/lossless.md).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check TFLM outputs of compressed and original models are identical on random inputs.")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=32, show_default=True)
@@ -33,7 +34,8 @@ from tinycomp.tflite.strip import strip_model
 @click.option("--decode-budget", type=SIZE, default=None, metavar="SIZE",
               help="Split every compressed FULLY_CONNECTED/CONV_2D kernel that decodes to more than SIZE bytes "
                    "along its output channels, so TFLM decodes one slice at a time into the arena; the slice count "
-                   "is chosen by the TFLM arena, measured (docs/slicing.md)  [default: the spec's decode_budget, "
+                   "is chosen by the TFLM arena, measured, and HUFFMAN/PRUNE DECODE operators are merged where that "
+                   "lowers it (docs/slicing.md)  [default: the spec's decode_budget, "
                    "sliced into the fewest slices that fit, as `plan` measured them; else no slicing]")
 def command(model: str, output: str, spec_path: str | None, lossless: bool, verify: bool, verify_samples: int,
             strip_: bool, decode_budget: int | None) -> None:
@@ -44,6 +46,7 @@ def command(model: str, output: str, spec_path: str | None, lossless: bool, veri
       tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml -o build/compressed.tflite
       tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml --decode-budget 16KiB -o build/sliced.tflite
       tinycomp compress build/model_int8.tflite --lossless --strip -o build/lossless.tflite
+      tinycomp compress build/model_int8.tflite --lossless --strip --decode-budget 16KiB -o build/lossless_sliced.tflite
     """
     run(model_path=model, output=output, spec_path=spec_path, lossless=lossless, verify=verify,
         verify_samples=verify_samples, strip=strip_, decode_budget=decode_budget)

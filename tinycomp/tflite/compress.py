@@ -26,7 +26,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, InterpreterError, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
-from tinycomp.tflite.decode_merge import MergeResult, merge_decodes
+from tinycomp.tflite.decode_merge import MergeResult, decode_count, merge_decodes
 from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
 from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
@@ -234,6 +234,8 @@ def with_merged_decodes(result: CompressResult, workers: int = 2) -> CompressRes
             raise InterpreterError("TFLM did not report its arena size", "the compressed model")
         return [int(a) for a in measured]
 
+    if decode_count(result.data) < 2:  # nothing to merge (LUT files are left as tflite-micro writes them)
+        return result
     merge = merge_decodes(result.data, arenas)
     result.decode_merge = merge
     if merge.merged:
