@@ -8,8 +8,13 @@ from tinycomp import render
 from tinycomp.commands.common import CONTEXT, SIZE, exactly_one_of, output_option, strip_summary, verbatim
 from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
 from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, CompressionSpec, parse_compression_spec
-from tinycomp.tflite.compress import (CompressResult, compress_choosing_slices, compress_model, verify_identical,
-                                      with_merged_decodes)
+from tinycomp.tflite.compress import (
+    CompressResult,
+    compress_choosing_slices,
+    compress_model,
+    verify_identical,
+    with_merged_decodes,
+)
 from tinycomp.tflite.strip import strip_model
 
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tinycomp import tflm
 from tinycomp.errors import InterpreterError
 from tinycomp.specs import CompressionSpec, TensorCompression
-from tinycomp import tflm
 from tinycomp.tflite.compress import compress_choosing_slices, compress_model
 from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
 from tinycomp.tflite.file_growth import rebuilt_size
