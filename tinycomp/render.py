@@ -85,7 +85,10 @@ def compress_table(result) -> Table:
 
 def lossless_table(choice: Any) -> Table:
     """One row per weight tensor: each method's encoded bytes and file growth, and the method chosen."""
-    table = Table(title="Exact encodings per weight tensor (encoded bytes / bytes the file gains, − saves)")
+    budget = getattr(choice, "decode_budget", None)
+    title = ("encoded bytes / bytes the file gains / TFLM arena bytes it gains, − saves; sliced to the decode budget"
+             if budget is not None else "encoded bytes / bytes the file gains, − saves")
+    table = Table(title=f"Exact encodings per weight tensor ({title})")
     for column in ("tensor", "name", "op", "bytes", "lut", "huffman", "pruning", "chosen"):
         table.add_column(column, justify="left" if column in ("name", "op", "chosen") else "right")
     for t in choice.tensors:
@@ -95,6 +98,7 @@ def lossless_table(choice: Any) -> Table:
                 cells.append("–")
             else:
                 growth = f" / {trial.growth:+,}" if trial.growth is not None else ""
+                growth += f" / {trial.arena_growth:+,}" if trial.arena_growth is not None else ""
                 cells.append(f"{trial.encoded_bytes:,}{growth}")
         name = t.name if len(t.name) <= 48 else "…" + t.name[-47:]
         table.add_row(str(t.tensor), name, t.op, f"{t.bytes_before:,}", *cells, t.chosen or "none")

@@ -93,6 +93,18 @@ def test_decode_budget_slices_every_decoder(files, tmp_path, method):
     assert "Sliced tensor" in result.output and "identical to the original on 8" in result.output
     types = _decode_types(out)
     assert len(types) > 1 and set(types) == {2 if method == "pruning" else 1}
+    if method == "huffman":  # the slices are coded with the kernel's code: one ancillary tensor serves them all
+        assert len(_ancillary_tensors(out)) == 1
+    else:  # PRUNE slices keep their own values
+        assert len(_ancillary_tensors(out)) == len(types)
+
+
+def _ancillary_tensors(path: Path) -> set[int]:
+    from tinycomp.tflite.model import read_tflite
+
+    subgraph = read_tflite(path).model.subgraphs[0]
+    return {id(op.inputs[i]) for op in subgraph.operators if op.custom_code == "TFLM_DECODE"
+            for i in range(1, len(op.inputs), 2)}
 
 
 @pytest.mark.parametrize("kind", ["int8", "int16x8", "old"])
@@ -238,3 +250,71 @@ def test_lossless_does_not_import_tensorflow(files, tmp_path):
             f"'-o', {str(out)!r}])\nassert r.exit_code == 0, r.output\n"
             "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("method", ["huffman", "pruning"])
+def test_decoded_copies_keep_only_what_tflm_reads(files, tmp_path, method):
+    """A HUFFMAN or PRUNE DECODE output keeps its scales, not min/max, and one zero point when all are equal."""
+    from tinycomp.tflite.model import read_tflite
+    from tinycomp.tflite.private import raw
+
+    weights = [w.index for w in _weights(files["int8"])]
+    out = tmp_path / "out.tflite"
+    ok(["compress", files["int8"], "--spec", _spec(tmp_path / "s.yaml", method, weights), "-o", out,
+        "--verify-samples", "8"])
+    decoded = [t for sg in read_tflite(out).model.subgraphs for op in sg.operators
+               if op.custom_code == "TFLM_DECODE" for t in op.outputs]
+    assert len(decoded) == len(weights)
+    for t in decoded:
+        q = raw(t).quantization
+        assert q.scale is not None and len(q.scale) >= 1
+        assert q.min is None and q.max is None
+        assert len(q.zeroPoint) == 1  # int8 weights: every zero point is 0
+
+
+def test_lossless_under_a_decode_budget_weighs_flash_and_arena(files, tmp_path):
+    """Each trial is measured on the sliced file, flash and TFLM arena; the choice saves the most of both."""
+    from tinycomp.tflite.lossless import choose
+
+    choice = choose(files["int8"].read_bytes(), decode_budget=4096)
+    assert choice.base_arena and choice.decode_budget == 4096
+    measured = [x for t in choice.tensors for x in t.trials if x.growth is not None]
+    assert measured and all(x.arena_growth is not None for x in measured)
+    assert any(x.arena_growth > 0 for x in measured)  # a decoded copy and its DECODE cost arena
+    for t in choice.tensors:
+        savings = [x.saving for x in t.trials if x.saving is not None]
+        if t.chosen:
+            assert t.trial(t.chosen).saving == max(savings) > 0
+        else:
+            assert all(s <= 0 for s in savings)
+    out = tmp_path / "budget.tflite"
+    result = ok(["compress", files["int8"], "--lossless", "--decode-budget", "4KiB", "-o", out, "--verify-samples", "8"])
+    assert "TFLM arena bytes it gains" in result.output and "identical to the original on 8" in result.output
+
+
+def test_decode_operators_fold_into_the_one_before_when_the_arena_says_so(files, tmp_path):
+    from tinycomp.tflite.compress import verify_identical
+    from tinycomp.tflite.decode_merge import decode_count, merge_decodes, merged
+
+    weights = [w.index for w in _weights(files["int8"])]
+    out = tmp_path / "pruned.tflite"
+    ok(["compress", files["int8"], "--spec", _spec(tmp_path / "s.yaml", "pruning", weights), "-o", out, "--no-verify"])
+    data = out.read_bytes()
+    count = decode_count(data)
+    assert count == len(weights) >= 3
+    folded = merged(data, [1, 2])
+    assert decode_count(folded) == count - 2
+    assert verify_identical(files["int8"].read_bytes(), folded, 8) == 8
+    calls = []
+
+    def arenas(values):  # the base, then each merge alone; then the paying ones together
+        calls.append(len(values))
+        return [100, 90, 101, 95][:len(values)] if len(calls) == 1 else [together]
+
+    together = 85
+    result = merge_decodes(data, arenas)
+    assert (result.merged, result.arena_before, result.arena_after) == (2, 100, 85)
+    assert decode_count(result.data) == count - 2 and calls == [count, 1]
+    together, calls = 92, []
+    result = merge_decodes(data, arenas)
+    assert (result.merged, result.arena_after) == (1, 90) and decode_count(result.data) == count - 1

@@ -169,3 +169,16 @@ def test_prune_refuses_what_the_decoder_refuses(dtype, shape, zps, axis, channel
 
 def test_prune_all_zero_points_zero_is_one_zero_point():
     assert prune_encoding.zero_point_layout(np.dtype(np.int8), (3, 4), [0, 0, 0], 0, 3) == ([0], None)
+
+
+def test_slices_coded_with_their_kernels_code_share_ancillary_bytes():
+    rng = np.random.default_rng(7)
+    kernel = skewed(rng, 6000, np.int8, 6).reshape(60, 100)
+    slices = [kernel[:20], kernel[20:41], kernel[41:]]
+    encodings = [huffman.encode(s, basis=kernel) for s in slices]
+    assert len({e.ancillary for e in encodings}) == 1
+    assert encodings[0].ancillary == huffman.encode(kernel).ancillary
+    for s, e in zip(slices, encodings):
+        assert huffman_decode(e.encoded, e.ancillary, s.size, np.int8).tolist() == s.ravel().tolist()
+    with pytest.raises(ValueError, match="every value"):
+        huffman.encode(np.array([100], np.int8), basis=np.array([1, 2], np.int8))

@@ -8,7 +8,13 @@ from tinycomp import render
 from tinycomp.commands.common import CONTEXT, SIZE, exactly_one_of, output_option, strip_summary, verbatim
 from tinycomp.fileio import check_output_path, read_bytes, read_text, write_bytes_atomic
 from tinycomp.specs import COMPRESSION_EXAMPLE, LEGACY_COMPRESSION_EXAMPLE, CompressionSpec, parse_compression_spec
-from tinycomp.tflite.compress import CompressResult, compress_choosing_slices, compress_model, verify_identical
+from tinycomp.tflite.compress import (
+    CompressResult,
+    compress_choosing_slices,
+    compress_model,
+    verify_identical,
+    with_merged_decodes,
+)
 from tinycomp.tflite.strip import strip_model
 
 
@@ -23,7 +29,8 @@ from tinycomp.tflite.strip import strip_model
 @click.option("--lossless", is_flag=True,
               help="No spec: give every CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV weight tensor "
                    "whichever of LUT (its existing values), Huffman, pruning (bitmask) or none makes the written file "
-                   "smallest, each measured; prints what each tensor got (docs/lossless.md).")
+                   "smallest, each measured; with --decode-budget, measured on the sliced file by flash and TFLM arena "
+                   "together; prints what each tensor got (docs/lossless.md).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check TFLM outputs of compressed and original models are identical on random inputs.")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=32, show_default=True)
@@ -32,7 +39,8 @@ from tinycomp.tflite.strip import strip_model
 @click.option("--decode-budget", type=SIZE, default=None, metavar="SIZE",
               help="Split every compressed FULLY_CONNECTED/CONV_2D kernel that decodes to more than SIZE bytes "
                    "along its output channels, so TFLM decodes one slice at a time into the arena; the slice count "
-                   "is chosen by the TFLM arena, measured (docs/slicing.md)  [default: the spec's decode_budget, "
+                   "is chosen by the TFLM arena, measured, and HUFFMAN/PRUNE DECODE operators are merged where that "
+                   "lowers it (docs/slicing.md)  [default: the spec's decode_budget, "
                    "sliced into the fewest slices that fit, as `plan` measured them; else no slicing]")
 def command(model: str, output: str, spec_path: str | None, lossless: bool, verify: bool, verify_samples: int,
             strip_: bool, decode_budget: int | None) -> None:
@@ -43,6 +51,7 @@ def command(model: str, output: str, spec_path: str | None, lossless: bool, veri
       tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml -o build/compressed.tflite
       tinycomp compress build/clustered_int8.tflite --spec build/compression.yaml --decode-budget 16KiB -o build/sliced.tflite
       tinycomp compress build/model_int8.tflite --lossless --strip -o build/lossless.tflite
+      tinycomp compress build/model_int8.tflite --lossless --strip --decode-budget 16KiB -o build/lossless_sliced.tflite
     """
     run(model_path=model, output=output, spec_path=spec_path, lossless=lossless, verify=verify,
         verify_samples=verify_samples, strip=strip_, decode_budget=decode_budget)
@@ -88,7 +97,7 @@ def _compressed(data: bytes, spec: CompressionSpec, model_path: str, spec_path: 
     count whose measured arena is smallest for its flash; else sliced into the fewest slices that fit
     `fewest_slices_budget` (None: no slicing). Verification, after, compares the original with this file."""
     if decode_budget is not None:
-        result = compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path)
+        result = with_merged_decodes(compress_choosing_slices(data, spec, decode_budget, str(model_path), spec_path))
     else:
         result = compress_model(data, spec, str(model_path), spec_path, decode_budget=fewest_slices_budget)
     stripped = None
@@ -105,7 +114,7 @@ def _run_lossless(*, model_path: str, output: str, verify: bool, verify_samples:
     check_output_path(output, model_path)
     data = read_bytes(model_path, ".tflite model")
     with render.progress("measuring each weight tensor's encodings", 1) as advance:
-        choice = choose(data, str(model_path), strip)
+        choice = choose(data, str(model_path), strip, decode_budget)
         advance()
     render.out.print(render.lossless_table(choice))
     result, stripped = _compressed(data, choice.spec, model_path, "--lossless", decode_budget, strip)
@@ -137,6 +146,10 @@ def _report(result: CompressResult, output: str, verify: bool, stripped, decode_
         for whole in result.slicing.left_whole:
             render.warn(f"tensor {whole.tensor} ({whole.name}) decodes to {whole.decoded_bytes:,} bytes, over the "
                         f"decode budget, and stays whole: {whole.reason}")
+    merge = result.decode_merge
+    if merge is not None and merge.merged:
+        render.out.print(f"Merged {merge.merged} TFLM_DECODE operator{'s' if merge.merged > 1 else ''} into the one "
+                         f"before: TFLM arena {merge.arena_before:,} → {merge.arena_after:,} bytes")
     if stripped:
         render.out.print(f"Stripped: {strip_summary(stripped)}")
     note = (f"TFLM outputs identical to the original on {result.verified_samples} random inputs"

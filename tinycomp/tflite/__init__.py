@@ -3,7 +3,9 @@
 - `model`: read and validate a .tflite with tflite-micro's own reader (`model_editor`).
 - `find_tensors`: the weight tensors of named layers and the LUT layout their values allow.
 - `compress`: compression with `tflite_micro.compression` (LUT, HUFFMAN, PRUNE), checked before and verified after.
-- `encoded`: the stale quantization tflite-micro leaves on LUT-encoded tensors, and its removal.
+- `encoded`: the stale quantization tflite-micro leaves on LUT-encoded tensors, and its removal; HUFFMAN and PRUNE
+  decoded copies trimmed to what TFLM reads, and equal ancillary tensors shared.
+- `decode_merge`: TFLM_DECODE operators folded into earlier ones where the measured TFLM arena gets smaller.
 - `file_growth`: what LUT-compressing one tensor does to the bytes of the whole file.
 - `huffman`: Huffman encoding in the format of TFLM's HUFFMAN decoder (canonical, length-limited, multi-level tables).
 - `prune_encoding`: encoding in the format of TFLM's PRUNE decoder (a bitmask and the kept values).

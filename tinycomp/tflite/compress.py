@@ -26,6 +26,7 @@ import numpy as np
 from tinycomp import tflm
 from tinycomp.errors import CompressionFailed, InterpreterError, ModelError
 from tinycomp.specs import CompressionSpec, PerChannel, PerTensor, TensorCompression
+from tinycomp.tflite.decode_merge import MergeResult, decode_count, merge_decodes
 from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
 from tinycomp.tflite.find_tensors import bits_for, encoded_size, max_unique_along, quantization_layout
@@ -62,6 +63,7 @@ class CompressResult:
     unsliced_bytes: int | None = None  # with slices: the same compression without slicing
     slicing_cost: int | None = None  # with slices: the flash bytes they cost (sliced − unsliced compressed file)
     slice_counts: list[SliceCountChoice] = field(default_factory=list)  # from compress_choosing_slices
+    decode_merge: MergeResult | None = None  # from with_merged_decodes
 
 
 @dataclass
@@ -194,7 +196,7 @@ def compress_model(model_bytes: bytes, spec: CompressionSpec, source: str = "mod
     result.slicing = sliced
     if sliced.sliced:
         result.unsliced_bytes = len(compressed)
-        result.data = _compress(sliced.data, sliced_spec(spec, sliced), spec_source)
+        result.data = _compress(sliced.data, sliced_spec(spec, sliced), spec_source, huffman_bases(model, spec, sliced))
         parse_tflite(result.data, "compressed model")
         result.slicing_cost = len(result.data) - len(compressed)
     return result
@@ -220,6 +222,26 @@ def compress_choosing_slices(model_bytes: bytes, spec: CompressionSpec, decode_b
     tflm.run_scheduled(_compressed_with_arena, search.ready, max(1, workers), search.record,
                        source="the sliced and compressed model")
     return search.result()
+
+
+def with_merged_decodes(result: CompressResult, workers: int = 2) -> CompressResult:
+    """`result` with its HUFFMAN and PRUNE DECODE operators merged where the TFLM arena, measured in
+    worker processes, gets smaller (tinycomp.tflite.decode_merge); `decode_merge` says what changed."""
+    def arenas(files: list[bytes]) -> list[int]:
+        measured = tflm.run_parallel(tflm.arena_of, [(f,) for f in files], workers=max(1, workers),
+                                     source="the compressed model")
+        if any(a is None for a in measured):
+            raise InterpreterError("TFLM did not report its arena size", "the compressed model")
+        return [int(a) for a in measured]
+
+    if decode_count(result.data) < 2:  # nothing to merge (LUT files are left as tflite-micro writes them)
+        return result
+    merge = merge_decodes(result.data, arenas)
+    result.decode_merge = merge
+    if merge.merged:
+        result.data = merge.data
+        parse_tflite(result.data, "compressed model")
+    return result
 
 
 def _compressed_with_arena(model_bytes: bytes, spec: CompressionSpec, decode_budget: int,
@@ -343,15 +365,34 @@ def sliced_spec(spec: CompressionSpec, sliced: SliceResult) -> CompressionSpec:
     return replace(spec, tensors=tuple(entries))
 
 
-def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str) -> bytes:
+def huffman_bases(model: EditorModel, spec: CompressionSpec, sliced: SliceResult) -> dict[tuple[int, int], Any]:
+    """(subgraph, slice index in the sliced model) → the whole kernel's values, for every slice of a
+    Huffman-coded kernel: its slices are coded with the kernel's code, so their ancillary data are the
+    same bytes and one tensor holds them (tinycomp.tflite.encoded.share_ancillary_tensors)."""
+    bases = {}
+    for entry in spec.tensors:
+        slices = sliced.slices_of(entry.subgraph, entry.tensor)
+        if entry.method == "huffman" and slices is not None:
+            kernel = model.subgraphs[entry.subgraph].tensors[entry.tensor].array
+            bases.update({(entry.subgraph, t): kernel for t in slices.tensors})
+    return bases
+
+
+def _compress(model_bytes: bytes, spec: CompressionSpec, spec_source: str,
+              bases: dict[tuple[int, int], Any] | None = None) -> bytes:
     from tflite_micro import compression
 
+    from tinycomp.tflite.encoders import HUFFMAN_BASIS
     from tinycomp.tflite.private import installed_encoders
 
+    entries = spec.to_tflm()
+    for entry in entries:  # the plugin reads a Huffman entry's basis from its method object
+        if (entry.subgraph, entry.tensor) in (bases or {}):
+            setattr(entry.compression[0], HUFFMAN_BASIS, (bases or {})[(entry.subgraph, entry.tensor)])
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), installed_encoders():
             warnings.simplefilter("ignore")
-            compressed = bytes(compression.compress(model_bytes, spec.to_tflm()))
+            compressed = bytes(compression.compress(model_bytes, entries))
     except Exception as e:
         raise CompressionFailed(f"tflite-micro could not compress the model: {e}", spec_source) from e
     return without_encoded_quantization(compressed)

@@ -18,6 +18,7 @@ import numpy as np
 from tinycomp.tflite import huffman, prune_encoding
 
 HUFFMAN_DTYPES = (np.int8, np.int16)  # DecodeStateHuffman::Decode
+HUFFMAN_BASIS = "tinycomp_basis"  # set on a tflite-micro HuffmanCompression: code the tensor with this array's code
 
 
 def quantization_of(tensor: Any) -> tuple[list[int] | None, int | None, int]:
@@ -46,8 +47,8 @@ def check_decodable(method: str, tensor: Any) -> str | None:
     return None
 
 
-def huffman_of(tensor: Any) -> huffman.HuffmanEncoding:
-    return huffman.encode(tensor.array)
+def huffman_of(tensor: Any, basis: np.ndarray | None = None) -> huffman.HuffmanEncoding:
+    return huffman.encode(tensor.array, basis=basis)
 
 
 def prune_of(tensor: Any) -> prune_encoding.PruneEncoding:
@@ -68,7 +69,7 @@ class _Plugin:
 
         return decode.DecodeType(self.code, self.method.upper())
 
-    def encode(self, tensor: Any) -> tuple[bytes, bytes]:
+    def encode(self, tensor: Any, method: Any) -> tuple[bytes, bytes]:
         raise NotImplementedError
 
     def compress(self, tensor: Any, method: Any) -> Any:
@@ -77,21 +78,21 @@ class _Plugin:
         reason = check_decodable(self.method, tensor)
         if reason is not None:
             raise compressor.CompressionError(f"tensor {tensor.name!r}: {reason}")
-        encoded, ancillary = self.encode(tensor)
+        encoded, ancillary = self.encode(tensor, method)
         return compressor.CompressionResult(encoded_data=encoded, ancillary_data=ancillary)
 
 
 class HuffmanPlugin(_Plugin):
     method, code = "huffman", huffman.DECODE_TYPE
 
-    def encode(self, tensor: Any) -> tuple[bytes, bytes]:
-        enc = huffman_of(tensor)
+    def encode(self, tensor: Any, method: Any) -> tuple[bytes, bytes]:
+        enc = huffman_of(tensor, getattr(method, HUFFMAN_BASIS, None))
         return enc.encoded, enc.ancillary
 
 
 class PrunePlugin(_Plugin):
     method, code = "pruning", prune_encoding.DECODE_TYPE
 
-    def encode(self, tensor: Any) -> tuple[bytes, bytes]:
+    def encode(self, tensor: Any, method: Any) -> tuple[bytes, bytes]:
         enc = prune_of(tensor)
         return enc.encoded, enc.ancillary

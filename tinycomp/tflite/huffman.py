@@ -237,16 +237,25 @@ def pack_codewords(values: np.ndarray, codes: Mapping[int, Code]) -> bytes:
 
 # ---------------------------------------------------------------- the encoder
 
-def encode(values: np.ndarray, wide: bool | None = None) -> HuffmanEncoding:
+def encode(values: np.ndarray, wide: bool | None = None, basis: np.ndarray | None = None) -> HuffmanEncoding:
     """The fewest-bytes TFLM Huffman encoding of an int8 or int16 array (16-bit tables for int8,
-    32-bit for int16 unless `wide` says otherwise)."""
+    32-bit for int16 unless `wide` says otherwise).
+
+    With `basis` (an array holding every value of `values`, e.g. the whole kernel `values` is a
+    slice of), the code and tables are the fewest-bytes ones for `basis` and only the codewords are
+    `values`': slices of one kernel encoded so get identical ancillary data, which one tensor can
+    hold for all of them.
+    """
     array = np.asarray(values)
     if array.dtype not in (np.int8, np.int16):
         raise ValueError(f"TFLM's Huffman decoder writes int8 or int16, not {array.dtype}")
     wide = array.dtype == np.int16 if wide is None else wide
     if array.dtype == np.int16 and not wide:
         raise ValueError("int16 values need 32-bit tables")
-    symbols, counts = np.unique(array.ravel(), return_counts=True)
+    statistics = array if basis is None else np.asarray(basis)
+    if basis is not None and (statistics.dtype != array.dtype or not np.isin(array, statistics).all()):
+        raise ValueError("the basis of a Huffman code must hold every value it encodes, in the same type")
+    symbols, counts = np.unique(statistics.ravel(), return_counts=True)
     symbols_list, weights = [int(s) for s in symbols], [int(c) for c in counts]
     natural = max(huffman_lengths(weights))
     shortest = max(1, math.ceil(math.log2(len(symbols_list)))) if len(symbols_list) > 1 else 1

@@ -13,15 +13,27 @@ encoded bytes: each method whose encoded bytes are fewer than the tensor's is ap
 tensor alone and the file measured against the same file rebuilt with nothing compressed (with
 `strip`, both as `strip` writes them), as `file_growth` does for LUT. The method that saves the
 most is chosen; none when none saves. Per-tensor savings add up (each tensor's DECODE is its own),
-which `choose` relies on; the caller measures the whole file. Nothing here imports TensorFlow.
+which `choose` relies on; the caller measures the whole file.
+
+With a decode budget (`compress --decode-budget`) each trial is measured on the sliced file, the
+kernels over the budget cut into the slice count chosen by measured arena
+(`tinycomp.tflite.compress.compress_choosing_slices`), and on its TFLM arena as well: every
+decoded tensor and DECODE operator costs arena, and slices cost flash that differs by method (a
+Huffman-coded kernel's slices share one code and one table; PRUNE slices each keep their values).
+A method then saves what it takes off flash and arena together (a byte of RAM is worth at least
+a byte of flash, the rule the slice count is chosen by): a small tensor whose DECODE costs more
+arena than its encoding saves flash stays as it is. Nothing here imports TensorFlow; the arena is
+measured in TFLM worker processes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tinycomp import tflm
+from tinycomp.errors import InterpreterError
 from tinycomp.specs import CompressionSpec, TensorCompression
-from tinycomp.tflite.compress import compress_model
+from tinycomp.tflite.compress import compress_choosing_slices, compress_model
 from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
 from tinycomp.tflite.file_growth import rebuilt_size
 from tinycomp.tflite.find_tensors import IncompressibleTensor, WeightTensor, choose_compression, weight_tensors
@@ -40,6 +52,14 @@ class MethodTrial:
     growth: int | None = None  # None: not measured (refused, or encoded bytes not fewer than the tensor's)
     note: str = ""
     spec: TensorCompression | None = None
+    arena_growth: int | None = None  # with a decode budget: the TFLM arena bytes it adds (negative: saves)
+
+    @property
+    def saving(self) -> int | None:
+        """Bytes it takes off the file (and with a decode budget, off the arena too); None: not measured."""
+        if self.growth is None:
+            return None
+        return -(self.growth + (self.arena_growth or 0))
 
 
 @dataclass
@@ -69,6 +89,8 @@ class LosslessChoice:
 
     tensors: list[LosslessTensor]
     base_bytes: int  # the file rebuilt with nothing compressed (with strip: stripped)
+    decode_budget: int | None = None
+    base_arena: int | None = None  # with a decode budget: that file's TFLM arena
 
     @property
     def spec(self) -> CompressionSpec:
@@ -104,10 +126,13 @@ def trials_for(weight: WeightTensor) -> list[MethodTrial]:
     return trials
 
 
-def choose(model_bytes: bytes, source: str = "model", strip: bool = False) -> LosslessChoice:
-    """Every weight tensor's smallest exact encoding in the written file (or none)."""
+def choose(model_bytes: bytes, source: str = "model", strip: bool = False,
+           decode_budget: int | None = None) -> LosslessChoice:
+    """Every weight tensor's smallest exact encoding in the written file (or none); with
+    `decode_budget`, the one saving the most flash and arena together in the sliced file."""
     model = parse_tflite(model_bytes, source)
     base = rebuilt_size(model_bytes, strip)
+    base_arena = None if decode_budget is None else _arena(_written(model_bytes, strip))
     tensors = []
     for weight in weight_tensors(model):
         entry = LosslessTensor(weight.subgraph, weight.index, weight.name, weight.op, weight.shape,
@@ -115,10 +140,31 @@ def choose(model_bytes: bytes, source: str = "model", strip: bool = False) -> Lo
         for trial in entry.trials:
             if trial.spec is None or trial.encoded_bytes is None or trial.encoded_bytes >= entry.bytes_before:
                 continue
-            data = compress_model(model_bytes, CompressionSpec((trial.spec,)), source).data
-            trial.growth = (strip_model(data).bytes_after if strip else len(data)) - base
-        measured = [t for t in entry.trials if t.growth is not None and t.growth < 0]
+            spec = CompressionSpec((trial.spec,))
+            if decode_budget is None:
+                data = compress_model(model_bytes, spec, source).data
+            else:
+                data = compress_choosing_slices(model_bytes, spec, decode_budget, source, "--lossless").data
+            data = _written(data, strip)
+            trial.growth = len(data) - base
+            if base_arena is not None:
+                trial.arena_growth = _arena(data) - base_arena
+        measured = [t for t in entry.trials if t.saving is not None and t.saving > 0]
         if measured:
-            entry.chosen = min(measured, key=lambda t: (t.growth, METHODS.index(t.method))).method
+            entry.chosen = min(measured, key=lambda t: (-(t.saving or 0), METHODS.index(t.method))).method
         tensors.append(entry)
-    return LosslessChoice(tensors, base)
+    return LosslessChoice(tensors, base, decode_budget, base_arena)
+
+
+def _written(data: bytes, strip: bool) -> bytes:
+    """The file as `compress` writes it (with `strip`: stripped)."""
+    if strip:
+        return strip_model(data).data
+    return data
+
+
+def _arena(data: bytes) -> int:
+    arena = tflm.run_isolated(tflm.arena_of, data, source="the compressed model")
+    if arena is None:
+        raise InterpreterError("TFLM did not report its arena size", "the compressed model")
+    return int(arena)

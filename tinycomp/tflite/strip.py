@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinycomp.tflite.compress import verify_identical
-from tinycomp.tflite.encoded import clear_encoded_quantization
+from tinycomp.tflite.encoded import clear_encoded_quantization, clear_min_max, reduce_zero_points
 from tinycomp.tflite.model import model_editor, parse_tflite
 from tinycomp.tflite.private import apply_flatbuffer_alignment, raw
 
@@ -72,9 +72,9 @@ def strip_model(model_bytes: bytes, source: str = "model") -> StripResult:
     count("tensor names", _clear(tensors, lambda t: t.name, lambda t: setattr(t, "name", None)))
     count("shape signatures", _clear(tensors, lambda t: raw(t).shapeSignature is not None,
                                      lambda t: setattr(raw(t), "shapeSignature", None)))
-    count("quantization min/max", sum(_clear_min_max(t) for t in tensors))
+    count("quantization min/max", sum(clear_min_max(t) for t in tensors))
     count("quantization of LUT-encoded tensors", clear_encoded_quantization(model))
-    count("repeated zero points", sum(_reduce_zero_points(t) for t in tensors))
+    count("repeated zero points", sum(reduce_zero_points(t) for t in tensors))
     count("empty tensor buffers", _clear(tensors, lambda t: t.buffer is not None and not t.buffer.data
                                          and not t.is_variable, lambda t: setattr(t, "buffer", None)))
     count("subgraph names", _clear(model.subgraphs, lambda s: s.name, lambda s: setattr(s, "name", None)))
@@ -107,27 +107,6 @@ def _clear(items: Any, present: Callable[[Any], bool], clear: Callable[[Any], No
             clear(item)
             n += 1
     return n
-
-
-def _clear_min_max(tensor: Any) -> int:
-    q = raw(tensor).quantization
-    if q is None or (_length(q.min) == 0 and _length(q.max) == 0):
-        return 0
-    q.min = q.max = None
-    return 1
-
-
-def _reduce_zero_points(tensor: Any) -> int:
-    q = tensor.quantization
-    zero_points = None if q is None or isinstance(q.zero_points, int) else list(q.zero_points)
-    if not zero_points or len(zero_points) < 2 or len(set(zero_points)) != 1:
-        return 0
-    q.zero_points = zero_points[:1]
-    return 1
-
-
-def _length(values: Any) -> int:
-    return 0 if values is None else len(values)
 
 
 def align(model_bytes: bytes) -> bytes:
