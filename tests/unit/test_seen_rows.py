@@ -45,7 +45,7 @@ def test_the_note_says_how_to_validate_on_rows_the_model_never_saw():
         f"m.h5 was trained on {seen} of the plan's 14 validation rows (m.json): drops measured on rows a model has "
         "learned are optimistic; validate on the rows its training held out: --validation-split 0.2 --seed 3")
     assert validation_note("m.h5", None, None, plan).startswith("m.h5's training rows are not known (no `tinycomp "
-                                                                "train` record)")
+                                                                "train` record of its held-out rows)")
 
 
 def _write(path, payload):

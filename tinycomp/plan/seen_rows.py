@@ -58,7 +58,7 @@ def validation_note(model_name: str, trained: TrainedRows | None, seen: int | No
         return (f"validation rows: the data's own validation set ({rows:,} rows); the plan assumes {model_name} "
                 "was not trained on them")
     if trained is None or seen is None:
-        why = "no `tinycomp train` record" if trained is None else f"{trained.record_path} is of other data"
+        why = "no `tinycomp train` record of its held-out rows" if trained is None else f"{trained.record_path} is of other data"
         return (f"{model_name}'s training rows are not known ({why}): the plan assumes it was not trained on its "
                 f"{rows:,} validation rows; if it was, its measured drops are optimistic (validate on rows it never "
                 "saw: x_val/y_val, or groups it was not trained on)")
