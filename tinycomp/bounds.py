@@ -53,16 +53,12 @@ class Interval:
     confidence: float
     sided: str
     unit: str  # "pp", "dB" or "%"
-    blocks: bool = False  # the groups are blocks of consecutive rows (no groups given), not subjects or sessions
 
     @property
     def resting_on(self) -> str:
-        """'1,429 rows', '2 groups (1,429 rows)' or '10 blocks of consecutive rows (1,429 rows)'."""
+        """'1,429 rows' or '2 groups (1,429 rows)'."""
         rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
-        if self.groups is None:
-            return rows
-        what = "blocks of consecutive rows" if self.blocks else "groups"
-        return f"{self.groups} {what if self.groups != 1 else what.replace('s', '', 1)} ({rows})"
+        return rows if self.groups is None else f"{self.groups} group{'' if self.groups == 1 else 's'} ({rows})"
 
     @property
     def half_width(self) -> float:
@@ -79,8 +75,6 @@ class Interval:
         units = self.rows if self.groups is None else self.groups
         if not math.isfinite(self.half_width):
             return MIN_GROUPS if self.groups is not None else None
-        if self.blocks:  # as many blocks, each longer: the half width shrinks as 1/sqrt(rows)
-            return max(self.rows + 1, math.ceil(self.rows * (self.half_width / budget) ** 2))
         if self.groups is None or self.groups < MIN_GROUPS:
             return max(units + 1, math.ceil(units * (self.half_width / budget) ** 2))
         # the spread between groups, then the fewest groups whose t bound at G−1 degrees of freedom is narrow enough
@@ -104,12 +98,11 @@ class Interval:
         """The interval of minus this quantity (a drop as a Δ): the bounds swap sides."""
         sided = {"upper": "lower", "lower": "upper", "two": "two"}[self.sided]
         return Interval(0.0 - self.estimate, 0.0 - self.high, 0.0 - self.low, self.rows, self.groups, self.confidence,
-                        sided, self.unit, self.blocks)
+                        sided, self.unit)
 
     def to_json(self) -> dict[str, Any]:
         return {"estimate": self.estimate, "low": _finite(self.low), "high": _finite(self.high), "rows": self.rows,
-                "groups": self.groups, "confidence": self.confidence, "sided": self.sided, "unit": self.unit,
-                "blocks": self.blocks}
+                "groups": self.groups, "confidence": self.confidence, "sided": self.sided, "unit": self.unit}
 
     @classmethod
     def from_json(cls, payload: object, where: str) -> Interval:
@@ -121,7 +114,7 @@ class Interval:
             groups = payload.get("groups")
             return cls(float(payload["estimate"]), low, high, int(payload["rows"]),
                        None if groups is None else int(groups), float(payload["confidence"]), str(payload["sided"]),
-                       str(payload["unit"]), bool(payload.get("blocks", False)))
+                       str(payload["unit"]))
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"an interval is malformed: {e}", where, "re-create the file with this tinycomp") from e
 
@@ -141,7 +134,7 @@ def unresolved_note(bound: Interval, budget: float, what: str = "the validation 
     needed = bound.units_needed(budget)
     if needed is None:
         return None
-    unit = "groups" if bound.groups is not None and not bound.blocks else "rows"
+    unit = "groups" if bound.groups is not None else "rows"
     level = f"{100 * bound.confidence:g}%"
     spread = (f"its {level} bound lies {bound.half_width:.2f} {bound.unit} above the estimate"
               if math.isfinite(bound.half_width) else "one group shows no variation between groups")
@@ -193,19 +186,13 @@ class Checked:
 
 
 def checked(has_accuracy: bool, targets: np.ndarray, reference_outputs: np.ndarray, outputs: np.ndarray,
-            groups: np.ndarray | None = None, *, confidence: float = CONFIDENCE, blocks: bool = False) -> Checked:
+            groups: np.ndarray | None = None, *, confidence: float = CONFIDENCE) -> Checked:
     """The paired bounds of one model against the reference on the same validation rows: accuracy drop
-    and agreement for a classifier (`has_accuracy`), SNR drop for a regression model. `blocks`: the
-    groups are blocks of consecutive rows (`data.validation.ROW_BLOCKS`), which the text says."""
+    and agreement for a classifier (`has_accuracy`), SNR drop for a regression model."""
     if has_accuracy:
-        result = Checked(accuracy_drop(targets, reference_outputs, outputs, groups, confidence=confidence),
-                         agreement(reference_outputs, outputs, groups, confidence=confidence))
-    else:
-        result = Checked(snr_drop(targets, reference_outputs, outputs, groups, confidence=confidence))
-    if not blocks or groups is None:
-        return result
-    return Checked(replace(result.drop, blocks=True),
-                   None if result.agreement is None else replace(result.agreement, blocks=True))
+        return Checked(accuracy_drop(targets, reference_outputs, outputs, groups, confidence=confidence),
+                       agreement(reference_outputs, outputs, groups, confidence=confidence))
+    return Checked(snr_drop(targets, reference_outputs, outputs, groups, confidence=confidence))
 
 
 # ---------------------------------------------------------------- public bounds

@@ -210,23 +210,3 @@ def test_checked_holds_both_bounds_and_decides_on_them():
     assert bounds.Checked.from_json(c.to_json(), "x") == c
     regress = bounds.checked(False, np.ones((5, 2)), np.ones((5, 2)) * 1.1, np.ones((5, 2)) * 1.2)
     assert regress.agreement is None and regress.drop.unit == "dB"
-
-
-def test_blocks_of_consecutive_rows_catch_rows_ordered_by_subject():
-    """No groups given, rows ordered by subject: the rows' bound treats 600 rows as independent; blocks of
-    consecutive rows see that whole stretches (subjects) lose together, and say blocks, not groups."""
-    from tinycomp.data.validation import row_blocks
-
-    labels = np.zeros(600, dtype=int)
-    reference = one_hot_outputs(labels, 2)
-    new = labels.copy()
-    new[:60] = 1  # the first subject's 60 rows all lost, the other 540 rows unchanged
-    by_rows = bounds.checked(True, labels, reference, one_hot_outputs(new, 2))
-    by_blocks = bounds.checked(True, labels, reference, one_hot_outputs(new, 2), row_blocks(600), blocks=True)
-    assert by_rows.drop.estimate == by_blocks.drop.estimate == pytest.approx(10.0)
-    assert by_blocks.drop.high > by_rows.drop.high + 5
-    assert by_blocks.drop.resting_on == "10 blocks of consecutive rows (600 rows)"
-    assert by_blocks.agreement is not None and by_blocks.agreement.blocks
-    assert bounds.Interval.from_json(by_blocks.drop.to_json(), "x") == by_blocks.drop
-    note = bounds.unresolved_note(by_blocks.drop, 1.0)
-    assert note is not None and note.endswith("rows would (give more rows for validation)")

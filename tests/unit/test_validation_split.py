@@ -15,20 +15,8 @@ from tinycomp.errors import DataError, InvalidValue
 def test_rows_hold_out_the_last_fraction():
     split = split_validation_rows(10, fraction=0.2)
     assert split.fit.tolist() == list(range(8)) and split.val.tolist() == [8, 9]
-    assert split.blocks and split.val_groups.tolist() == [0, 1]  # too few rows for ROW_BLOCKS: a row a block
+    assert split.val_groups is None
     assert (split.source.kind, split.source.rows, split.source.groups) == ("rows", 2, None)
-
-
-def test_without_groups_the_validation_rows_make_blocks_of_consecutive_rows():
-    from tinycomp.data.validation import ROW_BLOCKS
-
-    split = split_validation_rows(1000, fraction=0.25)
-    assert split.blocks and len(set(split.val_groups.tolist())) == ROW_BLOCKS
-    assert (np.diff(split.val_groups) >= 0).all() and np.bincount(split.val_groups).tolist() == [25] * ROW_BLOCKS
-    given = split_validation_rows(50, fraction=0.2, given_rows=23)
-    assert given.blocks and len(given.val_groups) == 23 and given.val_groups.max() == ROW_BLOCKS - 1
-    grouped = split_validation_rows(70, fraction=0.2, groups=np.repeat(np.arange(10), 7))
-    assert not grouped.blocks
 
 
 def test_groups_are_held_out_whole_and_chosen_by_seed():

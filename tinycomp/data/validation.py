@@ -8,8 +8,7 @@ Three kinds, as the data gives them (like scikit-learn's GroupShuffleSplit for g
   least two of three or more: a bound over groups needs two); fine-tuning never sees them. The same
   fraction and seed hold out the same groups, and a larger fraction holds out those and more.
 - `rows`: neither. The last `fraction` of the training rows are held out, and `ROWS_NOTE` says so in
-  one line, with how to give groups or a validation set. The bound's variance is then taken between
-  ROW_BLOCKS blocks of consecutive validation rows (as for a given validation set without groups).
+  one line, with how to give groups or a validation set.
 
 `split_validation_rows` returns a `ValidationSplit`: the fit rows, the validation rows (indices into
 the training rows, or None for a given set), the validation rows' groups (for a bound by group) and
@@ -27,12 +26,8 @@ from tinycomp.errors import DataError, InvalidValue
 
 KINDS = ("rows", "groups", "given")
 MIN_HELD_OUT_GROUPS = 2  # a bound over groups needs two (held out whenever three or more are given)
-# Without groups, the validation rows are split into this many blocks of consecutive rows, and the bound's
-# variance is taken between blocks: rows that follow each other (overlapping windows, one subject's rows in
-# a file ordered by subject) are not independent, and rows' variance would understate the spread.
-ROW_BLOCKS = 10
 ROWS_NOTE = ("validation rows are the last {fraction:g} of {name}'s training rows ({rows:,}), so the check's bound "
-             "counts blocks of consecutive rows, not subjects: give groups_train (one subject/session id per training row; --groups with .npy) to hold "
+             "counts rows: give groups_train (one subject/session id per training row; --groups with .npy) to hold "
              "out whole groups, or x_val/y_val (--val-data/--val-targets with .npy) to validate on your own rows")
 
 
@@ -86,24 +81,12 @@ class ValidationSource:
 @dataclass(frozen=True)
 class ValidationSplit:
     """Row indices into the training rows: `fit` (fine-tuning), `val` (validation; None: the given
-    validation set), `val_groups` (one group id per validation row: the data's groups, or blocks of
-    consecutive rows when it gave none)."""
+    validation set), `val_groups` (one group id per validation row; None: rows are the unit)."""
 
     fit: np.ndarray
     val: np.ndarray | None
-    val_groups: np.ndarray
+    val_groups: np.ndarray | None
     source: ValidationSource
-
-    @property
-    def blocks(self) -> bool:
-        """`val_groups` are blocks of consecutive rows (`row_blocks`): the data gave no groups."""
-        return self.source.groups is None
-
-
-def row_blocks(rows: int) -> np.ndarray:
-    """Block ids of `rows` consecutive rows: ROW_BLOCKS blocks of (nearly) equal length, fewer when there are
-    fewer rows."""
-    return np.arange(rows) * min(ROW_BLOCKS, rows) // max(rows, 1)
 
 
 def split_validation_rows(train_rows: int, *, fraction: float, seed: int = 0, groups: np.ndarray | None = None,
@@ -121,7 +104,7 @@ def split_validation_rows(train_rows: int, *, fraction: float, seed: int = 0, gr
     if held < 1 or held >= train_rows:
         raise DataError(f"{train_rows} training rows cannot be split {1 - fraction:g}/{fraction:g}", "x_train",
                         "give more training rows or another validation split")
-    return ValidationSplit(np.arange(train_rows - held), np.arange(train_rows - held, train_rows), row_blocks(held),
+    return ValidationSplit(np.arange(train_rows - held), np.arange(train_rows - held, train_rows), None,
                            ValidationSource("rows", held, None, train_rows - held))
 
 
@@ -135,7 +118,7 @@ def _given(train_rows: int, given_rows: int, given_groups: np.ndarray | None) ->
             raise DataError(f"groups_val has {len(given_groups)} ids for {given_rows} validation rows", "groups_val",
                             "give one group id per row of x_val")
         count = len(np.unique(given_groups))
-    return ValidationSplit(np.arange(train_rows), None, row_blocks(given_rows) if given_groups is None else given_groups,
+    return ValidationSplit(np.arange(train_rows), None, given_groups,
                            ValidationSource("given", given_rows, count, train_rows))
 
 

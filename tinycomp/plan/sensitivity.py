@@ -98,11 +98,9 @@ def split_validation(data: Dataset, validation_split: float, seed: int = 0) -> t
     return data.validation_rows(split)
 
 
-def validation_groups(data: Dataset, validation_split: float, seed: int = 0) -> tuple[np.ndarray, bool]:
-    """The group of each validation row `split_validation` gives, and whether those are blocks of consecutive
-    rows (the data gave no groups)."""
-    split = data.validation_split(validation_split, seed)
-    return split.val_groups, split.blocks
+def validation_groups(data: Dataset, validation_split: float, seed: int = 0) -> np.ndarray | None:
+    """The group of each validation row (None: rows are the unit of the bound)."""
+    return data.validation_split(validation_split, seed).val_groups
 
 
 def task_of(model: Any, data: Dataset, override: Task | None = None) -> Task:
@@ -135,12 +133,12 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
     spec = plan_spec(table, plan, measurement.init)
     reference = outputs_of(model, x_val)
     loss = training_loss(model, data, table.task)
-    groups, blocks = validation_groups(data, measurement.validation_split, table.seed)
+    groups = validation_groups(data, measurement.validation_split, table.seed)
     measured = []
     for epochs in sorted({0, table.epochs}):
         outputs = clustered_outputs(model, spec, fit_data, x_val, epochs=epochs, batch_size=measurement.batch_size,
                                     seed=table.seed, loss=loss, learning_rate=measurement.rate, task=table.task)
-        checked = bounds.checked(table.task.has_accuracy, np.asarray(y_val), reference, outputs, groups, blocks=blocks)
+        checked = bounds.checked(table.task.has_accuracy, np.asarray(y_val), reference, outputs, groups)
         score = table.task.plan_score(outputs, np.asarray(y_val))
         measured.append((checked.drop.high, -score, epochs, outputs, checked))
     _, negative_score, epochs, outputs, checked = min(measured, key=lambda m: m[:3])

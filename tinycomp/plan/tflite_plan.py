@@ -246,7 +246,6 @@ class PlanRows:
     y_check: np.ndarray
     task: Task
     groups_check: np.ndarray | None = None  # the group of each check row (None: rows are the bound's unit)
-    blocks: bool = False  # groups_check are blocks of consecutive rows (the data gave no groups)
 
 
 def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: int, source: str) -> PlanRows:
@@ -268,7 +267,8 @@ def validation_rows(data: Dataset, int8: bytes, measurement: Measurement, seed: 
     split = data.validation_split(measurement.validation_split, seed)
     _, x_all, y_all = data.validation_rows(split)
     rows, check = row_sets(len(x_all), measurement.validation_rows or 0, seed)
-    return PlanRows(x_all[rows], y_all[rows], x_all[check], y_all[check], task, split.val_groups[check], split.blocks)
+    groups = None if split.val_groups is None else split.val_groups[check]
+    return PlanRows(x_all[rows], y_all[rows], x_all[check], y_all[check], task, groups)
 
 
 def row_sets(held: int, validation_rows: int, seed: int,
@@ -806,7 +806,7 @@ class TfliteBackend:
             # identical outputs have an infinite SNR, which JSON cannot hold: left out
             agreement = {k: v for k, v in rows.task.agreement(outputs, runner.reference).items() if np.isfinite(v)}
             checked = bounds.checked(rows.task.has_accuracy, rows.y_check, runner.reference, outputs,
-                                     rows.groups_check, blocks=rows.blocks)
+                                     rows.groups_check)
             self._joint[key] = JointDrop(drop, 0, noise, agreement, checked)
         return self._joint[key]
 
