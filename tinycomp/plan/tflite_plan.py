@@ -8,7 +8,8 @@ feedback and its operator's bias from the int8 file's layer inputs on those trai
 `palettize --spec` with the same data makes exactly the measured file. Each candidate runs in the
 TFLM interpreter (worker processes) on validation rows held out from the *training* data, from its
 tensor's first reader on, fed cached activations of the given file (`Runner`, `tflite.cut`); a drop
-budget leaves hopeless bitwidths unmeasured (`Schedule`). Nothing is fine-tuned: a drop is the given
+budget leaves hopeless bitwidths unmeasured, and a tensor whose fewest bits measure no drop (probed first
+on a share of the rows) has its other bitwidths unmeasured (`Schedule`). Nothing is fine-tuned: a drop is the given
 file's score minus the candidate's. The core (`plan.make`) chooses, checks the chosen tensors
 palettized together on the candidates' rows plus as many fresh ones (`CHECK_MULTIPLE`), refines, and
 measures exact bytes and arenas on the files `Palettes.compressed` makes (as `compress` will).
@@ -424,11 +425,11 @@ class Runner:
         return CandidateResult(CONTROL, zero_shot=score(self.reference[:n], self.rows.y, self.rows.task),
                                seconds=round(self.reference_seconds * n / len(self.x) * self.jobs, 3))
 
-    def candidate_task(self, choice: dict[str, int]) -> tuple[Any, ...]:
-        """The arguments of `tflm.run_rows` for one candidate on the candidates' rows."""
+    def candidate_task(self, choice: dict[str, int], rows: slice | None = None) -> tuple[Any, ...]:
+        """The arguments of `tflm.run_rows` for one candidate on the candidates' rows (or those of them in `rows`)."""
 
         template, op = self.model_with(choice)
-        inputs, float_input = self.inputs(op, slice(0, len(self.rows.y)))
+        inputs, float_input = self.inputs(op, slice(0, len(self.rows.y)) if rows is None else rows)
         return template.data, inputs, float_input, template.first_extra, len(template.extra)
 
     def keep(self, key: str, choice: dict[str, int], result: tflm.RowOutputs) -> None:
@@ -486,10 +487,18 @@ class Schedule:
     out: they cannot be chosen); going to more bits goes on while the last drop is above zero (at
     zero drop, more bits only cost bytes). The limit is the budget plus one validation noise, known
     once the given file is measured. Without a budget on the drop every candidate is measured.
+
+    With `probe` (and a budget on the drop), each tensor with bitwidths below its pivot starts at its
+    fewest bits instead, first on a share of the rows (`probes`, then `probed`): when their bound says
+    that candidate's drop is beyond the limit, the tensor goes on as above (that candidate measured
+    in full only if the rule above wants it); else it is measured in full, and when its drop is at most
+    zero, no other bitwidth of the tensor is measured: fewer bits never count as better
+    (`choose.counted_drops`), so more bits can only cost bytes. A wrong probe costs time, never the
+    table: every candidate in the table is measured on every candidate row.
     """
 
     def __init__(self, candidates: list[Candidate], results: dict[str, CandidateResult], *, task: Task, rows: int,
-                 max_drop: float | None):
+                 max_drop: float | None, probe: bool = False):
         self.results, self.task, self.rows, self.max_drop = results, task, rows, max_drop
         self.scale = task.scale
         self.bits: dict[str, list[int]] = {}
@@ -499,6 +508,11 @@ class Schedule:
         self.bits = {name: sorted(bits) for name, bits in self.bits.items()}
         self.released: set[str] = set(results)
         self.all = candidates
+        # tensor → its fewest bits, probed first; state: "pending", "probing", "hopeless" or "measure"
+        self.fewest = {name: bits[0] for name, bits in self.bits.items()
+                       if probe and max_drop is not None and bits[0] < self.pivot(name)}
+        self.state = {name: "measure" if f"{name}/{2 ** bits}" in results else "pending"
+                      for name, bits in self.fewest.items()}
 
     def pivot(self, name: str) -> int:
         bits = self.bits[name]
@@ -520,6 +534,15 @@ class Schedule:
     def wanted(self, c: Candidate) -> bool:
         if self.max_drop is None or c.tensor is None or c.bits is None:
             return True
+        state = self.state.get(c.tensor)
+        if state in ("pending", "probing"):
+            return False
+        if state == "measure":
+            if c.bits == self.fewest[c.tensor]:
+                return True
+            fewest = self.drop(c.tensor, self.fewest[c.tensor])
+            if fewest is None or fewest <= 0:
+                return False
         bits, order = c.bits, self.bits[c.tensor]
         pivot, i = self.pivot(c.tensor), order.index(c.bits)
         if bits == pivot:
@@ -530,6 +553,17 @@ class Schedule:
             return False
         return not ruled_out({2 ** neighbour: drop}, 2 ** bits, limit) if bits < pivot else drop > 0
 
+    def probes(self) -> list[Candidate]:
+        """The fewest-bits candidates to measure on a share of the rows first."""
+        out = [c for c in self.all if c.tensor in self.state and self.state[c.tensor] == "pending"
+               and c.bits == self.fewest[c.tensor]]
+        self.state.update((c.tensor, "probing") for c in out if c.tensor is not None)
+        return out
+
+    def probed(self, name: str, hopeless: bool) -> None:
+        """What a probe found: its drop surely beyond the limit (`hopeless`), or not."""
+        self.state[name] = "hopeless" if hopeless else "measure"
+
     def ready(self) -> list[Candidate]:
         out = [c for c in self.all if c.key not in self.released and self.wanted(c)]
         self.released.update(c.key for c in out)
@@ -537,19 +571,41 @@ class Schedule:
 
 
 PIVOT_BITS = 4
+# A probe measures a tensor's fewest bits on this share of the candidates' rows (the rest, when needed, after).
+PROBE_SHARE = 4
 
 
-def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult]) -> list[tuple[str, int]]:
+def surely_beyond(rows: PlanRows, reference: np.ndarray, outputs: np.ndarray, limit: Limit | None) -> bool:
+    """Whether the one-sided 95% lower bound of the drop of `outputs` (on the first of the candidates' rows)
+    is beyond what `limit` lets a candidate be part of a plan with."""
+    if limit is None:
+        return False
+    n = len(outputs)
+    drop = (bounds.accuracy_drop if rows.task.has_accuracy else bounds.snr_drop)(
+        rows.y[:n], reference[:n], outputs, sided="lower")
+    return limit.exceeded_by(drop.low)
+
+
+def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult],
+                 probe: bool = False) -> list[tuple[str, int]]:
     """(tensor, bits) of the candidates to measure, in the order a drop budget's `Schedule` is likely to
-    release them: every tensor's pivot, then each one's fewer bits."""
+    release them: (with `probe`) every tensor's fewest bits below its pivot, every tensor's pivot, then
+    each one's fewer bits."""
 
     bits: dict[str, list[int]] = {}
     for c in candidates:
         if c.tensor is not None and c.bits is not None and c.key not in results:
             bits.setdefault(c.tensor, []).append(c.bits)
     pivots = {name: min((b for b in sorted(found) if b >= PIVOT_BITS), default=max(found)) for name, found in bits.items()}
+    fewest = [(name, min(found)) for name, found in bits.items() if probe and min(found) < pivots[name]]
     fewer = sorted(((name, b) for name, found in bits.items() for b in found if b < pivots[name]), key=lambda nb: -nb[1])
-    return list(pivots.items()) + fewer
+    return fewest + list(pivots.items()) + [nb for nb in fewer if nb not in fewest]
+
+
+def joined(head: tflm.RowOutputs, rest: tflm.RowOutputs) -> tflm.RowOutputs:
+    """One candidate's outputs on its first rows, then on the others."""
+    return tflm.RowOutputs(np.concatenate([head.outputs, rest.outputs]),
+                           tuple(np.concatenate([a, b]) for a, b in zip(head.extra, rest.extra)))
 
 
 def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, CandidateResult] | None = None,
@@ -557,13 +613,16 @@ def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, Cand
     """Each candidate's zero-shot score in TFLM on the validation rows (what `done` lacks), one candidate
     per task in the runner's worker processes, each run from its tensor's cut (`Runner`); each
     candidate's model is made when it is released. With a budget on the drop (`max_drop`), candidates
-    that could not be chosen are not measured (see `Schedule`)."""
+    that could not be chosen are not measured, and each tensor's fewest bits are probed first on a
+    share of the rows (see `Schedule`)."""
 
     rows = runner.rows
+    n = len(rows.y)
+    head = n // PROBE_SHARE
     results = dict(done or {})
     if any(c.key not in results for c in candidates):
         runner.start_reference()
-        for name, bits in likely_first(candidates, results):  # while the workers run the given file
+        for name, bits in likely_first(candidates, results, probe=head > 0):  # while the workers run the given file
             if runner.reference_ready():
                 break
             runner.palettes.array(name, bits)
@@ -572,15 +631,34 @@ def measure(runner: Runner, candidates: list[Candidate], *, done: dict[str, Cand
         results[CONTROL] = runner.control()
         if on_result:
             on_result(results[CONTROL])
-    schedule = Schedule(candidates, results, task=rows.task, rows=len(rows.y), max_drop=max_drop)
+    schedule = Schedule(candidates, results, task=rows.task, rows=n, max_drop=max_drop, probe=head > 0)
     last = [time.perf_counter()]
 
-    choices = {c.key: {c.tensor: c.bits} for c in candidates if c.tensor is not None and c.bits is not None}
+    by_key = {c.key: c for c in candidates if c.tensor is not None and c.bits is not None}
+    choices = {key: {str(c.tensor): int(c.bits or 0)} for key, c in by_key.items()}
+    heads: dict[str, tflm.RowOutputs] = {}
 
     def ready() -> list[tuple[Any, tuple[Any, ...]]]:
-        return [(c.key, runner.candidate_task(choices[c.key])) for c in schedule.ready() if c.tensor is not None]
+        tasks = [((c.key, "head"), runner.candidate_task(choices[c.key], slice(0, head))) for c in schedule.probes()]
+        for c in schedule.ready():
+            if c.key not in by_key:
+                continue
+            if c.key in heads:
+                tasks.append(((c.key, "rest"), runner.candidate_task(choices[c.key], slice(head, n))))
+            else:
+                tasks.append(((c.key, "all"), runner.candidate_task(choices[c.key])))
+        return tasks
 
-    def finished(key: str, outputs: tflm.RowOutputs) -> None:
+    def finished(task: tuple[str, str], outputs: tflm.RowOutputs) -> None:
+        key, part = task
+        if part == "head":
+            heads[key] = outputs
+            assert runner.reference is not None
+            schedule.probed(str(by_key[key].tensor), surely_beyond(rows, runner.reference, outputs.outputs,
+                                                                    schedule.limit))
+            return
+        if part == "rest":
+            outputs = joined(heads.pop(key), outputs)
         runner.keep(key, choices[key], outputs)
         now = time.perf_counter()
         result = CandidateResult(key, zero_shot=score(outputs.outputs, rows.y, rows.task),
