@@ -589,8 +589,9 @@ def surely_beyond(rows: PlanRows, reference: np.ndarray, outputs: np.ndarray, li
 def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult],
                  probe: bool = False) -> list[tuple[str, int]]:
     """(tensor, bits) of the candidates to measure, in the order a drop budget's `Schedule` is likely to
-    release them: (with `probe`) every tensor's fewest bits below its pivot, every tensor's pivot, then
-    each one's fewer bits."""
+    release them: every tensor's pivot, then each one's fewer bits. With `probe`, only what is released
+    first: the fewest bits below a pivot (probed), else the pivot. Whether anything else is measured
+    depends on the probes, and calibrating a candidate never measured takes the CPU from the workers."""
 
     bits: dict[str, list[int]] = {}
     for c in candidates:
@@ -599,7 +600,10 @@ def likely_first(candidates: list[Candidate], results: dict[str, CandidateResult
     pivots = {name: min((b for b in sorted(found) if b >= PIVOT_BITS), default=max(found)) for name, found in bits.items()}
     fewest = [(name, min(found)) for name, found in bits.items() if probe and min(found) < pivots[name]]
     fewer = sorted(((name, b) for name, found in bits.items() for b in found if b < pivots[name]), key=lambda nb: -nb[1])
-    return fewest + list(pivots.items()) + [nb for nb in fewer if nb not in fewest]
+    if probe:  # tensors with nothing below their pivot start there
+        probed = {name for name, _ in fewest}
+        return fewest + [(name, b) for name, b in pivots.items() if name not in probed]
+    return list(pivots.items()) + fewer
 
 
 def joined(head: tflm.RowOutputs, rest: tflm.RowOutputs) -> tflm.RowOutputs:
