@@ -155,7 +155,8 @@ def test_palettize_usage_errors_are_one_line(args, line):
 
 def _schedule(bits: list[int], max_drop: float | None):
     from tinycomp.plan.candidates import CandidateResult
-    from tinycomp.plan.tflite_plan import Schedule, tflite_candidates
+    from tinycomp.plan.tflite_palettes import tflite_candidates
+    from tinycomp.plan.tflite_schedule import Schedule
 
     results: dict[str, CandidateResult] = {}
     return Schedule(tflite_candidates({"dense": bits}), results, task=CLASSIFY, rows=10 ** 6,
@@ -199,7 +200,8 @@ def test_schedule_measures_everything_without_a_drop_budget():
 def _probing(bits: list[int], accuracy: dict[str, float], hopeless: bool) -> tuple[list[str], list[str]]:
     """(probed keys, keys measured in full, in release order) of a probing schedule at a 0.5 pp budget."""
     from tinycomp.plan.candidates import CandidateResult
-    from tinycomp.plan.tflite_plan import Schedule, tflite_candidates
+    from tinycomp.plan.tflite_palettes import tflite_candidates
+    from tinycomp.plan.tflite_schedule import Schedule
 
     results: dict[str, CandidateResult] = {}
     schedule = Schedule(tflite_candidates({"dense": bits}), results, task=CLASSIFY, rows=10 ** 6, max_drop=0.5,
@@ -240,7 +242,8 @@ def test_a_probe_is_hopeless_only_when_its_lower_bound_is_beyond_the_limit():
     import numpy as np
 
     from tinycomp.plan.decision import Limit
-    from tinycomp.plan.tflite_plan import PlanRows, joined, surely_beyond
+    from tinycomp.plan.tflite_rows import PlanRows
+    from tinycomp.plan.tflite_schedule import joined, surely_beyond
     from tinycomp.tflm import RowOutputs
 
     y = np.arange(400) % 4
