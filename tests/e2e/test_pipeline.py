@@ -167,7 +167,8 @@ def test_compress_refuses_a_layout_that_decodes_wrongly(pipeline, tmp_path):
 
 @pytest.mark.slow
 def test_make_demo_is_incremental(tmp_path, tiny_npz):
-    """The Makefile on tiny data: builds everything, then does nothing, then redoes only what a spec touches."""
+    """The Makefile on tiny data: builds everything, then does nothing, then (dry) would redo the
+    clustering a touched spec feeds, not the training (each step ran for real in the first build)."""
     if not shutil.which("make"):
         pytest.skip("make is not installed")
     build = tmp_path / "build"
@@ -184,13 +185,11 @@ def test_make_demo_is_incremental(tmp_path, tiny_npz):
             "compression.yaml", "compressed.tflite", "compressed_sliced.tflite", "eval.json"} <= set(outputs)
     again = subprocess.run(make, capture_output=True, text=True, env=env)
     assert "Nothing to be done" in again.stdout, again.stdout
-    model_mtime = (build / "model.h5").stat().st_mtime_ns
     time.sleep(1.1)
     spec.touch()
-    third = subprocess.run(make, capture_output=True, text=True, env=env)
+    third = subprocess.run([*make, "-n"], capture_output=True, text=True, env=env)
     assert third.returncode == 0, third.stdout + third.stderr
     assert " cluster " in third.stdout and " train " not in third.stdout and " convert " not in third.stdout
-    assert (build / "model.h5").stat().st_mtime_ns == model_mtime
 
 
 def test_make_bench_chains_every_plan(tmp_path):

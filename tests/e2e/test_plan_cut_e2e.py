@@ -10,7 +10,11 @@ import pytest
 from helpers import int8_models
 from tinycomp import tflm
 from tinycomp.metrics import CLASSIFY
-from tinycomp.plan.tflite_plan import Measurement, PlanRows, Runner, measure, plannable, score, tflite_candidates
+from tinycomp.plan.request import Measurement
+from tinycomp.plan.tflite_palettes import plannable, tflite_candidates
+from tinycomp.plan.tflite_rows import PlanRows, score
+from tinycomp.plan.tflite_runner import Runner
+from tinycomp.plan.tflite_schedule import measure
 
 pytestmark = pytest.mark.slow
 
@@ -93,9 +97,9 @@ def _skip_model() -> bytes:
 def test_cuts_stay_monotone_when_the_cache_overflows_across_a_skip_connection(monkeypatch):
     """The wide activation overflows the cache at l2's cut; l1's cut would only need `s`, which l3's cut
     caches anyway, but running l1 from its cut while l2 runs whole would measure the wrong model."""
-    from tinycomp.plan import tflite_plan
+    from tinycomp.plan import tflite_runner
 
-    monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", 20_000)
+    monkeypatch.setattr(tflite_runner, "MAX_CACHED_BYTES", 20_000)
     data = _skip_model()
     palettes, usable = plannable(data, Measurement(cluster_counts=(4,)), "skip")
     x = np.random.default_rng(1).uniform(-1, 1, (10, 4)).astype(np.float32)

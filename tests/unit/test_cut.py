@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinycomp.errors import ModelError
-from tinycomp.plan.tflite_plan import CHECK_MULTIPLE, row_sets
+from tinycomp.plan.tflite_rows import CHECK_MULTIPLE, row_sets
 from tinycomp.tflite.cut import first_reader, live_tensors, suffix_model, why_not_cut
 from tinycomp.tflite.model import model_editor, parse_tflite, schema
 from tinycomp.tflite.private import buffer_data_span, fast_buffer_packing
@@ -121,14 +121,15 @@ def test_check_rows_start_with_the_candidate_rows_then_fresh_ones(held, wanted, 
 def tiny_runner(monkeypatch: pytest.MonkeyPatch | None = None, cache_limit: int | None = None):
     """The plan's Runner on the tiny DAG (no worker pool: nothing here runs TFLM)."""
     from tinycomp.metrics import CLASSIFY
-    from tinycomp.plan import tflite_plan
+    from tinycomp.plan import tflite_palettes, tflite_rows, tflite_runner
+    from tinycomp.plan.request import Measurement
 
     if cache_limit is not None and monkeypatch is not None:
-        monkeypatch.setattr(tflite_plan, "MAX_CACHED_BYTES", cache_limit)
-    palettes, _ = tflite_plan.plannable(tiny_dag(), tflite_plan.Measurement(cluster_counts=(4,)), "tiny")
+        monkeypatch.setattr(tflite_runner, "MAX_CACHED_BYTES", cache_limit)
+    palettes, _ = tflite_palettes.plannable(tiny_dag(), Measurement(cluster_counts=(4,)), "tiny")
     x = np.zeros((5, 4), np.float32)
-    rows = tflite_plan.PlanRows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
-    return tflite_plan.Runner(palettes, rows, None, 1, check_rows=True), palettes
+    rows = tflite_rows.PlanRows(x[:3], np.zeros(3), x, np.zeros(5), CLASSIFY)
+    return tflite_runner.Runner(palettes, rows, None, 1, check_rows=True), palettes
 
 
 def test_each_tensor_is_cut_at_its_first_reader_and_its_values_land_in_the_cut_model():
@@ -159,7 +160,8 @@ def test_plan_refuses_weights_outside_subgraph_0():
     import numpy as np
 
     from tinycomp.errors import ModelError
-    from tinycomp.plan.tflite_plan import Measurement, plannable
+    from tinycomp.plan.request import Measurement
+    from tinycomp.plan.tflite_palettes import plannable
     from tinycomp.tflite.model import model_editor, schema
 
     editor, types, ops = model_editor(), schema().TensorType, schema().BuiltinOperator

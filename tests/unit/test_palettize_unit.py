@@ -155,7 +155,8 @@ def test_palettize_usage_errors_are_one_line(args, line):
 
 def _schedule(bits: list[int], max_drop: float | None):
     from tinycomp.plan.candidates import CandidateResult
-    from tinycomp.plan.tflite_plan import Schedule, tflite_candidates
+    from tinycomp.plan.tflite_palettes import tflite_candidates
+    from tinycomp.plan.tflite_schedule import Schedule
 
     results: dict[str, CandidateResult] = {}
     return Schedule(tflite_candidates({"dense": bits}), results, task=CLASSIFY, rows=10 ** 6,
@@ -194,3 +195,65 @@ def test_schedule_measures_everything_without_a_drop_budget():
     schedule, results = _schedule([2, 3, 4, 5, 6], max_drop=None)
     accuracy = {"control": 0.9, **{f"dense/{2 ** b}": 0.1 for b in range(2, 7)}}
     assert sorted(_measure(schedule, results, accuracy)) == sorted(accuracy)
+
+
+def _probing(bits: list[int], accuracy: dict[str, float], hopeless: bool) -> tuple[list[str], list[str]]:
+    """(probed keys, keys measured in full, in release order) of a probing schedule at a 0.5 pp budget."""
+    from tinycomp.plan.candidates import CandidateResult
+    from tinycomp.plan.tflite_palettes import tflite_candidates
+    from tinycomp.plan.tflite_schedule import Schedule
+
+    results: dict[str, CandidateResult] = {}
+    schedule = Schedule(tflite_candidates({"dense": bits}), results, task=CLASSIFY, rows=10 ** 6, max_drop=0.5,
+                        probe=True)
+    probed, order = [], []
+    while True:
+        probes, ready = schedule.probes(), schedule.ready()
+        if not probes and not ready:
+            return probed, order
+        for c in probes:
+            probed.append(c.key)
+            schedule.probed("dense", hopeless)
+        for c in ready:
+            order.append(c.key)
+            results[c.key] = CandidateResult(c.key, zero_shot=accuracy[c.key])
+
+
+def test_a_harmless_fewest_bits_probe_leaves_every_other_bitwidth_unmeasured():
+    accuracy = {"control": 0.9, "dense/4": 0.9, "dense/8": 0.8, "dense/16": 0.8, "dense/32": 0.9}
+    assert _probing([2, 3, 4, 5], accuracy, hopeless=False) == (["dense/4"], ["control", "dense/4"])
+
+
+def test_a_fewest_bits_probe_with_a_drop_goes_on_from_the_pivot():
+    accuracy = {"control": 0.9, "dense/4": 0.899, "dense/8": 0.9, "dense/16": 0.9, "dense/32": 0.9}
+    probed, order = _probing([2, 3, 4, 5], accuracy, hopeless=False)
+    assert probed == ["dense/4"] and order == ["control", "dense/4", "dense/16", "dense/8"]  # 4 bits: no drop
+
+
+def test_a_hopeless_probe_falls_back_to_the_schedule_from_the_pivot():
+    accuracy = {"control": 0.9, "dense/4": 0.5, "dense/8": 0.89, "dense/16": 0.9, "dense/32": 0.9}
+    probed, order = _probing([2, 3, 4, 5], accuracy, hopeless=True)
+    assert probed == ["dense/4"] and order == ["control", "dense/16", "dense/8"]  # 3 bits is 1 pp down
+    accuracy["dense/8"] = 0.9
+    assert _probing([2, 3, 4, 5], accuracy, hopeless=True)[1] == ["control", "dense/16", "dense/8", "dense/4"]
+
+
+def test_a_probe_is_hopeless_only_when_its_lower_bound_is_beyond_the_limit():
+    import numpy as np
+
+    from tinycomp.plan.decision import Limit
+    from tinycomp.plan.tflite_rows import PlanRows
+    from tinycomp.plan.tflite_schedule import joined, surely_beyond
+    from tinycomp.tflm import RowOutputs
+
+    y = np.arange(400) % 4
+    reference = np.eye(4)[y]
+    rows = PlanRows(np.zeros((400, 1)), y, np.zeros((400, 1)), y, CLASSIFY)
+    wrong = reference.copy()
+    wrong[:8] = np.eye(4)[(y[:8] + 1) % 4]  # 8 of the first 100 rows lost: 8 pp, lower bound above 2 pp
+    assert surely_beyond(rows, reference, wrong[:100], Limit(0.5, 0.1))
+    assert not surely_beyond(rows, reference, wrong[:100], Limit(10.0, 0.1))
+    assert not surely_beyond(rows, reference, reference[:100], Limit(0.5, 0.1))
+    assert not surely_beyond(rows, reference, wrong[:100], None)
+    both = joined(RowOutputs(wrong[:100], (y[:100],)), RowOutputs(wrong[100:], (y[100:],)))
+    assert np.array_equal(both.outputs, wrong) and np.array_equal(both.extra[0], y)

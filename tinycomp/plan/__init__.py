@@ -9,6 +9,10 @@ Split by dependency:
   choose, check, refine, exact bytes and arenas from the backend's `model_bytes`), `measure_shard`;
 - `keras_backend`: the Keras backend (`KerasBackend`, TensorFlow when it measures);
 - `tflite_plan`: the .tflite backend (`TfliteBackend`: palettized candidates run in TFLM, no TensorFlow);
+- `tflite_palettes`: its weights palettized per bitwidth (calibrated), the files and the spec made of them;
+- `tflite_rows`: its candidates' and its check's validation rows, and the score;
+- `tflite_runner`: the given file, candidates and joint check in TFLM workers, from cached cut activations;
+- `tflite_schedule`: which candidates it measures under a drop budget (probes first), and measuring them;
 - `costs`: exact byte costs and arenas of Keras plans' synthetic files with tflite-micro (no TensorFlow);
 - `sensitivity`: the per-layer measurement with TensorFlow;
 - `request`: one `PlanRequest` in (`Measurement`, `ByteCosts`), one `PlanOutcome` out, `JointDrop`;

@@ -47,8 +47,8 @@ class PlanInputs:
         """`task` overrides the task the data and the model's output make (metrics.choose_task); `data`
         gets the trailing axis of size 1 the model's input has or lacks (Dataset.fit_to)."""
         if isinstance(model, (bytes, bytearray)):
-            from tinycomp.plan.tflite_plan import input_shape
-            from tinycomp.plan.tflite_plan import task_of as tflite_task
+            from tinycomp.plan.tflite_rows import input_shape
+            from tinycomp.plan.tflite_rows import task_of as tflite_task
 
             model = bytes(model)
             data = data.fit_to(input_shape(model, str(model_path)))
