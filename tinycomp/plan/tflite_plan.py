@@ -39,7 +39,6 @@ from tinycomp.plan.candidates import (
     CandidateResult,
 )
 from tinycomp.plan.choose import (
-    DEFAULT_CLUSTER_COUNTS,
     LayerSensitivity,
     Option,
     Plan,
@@ -68,17 +67,9 @@ from tinycomp.specs import (
 )
 from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS, Calibrator, calibration_of
 from tinycomp.tflite.find_tensors import (
-    bits_for,
     quantization_layout,
 )
 from tinycomp.tflite.private import fast_buffer_packing, fast_index_packing
-
-TFLITE_KIND = "tflite"
-# 2 values per channel (1 bit) zero-shot is rarely usable; plan measures 2–6 bits unless told otherwise.
-DEFAULT_BITS = tuple(sorted({bits_for(c) for c in DEFAULT_CLUSTER_COUNTS if c > 2}))
-# Like the Keras plan's fast estimate: candidates on at most this many validation rows.
-DEFAULT_VALIDATION_ROWS = 2048
-TensorKey = tuple[int, int]
 
 
 def assemble(palettes: Palettes, usable: dict[str, list[int]], costs: tuple[dict[str, dict[int, int]], int, int],
