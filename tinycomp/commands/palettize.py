@@ -135,6 +135,10 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     if data_spec is not None:
         check_output_path(record_path, model_path, spec_path)
     data = read_bytes(model_path, ".tflite model")
+    spec = parse_palettization_spec(read_text(spec_path, "palettization spec"), spec_path) if spec_path else None
+    if spec is not None and spec_path and not spec.tensors:
+        write_unchanged(model_path, data, output, yaml_path, spec_path)
+        return
     calibration, rows, dataset = None, None, None
     if data_spec is not None:
         from tinycomp.commands.common import open_data
@@ -145,11 +149,7 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
         render.info(f"Calibrating on {len(rows):,} of {dataset.name}'s {len(dataset.x_train):,} training rows "
                     f"(seed {seed}) in TFLM: levels weighed by each layer's input variances, weights rounded to them "
                     "with error feedback, biases corrected for the mean output shift")
-    if spec_path:
-        spec = parse_palettization_spec(read_text(spec_path, "palettization spec"), spec_path)
-        if not spec.tensors:
-            write_unchanged(model_path, data, output, yaml_path, spec_path)
-            return
+    if spec is not None and spec_path:
         per_tensor, names = spec_bits(spec)
         result = palettize_model(data, per_tensor, names=names, source=spec_path, calibration=calibration)
     else:
@@ -192,7 +192,7 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     if dataset is not None and rows is not None:
         write_json_atomic(record_path, palettize_record(model_path, data, output, result, bits, spec_path, dataset,
                                                         rows, seed))
-    decode_budget = spec.decode_budget if spec_path else None  # the plan's RAM budget reaches compress
+    decode_budget = spec.decode_budget if spec is not None else None  # the plan's RAM budget reaches compress
     write_text_atomic(yaml_path, dump_compression_spec(replace(kept.spec(), decode_budget=decode_budget), header))
     render.out.print(render.palettize_table(result.tensors, {(c.weight.subgraph, c.weight.index): c for c in found.choices}))
     before = sum(c.bytes_before for c in kept.choices)
