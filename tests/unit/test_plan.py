@@ -625,3 +625,11 @@ def test_spent_budget_keeps_stepping_while_the_bound_allows_and_stops_when_no_st
     assert make.spent_budget(table, plan, Budget(max_drop=0.5), full_check, [], 0.05, max_steps=100) is checks[3]
     assert len(checks) == 4
     assert make.MAX_CHECKED_STEPS["tflite"] > make.MAX_CHECKED_STEPS["keras"] >= 1
+
+
+def test_a_candidate_is_pruned_only_when_its_95_percent_lower_bound_is_over_the_budget():
+    from tinycomp.plan.decision import DECISION, PRUNE_Z, Measured
+
+    assert PRUNE_Z == pytest.approx(1.6449, abs=1e-4)
+    assert DECISION.may_fit(Measured(1.0 + 1.6 * 0.1, 0.1), 1.0)  # 1.6 standard errors over: could still fit
+    assert not DECISION.may_fit(Measured(1.0 + 1.7 * 0.1, 0.1), 1.0)

@@ -141,7 +141,7 @@ class Drop:
 def fine_tune_limit(max_drop: float | None, *, reference: float, control: float, noise: float,
                       scale: float = 100.0) -> Limit | None:
     """When a fine-tuned candidate cannot be part of any plan within the budget (the budget plus the most
-    fine-tuning can credit, with one noise, as `Decision.may_fit` allows; other layers' drops are ≥ 0)."""
+    fine-tuning can credit, with its noise, as `Decision.may_fit` allows; other layers' drops are ≥ 0)."""
     if max_drop is None:
         return None
     return Limit(max_drop + max(0.0, scale * (control - reference)), noise)

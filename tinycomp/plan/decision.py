@@ -11,15 +11,19 @@ the one-sided 95% upper bound of the drop, and of top-1 agreement the lower boun
 or groups; `tinycomp.bounds`) is accepted, and a step kept, only when the upper bound is within the
 budget (and the agreement's lower bound at least `min_agreement`, when given). A measurement without
 bounds (a table recorded before they existed) falls back to the point estimate with one standard error
-of slack (`Measured.noise`). Candidates are pruned only when their drop is beyond the budget by more
-than their noise: being sure a candidate cannot fit is the other side of the same bound.
+of slack (`Measured.noise`). Candidates are pruned only when the one-sided 95% lower bound of their
+drop (the drop less PRUNE_Z standard errors) is beyond the budget: being sure a candidate cannot fit is
+the other side of the same bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
-from tinycomp.bounds import Checked
+from tinycomp.bounds import CONFIDENCE, Checked
+
+PRUNE_Z = NormalDist().inv_cdf(CONFIDENCE)  # 1.64: a candidate's drop is beyond the budget at 95% one-sided
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Decision:
         budget plus its noise."""
         if measured.checked is not None:
             return measured.checked.within(budget, min_agreement)
-        return measured.drop <= budget + measured.noise
+        return measured.drop <= budget + PRUNE_Z * measured.noise
 
     def keeps_step(self, measured: Measured, budget: float, min_agreement: float | None = None) -> bool:
         """A refinement step is kept only when its bounds are within the budget, as for `accepts` (without
@@ -52,7 +56,7 @@ class Decision:
     def may_fit(self, measured: Measured, budget: float) -> bool:
         """A candidate (one tensor at some bits) could still be part of a plan within the budget; when it
         cannot, the same tensor's fewer bits are not worth measuring."""
-        return measured.drop <= budget + measured.noise
+        return measured.drop <= budget + PRUNE_Z * measured.noise
 
 
 DECISION = Decision()
