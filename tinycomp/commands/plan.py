@@ -71,7 +71,7 @@ from tinycomp.tflm import default_jobs
 @click.option("--estimate", type=click.Choice(list(ESTIMATES)), default="fast", show_default=True,
               help="fast: every candidate zero-shot, fine-tuning (on --fine-tune-rows) only those beyond the noise, "
                    "then step the plan down while its measured bound allows (full MNIST at 0.5 pp: 22.76x smaller "
-                   "than float32 in 6.3-6.6x one cluster run; docs/plan.md). fine-tune: every candidate fine-tuned "
+                   "than float32 in 4.1-6.6x one cluster run; docs/plan.md). fine-tune: every candidate fine-tuned "
                    "on every row as well (full MNIST: 23.06x in 13.9x one cluster run).")
 @click.option("--fine-tune-rows", type=click.IntRange(min=0), default=None,
               help="Fit rows each candidate fine-tunes on (a seeded subset; 0: all). Default: 4096 with --estimate "
