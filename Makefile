@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 # TEST_JOBS=0 runs everything in this process.
 TEST_JOBS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadfile --durations=15
 
 # tests/unit: no TensorFlow, no subprocess (its conftest fails a test that does): seconds.
 test-fast: $(STAMP)
