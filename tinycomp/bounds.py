@@ -227,8 +227,14 @@ def _with_discordant_floor(interval: Interval, differences: np.ndarray) -> Inter
 
 def _wilson_high(count: int, n: int, z: float) -> float:
     """Wilson's upper score bound of a proportion count/n."""
-    p = count / n
-    return ((p + z * z / (2 * n)) + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return _wilson_score(count / n, n, z)[1]
+
+
+def _wilson_score(p: float, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval (low, high) of a proportion p observed on n rows, at z standard errors."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 def agreement(reference_outputs: np.ndarray, outputs: np.ndarray, groups: np.ndarray | None = None, *,
@@ -294,11 +300,10 @@ def _wilson(same: np.ndarray, sided: str, confidence: float) -> Interval:
     n = len(same)
     if n == 0:
         raise DataError("no rows to compare", "validation rows", "give at least one validation row")
-    p, z = float(np.mean(same)), _z(sided, confidence)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    low = 100.0 * max(0.0, centre - half) if sided != "upper" else -math.inf
-    high = 100.0 * min(1.0, centre + half) if sided != "lower" else math.inf
+    p = float(np.mean(same))
+    score_low, score_high = _wilson_score(p, n, _z(sided, confidence))
+    low = 100.0 * max(0.0, score_low) if sided != "upper" else -math.inf
+    high = 100.0 * min(1.0, score_high) if sided != "lower" else math.inf
     return Interval(100.0 * p, low, high, n, None, confidence, sided, "%")
 
 

@@ -141,8 +141,9 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
         checked = bounds.checked(table.task.has_accuracy, np.asarray(y_val), reference, outputs, groups)
         score = table.task.plan_score(outputs, np.asarray(y_val))
         measured.append((checked.drop.high, -score, epochs, outputs, checked))
-    _, negative_score, epochs, outputs, checked = min(measured, key=lambda m: m[:3])
-    drop = table.task.scale * (table.task.plan_score(reference, np.asarray(y_val)) + negative_score)
+    _, _, epochs, outputs, checked = min(measured, key=lambda m: m[:3])  # lowest bound, then best score, fewest epochs
+    drop = table.task.scale * (table.task.plan_score(reference, np.asarray(y_val))
+                               - table.task.plan_score(outputs, np.asarray(y_val)))
     # identical outputs have an infinite SNR, which JSON cannot hold: left out
     agreement = {k: v for k, v in table.task.agreement(outputs, reference).items() if np.isfinite(v)}
     return JointDrop(drop, epochs, table.task.paired_noise(reference, outputs, np.asarray(y_val)), agreement, checked)
