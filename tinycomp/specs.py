@@ -332,7 +332,7 @@ class CompressionSpec:
 
 def parse_compression_spec(text: str, source: str = "compression spec") -> CompressionSpec:
     """Parse and validate a compression spec in tflite-micro's format or the tutorial's older form."""
-    top = _load_yaml(text, source).mapping(("decode_budget", "tensors"), ("tensors",))
+    top = _load_yaml(text, source).mapping(("decode_budget", "calibration", "tensors"), ("tensors",))
     tensors, upgraded = [], False
     for node in top["tensors"].items():
         keys = node.mapping(("subgraph", "tensor", "compression"), ("subgraph", "tensor", "compression"))
@@ -400,6 +400,9 @@ def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> s
 
 PALETTIZATION_EXAMPLE = """\
 # Index bits per weight tensor: at most 2^bits int8 values per quantization channel.
+calibration:                  # optional (plan writes it): with --data, never calibrate on the plan's validation rows
+  training_rows: 6336         # the data's training rows (checked)
+  exclude_groups: ["3", "5"]  # its held-out groups_train ids (or exclude_last_rows: N, the last N training rows)
 tensors:
   - subgraph: 0
     tensor: 7
@@ -423,16 +426,35 @@ class TensorBits:
 
 
 @dataclass(frozen=True)
+class CalibrationExclusion:
+    """The training rows `palettize --data` must not calibrate on: the plan's validation rows, as whole
+    groups (`exclude_groups`: groups_train ids, as strings) or as the last `exclude_last_rows` rows, of
+    data with `training_rows` training rows (checked against the data given)."""
+
+    training_rows: int
+    exclude_groups: tuple[str, ...] = ()
+    exclude_last_rows: int | None = None
+
+    def describe(self) -> str:
+        """What is left out ('held-out groups 3, 5 of groups_train' or 'the last 120 of the 600 training rows')."""
+        if self.exclude_last_rows is not None:
+            return f"the last {self.exclude_last_rows:,} of the {self.training_rows:,} training rows"
+        shown = ", ".join(self.exclude_groups[:8]) + (", …" if len(self.exclude_groups) > 8 else "")
+        return f"held-out group{'s' if len(self.exclude_groups) > 1 else ''} {shown} of groups_train"
+
+
+@dataclass(frozen=True)
 class PalettizationSpec:
     """The weight tensors `palettize --spec` clusters and each one's bits (what `plan` writes for a .tflite)."""
 
     tensors: tuple[TensorBits, ...]
     decode_budget: int | None = None  # bytes; `compress` slices larger decoded kernels (plan writes it)
+    calibration: CalibrationExclusion | None = None  # None: calibrate on any training rows
 
 
 def parse_palettization_spec(text: str, source: str = "palettization spec") -> PalettizationSpec:
     """Parse and validate a palettization spec (see PALETTIZATION_EXAMPLE)."""
-    top = _load_yaml(text, source).mapping(("decode_budget", "tensors"), ("tensors",))
+    top = _load_yaml(text, source).mapping(("decode_budget", "calibration", "tensors"), ("tensors",))
     if top["tensors"].value is None:
         raise top["tensors"].fail("no tensors listed", "list at least one tensor (`tensors: []` palettizes none), "
                                   "or run `tinycomp plan MODEL.tflite`")
@@ -447,12 +469,52 @@ def parse_palettization_spec(text: str, source: str = "palettization spec") -> P
                                   bits=keys["bits"].integer(MIN_BITWIDTH, MAX_BITWIDTH),
                                   name=keys["name"].string() if "name" in keys else None))
     _reject_duplicates([(t.subgraph, t.tensor) for t in tensors], top["tensors"], "tensor (subgraph, index)")
-    return PalettizationSpec(tuple(tensors), _decode_budget(top))
+    calibration = _calibration_exclusion(top["calibration"]) if "calibration" in top else None
+    return PalettizationSpec(tuple(tensors), _decode_budget(top), calibration)
+
+
+def _calibration_exclusion(node: _Node) -> CalibrationExclusion:
+    """`calibration:`: training_rows and exactly one of exclude_groups (ids) or exclude_last_rows (a count)."""
+    keys = node.mapping(("training_rows", "exclude_groups", "exclude_last_rows"), ("training_rows",))
+    if ("exclude_groups" in keys) == ("exclude_last_rows" in keys):
+        raise node.fail("give exactly one of exclude_groups or exclude_last_rows",
+                        "exclude_groups: the held-out groups_train ids; exclude_last_rows: how many of the last "
+                        "training rows were held out")
+    rows = keys["training_rows"].integer(2)
+    if "exclude_last_rows" in keys:
+        return CalibrationExclusion(rows, exclude_last_rows=keys["exclude_last_rows"].integer(1, rows - 1))
+    items = keys["exclude_groups"].items()
+    if not items:
+        raise keys["exclude_groups"].fail("no groups listed", "list the held-out groups_train ids")
+    ids = []
+    for item in items:
+        if isinstance(item.value, int) and not isinstance(item.value, bool):
+            ids.append(str(item.value))
+        elif isinstance(item.value, str) and item.value:
+            ids.append(item.value)
+        else:
+            raise item.fail(f"expected a group id (an integer or a non-empty string), got {_kind(item.value)}")
+    _reject_duplicates(ids, keys["exclude_groups"], "group")
+    return CalibrationExclusion(rows, exclude_groups=tuple(ids))
+
+
+def _calibration_lines(exclusion: CalibrationExclusion | None) -> list[str]:
+    if exclusion is None:
+        return []
+    lines = _comments("calibration: `palettize --data` draws its calibration rows only from training rows the plan "
+                      f"did not validate on:\nnot from {exclusion.describe()}. It checks that the data has "
+                      f"{exclusion.training_rows:,}\ntraining rows"
+                      + (" and these groups" if exclusion.exclude_groups else "") + ": give it the --data given to plan.")
+    lines += ["calibration:", f"  training_rows: {exclusion.training_rows}"]
+    if exclusion.exclude_last_rows is not None:
+        return lines + [f"  exclude_last_rows: {exclusion.exclude_last_rows}"]
+    return lines + [f"  exclude_groups: [{', '.join(_yaml_string(g) for g in exclusion.exclude_groups)}]"]
 
 
 def dump_palettization_spec(spec: PalettizationSpec, header: str | None = None) -> str:
     """YAML that `parse_palettization_spec` reads back to an equal spec; labels become comments."""
-    lines = _comments(header) + _decode_budget_lines(spec.decode_budget) + ["tensors:" if spec.tensors else "tensors: []"]
+    lines = (_comments(header) + _decode_budget_lines(spec.decode_budget) + _calibration_lines(spec.calibration)
+             + ["tensors:" if spec.tensors else "tensors: []"])
     for t in spec.tensors:
         lines += _comments(t.label, "  ")
         lines += [f"  - subgraph: {t.subgraph}", f"    tensor: {t.tensor}", f"    bits: {t.bits}"]

@@ -20,7 +20,13 @@ from tinycomp.fileio import (
     write_json_atomic,
     write_text_atomic,
 )
-from tinycomp.specs import PALETTIZATION_EXAMPLE, CompressionSpec, dump_compression_spec, parse_palettization_spec
+from tinycomp.specs import (
+    PALETTIZATION_EXAMPLE,
+    CalibrationExclusion,
+    CompressionSpec,
+    dump_compression_spec,
+    parse_palettization_spec,
+)
 from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS
 from tinycomp.tflite.file_growth import keep_shrinking
 from tinycomp.tflite.find_tensors import TensorChoice
@@ -142,12 +148,15 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     calibration, rows, dataset = None, None, None
     if data_spec is not None:
         from tinycomp.commands.common import open_data
-        from tinycomp.tflite.calibrated import calibration_of
+        from tinycomp.tflite.calibrated import calibration_of, calibration_pool
 
         dataset = open_data(data_spec, splits=("train",))
-        calibration, rows = calibration_of(data, dataset, calibration_rows, seed, jobs, str(model_path))
+        excluded = spec.calibration if spec is not None else None
+        pool = None if excluded is None else calibration_pool(dataset, excluded, str(spec_path))
+        calibration, rows = calibration_of(data, dataset, calibration_rows, seed, jobs, str(model_path), pool)
         render.info(f"Calibrating on {len(rows):,} of {dataset.name}'s {len(dataset.x_train):,} training rows "
-                    f"(seed {seed}) in TFLM: levels weighed by each layer's input variances, weights rounded to them "
+                    f"(seed {seed}{'' if excluded is None else '; not ' + excluded.describe() + ', as the spec says'}"
+                    ") in TFLM: levels weighed by each layer's input variances, weights rounded to them "
                     "with error feedback, biases corrected for the mean output shift")
     if spec is not None and spec_path:
         per_tensor, names = spec_bits(spec)
@@ -187,11 +196,12 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
               f"({'--spec ' + spec_path if spec_path else f'--bits {bits}' + (' --strip' if strip else '')})")
     if dataset is not None and rows is not None:
         header += (f"\ncalibrated on {len(rows):,} training rows of {dataset.name} (seed {seed}; the rows are listed "
-                   f"in {record_path})")
+                   f"in {record_path})" + (f", not on {spec.calibration.describe()}"
+                                           if spec is not None and spec.calibration is not None else ""))
     write_bytes_atomic(output, result.data)
     if dataset is not None and rows is not None:
         write_json_atomic(record_path, palettize_record(model_path, data, output, result, bits, spec_path, dataset,
-                                                        rows, seed))
+                                                        rows, seed, spec.calibration if spec is not None else None))
     decode_budget = spec.decode_budget if spec is not None else None  # the plan's RAM budget reaches compress
     write_text_atomic(yaml_path, dump_compression_spec(replace(kept.spec(), decode_budget=decode_budget), header))
     render.out.print(render.palettize_table(result.tensors, {(c.weight.subgraph, c.weight.index): c for c in found.choices}))
@@ -214,14 +224,24 @@ def write_unchanged(model_path: str, data: bytes, output: str, yaml_path: str, s
                      f"tinycomp compress {output} --spec {yaml_path} -o ...")
 
 
+def excluded_json(excluded: CalibrationExclusion | None) -> dict[str, Any]:
+    """The spec's calibration exclusion as the record keeps it (nothing without one)."""
+    if excluded is None:
+        return {}
+    return {"excluded": {"training_rows": excluded.training_rows, "exclude_groups": list(excluded.exclude_groups),
+                         "exclude_last_rows": excluded.exclude_last_rows}}
+
+
 def palettize_record(model_path: str, data: bytes, output: str, result: PalettizeResult, bits: int | None,
-                     spec_path: str | None, dataset: Dataset, rows: np.ndarray, seed: int) -> dict[str, Any]:
+                     spec_path: str | None, dataset: Dataset, rows: np.ndarray, seed: int,
+                     excluded: CalibrationExclusion | None = None) -> dict[str, Any]:
     """What a data-aware palettize did and with which data: the sidecar OUTPUT.json."""
     import hashlib
 
     return {"step": "palettize", "source": str(model_path), "source_sha256": hashlib.sha256(data).hexdigest(),
             "output": str(output), "bits": bits, "spec": spec_path, "dataset": dataset.describe(),
-            "calibration": {"split": "train", "seed": seed, "rows": [int(r) for r in rows], **(result.calibration or {})},
+            "calibration": {"split": "train", "seed": seed, "rows": [int(r) for r in rows], **excluded_json(excluded),
+                            **(result.calibration or {})},
             "tensors": [{"subgraph": t.subgraph, "tensor": t.tensor, "name": t.name, "layer": t.layer, "bits": t.bits,
                          "rms_change_steps": t.rms_error, "weighted": t.weighted,
                          "bias_rms_change_steps": t.bias_shift} for t in result.tensors]}

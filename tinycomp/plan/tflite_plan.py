@@ -4,8 +4,9 @@ measured zero-shot in TFLM (no TensorFlow).
 A candidate is one weight tensor palettized to one bitwidth, everything else as given; the control is
 the given file. With calibration rows (`Measurement.calibration_rows`, the CLI's default 512), the
 tensor is palettized as `palettize --data` does it (`tflite.calibrated.Calibrator`: levels, error
-feedback and its operator's bias from the int8 file's layer inputs on those training rows), so
-`palettize --spec` with the same data makes exactly the measured file. Each candidate runs in the
+feedback and its operator's bias from the int8 file's layer inputs on those training rows, drawn only
+from the rows outside the validation rows, which the spec records), so `palettize --spec` with the same
+data makes exactly the measured file. Each candidate runs in the
 TFLM interpreter (worker processes) on validation rows held out from the *training* data, from its
 tensor's first reader on, fed cached activations of the given file (`Runner`, `tflite.cut`); a drop
 budget leaves hopeless bitwidths unmeasured, and a tensor whose fewest bits measure no drop (probed first
@@ -61,11 +62,18 @@ from tinycomp.plan.tflite_rows import PlanRows, score, validation_rows
 from tinycomp.plan.tflite_runner import Runner
 from tinycomp.plan.tflite_schedule import measure
 from tinycomp.specs import (
+    CalibrationExclusion,
     PerChannel,
     dump_palettization_spec,
     parse_palettization_spec,
 )
-from tinycomp.tflite.calibrated import DEFAULT_CALIBRATION_ROWS, Calibrator, calibration_of
+from tinycomp.tflite.calibrated import (
+    DEFAULT_CALIBRATION_ROWS,
+    Calibrator,
+    calibration_exclusion,
+    calibration_of,
+    calibration_pool,
+)
 from tinycomp.tflite.find_tensors import (
     quantization_layout,
 )
@@ -140,15 +148,25 @@ class TfliteBackend:
             finally:
                 self.pool, self._runner = None, None
 
+    def calibration_exclusion(self) -> CalibrationExclusion | None:
+        """The training rows calibration must not draw from (the validation rows: held-out groups, or the last
+        rows; None: the data's own validation set, or no calibration), as the spec records them for `palettize`."""
+        if not self.measurement.calibration_rows:
+            return None
+        return calibration_exclusion(self.validation())
+
     @property
     def palettes(self) -> Palettes:
         """The weights to plan; with calibration rows, palettized as `palettize --data` does (the int8 file's
-        layer inputs measured once, on the rows `palettize --calibration-rows N --seed SEED` takes)."""
+        layer inputs measured once, on the rows `palettize --spec --calibration-rows N --seed SEED` takes: drawn
+        only from the training rows outside the validation rows, `calibration_exclusion`)."""
         if self._palettes is None:
             palettes, self._changing = plannable(self.int8, self.measurement, self.source)
             count = self.measurement.calibration_rows
             if count:
-                calibration, _ = calibration_of(self.int8, self.data, count, self.seed, self.jobs, self.source)
+                exclusion = self.calibration_exclusion()
+                pool = None if exclusion is None else calibration_pool(self.data, exclusion, self.data.name)
+                calibration, _ = calibration_of(self.int8, self.data, count, self.seed, self.jobs, self.source, pool)
                 palettes.calibrator = Calibrator(self.int8, palettes.model, list(palettes.weights.values()),
                                                  calibration, self.source, self.pool)
             self._palettes = palettes
@@ -267,7 +285,8 @@ class TfliteBackend:
                   + f"\nuse: tinycomp palettize {model_path} --spec {output}" + palettize_options(self.measurement, self.seed)
                   + " -o OUT.tflite")
         palettes = self._palettes or plannable(self.int8, self.measurement, self.source)[0]  # names only
-        text = dump_palettization_spec(palettization_spec(palettes, chosen), header)
+        spec = replace(palettization_spec(palettes, chosen), calibration=self.calibration_exclusion())
+        text = dump_palettization_spec(spec, header)
         parse_palettization_spec(text, output)  # what `palettize --spec` will read
         return text
 

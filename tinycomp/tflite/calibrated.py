@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from tinycomp import tflm
+from tinycomp.data.validation import ValidationSource
 from tinycomp.errors import DataError, ModelError
-from tinycomp.specs import PerChannel, PerTensor
+from tinycomp.specs import CalibrationExclusion, PerChannel, PerTensor
 from tinycomp.tflite.activations import (
     Geometry,
     InputMoments,
@@ -405,18 +406,63 @@ def shared_tensors(model: Any) -> set[int]:
     return {t for keys in buffer_readers(model) if len(keys) > 1 for s, t in keys if s == 0}
 
 
+def calibration_exclusion(source: ValidationSource) -> CalibrationExclusion | None:
+    """What a plan validating on `source` must keep out of its calibration rows, as its spec records it
+    (None for the data's own validation set: every training row may calibrate)."""
+    if source.kind == "given":
+        return None
+    training_rows = source.rows + source.fit_rows
+    if source.kind == "rows":
+        return CalibrationExclusion(training_rows, exclude_last_rows=source.rows)
+    return CalibrationExclusion(training_rows, exclude_groups=source.held_out)
+
+
+def calibration_pool(dataset: Any, exclusion: CalibrationExclusion, where: str) -> np.ndarray:
+    """The indices (ascending) of `dataset`'s training rows that `exclusion` leaves to calibrate on; a
+    DataError naming `where` (the spec's calibration key) when the data is not the one it was written for."""
+    total = len(dataset.x_train)
+    hint = "give palettize the same --data/--dataset as plan"
+    if total != exclusion.training_rows:
+        raise DataError(f"{dataset.name} has {total:,} training rows, but the spec's calibration excludes "
+                        f"{exclusion.describe()}", f"{where}: calibration.training_rows", hint)
+    if exclusion.exclude_last_rows is not None:
+        return np.arange(total - exclusion.exclude_last_rows)
+    if dataset.groups_train is None:
+        raise DataError(f"the spec's calibration excludes {exclusion.describe()}, but {dataset.name} has no "
+                        "groups_train", f"{where}: calibration.exclude_groups", hint)
+    ids, inverse = np.unique(np.asarray(dataset.groups_train).reshape(-1), return_inverse=True)
+    named = [str(g) for g in ids.tolist()]
+    missing = [g for g in exclusion.exclude_groups if g not in named]
+    if missing:
+        raise DataError(f"{dataset.name}'s groups_train has no group {', '.join(map(repr, missing[:8]))}",
+                        f"{where}: calibration.exclude_groups", hint)
+    excluded = np.isin(inverse.reshape(-1), [named.index(g) for g in exclusion.exclude_groups])
+    if excluded.all():
+        raise DataError(f"the spec's calibration excludes every training row of {dataset.name}",
+                        f"{where}: calibration.exclude_groups", hint)
+    return np.flatnonzero(~excluded)
+
+
+def calibration_rows(total: int, count: int, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """`count` of `total` training rows (or of the rows `pool` lists) drawn at random with `seed`, ascending.
+    A pool of every row draws what no pool draws."""
+    allowed = np.arange(total) if pool is None else np.asarray(pool)
+    chosen = np.random.default_rng(seed).choice(len(allowed), size=min(count, len(allowed)), replace=False)
+    return allowed[np.sort(chosen)]
+
+
 def calibration_of(model_bytes: bytes, dataset: Any, count: int, seed: int, jobs: int,
-                   source: str = "model") -> tuple[Calibration, np.ndarray]:
+                   source: str = "model", pool: np.ndarray | None = None) -> tuple[Calibration, np.ndarray]:
     """(the calibration of `count` training rows of `dataset` chosen at random with `seed`, their indices,
-    ascending): the rows fitted to the model's input (a trailing axis of 1 added or dropped)."""
+    ascending): the rows fitted to the model's input (a trailing axis of 1 added or dropped). `pool`: the
+    training rows to choose from (`calibration_pool`; None: all of them)."""
     model = parse_tflite(model_bytes, source)
     row_shape = tuple(int(d) for d in model.subgraphs[0].inputs[0].shape[1:])
     data = dataset.fit_to(row_shape)
     if tuple(data.input_shape) != row_shape:
         raise DataError(f"the data's rows have shape {tuple(data.input_shape)} but the model expects {row_shape}",
                         source, "calibrate with the data the model was trained on")
-    total = len(data.x_train)
-    rows = np.sort(np.random.default_rng(seed).choice(total, size=min(count, total), replace=False))
+    rows = calibration_rows(len(data.x_train), count, seed, pool)
     from tinycomp.data.dataset import Rows
 
     x = data.x_train.take(rows) if isinstance(data.x_train, Rows) else np.asarray(data.x_train)[rows]
