@@ -288,3 +288,96 @@ def test_error_feedback_stays_within_its_memory_bounds():
     assert [g is not None for g in chosen] == [False, True, False, True, False]
     off = feedback_geometries(probe, geometries, Calibration(np.zeros((1, 1)), error_feedback=False))  # type: ignore[arg-type]
     assert off == (None,) * 5
+
+
+# ---------------------------------------------------------------- which training rows calibrate
+
+def _data(groups=None, x_val: bool = False):
+    from tinycomp.data import Dataset
+
+    x, y = np.arange(60, dtype=np.float32).reshape(60, 1), np.arange(60) % 3
+    return Dataset("d.npz", x, y, x[:6], y[:6], groups_train=groups,
+                   x_val=x[:5] if x_val else None, y_val=y[:5] if x_val else None)
+
+
+@pytest.mark.parametrize("groups", [np.repeat(np.arange(6), 10), np.tile(np.array(["ann", "bo", "cy", "di"]), 15)])
+def test_a_plans_calibration_rows_never_come_from_its_held_out_groups(groups):
+    """The plan's exclusion, written to the spec and read back, leaves exactly the fit rows (whichever ids)."""
+    from tinycomp.specs import PalettizationSpec, dump_palettization_spec, parse_palettization_spec
+    from tinycomp.tflite.calibrated import calibration_exclusion, calibration_pool, calibration_rows
+
+    data = _data(groups)
+    split = data.validation_split(0.4, seed=1)
+    exclusion = calibration_exclusion(split.source)
+    assert exclusion is not None and exclusion.exclude_groups == split.source.held_out and exclusion.training_rows == 60
+    spec = parse_palettization_spec(dump_palettization_spec(PalettizationSpec((), calibration=exclusion)))
+    assert spec.calibration == exclusion
+    pool = calibration_pool(data, spec.calibration, "spec")
+    assert np.array_equal(pool, split.fit)
+    rows = calibration_rows(60, 20, 0, pool)
+    assert len(rows) == 20 and np.all(np.diff(rows) > 0) and not np.isin(rows, split.val).any()
+    assert np.array_equal(calibration_rows(60, 512, 0, pool), split.fit)  # fewer rows than asked: all of them
+
+
+def test_without_groups_the_validation_tail_never_calibrates():
+    from tinycomp.tflite.calibrated import calibration_exclusion, calibration_pool, calibration_rows
+
+    data = _data()
+    split = data.validation_split(0.2)
+    exclusion = calibration_exclusion(split.source)
+    assert exclusion is not None and (exclusion.training_rows, exclusion.exclude_last_rows) == (60, 12)
+    pool = calibration_pool(data, exclusion, "spec")
+    assert np.array_equal(pool, np.arange(48)) and np.array_equal(pool, split.fit)
+    assert calibration_rows(60, 30, 5, pool).max() < 48
+
+
+def test_a_given_validation_set_leaves_every_training_row_to_calibrate_as_before():
+    from tinycomp.tflite.calibrated import calibration_exclusion, calibration_rows
+
+    data = _data(np.repeat(np.arange(6), 10), x_val=True)
+    assert calibration_exclusion(data.validation_split(0.2).source) is None
+    for total, seed in ((60, 0), (600, 3), (6336, 0)):  # the draw every earlier palettize --data made
+        before = np.sort(np.random.default_rng(seed).choice(total, size=min(512, total), replace=False))
+        assert np.array_equal(calibration_rows(total, 512, seed), before)
+        assert np.array_equal(calibration_rows(total, 512, seed, np.arange(total)), before)
+
+
+@pytest.mark.parametrize("groups, exclusion, message", [
+    (None, dict(training_rows=60, exclude_groups=("1", "4")),
+     "the spec's calibration excludes held-out groups 1, 4 of groups_train, but d.npz has no groups_train "
+     "(p.yaml: calibration.exclude_groups) — give palettize the same --data/--dataset as plan"),
+    (np.repeat(np.arange(6), 10), dict(training_rows=60, exclude_groups=("1", "7")),
+     "d.npz's groups_train has no group '7' (p.yaml: calibration.exclude_groups) — give palettize the same "
+     "--data/--dataset as plan"),
+    (np.repeat(np.arange(6), 10), dict(training_rows=600, exclude_groups=("1",)),
+     "d.npz has 60 training rows, but the spec's calibration excludes held-out group 1 of groups_train "
+     "(p.yaml: calibration.training_rows) — give palettize the same --data/--dataset as plan"),
+    (None, dict(training_rows=50, exclude_last_rows=10),
+     "d.npz has 60 training rows, but the spec's calibration excludes the last 10 of the 50 training rows "
+     "(p.yaml: calibration.training_rows) — give palettize the same --data/--dataset as plan"),
+    (np.zeros(60, int), dict(training_rows=60, exclude_groups=("0",)),
+     "the spec's calibration excludes every training row of d.npz (p.yaml: calibration.exclude_groups) — give "
+     "palettize the same --data/--dataset as plan"),
+])
+def test_a_spec_for_other_data_is_refused(groups, exclusion, message):
+    from tinycomp.errors import DataError
+    from tinycomp.specs import CalibrationExclusion
+    from tinycomp.tflite.calibrated import calibration_pool
+
+    with pytest.raises(DataError) as error:
+        calibration_pool(_data(groups), CalibrationExclusion(**exclusion), "p.yaml")
+    assert str(error.value) == message
+
+
+def test_palettize_refuses_a_spec_whose_held_out_groups_the_data_lacks(tmp_path):
+    model, spec, data = tmp_path / "m.tflite", tmp_path / "plan.yaml", tmp_path / "d.npz"
+    model.write_bytes(b"not read: the data is checked first")
+    spec.write_text("calibration:\n  training_rows: 60\n  exclude_groups: [1, 4]\ntensors:\n"
+                    "  - {subgraph: 0, tensor: 7, bits: 3}\n")
+    x = np.zeros((60, 4), np.float32)
+    np.savez(data, x_train=x, y_train=np.zeros(60, int), x_test=x[:5], y_test=np.zeros(5, int))
+    result = run_cli(["palettize", model, "--spec", spec, "--data", data, "-o", tmp_path / "p.tflite"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: the spec's calibration excludes held-out groups 1, 4 of groups_train, but d.npz has no groups_train "
+        f"({spec}: calibration.exclude_groups) — give palettize the same --data/--dataset as plan")

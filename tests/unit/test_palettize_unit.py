@@ -14,6 +14,7 @@ from helpers import run_cli
 from tinycomp.errors import SpecError
 from tinycomp.metrics import CLASSIFY
 from tinycomp.specs import (
+    CalibrationExclusion,
     PalettizationSpec,
     PerChannel,
     PerTensor,
@@ -98,6 +99,17 @@ def test_palettization_spec_carries_the_plans_decode_budget():
     assert text.startswith("decode_budget: 25600\ntensors:\n") and parse_palettization_spec(text) == spec
 
 
+@pytest.mark.parametrize("exclusion", [CalibrationExclusion(6336, exclude_groups=("3", "5", "subject 7", "true")),
+                                       CalibrationExclusion(600, exclude_last_rows=120)])
+def test_palettization_spec_carries_what_calibration_excludes(exclusion):
+    spec = PalettizationSpec((TensorBits(0, 7, 3),), calibration=exclusion)
+    text = dump_palettization_spec(spec, "a plan")
+    assert parse_palettization_spec(text) == spec
+    assert "\n# calibration: `palettize --data` draws its calibration rows only from training rows the plan did not " \
+           f"validate on:\n# not from {exclusion.describe()}." in text
+    assert "calibration:" not in dump_palettization_spec(PalettizationSpec((TensorBits(0, 7, 3),)))  # as before
+
+
 def test_a_plan_that_found_nothing_writes_a_spec_with_no_tensors():
     spec = PalettizationSpec(())
     text = dump_palettization_spec(spec, "nothing within the budget")
@@ -118,6 +130,29 @@ def test_a_plan_that_found_nothing_writes_a_spec_with_no_tensors():
      " — give palettize the spec `tinycomp plan MODEL.tflite` writes: subgraph, tensor and bits per tensor"),
     ("tensors:\n  - {subgraph: 0, tensor: 7, bits: 3}\n  - {subgraph: 0, tensor: 7, bits: 2}\n",
      "tensor (subgraph, index) (0, 7) is listed twice (spec: tensors[1]) — list each tensor (subgraph, index) once"),
+    ("calibration:\n  training_rows: 600\ntensors: []\n",
+     "give exactly one of exclude_groups or exclude_last_rows (spec: calibration) — exclude_groups: the held-out "
+     "groups_train ids; exclude_last_rows: how many of the last training rows were held out"),
+    ("calibration: {training_rows: 600, exclude_last_rows: 10, exclude_groups: [1]}\ntensors: []\n",
+     "give exactly one of exclude_groups or exclude_last_rows (spec: calibration) — exclude_groups: the held-out "
+     "groups_train ids; exclude_last_rows: how many of the last training rows were held out"),
+    ("calibration: {exclude_last_rows: 10}\ntensors: []\n",
+     "missing key 'training_rows' (spec: calibration) — add `training_rows:`"),
+    ("calibration: {training_rows: 600, groups: [1]}\ntensors: []\n",
+     "unknown key 'groups' (spec: calibration.groups) — allowed keys here: training_rows, exclude_groups, "
+     "exclude_last_rows"),
+    ("calibration: {training_rows: 600, exclude_last_rows: 600}\ntensors: []\n",
+     "600 is out of range (spec: calibration.exclude_last_rows) — use a value in 1–599"),
+    ("calibration: {training_rows: 600.5, exclude_last_rows: 6}\ntensors: []\n",
+     "expected an integer, got float 600.5 (spec: calibration.training_rows)"),
+    ("calibration: {training_rows: 600, exclude_groups: []}\ntensors: []\n",
+     "no groups listed (spec: calibration.exclude_groups) — list the held-out groups_train ids"),
+    ("calibration: {training_rows: 600, exclude_groups: 3}\ntensors: []\n",
+     "expected a list, got int 3 (spec: calibration.exclude_groups)"),
+    ("calibration: {training_rows: 600, exclude_groups: [3, 2.5]}\ntensors: []\n",
+     "expected a group id (an integer or a non-empty string), got float 2.5 (spec: calibration.exclude_groups[1])"),
+    ("calibration: {training_rows: 600, exclude_groups: [3, \"3\"]}\ntensors: []\n",
+     "group 3 is listed twice (spec: calibration.exclude_groups[1]) — list each group once"),
 ])
 def test_palettization_spec_errors_name_the_key(text, message):
     with pytest.raises(SpecError) as error:
