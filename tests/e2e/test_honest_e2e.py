@@ -50,6 +50,43 @@ def test_plan_validates_on_held_out_groups_and_records_the_bound(pipeline, group
     assert bound["drop"]["groups"] == 2 and bound["drop"]["rows"] == 200
     assert bound["drop"]["estimate"] <= bound["drop"]["high"] and bound["agreement"]["low"] <= 100
     assert "Check: accuracy drop " in result.output and ": within the 100 pp budget (decided on the bounds)" in result.output
+    if model == "model_int8_tflite":
+        _palettize_makes_what_the_plan_measured(pipeline[model], grouped_npz, tmp_path, sidecar)
+
+
+def _palettize_makes_what_the_plan_measured(source, grouped_npz, tmp_path, sidecar):
+    """The plan's spec names the held-out groups; `palettize --spec --data` (the options the spec's header gives)
+    calibrates on the other groups' rows only, as the plan did, so the file is the one the plan measured and
+    compresses to the plan's exact bytes."""
+    from tinycomp.data import load_dataset
+    from tinycomp.plan import Measurement
+    from tinycomp.plan.workflow import PlanInputs
+    from tinycomp.specs import parse_palettization_spec
+    from tinycomp.tflite.model import parse_tflite
+
+    held_out = sidecar["validation"]["held_out"]
+    spec = parse_palettization_spec((tmp_path / "plan.yaml").read_text())
+    assert spec.calibration is not None and spec.calibration.exclude_groups == tuple(held_out) and spec.tensors
+    assert f"use: tinycomp palettize {source} --spec {tmp_path / 'plan.yaml'} --data/--dataset (as given to plan) " \
+           "--seed 1 -o OUT.tflite" in (tmp_path / "plan.yaml").read_text().replace("\n# ", " ")
+    out = tmp_path / "planned.tflite"
+    result = ok(["palettize", source, "--spec", tmp_path / "plan.yaml", "--data", grouped_npz, "--seed", "1", "-o", out])
+    assert f"not held-out groups {', '.join(held_out)} of groups_train, as the spec says" in result.output
+    rows = json.loads((tmp_path / "planned.json").read_text())["calibration"]["rows"]
+    groups = np.load(grouped_npz)["groups_train"]
+    assert len(rows) == sidecar["validation"]["fit_rows"] and not np.isin(groups[rows].astype(str), held_out).any()
+    choice = {name: option["bits"] for name, option in sidecar["plan"]["choices"].items() if option["clusters"]}
+    inputs = PlanInputs.of(source.read_bytes(), load_dataset(npz=grouped_npz), str(source))
+    backend = inputs.backend(Measurement(validation_split=0.4, calibration_rows=512), seed=1)
+    with backend.opened(1):
+        measured = parse_tflite(backend.palettes.model_with(choice)).subgraphs[0].tensors
+    made, given = parse_tflite(out.read_bytes()).subgraphs[0].tensors, parse_tflite(source.read_bytes()).subgraphs[0].tensors
+    constant = [i for i, t in enumerate(made) if t.buffer is not None and t.buffer.data]
+    assert sum(not np.array_equal(given[i].array, made[i].array) for i in constant) > len(choice)  # weights and biases
+    for i in constant:  # every weight and corrected bias is the one the plan measured
+        assert np.array_equal(made[i].array, measured[i].array), made[i].name
+    ok(["compress", out, "--spec", tmp_path / "planned.yaml", "-o", tmp_path / "c.tflite"])
+    assert (tmp_path / "c.tflite").stat().st_size == sidecar["plan"]["exact_bytes"]
 
 
 def test_plan_without_groups_says_where_its_validation_rows_come_from(pipeline, tmp_path):
