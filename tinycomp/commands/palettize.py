@@ -57,7 +57,8 @@ DATASET_HELP = ("A built-in dataset whose training rows calibrate the palettizat
               help="With --bits: choose the tensors for `compress --strip`, whose file has no names: a tensor is "
                    "left out only when compressing it would not make the stripped file smaller.")
 @click.option("--calibration-rows", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_ROWS, show_default=True,
-              help="With --data/--dataset: how many training rows (chosen at random with --seed) calibrate.")
+              help="With --data/--dataset: how many training rows (chosen at random with --seed; with --spec, not "
+                   "the plan's validation rows its `calibration:` names) calibrate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --data/--dataset: which rows calibrate.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --data/--dataset: TFLM worker processes.")
