@@ -401,7 +401,7 @@ def dump_compression_spec(spec: CompressionSpec, header: str | None = None) -> s
 PALETTIZATION_EXAMPLE = """\
 # Index bits per weight tensor: at most 2^bits int8 values per quantization channel.
 calibration:                  # optional (plan writes it): with --data, never calibrate on the plan's validation rows
-  training_rows: 6336         # the data's training rows (checked)
+  training_rows: 2832         # the data's training rows (checked)
   exclude_groups: ["3", "5"]  # its held-out groups_train ids (or exclude_last_rows: N, the last N training rows)
 tensors:
   - subgraph: 0
