@@ -25,6 +25,7 @@ from tinycomp.specs import PerChannel, PerTensor
 from tinycomp.tflite.encoded import without_encoded_quantization
 from tinycomp.tflite.find_tensors import match_layer, quantization_layout, weight_tensors
 from tinycomp.tflite.model import parse_tflite
+from tinycomp.tflite.private import fast_buffer_packing, fast_index_packing
 from tinycomp.tflite.slicing import slice_model
 from tinycomp.tflite.strip import strip_model
 
@@ -59,6 +60,11 @@ def synthetic_file(int8_bytes: bytes, fills: Fills, strip: bool = False,
                       decode_budget: int | None = None) -> bytes:
     """The int8 model with the given tensors refilled and LUT-compressed (and stripped); with a
     decode budget, the larger kernels are sliced first, as `compress --decode-budget` does."""
+    with fast_buffer_packing(), fast_index_packing():  # the same bytes, several times faster to build
+        return _synthetic_file(int8_bytes, fills, strip, decode_budget)
+
+
+def _synthetic_file(int8_bytes: bytes, fills: Fills, strip: bool, decode_budget: int | None) -> bytes:
     from tflite_micro import compression
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
     from tflite_micro.tensorflow.lite.micro.compression import spec as tflm_spec
