@@ -450,21 +450,20 @@ def test_a_fine_tune_scoring_below_zero_shot_is_not_used(estimate):
 
 @pytest.mark.parametrize("refined_check, kept", [(0.3, True), (5.0, False)])
 def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypatch, refined_check, kept):
-    """Refinement steps down from the table's plan as the full check measured it; the stepped plan is
-    used only when its own full check is within budget, else the checked plan stands (never larger)."""
+    """Refinement steps down from the table's plan as the full check measured it (zero-shot); the stepped
+    plan is used only when its own full check is within budget, else the checked plan stands (never larger)."""
     from tinycomp.plan import make
 
     table, budget = _table(), Budget(max_drop=1.0)
     checked = choose_plan(table, budget)
-    checked.checked_drop, checked.epochs = 0.2, 2
+    checked.checked_drop, checked.epochs = 0.2, 0
 
     class Generous:
-        def __init__(self, *args, fine_tuned=False, **kwargs):
-            assert fine_tuned  # the checked plan was fine-tuned: steps are measured fine-tuned too
+        def __init__(self, *args, **kwargs):
             self.max_drop, self.exhausted, self.min_agreement = budget.max_drop, False, None
 
         def measure(self, plan):
-            return JointDrop(0.0, 2, 0.01)
+            return JointDrop(0.0, 0, 0.01)
 
     class Backend:  # the core asks the backend for its step measurer
         step_measurer = Generous
@@ -475,6 +474,39 @@ def test_refinement_starts_from_the_checked_plan_and_never_ends_larger(monkeypat
                            lambda plan: refined_check, make.Silent(), lambda sets: [0] * len(sets), 0.1)
     assert len(tried) == 2 and tried[1].stepped and tried[1].predicted_bytes < checked.predicted_bytes
     assert chosen is (tried[1] if kept else checked)
+
+
+def test_a_fine_tuned_plan_takes_no_quick_steps_only_steps_measured_as_the_check_measures():
+    """A plan checked fine-tuned is not stepped by quick (subset fine-tune) measurements: every step is
+    a full check, the biggest saving first (`spent_budget`)."""
+    from tinycomp.plan import make
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    checked = choose_plan(table, budget)
+    checked.checked_drop, checked.epochs = 0.2, 2
+    checked.checked_bound = _bounded(0.2, 0.3).to_json()
+
+    class NoQuickSteps:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("a fine-tuned plan was given quick steps")
+
+    class Backend:
+        step_measurer = NoQuickSteps
+        kind = "keras"
+
+    checks = []
+
+    def full_check(plan):
+        checks.append(plan)
+        plan.checked_bound = _bounded(0.4, 0.6).to_json()
+        plan.epochs = 2
+        return 0.4
+
+    tried = [checked]
+    chosen = make._refined(Backend(), table, budget, checked, tried, lambda drop: checked, full_check, make.Silent(),
+                           lambda sets: [0] * len(sets), 0.1)
+    assert checks and chosen is checks[-1] and chosen.predicted_bytes < checked.predicted_bytes
+    assert len(checks) <= make.MAX_CHECKED_STEPS["keras"]
 
 
 def test_a_budget_of_zero_is_a_budget():
@@ -633,3 +665,25 @@ def test_a_candidate_is_pruned_only_when_its_95_percent_lower_bound_is_over_the_
     assert PRUNE_Z == pytest.approx(1.6449, abs=1e-4)
     assert DECISION.may_fit(Measured(1.0 + 1.6 * 0.1, 0.1), 1.0)  # 1.6 standard errors over: could still fit
     assert not DECISION.may_fit(Measured(1.0 + 1.7 * 0.1, 0.1), 1.0)
+
+
+def test_a_table_calibrated_on_every_training_row_is_not_reused():
+    """Tables recorded before a .tflite's calibration left the validation rows out read as calibrated on
+    every row, and are refused for reuse (`palettize --spec` would not make what they measured)."""
+    from tinycomp.errors import InputFileError
+    from tinycomp.plan import Measurement
+    from tinycomp.plan.request import CALIBRATED_ON_EVERY_ROW, CALIBRATED_OUTSIDE_VALIDATION
+
+    current = Measurement(calibration_rows=512).to_json()
+    assert current["calibration_from"] == CALIBRATED_OUTSIDE_VALIDATION
+    Measurement.from_json(current).check_reusable("t.partial.json")
+    older = {k: v for k, v in current.items() if k != "calibration_from"}
+    assert Measurement.from_json(older).calibration_from == CALIBRATED_ON_EVERY_ROW
+    with pytest.raises(InputFileError) as error:
+        Measurement.from_json(older).check_reusable("t.partial.json")
+    assert str(error.value) == ("its .tflite candidates were calibrated on every training row, the validation rows "
+                                "among them (recorded before calibration left them out) (t.partial.json) — measure "
+                                "the table again: plan without --sensitivity/--merge")
+    keras = Measurement().to_json()  # no calibration: nothing recorded, nothing refused
+    assert "calibration_from" not in keras
+    Measurement.from_json(keras).check_reusable("k.partial.json")

@@ -130,9 +130,9 @@ class KerasBackend:
         """Every fit row, the whole validation split, zero-shot and fine-tuned: as `cluster` will."""
         return joint_drop(self.model, self.data, table, plan, measurement=self.measurement)
 
-    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool,
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *,
                       min_agreement: float | None = None) -> StepMeasurer:
-        return StepMeasurer(self, table, max_drop, fine_tuned=fine_tuned, min_agreement=min_agreement)
+        return StepMeasurer(self, table, max_drop, min_agreement=min_agreement)
 
     def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
         """The clustering spec `cluster` reads, with a header saying what the plan predicts."""
@@ -162,35 +162,25 @@ def spec_header(model_path: str, output: str, request: PlanRequest, outcome: Pla
 
 
 class StepMeasurer:
-    """Measures a plan as refinement steps are measured: all its layers clustered at once, on every
-    validation row, zero-shot, and only when `DECISION.keeps_step` refuses that, fine-tuned for the
-    table's epochs on the candidates' fit rows while the fine-tuning allowance lasts (a quarter of the
-    rows one `cluster` run fine-tunes on, at least one fine-tune: on full-size MNIST two 4,096-row
-    fine-tunes). With `fine_tuned` (the plan being refined was checked fine-tuned), a zero-shot
-    measurement would charge every step with the damage fine-tuning repairs, so steps are only measured
-    fine-tuned, and none is measured once the allowance is spent."""
+    """Measures a plan as refinement steps of a zero-shot plan are measured: all its layers clustered at
+    once, on every validation row, zero-shot, and only when `DECISION.keeps_step` refuses that, fine-tuned
+    for the table's epochs on the candidates' fit rows while the fine-tuning allowance lasts (a quarter of
+    the rows one `cluster` run fine-tunes on, at least one fine-tune: on full-size MNIST two 4,096-row
+    fine-tunes)."""
 
-    def __init__(self, backend: KerasBackend, table: SensitivityTable, max_drop: float, *, fine_tuned: bool = False,
+    exhausted = False  # zero-shot measurements never run out
+
+    def __init__(self, backend: KerasBackend, table: SensitivityTable, max_drop: float, *,
                  min_agreement: float | None = None):
-        self.backend, self.table, self.max_drop, self.fine_tuned = backend, table, max_drop, fine_tuned
-        self.min_agreement = min_agreement
+        self.backend, self.table, self.max_drop, self.min_agreement = backend, table, max_drop, min_agreement
         measurement = backend.measurement
         fit_rows = len(split_validation(backend.data, measurement.validation_split, backend.seed)[0].x_train)
         self.step_rows = min(measurement.rows("fine_tune_rows") or fit_rows, fit_rows)
         self.tunes_left = max(1, fit_rows // max(4 * self.step_rows, 1)) if table.epochs > 0 else 0
 
-    @property
-    def exhausted(self) -> bool:
-        """Nothing more can be measured meaningfully (fine-tuned steps, and no fine-tune left)."""
-        return self.fine_tuned and self.tunes_left <= 0
-
     def measure(self, plan: Plan) -> JointDrop:
         """`plan` measured as a step (the better of zero-shot and fine-tuned, as described above)."""
         b = self.backend
-        if self.fine_tuned:
-            self.tunes_left -= 1
-            return joint_drop(b.model, b.data, self.table, plan, measurement=b.measurement,
-                              fine_tune_rows=self.step_rows)
         measured = joint_drop(b.model, b.data, replace(self.table, epochs=0), plan, measurement=b.measurement)
         kept = DECISION.keeps_step(Measured(measured.drop, measured.noise, measured.checked), self.max_drop,
                                    self.min_agreement)

@@ -21,7 +21,14 @@ from tinycomp.models import DEFAULT_LEARNING_RATE
 from tinycomp.plan.candidates import FINE_TUNE, Estimate, estimate_named
 from tinycomp.plan.choose import Plan, SensitivityTable, field_names, json_keys, task_named
 from tinycomp.plan.provenance import Provenance
-from tinycomp.plan.request import ByteCosts, Measurement, PlanOutcome, PlanRequest
+from tinycomp.plan.request import (
+    CALIBRATED_ON_EVERY_ROW,
+    CALIBRATED_OUTSIDE_VALIDATION,
+    ByteCosts,
+    Measurement,
+    PlanOutcome,
+    PlanRequest,
+)
 from tinycomp.records import Record
 
 SCHEMA_VERSION = 1
@@ -85,6 +92,7 @@ class PlanRecord(Record):
     noise: float | None = None  # the standard error of one score on the check's rows (drop units)
     check_rows: int = 0  # rows the joint check measured on (0: no check)
     calibration_rows: int = 0  # a .tflite's candidates calibrated on this many training rows (0: without data)
+    calibration_from: str = CALIBRATED_OUTSIDE_VALIDATION  # which training rows (`Measurement.calibration_from`)
     # where the validation rows came from (`ValidationSource` as JSON: kind rows|groups|given, rows, groups)
     validation: JsonDict | None = None
     min_agreement: float | None = None  # classifiers: the top-1 agreement budget, percent (None: none)
@@ -106,7 +114,7 @@ class PlanRecord(Record):
             fine_tune_rows=m.fine_tune_rows or 0, validation_rows=m.validation_rows or 0,
             learning_rate=outcome.table.learning_rate or m.rate, task=outcome.table.task, backend=outcome.backend,
             layers=list(m.layers), noise=outcome.noise, check_rows=outcome.check_rows,
-            calibration_rows=m.calibration_rows,
+            calibration_rows=m.calibration_rows, calibration_from=m.calibration_from,
             validation=None if outcome.validation is None else outcome.validation.to_json(),
             min_agreement=budget.min_agreement)
 
@@ -127,7 +135,7 @@ class PlanRecord(Record):
                            epochs=self.sensitivity.epochs, validation_split=self.validation_split,
                            batch_size=batch_size, estimate=self.estimate, fine_tune_rows=self.fine_tune_rows,
                            validation_rows=self.validation_rows, learning_rate=self.learning_rate, task=self.task,
-                           calibration_rows=self.calibration_rows)
+                           calibration_rows=self.calibration_rows, calibration_from=self.calibration_from)
 
     def to_json(self) -> JsonDict:
         return {"step": "plan", "schema_version": self.schema_version, "source": self.source,
@@ -144,7 +152,9 @@ class PlanRecord(Record):
                 "checked": [json_keys(asdict(c)) for c in self.checked],
                 "task": self.task.name, "max_snr_drop": self.max_snr_drop, "backend": self.backend,
                 "layers": list(self.layers), "noise": self.noise, "check_rows": self.check_rows,
-                "calibration_rows": self.calibration_rows, "validation": self.validation,
+                "calibration_rows": self.calibration_rows,
+                **({"calibration_from": self.calibration_from} if self.calibration_rows else {}),
+                "validation": self.validation,
                 "min_agreement": self.min_agreement}
 
     @classmethod
@@ -161,6 +171,8 @@ class PlanRecord(Record):
         """The record in `payload` (its header checked; files from before schema_version are version 1)."""
         try:
             later = {k: payload[k] for k in _LATER_KEYS if k in payload}
+            if later.get("calibration_rows") and "calibration_from" not in later:
+                later["calibration_from"] = CALIBRATED_ON_EVERY_ROW  # recorded before it left validation out
             if "task" in later:
                 later["task"] = task_named(later["task"])
             if "estimate" in later:
@@ -179,7 +191,7 @@ class PlanRecord(Record):
 
 
 _LATER_KEYS = ("estimate", "fine_tune_rows", "validation_rows", "learning_rate", "task", "max_snr_drop", "backend",
-               "layers", "noise", "check_rows", "calibration_rows", "validation",
+               "layers", "noise", "check_rows", "calibration_rows", "calibration_from", "validation",
                "min_agreement")  # absent from older records: the defaults hold
 _SCALAR_KEYS = ("source", "source_sha256", "dataset", "seed", "clusters", "per_channel_conv", "epochs",
                 "validation_split", "credit_fine_tuning", "per_tensor_dense", "strip", "max_accuracy_drop",

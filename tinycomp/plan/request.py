@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tinycomp.bounds import Checked
 from tinycomp.data.validation import ValidationSource
-from tinycomp.errors import InvalidValue
+from tinycomp.errors import InputFileError, InvalidValue
 from tinycomp.fileio import JsonDict
 from tinycomp.metrics import Task, get_task
 from tinycomp.models import FINE_TUNE_LEARNING_RATE
@@ -31,6 +31,10 @@ IO_TYPES = ("uint8", "int8", "float32")
 # control scores best on validation (ties: the first). Measured (docs/plan.md): 1e-3 loses accuracy on
 # converged models, 1e-4 keeps it; on an undertrained model 1e-3 keeps training it (+2.5 pp on the bench model).
 AUTO_LEARNING_RATES = (FINE_TUNE_LEARNING_RATE, 1e-3)
+# Which training rows a .tflite's calibration rows are drawn from: outside the validation rows (what this
+# tinycomp does, and what the spec tells `palettize`), or every row (tables recorded before that).
+CALIBRATED_OUTSIDE_VALIDATION = "outside validation"
+CALIBRATED_ON_EVERY_ROW = "every row"
 
 
 
@@ -55,6 +59,7 @@ class Measurement:
     task: Task | None = None
     # a .tflite's candidates palettized with data as `palettize --data --calibration-rows N` does (0: without)
     calibration_rows: int = 0
+    calibration_from: str = CALIBRATED_OUTSIDE_VALIDATION
 
     def __post_init__(self) -> None:
         if isinstance(self.task, str):
@@ -77,6 +82,10 @@ class Measurement:
         if self.calibration_rows < 0:
             raise InvalidValue(f"calibration rows must be 0 (none) or more, got {self.calibration_rows}",
                                "calibration_rows", "e.g. 512")
+        if self.calibration_from not in (CALIBRATED_OUTSIDE_VALIDATION, CALIBRATED_ON_EVERY_ROW):
+            raise InvalidValue(f"calibration_from must be {CALIBRATED_OUTSIDE_VALIDATION!r} or "
+                               f"{CALIBRATED_ON_EVERY_ROW!r}, got {self.calibration_from!r}", "calibration_from",
+                               f"e.g. {CALIBRATED_OUTSIDE_VALIDATION!r}")
         if self.batch_size < 1:
             raise InvalidValue(f"batch size must be 1 or more, got {self.batch_size}", "batch_size", "e.g. 128")
         if not 0 < self.validation_split < 1:
@@ -101,11 +110,25 @@ class Measurement:
                 "validation_split": self.validation_split, "init": self.init, "estimate": self.estimate.name,
                 "fine_tune_rows": self.fine_tune_rows, "validation_rows": self.validation_rows,
                 "learning_rate": self.learning_rate, "task": self.task.name if self.task else None,
-                **({"calibration_rows": self.calibration_rows} if self.calibration_rows else {})}
+                **({"calibration_rows": self.calibration_rows, "calibration_from": self.calibration_from}
+                   if self.calibration_rows else {})}
 
     @classmethod
     def from_json(cls, payload: JsonDict) -> Measurement:
-        return cls(**{**payload, "cluster_counts": tuple(payload["cluster_counts"]), "layers": tuple(payload["layers"])})
+        """The measurement `to_json` wrote (one with calibration rows but no `calibration_from` calibrated on
+        every training row: recorded before calibration left the validation rows out)."""
+        since = {"calibration_from": CALIBRATED_ON_EVERY_ROW} if payload.get("calibration_rows") else {}
+        return cls(**{**since, **payload, "cluster_counts": tuple(payload["cluster_counts"]),
+                      "layers": tuple(payload["layers"])})
+
+    def check_reusable(self, source: str) -> None:
+        """InputFileError when a recorded table's candidates were calibrated on every training row, the
+        validation rows among them: this tinycomp calibrates outside them (and its spec tells `palettize` to),
+        so the chain would not make what that table measured."""
+        if self.calibration_rows and self.calibration_from != CALIBRATED_OUTSIDE_VALIDATION:
+            raise InputFileError("its .tflite candidates were calibrated on every training row, the validation rows "
+                                 "among them (recorded before calibration left them out)", source,
+                                 "measure the table again: plan without --sensitivity/--merge")
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,7 @@ class TfliteBackend:
             self._joint[key] = JointDrop(drop, 0, noise, agreement, checked)
         return self._joint[key]
 
-    def step_measurer(self, table: SensitivityTable, max_drop: float, *, fine_tuned: bool,
+    def step_measurer(self, table: SensitivityTable, max_drop: float, *,
                       min_agreement: float | None = None) -> JointSteps:
         return JointSteps(self, table, max_drop, min_agreement)
 

@@ -240,6 +240,7 @@ def plan_model(inputs: PlanInputs, request: PlanRequest, *, output: str | None =
                                    data_hint="give the same --dataset/--data as when it was measured")
         request = replace(request, measurement=record.measurement(batch_size=request.measurement.batch_size),
                           seed=record.seed)
+        request.measurement.check_reusable(str(path))
         progress.reusing(str(path), record.sensitivity)
         return request, make_plan(_backend(inputs, request), request, recorded=record.sensitivity,
                                   recorded_costs=record.costs, progress=progress, jobs=jobs)
@@ -270,6 +271,7 @@ def request_of_parts(inputs: PlanInputs, request: PlanRequest, parts: list[tuple
         measurement = Measurement.from_json(first.measurement)
     except (KeyError, TypeError, ValueError, FieldError):
         raise InputFileError(NOT_A_PART, source, PART_HINT) from None
+    measurement.check_reusable(source)
     return replace(request, measurement=measurement, seed=first.seed)
 
 
