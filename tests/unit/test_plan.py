@@ -687,3 +687,41 @@ def test_a_table_calibrated_on_every_training_row_is_not_reused():
     keras = Measurement().to_json()  # no calibration: nothing recorded, nothing refused
     assert "calibration_from" not in keras
     Measurement.from_json(keras).check_reusable("k.partial.json")
+
+
+def test_the_learning_rate_is_chosen_on_the_bound_not_the_score(monkeypatch):
+    """The auto rate is the one whose fine-tuned control's drop has the lower 95% upper bound over the
+    validation groups: a rate that scores better on average but moves some groups' rows far from the given
+    model (a wider bound) is not chosen; with equal outputs the better score, then the first rate, wins."""
+    import numpy as np
+
+    from tinycomp.metrics import CLASSIFY
+    from tinycomp.plan import Measurement, sensitivity
+    from tinycomp.plan.measure import CandidateRows
+    from tinycomp.plan.request import AUTO_LEARNING_RATES
+
+    y = np.repeat([0, 1], 200)
+    groups = np.tile(np.repeat([0, 1, 2, 3], 50), 2)
+    reference = np.eye(2)[y].copy()
+    reference[::5] = np.eye(2)[1 - y[::5]]  # the given model: 80% right, the same in every group
+    steady = reference.copy()  # the given model's outputs: no drop
+    jumpy = reference.copy()  # every row of groups 0-2 right, 40 of group 3's right rows now wrong: 85% on average
+    jumpy[groups < 3] = np.eye(2)[y[groups < 3]]
+    broken = np.flatnonzero((groups == 3) & (reference.argmax(1) == y))[:40]
+    jumpy[broken] = np.eye(2)[1 - y[broken]]
+    by_rate = {AUTO_LEARNING_RATES[0]: steady, AUTO_LEARNING_RATES[1]: jumpy}
+    monkeypatch.setattr(sensitivity, "outputs_of", lambda model, x: reference)
+    monkeypatch.setattr(sensitivity, "fine_tuned_outputs", lambda *a, learning_rate, **k: by_rate[learning_rate])
+    rows = CandidateRows(np.zeros((4, 1)), np.zeros(4, int), np.zeros((400, 1)), y, groups)
+    measurement = Measurement(epochs=2)
+    score = {rate: CLASSIFY.plan_score(out, y) for rate, out in by_rate.items()}
+    assert score[AUTO_LEARNING_RATES[1]] > score[AUTO_LEARNING_RATES[0]]
+    rate, control = sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
+                                                     task=CLASSIFY)
+    assert rate == AUTO_LEARNING_RATES[0] and control.fine_tuned == score[AUTO_LEARNING_RATES[0]]
+    rows = CandidateRows(rows.x_fit, rows.y_fit, rows.x_val, y, None)  # rows the unit: +5 pp on 400 rows wins
+    assert sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
+                                            task=CLASSIFY)[0] == AUTO_LEARNING_RATES[1]
+    by_rate[AUTO_LEARNING_RATES[1]] = steady  # the same outputs: the first rate
+    assert sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
+                                            task=CLASSIFY)[0] == AUTO_LEARNING_RATES[0]

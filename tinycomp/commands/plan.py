@@ -81,8 +81,9 @@ from tinycomp.tflm import default_jobs
                    "--estimate fast, all with fine-tune. The chosen plan's check is measured on all of them.")
 @click.option("--learning-rate", "learning_rate_text", default="auto", show_default=True, metavar="RATE|auto",
               help="Adam's learning rate for every fine-tune. auto: the unclustered model is fine-tuned at "
-                   f"{FINE_TUNE_LEARNING_RATE:g} and 1e-3 and the rate whose result scores better on validation is "
-                   "used (the spec records it for `cluster`).")
+                   f"{FINE_TUNE_LEARNING_RATE:g} and 1e-3 and the rate whose drop against the given model has the "
+                   "lower 95% upper bound on validation is used (ties: the better score; the spec records it for "
+                   "`cluster`).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure candidates in N worker processes, each with its share of the cores' TensorFlow threads "
                    "(the same table as one process). For a .tflite the default is one TFLM worker per core.")

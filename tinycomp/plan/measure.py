@@ -31,8 +31,8 @@ from tinycomp.models import (
     LossChoice,
     compile_for_training,
     load_keras_model,
+    outputs_of,
     save_keras_model,
-    score_of,
     set_seed,
 )
 from tinycomp.native_output import import_tensorflow_quietly
@@ -56,13 +56,21 @@ def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Datas
                         learning_rate: float, task: Task = CLASSIFY) -> float:
     """Validation score of `model` (the task's: accuracy, or SNR in dB) with `spec`'s layers clustered
     (None: unclustered), fine-tuned for `epochs` (0: measured zero-shot) with the task's `loss`."""
+    return task.plan_score(fine_tuned_outputs(model, spec, fit_data, x_val, epochs=epochs, batch_size=batch_size,
+                                              seed=seed, loss=loss, learning_rate=learning_rate, task=task), y_val)
+
+
+def fine_tuned_outputs(model: Any, spec: ClusteringSpec | None, fit_data: Dataset, x_val: np.ndarray, *, epochs: int,
+                       batch_size: int, seed: int, loss: LossChoice, learning_rate: float,
+                       task: Task = CLASSIFY) -> np.ndarray:
+    """Outputs on `x_val` of `model` as `fine_tuned_accuracy` makes it."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     set_seed(seed)
     if spec is None:
         if epochs == 0:
-            return score_of(model, x_val, y_val, task)
+            return outputs_of(model, x_val)
         candidate = tf_keras.models.clone_model(model)
         candidate.set_weights(model.get_weights())
     else:
@@ -73,7 +81,7 @@ def fine_tuned_accuracy(model: Any, spec: ClusteringSpec | None, fit_data: Datas
             callbacks=keep_zeros_callbacks(candidate, set(spec.layer_names()) if spec is not None else set()))
     if spec is not None:
         candidate = tfmot.clustering.keras.strip_clustering(candidate)
-    return score_of(candidate, x_val, y_val, task)
+    return outputs_of(candidate, x_val)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class CandidateRows:
     y_fit: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    groups_val: np.ndarray | None = None  # the group of each validation row (None: rows are the unit)
 
 
 class Measurer:
