@@ -197,6 +197,17 @@ def checked(has_accuracy: bool, targets: np.ndarray, reference_outputs: np.ndarr
 
 # ---------------------------------------------------------------- public bounds
 
+def least_bound(has_accuracy: bool, targets: np.ndarray, reference_outputs: np.ndarray,
+                options: list[tuple[np.ndarray, float]], groups: np.ndarray | None = None) -> tuple[int, Checked]:
+    """Which of `options` ((outputs, score) of one model each, e.g. zero-shot then fine-tuned) to keep: the
+    one whose drop against the reference has the lowest 95% upper bound (ties: the higher score, then the
+    earlier option), with its bounds. `plan`'s check and `cluster` with a plan's validation rows decide alike."""
+    measured = [(checked(has_accuracy, targets, reference_outputs, outputs, groups), score)
+                for outputs, score in options]
+    best = min(range(len(measured)), key=lambda i: (measured[i][0].drop.high, -measured[i][1], i))
+    return best, measured[best][0]
+
+
 def accuracy_drop(labels: np.ndarray, reference_outputs: np.ndarray, outputs: np.ndarray,
                   groups: np.ndarray | None = None, *, sided: str = "upper", confidence: float = CONFIDENCE) -> Interval:
     """The drop of top-1 accuracy (pp, reference − model) on the same rows, with its paired bound."""

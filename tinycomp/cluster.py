@@ -21,6 +21,7 @@ from tinycomp.models import (
     choose_loss,
     compile_for_training,
     kernel_of,
+    outputs_of,
     saved_config,
     score_keras,
     score_of,
@@ -69,7 +70,9 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     `model` itself is not changed. Fine-tuning never makes the result worse: the zero-shot model
     (clustered, not fine-tuned) and the fine-tuned one are scored on the held-out last
     VALIDATION_SPLIT of the training rows, and the fine-tuned one is returned only when it scores
-    no lower (`ClusterResult.fine_tuning` records both scores and which was kept). A spec without
+    no lower (`ClusterResult.fine_tuning` records both scores and which was kept). A spec with a plan's
+    `validation` fine-tunes without the plan's validation rows and keeps what the plan's check kept
+    (`as_the_plan_decides`), so the chain makes the model the check measured. A spec without
     layers clusters nothing and returns an unchanged copy.
 
     Adam's learning rate (`learning_rate`, models.FINE_TUNE_LEARNING_RATE, 1e-4) was chosen by
@@ -97,13 +100,19 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
     zero_shot = tfmot.clustering.keras.strip_clustering(wrap_layers(model, spec))
     result_model, history, loss, fine_tuning = zero_shot, {}, None, {"epochs": 0, "used": False}
     if epochs > 0 and spec.layers:
+        split = None if spec.validation is None else planned_split(data, spec.validation)
         set_seed(seed)  # the same centroids as the zero-shot model
         clustered = wrap_layers(model, spec)
         loss = compile_for_training(clustered, learning_rate, task=chosen, saved_from=model)
-        history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch,
-                      callbacks=keep_zeros_callbacks(clustered, set(spec.layer_names())))
+        callbacks = keep_zeros_callbacks(clustered, set(spec.layer_names()))
+        if split is None:
+            history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch, callbacks=callbacks)
+        else:  # as the plan's check fine-tuned: without its validation rows
+            history = fit(clustered, data.validation_rows(split)[0], epochs, batch_size, 0.0, on_epoch,
+                          callbacks=callbacks)
         tuned = tfmot.clustering.keras.strip_clustering(clustered)
-        fine_tuning = better_of(zero_shot, tuned, data, chosen, epochs)
+        fine_tuning = (better_of(zero_shot, tuned, data, chosen, epochs) if split is None
+                       else as_the_plan_decides(model, zero_shot, tuned, data, split, chosen, epochs))
         result_model = tuned if fine_tuning["used"] else zero_shot
     if loss is None:
         saved = saved_config(model)
@@ -176,6 +185,37 @@ def better_of(zero_shot: Any, tuned: Any, data: Dataset, task: Task, epochs: int
     before, after = score_of(zero_shot, x_val, y_val, task), score_of(tuned, x_val, y_val, task)
     return {"epochs": epochs, "used": after >= before, "validation_rows": int(len(x_val)),
             "metric": task.metric, "zero_shot": before, "fine_tuned": after}
+
+
+def planned_split(data: Dataset, validation: Any) -> Any:
+    """The plan's validation split of `data` (the spec's `validation`); a DataError when it leaves no row
+    to fine-tune on."""
+    from tinycomp.errors import DataError
+
+    split = data.validation_split(validation.split, validation.seed)
+    if len(split.fit) < 1:
+        raise DataError(f"the plan's validation (split {validation.split}, seed {validation.seed}) leaves none of "
+                        f"{data.name}'s {len(data.x_train):,} training rows to fine-tune on", "spec: validation",
+                        "give cluster the --data/--dataset given to plan")
+    return split
+
+
+def as_the_plan_decides(model: Any, zero_shot: Any, tuned: Any, data: Dataset, split: Any, task: Task,
+                        epochs: int) -> dict[str, Any]:
+    """Which model `cluster` keeps for a plan's spec, decided as the plan's check decided
+    (`bounds.least_bound` on the plan's validation rows `split`): the one whose drop against the given
+    `model` has the lower 95% upper bound (ties: the better score, then zero-shot)."""
+    from tinycomp import bounds
+
+    _, x_val, y_val = data.validation_rows(split)
+    targets, reference = np.asarray(y_val), outputs_of(model, x_val)
+    before, after = outputs_of(zero_shot, x_val), outputs_of(tuned, x_val)
+    scores = task.plan_score(before, targets), task.plan_score(after, targets)
+    best, checked = bounds.least_bound(task.has_accuracy, targets, reference, list(zip((before, after), scores)),
+                                       split.val_groups)
+    return {"epochs": epochs, "used": best == 1, "validation_rows": int(len(targets)), "metric": task.metric,
+            "zero_shot": scores[0], "fine_tuned": scores[1], "decided_on": "the plan's validation rows",
+            "validation": split.source.to_json(), "bound": checked.to_json()}
 
 
 def validate_spec(model, spec: ClusteringSpec) -> None:

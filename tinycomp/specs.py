@@ -26,6 +26,7 @@ CLUSTERING_EXAMPLE = """\
 # The TFLM tutorial's recipe: 16 shared weights in conv2d_1 and dense.
 init: kmeans++          # kmeans++ | linear | density | random
 epochs: 2               # optional: fine-tuning epochs (0: none); `cluster --epochs` overrides it
+# validation: {split: 0.2, seed: 0}  # plan writes it: fine-tune without the rows it validated on
 layers:
   - name: conv2d_1
     clusters: 16
@@ -171,6 +172,16 @@ class LayerClustering:
 
 
 @dataclass(frozen=True)
+class PlanValidation:
+    """The validation rows a plan's check held out (`Dataset.validation_split(split, seed)`: the data's own
+    validation set, else whole groups chosen by `seed`, else the last `split` of the training rows):
+    `cluster` fine-tunes without them and decides fine-tuned against zero-shot on them, as the check did."""
+
+    split: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class ClusteringSpec:
     """Which layers to cluster and how (no layers: cluster nothing, e.g. a plan that found nothing within
     its budget), and optionally the fine-tuning epochs that reproduce a plan (0: none, zero-shot)."""
@@ -179,6 +190,7 @@ class ClusteringSpec:
     decode_budget: int | None = None  # bytes; `compress` slices larger decoded kernels (plan writes it)
     epochs: int | None = None  # fine-tuning epochs that reproduce a plan (0: none, zero-shot)
     learning_rate: float | None = None  # Adam's rate for those epochs (None: cluster's default)
+    validation: PlanValidation | None = None  # the plan's validation rows (None: cluster's own last 10%)
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -187,7 +199,7 @@ class ClusteringSpec:
 def parse_clustering_spec(text: str, source: str = "clustering spec") -> ClusteringSpec:
     """Parse and validate a clustering spec (see CLUSTERING_EXAMPLE)."""
     top = _load_yaml(text, source).mapping(("init", "per_channel", "preserve_sparsity", "decode_budget", "epochs",
-                                            "learning_rate", "layers"), ("layers",))
+                                            "learning_rate", "validation", "layers"), ("layers",))
     init = top["init"].string(CLUSTER_INITS) if "init" in top else "kmeans++"
     per_channel = top["per_channel"].boolean() if "per_channel" in top else False
     sparsity = top["preserve_sparsity"].boolean() if "preserve_sparsity" in top else None
@@ -204,7 +216,16 @@ def parse_clustering_spec(text: str, source: str = "clustering spec") -> Cluster
     _reject_duplicates([layer.name for layer in layers], top["layers"], "layer")
     epochs = top["epochs"].integer(0, MAX_SPEC_EPOCHS) if "epochs" in top else None
     rate = top["learning_rate"].positive_number() if "learning_rate" in top else None
-    return ClusteringSpec(tuple(layers), _decode_budget(top), epochs, rate)
+    validation = _plan_validation(top["validation"]) if "validation" in top else None
+    return ClusteringSpec(tuple(layers), _decode_budget(top), epochs, rate, validation)
+
+
+def _plan_validation(node: _Node) -> PlanValidation:
+    keys = node.mapping(("split", "seed"), ("split", "seed"))
+    split = keys["split"].value
+    if not isinstance(split, float) or not 0 < split < 1:
+        raise keys["split"].fail(f"expected a fraction between 0 and 1, got {_kind(split)}", "e.g. 0.2")
+    return PlanValidation(split, keys["seed"].integer(0))
 
 
 def _decode_budget(top: dict[str, _Node]) -> int | None:
@@ -238,6 +259,9 @@ def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str
     lines = _comments(header) + _decode_budget_lines(spec.decode_budget)
     lines += [f"epochs: {spec.epochs}"] if spec.epochs is not None else []
     lines += [f"learning_rate: {spec.learning_rate!r}"] if spec.learning_rate is not None else []
+    if spec.validation is not None:
+        lines += ["validation:  # the rows the plan validated on: cluster fine-tunes without them and decides on them",
+                  f"  split: {spec.validation.split!r}", f"  seed: {spec.validation.seed}"]
     lines += ["layers:" if spec.layers else "layers: []"]
     for layer in spec.layers:
         lines += [f"  - name: {_yaml_string(layer.name)}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",

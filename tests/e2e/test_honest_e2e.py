@@ -89,6 +89,27 @@ def _palettize_makes_what_the_plan_measured(source, grouped_npz, tmp_path, sidec
     assert (tmp_path / "c.tflite").stat().st_size == sidecar["plan"]["exact_bytes"]
 
 
+def test_cluster_makes_the_model_the_plans_check_measured(pipeline, grouped_npz, tmp_path):
+    """A Keras plan that fine-tunes writes its validation rows into the spec; `cluster --spec` fine-tunes
+    without them and keeps what the check kept, decided the same way: its recorded bound is the check's."""
+    from tinycomp.specs import PlanValidation, parse_clustering_spec
+
+    ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "100", "--data", grouped_npz, "--seed", "1",
+        "--validation-split", "0.4", "--clusters", "2", "--epochs", "3", "-o", tmp_path / "plan.yaml"])
+    spec = parse_clustering_spec((tmp_path / "plan.yaml").read_text())
+    assert spec.epochs == 3 and spec.validation == PlanValidation(0.4, 1)  # the check kept the fine-tuned model
+    result = ok(["cluster", pipeline["model_h5"], "--spec", tmp_path / "plan.yaml", "--data", grouped_npz, "--seed", "1",
+                 "-o", tmp_path / "c.h5"])
+    assert "Kept the fine-tuned model, as the plan's check decides" in result.output
+    fine_tuning = json.loads((tmp_path / "c.json").read_text())["fine_tuning"]
+    sidecar = json.loads((tmp_path / "plan.json").read_text())
+    checked = sidecar["plan"]["checked_bound"]
+    assert fine_tuning["used"] and fine_tuning["validation"] == sidecar["validation"]
+    assert fine_tuning["validation_rows"] == checked["drop"]["rows"] == 200
+    for key in ("estimate", "high"):  # the same model on the same rows: the check's numbers
+        assert fine_tuning["bound"]["drop"][key] == pytest.approx(checked["drop"][key], abs=1e-6)
+
+
 def test_plan_without_groups_says_where_its_validation_rows_come_from(pipeline, tmp_path):
     result = ok(["plan", pipeline["model_int8_tflite"], "--max-accuracy-drop", "100", "--data", pipeline["data"],
                  "-o", tmp_path / "plan.yaml"])

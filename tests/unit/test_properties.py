@@ -15,6 +15,7 @@ from tinycomp.specs import (
     LayerClustering,
     PerChannel,
     PerTensor,
+    PlanValidation,
     TensorCompression,
     dump_clustering_spec,
     dump_compression_spec,
@@ -41,7 +42,8 @@ def clustering_specs(draw):
                                    init=draw(st.sampled_from(CLUSTER_INITS)), per_channel=draw(st.booleans()),
                                    preserve_sparsity=draw(st.booleans()))
                    for name in names)
-    return ClusteringSpec(layers)
+    validation = draw(st.none() | st.builds(PlanValidation, st.floats(0.01, 0.99), st.integers(0, 10**6)))
+    return ClusteringSpec(layers, validation=validation)
 
 
 @st.composite

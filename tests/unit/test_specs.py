@@ -9,6 +9,7 @@ from tinycomp.specs import (
     LEGACY_COMPRESSION_EXAMPLE,
     PerChannel,
     PerTensor,
+    PlanValidation,
     dump_clustering_spec,
     dump_compression_spec,
     parse_clustering_spec,
@@ -104,6 +105,24 @@ def test_clustering_spec_errors():
         parse_clustering_spec("init: kmeans\nlayers:\n  - {name: dense, clusters: 4}\n", "c.yaml")
     with pytest.raises(SpecError, match=r"layer dense is listed twice \(c.yaml: layers\[1\]\)"):
         parse_clustering_spec("layers:\n  - {name: dense, clusters: 4}\n  - {name: dense, clusters: 8}\n", "c.yaml")
+
+
+def test_a_plans_validation_rows_are_read_strictly():
+    spec = parse_clustering_spec("epochs: 2\nvalidation:\n  split: 0.5\n  seed: 3\nlayers: []\n", "c.yaml")
+    assert spec.validation == PlanValidation(0.5, 3)
+    assert parse_clustering_spec(dump_clustering_spec(spec), "dumped") == spec
+    for text, message in (
+            ("validation: {split: 1.5, seed: 0}", "expected a fraction between 0 and 1, got float 1.5 "
+                                                   "(c.yaml: validation.split) — e.g. 0.2"),
+            ("validation: {split: 1, seed: 0}", "expected a fraction between 0 and 1, got int 1 "
+                                                 "(c.yaml: validation.split) — e.g. 0.2"),
+            ("validation: {split: 0.2}", "missing key 'seed' (c.yaml: validation) — add `seed:`"),
+            ("validation: {split: 0.2, seed: -1}", "-1 is out of range (c.yaml: validation.seed) — use a value >= 0"),
+            ("validation: {split: 0.2, seed: 0, groups: 3}", "unknown key 'groups' (c.yaml: validation.groups) — "
+                                                             "allowed keys here: split, seed")):
+        with pytest.raises(SpecError) as error:
+            parse_clustering_spec(text + "\nlayers: []\n", "c.yaml")
+        assert str(error.value) == message
 
 
 def test_layer_options():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tinycomp import render
+from tinycomp.bounds import Checked
 from tinycomp.cluster import (
     cluster_all_spec,
     cluster_model,
@@ -67,7 +68,10 @@ def command(model: str, output: str, spec_path: str | None, layers: tuple[str, .
 
     Fine-tuning never makes the model worse: the clustered model is scored on the held-out last 10% of
     the training rows before and after fine-tuning, and the fine-tuned one is kept only when it scores
-    no lower (both scores are printed and recorded). A spec with no layers (`layers: []`, what plan
+    no lower (both scores are printed and recorded). A spec from `plan` (with `validation:`) makes what
+    the plan's check measured: it fine-tunes without the plan's validation rows (held-out groups, the
+    data's x_val, or the last rows) and keeps the fine-tuned model only when its drop against the given
+    model has the lower 95% upper bound on them, as the check decided; give it plan's --data. A spec with no layers (`layers: []`, what plan
     writes when nothing fits its budget) clusters nothing: the model is saved unchanged.
 
     The model may be .h5, .keras or a SavedModel directory; a Keras 3 file is clustered as its tf_keras
@@ -156,7 +160,12 @@ def describe_fine_tuning(fine_tuning: dict, task: Task) -> None:
     text = task.score_text
     scores = (f"{text(fine_tuning['fine_tuned'])} fine-tuned vs {text(fine_tuning['zero_shot'])} "
               f"zero-shot on the {fine_tuning['validation_rows']:,} held-out training rows")
-    if fine_tuning["used"]:
+    if "bound" in fine_tuning:  # a plan's spec: decided as its check decided, on its validation rows
+        bound = Checked.from_json(fine_tuning["bound"], "the cluster record")
+        kept = "fine-tuned" if fine_tuning["used"] else "zero-shot (clustered, not fine-tuned)"
+        render.info(f"Kept the {kept} model, as the plan's check decides (the lower 95% upper bound of the drop "
+                    f"against the given model on the plan's validation rows): drop {bound.drop.text()}; {scores}")
+    elif fine_tuning["used"]:
         render.info(f"Kept the fine-tuned model: {scores}")
     else:
         render.warn(f"Fine-tuning scored lower ({scores}): kept the zero-shot model (clustered, not fine-tuned)")

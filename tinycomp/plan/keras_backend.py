@@ -136,10 +136,12 @@ class KerasBackend:
 
     def spec_text(self, model_path: str, output: str, request: PlanRequest, outcome: PlanOutcome) -> str:
         """The clustering spec `cluster` reads, with a header saying what the plan predicts."""
-        from tinycomp.specs import dump_clustering_spec, parse_clustering_spec
+        from tinycomp.specs import PlanValidation, dump_clustering_spec, parse_clustering_spec
 
-        text = dump_clustering_spec(plan_spec(outcome.table, outcome.plan), spec_header(model_path, output, request,
-                                                                                          outcome))
+        spec = plan_spec(outcome.table, outcome.plan)
+        if spec.epochs:  # `cluster` fine-tunes without the check's validation rows and decides on them, as it did
+            spec = replace(spec, validation=PlanValidation(request.measurement.validation_split, outcome.table.seed))
+        text = dump_clustering_spec(spec, spec_header(model_path, output, request, outcome))
         parse_clustering_spec(text, str(output))  # what `cluster` will read
         return text
 

@@ -134,14 +134,14 @@ def joint_drop(model: Any, data: Dataset, table: SensitivityTable, plan: Plan, *
     reference = outputs_of(model, x_val)
     loss = training_loss(model, data, table.task)
     groups = validation_groups(data, measurement.validation_split, table.seed)
-    measured = []
+    targets, options = np.asarray(y_val), []
     for epochs in sorted({0, table.epochs}):
         outputs = clustered_outputs(model, spec, fit_data, x_val, epochs=epochs, batch_size=measurement.batch_size,
                                     seed=table.seed, loss=loss, learning_rate=measurement.rate, task=table.task)
-        checked = bounds.checked(table.task.has_accuracy, np.asarray(y_val), reference, outputs, groups)
-        score = table.task.plan_score(outputs, np.asarray(y_val))
-        measured.append((checked.drop.high, -score, epochs, outputs, checked))
-    _, _, epochs, outputs, checked = min(measured, key=lambda m: m[:3])  # lowest bound, then best score, fewest epochs
+        options.append((epochs, outputs))
+    best, checked = bounds.least_bound(table.task.has_accuracy, targets, reference,
+                                       [(o, table.task.plan_score(o, targets)) for _, o in options], groups)
+    epochs, outputs = options[best]  # lowest bound, then best score, fewest epochs
     drop = table.task.scale * (table.task.plan_score(reference, np.asarray(y_val))
                                - table.task.plan_score(outputs, np.asarray(y_val)))
     # identical outputs have an infinite SNR, which JSON cannot hold: left out
