@@ -381,3 +381,17 @@ def test_palettize_refuses_a_spec_whose_held_out_groups_the_data_lacks(tmp_path)
     assert result.output.splitlines()[-1] == (
         f"Error: the spec's calibration excludes held-out groups 1, 4 of groups_train, but d.npz has no groups_train "
         f"({spec}: calibration.exclude_groups) — give palettize the same --data/--dataset as plan")
+
+
+def test_palettize_refuses_a_calibrated_plans_spec_without_data(tmp_path):
+    """A plan that calibrated writes `calibration:`; without data palettize would make another file."""
+    model, spec = tmp_path / "m.tflite", tmp_path / "plan.yaml"
+    model.write_bytes(b"not read: the options are checked first")
+    spec.write_text("calibration:\n  training_rows: 60\n  exclude_last_rows: 12\ntensors:\n"
+                    "  - {subgraph: 0, tensor: 7, bits: 3}\n")
+    result = run_cli(["palettize", model, "--spec", spec, "-o", tmp_path / "p.tflite"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: the spec's plan palettized with calibration on data (its `calibration:` key), so without data "
+        f"palettize would not make the file the plan measured ({spec}: calibration) — give the --data/--dataset "
+        "given to plan")

@@ -146,6 +146,10 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     if spec is not None and spec_path and not spec.tensors:
         write_unchanged(model_path, data, output, yaml_path, spec_path)
         return
+    if spec is not None and spec.calibration is not None and data_spec is None:
+        raise UsageError("the spec's plan palettized with calibration on data (its `calibration:` key), so without "
+                         "data palettize would not make the file the plan measured", f"{spec_path}: calibration",
+                         "give the --data/--dataset given to plan")
     calibration, rows, dataset = None, None, None
     if data_spec is not None:
         from tinycomp.commands.common import open_data
