@@ -725,3 +725,35 @@ def test_the_learning_rate_is_chosen_on_the_bound_not_the_score(monkeypatch):
     by_rate[AUTO_LEARNING_RATES[1]] = steady  # the same outputs: the first rate
     assert sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
                                             task=CLASSIFY)[0] == AUTO_LEARNING_RATES[0]
+
+
+def test_a_plan_grown_after_the_tables_were_refused_also_spends_the_budget_its_bound_leaves(monkeypatch):
+    """When the check refuses the table's plan and a plan grown from nothing is accepted with budget left
+    on its bound, the biggest steps are measured as the check measures, as after an accepted table plan."""
+    from tinycomp.plan import make
+    from tinycomp.plan.choose import nothing_clustered, step_downs, stepped
+
+    table, budget = _table(), Budget(max_drop=1.0)
+    refused = choose_plan(table, budget)
+    refused.checked_drop, refused.epochs = 2.0, 2
+    refused.checked_bound = _bounded(2.0, 2.5).to_json()
+    grown = nothing_clustered(table)
+    grown = stepped(grown, step_downs(table, grown)[0], table.decode_overhead)
+    grown.checked_drop, grown.epochs = 0.1, 0
+    grown.checked_bound = _bounded(0.1, 0.3).to_json()
+    monkeypatch.setattr(make, "_cheaply_rechosen_and_refined", lambda *args: (grown, [grown]))
+    checks = []
+
+    def full_check(plan):
+        checks.append(plan)
+        plan.checked_bound = _bounded(0.2, 0.5).to_json()
+        return 0.2
+
+    class Backend:
+        kind = "keras"
+
+    tried = [refused]
+    chosen = make._refined(Backend(), table, budget, refused, tried, lambda drop: refused, full_check, make.Silent(),
+                           lambda sets: [0] * len(sets), 0.1)
+    assert checks and chosen is checks[-1] and chosen.predicted_bytes < grown.predicted_bytes
+    assert tried[:2] == [refused, grown] and tried[2:] == checks

@@ -378,15 +378,18 @@ def _refined(backend: Backend, table: SensitivityTable, budget: Budget, checked:
     fine-tune), so its steps are the spent-budget steps, each measured as the check measures. When the checked
     plan is refused or compresses nothing, the cheap path is tried instead
     (`_cheaply_rechosen_and_refined`), and its plan is used when its full check passes. Then the budget the
-    accepted plan's bound leaves is spent (`spent_budget`)."""
+    accepted plan's bound leaves is spent (`spent_budget`), whichever path found it."""
     assert budget.max_drop is not None
+    ram = budget.ram_bytes
+    fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
+    max_steps = MAX_CHECKED_STEPS.get(backend.kind, 1)
     within = DECISION.accepts(measured_of(checked, noise), budget.max_drop, budget.min_agreement)
     if not within or not checked.clustered():
         found, more = _cheaply_rechosen_and_refined(backend, table, budget, choose, full_check, progress, arenas_of)
         tried += more
-        return found if found is not None and (found.clustered() or not within) else checked
-    ram = budget.ram_bytes
-    fits_ram = None if ram is None else (lambda plan: arenas_of([frozenset(plan.clustered())])[0] <= ram)
+        if found is not None and found.clustered():  # accepted: spend what its bound leaves, as below
+            return spent_budget(table, found, budget, full_check, tried, noise, fits_ram=fits_ram, max_steps=max_steps)
+        return found if found is not None and not within else checked
     refined = checked
     if not checked.epochs:  # a fine-tuned plan's quick steps would be subset fine-tunes, which mis-measure
         start = replace(checked, checked_drop=None, checked_noise=None, checked_bound=None)
@@ -398,8 +401,7 @@ def _refined(backend: Backend, table: SensitivityTable, budget: Budget, checked:
             tried.append(stepped)
             if DECISION.accepts(measured_of(stepped, noise), budget.max_drop, budget.min_agreement):
                 refined = stepped
-    return spent_budget(table, refined, budget, full_check, tried, noise, fits_ram=fits_ram,
-                        max_steps=MAX_CHECKED_STEPS.get(backend.kind, 1))
+    return spent_budget(table, refined, budget, full_check, tried, noise, fits_ram=fits_ram, max_steps=max_steps)
 
 
 def spent_budget(table: SensitivityTable, plan: Plan, budget: Budget, full_check: Callable[[Plan], float],
