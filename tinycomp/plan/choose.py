@@ -473,7 +473,8 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[
     Under an accuracy budget, a plan whose measured drop exceeds it by more than the noise of that
     measurement (`Plan.checked_noise` when the measurement set it: the standard error of the paired
     difference on the same rows; else `noise`, that of one validation score) is chosen again under the
-    budget lowered by the prediction's shortfall, up to `attempts` plans. Returns the plan to use (the
+    budget lowered by the prediction's shortfall (to the drop's 95% upper bound, which decides, when the
+    check gave one), up to `attempts` plans. Returns the plan to use (the
     smallest whose measured drop is within budget + noise, else the least harmful) and every plan tried.
     """
     def within(plan: Plan) -> bool:
@@ -486,7 +487,7 @@ def checked_plan(choose: Callable[[float | None], Plan], measure_drop: Callable[
         return plan, tried
     budget = max_drop
     while not within(plan) and len(tried) < attempts:
-        budget -= _checked(plan) - plan.predicted_drop  # below the last prediction: another plan
+        budget -= _decided_on(plan) - plan.predicted_drop  # below the last prediction: another plan
         try:
             plan = choose(budget)
         except NothingFits:
@@ -550,6 +551,13 @@ def _checked(plan: Plan) -> float:
     """The plan's measured drop (every plan `checked_plan` tried was measured)."""
     assert plan.checked_drop is not None
     return plan.checked_drop
+
+
+def _decided_on(plan: Plan) -> float:
+    """What the check compares with the budget: the drop's 95% upper bound when it gave one, else the drop."""
+    if plan.checked_bound is None:
+        return _checked(plan)
+    return Checked.from_json(plan.checked_bound, "the plan's check").drop.high
 
 
 def upper_bound_text(plan: Plan) -> str:
