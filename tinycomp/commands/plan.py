@@ -108,10 +108,10 @@ from tinycomp.tflm import default_jobs
 @click.option("--credit-fine-tuning/--no-credit-fine-tuning", default=True, show_default=True,
               help="Count the accuracy fine-tuning alone gains against the layers' drops.")
 @click.option("--refine/--no-refine", default=True, show_default=True,
-              help="With a drop budget: after the table's choice, step the layers with the most bytes saved per drop "
-                   "down one option at a time, each step measured with all layers clustered, while the drop's 95% "
-                   "upper bound stays within the budget; then, while the bound leaves budget, the step saving the "
-                   "most bytes measured as the check measures.")
+              help="With a drop budget: after the table's choice (when the check measured it zero-shot), step the "
+                   "layers with the most bytes saved per drop down one option at a time, each step measured with all "
+                   "layers clustered, while the drop's 95% upper bound stays within the budget; then, while the "
+                   "bound leaves budget, the step saving the most bytes measured as the check measures.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Cluster the chosen layers together, fine-tune and measure the drop (per-layer drops need not "
                    "add up); with a drop budget, choose again if the drop's 95% upper bound is over it.")
