@@ -254,7 +254,7 @@ def test_plan_tflite_slices_before_it_leaves_a_tensor_unpalettized(int8_files, t
     assert spec.decode_budget is not None and record["arena_bytes"] <= budget
     assert record["choices"]["dense"]["clusters"] is not None and not record["uncompressed_for_ram"]
     out = tmp_path / "planned.tflite"
-    ok(["palettize", source, "--spec", plan, "-o", out])
+    ok(["palettize", source, "--spec", plan, "-o", out, *data])
     assert f"decode_budget: {spec.decode_budget}" in (tmp_path / "planned.yaml").read_text()
     compressed = tmp_path / "c.tflite"
     assert "Sliced tensor" in ok(["compress", out, "--spec", tmp_path / "planned.yaml", "-o", compressed]).output

@@ -97,7 +97,7 @@ def command(model: str, output: str, bits: int | None, spec_path: str | None, te
       tinycomp palettize model_int8.tflite --bits 4 --strip -o p.tflite && tinycomp compress p.tflite --spec p.yaml --strip -o c.tflite
       tinycomp palettize pruned_int8.tflite --bits 4 --smallest-exact -o p.tflite
       tinycomp plan build/model_int8.tflite --max-accuracy-drop 0.5 -o build/plan.yaml --dataset mnist
-      tinycomp palettize build/model_int8.tflite --spec build/plan.yaml -o build/planned.tflite
+      tinycomp palettize build/model_int8.tflite --spec build/plan.yaml --dataset mnist -o build/planned.tflite
     """
     exactly_one_of({"--bits": bits, "--spec": spec_path}, what="give", where="palettize",
                    hint="e.g. --bits 3, or --spec PLAN.yaml from `tinycomp plan MODEL.tflite`")
