@@ -27,7 +27,7 @@ from tinycomp.models import (
     score_of,
     set_seed,
 )
-from tinycomp.specs import ClusteringSpec, LayerClustering
+from tinycomp.specs import ClusteringSpec, LayerClustering, PlanValidation
 from tinycomp.train import EpochCallback, check_fit_options, fine_tune_data, fit
 
 # spec init name → tfmot.clustering.keras.CentroidInitialization member
@@ -187,16 +187,26 @@ def better_of(zero_shot: Any, tuned: Any, data: Dataset, task: Task, epochs: int
             "metric": task.metric, "zero_shot": before, "fine_tuned": after}
 
 
-def planned_split(data: Dataset, validation: Any) -> Any:
-    """The plan's validation split of `data` (the spec's `validation`); a DataError when it leaves no row
-    to fine-tune on."""
+def planned_split(data: Dataset, validation: PlanValidation) -> Any:
+    """The plan's validation split of `data` (the spec's `validation`); a DataError when `data` is not the
+    data the plan was given (another row count, other held-out groups) or leaves no row to fine-tune on."""
     from tinycomp.errors import DataError
 
+    hint = "give cluster the --data/--dataset given to plan"
+    if len(data.x_train) != validation.training_rows:
+        raise DataError(f"{data.name} has {len(data.x_train):,} training rows, but the plan validated on "
+                        f"{validation.training_rows:,}", "spec: validation.training_rows", hint)
     split = data.validation_split(validation.split, validation.seed)
+    held_out = tuple(split.source.held_out) if split.source.kind == "groups" else ()
+    if held_out != validation.held_out_groups:
+        planned = (f"held-out groups {', '.join(validation.held_out_groups)} of groups_train"
+                   if validation.held_out_groups else "no held-out groups")
+        given = f"groups {', '.join(held_out)}" if held_out else "no groups"
+        raise DataError(f"the plan validated on {planned}, but {data.name} holds out {given}",
+                        "spec: validation.held_out_groups", hint)
     if len(split.fit) < 1:
         raise DataError(f"the plan's validation (split {validation.split}, seed {validation.seed}) leaves none of "
-                        f"{data.name}'s {len(data.x_train):,} training rows to fine-tune on", "spec: validation",
-                        "give cluster the --data/--dataset given to plan")
+                        f"{data.name}'s {len(data.x_train):,} training rows to fine-tune on", "spec: validation", hint)
     return split
 
 

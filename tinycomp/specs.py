@@ -26,7 +26,7 @@ CLUSTERING_EXAMPLE = """\
 # The TFLM tutorial's recipe: 16 shared weights in conv2d_1 and dense.
 init: kmeans++          # kmeans++ | linear | density | random
 epochs: 2               # optional: fine-tuning epochs (0: none); `cluster --epochs` overrides it
-# validation: {split: 0.2, seed: 0}  # plan writes it: fine-tune without the rows it validated on
+# validation: {split: 0.2, seed: 0, training_rows: 60000}  # plan writes it: fine-tune without its validation rows
 layers:
   - name: conv2d_1
     clusters: 16
@@ -179,6 +179,8 @@ class PlanValidation:
 
     split: float
     seed: int
+    training_rows: int  # of the data the plan was given: `cluster` checks its data has as many
+    held_out_groups: tuple[str, ...] = ()  # the groups_train ids it held out (none: not groups)
 
 
 @dataclass(frozen=True)
@@ -221,11 +223,12 @@ def parse_clustering_spec(text: str, source: str = "clustering spec") -> Cluster
 
 
 def _plan_validation(node: _Node) -> PlanValidation:
-    keys = node.mapping(("split", "seed"), ("split", "seed"))
+    keys = node.mapping(("split", "seed", "training_rows", "held_out_groups"), ("split", "seed", "training_rows"))
     split = keys["split"].value
     if not isinstance(split, float) or not 0 < split < 1:
         raise keys["split"].fail(f"expected a fraction between 0 and 1, got {_kind(split)}", "e.g. 0.2")
-    return PlanValidation(split, keys["seed"].integer(0))
+    groups = _group_ids(keys["held_out_groups"]) if "held_out_groups" in keys else ()
+    return PlanValidation(split, keys["seed"].integer(0), keys["training_rows"].integer(2), groups)
 
 
 def _decode_budget(top: dict[str, _Node]) -> int | None:
@@ -261,7 +264,10 @@ def dump_clustering_spec(spec: ClusteringSpec, header: str | None = None) -> str
     lines += [f"learning_rate: {spec.learning_rate!r}"] if spec.learning_rate is not None else []
     if spec.validation is not None:
         lines += ["validation:  # the rows the plan validated on: cluster fine-tunes without them and decides on them",
-                  f"  split: {spec.validation.split!r}", f"  seed: {spec.validation.seed}"]
+                  f"  split: {spec.validation.split!r}", f"  seed: {spec.validation.seed}",
+                  f"  training_rows: {spec.validation.training_rows}"]
+        if spec.validation.held_out_groups:
+            lines += [f"  held_out_groups: {_group_list(spec.validation.held_out_groups)}"]
     lines += ["layers:" if spec.layers else "layers: []"]
     for layer in spec.layers:
         lines += [f"  - name: {_yaml_string(layer.name)}", f"    clusters: {layer.clusters}", f"    init: {layer.init}",
@@ -507,9 +513,14 @@ def _calibration_exclusion(node: _Node) -> CalibrationExclusion:
     rows = keys["training_rows"].integer(2)
     if "exclude_last_rows" in keys:
         return CalibrationExclusion(rows, exclude_last_rows=keys["exclude_last_rows"].integer(1, rows - 1))
-    items = keys["exclude_groups"].items()
+    return CalibrationExclusion(rows, exclude_groups=_group_ids(keys["exclude_groups"]))
+
+
+def _group_ids(node: _Node) -> tuple[str, ...]:
+    """A non-empty list of distinct groups_train ids (integers or non-empty strings), as strings."""
+    items = node.items()
     if not items:
-        raise keys["exclude_groups"].fail("no groups listed", "list the held-out groups_train ids")
+        raise node.fail("no groups listed", "list the held-out groups_train ids")
     ids = []
     for item in items:
         if isinstance(item.value, int) and not isinstance(item.value, bool):
@@ -518,8 +529,8 @@ def _calibration_exclusion(node: _Node) -> CalibrationExclusion:
             ids.append(item.value)
         else:
             raise item.fail(f"expected a group id (an integer or a non-empty string), got {_kind(item.value)}")
-    _reject_duplicates(ids, keys["exclude_groups"], "group")
-    return CalibrationExclusion(rows, exclude_groups=tuple(ids))
+    _reject_duplicates(ids, node, "group")
+    return tuple(ids)
 
 
 def _calibration_lines(exclusion: CalibrationExclusion | None) -> list[str]:
@@ -532,7 +543,12 @@ def _calibration_lines(exclusion: CalibrationExclusion | None) -> list[str]:
     lines += ["calibration:", f"  training_rows: {exclusion.training_rows}"]
     if exclusion.exclude_last_rows is not None:
         return lines + [f"  exclude_last_rows: {exclusion.exclude_last_rows}"]
-    return lines + [f"  exclude_groups: [{', '.join(_yaml_string(g) for g in exclusion.exclude_groups)}]"]
+    return lines + [f"  exclude_groups: {_group_list(exclusion.exclude_groups)}"]
+
+
+def _group_list(ids: tuple[str, ...]) -> str:
+    """Group ids as a YAML flow list that reads back as the same strings."""
+    return f"[{', '.join(_yaml_string(g) for g in ids)}]"
 
 
 def dump_palettization_spec(spec: PalettizationSpec, header: str | None = None) -> str:

@@ -97,17 +97,24 @@ def test_cluster_makes_the_model_the_plans_check_measured(pipeline, grouped_npz,
     ok(["plan", pipeline["model_h5"], "--max-accuracy-drop", "100", "--data", grouped_npz, "--seed", "1",
         "--validation-split", "0.4", "--clusters", "2", "--epochs", "3", "-o", tmp_path / "plan.yaml"])
     spec = parse_clustering_spec((tmp_path / "plan.yaml").read_text())
-    assert spec.epochs == 3 and spec.validation == PlanValidation(0.4, 1)  # the check kept the fine-tuned model
+    sidecar = json.loads((tmp_path / "plan.json").read_text())
+    held_out = tuple(sidecar["validation"]["held_out"])
+    assert spec.epochs == 3 and spec.validation == PlanValidation(0.4, 1, 600, held_out)  # the check kept fine-tuned
     result = ok(["cluster", pipeline["model_h5"], "--spec", tmp_path / "plan.yaml", "--data", grouped_npz, "--seed", "1",
                  "-o", tmp_path / "c.h5"])
     assert "Kept the fine-tuned model, as the plan's check decides" in result.output
     fine_tuning = json.loads((tmp_path / "c.json").read_text())["fine_tuning"]
-    sidecar = json.loads((tmp_path / "plan.json").read_text())
     checked = sidecar["plan"]["checked_bound"]
     assert fine_tuning["used"] and fine_tuning["validation"] == sidecar["validation"]
     assert fine_tuning["validation_rows"] == checked["drop"]["rows"] == 200
     for key in ("estimate", "high"):  # the same model on the same rows: the check's numbers
         assert fine_tuning["bound"]["drop"][key] == pytest.approx(checked["drop"][key], abs=1e-6)
+    other = run_cli(["cluster", pipeline["model_h5"], "--spec", tmp_path / "plan.yaml", "--data", pipeline["data"],
+                     "-o", tmp_path / "other.h5"])  # the same rows without groups_train: not the plan's data
+    assert other.exit_code == 1 and other.output.splitlines()[-1] == (
+        f"Error: the plan validated on held-out groups {', '.join(held_out)} of groups_train, but tiny.npz holds "
+        "out no groups "
+        "(spec: validation.held_out_groups) — give cluster the --data/--dataset given to plan")
 
 
 def test_plan_without_groups_says_where_its_validation_rows_come_from(pipeline, tmp_path):

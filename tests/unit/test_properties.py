@@ -42,7 +42,9 @@ def clustering_specs(draw):
                                    init=draw(st.sampled_from(CLUSTER_INITS)), per_channel=draw(st.booleans()),
                                    preserve_sparsity=draw(st.booleans()))
                    for name in names)
-    validation = draw(st.none() | st.builds(PlanValidation, st.floats(0.01, 0.99), st.integers(0, 10**6)))
+    groups = st.lists(layer_names, max_size=4, unique=True).map(tuple)
+    validation = draw(st.none() | st.builds(PlanValidation, st.floats(0.01, 0.99), st.integers(0, 10**6),
+                                            st.integers(2, 10**6), groups))
     return ClusteringSpec(layers, validation=validation)
 
 

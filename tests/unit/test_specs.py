@@ -108,18 +108,26 @@ def test_clustering_spec_errors():
 
 
 def test_a_plans_validation_rows_are_read_strictly():
-    spec = parse_clustering_spec("epochs: 2\nvalidation:\n  split: 0.5\n  seed: 3\nlayers: []\n", "c.yaml")
-    assert spec.validation == PlanValidation(0.5, 3)
+    spec = parse_clustering_spec("epochs: 2\nvalidation:\n  split: 0.5\n  seed: 3\n  training_rows: 60\n"
+                                 "  held_out_groups: [1, s2]\nlayers: []\n", "c.yaml")
+    assert spec.validation == PlanValidation(0.5, 3, 60, ("1", "s2"))
     assert parse_clustering_spec(dump_clustering_spec(spec), "dumped") == spec
+    rows = "training_rows: 60"
     for text, message in (
-            ("validation: {split: 1.5, seed: 0}", "expected a fraction between 0 and 1, got float 1.5 "
-                                                   "(c.yaml: validation.split) — e.g. 0.2"),
-            ("validation: {split: 1, seed: 0}", "expected a fraction between 0 and 1, got int 1 "
-                                                 "(c.yaml: validation.split) — e.g. 0.2"),
-            ("validation: {split: 0.2}", "missing key 'seed' (c.yaml: validation) — add `seed:`"),
-            ("validation: {split: 0.2, seed: -1}", "-1 is out of range (c.yaml: validation.seed) — use a value >= 0"),
-            ("validation: {split: 0.2, seed: 0, groups: 3}", "unknown key 'groups' (c.yaml: validation.groups) — "
-                                                             "allowed keys here: split, seed")):
+            (f"validation: {{split: 1.5, seed: 0, {rows}}}", "expected a fraction between 0 and 1, got float 1.5 "
+                                                             "(c.yaml: validation.split) — e.g. 0.2"),
+            (f"validation: {{split: 1, seed: 0, {rows}}}", "expected a fraction between 0 and 1, got int 1 "
+                                                           "(c.yaml: validation.split) — e.g. 0.2"),
+            (f"validation: {{split: 0.2, {rows}}}", "missing key 'seed' (c.yaml: validation) — add `seed:`"),
+            ("validation: {split: 0.2, seed: 0}", "missing key 'training_rows' (c.yaml: validation) — add "
+                                                  "`training_rows:`"),
+            (f"validation: {{split: 0.2, seed: -1, {rows}}}", "-1 is out of range (c.yaml: validation.seed) — use a "
+                                                              "value >= 0"),
+            (f"validation: {{split: 0.2, seed: 0, {rows}, held_out_groups: [1, 1]}}",
+             "group 1 is listed twice (c.yaml: validation.held_out_groups[1]) — list each group once"),
+            (f"validation: {{split: 0.2, seed: 0, {rows}, groups: 3}}",
+             "unknown key 'groups' (c.yaml: validation.groups) — allowed keys here: split, seed, training_rows, "
+             "held_out_groups")):
         with pytest.raises(SpecError) as error:
             parse_clustering_spec(text + "\nlayers: []\n", "c.yaml")
         assert str(error.value) == message
@@ -130,3 +138,27 @@ def test_layer_options():
     assert [(layer.name, layer.clusters) for layer in spec.layers] == [("conv2d_1", 16), ("dense", 8)]
     with pytest.raises(SpecError, match="write it as NAME=CLUSTERS"):
         parse_layer_options(("dense",))
+
+
+def test_cluster_refuses_data_other_than_the_plans():
+    """`cluster` with a plan's `validation:` checks the data is the plan's: its row count, its held-out groups."""
+    import numpy as np
+
+    from tinycomp.cluster import planned_split
+    from tinycomp.data import Dataset
+    from tinycomp.errors import DataError
+
+    x, y = np.zeros((60, 2), np.float32), np.zeros(60, int)
+    data = Dataset("d.npz", x, y, x[:4], y[:4], groups_train=np.arange(60) % 6)
+    split = data.validation_split(0.4, 1)
+    held_out = tuple(split.source.held_out)
+    assert planned_split(data, PlanValidation(0.4, 1, 60, held_out)).val.tolist() == split.val.tolist()
+    with pytest.raises(DataError) as error:
+        planned_split(data, PlanValidation(0.4, 1, 61, held_out))
+    assert str(error.value) == ("d.npz has 60 training rows, but the plan validated on 61 (spec: "
+                                "validation.training_rows) — give cluster the --data/--dataset given to plan")
+    with pytest.raises(DataError) as error:
+        planned_split(data, PlanValidation(0.4, 1, 60, ()))
+    assert str(error.value) == (f"the plan validated on no held-out groups, but d.npz holds out groups "
+                                f"{', '.join(held_out)} (spec: validation.held_out_groups) — give cluster the "
+                                "--data/--dataset given to plan")
