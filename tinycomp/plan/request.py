@@ -28,7 +28,7 @@ DEFAULT_VALIDATION_SPLIT = 0.2
 TFLITE_CANDIDATE_COUNTS = (4, 8, 16, 32, 64)
 IO_TYPES = ("uint8", "int8", "float32")
 # With no learning rate given, plan fine-tunes the unclustered control at each of these and uses the one whose
-# control scores best on validation (ties: the first). Measured (docs/plan.md): 1e-3 loses accuracy on
+# control's drop has the lower 95% upper bound on validation (ties: the better score, then the first). Measured (docs/plan.md): 1e-3 loses accuracy on
 # converged models, 1e-4 keeps it; on an undertrained model 1e-3 keeps training it (+2.5 pp on the bench model).
 AUTO_LEARNING_RATES = (FINE_TUNE_LEARNING_RATE, 1e-3)
 # Which training rows a .tflite's calibration rows are drawn from: outside the validation rows (what this
