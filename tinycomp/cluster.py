@@ -107,12 +107,13 @@ def cluster_model(model, spec: ClusteringSpec, data: Dataset, epochs: int = 2, b
         callbacks = keep_zeros_callbacks(clustered, set(spec.layer_names()))
         if split is None:
             history = fit(clustered, data, epochs, batch_size, VALIDATION_SPLIT, on_epoch, callbacks=callbacks)
-        else:  # as the plan's check fine-tuned: without its validation rows
-            history = fit(clustered, data.validation_rows(split)[0], epochs, batch_size, 0.0, on_epoch,
-                          callbacks=callbacks)
-        tuned = tfmot.clustering.keras.strip_clustering(clustered)
-        fine_tuning = (better_of(zero_shot, tuned, data, chosen, epochs) if split is None
-                       else as_the_plan_decides(model, zero_shot, tuned, data, split, chosen, epochs))
+            tuned = tfmot.clustering.keras.strip_clustering(clustered)
+            fine_tuning = better_of(zero_shot, tuned, data, chosen, epochs)
+        else:  # as the plan's check fine-tuned: without its validation rows, decided on them
+            fit_rows, x_val, y_val = data.validation_rows(split)
+            history = fit(clustered, fit_rows, epochs, batch_size, 0.0, on_epoch, callbacks=callbacks)
+            tuned = tfmot.clustering.keras.strip_clustering(clustered)
+            fine_tuning = as_the_plan_decides(model, zero_shot, tuned, x_val, y_val, split, chosen, epochs)
         result_model = tuned if fine_tuning["used"] else zero_shot
     if loss is None:
         saved = saved_config(model)
@@ -197,7 +198,7 @@ def planned_split(data: Dataset, validation: PlanValidation) -> Any:
         raise DataError(f"{data.name} has {len(data.x_train):,} training rows, but the plan validated on "
                         f"{validation.training_rows:,}", "spec: validation.training_rows", hint)
     split = data.validation_split(validation.split, validation.seed)
-    held_out = tuple(split.source.held_out) if split.source.kind == "groups" else ()
+    held_out = tuple(split.source.held_out)  # empty unless whole groups are held out
     if held_out != validation.held_out_groups:
         planned = (f"held-out groups {', '.join(validation.held_out_groups)} of groups_train"
                    if validation.held_out_groups else "no held-out groups")
@@ -210,14 +211,13 @@ def planned_split(data: Dataset, validation: PlanValidation) -> Any:
     return split
 
 
-def as_the_plan_decides(model: Any, zero_shot: Any, tuned: Any, data: Dataset, split: Any, task: Task,
-                        epochs: int) -> dict[str, Any]:
+def as_the_plan_decides(model: Any, zero_shot: Any, tuned: Any, x_val: np.ndarray, y_val: np.ndarray, split: Any,
+                        task: Task, epochs: int) -> dict[str, Any]:
     """Which model `cluster` keeps for a plan's spec, decided as the plan's check decided
-    (`bounds.least_bound` on the plan's validation rows `split`): the one whose drop against the given
-    `model` has the lower 95% upper bound (ties: the better score, then zero-shot)."""
+    (`bounds.least_bound` on the plan's validation rows `x_val`, `y_val` of `split`): the one whose drop
+    against the given `model` has the lower 95% upper bound (ties: the better score, then zero-shot)."""
     from tinycomp import bounds
 
-    _, x_val, y_val = data.validation_rows(split)
     targets, reference = np.asarray(y_val), outputs_of(model, x_val)
     before, after = outputs_of(zero_shot, x_val), outputs_of(tuned, x_val)
     scores = task.plan_score(before, targets), task.plan_score(after, targets)

@@ -710,20 +710,19 @@ def test_the_learning_rate_is_chosen_on_the_bound_not_the_score(monkeypatch):
     broken = np.flatnonzero((groups == 3) & (reference.argmax(1) == y))[:40]
     jumpy[broken] = np.eye(2)[1 - y[broken]]
     by_rate = {AUTO_LEARNING_RATES[0]: steady, AUTO_LEARNING_RATES[1]: jumpy}
-    monkeypatch.setattr(sensitivity, "outputs_of", lambda model, x: reference)
     monkeypatch.setattr(sensitivity, "fine_tuned_outputs", lambda *a, learning_rate, **k: by_rate[learning_rate])
     rows = CandidateRows(np.zeros((4, 1)), np.zeros(4, int), np.zeros((400, 1)), y, groups)
     measurement = Measurement(epochs=2)
     score = {rate: CLASSIFY.plan_score(out, y) for rate, out in by_rate.items()}
     assert score[AUTO_LEARNING_RATES[1]] > score[AUTO_LEARNING_RATES[0]]
-    rate, control = sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
+    rate, control = sensitivity.chosen_learning_rate(None, rows, reference, loss=None, measurement=measurement, seed=0,
                                                      task=CLASSIFY)
     assert rate == AUTO_LEARNING_RATES[0] and control.fine_tuned == score[AUTO_LEARNING_RATES[0]]
     rows = CandidateRows(rows.x_fit, rows.y_fit, rows.x_val, y, None)  # rows the unit: +5 pp on 400 rows wins
-    assert sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
+    assert sensitivity.chosen_learning_rate(None, rows, reference, loss=None, measurement=measurement, seed=0,
                                             task=CLASSIFY)[0] == AUTO_LEARNING_RATES[1]
     by_rate[AUTO_LEARNING_RATES[1]] = steady  # the same outputs: the first rate
-    assert sensitivity.chosen_learning_rate(None, rows, loss=None, measurement=measurement, seed=0,
+    assert sensitivity.chosen_learning_rate(None, rows, reference, loss=None, measurement=measurement, seed=0,
                                             task=CLASSIFY)[0] == AUTO_LEARNING_RATES[0]
 
 

@@ -146,7 +146,8 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
     if spec is not None and spec_path and not spec.tensors:
         write_unchanged(model_path, data, output, yaml_path, spec_path)
         return
-    if spec is not None and spec.calibration is not None and data_spec is None:
+    excluded = spec.calibration if spec is not None else None  # the plan's validation rows
+    if excluded is not None and data_spec is None:
         raise UsageError("the spec's plan palettized with calibration on data (its `calibration:` key), so without "
                          "data palettize would not make the file the plan measured", f"{spec_path}: calibration",
                          "give the --data/--dataset given to plan")
@@ -156,7 +157,6 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
         from tinycomp.tflite.calibrated import calibration_of, calibration_pool
 
         dataset = open_data(data_spec, splits=("train",))
-        excluded = spec.calibration if spec is not None else None
         pool = None if excluded is None else calibration_pool(dataset, excluded, str(spec_path))
         calibration, rows = calibration_of(data, dataset, calibration_rows, seed, jobs, str(model_path), pool)
         render.info(f"Calibrating on {len(rows):,} of {dataset.name}'s {len(dataset.x_train):,} training rows "
@@ -201,12 +201,11 @@ def run(*, model_path: str, output: str, bits: int | None, spec_path: str | None
               f"({'--spec ' + spec_path if spec_path else f'--bits {bits}' + (' --strip' if strip else '')})")
     if dataset is not None and rows is not None:
         header += (f"\ncalibrated on {len(rows):,} training rows of {dataset.name} (seed {seed}; the rows are listed "
-                   f"in {record_path})" + (f", not on {spec.calibration.describe()}"
-                                           if spec is not None and spec.calibration is not None else ""))
+                   f"in {record_path})" + (f", not on {excluded.describe()}" if excluded is not None else ""))
     write_bytes_atomic(output, result.data)
     if dataset is not None and rows is not None:
         write_json_atomic(record_path, palettize_record(model_path, data, output, result, bits, spec_path, dataset,
-                                                        rows, seed, spec.calibration if spec is not None else None))
+                                                        rows, seed, excluded))
     decode_budget = spec.decode_budget if spec is not None else None  # the plan's RAM budget reaches compress
     write_text_atomic(yaml_path, dump_compression_spec(replace(kept.spec(), decode_budget=decode_budget), header))
     render.out.print(render.palettize_table(result.tensors, {(c.weight.subgraph, c.weight.index): c for c in found.choices}))

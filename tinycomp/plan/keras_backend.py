@@ -140,10 +140,9 @@ class KerasBackend:
 
         spec = plan_spec(outcome.table, outcome.plan)
         if spec.epochs:  # `cluster` fine-tunes without the check's validation rows and decides on them, as it did
-            source = self.validation()
             spec = replace(spec, validation=PlanValidation(
                 request.measurement.validation_split, outcome.table.seed, len(self.data.x_train),
-                tuple(source.held_out) if source.kind == "groups" else ()))
+                tuple(self.validation().held_out)))  # held_out: empty unless whole groups are held out
         text = dump_clustering_spec(spec, spec_header(model_path, output, request, outcome))
         parse_clustering_spec(text, str(output))  # what `cluster` will read
         return text

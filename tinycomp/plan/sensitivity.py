@@ -37,7 +37,6 @@ from tinycomp.models import (
     kernel_of,
     outputs_of,
     saved_config,
-    score_of,
     set_seed,
 )
 from tinycomp.plan.candidates import (
@@ -203,26 +202,27 @@ def prepare(model: Any, data: Dataset, *, task: Task, measurement: Measurement, 
     groups = validation_groups(data, measurement.validation_split, seed)
     rows = CandidateRows(np.asarray(fit_data.x_train[fit]), np.asarray(fit_data.y_train[fit]), np.asarray(x_val[val]),
                          np.asarray(y_val[val]), None if groups is None else np.asarray(groups)[val])
-    reference = score_of(model, rows.x_val, rows.y_val, task)
+    reference_outputs = outputs_of(model, rows.x_val)
+    reference = task.plan_score(reference_outputs, rows.y_val)
     control = None
     if measurement.learning_rate is None:
-        rate, control = chosen_learning_rate(model, rows, loss=loss, measurement=measurement, seed=seed, task=task)
+        rate, control = chosen_learning_rate(model, rows, reference_outputs, loss=loss, measurement=measurement,
+                                             seed=seed, task=task)
         measurement = replace(measurement, learning_rate=rate)
     measurer = Measurer(model, rows, loss=loss, measurement=measurement, seed=seed, reference=reference, task=task)
     return Prepared(names, usable, candidates_of(usable), measurer, control)
 
 
-def chosen_learning_rate(model: Any, rows: CandidateRows, *, loss: LossChoice, measurement: Measurement, seed: int,
-                         task: Task) -> tuple[float, CandidateResult | None]:
+def chosen_learning_rate(model: Any, rows: CandidateRows, reference: np.ndarray, *, loss: LossChoice,
+                         measurement: Measurement, seed: int, task: Task) -> tuple[float, CandidateResult | None]:
     """The rate of AUTO_LEARNING_RATES whose fine-tuned unclustered control's drop against the given model has
     the lower 95% upper bound on the candidates' validation rows (paired, over their groups when the data has
     groups; ties: the better score, then the first rate), and that control's result; the first rate when
-    nothing is fine-tuned. A rate that raises the score on a few validation groups but moves the model further
+    nothing is fine-tuned (`reference`: the given model's outputs on those rows). A rate that raises the score on a few validation groups but moves the model further
     from the given one (a wider bound) is not preferred: the plan's fine-tunes are to recover the given model."""
     if measurement.epochs == 0:
         return AUTO_LEARNING_RATES[0], None
     fit_data = Dataset("candidate rows", rows.x_fit, rows.y_fit, rows.x_val, rows.y_val)
-    reference = outputs_of(model, rows.x_val)
     measured = []  # (bound, -score, order, rate, score, seconds)
     for order, rate in enumerate(AUTO_LEARNING_RATES):
         start = time.perf_counter()
