@@ -78,7 +78,7 @@ class Interval:
         if self.groups is None or self.groups < MIN_GROUPS:
             return max(units + 1, math.ceil(units * (self.half_width / budget) ** 2))
         # the spread between groups, then the fewest groups whose t bound at G−1 degrees of freedom is narrow enough
-        level = self.confidence if self.sided != "two" else (1 + self.confidence) / 2
+        level = _level(self.sided, self.confidence)
         spread = self.half_width * math.sqrt(units) / student_t(level, units - 1)
         count = units + 1
         while count < MAX_GROUPS_NEEDED and student_t(level, count - 1) * spread / math.sqrt(count) > budget:
@@ -295,8 +295,13 @@ def mean_difference(differences: np.ndarray, groups: np.ndarray | None = None, *
 
 # ---------------------------------------------------------------- over rows
 
+def _level(sided: str, confidence: float) -> float:
+    """The one-sided probability a quantile is taken at: `confidence`, or its two-sided equivalent."""
+    return confidence if sided != "two" else (1 + confidence) / 2
+
+
 def _z(sided: str, confidence: float) -> float:
-    return NormalDist().inv_cdf(confidence if sided != "two" else (1 + confidence) / 2)
+    return NormalDist().inv_cdf(_level(sided, confidence))
 
 
 def _normal(estimate: float, se: float, rows: int, sided: str, confidence: float, unit: str) -> Interval:
@@ -375,7 +380,7 @@ def _group_interval(numerator: np.ndarray, denominator: np.ndarray, groups: np.n
     else:
         influence = (num - estimate * den) / total_den
     se = math.sqrt(count / (count - 1) * float(np.sum(influence ** 2)))
-    half = student_t(confidence if sided != "two" else (1 + confidence) / 2, count - 1) * se
+    half = student_t(_level(sided, confidence), count - 1) * se
     low = estimate - half if sided != "upper" else -math.inf
     high = estimate + half if sided != "lower" else math.inf
     if unit == "%":

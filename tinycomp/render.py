@@ -345,7 +345,7 @@ def palettization_summary(outcome: PlanOutcome, strip: bool) -> list[str]:
         f"{task.score_text(table.reference_accuracy)}"
         + (f" (one score is ±{outcome.noise:.2f} {table.unit} on the {outcome.check_rows:,} rows of the check)."
            if outcome.check_rows else " (not checked: --no-check)."),
-        f"Plan: {', '.join(f'{n}→{o.bits} bit' for n, o in chosen.clustered().items()) or 'no tensor palettized'}"
+        f"Plan: {_choice_text(chosen) or 'no tensor palettized'}"
         f"{'; stepped down after the table: ' + ', '.join(chosen.stepped) if chosen.stepped else ''}; "
         f"{chosen.exact_bytes:,} bytes after compress{' --strip' if strip else ''} ({table.int8_bytes:,} given), "
         f"{outcome.budget.task.drop_text()} predicted {chosen.predicted_drop:+.2f} {table.unit}"
@@ -544,8 +544,7 @@ class PlanProgressLines:
         unit = self.task.unit
         measured = bound_text(plan.checked_bound) or f"{drop:+.2f} {unit}"
         if self.kind == "tflite":
-            chosen = ", ".join(f"{n}→{o.bits} bit" for n, o in plan.clustered().items())
-            info(f"Checked {chosen} palettized together: drop {measured} on the check's validation rows, "
+            info(f"Checked {_choice_text(plan)} palettized together: drop {measured} on the check's validation rows, "
                  f"predicted {plan.predicted_drop:+.2f}{agreement_text(plan.checked_agreement)}")
             return
         layers = ", ".join(f"{n}→{o.clusters}" for n, o in plan.clustered().items())

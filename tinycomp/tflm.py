@@ -220,6 +220,16 @@ def run_isolated(fn: Callable, *args, source: str = "model"):
     return run_parallel(fn, [args], workers=1, source=source)[0]
 
 
+def arenas(files: list[bytes], workers: int, source: str, hint: str | None = None,
+           pool: futures.ProcessPoolExecutor | None = None) -> list[int]:
+    """The TFLM arena bytes of each model file (`arena_of`), measured in up to `workers` child processes (in
+    `pool` when given); an InterpreterError naming `source` when TFLM reports no arena size."""
+    measured = run_parallel(arena_of, [(f,) for f in files], workers=max(1, workers), source=source, pool=pool)
+    if any(a is None for a in measured):
+        raise InterpreterError("TFLM did not report its arena size", source, hint)
+    return [int(a) for a in measured]
+
+
 def run_parallel(fn: Callable, arg_list: Iterable[tuple], workers: int, source: str = "model",
                  on_done: Callable[[int], None] | None = None,
                  on_result: Callable[[int, Any], None] | None = None,

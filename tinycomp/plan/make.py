@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from tinycomp.bounds import Checked
 from tinycomp.data.validation import ValidationSource
-from tinycomp.errors import InterpreterError, InvalidValue
+from tinycomp.errors import InvalidValue
 from tinycomp.metrics import Task
 from tinycomp.plan.candidates import Candidate, CandidateResult, PartialTable, Shard, merge_parts
 from tinycomp.plan.choose import (
@@ -324,12 +324,9 @@ class Sizes:
         self._sliced: dict[tuple[frozenset[str], int], int] = {}
 
     def _measure(self, files: list[bytes], what: str) -> list[int]:
-        from tinycomp.tflm import arena_of, default_jobs, run_parallel
+        from tinycomp.tflm import arenas, default_jobs
 
-        measured = run_parallel(arena_of, [(f,) for f in files], default_jobs(), source=what, pool=self.backend.pool)
-        if None in measured:
-            raise InterpreterError("TFLM did not report its arena size", what, "plan without a RAM budget")
-        return measured
+        return arenas(files, default_jobs(), what, "plan without a RAM budget", pool=self.backend.pool)
 
     def arenas_of(self, sets: list[frozenset[str]]) -> list[int]:
         missing = [s for s in dict.fromkeys(sets) if s not in self._arenas]

@@ -22,7 +22,6 @@ resumed runs and merged parts give the table one sequential run gives.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -318,6 +317,3 @@ class JointSteps:
         plan.checked_bound = None if measured.checked is None else measured.checked.to_json()
         return measured.drop
 
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -228,11 +228,7 @@ def with_merged_decodes(result: CompressResult, workers: int = 2) -> CompressRes
     """`result` with its HUFFMAN and PRUNE DECODE operators merged where the TFLM arena, measured in
     worker processes, gets smaller (tinycomp.tflite.decode_merge); `decode_merge` says what changed."""
     def arenas(files: list[bytes]) -> list[int]:
-        measured = tflm.run_parallel(tflm.arena_of, [(f,) for f in files], workers=max(1, workers),
-                                     source="the compressed model")
-        if any(a is None for a in measured):
-            raise InterpreterError("TFLM did not report its arena size", "the compressed model")
-        return [int(a) for a in measured]
+        return tflm.arenas(files, workers, "the compressed model")
 
     if decode_count(result.data) < 2:  # nothing to merge (LUT files are left as tflite-micro writes them)
         return result

@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinycomp import tflm
-from tinycomp.errors import InterpreterError
 from tinycomp.specs import CompressionSpec, TensorCompression
 from tinycomp.tflite.compress import compress_choosing_slices, compress_model
 from tinycomp.tflite.encoders import check_decodable, huffman_of, prune_of
@@ -164,7 +163,4 @@ def _written(data: bytes, strip: bool) -> bytes:
 
 
 def _arena(data: bytes) -> int:
-    arena = tflm.run_isolated(tflm.arena_of, data, source="the compressed model")
-    if arena is None:
-        raise InterpreterError("TFLM did not report its arena size", "the compressed model")
-    return int(arena)
+    return tflm.arenas([data], 1, "the compressed model")[0]
